@@ -1,0 +1,73 @@
+"""fastapi-authkit: cookie-based JWT authentication with server-side refresh.
+
+React Auth Kit's model (access token, refresh token, ``refreshApiCallback``, "who is signed
+in" hooks) moved to the server: an ASGI middleware verifies the HttpOnly cookies, refreshes
+before the route runs, rewrites the cookies, and FastAPI dependencies expose the state.
+"""
+
+from .callback import RefreshParam, RefreshResult
+from .config import AuthStore, RefreshConfig, create_refresh, create_store
+from .dependencies import (
+    AuthHeader,
+    AuthKitCookie,
+    AuthStateDep,
+    CurrentUser,
+    IsAuthenticated,
+    OptionalUser,
+    auth_header,
+    auth_state,
+    auth_user,
+    current_user,
+    is_authenticated,
+    require_auth,
+)
+from .errors import (
+    AuthKitError,
+    ConfigurationError,
+    CookieError,
+    CookieTooLargeError,
+    InvalidRefreshResultError,
+    RefreshError,
+    RefreshTimeoutError,
+    TokenError,
+    TokenExpiredError,
+    UserStateError,
+)
+from .middleware import AuthKitMiddleware
+from .state import AuthState, get_auth_state, sign_in, sign_out
+
+__all__ = [
+    "AuthHeader",
+    "AuthKitCookie",
+    "AuthKitError",
+    "AuthKitMiddleware",
+    "AuthState",
+    "AuthStateDep",
+    "AuthStore",
+    "ConfigurationError",
+    "CookieError",
+    "CookieTooLargeError",
+    "CurrentUser",
+    "InvalidRefreshResultError",
+    "IsAuthenticated",
+    "OptionalUser",
+    "RefreshConfig",
+    "RefreshError",
+    "RefreshParam",
+    "RefreshResult",
+    "RefreshTimeoutError",
+    "TokenError",
+    "TokenExpiredError",
+    "UserStateError",
+    "auth_header",
+    "auth_state",
+    "auth_user",
+    "create_refresh",
+    "create_store",
+    "current_user",
+    "get_auth_state",
+    "is_authenticated",
+    "require_auth",
+    "sign_in",
+    "sign_out",
+]

@@ -1,0 +1,254 @@
+"""``create_store`` and ``create_refresh``: validated, immutable configuration.
+
+Everything that can be checked is checked here, once, so that a misconfiguration is a
+:class:`ConfigurationError` at start-up rather than a 500 at the first request; everything
+that can be precomputed (cookie names and attributes, prepared keys, signers) is.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from .callback import RefreshCallback
+from .cookies import CookieNames, CookiePolicy, SameSite
+from .csrf import CsrfSigner
+from .errors import ConfigurationError
+from .tokens import TokenVerifier
+from .userstate import StateCodec
+
+__all__ = ["AuthStore", "AuthType", "RefreshConfig", "create_refresh", "create_store"]
+
+AuthType = Literal["cookie", "header"]
+UserLoader = Callable[[dict[str, Any], Any], Any]
+
+_MIN_SECRET_BYTES: Final = 32
+_DAY: Final = 24 * 3600
+
+
+def _non_negative(name: str, value: object, *, positive: bool = False) -> float:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+        or (positive and value == 0)
+    ):
+        kind = "positive" if positive else "non-negative"
+        raise ConfigurationError(f"{name} must be a {kind} number of seconds, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshConfig:
+    """How and when the middleware refreshes access tokens. Build with :func:`create_refresh`."""
+
+    interval: float
+    refresh_api_callback: RefreshCallback = field(repr=False)
+    timeout: float
+    grace_period: float
+
+
+def create_refresh(
+    *,
+    interval: float,
+    refresh_api_callback: RefreshCallback,
+    timeout: float = 10.0,
+    grace_period: float = 10.0,
+) -> RefreshConfig:
+    """Configure server-side refresh.
+
+    ``interval``: seconds before the access token's ``exp`` at which it is refreshed (an
+    expired token is refreshed too while a refresh cookie is present).
+    ``refresh_api_callback``: ``async (RefreshParam) -> RefreshResult``; sync callables run
+    in a worker thread. ``timeout``: seconds the callback may take before the refresh counts
+    as a transient failure. ``grace_period``: seconds during which a request still carrying
+    the refresh token that was just used (a browser's requests already in flight) receives
+    the same new cookies instead of calling the callback again.
+    """
+    if not callable(refresh_api_callback):
+        raise ConfigurationError("refresh_api_callback must be callable")
+    return RefreshConfig(
+        interval=_non_negative("interval", interval),
+        refresh_api_callback=refresh_api_callback,
+        timeout=_non_negative("timeout", timeout, positive=True),
+        grace_period=_non_negative("grace_period", grace_period),
+    )
+
+
+def _secret_keys(secret_key: object) -> tuple[bytes, ...]:
+    raw_keys = [secret_key] if isinstance(secret_key, str | bytes) else secret_key
+    if not isinstance(raw_keys, Sequence) or not raw_keys:
+        raise ConfigurationError("secret_key must be str, bytes, or a non-empty list of them")
+    keys = []
+    for key in raw_keys:
+        if not isinstance(key, str | bytes):
+            raise ConfigurationError("secret_key must be str, bytes, or a list of them")
+        raw = key.encode() if isinstance(key, str) else key
+        if len(raw) < _MIN_SECRET_BYTES:
+            raise ConfigurationError(
+                f"secret_key must be at least {_MIN_SECRET_BYTES} bytes "
+                "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        keys.append(raw)
+    return tuple(keys)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthStore:
+    """The kit's immutable configuration, handed to :class:`AuthKitMiddleware`.
+
+    Build it with :func:`create_store`; the fields after ``clock`` are precomputed from the
+    others and hold no secrets in their ``repr``.
+    """
+
+    auth_name: str
+    auth_type: AuthType
+    cookie_domain: str | None
+    cookie_secure: bool
+    cookie_samesite: SameSite
+    cookie_path: str
+    refresh: RefreshConfig | None
+    user_loader: UserLoader | None = field(repr=False)
+    csrf_exempt_paths: frozenset[str]
+    csrf_header_name: str
+    state_max_age: int
+    refresh_max_age: int
+    retry_after: int
+    debug: bool
+    clock: Callable[[], float] = field(repr=False)
+    names: CookieNames = field(repr=False)
+    policy: CookiePolicy = field(repr=False)
+    verifier: TokenVerifier = field(repr=False)
+    state_codec: StateCodec = field(repr=False)
+    csrf: CsrfSigner = field(repr=False)
+    csrf_header: bytes = field(repr=False)
+
+
+def create_store(
+    *,
+    secret_key: str | bytes | Sequence[str | bytes],
+    token_key: object | Mapping[str, object],
+    algorithms: Sequence[str] = ("HS256",),
+    audience: str | Sequence[str] | None = None,
+    issuer: str | None = None,
+    leeway: float = 0,
+    auth_name: str = "_auth",
+    auth_type: AuthType = "cookie",
+    cookie_domain: str | None = None,
+    cookie_secure: bool = True,
+    cookie_samesite: SameSite = "lax",
+    cookie_path: str = "/",
+    refresh: RefreshConfig | None = None,
+    user_loader: UserLoader | None = None,
+    csrf_exempt_paths: Collection[str] = (),
+    csrf_header_name: str = "X-CSRF-Token",
+    state_max_age: int = 30 * _DAY,
+    refresh_max_age: int = 14 * _DAY,
+    retry_after: int = 5,
+    debug: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> AuthStore:
+    """Validate the configuration and return the immutable :class:`AuthStore`.
+
+    ``secret_key`` signs the user-state and CSRF cookies (a list rotates keys: the last one
+    signs, all verify). ``token_key`` verifies access tokens: one key (HMAC secret, or a
+    public key for RS/ES/PS/EdDSA), or a mapping of key id to key for rotation, selected by
+    the token's ``kid``. ``algorithms`` is the allowlist; the token's own ``alg`` is never
+    trusted beyond it. ``audience``/``issuer`` are required and compared exactly when set;
+    ``leeway`` (seconds) absorbs clock skew on ``exp``/``nbf``/``iat``.
+
+    Cookie flags come from ``cookie_*``. A name starting ``__Host-`` requires
+    ``cookie_secure=True``, ``cookie_path="/"`` and no domain; ``__Secure-`` requires
+    ``cookie_secure=True``; ``cookie_samesite="none"`` requires ``cookie_secure=True``.
+
+    ``auth_type="header"`` reads ``Authorization: Bearer`` instead of cookies (API clients:
+    no cookies, no CSRF, no refresh). ``user_loader(claims, user_state)`` (sync or async)
+    turns a verified identity into the object ``current_user`` returns.
+    ``csrf_exempt_paths`` are exact paths (a login form posted without JavaScript).
+    ``state_max_age`` bounds the state cookie's age; ``refresh_max_age`` is the refresh
+    cookie's Max-Age when neither the callback nor the token itself says. ``retry_after`` is
+    sent with 503 answers while the refresh callback is failing. ``debug`` logs every
+    decision on the ``fastapi_authkit`` logger (DEBUG level). ``clock`` returns the current
+    Unix time and exists for tests.
+    """
+    keys = _secret_keys(secret_key)
+    if auth_type not in ("cookie", "header"):
+        raise ConfigurationError("auth_type must be 'cookie' or 'header'")
+    if cookie_samesite not in ("lax", "strict", "none"):
+        raise ConfigurationError("cookie_samesite must be 'lax', 'strict' or 'none'")
+    if not isinstance(cookie_secure, bool):
+        raise ConfigurationError("cookie_secure must be a bool")
+    if not isinstance(cookie_path, str) or not cookie_path.startswith("/") or ";" in cookie_path:
+        raise ConfigurationError("cookie_path must be an absolute path without ';'")
+    if cookie_domain is not None and (
+        not isinstance(cookie_domain, str) or not cookie_domain or ";" in cookie_domain
+    ):
+        raise ConfigurationError("cookie_domain must be a non-empty host name or None")
+    if cookie_samesite == "none" and not cookie_secure:
+        raise ConfigurationError("cookie_samesite='none' requires cookie_secure=True")
+    names = CookieNames.from_prefix(auth_name)
+    if auth_name.startswith("__Host-") and (
+        not cookie_secure or cookie_domain is not None or cookie_path != "/"
+    ):
+        raise ConfigurationError(
+            "a '__Host-' cookie name requires cookie_secure=True, cookie_path='/' "
+            "and no cookie_domain (RFC 6265bis §4.1.3.2)"
+        )
+    if auth_name.startswith("__Secure-") and not cookie_secure:
+        raise ConfigurationError("a '__Secure-' cookie name requires cookie_secure=True")
+    if refresh is not None and not isinstance(refresh, RefreshConfig):
+        raise ConfigurationError("refresh must come from create_refresh(...)")
+    if auth_type == "header" and refresh is not None:
+        raise ConfigurationError(
+            "auth_type='header' has no refresh cookie, so refresh=... cannot apply; "
+            "API clients refresh with their own token endpoint"
+        )
+    if user_loader is not None and not callable(user_loader):
+        raise ConfigurationError("user_loader must be callable")
+    if isinstance(csrf_exempt_paths, str) or not all(
+        isinstance(p, str) and p.startswith("/") for p in csrf_exempt_paths
+    ):
+        raise ConfigurationError("csrf_exempt_paths must be a collection of absolute paths")
+    if not isinstance(csrf_header_name, str) or not csrf_header_name.strip():
+        raise ConfigurationError("csrf_header_name must be a header name")
+    for label, value in (
+        ("state_max_age", state_max_age),
+        ("refresh_max_age", refresh_max_age),
+        ("retry_after", retry_after),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigurationError(f"{label} must be a positive integer of seconds")
+    if not callable(clock):
+        raise ConfigurationError("clock must be callable")
+    verifier = TokenVerifier(
+        key=token_key, algorithms=algorithms, audience=audience, issuer=issuer, leeway=leeway
+    )
+    return AuthStore(
+        auth_name=auth_name,
+        auth_type=auth_type,
+        cookie_domain=cookie_domain,
+        cookie_secure=cookie_secure,
+        cookie_samesite=cookie_samesite,
+        cookie_path=cookie_path,
+        refresh=refresh,
+        user_loader=user_loader,
+        csrf_exempt_paths=frozenset(csrf_exempt_paths),
+        csrf_header_name=csrf_header_name,
+        state_max_age=state_max_age,
+        refresh_max_age=refresh_max_age,
+        retry_after=retry_after,
+        debug=bool(debug),
+        clock=clock,
+        names=names,
+        policy=CookiePolicy(
+            domain=cookie_domain, secure=cookie_secure, samesite=cookie_samesite, path=cookie_path
+        ),
+        verifier=verifier,
+        state_codec=StateCodec(keys, max_age=state_max_age, clock=clock),
+        csrf=CsrfSigner(keys),
+        csrf_header=csrf_header_name.strip().lower().encode("latin-1"),
+    )

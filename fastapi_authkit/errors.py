@@ -1,0 +1,94 @@
+"""The exception tree of fastapi-authkit.
+
+Everything the kit raises derives from :class:`AuthKitError`::
+
+    AuthKitError
+     ├── ConfigurationError      bad arguments to create_store / create_refresh,
+     │                           or the middleware missing where it is needed
+     ├── TokenError              an access token that does not verify
+     │    └── TokenExpiredError  ... because it is past exp (carries the claims)
+     ├── CookieError             a cookie that cannot be issued
+     │    └── CookieTooLargeError
+     ├── UserStateError          user state that cannot be serialized into its cookie
+     └── RefreshError            the refresh callback could not give an answer
+          ├── RefreshTimeoutError
+          └── InvalidRefreshResultError
+
+Foreign errors (PyJWT, itsdangerous, json) are translated at the boundary with
+``raise ... from exc``; mapping to HTTP status codes happens only in the FastAPI layer
+and the middleware's CSRF refusal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AuthKitError",
+    "ConfigurationError",
+    "CookieError",
+    "CookieTooLargeError",
+    "InvalidRefreshResultError",
+    "RefreshError",
+    "RefreshTimeoutError",
+    "TokenError",
+    "TokenExpiredError",
+    "UserStateError",
+]
+
+
+class AuthKitError(Exception):
+    """Root of every error raised by fastapi-authkit."""
+
+
+class ConfigurationError(AuthKitError, ValueError):
+    """The kit was configured wrongly; raised at ``create_store`` time, not per request."""
+
+
+class TokenError(AuthKitError):
+    """An access token failed verification (signature, algorithm, claims or shape)."""
+
+
+class TokenExpiredError(TokenError):
+    """The signature verified but the token is past ``exp`` (beyond the leeway).
+
+    The verified claims are kept so the middleware can still hand the (expired but
+    authentic) identity to the refresh decision.
+    """
+
+    def __init__(self, message: str, claims: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.claims = claims
+
+
+class CookieError(AuthKitError):
+    """A cookie value cannot be issued (characters outside RFC 6265 cookie-octets)."""
+
+
+class CookieTooLargeError(CookieError):
+    """A cookie would exceed the 4096-byte limit browsers enforce (RFC 6265bis)."""
+
+    def __init__(self, name: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"cookie {name!r} would be {size} bytes, over the {limit}-byte limit; "
+            "browsers drop such cookies silently, so it is refused here"
+        )
+        self.name = name
+        self.size = size
+        self.limit = limit
+
+
+class UserStateError(AuthKitError):
+    """The user state given to ``sign_in`` (or by a refresh) is not JSON-serializable."""
+
+
+class RefreshError(AuthKitError):
+    """The refresh callback raised, so no definitive answer about the session exists."""
+
+
+class RefreshTimeoutError(RefreshError):
+    """The refresh callback did not answer within ``create_refresh(timeout=...)``."""
+
+
+class InvalidRefreshResultError(RefreshError):
+    """The refresh callback answered with something unusable (wrong type, bad token)."""

@@ -1,0 +1,204 @@
+"""AuthKitMiddleware: the ASGI glue between the cookies and the per-request auth state.
+
+Pure ASGI (never BaseHTTPMiddleware): the body is never read or buffered, streaming
+responses, background tasks and contextvars pass through, lifespan is forwarded untouched.
+The instance holds the immutable store plus the single-flight registry; everything else
+lives in ``__call__``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .callback import RefreshParam
+from .config import AuthStore
+from .cookies import read_cookies
+from .errors import ConfigurationError, TokenError, TokenExpiredError
+from .refresh import Ended, Refreshed, SingleFlight, needs_refresh, run_callback
+from .session import clear_session
+from .state import SCOPE_KEY, AuthState
+from .tokens import MAX_TOKEN_BYTES
+from .userstate import SessionData
+
+__all__ = ["AuthKitMiddleware"]
+
+logger = logging.getLogger("fastapi_authkit")
+
+# Everything else can change state: POST, PUT, PATCH, DELETE and any extension method.
+_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+_RESPONSE_STARTS: Final = frozenset(
+    {"http.response.start", "websocket.accept", "websocket.http.response.start"}
+)
+_CSRF_BODY: Final = b'{"detail":"CSRF token missing or invalid"}'
+_CSRF_START: Final[Message] = {
+    "type": "http.response.start",
+    "status": 403,
+    "headers": [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(_CSRF_BODY)).encode()),
+        (b"cache-control", b"no-store"),
+    ],
+}
+
+
+class AuthKitMiddleware:
+    """Reads the auth cookies (or bearer header), refreshes before the route runs, and
+    emits the queued cookie writes at response start.
+
+    ``app.add_middleware(AuthKitMiddleware, store=create_store(...))``
+    """
+
+    def __init__(self, app: ASGIApp, *, store: AuthStore) -> None:
+        if not isinstance(store, AuthStore):
+            raise ConfigurationError("AuthKitMiddleware needs store=create_store(...)")
+        self.app = app
+        self.store = store
+        self._flights = SingleFlight(store.clock)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if self.store.auth_type == "header":
+            scope[SCOPE_KEY] = self._from_bearer(scope)
+            await self.app(scope, receive, send)
+            return
+        state = await self._from_cookies(scope)
+        if state is None:
+            await send(_CSRF_START)
+            await send({"type": "http.response.body", "body": _CSRF_BODY})
+            return
+        scope[SCOPE_KEY] = state
+
+        async def send_with_cookies(message: Message) -> None:
+            if message["type"] in _RESPONSE_STARTS:
+                cookies = state.pending_cookies()
+                if cookies:
+                    headers = [
+                        (k, v)
+                        for k, v in message.get("headers", ())
+                        if k.lower() != b"cache-control"
+                    ]
+                    headers.extend((b"set-cookie", cookie) for cookie in cookies)
+                    # Responses that set credentials must never be stored by a cache.
+                    headers.append((b"cache-control", b"no-store"))
+                    message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookies)
+
+    def _debug(self, message: str, *args: object) -> None:
+        if self.store.debug:
+            logger.debug(message, *args)
+
+    def _from_bearer(self, scope: Scope) -> AuthState:
+        store = self.store
+        state = AuthState(store)
+        values = [v for k, v in scope["headers"] if k == b"authorization"]
+        if len(values) != 1:
+            self._debug("bearer: %d Authorization headers, unauthenticated", len(values))
+            return state
+        scheme, _, token = values[0].partition(b" ")
+        token = token.strip(b" ")
+        if scheme.lower() != b"bearer" or not token or len(token) > MAX_TOKEN_BYTES:
+            self._debug("bearer: malformed Authorization header, unauthenticated")
+            return state
+        try:
+            text = token.decode("ascii")
+            claims = store.verifier.verify(text, store.clock())
+        except (TokenError, UnicodeDecodeError) as exc:
+            self._debug("bearer: token rejected: %s", exc)
+            return state
+        state.set_identity(text, "Bearer", claims, None)
+        return state
+
+    def _csrf_ok(self, scope: Scope, session: SessionData | None) -> bool:
+        store = self.store
+        values = [v for k, v in scope["headers"] if k == store.csrf_header]
+        if session is None or len(values) != 1:
+            return False
+        return store.csrf.verify(session.sid, values[0].decode("latin-1"))
+
+    async def _from_cookies(self, scope: Scope) -> AuthState | None:
+        """The request's auth state, after any refresh; None means "refuse with 403"."""
+        store, names = self.store, self.store.names
+        cookies = read_cookies(scope["headers"], names.wanted)
+        access = cookies.get(names.access)
+        refresh_token = cookies.get(names.refresh)
+        raw_state = cookies.get(names.state)
+        session = store.state_codec.loads(raw_state) if raw_state is not None else None
+        if raw_state is not None and session is None:
+            self._debug("state cookie rejected (tampered, foreign or too old)")
+
+        if (
+            scope["type"] == "http"
+            and (access is not None or refresh_token is not None)
+            and scope["method"] not in _SAFE_METHODS
+            and scope["path"] not in store.csrf_exempt_paths
+            and not self._csrf_ok(scope, session)
+        ):
+            # Before any refresh: a forged request must not even rotate tokens.
+            logger.info("CSRF check failed: %s %s refused with 403", scope["method"], scope["path"])
+            return None
+
+        state = AuthState(store)
+        if session is not None:
+            state.sid, state.user_state = session
+            state.csrf_token = store.csrf.token_for(session.sid)
+        state.refresh_token = refresh_token
+        now = store.clock()
+        expired = False
+        if access is not None:
+            try:
+                claims = store.verifier.verify(access, now)
+            except TokenExpiredError:
+                expired = True
+                self._debug("access token expired")
+            except TokenError as exc:
+                # A forged or foreign token is not an expired session: no refresh for it.
+                self._debug("access token rejected: %s", exc)
+                return state
+            else:
+                state.set_identity(
+                    access, cookies.get(names.type, "Bearer"), claims, state.user_state
+                )
+
+        refresh = store.refresh
+        if refresh is None or refresh_token is None:
+            return state
+        if state.claims is not None and not needs_refresh(
+            state.claims["exp"], now, refresh.interval
+        ):
+            return state
+        self._debug(
+            "refreshing (access token %s)",
+            "expired" if expired or access is None else "near expiry",
+        )
+        param = RefreshParam(
+            auth_token=access, refresh_token=refresh_token, auth_user_state=state.user_state
+        )
+        outcome = await self._flights.run(
+            refresh_token,
+            refresh.grace_period,
+            lambda: run_callback(store, refresh, param, state.sid),
+        )
+        if isinstance(outcome, Refreshed):
+            self._debug("refresh succeeded; new cookies queued")
+            state.set_identity(
+                outcome.token, outcome.token_type, outcome.claims, outcome.user_state
+            )
+            state.sid, state.csrf_token = outcome.sid, outcome.csrf_token
+            state.refresh_token = outcome.refresh_token
+            state.queue_refresh_cookies(outcome.set_cookies)
+        elif isinstance(outcome, Ended):
+            self._debug("refresh answered is_success=False; clearing every auth cookie")
+            state.clear_identity()
+            state.queue_refresh_cookies(clear_session(store))
+        else:
+            # Keep everything; a still-valid token keeps working, otherwise protected routes
+            # answer 503 with Retry-After.
+            state.refresh_unavailable = True
+        return state

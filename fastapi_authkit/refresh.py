@@ -1,0 +1,224 @@
+"""Deciding to refresh, calling the app's callback, and sharing one call between requests.
+
+The callback's answer becomes one of three outcomes:
+
+* :class:`Refreshed` — a new, verified token and the exact cookies that carry it;
+* :class:`Ended` — ``is_success=False``: the session is over;
+* :class:`Unavailable` — no definitive answer (raised, timed out, unusable result): nothing
+  may be cleared, the next request tries again.
+
+:class:`SingleFlight` makes concurrent requests carrying the same refresh token share one
+callback call, and keeps a success for ``grace_period`` seconds so requests that were
+already in flight with the old cookies get the same new cookies instead of a second call
+(which a rotating auth server would take for token reuse).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeAlias
+
+import anyio
+import anyio.to_thread
+
+from .callback import RefreshParam, RefreshResult
+from .config import AuthStore, RefreshConfig
+from .errors import (
+    AuthKitError,
+    InvalidRefreshResultError,
+    RefreshError,
+    RefreshTimeoutError,
+)
+from .session import issue_session, new_sid
+
+__all__ = ["Ended", "Outcome", "Refreshed", "SingleFlight", "Unavailable", "run_callback"]
+
+logger = logging.getLogger("fastapi_authkit")
+
+# Bounds the memory of recent results; entries also expire after the grace period.
+_MAX_RECENT: Final = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    token: str
+    token_type: str
+    claims: dict[str, Any]
+    user_state: Any
+    sid: str
+    refresh_token: str
+    csrf_token: str
+    set_cookies: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    error: RefreshError
+
+
+Outcome: TypeAlias = Refreshed | Ended | Unavailable
+
+
+def needs_refresh(exp: float, now: float, interval: float) -> bool:
+    return exp - now <= interval
+
+
+async def _invoke(refresh: RefreshConfig, param: RefreshParam) -> object:
+    callback = refresh.refresh_api_callback
+    with anyio.fail_after(refresh.timeout):
+        if inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
+            getattr(callback, "__call__", None)  # noqa: B004 - async callable objects
+        ):
+            result: object = await callback(param)  # type: ignore[misc]
+        else:
+            # A sync callback may block (requests, a DB driver); keep it off the event loop.
+            # If it hangs, the request stops waiting; the thread is abandoned.
+            result = await anyio.to_thread.run_sync(callback, param, abandon_on_cancel=True)
+            if inspect.isawaitable(result):
+                result = await result
+    return result
+
+
+def _accept(
+    store: AuthStore, result: object, param: RefreshParam, sid: str | None
+) -> Refreshed | Ended:
+    """Turn the callback's answer into an outcome, or raise InvalidRefreshResultError."""
+    if not isinstance(result, RefreshResult):
+        raise InvalidRefreshResultError(
+            f"refresh_api_callback must return RefreshResult, got {type(result).__name__}"
+        )
+    if not result.is_success:
+        return Ended()
+    token = result.new_auth_token
+    if not isinstance(token, str) or not token:
+        raise InvalidRefreshResultError("is_success=True but new_auth_token is missing")
+    now = store.clock()
+    try:
+        claims = store.verifier.verify(token, now)
+    except AuthKitError as exc:
+        raise InvalidRefreshResultError(
+            f"the callback's new access token does not verify: {exc}"
+        ) from exc
+    user_state = (
+        result.new_auth_user_state
+        if result.new_auth_user_state is not None
+        else param.auth_user_state
+    )
+    sid = sid or new_sid()
+    refresh_token = result.new_refresh_token or param.refresh_token
+    try:
+        issued = issue_session(
+            store,
+            token=token,
+            token_type=result.new_auth_token_type,
+            claims=claims,
+            sid=sid,
+            user_state=user_state,
+            refresh_token=result.new_refresh_token,
+            refresh_expires_in=result.new_refresh_token_expires_in,
+            access_expires_in=result.new_auth_token_expire_in,
+            has_refresh=True,
+            now=now,
+        )
+    except AuthKitError as exc:
+        raise InvalidRefreshResultError(f"the callback's result cannot be stored: {exc}") from exc
+    return Refreshed(
+        token=token,
+        token_type=result.new_auth_token_type,
+        claims=claims,
+        user_state=user_state,
+        sid=sid,
+        refresh_token=refresh_token,
+        csrf_token=issued.csrf_token,
+        set_cookies=issued.set_cookies,
+    )
+
+
+async def run_callback(
+    store: AuthStore, refresh: RefreshConfig, param: RefreshParam, sid: str | None
+) -> Outcome:
+    """Call the refresh callback once and classify its answer. Never raises an Exception."""
+    try:
+        result = await _invoke(refresh, param)
+    except TimeoutError:
+        error: RefreshError = RefreshTimeoutError(
+            f"refresh_api_callback did not answer within {refresh.timeout}s"
+        )
+        logger.warning("refresh failed transiently; session kept: %s", error)
+        return Unavailable(error)
+    except Exception as exc:
+        error = RefreshError(f"refresh_api_callback raised {type(exc).__name__}: {exc}")
+        logger.warning("refresh failed transiently; session kept: %s", error, exc_info=exc)
+        return Unavailable(error)
+    try:
+        return _accept(store, result, param, sid)
+    except InvalidRefreshResultError as exc:
+        logger.error("refresh result rejected, nothing stored: %s", exc)
+        return Unavailable(exc)
+
+
+class _Flight:
+    __slots__ = ("done", "outcome")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.outcome: Outcome = Unavailable(RefreshError("refresh was interrupted"))
+
+
+class SingleFlight:
+    """One callback call per refresh token at a time, shared by every waiting request.
+
+    Keys are SHA-256 digests, so refresh tokens are not kept as dict keys. This is the one
+    piece of mutable state in the middleware, and it is per process.
+    """
+
+    __slots__ = ("_clock", "_inflight", "_recent")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._inflight: dict[bytes, _Flight] = {}
+        self._recent: dict[bytes, tuple[float, Refreshed]] = {}
+
+    async def run(
+        self, refresh_token: str, grace: float, call: Callable[[], Awaitable[Outcome]]
+    ) -> Outcome:
+        key = hashlib.sha256(refresh_token.encode()).digest()
+        recent = self._recent.get(key)
+        if recent is not None:
+            if recent[0] > self._clock():
+                return recent[1]
+            del self._recent[key]
+        flight = self._inflight.get(key)
+        if flight is not None:
+            await flight.done.wait()
+            return flight.outcome
+        flight = self._inflight[key] = _Flight()
+        try:
+            # Shielded: a client that disconnects must not throw away an answer the auth
+            # server already gave (a rotated refresh token would be lost with it).
+            with anyio.CancelScope(shield=True):
+                flight.outcome = await call()
+        finally:
+            del self._inflight[key]
+            flight.done.set()
+        if isinstance(flight.outcome, Refreshed) and grace > 0:
+            self._remember(key, grace, flight.outcome)
+        return flight.outcome
+
+    def _remember(self, key: bytes, grace: float, outcome: Refreshed) -> None:
+        now = self._clock()
+        if len(self._recent) >= _MAX_RECENT:
+            for old in [k for k, (until, _) in self._recent.items() if until <= now]:
+                del self._recent[old]
+            while len(self._recent) >= _MAX_RECENT:
+                del self._recent[next(iter(self._recent))]
+        self._recent[key] = (now + grace, outcome)

@@ -1,0 +1,180 @@
+"""The per-request auth state in ``scope``, and ``sign_in`` / ``sign_out``.
+
+The middleware publishes one :class:`AuthState` under ``scope["fastapi_authkit"]``; routes
+read it through the dependencies and change the session with :func:`sign_in` /
+:func:`sign_out`, which only queue cookie writes. The middleware emits them on whatever
+response the route returns, so they work with dicts, redirects and streaming responses.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any, Final
+
+from starlette.requests import HTTPConnection
+
+from .config import AuthStore
+from .errors import ConfigurationError, TokenError
+from .session import clear_session, issue_session, new_sid
+
+__all__ = ["SCOPE_KEY", "AuthState", "get_auth_state", "sign_in", "sign_out"]
+
+SCOPE_KEY: Final = "fastapi_authkit"
+
+
+class AuthState:
+    """Who is signed in for this request, and the cookie writes queued for its response.
+
+    ``token``/``token_type``/``claims`` describe a verified access token (all None when
+    unauthenticated); ``user_state`` is the verified user state; ``refresh_unavailable`` is
+    True when a needed refresh failed transiently (protected routes answer 503, not 401).
+    """
+
+    __slots__ = (
+        "_auto_cookies",
+        "_route_cookies",
+        "_user",
+        "_user_loaded",
+        "claims",
+        "csrf_token",
+        "refresh_token",
+        "refresh_unavailable",
+        "sid",
+        "store",
+        "token",
+        "token_type",
+        "user_state",
+    )
+
+    def __init__(self, store: AuthStore) -> None:
+        self.store = store
+        self.token: str | None = None
+        self.token_type: str | None = None
+        self.claims: dict[str, Any] | None = None
+        self.user_state: Any = None
+        self.sid: str | None = None
+        self.refresh_token: str | None = None
+        self.csrf_token: str | None = None
+        self.refresh_unavailable = False
+        self._auto_cookies: tuple[bytes, ...] = ()
+        self._route_cookies: tuple[bytes, ...] | None = None
+        self._user: Any = None
+        self._user_loaded = False
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.claims is not None
+
+    @property
+    def header(self) -> str | None:
+        """``"Bearer <token>"`` for calling downstream APIs, or None."""
+        if self.token is None:
+            return None
+        return f"{self.token_type or 'Bearer'} {self.token}"
+
+    def set_identity(
+        self, token: str, token_type: str, claims: dict[str, Any], user_state: Any
+    ) -> None:
+        self.token, self.token_type, self.claims = token, token_type, claims
+        self.user_state = user_state
+        self._user_loaded = False
+
+    def clear_identity(self) -> None:
+        self.token = self.token_type = self.claims = None
+        self.user_state = self.sid = self.refresh_token = self.csrf_token = None
+        self._user_loaded = False
+
+    def queue_refresh_cookies(self, cookies: tuple[bytes, ...]) -> None:
+        self._auto_cookies = cookies
+
+    def pending_cookies(self) -> tuple[bytes, ...]:
+        """The Set-Cookie values to emit: what the route did wins over an automatic refresh."""
+        return self._auto_cookies if self._route_cookies is None else self._route_cookies
+
+    async def load_user(self) -> Any:
+        """The signed-in user: ``user_loader(claims, user_state)`` when configured, else the
+        user state, else the token's claims. Loaded once per request."""
+        if not self._user_loaded:
+            loader = self.store.user_loader
+            if loader is None:
+                user = self.user_state if self.user_state is not None else self.claims
+            else:
+                user = loader(self.claims or {}, self.user_state)
+                if inspect.isawaitable(user):
+                    user = await user
+            self._user, self._user_loaded = user, True
+        return self._user
+
+
+def get_auth_state(conn: HTTPConnection) -> AuthState:
+    """The :class:`AuthState` the middleware published for this connection."""
+    state = conn.scope.get(SCOPE_KEY)
+    if not isinstance(state, AuthState):
+        raise ConfigurationError(
+            "no auth state on this request: add AuthKitMiddleware to the app "
+            "(app.add_middleware(AuthKitMiddleware, store=store))"
+        )
+    return state
+
+
+def sign_in(
+    conn: HTTPConnection,
+    *,
+    auth: Mapping[str, str],
+    refresh: str | None = None,
+    user_state: Any = None,
+    refresh_expires_in: int | None = None,
+) -> None:
+    """Start a session: queue the auth cookies for this request's response.
+
+    ``auth`` is ``{"token": <access JWT>, "type": "Bearer"}`` as in React Auth Kit. The token
+    is verified with the store's keys first; :class:`TokenError` is raised when it does not
+    verify, and nothing is queued. ``refresh`` is the refresh token (its cookie lives
+    ``refresh_expires_in`` seconds, else until the token's own ``exp`` if it is a JWT, else
+    ``refresh_max_age``). The route's state reflects the new session at once.
+    """
+    state = get_auth_state(conn)
+    store = state.store
+    if store.auth_type != "cookie":
+        raise ConfigurationError("sign_in sets cookies; it needs auth_type='cookie'")
+    token = auth.get("token")
+    token_type = auth.get("type", "Bearer")
+    if not isinstance(token, str) or not isinstance(token_type, str):
+        raise TokenError("sign_in: auth must be {'token': <str>, 'type': <str>}")
+    now = store.clock()
+    try:
+        claims = store.verifier.verify(token, now)
+    except TokenError as exc:
+        raise TokenError(f"sign_in: the access token does not verify: {exc}") from exc
+    sid = new_sid()
+    issued = issue_session(
+        store,
+        token=token,
+        token_type=token_type,
+        claims=claims,
+        sid=sid,
+        user_state=user_state,
+        refresh_token=refresh,
+        refresh_expires_in=refresh_expires_in,
+        access_expires_in=None,
+        has_refresh=refresh is not None,
+        now=now,
+    )
+    state._route_cookies = issued.set_cookies
+    state.set_identity(token, token_type, claims, user_state)
+    state.sid, state.refresh_token, state.csrf_token = sid, refresh, issued.csrf_token
+    state.refresh_unavailable = False
+
+
+def sign_out(conn: HTTPConnection) -> None:
+    """End the session: queue deletion of every auth cookie; the request is now anonymous.
+
+    Overrides a refresh the middleware performed for this same request.
+    """
+    state = get_auth_state(conn)
+    if state.store.auth_type != "cookie":
+        raise ConfigurationError("sign_out clears cookies; it needs auth_type='cookie'")
+    state._route_cookies = clear_session(state.store)
+    state.clear_identity()
+    state.refresh_unavailable = False

@@ -1,0 +1,66 @@
+"""The signed user-state cookie: session id plus the app's user state; pure.
+
+Signed with itsdangerous (tamper-proof, not secret: the payload is readable base64, which is
+why the cookie is HttpOnly). A salt keeps signatures from other purposes (CSRF, the app's
+own itsdangerous use) from being replayed here, and ``max_age`` is always passed because
+itsdangerous accepts any age otherwise. The clock is injected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+
+from .errors import UserStateError
+
+__all__ = ["SessionData", "StateCodec"]
+
+
+class SessionData(NamedTuple):
+    sid: str
+    user_state: Any
+
+
+def _clocked_signer(clock: Callable[[], float]) -> type[TimestampSigner]:
+    class ClockedTimestampSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(clock())
+
+    return ClockedTimestampSigner
+
+
+class StateCodec:
+    """Signs and reads the state cookie for one configuration."""
+
+    __slots__ = ("_max_age", "_serializer")
+
+    def __init__(
+        self, secret_keys: Sequence[bytes], *, max_age: int, clock: Callable[[], float]
+    ) -> None:
+        self._max_age = max_age
+        self._serializer = URLSafeTimedSerializer(
+            list(secret_keys),
+            salt="fastapi-authkit.state",
+            signer=_clocked_signer(clock),
+            signer_kwargs={"digest_method": hashlib.sha256},
+        )
+
+    def dumps(self, sid: str, user_state: Any) -> str:
+        try:
+            return self._serializer.dumps({"s": sid, "u": user_state})
+        except (TypeError, ValueError) as exc:
+            raise UserStateError(f"user state must be JSON-serializable: {exc}") from exc
+
+    def loads(self, value: str) -> SessionData | None:
+        """The session data, or None when the value is tampered, foreign or too old."""
+        try:
+            data = self._serializer.loads(value, max_age=self._max_age)
+        except (BadData, ValueError, TypeError, RecursionError, json.JSONDecodeError):
+            return None
+        if not isinstance(data, dict) or set(data) != {"s", "u"} or not isinstance(data["s"], str):
+            return None
+        return SessionData(data["s"], data["u"])
