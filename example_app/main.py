@@ -1,0 +1,264 @@
+"""A small real site on fastapi-authkit: login form, a signed-in page, a JSON API, logout.
+
+Run it with ``uvicorn example_app.main:app``. Environment:
+
+* ``AUTHKIT_SECRET``: signs cookies and tokens; a random one is generated (with a warning)
+  when unset, so sessions end when the process restarts.
+* ``AUTHKIT_ACCESS_TTL``: access-token lifetime in seconds (default 30, so the silent
+  refresh can be watched on the page).
+* ``AUTHKIT_REFRESH_TTL``: refresh-token lifetime in seconds (default one day).
+* ``AUTHKIT_DEBUG``: ``1`` logs every auth decision.
+
+The app is its own auth server here: :class:`DemoTokenService` mints access JWTs and opaque
+refresh tokens and rotates them; its ``refresh`` method is the refresh callback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import logging
+import os
+import secrets
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from fastapi_authkit import (
+    AuthKitMiddleware,
+    AuthStateDep,
+    CurrentUser,
+    RefreshParam,
+    RefreshResult,
+    create_refresh,
+    create_store,
+    require_auth,
+    sign_in,
+    sign_out,
+)
+
+USERS = {"demo": {"password": "demo", "name": "Demo User"}}
+
+
+@dataclass(frozen=True)
+class Settings:
+    secret: str
+    access_ttl: int = 30
+    refresh_ttl: int = 24 * 3600
+    debug: bool = False
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        secret = env.get("AUTHKIT_SECRET", "")
+        if not secret:
+            secret = secrets.token_urlsafe(32)
+            warnings.warn(
+                "AUTHKIT_SECRET is not set: using a random development secret; "
+                "sessions will not survive a restart and workers will not share them",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return cls(
+            secret=secret,
+            access_ttl=int(env.get("AUTHKIT_ACCESS_TTL", "30")),
+            refresh_ttl=int(env.get("AUTHKIT_REFRESH_TTL", str(24 * 3600))),
+            debug=env.get("AUTHKIT_DEBUG", "") not in ("", "0"),
+        )
+
+
+def _derive(secret: str, purpose: str) -> bytes:
+    # One configured secret, independent keys per purpose.
+    return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).digest()
+
+
+class DemoTokenService:
+    """Mints access JWTs and rotating opaque refresh tokens (kept by hash, in memory)."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.token_key = _derive(settings.secret, "access-token")
+        self._refresh: dict[str, tuple[str, float]] = {}  # sha256(token) -> (user, expires)
+
+    def mint_access(self, username: str) -> str:
+        now = int(self.clock())
+        claims = {"sub": username, "iat": now, "exp": now + self.settings.access_ttl}
+        return jwt.encode(claims, self.token_key, algorithm="HS256")
+
+    def mint_refresh(self, username: str) -> str:
+        token = secrets.token_urlsafe(32)
+        expires = self.clock() + self.settings.refresh_ttl
+        self._refresh[hashlib.sha256(token.encode()).hexdigest()] = (username, expires)
+        return token
+
+    async def refresh(self, param: RefreshParam) -> RefreshResult:
+        """The refresh callback: consume the refresh token, hand out a new pair."""
+        entry = self._refresh.pop(hashlib.sha256(param.refresh_token.encode()).hexdigest(), None)
+        if entry is None or entry[1] <= self.clock():
+            return RefreshResult(is_success=False)
+        username = entry[0]
+        return RefreshResult(
+            is_success=True,
+            new_auth_token=self.mint_access(username),
+            new_refresh_token=self.mint_refresh(username),
+            new_refresh_token_expires_in=self.settings.refresh_ttl,
+        )
+
+    def revoke(self, refresh_token: str | None) -> None:
+        if refresh_token:
+            self._refresh.pop(hashlib.sha256(refresh_token.encode()).hexdigest(), None)
+
+
+LOGIN_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Sign in · fastapi-authkit demo</title></head>
+<body>
+<h1>Sign in</h1>
+{error}
+<form method="post" action="/login">
+  <label>Username <input name="username" autocomplete="username" value="demo"></label>
+  <label>Password <input name="password" type="password" autocomplete="current-password"></label>
+  <button type="submit">Sign in</button>
+</form>
+<p>Demo account: <code>demo</code> / <code>demo</code>.</p>
+</body></html>
+"""
+
+HOME_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>fastapi-authkit demo</title></head>
+<body>
+<h1>Signed in as <span id="user">{name}</span></h1>
+<p>Access token expires in <span id="remaining" data-exp="{exp}">{remaining}</span> s
+   (it is refreshed on the server, silently, when it nears expiry).</p>
+<p><button id="me">Call /api/me</button> <button id="ping">POST /api/ping</button>
+   <button id="logout">Sign out</button></p>
+<pre id="out"></pre>
+<script>
+function csrf() {{
+  const m = document.cookie.match(/(?:^|; )_auth_csrf=([^;]*)/);
+  return m ? decodeURIComponent(m[1]) : "";
+}}
+const out = document.getElementById("out");
+const remaining = document.getElementById("remaining");
+setInterval(() => {{
+  const left = Math.round(Number(remaining.dataset.exp) - Date.now() / 1000);
+  remaining.textContent = Math.max(0, left);
+}}, 1000);
+document.getElementById("me").onclick = async () => {{
+  const r = await fetch("/api/me", {{credentials: "include"}});
+  const body = await r.json();
+  if (body.exp) remaining.dataset.exp = body.exp;
+  out.textContent = r.status + " " + JSON.stringify(body);
+}};
+document.getElementById("ping").onclick = async () => {{
+  const r = await fetch("/api/ping", {{method: "POST", credentials: "include",
+                                       headers: {{"X-CSRF-Token": csrf()}}}});
+  out.textContent = r.status + " " + await r.text();
+}};
+document.getElementById("logout").onclick = async () => {{
+  await fetch("/logout", {{method: "POST", credentials: "include",
+                          headers: {{"X-CSRF-Token": csrf()}}}});
+  location.href = "/login";
+}};
+</script>
+</body></html>
+"""
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> FastAPI:
+    """Build the demo site; tests call this with their own settings and clock."""
+    tokens = DemoTokenService(settings, clock)
+    store = create_store(
+        secret_key=_derive(settings.secret, "cookies"),
+        token_key=tokens.token_key,
+        refresh=create_refresh(
+            # Refresh in the last third of the token's life (at most 10 s before exp).
+            interval=min(10, settings.access_ttl // 3),
+            refresh_api_callback=tokens.refresh,
+        ),
+        # The login form is posted without JavaScript, so it cannot carry the CSRF header.
+        csrf_exempt_paths={"/login"},
+        debug=settings.debug,
+        clock=clock,
+    )
+    if settings.debug:
+        log = logging.getLogger("fastapi_authkit")
+        log.setLevel(logging.DEBUG)
+        if not log.handlers:
+            log.addHandler(logging.StreamHandler())
+
+    app = FastAPI(title="fastapi-authkit demo")
+    app.add_middleware(AuthKitMiddleware, store=store)
+    app.state.tokens = tokens
+
+    @app.get("/login", response_class=HTMLResponse)
+    async def login_form() -> str:
+        return LOGIN_PAGE.format(error="")
+
+    @app.post("/login", response_model=None)
+    async def login(
+        request: Request,
+        username: Annotated[str, Form()],
+        password: Annotated[str, Form()],
+    ) -> RedirectResponse | HTMLResponse:
+        user = USERS.get(username)
+        if user is None or not hmac.compare_digest(user["password"], password):
+            page = LOGIN_PAGE.format(error='<p role="alert">Wrong username or password.</p>')
+            return HTMLResponse(page, status_code=401)
+        sign_in(
+            request,
+            auth={"token": tokens.mint_access(username), "type": "Bearer"},
+            refresh=tokens.mint_refresh(username),
+            refresh_expires_in=settings.refresh_ttl,
+            user_state={"username": username, "name": user["name"]},
+        )
+        return RedirectResponse("/", status_code=303)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def home(
+        user: Annotated[Any, Depends(require_auth(fallback_path="/login"))],
+        state: AuthStateDep,
+    ) -> str:
+        exp = int(state.claims["exp"]) if state.claims else 0
+        return HOME_PAGE.format(
+            name=html.escape(str(user.get("name", ""))),
+            exp=exp,
+            remaining=max(0, exp - int(clock())),
+        )
+
+    @app.get("/api/me")
+    async def me(user: CurrentUser, state: AuthStateDep) -> dict[str, Any]:
+        return {"user": user, "exp": state.claims["exp"] if state.claims else None}
+
+    @app.post("/api/ping")
+    async def ping(user: CurrentUser) -> dict[str, Any]:
+        return {"ok": True, "user": user["username"]}
+
+    @app.post("/logout")
+    async def logout(request: Request, state: AuthStateDep) -> dict[str, bool]:
+        tokens.revoke(state.refresh_token)
+        sign_out(request)
+        return {"ok": True}
+
+    return app
+
+
+_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # ``uvicorn example_app.main:app`` builds the app on first access, so importing this
+    # module (as the tests do) reads no environment and warns about nothing.
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = create_app(Settings.from_env())
+        return _app
+    raise AttributeError(name)

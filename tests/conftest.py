@@ -1,0 +1,46 @@
+"""Shared test helpers: an injectable clock and token minting with the test keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+import pytest
+
+TOKEN_KEY = "test-token-key-0123456789abcdef0123456789"
+SECRET_KEY = "test-secret-key-0123456789abcdef012345678"
+T0 = 1_800_000_000.0  # a fixed "now" for tests; 2027-01-15
+
+
+class Clock:
+    """A settable clock: pass ``clock`` to create_store, move it with ``advance``."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def make_token(
+    clock: Clock | float,
+    *,
+    ttl: float = 300,
+    sub: str = "alice",
+    key: str | bytes = TOKEN_KEY,
+    algorithm: str = "HS256",
+    headers: dict[str, Any] | None = None,
+    **claims: Any,
+) -> str:
+    """An access JWT issued at the clock's now, valid for ``ttl`` seconds."""
+    now = clock() if callable(clock) else clock
+    payload: dict[str, Any] = {"sub": sub, "iat": int(now), "exp": int(now + ttl), **claims}
+    return jwt.encode(payload, key, algorithm=algorithm, headers=headers)
