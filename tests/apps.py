@@ -1,0 +1,139 @@
+"""A configurable test app and a recording refresh callback, shared by the flow tests."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.testclient import TestClient
+
+from fastapi_authkit import (
+    AuthKitMiddleware,
+    AuthStateDep,
+    AuthStore,
+    CurrentUser,
+    OptionalUser,
+    RefreshParam,
+    RefreshResult,
+    create_refresh,
+    create_store,
+    sign_in,
+    sign_out,
+)
+
+from conftest import SECRET_KEY, TOKEN_KEY, Clock, make_token
+
+Behaviour = Callable[[RefreshParam], Awaitable[RefreshResult]]
+
+
+class Recorder:
+    """A refresh callback that records its calls and mints the next pair (rotation)."""
+
+    def __init__(self, clock: Clock, *, ttl: float = 300) -> None:
+        self.clock = clock
+        self.ttl = ttl
+        self.calls: list[RefreshParam] = []
+        self.behaviour: Behaviour | None = None
+        self.delay: float = 0  # real seconds to hold the call open (concurrency tests)
+        self.counter = 0
+
+    async def __call__(self, param: RefreshParam) -> RefreshResult:
+        self.calls.append(param)
+        if self.delay:
+            await anyio.sleep(self.delay)
+        if self.behaviour is not None:
+            return await self.behaviour(param)
+        self.counter += 1
+        return RefreshResult(
+            is_success=True,
+            new_auth_token=make_token(self.clock, ttl=self.ttl, sub=f"alice-{self.counter}"),
+            new_refresh_token=f"refresh-{self.counter}",
+            new_refresh_token_expires_in=3600,
+        )
+
+
+def build_store(clock: Clock, recorder: Recorder | None, **overrides: Any) -> AuthStore:
+    options: dict[str, Any] = {
+        "secret_key": SECRET_KEY,
+        "token_key": TOKEN_KEY,
+        "clock": clock,
+        "refresh": (
+            create_refresh(interval=60, refresh_api_callback=recorder, timeout=2)
+            if recorder is not None
+            else None
+        ),
+    }
+    options.update(overrides)
+    return create_store(**options)
+
+
+def build_app(store: AuthStore) -> FastAPI:
+    """Routes that exercise the public API: sign-in, protected and public reads, writes."""
+    app = FastAPI()
+    app.add_middleware(AuthKitMiddleware, store=store)
+
+    @app.post("/login")
+    async def login(request: Request) -> dict[str, bool]:
+        body = await request.json()
+        sign_in(
+            request,
+            auth={"token": body["token"], "type": "Bearer"},
+            refresh=body.get("refresh"),
+            user_state=body.get("user_state"),
+        )
+        return {"ok": True}
+
+    @app.get("/me")
+    async def me(user: CurrentUser, state: AuthStateDep) -> dict[str, Any]:
+        return {"user": user, "sub": state.claims["sub"] if state.claims else None}
+
+    @app.get("/public")
+    async def public(user: OptionalUser) -> dict[str, Any]:
+        return {"user": user}
+
+    @app.post("/write")
+    async def write(user: CurrentUser) -> dict[str, bool]:
+        return {"written": True}
+
+    @app.post("/logout")
+    async def logout(request: Request) -> dict[str, bool]:
+        sign_out(request)
+        return {"ok": True}
+
+    @app.get("/missing")
+    async def missing(user: OptionalUser) -> JSONResponse:
+        return JSONResponse({"error": "nope"}, status_code=404)
+
+    @app.get("/broken")
+    async def broken(user: OptionalUser) -> JSONResponse:
+        return JSONResponse({"error": "boom"}, status_code=500)
+
+    return app
+
+
+def client(app: FastAPI) -> TestClient:
+    # https so the client's cookie jar sends the Secure cookies back, as a browser would.
+    return TestClient(app, base_url="https://testserver")
+
+
+def login(
+    tc: TestClient,
+    clock: Clock,
+    *,
+    ttl: float = 300,
+    refresh: str | None = "refresh-0",
+    user_state: Any = None,
+) -> None:
+    response = tc.post(
+        "/login",
+        json={"token": make_token(clock, ttl=ttl), "refresh": refresh, "user_state": user_state},
+    )
+    assert response.status_code == 200, response.text
+
+
+def set_cookies(response: Any) -> dict[str, str]:
+    """Set-Cookie headers of a response by cookie name (whole header value)."""
+    return {v.split("=", 1)[0]: v for v in response.headers.get_list("set-cookie")}
