@@ -10,8 +10,6 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import pytest
-from apps import Recorder, build_app, build_store, client, login, set_cookies
-from conftest import SECRET_KEY, TOKEN_KEY, Clock, make_token
 from fastapi import BackgroundTasks, Depends, FastAPI, Request, WebSocket
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
@@ -34,6 +32,9 @@ from fastapi_authkit import (
     require_auth,
     sign_in,
 )
+
+from apps import Recorder, build_app, build_store, client, login, set_cookies
+from conftest import SECRET_KEY, TOKEN_KEY, Clock, make_token
 
 
 async def _call(app: Any, scope: Scope) -> list[Message]:

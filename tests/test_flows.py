@@ -9,12 +9,13 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from apps import Recorder, build_app, build_store, client, login, set_cookies
-from conftest import Clock, make_token
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from fastapi_authkit import RefreshParam, RefreshResult, TokenError, sign_in, sign_out
+
+from apps import Recorder, build_app, build_store, client, login, set_cookies
+from conftest import Clock, make_token
 
 AUTH_COOKIES = ("_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf")
 
@@ -40,7 +41,9 @@ def test_sign_in_sets_every_cookie_with_configured_flags(clock: Clock, app: Fast
     cookies = set_cookies(response)
     assert set(cookies) == set(AUTH_COOKIES)
     for name, header in cookies.items():
-        assert "; Secure" in header and "; SameSite=Lax" in header and "; Path=/" in header
+        assert "; Secure" in header
+        assert "; SameSite=Lax" in header
+        assert "; Path=/" in header
         assert ("; HttpOnly" in header) is (name != "_auth_csrf")
     assert "Max-Age=300;" in cookies["_auth"]  # follows the token's own exp
     assert "Max-Age=300;" in cookies["_auth_type"]
