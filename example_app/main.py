@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import html
 import logging
+import math
 import os
 import secrets
 import time
@@ -53,6 +54,15 @@ class Settings:
     access_ttl: int = 30
     refresh_ttl: int = 24 * 3600
     debug: bool = False
+
+    def __post_init__(self) -> None:
+        # A token that is already expired when minted would make every login fail.
+        if self.access_ttl < 2:
+            raise ValueError(
+                f"AUTHKIT_ACCESS_TTL must be at least 2 seconds, got {self.access_ttl}"
+            )
+        if self.refresh_ttl <= self.access_ttl:
+            raise ValueError("AUTHKIT_REFRESH_TTL must be longer than AUTHKIT_ACCESS_TTL")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -89,8 +99,10 @@ class DemoTokenService:
         self._refresh: dict[str, tuple[str, float]] = {}  # sha256(token) -> (user, expires)
 
     def mint_access(self, username: str) -> str:
-        now = int(self.clock())
-        claims = {"sub": username, "iat": now, "exp": now + self.settings.access_ttl}
+        now = self.clock()
+        # Rounded up so the token lives at least access_ttl seconds.
+        exp = math.ceil(now + self.settings.access_ttl)
+        claims = {"sub": username, "iat": int(now), "exp": exp}
         return jwt.encode(claims, self.token_key, algorithm="HS256")
 
     def mint_refresh(self, username: str) -> str:
@@ -205,8 +217,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     @app.post("/login", response_model=None)
     async def login(
         request: Request,
-        username: Annotated[str, Form()],
-        password: Annotated[str, Form()],
+        # Defaults: an empty field is a wrong password (the login page), not a 422.
+        username: Annotated[str, Form()] = "",
+        password: Annotated[str, Form()] = "",
     ) -> RedirectResponse | HTMLResponse:
         user = USERS.get(username)
         if user is None or not hmac.compare_digest(user["password"], password):

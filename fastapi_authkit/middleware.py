@@ -144,7 +144,7 @@ class AuthKitMiddleware:
             logger.info("CSRF check failed: %s %s refused with 403", scope["method"], scope["path"])
             return None
 
-        state = AuthState(store)
+        state = AuthState(store, self._flights.forget)
         if session is not None:
             state.sid, state.user_state = session
             state.csrf_token = store.csrf.token_for(session.sid)

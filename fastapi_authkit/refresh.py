@@ -214,6 +214,17 @@ class SingleFlight:
             self._remember(key, grace, flight.outcome)
         return flight.outcome
 
+    def forget(self, refresh_token: str) -> None:
+        """Drop remembered results that lead to ``refresh_token``'s session (sign-out):
+        a rotated-out predecessor must not revive a session that was just ended."""
+        key = hashlib.sha256(refresh_token.encode()).digest()
+        for old in [
+            k
+            for k, (_, outcome) in self._recent.items()
+            if k == key or outcome.refresh_token == refresh_token
+        ]:
+            del self._recent[old]
+
     def _remember(self, key: bytes, grace: float, outcome: Refreshed) -> None:
         now = self._clock()
         if len(self._recent) >= _MAX_RECENT:

@@ -9,7 +9,7 @@ response the route returns, so they work with dicts, redirects and streaming res
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from starlette.requests import HTTPConnection
@@ -33,6 +33,7 @@ class AuthState:
 
     __slots__ = (
         "_auto_cookies",
+        "_on_sign_out",
         "_route_cookies",
         "_user",
         "_user_loaded",
@@ -47,8 +48,11 @@ class AuthState:
         "user_state",
     )
 
-    def __init__(self, store: AuthStore) -> None:
+    def __init__(self, store: AuthStore, on_sign_out: Callable[[str], None] | None = None) -> None:
         self.store = store
+        # Told the refresh token of a session that signs out, so the middleware can drop
+        # anything it remembers for it (the refresh grace cache).
+        self._on_sign_out = on_sign_out
         self.token: str | None = None
         self.token_type: str | None = None
         self.claims: dict[str, Any] | None = None
@@ -176,5 +180,7 @@ def sign_out(conn: HTTPConnection) -> None:
     if state.store.auth_type != "cookie":
         raise ConfigurationError("sign_out clears cookies; it needs auth_type='cookie'")
     state._route_cookies = clear_session(state.store)
+    if state.refresh_token is not None and state._on_sign_out is not None:
+        state._on_sign_out(state.refresh_token)
     state.clear_identity()
     state.refresh_unavailable = False

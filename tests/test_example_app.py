@@ -1,0 +1,494 @@
+"""The example app (example_app/main.py) end to end, through Starlette's TestClient.
+
+Time is the injected :class:`Clock`; nothing sleeps. The base URL is https so that the
+client's cookie jar sends the ``Secure`` auth cookies back, as a browser would.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from starlette.testclient import TestClient
+
+import example_app.main as example_main
+from example_app.main import Settings, create_app
+
+from conftest import T0, Clock
+
+SECRET = "example-app-test-secret-0123456789abcdef"
+ACCESS_TTL = 30
+GRACE = 10  # create_refresh's default grace_period, which the example app keeps
+BASE_URL = "https://testserver"
+AUTH_COOKIES = ("_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf")
+HTML = {"Accept": "text/html,application/xhtml+xml"}
+
+
+def parse_set_cookies(response: Any) -> dict[str, dict[str, Any]]:
+    """name -> {"value": ..., lower-cased attribute -> value (True for flags)}."""
+    parsed: dict[str, dict[str, Any]] = {}
+    for header in response.headers.get_list("set-cookie"):
+        pair, *attributes = header.split(";")
+        name, _, value = pair.strip().partition("=")
+        assert name not in parsed, f"cookie {name} set twice in one response"
+        cookie: dict[str, Any] = {"value": value}
+        for attribute in attributes:
+            key, sep, attr_value = attribute.strip().partition("=")
+            cookie[key.lower()] = attr_value if sep else True
+        parsed[name] = cookie
+    return parsed
+
+
+def assert_all_deleted(response: Any) -> None:
+    cookies = parse_set_cookies(response)
+    assert set(cookies) == set(AUTH_COOKIES)
+    for name, cookie in cookies.items():
+        assert cookie["value"] == "", name
+        assert cookie["max-age"] == "0", name
+        # A deletion repeats the attributes the cookie was set with.
+        assert cookie.get("secure") is True, name
+        assert cookie.get("samesite") == "Lax", name
+        assert cookie.get("path") == "/", name
+        assert cookie.get("httponly", False) is (name != "_auth_csrf"), name
+
+
+def jar(client: TestClient) -> dict[str, str]:
+    return {cookie.name: cookie.value or "" for cookie in client.cookies.jar}
+
+
+def cookie_header(cookies: dict[str, str]) -> dict[str, str]:
+    return {"Cookie": "; ".join(f"{name}={value}" for name, value in cookies.items())}
+
+
+@pytest.fixture
+def app(clock: Clock) -> FastAPI:
+    return create_app(Settings(secret=SECRET, access_ttl=ACCESS_TTL), clock=clock)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, base_url=BASE_URL) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def replay(app: FastAPI) -> Iterator[TestClient]:
+    """A second browser on the same app (same token service, same single-flight memory),
+    whose cookies the test passes by hand in a ``Cookie`` header."""
+    with TestClient(app, base_url=BASE_URL) as test_client:
+        yield test_client
+
+
+def login(client: TestClient) -> Any:
+    return client.post(
+        "/login",
+        data={"username": "demo", "password": "demo"},
+        follow_redirects=False,
+    )
+
+
+@pytest.fixture
+def signed_in(client: TestClient) -> TestClient:
+    response = login(client)
+    assert response.status_code == 303
+    assert set(jar(client)) == set(AUTH_COOKIES)
+    return client
+
+
+# --- login -------------------------------------------------------------------------------
+
+
+def test_login_page_is_an_html_form(client: TestClient) -> None:
+    response = client.get("/login")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    body = response.text
+    assert '<form method="post" action="/login">' in body
+    assert 'name="username"' in body
+    assert re.search(r'<input name="password" type="password"', body)
+    assert 'type="submit"' in body
+    assert "Wrong username or password" not in body
+    assert response.headers.get_list("set-cookie") == []
+
+
+def test_login_with_demo_demo_redirects_home_and_sets_the_five_auth_cookies(
+    client: TestClient,
+) -> None:
+    response = login(client)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/"
+    assert response.headers["cache-control"] == "no-store"
+    cookies = parse_set_cookies(response)
+    assert list(cookies) == list(AUTH_COOKIES)
+    for name, cookie in cookies.items():
+        assert cookie["value"], name
+        assert cookie.get("secure") is True, name
+        assert cookie.get("samesite") == "Lax", name
+        assert cookie.get("path") == "/", name
+        assert "domain" not in cookie, name
+        assert cookie.get("httponly", False) is (name != "_auth_csrf"), name
+    assert cookies["_auth_type"]["value"] == "Bearer"
+    # The access cookie lives exactly as long as the token; the refresh cookie a day.
+    assert cookies["_auth"]["max-age"] == str(ACCESS_TTL)
+    assert cookies["_auth_refresh"]["max-age"] == str(24 * 3600)
+    # The jar took them all (https base URL, so the Secure cookies come back).
+    assert jar(client) == {name: cookie["value"] for name, cookie in cookies.items()}
+
+
+@pytest.mark.parametrize(
+    ("username", "password"), [("demo", "wrong"), ("demo", "DEMO"), ("nobody", "demo")]
+)
+def test_wrong_credentials_are_401_and_set_no_cookie(
+    client: TestClient, username: str, password: str
+) -> None:
+    response = client.post(
+        "/login", data={"username": username, "password": password}, follow_redirects=False
+    )
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Wrong username or password." in response.text
+    assert response.headers.get_list("set-cookie") == []
+    assert jar(client) == {}
+    assert client.get("/api/me").status_code == 401
+
+
+def test_empty_password_is_refused_without_cookies(client: TestClient) -> None:
+    response = client.post(
+        "/login", data={"username": "demo", "password": ""}, follow_redirects=False
+    )
+    assert 400 <= response.status_code < 500
+    assert response.headers.get_list("set-cookie") == []
+    assert jar(client) == {}
+
+
+def test_empty_password_shows_the_login_page_with_an_error(client: TestClient) -> None:
+    response = client.post(
+        "/login", data={"username": "demo", "password": ""}, follow_redirects=False
+    )
+    assert response.status_code == 401
+    assert "Wrong username or password." in response.text
+
+
+# --- the signed-in page ------------------------------------------------------------------
+
+
+def test_home_signed_out_redirects_a_browser_to_login(client: TestClient) -> None:
+    response = client.get("/", headers=HTML, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login"
+
+
+def test_home_signed_out_is_401_for_an_api_client(client: TestClient) -> None:
+    response = client.get("/", headers={"Accept": "application/json"}, follow_redirects=False)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_home_signed_in_shows_the_user_name_and_remaining_lifetime(
+    signed_in: TestClient, clock: Clock
+) -> None:
+    clock.advance(5)
+    response = signed_in.get("/", headers=HTML, follow_redirects=False)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert '<span id="user">Demo User</span>' in response.text
+    exp = int(T0) + ACCESS_TTL
+    assert f'<span id="remaining" data-exp="{exp}">{ACCESS_TTL - 5}</span> s' in response.text
+    # Far from expiry: no refresh, no cookie written.
+    assert response.headers.get_list("set-cookie") == []
+
+
+def test_home_after_expiry_shows_the_refreshed_lifetime(
+    signed_in: TestClient, clock: Clock
+) -> None:
+    clock.advance(ACCESS_TTL + 1)
+    response = signed_in.get("/", headers=HTML, follow_redirects=False)
+    assert response.status_code == 200
+    assert '<span id="user">Demo User</span>' in response.text
+    # The refresh ran before the route, so the page shows the new token's full lifetime.
+    exp = int(clock()) + ACCESS_TTL
+    assert f'data-exp="{exp}">{ACCESS_TTL}</span>' in response.text
+    assert {"_auth", "_auth_refresh"} <= set(parse_set_cookies(response))
+
+
+# --- the JSON API ------------------------------------------------------------------------
+
+
+def test_api_me_signed_out_is_401_with_www_authenticate(client: TestClient) -> None:
+    response = client.get("/api/me")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json() == {"detail": "Not authenticated"}
+
+
+def test_api_me_signed_in_is_the_user_as_json(signed_in: TestClient) -> None:
+    response = signed_in.get("/api/me")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "user": {"username": "demo", "name": "Demo User"},
+        "exp": int(T0) + ACCESS_TTL,
+    }
+    assert response.headers.get_list("set-cookie") == []
+
+
+def test_expired_access_token_is_refreshed_silently_and_rotated(
+    signed_in: TestClient, clock: Clock
+) -> None:
+    before = jar(signed_in)
+    clock.advance(ACCESS_TTL + 1)
+    response = signed_in.get("/api/me")
+    assert response.status_code == 200
+    assert response.json() == {
+        "user": {"username": "demo", "name": "Demo User"},
+        "exp": int(clock()) + ACCESS_TTL,
+    }
+    assert response.headers["cache-control"] == "no-store"
+    cookies = parse_set_cookies(response)
+    assert {"_auth", "_auth_refresh"} <= set(cookies)
+    assert cookies["_auth"]["value"] != before["_auth"]
+    assert cookies["_auth_refresh"]["value"] != before["_auth_refresh"]
+    assert cookies["_auth"]["max-age"] == str(ACCESS_TTL)
+    after = jar(signed_in)
+    assert after["_auth"] == cookies["_auth"]["value"]
+    assert after["_auth_refresh"] == cookies["_auth_refresh"]["value"]
+    # The CSRF token is bound to the session, not to the access token: unchanged.
+    assert after["_auth_csrf"] == before["_auth_csrf"]
+    # The new token is fresh: the next request needs no refresh.
+    again = signed_in.get("/api/me")
+    assert again.status_code == 200
+    assert again.headers.get_list("set-cookie") == []
+
+
+def test_token_near_expiry_is_refreshed_before_it_expires(
+    signed_in: TestClient, clock: Clock
+) -> None:
+    before = jar(signed_in)
+    # interval = min(10, access_ttl // 3) = 10: refreshed in the last 10 s of its life.
+    clock.advance(ACCESS_TTL - 10)
+    response = signed_in.get("/api/me")
+    assert response.status_code == 200
+    assert response.json()["exp"] == int(clock()) + ACCESS_TTL
+    assert parse_set_cookies(response)["_auth_refresh"]["value"] != before["_auth_refresh"]
+
+
+def test_old_refresh_token_is_consumed_by_rotation(
+    signed_in: TestClient, replay: TestClient, clock: Clock
+) -> None:
+    old = jar(signed_in)
+    clock.advance(ACCESS_TTL + 1)
+    assert signed_in.get("/api/me").status_code == 200
+    assert jar(signed_in)["_auth_refresh"] != old["_auth_refresh"]
+    clock.advance(GRACE + 1)
+    # The old cookies again, after the grace window: the demo token service no longer
+    # knows the old refresh token and answers is_success=False, so the session is over.
+    response = replay.get("/api/me", headers=cookie_header(old))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert_all_deleted(response)
+
+
+def test_old_cookies_within_the_grace_period_get_the_same_new_cookies(
+    signed_in: TestClient, replay: TestClient, clock: Clock
+) -> None:
+    old = jar(signed_in)
+    clock.advance(ACCESS_TTL + 1)
+    first = signed_in.get("/api/me")
+    assert first.status_code == 200
+    rotated = parse_set_cookies(first)
+    clock.advance(GRACE - 1)
+    # A request that was in flight with the old cookies: not taken for token theft.
+    response = replay.get("/api/me", headers=cookie_header(old))
+    assert response.status_code == 200
+    again = parse_set_cookies(response)
+    assert again["_auth"]["value"] == rotated["_auth"]["value"]
+    assert again["_auth_refresh"]["value"] == rotated["_auth_refresh"]["value"]
+
+
+# --- CSRF --------------------------------------------------------------------------------
+
+
+def test_ping_without_csrf_header_is_403(signed_in: TestClient) -> None:
+    response = signed_in.post("/api/ping")
+    assert response.status_code == 403
+    assert response.json() == {"detail": "CSRF token missing or invalid"}
+
+
+def test_ping_with_a_wrong_csrf_header_is_403(signed_in: TestClient) -> None:
+    response = signed_in.post("/api/ping", headers={"X-CSRF-Token": "not-the-token"})
+    assert response.status_code == 403
+
+
+def test_ping_with_the_csrf_header_is_200(signed_in: TestClient) -> None:
+    csrf = jar(signed_in)["_auth_csrf"]
+    response = signed_in.post("/api/ping", headers={"X-CSRF-Token": csrf})
+    assert response.status_code == 200
+    assert response.json() == {"ok": True, "user": "demo"}
+
+
+def test_ping_signed_out_is_401(client: TestClient) -> None:
+    response = client.post("/api/ping")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+# --- logout ------------------------------------------------------------------------------
+
+
+def test_logout_deletes_every_auth_cookie(signed_in: TestClient) -> None:
+    csrf = jar(signed_in)["_auth_csrf"]
+    response = signed_in.post("/logout", headers={"X-CSRF-Token": csrf})
+    assert response.status_code == 200
+    assert response.json() == {"ok": True}
+    assert response.headers["cache-control"] == "no-store"
+    assert_all_deleted(response)
+    assert jar(signed_in) == {}
+    after = signed_in.get("/api/me")
+    assert after.status_code == 401
+    assert after.headers["www-authenticate"] == "Bearer"
+
+
+def test_logout_without_csrf_header_is_403_and_keeps_the_session(
+    signed_in: TestClient,
+) -> None:
+    response = signed_in.post("/logout")
+    assert response.status_code == 403
+    assert response.headers.get_list("set-cookie") == []
+    assert signed_in.get("/api/me").status_code == 200
+
+
+def test_logout_revokes_the_refresh_token_server_side(
+    signed_in: TestClient, replay: TestClient, clock: Clock
+) -> None:
+    old = jar(signed_in)
+    csrf = old["_auth_csrf"]
+    assert signed_in.post("/logout", headers={"X-CSRF-Token": csrf}).status_code == 200
+    # Only the refresh token (and the state cookie) presented: a refresh is attempted and
+    # the token service no longer knows the token.
+    kept = {name: old[name] for name in ("_auth_state", "_auth_refresh")}
+    response = replay.get("/api/me", headers=cookie_header(kept))
+    assert response.status_code == 401
+    assert_all_deleted(response)
+    # Every old cookie, once the access token has expired: still signed out.
+    clock.advance(ACCESS_TTL + 1)
+    response = replay.get("/api/me", headers=cookie_header(old))
+    assert response.status_code == 401
+    assert_all_deleted(response)
+
+
+def test_logout_right_after_a_rotation_also_ends_the_predecessor_token(
+    signed_in: TestClient, replay: TestClient, clock: Clock
+) -> None:
+    old = jar(signed_in)
+    clock.advance(ACCESS_TTL + 1)
+    assert signed_in.get("/api/me").status_code == 200  # rotates R1 -> R2
+    csrf = jar(signed_in)["_auth_csrf"]
+    assert signed_in.post("/logout", headers={"X-CSRF-Token": csrf}).status_code == 200
+    clock.advance(1)  # still inside the grace period of the R1 -> R2 rotation
+    kept = {name: old[name] for name in ("_auth_state", "_auth_refresh")}
+    response = replay.get("/api/me", headers=cookie_header(kept))
+    assert response.status_code == 401
+
+
+# --- Settings.from_env -------------------------------------------------------------------
+
+
+def test_from_env_defaults() -> None:
+    settings = Settings.from_env({"AUTHKIT_SECRET": "s3cret"})
+    assert settings == Settings(secret="s3cret", access_ttl=30, refresh_ttl=24 * 3600)
+    assert settings.debug is False
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("5", 5), ("120", 120), (" 45 ", 45)])
+def test_from_env_parses_access_ttl(raw: str, expected: int) -> None:
+    settings = Settings.from_env({"AUTHKIT_SECRET": "s3cret", "AUTHKIT_ACCESS_TTL": raw})
+    assert settings.access_ttl == expected
+    assert settings.refresh_ttl == 24 * 3600
+
+
+def test_from_env_rejects_a_non_numeric_access_ttl() -> None:
+    with pytest.raises(ValueError, match="thirty"):
+        Settings.from_env({"AUTHKIT_SECRET": "s3cret", "AUTHKIT_ACCESS_TTL": "thirty"})
+
+
+def test_a_zero_access_ttl_is_refused_at_start_up() -> None:
+    with pytest.raises(ValueError, match="AUTHKIT_ACCESS_TTL must be at least 2"):
+        Settings.from_env({"AUTHKIT_SECRET": "s3cret", "AUTHKIT_ACCESS_TTL": "0"})
+    with pytest.raises(ValueError, match="AUTHKIT_REFRESH_TTL must be longer"):
+        Settings.from_env({"AUTHKIT_SECRET": "s3cret", "AUTHKIT_REFRESH_TTL": "30"})
+
+
+def test_from_env_parses_refresh_ttl_and_debug() -> None:
+    env = {"AUTHKIT_SECRET": "s3cret", "AUTHKIT_REFRESH_TTL": "600", "AUTHKIT_DEBUG": "1"}
+    settings = Settings.from_env(env)
+    assert settings.refresh_ttl == 600
+    assert settings.debug is True
+    assert Settings.from_env({"AUTHKIT_SECRET": "s3cret", "AUTHKIT_DEBUG": "0"}).debug is False
+
+
+def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTHKIT_SECRET", "from-the-environment")
+    monkeypatch.setenv("AUTHKIT_ACCESS_TTL", "7")
+    settings = Settings.from_env()
+    assert settings.secret == "from-the-environment"
+    assert settings.access_ttl == 7
+
+
+@pytest.mark.parametrize("env", [{}, {"AUTHKIT_SECRET": ""}])
+def test_from_env_warns_and_generates_a_secret_when_unset(env: dict[str, str]) -> None:
+    with pytest.warns(RuntimeWarning, match="AUTHKIT_SECRET is not set") as record:
+        first = Settings.from_env(env)
+    with pytest.warns(RuntimeWarning, match="AUTHKIT_SECRET is not set"):
+        second = Settings.from_env(env)
+    assert len(first.secret) >= 32
+    assert first.secret != second.secret
+    # stacklevel=2: the warning points at the caller, not at example_app/main.py.
+    assert record[0].filename == __file__
+
+
+def test_from_env_with_a_secret_does_not_warn() -> None:
+    # pytest runs with warnings as errors: any warning here fails the test.
+    assert Settings.from_env({"AUTHKIT_SECRET": "s3cret"}).secret == "s3cret"
+
+
+# --- the lazily built module-level app ---------------------------------------------------
+
+
+@pytest.fixture
+def fresh_module_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AUTHKIT_ACCESS_TTL", "AUTHKIT_REFRESH_TTL", "AUTHKIT_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    # monkeypatch puts the module's cached app back afterwards.
+    monkeypatch.setattr(example_main, "_app", None)
+
+
+@pytest.mark.usefixtures("fresh_module_app")
+def test_module_app_is_built_lazily_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTHKIT_SECRET", SECRET)
+    assert example_main._app is None
+    app = example_main.app
+    assert isinstance(app, FastAPI)
+    assert example_main._app is app
+    assert example_main.app is app  # built once
+    with TestClient(app, base_url=BASE_URL) as test_client:
+        assert test_client.get("/login").status_code == 200
+        assert login(test_client).status_code == 303
+        assert test_client.get("/api/me").json()["user"]["username"] == "demo"
+
+
+@pytest.mark.usefixtures("fresh_module_app")
+def test_module_app_without_secret_warns_when_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUTHKIT_SECRET", raising=False)
+    with pytest.warns(RuntimeWarning, match="AUTHKIT_SECRET is not set"):
+        app = example_main.app
+    assert isinstance(app, FastAPI)
+
+
+def test_module_has_no_other_lazy_attributes() -> None:
+    with pytest.raises(AttributeError):
+        _ = example_main.not_an_attribute
