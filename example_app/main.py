@@ -7,10 +7,14 @@ Run it with ``uvicorn example_app.main:app``. Environment:
 * ``AUTHKIT_ACCESS_TTL``: access-token lifetime in seconds (default 30, so the silent
   refresh can be watched on the page).
 * ``AUTHKIT_REFRESH_TTL``: refresh-token lifetime in seconds (default one day).
+* ``AUTHKIT_REFRESH_GRACE``: seconds during which the refresh token that was just rotated
+  out still gets the same successor (default 10).
+* ``AUTHKIT_REDIS_URL``: share sessions through Redis so that ``uvicorn --workers N`` works
+  (unset: the embedded in-memory store, one process). Requires ``AUTHKIT_SECRET``.
 * ``AUTHKIT_DEBUG``: ``1`` logs every auth decision.
 
-The app is its own auth server here: :class:`DemoTokenService` mints access JWTs and opaque
-refresh tokens and rotates them; its ``refresh`` method is the refresh callback.
+The app is its own auth server: the kit's built-in issuer mints access JWTs and rotating
+refresh tokens, detects reuse of rotated-out ones, and revokes sessions on sign-out.
 """
 
 from __future__ import annotations
@@ -19,16 +23,15 @@ import hashlib
 import hmac
 import html
 import logging
-import math
 import os
 import secrets
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import jwt
 from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
@@ -36,14 +39,12 @@ from fastapi_authkit import (
     AuthKitMiddleware,
     AuthStateDep,
     CurrentUser,
-    RefreshParam,
-    RefreshResult,
+    create_issuer,
     create_refresh,
     create_store,
     require_auth,
-    sign_in,
-    sign_out,
 )
+from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
 USERS = {"demo": {"password": "demo", "name": "Demo User"}}
 
@@ -54,6 +55,8 @@ class Settings:
     access_ttl: int = 30
     refresh_ttl: int = 24 * 3600
     debug: bool = False
+    grace: float = 10.0
+    redis_url: str | None = None
 
     def __post_init__(self) -> None:
         # A token that is already expired when minted would make every login fail.
@@ -63,11 +66,17 @@ class Settings:
             )
         if self.refresh_ttl <= self.access_ttl:
             raise ValueError("AUTHKIT_REFRESH_TTL must be longer than AUTHKIT_ACCESS_TTL")
+        if not 0 <= self.grace < self.refresh_ttl:
+            raise ValueError("AUTHKIT_REFRESH_GRACE must be between 0 and AUTHKIT_REFRESH_TTL")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         secret = env.get("AUTHKIT_SECRET", "")
+        redis_url = env.get("AUTHKIT_REDIS_URL") or None
+        if not secret and redis_url:
+            # Workers sharing Redis must sign with one secret, or they reject each other.
+            raise ValueError("AUTHKIT_REDIS_URL needs AUTHKIT_SECRET, shared by every worker")
         if not secret:
             secret = secrets.token_urlsafe(32)
             warnings.warn(
@@ -81,52 +90,14 @@ class Settings:
             access_ttl=int(env.get("AUTHKIT_ACCESS_TTL", "30")),
             refresh_ttl=int(env.get("AUTHKIT_REFRESH_TTL", str(24 * 3600))),
             debug=env.get("AUTHKIT_DEBUG", "") not in ("", "0"),
+            grace=float(env.get("AUTHKIT_REFRESH_GRACE", "10")),
+            redis_url=redis_url,
         )
 
 
 def _derive(secret: str, purpose: str) -> bytes:
     # One configured secret, independent keys per purpose.
     return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).digest()
-
-
-class DemoTokenService:
-    """Mints access JWTs and rotating opaque refresh tokens (kept by hash, in memory)."""
-
-    def __init__(self, settings: Settings, clock: Callable[[], float]) -> None:
-        self.settings = settings
-        self.clock = clock
-        self.token_key = _derive(settings.secret, "access-token")
-        self._refresh: dict[str, tuple[str, float]] = {}  # sha256(token) -> (user, expires)
-
-    def mint_access(self, username: str) -> str:
-        now = self.clock()
-        # Rounded up so the token lives at least access_ttl seconds.
-        exp = math.ceil(now + self.settings.access_ttl)
-        claims = {"sub": username, "iat": int(now), "exp": exp}
-        return jwt.encode(claims, self.token_key, algorithm="HS256")
-
-    def mint_refresh(self, username: str) -> str:
-        token = secrets.token_urlsafe(32)
-        expires = self.clock() + self.settings.refresh_ttl
-        self._refresh[hashlib.sha256(token.encode()).hexdigest()] = (username, expires)
-        return token
-
-    async def refresh(self, param: RefreshParam) -> RefreshResult:
-        """The refresh callback: consume the refresh token, hand out a new pair."""
-        entry = self._refresh.pop(hashlib.sha256(param.refresh_token.encode()).hexdigest(), None)
-        if entry is None or entry[1] <= self.clock():
-            return RefreshResult(is_success=False)
-        username = entry[0]
-        return RefreshResult(
-            is_success=True,
-            new_auth_token=self.mint_access(username),
-            new_refresh_token=self.mint_refresh(username),
-            new_refresh_token_expires_in=self.settings.refresh_ttl,
-        )
-
-    def revoke(self, refresh_token: str | None) -> None:
-        if refresh_token:
-            self._refresh.pop(hashlib.sha256(refresh_token.encode()).hexdigest(), None)
 
 
 LOGIN_PAGE = """<!doctype html>
@@ -150,7 +121,8 @@ HOME_PAGE = """<!doctype html>
 <p>Access token expires in <span id="remaining" data-exp="{exp}">{remaining}</span> s
    (it is refreshed on the server, silently, when it nears expiry).</p>
 <p><button id="me">Call /api/me</button> <button id="ping">POST /api/ping</button>
-   <button id="logout">Sign out</button></p>
+   <button id="logout">Sign out</button>
+   <button id="logout-everywhere">Sign out everywhere</button></p>
 <pre id="out"></pre>
 <script>
 function csrf() {{
@@ -174,26 +146,44 @@ document.getElementById("ping").onclick = async () => {{
                                        headers: {{"X-CSRF-Token": csrf()}}}});
   out.textContent = r.status + " " + await r.text();
 }};
-document.getElementById("logout").onclick = async () => {{
-  await fetch("/logout", {{method: "POST", credentials: "include",
-                          headers: {{"X-CSRF-Token": csrf()}}}});
-  location.href = "/login";
-}};
+for (const [id, path] of [["logout", "/logout"], ["logout-everywhere", "/logout-everywhere"]]) {{
+  document.getElementById(id).onclick = async () => {{
+    await fetch(path, {{method: "POST", credentials: "include",
+                       headers: {{"X-CSRF-Token": csrf()}}}});
+    location.href = "/login";
+  }};
+}}
 </script>
 </body></html>
 """
 
 
-def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> FastAPI:
-    """Build the demo site; tests call this with their own settings and clock."""
-    tokens = DemoTokenService(settings, clock)
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    backend: SessionStore | None = None,
+) -> FastAPI:
+    """Build the demo site; tests call this with their own settings, clock and backend."""
+    if backend is None:
+        backend = RedisStore.from_url(settings.redis_url) if settings.redis_url else MemoryStore()
+    issuer = create_issuer(
+        backend=backend,
+        signing_key=_derive(settings.secret, "access-token"),
+        access_ttl=settings.access_ttl,
+        idle_ttl=settings.refresh_ttl,
+        absolute_ttl=max(settings.refresh_ttl, 7 * 24 * 3600),
+        grace=settings.grace,
+        clock=clock,
+    )
     store = create_store(
         secret_key=_derive(settings.secret, "cookies"),
-        token_key=tokens.token_key,
+        token_issuer=issuer,
         refresh=create_refresh(
             # Refresh in the last third of the token's life (at most 10 s before exp).
             interval=min(10, settings.access_ttl // 3),
-            refresh_api_callback=tokens.refresh,
+            refresh_api_callback=issuer.refresh,
+            grace_period=settings.grace,
         ),
         # The login form is posted without JavaScript, so it cannot carry the CSRF header.
         csrf_exempt_paths={"/login"},
@@ -206,9 +196,14 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         if not log.handlers:
             log.addHandler(logging.StreamHandler())
 
-    app = FastAPI(title="fastapi-authkit demo")
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await backend.aclose()
+
+    app = FastAPI(title="fastapi-authkit demo", lifespan=lifespan)
     app.add_middleware(AuthKitMiddleware, store=store)
-    app.state.tokens = tokens
+    app.state.issuer = issuer
 
     @app.get("/login", response_class=HTMLResponse)
     async def login_form() -> str:
@@ -225,12 +220,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         if user is None or not hmac.compare_digest(user["password"], password):
             page = LOGIN_PAGE.format(error='<p role="alert">Wrong username or password.</p>')
             return HTMLResponse(page, status_code=401)
-        sign_in(
-            request,
-            auth={"token": tokens.mint_access(username), "type": "Bearer"},
-            refresh=tokens.mint_refresh(username),
-            refresh_expires_in=settings.refresh_ttl,
-            user_state={"username": username, "name": user["name"]},
+        await issuer.sign_in(
+            request, username, user_state={"username": username, "name": user["name"]}
         )
         return RedirectResponse("/", status_code=303)
 
@@ -255,10 +246,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         return {"ok": True, "user": user["username"]}
 
     @app.post("/logout")
-    async def logout(request: Request, state: AuthStateDep) -> dict[str, bool]:
-        tokens.revoke(state.refresh_token)
-        sign_out(request)
-        return {"ok": True}
+    async def logout(request: Request) -> dict[str, bool]:
+        return {"ok": True, "revoked": await issuer.sign_out(request)}
+
+    @app.post("/logout-everywhere")
+    async def logout_everywhere(request: Request, user: CurrentUser) -> dict[str, bool]:
+        return {"ok": True, "revoked": await issuer.sign_out(request, everywhere=True)}
 
     return app
 

@@ -29,10 +29,12 @@ from .errors import (
     InvalidRefreshResultError,
     RefreshError,
     RefreshTimeoutError,
+    StoreUnavailableError,
     TokenError,
     TokenExpiredError,
     UserStateError,
 )
+from .issuer import IssuedTokens, Issuer, create_issuer
 from .middleware import AuthKitMiddleware
 from .state import AuthState, get_auth_state, sign_in, sign_out
 
@@ -49,6 +51,8 @@ __all__ = [
     "CookieTooLargeError",
     "CurrentUser",
     "InvalidRefreshResultError",
+    "IssuedTokens",
+    "Issuer",
     "IsAuthenticated",
     "OptionalUser",
     "RefreshConfig",
@@ -56,12 +60,14 @@ __all__ = [
     "RefreshParam",
     "RefreshResult",
     "RefreshTimeoutError",
+    "StoreUnavailableError",
     "TokenError",
     "TokenExpiredError",
     "UserStateError",
     "auth_header",
     "auth_state",
     "auth_user",
+    "create_issuer",
     "create_refresh",
     "create_store",
     "current_user",

@@ -9,21 +9,27 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .callback import RefreshCallback
-from .cookies import CookieNames, CookiePolicy, SameSite
+from .cookies import CookieNames, CookiePolicy, SameSite, is_token
 from .csrf import CsrfSigner
 from .errors import ConfigurationError
+from .stores.base import SessionStore
+from .stores.memory import MemoryStore
 from .tokens import TokenVerifier
 from .userstate import StateCodec
+
+if TYPE_CHECKING:
+    from .issuer import Issuer
 
 __all__ = ["AuthStore", "AuthType", "RefreshConfig", "create_refresh", "create_store"]
 
 AuthType = Literal["cookie", "header"]
 UserLoader = Callable[[dict[str, Any], Any], Any]
+SessionCheck = Callable[[dict[str, Any]], Awaitable[bool]]
 
 _MIN_SECRET_BYTES: Final = 32
 _DAY: Final = 24 * 3600
@@ -126,13 +132,18 @@ class AuthStore:
     state_codec: StateCodec = field(repr=False)
     csrf: CsrfSigner = field(repr=False)
     csrf_header: bytes = field(repr=False)
+    # Asked on every authenticated request whether the session is still live (the issuer's
+    # revocation check); None when tokens are trusted until exp.
+    session_check: SessionCheck | None = field(repr=False)
+    # Where concurrent refreshes in different processes meet (cross-process single flight).
+    shared_store: SessionStore | None = field(repr=False)
 
 
 def create_store(
     *,
     secret_key: str | bytes | Sequence[str | bytes],
-    token_key: object | Mapping[str, object],
-    algorithms: Sequence[str] = ("HS256",),
+    token_key: object | Mapping[str, object] = None,
+    algorithms: Sequence[str] | None = None,
     audience: str | Sequence[str] | None = None,
     issuer: str | None = None,
     leeway: float = 0,
@@ -143,6 +154,8 @@ def create_store(
     cookie_samesite: SameSite = "lax",
     cookie_path: str = "/",
     refresh: RefreshConfig | None = None,
+    token_issuer: Issuer | None = None,
+    shared_store: SessionStore | None = None,
     user_loader: UserLoader | None = None,
     csrf_exempt_paths: Collection[str] = (),
     csrf_header_name: str = "X-CSRF-Token",
@@ -169,6 +182,12 @@ def create_store(
     no cookies, no CSRF, no refresh). ``user_loader(claims, user_state)`` (sync or async)
     turns a verified identity into the object ``current_user`` returns.
     ``csrf_exempt_paths`` are exact paths (a login form posted without JavaScript).
+    ``token_issuer`` (from :func:`~fastapi_authkit.create_issuer`) makes the app its own auth
+    server: its key verifies tokens, it is the refresh callback unless ``refresh`` is given,
+    and every authenticated request checks that the session was not revoked (failing closed
+    with 503 when the store is down). ``shared_store`` (a ``RedisStore``) makes concurrent
+    refreshes of one refresh token in different processes share one callback call; it
+    defaults to the issuer's store when that is not a ``MemoryStore``.
     ``state_max_age`` bounds the state cookie's age; ``refresh_max_age`` is the refresh
     cookie's Max-Age when neither the callback nor the token itself says. ``retry_after`` is
     sent with 503 answers while the refresh callback is failing. ``debug`` logs every
@@ -213,8 +232,9 @@ def create_store(
         isinstance(p, str) and p.startswith("/") for p in csrf_exempt_paths
     ):
         raise ConfigurationError("csrf_exempt_paths must be a collection of absolute paths")
-    if not isinstance(csrf_header_name, str) or not csrf_header_name.strip():
-        raise ConfigurationError("csrf_header_name must be a header name")
+    if not is_token(csrf_header_name):
+        # Anything else could never arrive on a request, and every unsafe request would fail.
+        raise ConfigurationError(f"csrf_header_name {csrf_header_name!r} is not a header name")
     for label, value in (
         ("state_max_age", state_max_age),
         ("refresh_max_age", refresh_max_age),
@@ -224,8 +244,44 @@ def create_store(
             raise ConfigurationError(f"{label} must be a positive integer of seconds")
     if not callable(clock):
         raise ConfigurationError("clock must be callable")
+    session_check: SessionCheck | None = None
+    typ: str | None = None
+    if token_issuer is not None:
+        from .issuer import ACCESS_TOKEN_TYPE, Issuer
+
+        if not isinstance(token_issuer, Issuer):
+            raise ConfigurationError("token_issuer must come from create_issuer(...)")
+        if token_key is not None or algorithms is not None or issuer is not None or audience:
+            raise ConfigurationError(
+                "with token_issuer, the token key, algorithm, issuer and audience come from "
+                "the issuer; do not pass token_key/algorithms/issuer/audience"
+            )
+        if auth_type != "cookie":
+            raise ConfigurationError("token_issuer works with auth_type='cookie'")
+        token_key, algorithms = token_issuer.token_key, (token_issuer.algorithm,)
+        issuer, audience, typ = token_issuer.issuer, token_issuer.audience, ACCESS_TOKEN_TYPE
+        session_check = token_issuer.is_active
+        if refresh is None:
+            refresh = create_refresh(
+                # Refresh in the last fifth of the token's life, at most a minute before exp.
+                interval=min(60.0, token_issuer.access_ttl / 5),
+                refresh_api_callback=token_issuer.refresh,
+                grace_period=token_issuer.grace,
+            )
+        if shared_store is None and not isinstance(token_issuer.backend, MemoryStore):
+            shared_store = token_issuer.backend
+    if shared_store is not None:
+        if not isinstance(shared_store, SessionStore):
+            raise ConfigurationError("shared_store must be a SessionStore such as RedisStore")
+        if refresh is None:
+            raise ConfigurationError("shared_store coordinates refreshes: it needs refresh=...")
     verifier = TokenVerifier(
-        key=token_key, algorithms=algorithms, audience=audience, issuer=issuer, leeway=leeway
+        key=token_key,
+        algorithms=algorithms if algorithms is not None else ("HS256",),
+        audience=audience,
+        issuer=issuer,
+        leeway=leeway,
+        typ=typ,
     )
     return AuthStore(
         auth_name=auth_name,
@@ -250,5 +306,7 @@ def create_store(
         verifier=verifier,
         state_codec=StateCodec(keys, max_age=state_max_age, clock=clock),
         csrf=CsrfSigner(keys),
-        csrf_header=csrf_header_name.strip().lower().encode("latin-1"),
+        csrf_header=csrf_header_name.lower().encode("ascii"),
+        session_check=session_check,
+        shared_store=shared_store,
     )

@@ -15,7 +15,7 @@ from typing import Final, Literal
 
 from .errors import ConfigurationError, CookieError, CookieTooLargeError
 
-__all__ = ["COOKIE_MAX_BYTES", "CookieNames", "CookiePolicy", "read_cookies"]
+__all__ = ["COOKIE_MAX_BYTES", "CookieNames", "CookiePolicy", "is_token", "read_cookies"]
 
 # RFC 6265bis §5.6: browsers ignore a cookie whose name plus value exceeds 4096 bytes.
 COOKIE_MAX_BYTES: Final = 4096
@@ -25,6 +25,11 @@ _COOKIE_VALUE: Final = re.compile(rb"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]+
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 SameSite = Literal["lax", "strict", "none"]
+
+
+def is_token(value: object) -> bool:
+    """Whether ``value`` is an RFC 9110 token: the grammar of cookie and header names."""
+    return isinstance(value, str) and _TOKEN.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +45,7 @@ class CookieNames:
 
     @classmethod
     def from_prefix(cls, auth_name: str) -> CookieNames:
-        if not isinstance(auth_name, str) or not _TOKEN.fullmatch(auth_name):
+        if not is_token(auth_name):
             raise ConfigurationError(f"auth_name {auth_name!r} is not a valid cookie name")
         names = (
             auth_name,
@@ -105,7 +110,10 @@ class CookiePolicy:
 
     def set(self, name: str, value: str, *, max_age: int, http_only: bool = True) -> bytes:
         """A Set-Cookie value; refuses values a browser would drop or mangle."""
-        raw = value.encode("ascii", "replace")
+        try:
+            raw = value.encode("ascii")
+        except UnicodeEncodeError as exc:
+            raise CookieError(f"cookie {name!r}: value must be ASCII") from exc
         if len(name) + len(raw) > COOKIE_MAX_BYTES:
             raise CookieTooLargeError(name, len(name) + len(raw), COOKIE_MAX_BYTES)
         if not _COOKIE_VALUE.fullmatch(raw):

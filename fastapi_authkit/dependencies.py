@@ -66,7 +66,7 @@ async def auth_state(state: Annotated[AuthState, Security(_scheme)]) -> AuthStat
 
 
 def _refusal(conn: HTTPConnection, state: AuthState) -> Exception:
-    if state.refresh_unavailable:
+    if state.unavailable:
         if conn.scope["type"] == "websocket":
             return WebSocketException(WS_1013_TRY_AGAIN_LATER, "authentication unavailable")
         return HTTPException(
@@ -123,7 +123,7 @@ def require_auth(*, fallback_path: str = "/login") -> Callable[..., Awaitable[An
     ) -> Any:
         if state.is_authenticated:
             return await state.load_user()
-        if conn.scope["type"] == "http" and not state.refresh_unavailable and _wants_html(conn):
+        if conn.scope["type"] == "http" and not state.unavailable and _wants_html(conn):
             raise HTTPException(303, "Sign-in required", headers={"Location": fallback_path})
         raise _refusal(conn, state)
 

@@ -10,6 +10,7 @@ Everything the kit raises derives from :class:`AuthKitError`::
      ├── CookieError             a cookie that cannot be issued
      │    └── CookieTooLargeError
      ├── UserStateError          user state that cannot be serialized into its cookie
+     ├── StoreUnavailableError   the shared store (Redis) cannot be reached: fail closed
      └── RefreshError            the refresh callback could not give an answer
           ├── RefreshTimeoutError
           └── InvalidRefreshResultError
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidRefreshResultError",
     "RefreshError",
     "RefreshTimeoutError",
+    "StoreUnavailableError",
     "TokenError",
     "TokenExpiredError",
     "UserStateError",
@@ -80,6 +82,14 @@ class CookieTooLargeError(CookieError):
 
 class UserStateError(AuthKitError):
     """The user state given to ``sign_in`` (or by a refresh) is not JSON-serializable."""
+
+
+class StoreUnavailableError(AuthKitError):
+    """The shared store could not answer (Redis down or slow).
+
+    The kit fails closed on it: no session is accepted that could not be checked, no cookie
+    is cleared and no refresh token is consumed; protected routes answer 503.
+    """
 
 
 class RefreshError(AuthKitError):

@@ -16,8 +16,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .callback import RefreshParam
 from .config import AuthStore
 from .cookies import read_cookies
-from .errors import ConfigurationError, TokenError, TokenExpiredError
-from .refresh import Ended, Refreshed, SingleFlight, needs_refresh, run_callback
+from .errors import ConfigurationError, StoreUnavailableError, TokenError, TokenExpiredError
+from .refresh import (
+    Ended,
+    Refreshed,
+    SingleFlight,
+    flight_alias,
+    needs_refresh,
+    run_callback,
+    run_shared,
+)
 from .session import clear_session
 from .state import SCOPE_KEY, AuthState
 from .tokens import MAX_TOKEN_BYTES
@@ -75,6 +83,8 @@ class AuthKitMiddleware:
 
         async def send_with_cookies(message: Message) -> None:
             if message["type"] in _RESPONSE_STARTS:
+                if state.signed_out_refresh_token is not None:
+                    await self._forget(state.signed_out_refresh_token)
                 cookies = state.pending_cookies()
                 if cookies:
                     headers = [
@@ -89,6 +99,37 @@ class AuthKitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_cookies)
+
+    async def _forget(self, refresh_token: str) -> None:
+        """After a sign-out, drop remembered refresh results that lead to that session, so a
+        rotated-out predecessor presented within the grace period cannot revive it."""
+        self._flights.forget(refresh_token)
+        shared = self.store.shared_store
+        if shared is not None:
+            try:
+                await shared.flight_forget(flight_alias(refresh_token))
+            except StoreUnavailableError as exc:
+                logger.error("sign-out could not drop the shared refresh result: %s", exc)
+
+    async def _session_live(self, state: AuthState) -> bool:
+        """Ask the session check (the issuer's revocation list) about the identity in
+        ``state``; on a revoked session queue the deletion of every cookie, on a store
+        outage fail closed without touching any cookie."""
+        check = self.store.session_check
+        if check is None or state.claims is None:
+            return True
+        try:
+            live = await check(state.claims)
+        except StoreUnavailableError as exc:
+            logger.warning("session could not be checked, failing closed: %s", exc)
+            state.unauthenticate()
+            state.unavailable = True
+            return False
+        if not live:
+            self._debug("session revoked; clearing every auth cookie")
+            state.clear_identity()
+            state.queue_refresh_cookies(clear_session(self.store))
+        return live
 
     def _debug(self, message: str, *args: object) -> None:
         if self.store.debug:
@@ -144,7 +185,7 @@ class AuthKitMiddleware:
             logger.info("CSRF check failed: %s %s refused with 403", scope["method"], scope["path"])
             return None
 
-        state = AuthState(store, self._flights.forget)
+        state = AuthState(store)
         if session is not None:
             state.sid, state.user_state = session
             state.csrf_token = store.csrf.token_for(session.sid)
@@ -165,6 +206,8 @@ class AuthKitMiddleware:
                 state.set_identity(
                     access, cookies.get(names.type, "Bearer"), claims, state.user_state
                 )
+                if not await self._session_live(state):
+                    return state
 
         refresh = store.refresh
         if refresh is None or refresh_token is None:
@@ -180,10 +223,15 @@ class AuthKitMiddleware:
         param = RefreshParam(
             auth_token=access, refresh_token=refresh_token, auth_user_state=state.user_state
         )
+        shared = store.shared_store
         outcome = await self._flights.run(
             refresh_token,
             refresh.grace_period,
-            lambda: run_callback(store, refresh, param, state.sid),
+            lambda: (
+                run_callback(store, refresh, param, state.sid)
+                if shared is None
+                else run_shared(store, shared, refresh, param, state.sid)
+            ),
         )
         if isinstance(outcome, Refreshed):
             self._debug("refresh succeeded; new cookies queued")
@@ -193,6 +241,8 @@ class AuthKitMiddleware:
             state.sid, state.csrf_token = outcome.sid, outcome.csrf_token
             state.refresh_token = outcome.refresh_token
             state.queue_refresh_cookies(outcome.set_cookies)
+            # A remembered result must not outlive a revocation in the meantime.
+            await self._session_live(state)
         elif isinstance(outcome, Ended):
             self._debug("refresh answered is_success=False; clearing every auth cookie")
             state.clear_identity()
@@ -200,5 +250,5 @@ class AuthKitMiddleware:
         else:
             # Keep everything; a still-valid token keeps working, otherwise protected routes
             # answer 503 with Retry-After.
-            state.refresh_unavailable = True
+            state.unavailable = True
         return state

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
@@ -32,10 +34,22 @@ from .errors import (
     InvalidRefreshResultError,
     RefreshError,
     RefreshTimeoutError,
+    StoreUnavailableError,
 )
 from .session import issue_session, new_sid
+from .stores.base import SessionStore
+from .stores.sealing import open_sealed, seal, token_id
 
-__all__ = ["Ended", "Outcome", "Refreshed", "SingleFlight", "Unavailable", "run_callback"]
+__all__ = [
+    "Ended",
+    "Outcome",
+    "Refreshed",
+    "SingleFlight",
+    "Unavailable",
+    "flight_alias",
+    "run_callback",
+    "run_shared",
+]
 
 logger = logging.getLogger("fastapi_authkit")
 
@@ -62,7 +76,7 @@ class Ended:
 
 @dataclass(frozen=True, slots=True)
 class Unavailable:
-    error: RefreshError
+    error: AuthKitError
 
 
 Outcome: TypeAlias = Refreshed | Ended | Unavailable
@@ -233,3 +247,119 @@ class SingleFlight:
             while len(self._recent) >= _MAX_RECENT:
                 del self._recent[next(iter(self._recent))]
         self._recent[key] = (now + grace, outcome)
+
+
+# --- across processes ----------------------------------------------------------------------
+
+# A published result stays readable at least this long, so that requests that were waiting
+# on the flight always find it, even with grace_period=0.
+_MIN_RESULT_TTL: Final = 1.0
+_POLL_START: Final = 0.005
+_POLL_MAX: Final = 0.05
+_ENDED: Final = b"E"
+
+
+def flight_alias(refresh_token: str) -> str:
+    """The id a published result is also known by: its successor refresh token's."""
+    return token_id(refresh_token, "flight-alias")
+
+
+def _encode(outcome: Refreshed) -> bytes:
+    return json.dumps(
+        {
+            "t": outcome.token,
+            "tt": outcome.token_type,
+            "u": outcome.user_state,
+            "s": outcome.sid,
+            "r": outcome.refresh_token,
+            "c": outcome.csrf_token,
+            "sc": [cookie.decode("latin-1") for cookie in outcome.set_cookies],
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def _decode(store: AuthStore, refresh_token: str, value: bytes) -> Outcome:
+    if value == _ENDED:
+        return Ended()
+    opened = open_sealed(refresh_token, value[1:]) if value[:1] == b"R" else None
+    if opened is None:
+        return Unavailable(RefreshError("another process's refresh result cannot be opened"))
+    data = json.loads(opened)
+    try:
+        # Verified again: the store is shared infrastructure, not part of the trust root.
+        claims = store.verifier.verify(data["t"], store.clock())
+    except AuthKitError as exc:
+        return Unavailable(RefreshError(f"shared refresh result does not verify: {exc}"))
+    return Refreshed(
+        token=data["t"],
+        token_type=data["tt"],
+        claims=claims,
+        user_state=data["u"],
+        sid=data["s"],
+        refresh_token=data["r"],
+        csrf_token=data["c"],
+        set_cookies=tuple(cookie.encode("latin-1") for cookie in data["sc"]),
+    )
+
+
+async def _publish(
+    store: AuthStore,
+    shared: SessionStore,
+    refresh: RefreshConfig,
+    key: str,
+    owner: str,
+    param: RefreshParam,
+    outcome: Outcome,
+) -> None:
+    ttl = max(refresh.grace_period, _MIN_RESULT_TTL)
+    now = store.clock()
+    if isinstance(outcome, Refreshed):
+        sealed = b"R" + seal(param.refresh_token, _encode(outcome))
+        alias = flight_alias(outcome.refresh_token)
+        await shared.flight_finish(key, owner, sealed, now=now, ttl=ttl, alias=alias)
+    elif isinstance(outcome, Ended):
+        await shared.flight_finish(key, owner, _ENDED, now=now, ttl=ttl, alias=None)
+    else:
+        await shared.flight_release(key, owner)
+
+
+async def run_shared(
+    store: AuthStore,
+    shared: SessionStore,
+    refresh: RefreshConfig,
+    param: RefreshParam,
+    sid: str | None,
+) -> Outcome:
+    """One callback call per refresh token across every process sharing ``shared``.
+
+    The first process to claim the flight calls the callback and publishes the result
+    (sealed with the presented refresh token); the others poll until it is there. The claim's
+    lease outlasts the callback's timeout, so it cannot lapse while the call runs. A store
+    that cannot be reached before the call makes the refresh unavailable (nothing consumed);
+    one that fails after it does not take the answer away from this request.
+    """
+    key = token_id(param.refresh_token, "flight")
+    owner = secrets.token_hex(8)
+    lease = refresh.timeout + 5.0
+    deadline = anyio.current_time() + lease
+    delay = _POLL_START
+    while True:
+        try:
+            flight = await shared.flight_claim(key, owner, now=store.clock(), lease=lease)
+        except StoreUnavailableError as exc:
+            logger.warning("refresh not attempted, shared store unavailable: %s", exc)
+            return Unavailable(exc)
+        if flight.status == "claimed":
+            outcome = await run_callback(store, refresh, param, sid)
+            try:
+                await _publish(store, shared, refresh, key, owner, param, outcome)
+            except StoreUnavailableError as exc:
+                logger.warning("refresh result not shared, store unavailable: %s", exc)
+            return outcome
+        if flight.status == "done" and flight.value is not None:
+            return _decode(store, param.refresh_token, flight.value)
+        if anyio.current_time() >= deadline:
+            return Unavailable(RefreshTimeoutError("another process's refresh did not finish"))
+        await anyio.sleep(delay)
+        delay = min(delay * 2, _POLL_MAX)

@@ -9,7 +9,7 @@ response the route returns, so they work with dicts, redirects and streaming res
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 from starlette.requests import HTTPConnection
@@ -27,32 +27,30 @@ class AuthState:
     """Who is signed in for this request, and the cookie writes queued for its response.
 
     ``token``/``token_type``/``claims`` describe a verified access token (all None when
-    unauthenticated); ``user_state`` is the verified user state; ``refresh_unavailable`` is
-    True when a needed refresh failed transiently (protected routes answer 503, not 401).
+    unauthenticated); ``user_state`` is the verified user state; ``unavailable`` is
+    True when the session could not be checked or refreshed because the refresh callback or
+    the shared store failed transiently (protected routes answer 503, not 401).
     """
 
     __slots__ = (
         "_auto_cookies",
-        "_on_sign_out",
         "_route_cookies",
         "_user",
         "_user_loaded",
         "claims",
         "csrf_token",
         "refresh_token",
-        "refresh_unavailable",
         "sid",
+        "signed_out_refresh_token",
         "store",
         "token",
         "token_type",
+        "unavailable",
         "user_state",
     )
 
-    def __init__(self, store: AuthStore, on_sign_out: Callable[[str], None] | None = None) -> None:
+    def __init__(self, store: AuthStore) -> None:
         self.store = store
-        # Told the refresh token of a session that signs out, so the middleware can drop
-        # anything it remembers for it (the refresh grace cache).
-        self._on_sign_out = on_sign_out
         self.token: str | None = None
         self.token_type: str | None = None
         self.claims: dict[str, Any] | None = None
@@ -60,7 +58,9 @@ class AuthState:
         self.sid: str | None = None
         self.refresh_token: str | None = None
         self.csrf_token: str | None = None
-        self.refresh_unavailable = False
+        self.unavailable = False
+        # Set by sign_out, so the middleware forgets refresh results remembered for it.
+        self.signed_out_refresh_token: str | None = None
         self._auto_cookies: tuple[bytes, ...] = ()
         self._route_cookies: tuple[bytes, ...] | None = None
         self._user: Any = None
@@ -84,10 +84,15 @@ class AuthState:
         self.user_state = user_state
         self._user_loaded = False
 
-    def clear_identity(self) -> None:
+    def unauthenticate(self) -> None:
+        """No verified identity for this request; the session's cookies stay as they are."""
         self.token = self.token_type = self.claims = None
-        self.user_state = self.sid = self.refresh_token = self.csrf_token = None
         self._user_loaded = False
+
+    def clear_identity(self) -> None:
+        """The session is over: no identity and no session references."""
+        self.unauthenticate()
+        self.user_state = self.sid = self.refresh_token = self.csrf_token = None
 
     def queue_refresh_cookies(self, cookies: tuple[bytes, ...]) -> None:
         self._auto_cookies = cookies
@@ -168,7 +173,7 @@ def sign_in(
     state._route_cookies = issued.set_cookies
     state.set_identity(token, token_type, claims, user_state)
     state.sid, state.refresh_token, state.csrf_token = sid, refresh, issued.csrf_token
-    state.refresh_unavailable = False
+    state.unavailable = False
 
 
 def sign_out(conn: HTTPConnection) -> None:
@@ -180,7 +185,7 @@ def sign_out(conn: HTTPConnection) -> None:
     if state.store.auth_type != "cookie":
         raise ConfigurationError("sign_out clears cookies; it needs auth_type='cookie'")
     state._route_cookies = clear_session(state.store)
-    if state.refresh_token is not None and state._on_sign_out is not None:
-        state._on_sign_out(state.refresh_token)
+    if state.refresh_token is not None:
+        state.signed_out_refresh_token = state.refresh_token
     state.clear_identity()
-    state.refresh_unavailable = False
+    state.unavailable = False

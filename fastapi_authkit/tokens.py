@@ -108,6 +108,7 @@ class TokenVerifier:
         "_keys_by_id",
         "_leeway",
         "_options",
+        "_typ",
     )
 
     def __init__(
@@ -118,8 +119,12 @@ class TokenVerifier:
         audience: str | Sequence[str] | None = None,
         issuer: str | None = None,
         leeway: float = 0,
+        typ: str | None = None,
     ) -> None:
         self._algorithms = _check_algorithms(algorithms)
+        # RFC 8725 §3.11: explicit typing keeps other JWTs (ID tokens, another service's
+        # tokens signed with a shared key) from passing as access tokens.
+        self._typ = typ.lower() if typ else None
         if isinstance(key, Mapping):
             if not key:
                 raise ConfigurationError("token_key mapping must hold at least one key id")
@@ -181,7 +186,7 @@ class TokenVerifier:
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenError("token too large")
         try:
-            claims: dict[str, Any] = self._jwt.decode(
+            decoded = self._jwt.decode_complete(
                 token,
                 self._select_key(token),
                 algorithms=self._algorithms,
@@ -195,6 +200,11 @@ class TokenVerifier:
             # Hostile input must end as "not authenticated", never as a 500, whatever
             # corner of base64/JSON/crypto it reaches.
             raise TokenError(f"token does not verify: {exc}") from exc
+        claims: dict[str, Any] = decoded["payload"]
+        if self._typ is not None:
+            typ = decoded["header"].get("typ")
+            if not isinstance(typ, str) or typ.lower().removeprefix("application/") != self._typ:
+                raise TokenError(f"token typ must be {self._typ!r}")
         exp = claims.get("exp")
         if not _is_number(exp):
             raise TokenError("exp must be a finite number")

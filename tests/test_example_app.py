@@ -342,7 +342,7 @@ def test_logout_deletes_every_auth_cookie(signed_in: TestClient) -> None:
     csrf = jar(signed_in)["_auth_csrf"]
     response = signed_in.post("/logout", headers={"X-CSRF-Token": csrf})
     assert response.status_code == 200
-    assert response.json() == {"ok": True}
+    assert response.json() == {"ok": True, "revoked": True}
     assert response.headers["cache-control"] == "no-store"
     assert_all_deleted(response)
     assert jar(signed_in) == {}

@@ -176,7 +176,7 @@ def test_login_refresh_logout_against_a_real_uvicorn(server: str) -> None:
         csrf = cookies.values()["_auth_csrf"]
         logout = send("POST", "/logout", headers={"X-CSRF-Token": csrf})
         assert logout.status_code == 200, logout.text
-        assert logout.json() == {"ok": True}
+        assert logout.json() == {"ok": True, "revoked": True}
         deleted = cookies.update(logout)
         assert set(deleted) == set(AUTH_COOKIES)
         assert all(attrs["max-age"] == "0" for attrs in deleted.values())

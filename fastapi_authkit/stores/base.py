@@ -1,0 +1,108 @@
+"""The shared-state protocol behind the built-in issuer and cross-process single flight.
+
+Two backends implement it: :class:`~fastapi_authkit.stores.memory.MemoryStore` (embedded,
+one process) and :class:`~fastapi_authkit.stores.redis.RedisStore` (several workers or
+machines). Each operation that decides something is atomic in the backend (plain Python
+between awaits in memory, one Lua script in Redis), so correctness never rests on a lock
+whose lease can run out mid-call.
+
+Nothing stored is a plaintext token: refresh tokens are known by an HMAC-derived id, and a
+cached successor pair is sealed with a key derived from its predecessor token, so only a
+holder of that predecessor can read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "FlightState",
+    "RotateOutcome",
+    "SessionStore",
+]
+
+RotateStatus = Literal["active", "rotated", "replay", "reuse", "unknown", "revoked", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class RotateOutcome:
+    """What :meth:`SessionStore.rotate` decided.
+
+    ``active``: the token is current and no successor was offered (peek); mint one and call
+    again. ``rotated``: the offered successor is now current. ``replay``: the token was
+    rotated within the grace window and is the immediate predecessor; ``sealed`` holds the
+    same successor as before. ``reuse``: a rotated-out token outside that rule; the family
+    is now revoked. ``unknown``/``revoked``/``expired``: no session (expired revokes it).
+    """
+
+    status: RotateStatus
+    family_id: str | None = None
+    subject: str | None = None
+    sealed: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlightState:
+    """A cross-process refresh flight: claimed by us, pending elsewhere, or done."""
+
+    status: Literal["claimed", "pending", "done"]
+    value: bytes | None = None
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Async shared state. Every method raises ``StoreUnavailableError`` when the backend
+    cannot be reached; callers fail closed on it."""
+
+    async def create_family(
+        self,
+        *,
+        family_id: str,
+        subject: str,
+        token_id: str,
+        now: float,
+        idle_ttl: float,
+        absolute_ttl: float,
+    ) -> None:
+        """Start a session family whose first (current) refresh token is ``token_id``."""
+
+    async def rotate(
+        self,
+        token_id: str,
+        *,
+        now: float,
+        grace: float,
+        idle_ttl: float,
+        successor_id: str | None,
+        sealed: bytes | None,
+    ) -> RotateOutcome:
+        """Atomically rotate ``token_id`` to ``successor_id`` (see :class:`RotateOutcome`)."""
+
+    async def family_active(self, family_id: str, now: float) -> bool:
+        """Whether the family exists, is not revoked and is within its absolute lifetime."""
+
+    async def revoke_token_family(self, token_id: str) -> str | None:
+        """Revoke the family that ``token_id`` belongs to; returns its id if known."""
+
+    async def revoke_subject(self, subject: str) -> int:
+        """Revoke every family of ``subject``; returns how many were active."""
+
+    async def flight_claim(self, key: str, owner: str, *, now: float, lease: float) -> FlightState:
+        """Claim the refresh flight ``key`` for ``owner`` until ``now + lease``, or report
+        its state. Times are the caller's clock, so tests can inject it."""
+
+    async def flight_finish(
+        self, key: str, owner: str, value: bytes, *, now: float, ttl: float, alias: str | None
+    ) -> None:
+        """Publish the flight's result for ``ttl`` seconds if ``owner`` still holds it;
+        ``alias`` (the successor's id) lets :meth:`flight_forget` find it on sign-out."""
+
+    async def flight_release(self, key: str, owner: str) -> None:
+        """Give up a claimed flight without a result, so the next request may try."""
+
+    async def flight_forget(self, alias: str) -> None:
+        """Drop a published flight result by its successor's id (sign-out)."""
+
+    async def aclose(self) -> None:
+        """Release connections."""

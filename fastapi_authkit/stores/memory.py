@@ -1,0 +1,188 @@
+"""The embedded default: shared state in this process's memory.
+
+Correct for one process (one uvicorn worker): every method runs without awaiting between its
+read and its write, so on one event loop each is atomic. For several workers use
+:class:`~fastapi_authkit.stores.redis.RedisStore`. Entries expire lazily and are swept as
+the store grows, so memory stays bounded by the live sessions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .base import FlightState, RotateOutcome
+
+__all__ = ["MemoryStore"]
+
+_SWEEP_EVERY = 1024
+
+
+@dataclass(slots=True)
+class _Family:
+    subject: str
+    absolute_expires: float
+    current: str
+    revoked: bool = False
+
+
+@dataclass(slots=True)
+class _Token:
+    family_id: str
+    expires: float
+    rotated_at: float | None = None
+    successor: str | None = None
+    sealed: bytes | None = None
+
+
+@dataclass(slots=True)
+class _Flight:
+    value: bytes  # b"P:" + owner while pending, else the published result
+    expires: float
+    alias: str | None = None
+
+
+@dataclass
+class MemoryStore:
+    """In-process :class:`~fastapi_authkit.stores.base.SessionStore`."""
+
+    _families: dict[str, _Family] = field(default_factory=dict)
+    _tokens: dict[str, _Token] = field(default_factory=dict)
+    _subjects: dict[str, set[str]] = field(default_factory=dict)
+    _flights: dict[str, _Flight] = field(default_factory=dict)
+    _aliases: dict[str, str] = field(default_factory=dict)
+    _writes: int = 0
+
+    def _sweep(self, now: float) -> None:
+        self._writes += 1
+        if self._writes % _SWEEP_EVERY:
+            return
+        for tid in [t for t, rec in self._tokens.items() if rec.expires <= now]:
+            del self._tokens[tid]
+        for fid in [f for f, fam in self._families.items() if fam.absolute_expires <= now]:
+            fam = self._families.pop(fid)
+            members = self._subjects.get(fam.subject)
+            if members is not None:
+                members.discard(fid)
+                if not members:
+                    del self._subjects[fam.subject]
+
+    async def create_family(
+        self,
+        *,
+        family_id: str,
+        subject: str,
+        token_id: str,
+        now: float,
+        idle_ttl: float,
+        absolute_ttl: float,
+    ) -> None:
+        self._sweep(now)
+        absolute = now + absolute_ttl
+        self._families[family_id] = _Family(subject, absolute, token_id)
+        self._tokens[token_id] = _Token(family_id, min(now + idle_ttl, absolute))
+        self._subjects.setdefault(subject, set()).add(family_id)
+
+    async def rotate(
+        self,
+        token_id: str,
+        *,
+        now: float,
+        grace: float,
+        idle_ttl: float,
+        successor_id: str | None,
+        sealed: bytes | None,
+    ) -> RotateOutcome:
+        record = self._tokens.get(token_id)
+        if record is None or record.expires <= now:
+            return RotateOutcome("unknown")
+        family = self._families.get(record.family_id)
+        if family is None:
+            return RotateOutcome("unknown")
+        fid, subject = record.family_id, family.subject
+        if family.revoked:
+            return RotateOutcome("revoked", fid, subject)
+        if now >= family.absolute_expires:
+            family.revoked = True
+            return RotateOutcome("expired", fid, subject)
+        if record.rotated_at is None:
+            if successor_id is None:
+                return RotateOutcome("active", fid, subject)
+            self._sweep(now)
+            record.rotated_at, record.successor, record.sealed = now, successor_id, sealed
+            # Kept until its own expiry so that a late replay is recognised as reuse.
+            record.expires = max(record.expires, now + grace)
+            self._tokens[successor_id] = _Token(fid, min(now + idle_ttl, family.absolute_expires))
+            family.current = successor_id
+            return RotateOutcome("rotated", fid, subject)
+        if now - record.rotated_at <= grace and family.current == record.successor:
+            return RotateOutcome("replay", fid, subject, record.sealed)
+        family.revoked = True
+        return RotateOutcome("reuse", fid, subject)
+
+    async def family_active(self, family_id: str, now: float) -> bool:
+        family = self._families.get(family_id)
+        return family is not None and not family.revoked and now < family.absolute_expires
+
+    async def revoke_token_family(self, token_id: str) -> str | None:
+        record = self._tokens.get(token_id)
+        if record is None:
+            return None
+        family = self._families.get(record.family_id)
+        if family is not None:
+            family.revoked = True
+        return record.family_id
+
+    async def revoke_subject(self, subject: str) -> int:
+        count = 0
+        for fid in self._subjects.get(subject, ()):
+            family = self._families.get(fid)
+            if family is not None and not family.revoked:
+                family.revoked = True
+                count += 1
+        return count
+
+    # --- refresh flights (one process only, so mainly a reference for RedisStore) ----------
+
+    def _flight(self, key: str, now: float) -> _Flight | None:
+        flight = self._flights.get(key)
+        if flight is not None and flight.expires <= now:
+            del self._flights[key]
+            if flight.alias is not None:
+                self._aliases.pop(flight.alias, None)
+            return None
+        return flight
+
+    async def flight_claim(self, key: str, owner: str, *, now: float, lease: float) -> FlightState:
+        flight = self._flight(key, now)
+        if flight is None:
+            self._flights[key] = _Flight(b"P:" + owner.encode(), now + lease)
+            return FlightState("claimed")
+        if flight.value.startswith(b"P:"):
+            return FlightState("pending")
+        return FlightState("done", flight.value)
+
+    async def flight_finish(
+        self, key: str, owner: str, value: bytes, *, now: float, ttl: float, alias: str | None
+    ) -> None:
+        flight = self._flights.get(key)
+        if flight is None or flight.value != b"P:" + owner.encode():
+            return
+        self._flights[key] = _Flight(value, now + ttl, alias)
+        if alias is not None:
+            self._aliases[alias] = key
+        if len(self._flights) > _SWEEP_EVERY:
+            for k in list(self._flights):
+                self._flight(k, now)
+
+    async def flight_release(self, key: str, owner: str) -> None:
+        flight = self._flights.get(key)
+        if flight is not None and flight.value == b"P:" + owner.encode():
+            del self._flights[key]
+
+    async def flight_forget(self, alias: str) -> None:
+        key = self._aliases.pop(alias, None)
+        if key is not None:
+            self._flights.pop(key, None)
+
+    async def aclose(self) -> None:
+        return None

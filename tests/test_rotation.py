@@ -1,0 +1,338 @@
+"""The built-in issuer on both stores: rotation, grace-window replay, reuse detection,
+revocation, idle and absolute lifetimes, concurrency, and nothing stored in plaintext.
+
+Every test runs against the in-memory store and a real redis-server."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import jwt
+import pytest
+
+from fastapi_authkit import (
+    ConfigurationError,
+    Issuer,
+    RefreshParam,
+    RefreshResult,
+    create_issuer,
+    create_store,
+)
+from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
+from fastapi_authkit.stores.sealing import open_sealed, seal, token_id
+
+from conftest import Clock
+
+pytestmark = pytest.mark.anyio
+
+SIGNING_KEY = "issuer-signing-key-0123456789abcdef-0123"
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    server = request.getfixturevalue("redis_server")
+    store = RedisStore.from_url(server.url, prefix=f"t-{uuid.uuid4().hex}:")
+    yield store
+    await store.aclose()
+
+
+def make_issuer(backend: SessionStore, clock: Clock, **options: Any) -> Issuer:
+    settings: dict[str, Any] = {
+        "backend": backend,
+        "signing_key": SIGNING_KEY,
+        "access_ttl": 60,
+        "idle_ttl": 3600,
+        "absolute_ttl": 10 * 3600,
+        "grace": 10,
+        "clock": clock,
+    }
+    settings.update(options)
+    return create_issuer(**settings)
+
+
+async def refresh(issuer: Issuer, token: str) -> RefreshResult:
+    return await issuer.refresh(RefreshParam(auth_token=None, refresh_token=token))
+
+
+def successor(result: RefreshResult) -> str:
+    assert result.is_success, result
+    assert result.new_refresh_token is not None
+    return result.new_refresh_token
+
+
+async def test_issued_access_token_is_typed_and_carries_the_family(
+    backend: SessionStore, clock: Clock
+) -> None:
+    issuer = make_issuer(backend, clock, issuer="https://auth.example", audience="app")
+    tokens = await issuer.issue("alice")
+    header = jwt.get_unverified_header(tokens.access_token)
+    claims = jwt.decode(
+        tokens.access_token,
+        SIGNING_KEY,
+        algorithms=["HS256"],
+        audience="app",
+        options={"verify_exp": False, "verify_iat": False},
+    )
+    assert header["typ"] == "at+jwt"
+    assert claims["sub"] == "alice"
+    assert claims["sid"] == tokens.family_id
+    assert claims["iss"] == "https://auth.example"
+    assert claims["exp"] - claims["iat"] == 60
+    assert isinstance(claims["jti"], str)
+    assert await issuer.is_active(claims)
+    # A store built on the issuer verifies exactly these tokens.
+    store = create_store(secret_key="s" * 32, token_issuer=issuer, clock=clock)
+    assert store.verifier.verify(tokens.access_token, clock())["sub"] == "alice"
+
+
+async def test_rotation_hands_out_a_new_pair(backend: SessionStore, clock: Clock) -> None:
+    issuer = make_issuer(backend, clock)
+    tokens = await issuer.issue("alice")
+    clock.advance(50)
+    result = await refresh(issuer, tokens.refresh_token)
+    assert successor(result) != tokens.refresh_token
+    assert result.new_auth_token != tokens.access_token
+    assert result.new_refresh_token_expires_in == 3600
+    # The successor rotates in turn.
+    clock.advance(50)
+    assert (await refresh(issuer, successor(result))).is_success
+
+
+async def test_immediate_predecessor_within_grace_gets_the_same_pair(
+    backend: SessionStore, clock: Clock
+) -> None:
+    issuer = make_issuer(backend, clock)
+    tokens = await issuer.issue("alice")
+    first = await refresh(issuer, tokens.refresh_token)
+    clock.advance(9)
+    again = await refresh(issuer, tokens.refresh_token)
+    assert again == first  # the same successor pair, nothing new minted
+    assert (await refresh(issuer, successor(first))).is_success  # and it still rotates
+
+
+async def test_predecessor_after_grace_revokes_the_family(
+    backend: SessionStore, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    issuer = make_issuer(backend, clock)
+    tokens = await issuer.issue("alice")
+    first = await refresh(issuer, tokens.refresh_token)
+    clock.advance(11)
+    with caplog.at_level(logging.WARNING, logger="fastapi_authkit"):
+        assert not (await refresh(issuer, tokens.refresh_token)).is_success
+    assert "reuse detected" in caplog.text
+    # The whole family is gone: the legitimate successor too, and its access token.
+    assert not (await refresh(issuer, successor(first))).is_success
+    claims = jwt.decode(first.new_auth_token or "", options={"verify_signature": False})
+    assert not await issuer.is_active(claims)
+
+
+async def test_grandparent_within_grace_revokes_the_family(
+    backend: SessionStore, clock: Clock
+) -> None:
+    issuer = make_issuer(backend, clock)
+    tokens = await issuer.issue("alice")
+    child = successor(await refresh(issuer, tokens.refresh_token))
+    clock.advance(1)
+    grandchild = successor(await refresh(issuer, child))
+    clock.advance(1)  # still within grace of both rotations
+    assert not (await refresh(issuer, tokens.refresh_token)).is_success
+    assert not (await refresh(issuer, grandchild)).is_success
+
+
+async def test_revoke_ends_the_family(backend: SessionStore, clock: Clock) -> None:
+    issuer = make_issuer(backend, clock)
+    tokens = await issuer.issue("alice")
+    claims = jwt.decode(tokens.access_token, options={"verify_signature": False})
+    assert await issuer.revoke(tokens.refresh_token)
+    assert not await issuer.is_active(claims)
+    assert not (await refresh(issuer, tokens.refresh_token)).is_success
+    assert not await issuer.revoke("never-issued")
+
+
+async def test_revoke_subject_ends_every_session_of_that_subject_only(
+    backend: SessionStore, clock: Clock
+) -> None:
+    issuer = make_issuer(backend, clock)
+    phone, laptop = await issuer.issue("alice"), await issuer.issue("alice")
+    other = await issuer.issue("bob")
+    assert await issuer.revoke_subject("alice") == 2
+    assert await issuer.revoke_subject("alice") == 0  # already revoked
+    assert not (await refresh(issuer, phone.refresh_token)).is_success
+    assert not (await refresh(issuer, laptop.refresh_token)).is_success
+    assert (await refresh(issuer, other.refresh_token)).is_success
+
+
+async def test_idle_lifetime(backend: SessionStore, clock: Clock) -> None:
+    issuer = make_issuer(backend, clock)
+    tokens = await issuer.issue("alice")
+    clock.advance(3599)
+    current = successor(await refresh(issuer, tokens.refresh_token))  # activity resets idle
+    clock.advance(3600)
+    assert not (await refresh(issuer, current)).is_success
+
+
+async def test_absolute_lifetime(backend: SessionStore, clock: Clock) -> None:
+    issuer = make_issuer(backend, clock)
+    tokens = await issuer.issue("alice")
+    current = tokens.refresh_token
+    for _ in range(11):
+        clock.advance(3000)
+        current = successor(await refresh(issuer, current))
+    clock.advance(3001)  # 10 h since sign-in, although the last refresh was recent
+    assert not (await refresh(issuer, current)).is_success
+    claims = jwt.decode(tokens.access_token, options={"verify_signature": False})
+    assert not await issuer.is_active(claims)
+
+
+async def test_unknown_and_malformed_refresh_tokens(backend: SessionStore, clock: Clock) -> None:
+    issuer = make_issuer(backend, clock)
+    for token in ("", "x", "a" * 5000, "../../etc/passwd", "'; DROP TABLE --"):
+        assert not (await refresh(issuer, token)).is_success
+    assert not await issuer.is_active({"sid": 12})
+    assert not await issuer.is_active({})
+
+
+async def test_concurrent_rotation_mints_exactly_one_successor(
+    backend: SessionStore, clock: Clock
+) -> None:
+    issuer = make_issuer(backend, clock)
+    tokens = await issuer.issue("alice")
+    results: list[RefreshResult] = []
+
+    async def one() -> None:
+        results.append(await refresh(issuer, tokens.refresh_token))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(40):
+            tg.start_soon(one)
+    assert len({r.new_refresh_token for r in results}) == 1
+    assert len({r.new_auth_token for r in results}) == 1
+    assert all(r.is_success for r in results)
+
+
+async def test_no_plaintext_token_is_stored(request: pytest.FixtureRequest, clock: Clock) -> None:
+    server = request.getfixturevalue("redis_server")
+    prefix = f"t-{uuid.uuid4().hex}:"
+    backend = RedisStore.from_url(server.url, prefix=prefix)
+    try:
+        issuer = make_issuer(backend, clock)
+        tokens = await issuer.issue("alice")
+        result = await refresh(issuer, tokens.refresh_token)
+        secrets = [tokens.refresh_token, tokens.access_token, successor(result)]
+        secrets.append(result.new_auth_token or "")
+        from redis.asyncio import Redis
+
+        raw = Redis.from_url(server.url)
+        dump = b""
+        async for key in raw.scan_iter(match=f"{prefix}*"):
+            dump += key
+            kind = await raw.type(key)
+            if kind == b"hash":
+                for field, value in (await raw.hgetall(key)).items():
+                    dump += field + value
+            elif kind == b"set":
+                dump += b"".join(await raw.smembers(key))
+            else:
+                dump += await raw.get(key) or b""
+        await raw.aclose()
+        assert dump  # the scan saw the records
+        for secret in secrets:
+            assert secret.encode() not in dump
+    finally:
+        await backend.aclose()
+
+
+def test_sealed_successor_opens_only_with_its_predecessor() -> None:
+    blob = seal("predecessor", b'{"a":"x"}')
+    assert open_sealed("predecessor", blob) == b'{"a":"x"}'
+    assert open_sealed("someone-else", blob) is None
+    assert open_sealed("predecessor", blob[:-1] + bytes([blob[-1] ^ 1])) is None
+    assert open_sealed("predecessor", b"short") is None
+    assert token_id("t", "refresh") != token_id("t", "flight")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"backend": object()}, "SessionStore"),
+        ({"algorithm": "none"}, "unsupported algorithm"),
+        ({"algorithm": "RS256", "signing_key": "not a pem"}, "not a valid RS256 key"),
+        ({"access_ttl": 0}, "access_ttl"),
+        ({"access_ttl": 4000}, "access_ttl < idle_ttl"),
+        ({"grace": -1}, "grace"),
+        ({"previous_keys": {"old": "k" * 32}}, "needs key_id"),
+        ({"key_id": ""}, "key_id"),
+        ({"clock": 5}, "clock"),
+    ],
+)
+def test_issuer_configuration_errors(options: dict[str, Any], message: str) -> None:
+    settings: dict[str, Any] = {
+        "backend": MemoryStore(),
+        "clock": Clock(),
+        "signing_key": SIGNING_KEY,
+        "idle_ttl": 3600,
+        **options,
+    }
+    with pytest.raises(ConfigurationError, match=message):
+        create_issuer(**settings)
+
+
+async def test_key_rotation_with_key_ids(clock: Clock) -> None:
+    backend = MemoryStore()
+    old = make_issuer(backend, clock, key_id="2026-01")
+    old_token = (await old.issue("alice")).access_token
+    new = make_issuer(
+        backend,
+        clock,
+        signing_key="next-signing-key-0123456789abcdef-01234",
+        key_id="2026-02",
+        previous_keys={"2026-01": SIGNING_KEY},
+    )
+    store = create_store(secret_key="s" * 32, token_issuer=new, clock=clock)
+    assert jwt.get_unverified_header((await new.issue("bob")).access_token)["kid"] == "2026-02"
+    assert store.verifier.verify(old_token, clock())["sub"] == "alice"  # overlap key
+    retired = make_issuer(
+        backend, clock, signing_key="next-signing-key-0123456789abcdef-01234", key_id="2026-02"
+    )
+    store = create_store(secret_key="s" * 32, token_issuer=retired, clock=clock)
+    from fastapi_authkit import TokenError
+
+    with pytest.raises(TokenError):
+        store.verifier.verify(old_token, clock())
+
+
+async def test_asymmetric_issuer(clock: Clock) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    issuer = make_issuer(MemoryStore(), clock, algorithm="ES256", signing_key=private)
+    store = create_store(secret_key="s" * 32, token_issuer=issuer, clock=clock)
+    token = (await issuer.issue("alice")).access_token
+    assert store.verifier.verify(token, clock())["sub"] == "alice"
+
+
+def test_store_with_issuer_refuses_conflicting_options(clock: Clock) -> None:
+    issuer = make_issuer(MemoryStore(), clock)
+    for extra in (
+        {"token_key": "k" * 32},
+        {"algorithms": ["HS256"]},
+        {"issuer": "x"},
+        {"audience": "y"},
+        {"auth_type": "header"},
+    ):
+        with pytest.raises(ConfigurationError):
+            create_store(secret_key="s" * 32, token_issuer=issuer, **extra)
+    with pytest.raises(ConfigurationError, match="create_issuer"):
+        create_store(secret_key="s" * 32, token_issuer=object())  # type: ignore[arg-type]
