@@ -239,7 +239,9 @@ def create_app(
 
     @app.get("/api/me")
     async def me(user: CurrentUser, state: AuthStateDep) -> dict[str, Any]:
-        return {"user": user, "exp": state.claims["exp"] if state.claims else None}
+        # "worker" shows which uvicorn process answered when running with --workers N.
+        exp = state.claims["exp"] if state.claims else None
+        return {"user": user, "exp": exp, "worker": os.getpid()}
 
     @app.post("/api/ping")
     async def ping(user: CurrentUser) -> dict[str, Any]:

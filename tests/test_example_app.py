@@ -6,6 +6,7 @@ client's cookie jar sends the ``Secure`` auth cookies back, as a browser would.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -231,6 +232,7 @@ def test_api_me_signed_in_is_the_user_as_json(signed_in: TestClient) -> None:
     assert response.json() == {
         "user": {"username": "demo", "name": "Demo User"},
         "exp": int(T0) + ACCESS_TTL,
+        "worker": os.getpid(),
     }
     assert response.headers.get_list("set-cookie") == []
 
@@ -245,6 +247,7 @@ def test_expired_access_token_is_refreshed_silently_and_rotated(
     assert response.json() == {
         "user": {"username": "demo", "name": "Demo User"},
         "exp": int(clock()) + ACCESS_TTL,
+        "worker": os.getpid(),
     }
     assert response.headers["cache-control"] == "no-store"
     cookies = parse_set_cookies(response)

@@ -7,11 +7,6 @@ https: it reads every ``Set-Cookie``, honours ``Max-Age`` and sends a ``Cookie``
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,118 +14,20 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from servers import CookieKeeper, run_example_app
+
 pytestmark = pytest.mark.realserver
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ACCESS_TTL = 2
-STARTUP_TIMEOUT = 20.0
+SECRET = "realserver-test-secret-0123456789abcdef"
 AUTH_COOKIES = ("_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class CookieKeeper:
-    """A browser's cookie store for one site, by hand: name -> (value, expiry)."""
-
-    def __init__(self) -> None:
-        self._cookies: dict[str, tuple[str, float]] = {}
-
-    def update(self, response: httpx2.Response) -> dict[str, dict[str, str]]:
-        """Apply the response's Set-Cookie headers; return name -> attributes as set."""
-        seen: dict[str, dict[str, str]] = {}
-        for header in response.headers.get_list("set-cookie"):
-            pair, *attributes = header.split(";")
-            name, _, value = pair.strip().partition("=")
-            attrs = {"value": value}
-            for attribute in attributes:
-                key, _, attr_value = attribute.strip().partition("=")
-                attrs[key.lower()] = attr_value
-            seen[name] = attrs
-            max_age = int(attrs.get("max-age", "86400"))
-            if max_age <= 0:
-                self._cookies.pop(name, None)
-            else:
-                self._cookies[name] = (value, time.monotonic() + max_age)
-        return seen
-
-    def values(self) -> dict[str, str]:
-        now = time.monotonic()
-        return {name: value for name, (value, until) in self._cookies.items() if until > now}
-
-    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = dict(extra or {})
-        values = self.values()
-        if values:
-            headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in values.items())
-        return headers
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    if importlib.util.find_spec("uvicorn") is None:
-        pytest.fail(
-            "uvicorn is not installed in this environment; the real-server test needs it "
-            "(pip install -e '.[example]')"
-        )
-    port = free_port()
-    env = {
-        **os.environ,
-        "AUTHKIT_SECRET": "realserver-test-secret-0123456789abcdef",
-        "AUTHKIT_ACCESS_TTL": str(ACCESS_TTL),
-    }
-    env.pop("AUTHKIT_DEBUG", None)
-    env.pop("AUTHKIT_REFRESH_TTL", None)
-    log_path = tmp_path / "uvicorn.log"
-    base_url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "example_app.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + STARTUP_TIMEOUT
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(
-                        f"uvicorn exited with code {process.returncode} before answering:\n"
-                        + log_path.read_text(errors="replace")
-                    )
-                try:
-                    if httpx2.get(f"{base_url}/login", timeout=1.0).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"uvicorn did not answer on {base_url} within {STARTUP_TIMEOUT:.0f}s:\n"
-                        + log_path.read_text(errors="replace")
-                    )
-                time.sleep(0.1)
-            yield base_url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+    env = {"AUTHKIT_SECRET": SECRET, "AUTHKIT_ACCESS_TTL": str(ACCESS_TTL)}
+    with run_example_app(tmp_path, env) as base_url:
+        yield base_url
 
 
 def test_login_refresh_logout_against_a_real_uvicorn(server: str) -> None:

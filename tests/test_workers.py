@@ -1,0 +1,117 @@
+"""The example app under a real ``uvicorn --workers 2`` sharing a real redis-server:
+exactly-once refresh across processes, reuse detection, and a Redis outage mid-run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+
+from servers import CookieKeeper, RedisServer, run_example_app
+
+pytestmark = pytest.mark.realserver
+
+ACCESS_TTL = 2
+GRACE = 2
+SECRET = "workers-test-secret-0123456789abcdef0123"
+AUTH_COOKIES = {"_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf"}
+
+
+def _env(redis: RedisServer) -> dict[str, str]:
+    return {
+        "AUTHKIT_SECRET": SECRET,
+        "AUTHKIT_ACCESS_TTL": str(ACCESS_TTL),
+        "AUTHKIT_REFRESH_GRACE": str(GRACE),
+        "AUTHKIT_REDIS_URL": redis.url,
+    }
+
+
+def _login(client: httpx2.Client, cookies: CookieKeeper) -> None:
+    response = client.post("/login", data={"username": "demo", "password": "demo"})
+    assert response.status_code == 303, response.text
+    cookies.update(response)
+
+
+async def _storm(base_url: str, headers: dict[str, str], n: int) -> list[httpx2.Response]:
+    responses: list[httpx2.Response] = []
+    limits = httpx2.Limits(max_connections=n)
+    async with httpx2.AsyncClient(base_url=base_url, timeout=20.0, limits=limits) as http:
+
+        async def one() -> None:
+            responses.append(await http.get("/api/me", headers=headers))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(n):
+                tg.start_soon(one)
+    return responses
+
+
+def test_two_workers_refresh_exactly_once(tmp_path: Path, own_redis: RedisServer) -> None:
+    with (
+        run_example_app(tmp_path, _env(own_redis), workers=2) as base_url,
+        httpx2.Client(base_url=base_url, timeout=10.0) as client,
+    ):
+        cookies = CookieKeeper()
+        _login(client, cookies)
+        before = cookies.values()
+        time.sleep(ACCESS_TTL + 0.5)  # the access token expires (and the keeper drops it)
+        stale = cookies.headers()
+        responses = anyio.run(_storm, base_url, stale, 40)
+
+        assert [r.status_code for r in responses] == [200] * 40
+        workers = {r.json()["worker"] for r in responses}
+        assert len(workers) == 2, f"expected both workers to answer, got {workers}"
+        refresh_cookies = set()
+        for response in responses:
+            set_cookie = CookieKeeper().update(response)
+            assert set(set_cookie) == AUTH_COOKIES  # nobody emitted a deletion or less
+            assert all(attrs["max-age"] != "0" for attrs in set_cookie.values())
+            refresh_cookies.add(set_cookie["_auth_refresh"]["value"])
+        assert len(refresh_cookies) == 1  # exactly one successor
+        (successor,) = refresh_cookies
+        assert successor != before["_auth_refresh"]
+
+        # The successor works.
+        cookies.update(responses[0])
+        assert client.get("/api/me", headers=cookies.headers()).status_code == 200
+        client.cookies.clear()
+
+        # The rotated-out refresh token after the grace window: theft. Family revoked.
+        time.sleep(GRACE + 0.5)
+        reuse = client.get("/api/me", headers=stale)
+        client.cookies.clear()
+        assert reuse.status_code == 401
+        cleared = CookieKeeper().update(reuse)
+        assert set(cleared) == AUTH_COOKIES
+        assert all(attrs["max-age"] == "0" for attrs in cleared.values())
+        # And the legitimate successor died with its family.
+        assert client.get("/api/me", headers=cookies.headers()).status_code == 401
+
+
+def test_redis_killed_mid_run_then_restarted(tmp_path: Path, own_redis: RedisServer) -> None:
+    with (
+        run_example_app(tmp_path, _env(own_redis), workers=2) as base_url,
+        httpx2.Client(base_url=base_url, timeout=10.0) as client,
+    ):
+        cookies = CookieKeeper()
+        _login(client, cookies)
+        assert client.get("/api/me", headers=cookies.headers()).status_code == 200
+        client.cookies.clear()
+        own_redis.kill()
+        for _ in range(4):  # both workers, whichever answers
+            response = client.get("/api/me", headers=cookies.headers())
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "5"
+            assert response.headers.get_list("set-cookie") == []
+        assert client.get("/login").status_code == 200  # public pages still answer
+        time.sleep(ACCESS_TTL + 0.5)  # a refresh falls due while Redis is down
+        response = client.get("/api/me", headers=cookies.headers())
+        assert response.status_code == 503
+        assert response.headers.get_list("set-cookie") == []
+        own_redis.start()
+        response = client.get("/api/me", headers=cookies.headers())
+        assert response.status_code == 200, response.text
+        assert "_auth_refresh" in CookieKeeper().update(response)
