@@ -224,6 +224,7 @@ def _external_app(
         shared_store=shared,
         refresh=create_refresh(interval=30, refresh_api_callback=callback),
     )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
