@@ -17,6 +17,7 @@ from .callback import RefreshCallback
 from .cookies import CookieNames, CookiePolicy, SameSite, is_token
 from .csrf import CsrfSigner
 from .errors import ConfigurationError
+from .origins import validate_origins
 from .stores.base import SessionStore
 from .stores.memory import MemoryStore
 from .tokens import TokenVerifier
@@ -121,6 +122,7 @@ class AuthStore:
     user_loader: UserLoader | None = field(repr=False)
     csrf_exempt_paths: frozenset[str]
     csrf_header_name: str
+    allowed_origins: frozenset[str]
     state_max_age: int
     refresh_max_age: int
     retry_after: int
@@ -147,6 +149,8 @@ def create_store(
     audience: str | Sequence[str] | None = None,
     issuer: str | None = None,
     leeway: float = 0,
+    token_typ: str | None = None,
+    max_token_lifetime: float = _DAY,
     auth_name: str = "_auth",
     auth_type: AuthType = "cookie",
     cookie_domain: str | None = None,
@@ -159,6 +163,7 @@ def create_store(
     user_loader: UserLoader | None = None,
     csrf_exempt_paths: Collection[str] = (),
     csrf_header_name: str = "X-CSRF-Token",
+    allowed_origins: Collection[str] = (),
     state_max_age: int = 30 * _DAY,
     refresh_max_age: int = 14 * _DAY,
     retry_after: int = 5,
@@ -172,7 +177,9 @@ def create_store(
     public key for RS/ES/PS/EdDSA), or a mapping of key id to key for rotation, selected by
     the token's ``kid``. ``algorithms`` is the allowlist; the token's own ``alg`` is never
     trusted beyond it. ``audience``/``issuer`` are required and compared exactly when set;
-    ``leeway`` (seconds) absorbs clock skew on ``exp``/``nbf``/``iat``.
+    ``leeway`` (seconds) absorbs clock skew on ``exp``/``nbf``/``iat``. ``token_typ``
+    requires that ``typ`` header (e.g. ``"at+jwt"``, RFC 9068). ``max_token_lifetime``
+    refuses tokens whose ``exp`` lies further ahead than that (default one day).
 
     Cookie flags come from ``cookie_*``. A name starting ``__Host-`` requires
     ``cookie_secure=True``, ``cookie_path="/"`` and no domain; ``__Secure-`` requires
@@ -182,6 +189,8 @@ def create_store(
     no cookies, no CSRF, no refresh). ``user_loader(claims, user_state)`` (sync or async)
     turns a verified identity into the object ``current_user`` returns.
     ``csrf_exempt_paths`` are exact paths (a login form posted without JavaScript).
+    ``allowed_origins`` are origins (``https://app.example.com``) besides the app's own that
+    may send cookie-authenticated unsafe requests and WebSocket handshakes.
     ``token_issuer`` (from :func:`~fastapi_authkit.create_issuer`) makes the app its own auth
     server: its key verifies tokens, it is the refresh callback unless ``refresh`` is given,
     and every authenticated request checks that the session was not revoked (failing closed
@@ -245,7 +254,6 @@ def create_store(
     if not callable(clock):
         raise ConfigurationError("clock must be callable")
     session_check: SessionCheck | None = None
-    typ: str | None = None
     if token_issuer is not None:
         from .issuer import ACCESS_TOKEN_TYPE, Issuer
 
@@ -259,7 +267,10 @@ def create_store(
         if auth_type != "cookie":
             raise ConfigurationError("token_issuer works with auth_type='cookie'")
         token_key, algorithms = token_issuer.token_key, (token_issuer.algorithm,)
-        issuer, audience, typ = token_issuer.issuer, token_issuer.audience, ACCESS_TOKEN_TYPE
+        if token_typ is not None:
+            raise ConfigurationError("with token_issuer, token_typ is the issuer's 'at+jwt'")
+        issuer, audience, token_typ = token_issuer.issuer, token_issuer.audience, ACCESS_TOKEN_TYPE
+        max_token_lifetime = max(max_token_lifetime, token_issuer.access_ttl + 1)
         session_check = token_issuer.is_active
         if refresh is None:
             refresh = create_refresh(
@@ -281,7 +292,8 @@ def create_store(
         audience=audience,
         issuer=issuer,
         leeway=leeway,
-        typ=typ,
+        typ=token_typ,
+        max_lifetime=max_token_lifetime,
     )
     return AuthStore(
         auth_name=auth_name,
@@ -294,6 +306,7 @@ def create_store(
         user_loader=user_loader,
         csrf_exempt_paths=frozenset(csrf_exempt_paths),
         csrf_header_name=csrf_header_name,
+        allowed_origins=validate_origins(allowed_origins),
         state_max_age=state_max_age,
         refresh_max_age=refresh_max_age,
         retry_after=retry_after,

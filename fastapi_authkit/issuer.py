@@ -31,7 +31,7 @@ from .errors import ConfigurationError, StoreUnavailableError
 from .state import get_auth_state, sign_in, sign_out
 from .stores.base import SessionStore
 from .stores.sealing import open_sealed, seal, token_id
-from .tokens import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
+from .tokens import HMAC_ALGORITHMS, check_algorithm
 
 __all__ = ["ACCESS_TOKEN_TYPE", "IssuedTokens", "Issuer", "create_issuer"]
 
@@ -282,13 +282,7 @@ def create_issuer(
     """
     if not isinstance(backend, SessionStore):
         raise ConfigurationError("backend must be a SessionStore (MemoryStore or RedisStore)")
-    if algorithm not in HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS:
-        raise ConfigurationError(f"unsupported algorithm {algorithm!r}")
-    if algorithm not in get_default_algorithms():
-        raise ConfigurationError(
-            f"algorithm {algorithm!r} needs the 'cryptography' package: "
-            "pip install 'fastapi-authkit[crypto]'"
-        )
+    check_algorithm(algorithm)
     try:
         prepared = get_default_algorithms()[algorithm].prepare_key(signing_key)
     except Exception as exc:

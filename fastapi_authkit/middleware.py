@@ -17,6 +17,7 @@ from .callback import RefreshParam
 from .config import AuthStore
 from .cookies import read_cookies
 from .errors import ConfigurationError, StoreUnavailableError, TokenError, TokenExpiredError
+from .origins import cross_site_refused
 from .refresh import (
     Ended,
     Refreshed,
@@ -76,8 +77,7 @@ class AuthKitMiddleware:
             return
         state = await self._from_cookies(scope)
         if state is None:
-            await send(_CSRF_START)
-            await send({"type": "http.response.body", "body": _CSRF_BODY})
+            await self._refuse(scope, receive, send)
             return
         scope[SCOPE_KEY] = state
 
@@ -156,6 +156,40 @@ class AuthKitMiddleware:
         state.set_identity(text, "Bearer", claims, None)
         return state
 
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            # Closing before accept makes the server answer the handshake with 403.
+            await receive()
+            await send({"type": "websocket.close", "code": 1008, "reason": "origin refused"})
+            return
+        await send(_CSRF_START)
+        await send({"type": "http.response.body", "body": _CSRF_BODY})
+
+    def _forgery(self, scope: Scope, session: SessionData | None) -> str | None:
+        """Why a cookie-carrying request looks forged (cross-site), or None.
+
+        WebSocket handshakes are checked by Origin (cross-site WebSocket hijacking); unsafe
+        HTTP methods by Sec-Fetch-Site and Origin, then by the CSRF token.
+        """
+        store = self.store
+        if scope["type"] == "websocket":
+            return cross_site_refused(
+                scope["scheme"], scope["headers"], store.allowed_origins, check_fetch_site=False
+            )
+        if scope["method"] in _SAFE_METHODS:
+            return None
+        reason = cross_site_refused(
+            scope["scheme"], scope["headers"], store.allowed_origins, check_fetch_site=True
+        )
+        if (
+            reason is None
+            and scope["path"] not in store.csrf_exempt_paths
+            and not self._csrf_ok(scope, session)
+        ):
+            reason = "CSRF token missing or invalid"
+        return reason
+
     def _csrf_ok(self, scope: Scope, session: SessionData | None) -> bool:
         store = self.store
         values = [v for k, v in scope["headers"] if k == store.csrf_header]
@@ -174,16 +208,12 @@ class AuthKitMiddleware:
         if raw_state is not None and session is None:
             self._debug("state cookie rejected (tampered, foreign or too old)")
 
-        if (
-            scope["type"] == "http"
-            and (access is not None or refresh_token is not None)
-            and scope["method"] not in _SAFE_METHODS
-            and scope["path"] not in store.csrf_exempt_paths
-            and not self._csrf_ok(scope, session)
-        ):
-            # Before any refresh: a forged request must not even rotate tokens.
-            logger.info("CSRF check failed: %s %s refused with 403", scope["method"], scope["path"])
-            return None
+        if access is not None or refresh_token is not None:
+            reason = self._forgery(scope, session)
+            if reason is not None:
+                # Before any refresh: a forged request must not even rotate tokens.
+                logger.info("refused %s %s: %s", scope.get("method", "WS"), scope["path"], reason)
+                return None
 
         state = AuthState(store)
         if session is not None:

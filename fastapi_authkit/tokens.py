@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import jwt
 from jwt.algorithms import get_default_algorithms
 
 from .errors import ConfigurationError, TokenError, TokenExpiredError
 
-__all__ = ["HMAC_ALGORITHMS", "MAX_TOKEN_BYTES", "TokenVerifier", "unverified_expiry"]
+__all__ = [
+    "HMAC_ALGORITHMS",
+    "MAX_TOKEN_BYTES",
+    "TokenVerifier",
+    "check_algorithm",
+    "unverified_expiry",
+]
 
 HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS: Final = frozenset(
@@ -48,65 +54,70 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _prepare_key(algorithms: Sequence[str], key: object, label: str) -> Any:
-    """Validate ``key`` for every configured algorithm and return it in PyJWT's form."""
-    prepared: Any = None
-    for name in algorithms:
-        try:
-            algorithm = get_default_algorithms()[name]
-        except KeyError as exc:  # pragma: no cover - guarded by _check_algorithms
-            raise ConfigurationError(f"unsupported algorithm {name!r}") from exc
-        if name in HMAC_ALGORITHMS:
-            raw = key.encode() if isinstance(key, str) else key
-            if not isinstance(raw, bytes):
-                raise ConfigurationError(f"{label}: an HMAC key must be str or bytes")
-            if len(raw) < _HMAC_MIN_KEY_BYTES[name]:
-                raise ConfigurationError(
-                    f"{label}: {name} needs a key of at least {_HMAC_MIN_KEY_BYTES[name]} bytes"
-                )
-        try:
-            prepared = algorithm.prepare_key(key)
-        except (jwt.InvalidKeyError, ValueError, TypeError) as exc:
-            # PyJWT refuses PEM/JWK public keys as HMAC secrets (algorithm confusion).
-            raise ConfigurationError(f"{label} is not a valid key for {name}: {exc}") from exc
-    return prepared
+def _prepare_key(algorithm: str, key: object, label: str) -> Any:
+    """Validate ``key`` for ``algorithm`` and return it in PyJWT's prepared form."""
+    if algorithm in HMAC_ALGORITHMS:
+        raw = key.encode() if isinstance(key, str) else key
+        if not isinstance(raw, bytes):
+            raise ConfigurationError(f"{label}: an HMAC key must be str or bytes")
+        if len(raw) < _HMAC_MIN_KEY_BYTES[algorithm]:
+            raise ConfigurationError(
+                f"{label}: {algorithm} needs a key of at least "
+                f"{_HMAC_MIN_KEY_BYTES[algorithm]} bytes"
+            )
+    try:
+        return get_default_algorithms()[algorithm].prepare_key(key)
+    except (jwt.InvalidKeyError, ValueError, TypeError) as exc:
+        # PyJWT refuses PEM/JWK public keys as HMAC secrets (algorithm confusion).
+        raise ConfigurationError(f"{label} is not a valid key for {algorithm}: {exc}") from exc
 
 
-def _check_algorithms(algorithms: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(algorithms, str):
-        algorithms = (algorithms,)
-    algs = tuple(algorithms)
+def check_algorithm(name: object) -> str:
+    if not isinstance(name, str) or name not in HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS:
+        raise ConfigurationError(
+            f"algorithm {name!r} is not accepted; use one of "
+            f"{sorted(HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS)}"
+        )
+    if name not in get_default_algorithms():
+        raise ConfigurationError(
+            f"algorithm {name!r} needs the 'cryptography' package: "
+            "pip install 'fastapi-authkit[crypto]'"
+        )
+    return name
+
+
+def _single_algorithm(algorithms: Sequence[str] | str) -> str:
+    algs = (algorithms,) if isinstance(algorithms, str) else tuple(algorithms)
     if not algs:
-        raise ConfigurationError("algorithms must name at least one algorithm")
-    for name in algs:
-        if name not in HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS:
-            raise ConfigurationError(
-                f"algorithm {name!r} is not accepted; use one of "
-                f"{sorted(HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS)}"
-            )
-        if name not in get_default_algorithms():
-            raise ConfigurationError(
-                f"algorithm {name!r} needs the 'cryptography' package: "
-                "pip install 'fastapi-authkit[crypto]'"
-            )
-    kinds = {name in HMAC_ALGORITHMS for name in algs}
-    if len(kinds) > 1:
-        # One key interpreted two ways is the classic algorithm-confusion attack.
-        raise ConfigurationError("algorithms must not mix HMAC (HS*) with asymmetric ones")
-    return algs
+        raise ConfigurationError("algorithms must name one algorithm")
+    if len(algs) > 1:
+        raise ConfigurationError(
+            "one key, one algorithm: give a single algorithm, or a token_key mapping "
+            "{kid: (key, algorithm)} to accept several keys with their own algorithms"
+        )
+    return check_algorithm(algs[0])
+
+
+class _Key(NamedTuple):
+    key: Any
+    algorithms: list[str]  # exactly one: the algorithm this key is used with
 
 
 class TokenVerifier:
-    """Verifies access tokens for one configuration. Immutable after construction."""
+    """Verifies access tokens for one configuration. Immutable after construction.
+
+    Every key is bound to exactly one algorithm, so the token's ``alg`` header can only
+    ever select that algorithm or be refused; HMAC and asymmetric keys never coexist.
+    """
 
     __slots__ = (
-        "_algorithms",
         "_audience",
         "_issuer",
         "_jwt",
         "_key",
         "_keys_by_id",
         "_leeway",
+        "_max_lifetime",
         "_options",
         "_typ",
     )
@@ -115,36 +126,53 @@ class TokenVerifier:
         self,
         *,
         key: object | Mapping[str, object],
-        algorithms: Sequence[str],
+        algorithms: Sequence[str] | str,
         audience: str | Sequence[str] | None = None,
         issuer: str | None = None,
         leeway: float = 0,
         typ: str | None = None,
+        max_lifetime: float = 24 * 3600,
     ) -> None:
-        self._algorithms = _check_algorithms(algorithms)
+        default = _single_algorithm(algorithms)
         # RFC 8725 §3.11: explicit typing keeps other JWTs (ID tokens, another service's
         # tokens signed with a shared key) from passing as access tokens.
-        self._typ = typ.lower() if typ else None
+        if typ is not None and (not isinstance(typ, str) or not typ):
+            raise ConfigurationError("token_typ must be a non-empty string such as 'at+jwt'")
+        self._typ = typ.lower().removeprefix("application/") if typ else None
         if isinstance(key, Mapping):
             if not key:
                 raise ConfigurationError("token_key mapping must hold at least one key id")
-            keys: dict[str, Any] = {}
+            keys: dict[str, _Key] = {}
             for kid, value in key.items():
                 if not isinstance(kid, str) or not kid:
                     raise ConfigurationError("token_key ids must be non-empty strings")
-                keys[kid] = _prepare_key(self._algorithms, value, f"token_key[{kid!r}]")
-            self._keys_by_id: dict[str, Any] | None = keys
-            self._key: Any = None
+                if isinstance(value, tuple):
+                    if len(value) != 2:
+                        raise ConfigurationError(f"token_key[{kid!r}] must be (key, algorithm)")
+                    raw, alg = value[0], check_algorithm(value[1])
+                else:
+                    raw, alg = value, default
+                label = f"token_key[{kid!r}]"
+                keys[kid] = _Key(_prepare_key(alg, raw, label), [alg])
+            kinds = {k.algorithms[0] in HMAC_ALGORITHMS for k in keys.values()}
+            if len(kinds) > 1:
+                # One secret read two ways is the classic algorithm-confusion attack.
+                raise ConfigurationError("token_key must not mix HMAC and asymmetric keys")
+            self._keys_by_id: dict[str, _Key] | None = keys
+            self._key: _Key | None = None
         else:
             if key is None or key == "" or key == b"":
                 raise ConfigurationError("token_key is required to verify access tokens")
             self._keys_by_id = None
-            self._key = _prepare_key(self._algorithms, key, "token_key")
+            self._key = _Key(_prepare_key(default, key, "token_key"), [default])
         if not _is_number(leeway) or leeway < 0:
             raise ConfigurationError("leeway must be a non-negative number of seconds")
+        if not _is_number(max_lifetime) or max_lifetime <= 0:
+            raise ConfigurationError("max_token_lifetime must be a positive number of seconds")
         if issuer is not None and not isinstance(issuer, str):
             raise ConfigurationError("issuer must be a single string (compared for equality)")
         self._leeway = float(leeway)
+        self._max_lifetime = float(max_lifetime)
         self._issuer = issuer
         self._audience = (
             audience if audience is None or isinstance(audience, str) else list(audience)
@@ -168,12 +196,12 @@ class TokenVerifier:
     def leeway(self) -> float:
         return self._leeway
 
-    def _select_key(self, token: str) -> Any:
-        if self._keys_by_id is None:
+    def _select_key(self, token: str) -> _Key:
+        if self._key is not None:
             return self._key
         kid = jwt.get_unverified_header(token).get("kid")
         # A plain dict lookup: the kid never reaches a file system, a URL or a query.
-        if not isinstance(kid, str) or kid not in self._keys_by_id:
+        if not isinstance(kid, str) or self._keys_by_id is None or kid not in self._keys_by_id:
             raise TokenError("unknown or missing key id")
         return self._keys_by_id[kid]
 
@@ -186,10 +214,11 @@ class TokenVerifier:
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenError("token too large")
         try:
+            key = self._select_key(token)
             decoded = self._jwt.decode_complete(
                 token,
-                self._select_key(token),
-                algorithms=self._algorithms,
+                key.key,
+                algorithms=key.algorithms,
                 options=self._options,  # type: ignore[arg-type]
                 audience=self._audience,
                 issuer=self._issuer,
@@ -215,6 +244,10 @@ class TokenVerifier:
                     raise TokenError(f"{name} must be a finite number")
                 if value > now + self._leeway:
                     raise TokenError(f"{name} is in the future")
+        if exp > now + self._max_lifetime + self._leeway:  # type: ignore[operator]
+            # An absurd exp (years ahead) is either a forging attempt with a leaked key or a
+            # token that could never be revoked in practice.
+            raise TokenError("exp is further ahead than the maximum token lifetime")
         if exp <= now - self._leeway:  # type: ignore[operator]
             raise TokenExpiredError("token has expired", claims)
         return claims

@@ -1,0 +1,103 @@
+"""Which origin a request came from, and whether that origin may use the session; pure.
+
+Browsers send ``Origin`` on every cross-origin request, on unsafe same-origin requests and
+on every WebSocket handshake, and ``Sec-Fetch-Site`` on all requests. A cookie-carrying
+request from a foreign origin is how CSRF and cross-site WebSocket hijacking work, so these
+headers are checked beside the CSRF token (defence in depth). The app's own origin comes
+from the ASGI scope (scheme and Host as the server saw them), never from ``X-Forwarded-*``
+headers: only a server configured to trust a proxy rewrites the scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Final
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+__all__ = ["cross_site_refused", "normalize_origin", "own_origin", "validate_origins"]
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_SCHEMES: Final = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+
+
+def normalize_origin(value: str) -> str | None:
+    """``scheme://host[:port]`` in lower case without a default port, or None if it is not
+    a tuple origin (``null``, garbage, a URL with a path)."""
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/"):
+        return None
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def own_origin(scheme: str, host: bytes | None) -> str | None:
+    """The origin of the app itself for this request, from the scope and the Host header."""
+    web_scheme = _SCHEMES.get(scheme)
+    if web_scheme is None or not host:
+        return None
+    try:
+        text = host.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return normalize_origin(f"{web_scheme}://{text}")
+
+
+def validate_origins(origins: Iterable[str]) -> frozenset[str]:
+    """Normalize configured origins; a malformed one is a configuration error."""
+    if isinstance(origins, str):
+        raise ConfigurationError("allowed_origins must be a collection of origins, not a str")
+    result = set()
+    for origin in origins:
+        normalized = normalize_origin(origin) if isinstance(origin, str) else None
+        if normalized is None:
+            raise ConfigurationError(f"allowed origin {origin!r} is not scheme://host[:port]")
+        result.add(normalized)
+    return frozenset(result)
+
+
+def cross_site_refused(
+    scheme: str,
+    headers: Collection[tuple[bytes, bytes]],
+    allowed: frozenset[str],
+    *,
+    check_fetch_site: bool,
+) -> str | None:
+    """Why a cookie-carrying request must be refused as cross-site, or None to let it on.
+
+    A missing ``Origin`` passes (non-browser clients send none; the CSRF token still
+    applies to unsafe methods); ``null``, malformed, foreign or repeated origins do not.
+    """
+    origins = [v for k, v in headers if k == b"origin"]
+    if check_fetch_site:
+        for key, value in headers:
+            if key == b"sec-fetch-site" and value.strip().lower() == b"cross-site":
+                return "Sec-Fetch-Site: cross-site"
+    if not origins:
+        return None
+    if len(origins) > 1:
+        return "several Origin headers"
+    try:
+        origin = normalize_origin(origins[0].decode("ascii"))
+    except UnicodeDecodeError:
+        origin = None
+    if origin is None:
+        return "Origin is null or malformed"
+    if origin in allowed:
+        return None
+    host = next((v for k, v in headers if k == b"host"), None)
+    if origin == own_origin(scheme, host):
+        return None
+    return f"foreign Origin {origin}"
