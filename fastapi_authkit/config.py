@@ -8,6 +8,7 @@ that can be precomputed (cookie names and attributes, prepared keys, signers) is
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,11 @@ UserLoader = Callable[[dict[str, Any], Any], Any]
 SessionCheck = Callable[[dict[str, Any]], Awaitable[bool]]
 
 _MIN_SECRET_BYTES: Final = 32
+# RFC 6265 path-value: any CHAR except CTLs or ';'.
+_PATH: Final = re.compile(r"/[\x20-\x3a\x3c-\x7e]*")
+_DOMAIN: Final = re.compile(
+    r"\.?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+)
 _DAY: Final = 24 * 3600
 
 
@@ -210,23 +216,27 @@ def create_store(
         raise ConfigurationError("cookie_samesite must be 'lax', 'strict' or 'none'")
     if not isinstance(cookie_secure, bool):
         raise ConfigurationError("cookie_secure must be a bool")
-    if not isinstance(cookie_path, str) or not cookie_path.startswith("/") or ";" in cookie_path:
-        raise ConfigurationError("cookie_path must be an absolute path without ';'")
+    if not isinstance(cookie_path, str) or not _PATH.fullmatch(cookie_path):
+        # Anything else would be copied into every Set-Cookie header (header injection).
+        raise ConfigurationError(
+            "cookie_path must be an absolute path of printable ASCII without ';'"
+        )
     if cookie_domain is not None and (
-        not isinstance(cookie_domain, str) or not cookie_domain or ";" in cookie_domain
+        not isinstance(cookie_domain, str) or not _DOMAIN.fullmatch(cookie_domain)
     ):
-        raise ConfigurationError("cookie_domain must be a non-empty host name or None")
+        raise ConfigurationError("cookie_domain must be a host name (letters, digits, '.', '-')")
     if cookie_samesite == "none" and not cookie_secure:
         raise ConfigurationError("cookie_samesite='none' requires cookie_secure=True")
     names = CookieNames.from_prefix(auth_name)
-    if auth_name.startswith("__Host-") and (
+    # RFC 6265bis matches the prefixes case-insensitively, and so do browsers.
+    if auth_name.lower().startswith("__host-") and (
         not cookie_secure or cookie_domain is not None or cookie_path != "/"
     ):
         raise ConfigurationError(
             "a '__Host-' cookie name requires cookie_secure=True, cookie_path='/' "
             "and no cookie_domain (RFC 6265bis §4.1.3.2)"
         )
-    if auth_name.startswith("__Secure-") and not cookie_secure:
+    if auth_name.lower().startswith("__secure-") and not cookie_secure:
         raise ConfigurationError("a '__Secure-' cookie name requires cookie_secure=True")
     if refresh is not None and not isinstance(refresh, RefreshConfig):
         raise ConfigurationError("refresh must come from create_refresh(...)")
@@ -237,9 +247,10 @@ def create_store(
         )
     if user_loader is not None and not callable(user_loader):
         raise ConfigurationError("user_loader must be callable")
-    if isinstance(csrf_exempt_paths, str) or not all(
-        isinstance(p, str) and p.startswith("/") for p in csrf_exempt_paths
-    ):
+    if isinstance(csrf_exempt_paths, str):
+        raise ConfigurationError("csrf_exempt_paths must be a collection of paths, not a str")
+    exempt = frozenset(csrf_exempt_paths)  # once: an iterator can be read only once
+    if not all(isinstance(p, str) and p.startswith("/") for p in exempt):
         raise ConfigurationError("csrf_exempt_paths must be a collection of absolute paths")
     if not is_token(csrf_header_name):
         # Anything else could never arrive on a request, and every unsafe request would fail.
@@ -304,7 +315,7 @@ def create_store(
         cookie_path=cookie_path,
         refresh=refresh,
         user_loader=user_loader,
-        csrf_exempt_paths=frozenset(csrf_exempt_paths),
+        csrf_exempt_paths=exempt,
         csrf_header_name=csrf_header_name,
         allowed_origins=validate_origins(allowed_origins),
         state_max_age=state_max_age,

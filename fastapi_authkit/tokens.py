@@ -98,6 +98,19 @@ def _single_algorithm(algorithms: Sequence[str] | str) -> str:
     return check_algorithm(algs[0])
 
 
+def _check_audience(audience: object) -> str | list[str] | None:
+    if audience is None or (isinstance(audience, str) and audience):
+        return audience
+    if (
+        isinstance(audience, Sequence)
+        and not isinstance(audience, str)
+        and audience
+        and all(isinstance(a, str) and a for a in audience)
+    ):
+        return list(audience)
+    raise ConfigurationError("audience must be a non-empty string or list of strings, or None")
+
+
 class _Key(NamedTuple):
     key: Any
     algorithms: list[str]  # exactly one: the algorithm this key is used with
@@ -174,9 +187,7 @@ class TokenVerifier:
         self._leeway = float(leeway)
         self._max_lifetime = float(max_lifetime)
         self._issuer = issuer
-        self._audience = (
-            audience if audience is None or isinstance(audience, str) else list(audience)
-        )
+        self._audience = _check_audience(audience)
         require = ["exp"]
         if audience is not None:
             require.append("aud")
