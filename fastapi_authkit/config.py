@@ -157,6 +157,7 @@ def create_store(
     leeway: float = 0,
     token_typ: str | None = None,
     max_token_lifetime: float = _DAY,
+    verified_token_cache: int = 100_000,
     auth_name: str = "_auth",
     auth_type: AuthType = "cookie",
     cookie_domain: str | None = None,
@@ -186,6 +187,9 @@ def create_store(
     ``leeway`` (seconds) absorbs clock skew on ``exp``/``nbf``/``iat``. ``token_typ``
     requires that ``typ`` header (e.g. ``"at+jwt"``, RFC 9068). ``max_token_lifetime``
     refuses tokens whose ``exp`` lies further ahead than that (default one day).
+    ``verified_token_cache`` bounds how many verified tokens are remembered so that each
+    is verified once, not on every request (0 disables; time claims are still checked on
+    every request, revocation too).
 
     Cookie flags come from ``cookie_*``. A name starting ``__Host-`` requires
     ``cookie_secure=True``, ``cookie_path="/"`` and no domain; ``__Secure-`` requires
@@ -305,6 +309,7 @@ def create_store(
         leeway=leeway,
         typ=token_typ,
         max_lifetime=max_token_lifetime,
+        cache_size=verified_token_cache,
     )
     return AuthStore(
         auth_name=auth_name,

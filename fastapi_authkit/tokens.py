@@ -125,6 +125,8 @@ class TokenVerifier:
 
     __slots__ = (
         "_audience",
+        "_cache",
+        "_cache_size",
         "_issuer",
         "_jwt",
         "_key",
@@ -145,6 +147,7 @@ class TokenVerifier:
         leeway: float = 0,
         typ: str | None = None,
         max_lifetime: float = 24 * 3600,
+        cache_size: int = 100_000,
     ) -> None:
         default = _single_algorithm(algorithms)
         # RFC 8725 §3.11: explicit typing keeps other JWTs (ID tokens, another service's
@@ -202,6 +205,11 @@ class TokenVerifier:
             "require": require,
         }
         self._jwt = jwt.PyJWT()
+        if not isinstance(cache_size, int) or isinstance(cache_size, bool) or cache_size < 0:
+            raise ConfigurationError("verified_token_cache must be a non-negative int")
+        self._cache_size = cache_size
+        # Per verifier, so per configuration: another key set never sees these entries.
+        self._cache: dict[str, dict[str, Any]] = {}
 
     @property
     def leeway(self) -> float:
@@ -221,7 +229,32 @@ class TokenVerifier:
 
         :class:`TokenExpiredError` (a ``TokenError``) means the signature is good and only
         ``exp`` has passed; it carries the claims.
+
+        Tokens that verified are remembered by their exact string (bounded, first in first
+        out), so the signature and claim shapes are checked once per token rather than once
+        per request; the time claims are checked against ``now`` on every call, and an entry
+        is dropped as soon as its token fails them. Nothing that failed is remembered.
         """
+        cached = self._cache.get(token)
+        if cached is not None:
+            try:
+                self._check_times(cached, now)
+            except TokenError:
+                self._cache.pop(token, None)
+                raise
+            return dict(cached)  # a copy: a route that edits its claims edits only its own
+        claims = self._verify_uncached(token)
+        self._check_times(claims, now)
+        if self._cache_size:
+            if len(self._cache) >= self._cache_size:
+                del self._cache[next(iter(self._cache))]
+            self._cache[token] = claims
+            return dict(claims)
+        return claims
+
+    def _verify_uncached(self, token: str) -> dict[str, Any]:
+        """Everything that does not depend on the time: signature, algorithm, typ, aud,
+        iss, and the shape of the time claims."""
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenError("token too large")
         try:
@@ -245,23 +278,26 @@ class TokenVerifier:
             typ = decoded["header"].get("typ")
             if not isinstance(typ, str) or typ.lower().removeprefix("application/") != self._typ:
                 raise TokenError(f"token typ must be {self._typ!r}")
-        exp = claims.get("exp")
-        if not _is_number(exp):
+        if not _is_number(claims.get("exp")):
             raise TokenError("exp must be a finite number")
         for name in ("nbf", "iat"):
-            if name in claims:
-                value = claims[name]
-                if not _is_number(value):
-                    raise TokenError(f"{name} must be a finite number")
-                if value > now + self._leeway:
-                    raise TokenError(f"{name} is in the future")
-        if exp > now + self._max_lifetime + self._leeway:  # type: ignore[operator]
+            if name in claims and not _is_number(claims[name]):
+                raise TokenError(f"{name} must be a finite number")
+        return claims
+
+    def _check_times(self, claims: dict[str, Any], now: float) -> None:
+        leeway = self._leeway
+        for name in ("nbf", "iat"):
+            value = claims.get(name)
+            if value is not None and value > now + leeway:
+                raise TokenError(f"{name} is in the future")
+        exp = claims["exp"]
+        if exp > now + self._max_lifetime + leeway:
             # An absurd exp (years ahead) is either a forging attempt with a leaked key or a
             # token that could never be revoked in practice.
             raise TokenError("exp is further ahead than the maximum token lifetime")
-        if exp <= now - self._leeway:  # type: ignore[operator]
+        if exp <= now - leeway:
             raise TokenExpiredError("token has expired", claims)
-        return claims
 
 
 def unverified_expiry(token: str) -> float | None:

@@ -1,0 +1,97 @@
+"""The verified-token cache is a speed-up only: it must not weaken expiry, revocation, key
+rotation or configuration isolation, must never hold a token that failed, and stays bounded."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastapi_authkit import TokenError, TokenExpiredError, create_issuer, create_store
+from fastapi_authkit.stores import MemoryStore
+
+from apps import build_app, build_store, client, login
+from conftest import TOKEN_KEY, Clock, make_token
+
+
+def test_cached_token_still_expires(clock: Clock) -> None:
+    verifier = build_store(clock, None).verifier
+    token = make_token(clock, ttl=60)
+    assert verifier.verify(token, clock())["sub"] == "alice"
+    assert verifier.verify(token, clock() + 59)["sub"] == "alice"  # served from the cache
+    with pytest.raises(TokenExpiredError):
+        verifier.verify(token, clock() + 60)
+    assert token not in verifier._cache  # dropped once it failed
+
+
+def test_cached_token_still_checks_nbf(clock: Clock) -> None:
+    verifier = build_store(clock, None).verifier
+    token = make_token(clock, ttl=60, nbf=int(clock()))
+    verifier.verify(token, clock())
+    with pytest.raises(TokenError, match="nbf"):
+        verifier.verify(token, clock() - 10)  # a clock moved back: not yet valid again
+
+
+def test_failures_are_never_cached(clock: Clock) -> None:
+    verifier = build_store(clock, None).verifier
+    forged = make_token(clock, key="forged-key-" * 4)
+    for _ in range(2):
+        with pytest.raises(TokenError):
+            verifier.verify(forged, clock())
+    expired = make_token(clock, ttl=-5)
+    with pytest.raises(TokenExpiredError):
+        verifier.verify(expired, clock())
+    assert verifier._cache == {}
+
+
+def test_cache_is_per_configuration(clock: Clock) -> None:
+    """A token remembered by one configuration means nothing to another (key rotation:
+    a store built without the retired key rejects tokens the old store had cached)."""
+    old = create_store(secret_key="s" * 32, token_key={"k1": TOKEN_KEY}, clock=clock)
+    new = create_store(secret_key="s" * 32, token_key={"k2": "n" * 40}, clock=clock)
+    token = make_token(clock, headers={"kid": "k1"})
+    assert old.verifier.verify(token, clock())["sub"] == "alice"
+    with pytest.raises(TokenError):
+        new.verifier.verify(token, clock())
+
+
+def test_cache_is_bounded(clock: Clock) -> None:
+    verifier = build_store(clock, None, verified_token_cache=2).verifier
+    tokens = [make_token(clock, sub=f"user-{i}") for i in range(5)]
+    for token in tokens:
+        verifier.verify(token, clock())
+    assert list(verifier._cache) == tokens[-2:]  # first in, first out
+    disabled = build_store(clock, None, verified_token_cache=0).verifier
+    disabled.verify(tokens[0], clock())
+    assert disabled._cache == {}
+
+
+def test_claims_handed_out_are_copies(clock: Clock) -> None:
+    verifier = build_store(clock, None).verifier
+    token = make_token(clock)
+    verifier.verify(token, clock())["sub"] = "mallory"
+    assert verifier.verify(token, clock())["sub"] == "alice"
+
+
+@pytest.mark.anyio
+async def test_revocation_applies_to_cached_tokens(clock: Clock) -> None:
+    issuer = create_issuer(
+        backend=MemoryStore(),
+        signing_key="cache-signing-key-0123456789abcdef-0123",
+        access_ttl=60,
+        clock=clock,
+    )
+    store = create_store(secret_key="s" * 32, token_issuer=issuer, clock=clock)
+    tokens = await issuer.issue("alice")
+    claims = store.verifier.verify(tokens.access_token, clock())  # now cached
+    assert await issuer.is_active(claims)
+    await issuer.revoke(tokens.refresh_token)
+    claims = store.verifier.verify(tokens.access_token, clock())  # still a valid JWT...
+    assert not await issuer.is_active(claims)  # ...but the middleware's check refuses it
+
+
+def test_cache_does_not_change_http_behaviour(clock: Clock) -> None:
+    tc = client(build_app(build_store(clock, None)))
+    login(tc, clock, ttl=30)
+    assert tc.get("/me").status_code == 200
+    assert tc.get("/me").status_code == 200
+    clock.advance(31)
+    assert tc.get("/me").status_code == 401
