@@ -187,9 +187,9 @@ def create_store(
     ``leeway`` (seconds) absorbs clock skew on ``exp``/``nbf``/``iat``. ``token_typ``
     requires that ``typ`` header (e.g. ``"at+jwt"``, RFC 9068). ``max_token_lifetime``
     refuses tokens whose ``exp`` lies further ahead than that (default one day).
-    ``verified_token_cache`` bounds how many verified tokens are remembered so that each
-    is verified once, not on every request (0 disables; time claims are still checked on
-    every request, revocation too).
+    ``verified_token_cache`` bounds how many verified tokens (and state cookies) are
+    remembered so that each is verified once, not on every request (0 disables; time claims
+    and ages are still checked on every request, revocation too).
 
     Cookie flags come from ``cookie_*``. A name starting ``__Host-`` requires
     ``cookie_secure=True``, ``cookie_path="/"`` and no domain; ``__Secure-`` requires
@@ -333,7 +333,9 @@ def create_store(
             domain=cookie_domain, secure=cookie_secure, samesite=cookie_samesite, path=cookie_path
         ),
         verifier=verifier,
-        state_codec=StateCodec(keys, max_age=state_max_age, clock=clock),
+        state_codec=StateCodec(
+            keys, max_age=state_max_age, clock=clock, cache_size=verified_token_cache
+        ),
         csrf=CsrfSigner(keys),
         csrf_header=csrf_header_name.lower().encode("ascii"),
         session_check=session_check,

@@ -218,7 +218,6 @@ class AuthKitMiddleware:
         state = AuthState(store)
         if session is not None:
             state.sid, state.user_state = session
-            state.csrf_token = store.csrf.token_for(session.sid)
         state.refresh_token = refresh_token
         now = store.clock()
         expired = False
@@ -268,7 +267,7 @@ class AuthKitMiddleware:
             state.set_identity(
                 outcome.token, outcome.token_type, outcome.claims, outcome.user_state
             )
-            state.sid, state.csrf_token = outcome.sid, outcome.csrf_token
+            state.sid = outcome.sid
             state.refresh_token = outcome.refresh_token
             state.queue_refresh_cookies(outcome.set_cookies)
             # A remembered result must not outlive a revocation in the meantime.

@@ -65,7 +65,6 @@ class Refreshed:
     user_state: Any
     sid: str
     refresh_token: str
-    csrf_token: str
     set_cookies: tuple[bytes, ...]
 
 
@@ -130,7 +129,7 @@ def _accept(
     sid = sid or new_sid()
     refresh_token = result.new_refresh_token or param.refresh_token
     try:
-        issued = issue_session(
+        set_cookies = issue_session(
             store,
             token=token,
             token_type=result.new_auth_token_type,
@@ -152,8 +151,7 @@ def _accept(
         user_state=user_state,
         sid=sid,
         refresh_token=refresh_token,
-        csrf_token=issued.csrf_token,
-        set_cookies=issued.set_cookies,
+        set_cookies=set_cookies,
     )
 
 
@@ -272,7 +270,6 @@ def _encode(outcome: Refreshed) -> bytes:
             "u": outcome.user_state,
             "s": outcome.sid,
             "r": outcome.refresh_token,
-            "c": outcome.csrf_token,
             "sc": [cookie.decode("latin-1") for cookie in outcome.set_cookies],
         },
         separators=(",", ":"),
@@ -298,7 +295,6 @@ def _decode(store: AuthStore, refresh_token: str, value: bytes) -> Outcome:
         user_state=data["u"],
         sid=data["s"],
         refresh_token=data["r"],
-        csrf_token=data["c"],
         set_cookies=tuple(cookie.encode("latin-1") for cookie in data["sc"]),
     )
 

@@ -7,17 +7,12 @@ shape of cookies.
 from __future__ import annotations
 
 import secrets
-from typing import Any, NamedTuple
+from typing import Any
 
 from .config import AuthStore
 from .tokens import unverified_expiry
 
-__all__ = ["IssuedSession", "clear_session", "issue_session", "new_sid"]
-
-
-class IssuedSession(NamedTuple):
-    set_cookies: tuple[bytes, ...]
-    csrf_token: str
+__all__ = ["clear_session", "issue_session", "new_sid"]
 
 
 def new_sid() -> str:
@@ -49,7 +44,7 @@ def issue_session(
     access_expires_in: int | None,
     has_refresh: bool,
     now: float,
-) -> IssuedSession:
+) -> tuple[bytes, ...]:
     """Set-Cookie values for a verified access token and its session.
 
     ``refresh_token`` is written only when given (sign-in or rotation); ``has_refresh`` says
@@ -72,7 +67,7 @@ def issue_session(
         age = _refresh_max_age(store, refresh_token, refresh_expires_in, now)
         cookies.append(policy.set(names.refresh, refresh_token, max_age=age))
     cookies.append(policy.set(names.csrf, csrf_token, max_age=session_age, http_only=False))
-    return IssuedSession(tuple(cookies), csrf_token)
+    return tuple(cookies)
 
 
 def clear_session(store: AuthStore) -> tuple[bytes, ...]:

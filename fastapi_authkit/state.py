@@ -38,7 +38,6 @@ class AuthState:
         "_user",
         "_user_loaded",
         "claims",
-        "csrf_token",
         "refresh_token",
         "sid",
         "signed_out_refresh_token",
@@ -57,7 +56,6 @@ class AuthState:
         self.user_state: Any = None
         self.sid: str | None = None
         self.refresh_token: str | None = None
-        self.csrf_token: str | None = None
         self.unavailable = False
         # Set by sign_out, so the middleware forgets refresh results remembered for it.
         self.signed_out_refresh_token: str | None = None
@@ -69,6 +67,12 @@ class AuthState:
     @property
     def is_authenticated(self) -> bool:
         return self.claims is not None
+
+    @property
+    def csrf_token(self) -> str | None:
+        """This session's CSRF token (what the CSRF cookie holds), derived from the session
+        id on demand: most requests never need it."""
+        return None if self.sid is None else self.store.csrf.token_for(self.sid)
 
     @property
     def header(self) -> str | None:
@@ -92,7 +96,7 @@ class AuthState:
     def clear_identity(self) -> None:
         """The session is over: no identity and no session references."""
         self.unauthenticate()
-        self.user_state = self.sid = self.refresh_token = self.csrf_token = None
+        self.user_state = self.sid = self.refresh_token = None
 
     def queue_refresh_cookies(self, cookies: tuple[bytes, ...]) -> None:
         self._auto_cookies = cookies
@@ -157,7 +161,7 @@ def sign_in(
     except TokenError as exc:
         raise TokenError(f"sign_in: the access token does not verify: {exc}") from exc
     sid = new_sid()
-    issued = issue_session(
+    cookies = issue_session(
         store,
         token=token,
         token_type=token_type,
@@ -170,9 +174,9 @@ def sign_in(
         has_refresh=refresh is not None,
         now=now,
     )
-    state._route_cookies = issued.set_cookies
+    state._route_cookies = cookies
     state.set_identity(token, token_type, claims, user_state)
-    state.sid, state.refresh_token, state.csrf_token = sid, refresh, issued.csrf_token
+    state.sid, state.refresh_token = sid, refresh
     state.unavailable = False
 
 

@@ -36,12 +36,22 @@ def _clocked_signer(clock: Callable[[], float]) -> type[TimestampSigner]:
 class StateCodec:
     """Signs and reads the state cookie for one configuration."""
 
-    __slots__ = ("_max_age", "_serializer")
+    __slots__ = ("_cache", "_cache_size", "_clock", "_max_age", "_serializer")
 
     def __init__(
-        self, secret_keys: Sequence[bytes], *, max_age: int, clock: Callable[[], float]
+        self,
+        secret_keys: Sequence[bytes],
+        *,
+        max_age: int,
+        clock: Callable[[], float],
+        cache_size: int = 100_000,
     ) -> None:
         self._max_age = max_age
+        self._clock = clock
+        # value -> (sid, user state as JSON, signed at): a cookie that verified once is
+        # not verified again; its age still is, on every read.
+        self._cache: dict[str, tuple[str, str, int]] = {}
+        self._cache_size = cache_size
         self._serializer = URLSafeTimedSerializer(
             list(secret_keys),
             salt="fastapi-authkit.state",
@@ -57,10 +67,27 @@ class StateCodec:
 
     def loads(self, value: str) -> SessionData | None:
         """The session data, or None when the value is tampered, foreign or too old."""
+        cached = self._cache.get(value)
+        if cached is not None:
+            sid, user_json, signed_at = cached
+            # The same rule as itsdangerous: 0 <= age <= max_age, in whole seconds.
+            if 0 <= int(self._clock()) - signed_at <= self._max_age:
+                # Parsed afresh each time, so a route that edits its user state cannot
+                # change what the next request sees.
+                return SessionData(sid, json.loads(user_json))
+            del self._cache[value]
+            return None
         try:
-            data = self._serializer.loads(value, max_age=self._max_age)
+            data, signed = self._serializer.loads(
+                value, max_age=self._max_age, return_timestamp=True
+            )
         except (BadData, ValueError, TypeError, RecursionError, json.JSONDecodeError):
             return None
         if not isinstance(data, dict) or set(data) != {"s", "u"} or not isinstance(data["s"], str):
             return None
+        if self._cache_size:
+            if len(self._cache) >= self._cache_size:
+                del self._cache[next(iter(self._cache))]
+            user_json = json.dumps(data["u"], separators=(",", ":"))
+            self._cache[value] = (data["s"], user_json, int(signed.timestamp()))
         return SessionData(data["s"], data["u"])

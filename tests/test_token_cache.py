@@ -95,3 +95,30 @@ def test_cache_does_not_change_http_behaviour(clock: Clock) -> None:
     assert tc.get("/me").status_code == 200
     clock.advance(31)
     assert tc.get("/me").status_code == 401
+
+
+def test_state_cookie_cache_still_checks_age_and_isolates_copies(clock: Clock) -> None:
+    codec = build_store(clock, None, state_max_age=100).state_codec
+    value = codec.dumps("sid-1", {"roles": ["user"]})
+    first = codec.loads(value)
+    assert first is not None
+    first.user_state["roles"].append("admin")  # a route editing its copy
+    second = codec.loads(value)  # from the cache
+    assert second is not None
+    assert second.user_state == {"roles": ["user"]}
+    clock.advance(100)
+    assert codec.loads(value) is not None  # exactly max_age old is still accepted
+    clock.advance(1)
+    assert codec.loads(value) is None  # too old, although it was cached
+    assert value not in codec._cache
+
+
+def test_state_cookie_failures_are_never_cached(clock: Clock) -> None:
+    codec = build_store(clock, None).state_codec
+    value = codec.dumps("sid-1", None)
+    tampered = value[:-2] + ("AA" if not value.endswith("AA") else "BB")
+    assert codec.loads(tampered) is None
+    assert codec.loads(tampered) is None
+    assert codec._cache == {}
+    clock.advance(-10)  # signed in the future relative to this clock
+    assert codec.loads(value) is None
