@@ -9,10 +9,9 @@ handshake (1008 policy violation, 1013 try again later).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Security
+from fastapi import Depends
 from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.security.base import SecurityBase
 from starlette.exceptions import HTTPException, WebSocketException
@@ -39,10 +38,13 @@ __all__ = [
 
 
 class AuthKitCookie(SecurityBase):
-    """The OpenAPI security scheme: an API key in the access-token cookie.
+    """The OpenAPI security scheme (an API key in the access-token cookie) and the base of
+    every dependency below.
 
-    Calling it returns the request's :class:`AuthState`; it never raises for an anonymous
-    request (the dependencies decide).
+    Each dependency is an instance of a subclass, so FastAPI resolves it in one step (no
+    chain of dependencies on the hot path) and lists the scheme on every operation that
+    uses one. Called directly, this base class returns the request's :class:`AuthState`
+    and never raises for an anonymous request.
     """
 
     def __init__(self, *, name: str = "_auth", scheme_name: str = "AuthKitCookie") -> None:
@@ -53,16 +55,8 @@ class AuthKitCookie(SecurityBase):
         )
         self.scheme_name = scheme_name
 
-    async def __call__(self, conn: HTTPConnection) -> AuthState:
+    async def __call__(self, conn: HTTPConnection) -> Any:
         return get_auth_state(conn)
-
-
-_scheme = AuthKitCookie()
-
-
-async def auth_state(state: Annotated[AuthState, Security(_scheme)]) -> AuthState:
-    """The full :class:`AuthState` of the request (never raises for anonymous requests)."""
-    return state
 
 
 def _refusal(conn: HTTPConnection, state: AuthState) -> Exception:
@@ -79,55 +73,73 @@ def _refusal(conn: HTTPConnection, state: AuthState) -> Exception:
     return HTTPException(401, "Not authenticated", headers={"WWW-Authenticate": "Bearer"})
 
 
-async def current_user(
-    conn: HTTPConnection, state: Annotated[AuthState, Depends(auth_state)]
-) -> Any:
-    """The signed-in user (``user_loader``'s object, else the user state, else the claims);
-    401 when anonymous, 503 when a needed refresh is failing transiently."""
-    if not state.is_authenticated:
+class _CurrentUser(AuthKitCookie):
+    async def __call__(self, conn: HTTPConnection) -> Any:
+        state = get_auth_state(conn)
+        if state.claims is None:
+            raise _refusal(conn, state)
+        return await state.load_user()
+
+
+class _AuthUser(AuthKitCookie):
+    async def __call__(self, conn: HTTPConnection) -> Any:
+        state = get_auth_state(conn)
+        return None if state.claims is None else await state.load_user()
+
+
+class _IsAuthenticated(AuthKitCookie):
+    async def __call__(self, conn: HTTPConnection) -> bool:
+        return get_auth_state(conn).claims is not None
+
+
+class _AuthHeader(AuthKitCookie):
+    async def __call__(self, conn: HTTPConnection) -> str | None:
+        return get_auth_state(conn).header
+
+
+class _RequireAuth(AuthKitCookie):
+    def __init__(self, fallback_path: str) -> None:
+        super().__init__()
+        self.fallback_path = fallback_path
+
+    async def __call__(self, conn: HTTPConnection) -> Any:
+        state = get_auth_state(conn)
+        if state.claims is not None:
+            return await state.load_user()
+        if conn.scope["type"] == "http" and not state.unavailable and _wants_html(conn):
+            raise HTTPException(303, "Sign-in required", headers={"Location": self.fallback_path})
         raise _refusal(conn, state)
-    return await state.load_user()
-
-
-async def auth_user(state: Annotated[AuthState, Depends(auth_state)]) -> Any:
-    """Like :func:`current_user`, but None instead of an error when nobody is signed in."""
-    if not state.is_authenticated:
-        return None
-    return await state.load_user()
-
-
-async def is_authenticated(state: Annotated[AuthState, Depends(auth_state)]) -> bool:
-    """Whether a verified access token came with the request (after any refresh)."""
-    return state.is_authenticated
-
-
-async def auth_header(state: Annotated[AuthState, Depends(auth_state)]) -> str | None:
-    """``"Bearer <token>"`` to forward to downstream APIs, or None."""
-    return state.header
 
 
 def _wants_html(conn: HTTPConnection) -> bool:
     return "text/html" in conn.headers.get("accept", "")
 
 
-def require_auth(*, fallback_path: str = "/login") -> Callable[..., Awaitable[Any]]:
+auth_state = AuthKitCookie()
+"""Dependency: the full :class:`AuthState` of the request (never raises when anonymous)."""
+
+current_user = _CurrentUser()
+"""Dependency: the signed-in user (``user_loader``'s object, else the user state, else the
+claims); 401 when anonymous, 503 when the session cannot be checked or refreshed now."""
+
+auth_user = _AuthUser()
+"""Dependency: like :data:`current_user`, but None instead of an error when anonymous."""
+
+is_authenticated = _IsAuthenticated()
+"""Dependency: whether a verified access token came with the request (after any refresh)."""
+
+auth_header = _AuthHeader()
+"""Dependency: ``"Bearer <token>"`` to forward to downstream APIs, or None."""
+
+
+def require_auth(*, fallback_path: str = "/login") -> AuthKitCookie:
     """A dependency that returns the user, or sends browsers (``Accept: text/html``) to
-    ``fallback_path`` with a 303 and answers API clients with 401 (503 while refresh fails).
-    """
+    ``fallback_path`` with a 303 and answers API clients with 401 (503 while the session
+    cannot be checked or refreshed)."""
     if not fallback_path.startswith("/") or fallback_path.startswith("//"):
         # "//host" would make the redirect leave the site.
         raise ConfigurationError("fallback_path must be a local absolute path like '/login'")
-
-    async def dependency(
-        conn: HTTPConnection, state: Annotated[AuthState, Depends(auth_state)]
-    ) -> Any:
-        if state.is_authenticated:
-            return await state.load_user()
-        if conn.scope["type"] == "http" and not state.unavailable and _wants_html(conn):
-            raise HTTPException(303, "Sign-in required", headers={"Location": fallback_path})
-        raise _refusal(conn, state)
-
-    return dependency
+    return _RequireAuth(fallback_path)
 
 
 CurrentUser = Annotated[Any, Depends(current_user)]
