@@ -8,9 +8,11 @@ does a quoted, oversized or non-ASCII value. Nothing here decodes a value.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Final, Literal
 
 from .errors import ConfigurationError, CookieError, CookieTooLargeError
@@ -62,28 +64,47 @@ class CookieNames:
 
 def read_cookies(
     headers: Iterable[tuple[bytes, bytes]], wanted: frozenset[bytes]
-) -> dict[str, str]:
+) -> Mapping[str, str]:
     """Return the wanted cookies that appear exactly once with a well-formed value."""
+    values = [value for name, value in headers if name == b"cookie"]
+    if not values:
+        return _EMPTY
+    # HTTP/2 may split the Cookie header; the pairs are the same either way.
+    joined = values[0] if len(values) == 1 else b"; ".join(values)
+    if len(joined) > _CACHED_HEADER_BYTES:
+        return _parse(joined, wanted)
+    return _parse_cached(joined, wanted)
+
+
+# A browser sends the same Cookie header on every request of a session, so parsed headers
+# are remembered (bounded in count and size; the result is read-only).
+_CACHED_HEADER_BYTES: Final = 4096
+_EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
+
+
+def _parse(header: bytes, wanted: frozenset[bytes]) -> Mapping[str, str]:
     found: dict[bytes, bytes | None] = {}
-    for header_name, header_value in headers:
-        if header_name != b"cookie":
+    for chunk in header.split(b";"):
+        name, sep, value = chunk.partition(b"=")
+        if not sep:
+            continue  # a nameless or valueless chunk names nothing
+        name = name.strip(b" \t")
+        if name not in wanted:
             continue
-        for chunk in header_value.split(b";"):
-            name, sep, value = chunk.partition(b"=")
-            if not sep:
-                continue  # a nameless or valueless chunk names nothing
-            name = name.strip(b" \t")
-            if name not in wanted:
-                continue
-            if name in found:
-                found[name] = None  # ambiguous: never guess which copy is ours
-                continue
-            value = value.strip(b" \t")
-            if len(name) + len(value) > COOKIE_MAX_BYTES or not _COOKIE_VALUE.fullmatch(value):
-                found[name] = None
-            else:
-                found[name] = value
-    return {name.decode(): value.decode() for name, value in found.items() if value is not None}
+        if name in found:
+            found[name] = None  # ambiguous: never guess which copy is ours
+            continue
+        value = value.strip(b" \t")
+        if len(name) + len(value) > COOKIE_MAX_BYTES or not _COOKIE_VALUE.fullmatch(value):
+            found[name] = None
+        else:
+            found[name] = value
+    return MappingProxyType(
+        {name.decode(): value.decode() for name, value in found.items() if value is not None}
+    )
+
+
+_parse_cached = functools.lru_cache(maxsize=4096)(_parse)
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,7 +74,7 @@ class StateCodec:
             if 0 <= int(self._clock()) - signed_at <= self._max_age:
                 # Parsed afresh each time, so a route that edits its user state cannot
                 # change what the next request sees.
-                return SessionData(sid, json.loads(user_json))
+                return SessionData(sid, None if user_json == "null" else json.loads(user_json))
             del self._cache[value]
             return None
         try:
