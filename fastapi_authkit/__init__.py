@@ -10,6 +10,7 @@ from .config import AuthStore, RefreshConfig, create_refresh, create_store
 from .dependencies import (
     AuthHeader,
     AuthKitCookie,
+    AuthKitDependencies,
     AuthStateDep,
     CurrentUser,
     IsAuthenticated,
@@ -18,6 +19,7 @@ from .dependencies import (
     auth_state,
     auth_user,
     current_user,
+    dependencies_for,
     is_authenticated,
     require_auth,
 )
@@ -41,6 +43,7 @@ from .state import AuthState, get_auth_state, sign_in, sign_out
 __all__ = [
     "AuthHeader",
     "AuthKitCookie",
+    "AuthKitDependencies",
     "AuthKitError",
     "AuthKitMiddleware",
     "AuthState",
@@ -71,6 +74,7 @@ __all__ = [
     "create_refresh",
     "create_store",
     "current_user",
+    "dependencies_for",
     "get_auth_state",
     "is_authenticated",
     "require_auth",

@@ -13,17 +13,20 @@ from typing import Annotated, Any
 
 from fastapi import Depends
 from fastapi.openapi.models import APIKey, APIKeyIn
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 from starlette.exceptions import HTTPException, WebSocketException
 from starlette.requests import HTTPConnection
 from starlette.status import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LATER
 
+from .config import AuthStore
 from .errors import ConfigurationError
 from .state import AuthState, get_auth_state
 
 __all__ = [
     "AuthHeader",
     "AuthKitCookie",
+    "AuthKitDependencies",
     "AuthStateDep",
     "CurrentUser",
     "IsAuthenticated",
@@ -31,6 +34,7 @@ __all__ = [
     "auth_header",
     "auth_state",
     "current_user",
+    "dependencies_for",
     "auth_user",
     "is_authenticated",
     "require_auth",
@@ -38,22 +42,32 @@ __all__ = [
 
 
 class AuthKitCookie(SecurityBase):
-    """The OpenAPI security scheme (an API key in the access-token cookie) and the base of
-    every dependency below.
+    """The OpenAPI security scheme and the base of every dependency below.
 
-    Each dependency is an instance of a subclass, so FastAPI resolves it in one step (no
-    chain of dependencies on the hot path) and lists the scheme on every operation that
-    uses one. Called directly, this base class returns the request's :class:`AuthState`
-    and never raises for an anonymous request.
+    The scheme is an API key in the access-token cookie (``AuthKitCookie``), or an HTTP
+    bearer scheme (``AuthKitBearer``) for a store with ``auth_type="header"``; it is named
+    after ``store``'s cookie when one is given (see :func:`dependencies_for`), else after the
+    default ``_auth``. Each dependency is an instance of a subclass, so FastAPI resolves it
+    in one step (no chain of dependencies on the hot path) and lists the scheme on every
+    operation that uses one. Called directly, this base class returns the request's
+    :class:`AuthState` and never raises for an anonymous request.
     """
 
-    def __init__(self, *, name: str = "_auth", scheme_name: str = "AuthKitCookie") -> None:
+    model: APIKey | HTTPBearerModel
+
+    def __init__(self, store: AuthStore | None = None) -> None:
+        if store is not None and store.auth_type == "header":
+            self.model = HTTPBearerModel(
+                bearerFormat="JWT", description="Access token in Authorization: Bearer."
+            )
+            self.scheme_name = "AuthKitBearer"
+            return
         self.model = APIKey(
             **{"in": APIKeyIn.cookie},  # type: ignore[arg-type]
-            name=name,
+            name=store.names.access if store is not None else "_auth",
             description="Access token cookie set by fastapi-authkit (HttpOnly).",
         )
-        self.scheme_name = scheme_name
+        self.scheme_name = "AuthKitCookie"
 
     async def __call__(self, conn: HTTPConnection) -> Any:
         return get_auth_state(conn)
@@ -98,8 +112,8 @@ class _AuthHeader(AuthKitCookie):
 
 
 class _RequireAuth(AuthKitCookie):
-    def __init__(self, fallback_path: str) -> None:
-        super().__init__()
+    def __init__(self, fallback_path: str, store: AuthStore | None = None) -> None:
+        super().__init__(store)
         self.fallback_path = fallback_path
 
     async def __call__(self, conn: HTTPConnection) -> Any:
@@ -132,14 +146,44 @@ auth_header = _AuthHeader()
 """Dependency: ``"Bearer <token>"`` to forward to downstream APIs, or None."""
 
 
-def require_auth(*, fallback_path: str = "/login") -> AuthKitCookie:
+def require_auth(*, fallback_path: str = "/login", store: AuthStore | None = None) -> AuthKitCookie:
     """A dependency that returns the user, or sends browsers (``Accept: text/html``) to
     ``fallback_path`` with a 303 and answers API clients with 401 (503 while the session
     cannot be checked or refreshed)."""
     if not fallback_path.startswith("/") or fallback_path.startswith("//"):
         # "//host" would make the redirect leave the site.
         raise ConfigurationError("fallback_path must be a local absolute path like '/login'")
-    return _RequireAuth(fallback_path)
+    return _RequireAuth(fallback_path, store)
+
+
+class AuthKitDependencies:
+    """The dependencies documented for one store's configuration in ``/openapi.json``.
+
+    The module-level dependencies work with any store but document the default ``_auth``
+    cookie; with a custom ``auth_name`` or ``auth_type="header"``, use these instead so the
+    schema names the credential the app really reads::
+
+        deps = dependencies_for(store)
+
+        @app.get("/me")
+        async def me(user: Annotated[Any, Depends(deps.current_user)]): ...
+    """
+
+    def __init__(self, store: AuthStore) -> None:
+        self.store = store
+        self.auth_state = AuthKitCookie(store)
+        self.current_user = _CurrentUser(store)
+        self.auth_user = _AuthUser(store)
+        self.is_authenticated = _IsAuthenticated(store)
+        self.auth_header = _AuthHeader(store)
+
+    def require_auth(self, *, fallback_path: str = "/login") -> AuthKitCookie:
+        return require_auth(fallback_path=fallback_path, store=self.store)
+
+
+def dependencies_for(store: AuthStore) -> AuthKitDependencies:
+    """Dependencies whose OpenAPI security scheme follows ``store``'s configuration."""
+    return AuthKitDependencies(store)
 
 
 CurrentUser = Annotated[Any, Depends(current_user)]
