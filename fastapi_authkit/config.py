@@ -7,7 +7,6 @@ that can be precomputed (cookie names and attributes, prepared keys, signers) is
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -21,7 +20,7 @@ from .errors import ConfigurationError
 from .origins import validate_origins
 from .stores.base import SessionStore
 from .stores.memory import MemoryStore
-from .tokens import TokenVerifier
+from .tokens import TokenVerifier, is_number
 from .userstate import StateCodec
 
 if TYPE_CHECKING:
@@ -42,17 +41,12 @@ _DOMAIN: Final = re.compile(
 _DAY: Final = 24 * 3600
 
 
-def _non_negative(name: str, value: object, *, positive: bool = False) -> float:
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value < 0
-        or (positive and value == 0)
-    ):
+def seconds(name: str, value: object, *, positive: bool = False) -> float:
+    """``value`` as a finite, non-negative (or ``positive``) number of seconds."""
+    if not is_number(value) or value < 0 or (positive and value == 0):  # type: ignore[operator]
         kind = "positive" if positive else "non-negative"
         raise ConfigurationError(f"{name} must be a {kind} number of seconds, got {value!r}")
-    return float(value)
+    return float(value)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +79,10 @@ def create_refresh(
     if not callable(refresh_api_callback):
         raise ConfigurationError("refresh_api_callback must be callable")
     return RefreshConfig(
-        interval=_non_negative("interval", interval),
+        interval=seconds("interval", interval),
         refresh_api_callback=refresh_api_callback,
-        timeout=_non_negative("timeout", timeout, positive=True),
-        grace_period=_non_negative("grace_period", grace_period),
+        timeout=seconds("timeout", timeout, positive=True),
+        grace_period=seconds("grace_period", grace_period),
     )
 
 

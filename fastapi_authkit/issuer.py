@@ -27,6 +27,7 @@ from jwt.algorithms import get_default_algorithms
 from starlette.requests import HTTPConnection
 
 from .callback import RefreshParam, RefreshResult
+from .config import seconds
 from .errors import ConfigurationError, StoreUnavailableError
 from .state import get_auth_state, sign_in, sign_out
 from .stores.base import SessionStore
@@ -50,17 +51,6 @@ class IssuedTokens:
     refresh_token: str
     refresh_expires_in: int
     family_id: str
-
-
-def _positive(name: str, value: float) -> float:
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigurationError(f"{name} must be a positive number of seconds")
-    return float(value)
 
 
 class Issuer:
@@ -293,13 +283,13 @@ def create_issuer(
         raise ConfigurationError("key_id must be a non-empty string")
     if previous_keys and key_id is None:
         raise ConfigurationError("previous_keys needs key_id: tokens are told apart by kid")
-    access = _positive("access_ttl", access_ttl)
-    idle = _positive("idle_ttl", idle_ttl)
-    absolute = _positive("absolute_ttl", absolute_ttl)
+    access = seconds("access_ttl", access_ttl, positive=True)
+    idle = seconds("idle_ttl", idle_ttl, positive=True)
+    absolute = seconds("absolute_ttl", absolute_ttl, positive=True)
     if not access < idle <= absolute:
         raise ConfigurationError("expected access_ttl < idle_ttl <= absolute_ttl")
-    if not isinstance(grace, int | float) or isinstance(grace, bool) or not 0 <= grace < idle:
-        raise ConfigurationError("grace must be between 0 and idle_ttl seconds")
+    if not seconds("grace", grace) < idle:
+        raise ConfigurationError("grace must be shorter than idle_ttl")
     if not callable(clock):
         raise ConfigurationError("clock must be callable")
     return Issuer(

@@ -23,6 +23,7 @@ __all__ = [
     "MAX_TOKEN_BYTES",
     "TokenVerifier",
     "check_algorithm",
+    "is_number",
     "unverified_expiry",
 ]
 
@@ -49,7 +50,7 @@ _HMAC_MIN_KEY_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
 MAX_TOKEN_BYTES: Final = 8192
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
     # bool is an int subclass; a JSON true must not pass as a timestamp.
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -181,9 +182,9 @@ class TokenVerifier:
                 raise ConfigurationError("token_key is required to verify access tokens")
             self._keys_by_id = None
             self._key = _Key(_prepare_key(default, key, "token_key"), [default])
-        if not _is_number(leeway) or leeway < 0:
+        if not is_number(leeway) or leeway < 0:
             raise ConfigurationError("leeway must be a non-negative number of seconds")
-        if not _is_number(max_lifetime) or max_lifetime <= 0:
+        if not is_number(max_lifetime) or max_lifetime <= 0:
             raise ConfigurationError("max_token_lifetime must be a positive number of seconds")
         if issuer is not None and not isinstance(issuer, str):
             raise ConfigurationError("issuer must be a single string (compared for equality)")
@@ -278,10 +279,10 @@ class TokenVerifier:
             typ = decoded["header"].get("typ")
             if not isinstance(typ, str) or typ.lower().removeprefix("application/") != self._typ:
                 raise TokenError(f"token typ must be {self._typ!r}")
-        if not _is_number(claims.get("exp")):
+        if not is_number(claims.get("exp")):
             raise TokenError("exp must be a finite number")
         for name in ("nbf", "iat"):
-            if name in claims and not _is_number(claims[name]):
+            if name in claims and not is_number(claims[name]):
                 raise TokenError(f"{name} must be a finite number")
         return claims
 
@@ -313,4 +314,4 @@ def unverified_expiry(token: str) -> float | None:
     except Exception:
         return None
     exp: Any = claims.get("exp")
-    return float(exp) if _is_number(exp) else None
+    return float(exp) if is_number(exp) else None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+
+from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
 from servers import RedisServer
 
@@ -66,3 +69,15 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
+    """Each store in turn; Redis tests share the session's server, isolated by prefix."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    server = request.getfixturevalue("redis_server")
+    store = RedisStore.from_url(server.url, prefix=f"t-{uuid.uuid4().hex}:")
+    yield store
+    await store.aclose()

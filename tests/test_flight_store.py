@@ -3,25 +3,11 @@ by the caller's clock, and forgetting a published result by its alias (sign-out)
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
 
-from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
+from fastapi_authkit.stores import MemoryStore, SessionStore
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    server = request.getfixturevalue("redis_server")
-    store = RedisStore.from_url(server.url, prefix=f"t-{uuid.uuid4().hex}:")
-    yield store
-    await store.aclose()
 
 
 async def test_claim_then_pending_then_done(backend: SessionStore) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -30,17 +29,6 @@ from conftest import Clock
 pytestmark = pytest.mark.anyio
 
 SIGNING_KEY = "issuer-signing-key-0123456789abcdef-0123"
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    server = request.getfixturevalue("redis_server")
-    store = RedisStore.from_url(server.url, prefix=f"t-{uuid.uuid4().hex}:")
-    yield store
-    await store.aclose()
 
 
 def make_issuer(backend: SessionStore, clock: Clock, **options: Any) -> Issuer:
