@@ -1,0 +1,62 @@
+"""README stays true to the code: every option of create_store, create_refresh and
+create_issuer is in its configuration table and nothing else is; every public name has a
+docstring."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fastapi_authkit
+from fastapi_authkit import create_issuer, create_refresh, create_store
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def table_options(heading: str) -> list[str]:
+    """Backticked names in the first column of the table that follows ``heading``."""
+    start = README.index(heading)
+    lines = README[start:].splitlines()[1:]
+    rows: list[str] = []
+    in_table = False
+    for line in lines:
+        if line.startswith("|"):
+            in_table = True
+            match = re.match(r"\| `([a-z_]+)` \|", line)
+            if match:
+                rows.append(match.group(1))
+        elif in_table:
+            break
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("heading", "function"),
+    [
+        ("`create_store(...)` (keyword-only", create_store),
+        ("`create_refresh(...)`:", create_refresh),
+        ("`create_issuer(...)` options", create_issuer),
+    ],
+)
+def test_configuration_tables_match_the_signatures(heading: str, function: Any) -> None:
+    documented = table_options(heading)
+    parameters = list(inspect.signature(function).parameters)
+    assert sorted(documented) == sorted(parameters)
+    assert len(documented) == len(set(documented))
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    missing = []
+    for name in fastapi_authkit.__all__:
+        obj = getattr(fastapi_authkit, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            if not inspect.getdoc(obj):
+                missing.append(name)
+        elif hasattr(obj, "__call__") and type(obj).__module__.startswith("fastapi_authkit"):
+            if not inspect.getdoc(type(obj)):
+                missing.append(name)
+    assert missing == []
