@@ -88,6 +88,9 @@ def _refusal(conn: HTTPConnection, state: AuthState) -> Exception:
 
 
 class _CurrentUser(AuthKitCookie):
+    """The signed-in user (``user_loader``'s object, else the user state, else the claims);
+    401 when anonymous, 503 when the session cannot be checked or refreshed now."""
+
     async def __call__(self, conn: HTTPConnection) -> Any:
         state = get_auth_state(conn)
         if state.claims is None:
@@ -96,22 +99,30 @@ class _CurrentUser(AuthKitCookie):
 
 
 class _AuthUser(AuthKitCookie):
+    """Like ``current_user``, but None instead of an error when anonymous."""
+
     async def __call__(self, conn: HTTPConnection) -> Any:
         state = get_auth_state(conn)
         return None if state.claims is None else await state.load_user()
 
 
 class _IsAuthenticated(AuthKitCookie):
+    """Whether a verified access token came with the request (after any refresh)."""
+
     async def __call__(self, conn: HTTPConnection) -> bool:
         return get_auth_state(conn).claims is not None
 
 
 class _AuthHeader(AuthKitCookie):
+    """``"Bearer <token>"`` to forward to downstream APIs, or None."""
+
     async def __call__(self, conn: HTTPConnection) -> str | None:
         return get_auth_state(conn).header
 
 
 class _RequireAuth(AuthKitCookie):
+    """The user, or a 303 to the fallback path for browsers and 401 for API clients."""
+
     def __init__(self, fallback_path: str, store: AuthStore | None = None) -> None:
         super().__init__(store)
         self.fallback_path = fallback_path
@@ -129,21 +140,12 @@ def _wants_html(conn: HTTPConnection) -> bool:
     return "text/html" in conn.headers.get("accept", "")
 
 
+# The dependencies, documented by their classes above.
 auth_state = AuthKitCookie()
-"""Dependency: the full :class:`AuthState` of the request (never raises when anonymous)."""
-
 current_user = _CurrentUser()
-"""Dependency: the signed-in user (``user_loader``'s object, else the user state, else the
-claims); 401 when anonymous, 503 when the session cannot be checked or refreshed now."""
-
 auth_user = _AuthUser()
-"""Dependency: like :data:`current_user`, but None instead of an error when anonymous."""
-
 is_authenticated = _IsAuthenticated()
-"""Dependency: whether a verified access token came with the request (after any refresh)."""
-
 auth_header = _AuthHeader()
-"""Dependency: ``"Bearer <token>"`` to forward to downstream APIs, or None."""
 
 
 def require_auth(*, fallback_path: str = "/login", store: AuthStore | None = None) -> AuthKitCookie:
