@@ -95,6 +95,8 @@ class _CurrentUser(AuthKitCookie):
         state = get_auth_state(conn)
         if state.claims is None:
             raise _refusal(conn, state)
+        if state.store.user_loader is None:  # the common case, without another coroutine
+            return state.claims if state.user_state is None else state.user_state
         return await state.load_user()
 
 

@@ -54,7 +54,7 @@ __all__ = [
 logger = logging.getLogger("fastapi_authkit")
 
 # Bounds the memory of recent results; entries also expire after the grace period.
-_MAX_RECENT: Final = 10_000
+_MAX_RECENT: Final = 32_768
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,22 +193,26 @@ class SingleFlight:
     piece of mutable state in the middleware, and it is per process.
     """
 
-    __slots__ = ("_clock", "_inflight", "_recent")
+    __slots__ = ("_by_successor", "_clock", "_inflight", "_recent")
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._inflight: dict[bytes, _Flight] = {}
+        # Successes kept for the grace period. The grace period is the same for every entry,
+        # so insertion order is expiry order: pruning only ever looks at the front.
         self._recent: dict[bytes, tuple[float, Refreshed]] = {}
+        # The successor refresh token's digest -> the key its result is kept under.
+        self._by_successor: dict[bytes, bytes] = {}
 
     async def run(
         self, refresh_token: str, grace: float, call: Callable[[], Awaitable[Outcome]]
     ) -> Outcome:
-        key = hashlib.sha256(refresh_token.encode()).digest()
+        key = _digest(refresh_token)
         recent = self._recent.get(key)
         if recent is not None:
             if recent[0] > self._clock():
                 return recent[1]
-            del self._recent[key]
+            self._drop(key)
         flight = self._inflight.get(key)
         if flight is not None:
             await flight.done.wait()
@@ -229,22 +233,32 @@ class SingleFlight:
     def forget(self, refresh_token: str) -> None:
         """Drop remembered results that lead to ``refresh_token``'s session (sign-out):
         a rotated-out predecessor must not revive a session that was just ended."""
-        key = hashlib.sha256(refresh_token.encode()).digest()
-        for old in [
-            k
-            for k, (_, outcome) in self._recent.items()
-            if k == key or outcome.refresh_token == refresh_token
-        ]:
-            del self._recent[old]
+        digest = _digest(refresh_token)
+        self._drop(digest)
+        predecessor = self._by_successor.get(digest)
+        if predecessor is not None:
+            self._drop(predecessor)
+
+    def _drop(self, key: bytes) -> None:
+        entry = self._recent.pop(key, None)
+        if entry is not None:
+            self._by_successor.pop(_digest(entry[1].refresh_token), None)
 
     def _remember(self, key: bytes, grace: float, outcome: Refreshed) -> None:
         now = self._clock()
-        if len(self._recent) >= _MAX_RECENT:
-            for old in [k for k, (until, _) in self._recent.items() if until <= now]:
-                del self._recent[old]
-            while len(self._recent) >= _MAX_RECENT:
-                del self._recent[next(iter(self._recent))]
+        # Expired entries sit at the front; each is dropped once (amortized constant work).
+        while self._recent:
+            oldest = next(iter(self._recent))
+            if self._recent[oldest][0] > now and len(self._recent) < _MAX_RECENT:
+                break
+            self._drop(oldest)
+        self._drop(key)
         self._recent[key] = (now + grace, outcome)
+        self._by_successor[_digest(outcome.refresh_token)] = key
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
 
 
 # --- across processes ----------------------------------------------------------------------
@@ -252,8 +266,10 @@ class SingleFlight:
 # A published result stays readable at least this long, so that requests that were waiting
 # on the flight always find it, even with grace_period=0.
 _MIN_RESULT_TTL: Final = 1.0
-_POLL_START: Final = 0.005
-_POLL_MAX: Final = 0.05
+# Waiting workers poll Redis: briefly at first (a callback often answers in milliseconds),
+# never slower than every 20 ms.
+_POLL_START: Final = 0.002
+_POLL_MAX: Final = 0.02
 _ENDED: Final = b"E"
 
 

@@ -3,6 +3,8 @@ rotation or configuration isolation, must never hold a token that failed, and st
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from fastapi_authkit import TokenError, TokenExpiredError, create_issuer, create_store
@@ -122,3 +124,50 @@ def test_state_cookie_failures_are_never_cached(clock: Clock) -> None:
     assert codec._cache == {}
     clock.advance(-10)  # signed in the future relative to this clock
     assert codec.loads(value) is None
+
+
+@pytest.mark.anyio
+async def test_single_flight_memory_is_bounded_and_forgets_by_successor(clock: Clock) -> None:
+    from fastapi_authkit import refresh as refresh_module
+    from fastapi_authkit.refresh import Refreshed, SingleFlight
+
+    flights = SingleFlight(clock)
+
+    def outcome(successor: str) -> Refreshed:
+        return Refreshed("t", "Bearer", {"exp": 0}, None, "sid", successor, ())
+
+    for i in range(5):
+        result = outcome(f"succ-{i}")
+        assert await flights.run(f"pred-{i}", 10, _returning(result)) is result
+    assert len(flights._recent) == 5
+    # A predecessor within grace gets the remembered result without a call.
+    assert (await flights.run("pred-2", 10, _failing)).refresh_token == "succ-2"
+    # Signing out with the successor drops what its predecessor would have revived.
+    flights.forget("succ-2")
+    assert len(flights._recent) == 4
+    assert "pred-2" not in {r.refresh_token for _, r in flights._recent.values()}
+    # Expired entries are dropped from the front as new ones arrive.
+    clock.advance(11)
+    await flights.run("pred-new", 10, _returning(outcome("succ-new")))
+    assert len(flights._recent) == 1
+    # And the table never outgrows its bound.
+    original = refresh_module._MAX_RECENT
+    refresh_module._MAX_RECENT = 3
+    try:
+        for i in range(6):
+            await flights.run(f"more-{i}", 10, _returning(outcome(f"more-succ-{i}")))
+        assert len(flights._recent) == 3
+        assert len(flights._by_successor) == 3
+    finally:
+        refresh_module._MAX_RECENT = original
+
+
+def _returning(value: object) -> Any:
+    async def call() -> Any:
+        return value
+
+    return call
+
+
+async def _failing() -> Any:
+    raise AssertionError("the remembered result should have been used")
