@@ -328,7 +328,11 @@ def create_store(
         ),
         verifier=verifier,
         state_codec=StateCodec(
-            keys, max_age=state_max_age, clock=clock, cache_size=verified_token_cache
+            keys,
+            max_age=state_max_age,
+            clock=clock,
+            leeway=verifier.leeway,
+            cache_size=verified_token_cache,
         ),
         csrf=CsrfSigner(keys),
         csrf_header=csrf_header_name.lower().encode("ascii"),

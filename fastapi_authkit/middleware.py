@@ -30,7 +30,7 @@ from .refresh import (
 from .session import clear_session
 from .state import SCOPE_KEY, AuthState
 from .tokens import MAX_TOKEN_BYTES
-from .userstate import SessionData
+from .userstate import SessionData, binding_of
 
 __all__ = ["AuthKitMiddleware"]
 
@@ -207,6 +207,13 @@ class AuthKitMiddleware:
         session = store.state_codec.loads(raw_state) if raw_state is not None else None
         if raw_state is not None and session is None:
             self._debug("state cookie rejected (tampered, foreign or too old)")
+        elif session is not None:
+            bound_to = refresh_token if refresh_token is not None else access
+            if bound_to is None or session.binding != binding_of(bound_to):
+                # An old state cookie (an old user state, another session's CSRF binding)
+                # paired with a newer session's tokens: ignore it.
+                self._debug("state cookie belongs to another session; ignored")
+                session = None
 
         if access is not None or refresh_token is not None:
             reason = self._forgery(scope, session)
@@ -217,7 +224,7 @@ class AuthKitMiddleware:
 
         state = AuthState(store)
         if session is not None:
-            state.sid, state.user_state = session
+            state.sid, state.user_state = session.sid, session.user_state
         state.refresh_token = refresh_token
         now = store.clock()
         expired = False

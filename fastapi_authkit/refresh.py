@@ -127,6 +127,8 @@ def _accept(
         else param.auth_user_state
     )
     sid = sid or new_sid()
+    if result.new_refresh_token is not None and not isinstance(result.new_refresh_token, str):
+        raise InvalidRefreshResultError("new_refresh_token must be a str or None")
     refresh_token = result.new_refresh_token or param.refresh_token
     try:
         set_cookies = issue_session(
@@ -139,7 +141,7 @@ def _accept(
             refresh_token=result.new_refresh_token,
             refresh_expires_in=result.new_refresh_token_expires_in,
             access_expires_in=result.new_auth_token_expire_in,
-            has_refresh=True,
+            session_refresh_token=refresh_token,
             now=now,
         )
     except AuthKitError as exc:
@@ -176,6 +178,11 @@ async def run_callback(
     except InvalidRefreshResultError as exc:
         logger.error("refresh result rejected, nothing stored: %s", exc)
         return Unavailable(exc)
+    except Exception as exc:
+        # Whatever else an unexpected answer trips over is the same case, never a 500.
+        error = InvalidRefreshResultError(f"unusable refresh result: {exc!r}")
+        logger.error("refresh result rejected, nothing stored: %s", error, exc_info=exc)
+        return Unavailable(error)
 
 
 class _Flight:
@@ -253,6 +260,12 @@ class SingleFlight:
                 break
             self._drop(oldest)
         self._drop(key)
+        # The presented token has just been rotated out, so its own predecessor is now a
+        # grandparent: it must reach the callback (which may take it for theft), not get
+        # the remembered answer of the previous rotation.
+        predecessor = self._by_successor.get(key)
+        if predecessor is not None:
+            self._drop(predecessor)
         self._recent[key] = (now + grace, outcome)
         self._by_successor[_digest(outcome.refresh_token)] = key
 
@@ -330,6 +343,8 @@ async def _publish(
         sealed = b"R" + seal(param.refresh_token, _encode(outcome))
         alias = flight_alias(outcome.refresh_token)
         await shared.flight_finish(key, owner, sealed, now=now, ttl=ttl, alias=alias)
+        # As in SingleFlight: the previous rotation's answer must not serve a grandparent.
+        await shared.flight_forget(flight_alias(param.refresh_token))
     elif isinstance(outcome, Ended):
         await shared.flight_finish(key, owner, _ENDED, now=now, ttl=ttl, alias=None)
     else:

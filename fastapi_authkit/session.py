@@ -10,7 +10,8 @@ import secrets
 from typing import Any
 
 from .config import AuthStore
-from .tokens import unverified_expiry
+from .errors import CookieError
+from .tokens import is_number, unverified_expiry
 
 __all__ = ["clear_session", "issue_session", "new_sid"]
 
@@ -20,11 +21,21 @@ def new_sid() -> str:
     return secrets.token_urlsafe(18)
 
 
+def _seconds(name: str, value: object) -> int | None:
+    # A callback's answer reaches here unchecked: a wrong type must be a clear error, not a
+    # TypeError that becomes a 500.
+    if value is None:
+        return None
+    if not is_number(value):
+        raise CookieError(f"{name} must be a number of seconds, got {value!r}")
+    return int(value)  # type: ignore[call-overload, no-any-return]
+
+
 def _refresh_max_age(
     store: AuthStore, refresh_token: str, expires_in: int | None, now: float
 ) -> int:
     if expires_in is not None:
-        return int(expires_in)
+        return expires_in
     exp = unverified_expiry(refresh_token)
     if exp is not None:
         return int(exp - now)
@@ -42,26 +53,36 @@ def issue_session(
     refresh_token: str | None,
     refresh_expires_in: int | None,
     access_expires_in: int | None,
-    has_refresh: bool,
+    session_refresh_token: str | None,
     now: float,
 ) -> tuple[bytes, ...]:
     """Set-Cookie values for a verified access token and its session.
 
-    ``refresh_token`` is written only when given (sign-in or rotation); ``has_refresh`` says
-    whether the session has one at all, which decides how long the session cookies live.
-    Raises :class:`CookieError`/:class:`UserStateError` before anything is emitted.
+    ``refresh_token`` is written only when given (sign-in or rotation);
+    ``session_refresh_token`` is the session's refresh token after this (the new one, the
+    kept one, or None). It decides how long the session cookies live, and the state cookie
+    is bound to it (or to the access token without one), so that an old state cookie cannot
+    be paired with a newer session. Raises :class:`CookieError`/:class:`UserStateError`
+    before anything is emitted.
     """
+    for label, value in (("token type", token_type), ("refresh token", refresh_token)):
+        if value is not None and not isinstance(value, str):
+            raise CookieError(f"the {label} must be a str, got {type(value).__name__}")
+    refresh_expires_in = _seconds("refresh token expires_in", refresh_expires_in)
+    access_expires_in = _seconds("access token expire_in", access_expires_in)
     names, policy = store.names, store.policy
     # The cookie never outlives the token; the leeway keeps it while the token is accepted.
     access_age = int(claims["exp"] - now + store.verifier.leeway)
     if access_expires_in is not None:
-        access_age = min(access_age, int(access_expires_in))
+        access_age = min(access_age, access_expires_in)
+    has_refresh = session_refresh_token is not None
     session_age = store.state_max_age if has_refresh else min(access_age, store.state_max_age)
     csrf_token = store.csrf.token_for(sid)
+    state = store.state_codec.dumps(sid, user_state, session_refresh_token or token)
     cookies = [
         policy.set(names.access, token, max_age=access_age),
         policy.set(names.type, token_type, max_age=access_age),
-        policy.set(names.state, store.state_codec.dumps(sid, user_state), max_age=session_age),
+        policy.set(names.state, state, max_age=session_age),
     ]
     if refresh_token is not None:
         age = _refresh_max_age(store, refresh_token, refresh_expires_in, now)

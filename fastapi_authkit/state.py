@@ -171,7 +171,7 @@ def sign_in(
         refresh_token=refresh,
         refresh_expires_in=refresh_expires_in,
         access_expires_in=None,
-        has_refresh=refresh is not None,
+        session_refresh_token=refresh,
         now=now,
     )
     state._route_cookies = cookies

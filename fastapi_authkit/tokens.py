@@ -9,12 +9,14 @@ booleans, which are ints in Python).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 import jwt
 from jwt.algorithms import get_default_algorithms
+from jwt.utils import base64url_decode
 
 from .errors import ConfigurationError, TokenError, TokenExpiredError
 
@@ -110,6 +112,27 @@ def _check_audience(audience: object) -> str | list[str] | None:
     ):
         return list(audience)
     raise ConfigurationError("audience must be a non-empty string or list of strings, or None")
+
+
+def _fresh(claims: dict[str, Any], nested: str | None) -> dict[str, Any]:
+    """A copy of cached claims, so a route that edits its claims edits only its own:
+    shallow when every value is a scalar (the usual case), from JSON when any is not."""
+    if nested is None:
+        return dict(claims)
+    copy: dict[str, Any] = json.loads(nested)
+    return copy
+
+
+def _require_utf8_json_objects(token: str) -> None:
+    """RFC 7519 §7.2: the header and claims are UTF-8 JSON objects. Python's json module
+    would also accept UTF-16/32 and a byte-order mark; refuse them before PyJWT parses."""
+    for segment in token.split(".", 2)[:2]:
+        raw = base64url_decode(segment)
+        raw.decode("utf-8")  # strict: raises on anything else
+        # UTF-16/32 text without a BOM is valid UTF-8 byte-wise but full of NULs, which JSON
+        # never has outside an escape; json.loads would sniff it and decode it anyway.
+        if b"\x00" in raw or raw.lstrip(b" \t\r\n")[:1] != b"{":
+            raise TokenError("JWT header and payload must be UTF-8 JSON objects")
 
 
 class _Key(NamedTuple):
@@ -210,7 +233,8 @@ class TokenVerifier:
             raise ConfigurationError("verified_token_cache must be a non-negative int")
         self._cache_size = cache_size
         # Per verifier, so per configuration: another key set never sees these entries.
-        self._cache: dict[str, dict[str, Any]] = {}
+        # token -> (claims, their JSON when any value is a list or an object)
+        self._cache: dict[str, tuple[dict[str, Any], str | None]] = {}
 
     @property
     def leeway(self) -> float:
@@ -238,19 +262,22 @@ class TokenVerifier:
         """
         cached = self._cache.get(token)
         if cached is not None:
+            claims, nested = cached
             try:
-                self._check_times(cached, now)
+                self._check_times(claims, now)
             except TokenError:
                 self._cache.pop(token, None)
                 raise
-            return dict(cached)  # a copy: a route that edits its claims edits only its own
+            return _fresh(claims, nested)
         claims = self._verify_uncached(token)
         self._check_times(claims, now)
         if self._cache_size:
             if len(self._cache) >= self._cache_size:
                 del self._cache[next(iter(self._cache))]
-            self._cache[token] = claims
-            return dict(claims)
+            scalar = all(isinstance(v, str | int | float | bool | None) for v in claims.values())
+            nested = None if scalar else json.dumps(claims)
+            self._cache[token] = (claims, nested)
+            return _fresh(claims, nested)
         return claims
 
     def _verify_uncached(self, token: str) -> dict[str, Any]:
@@ -259,6 +286,7 @@ class TokenVerifier:
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenError("token too large")
         try:
+            _require_utf8_json_objects(token)
             key = self._select_key(token)
             decoded = self._jwt.decode_complete(
                 token,

@@ -8,6 +8,7 @@ itsdangerous accepts any age otherwise. The clock is injected.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -17,12 +18,19 @@ from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from .errors import UserStateError
 
-__all__ = ["SessionData", "StateCodec"]
+__all__ = ["SessionData", "StateCodec", "binding_of"]
 
 
 class SessionData(NamedTuple):
     sid: str
     user_state: Any
+    binding: str  # binding_of() the token the state belongs to
+
+
+@functools.lru_cache(maxsize=65_536)  # the same tokens come back on every request
+def binding_of(token: str) -> str:
+    """A short, non-reversible fingerprint of the session token a state cookie belongs to."""
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
 def _clocked_signer(clock: Callable[[], float]) -> type[TimestampSigner]:
@@ -36,7 +44,7 @@ def _clocked_signer(clock: Callable[[], float]) -> type[TimestampSigner]:
 class StateCodec:
     """Signs and reads the state cookie for one configuration."""
 
-    __slots__ = ("_cache", "_cache_size", "_clock", "_max_age", "_serializer")
+    __slots__ = ("_cache", "_cache_size", "_clock", "_leeway", "_max_age", "_reader", "_serializer")
 
     def __init__(
         self,
@@ -44,24 +52,33 @@ class StateCodec:
         *,
         max_age: int,
         clock: Callable[[], float],
+        leeway: float = 0,
         cache_size: int = 100_000,
     ) -> None:
         self._max_age = max_age
         self._clock = clock
-        # value -> (sid, user state as JSON, signed at): a cookie that verified once is
-        # not verified again; its age still is, on every read.
-        self._cache: dict[str, tuple[str, str, int]] = {}
+        self._leeway = leeway
+        # value -> (sid, user state as JSON, binding, signed at): a cookie that verified
+        # once is not verified again; its age still is, on every read.
+        self._cache: dict[str, tuple[str, str, str, int]] = {}
         self._cache_size = cache_size
+        options: dict[str, Any] = {
+            "salt": "fastapi-authkit.state",
+            "signer_kwargs": {"digest_method": hashlib.sha256},
+        }
         self._serializer = URLSafeTimedSerializer(
-            list(secret_keys),
-            salt="fastapi-authkit.state",
-            signer=_clocked_signer(clock),
-            signer_kwargs={"digest_method": hashlib.sha256},
+            list(secret_keys), signer=_clocked_signer(clock), **options
+        )
+        # Reads on a clock ``leeway`` ahead: another instance whose clock is that much faster
+        # signs timestamps "in the future", which itsdangerous would otherwise refuse.
+        self._reader = URLSafeTimedSerializer(
+            list(secret_keys), signer=_clocked_signer(lambda: clock() + leeway), **options
         )
 
-    def dumps(self, sid: str, user_state: Any) -> str:
+    def dumps(self, sid: str, user_state: Any, bound_to: str) -> str:
+        """Sign the session id and user state, bound to the token ``bound_to``."""
         try:
-            return self._serializer.dumps({"s": sid, "u": user_state})
+            return self._serializer.dumps({"s": sid, "u": user_state, "b": binding_of(bound_to)})
         except (TypeError, ValueError) as exc:
             raise UserStateError(f"user state must be JSON-serializable: {exc}") from exc
 
@@ -69,25 +86,30 @@ class StateCodec:
         """The session data, or None when the value is tampered, foreign or too old."""
         cached = self._cache.get(value)
         if cached is not None:
-            sid, user_json, signed_at = cached
-            # The same rule as itsdangerous: 0 <= age <= max_age, in whole seconds.
-            if 0 <= int(self._clock()) - signed_at <= self._max_age:
+            sid, user_json, binding, signed_at = cached
+            # The same rule as itsdangerous: 0 <= age <= max_age, in whole seconds, on a clock
+            # running ``leeway`` ahead so a cookie from a slightly fast peer is accepted.
+            if 0 <= int(self._clock() + self._leeway) - signed_at <= self._max_age:
                 # Parsed afresh each time, so a route that edits its user state cannot
                 # change what the next request sees.
-                return SessionData(sid, None if user_json == "null" else json.loads(user_json))
+                user = None if user_json == "null" else json.loads(user_json)
+                return SessionData(sid, user, binding)
             del self._cache[value]
             return None
         try:
-            data, signed = self._serializer.loads(
-                value, max_age=self._max_age, return_timestamp=True
-            )
+            data, signed = self._reader.loads(value, max_age=self._max_age, return_timestamp=True)
         except (BadData, ValueError, TypeError, RecursionError, json.JSONDecodeError):
             return None
-        if not isinstance(data, dict) or set(data) != {"s", "u"} or not isinstance(data["s"], str):
+        if (
+            not isinstance(data, dict)
+            or set(data) != {"s", "u", "b"}
+            or not isinstance(data["s"], str)
+            or not isinstance(data["b"], str)
+        ):
             return None
         if self._cache_size:
             if len(self._cache) >= self._cache_size:
                 del self._cache[next(iter(self._cache))]
             user_json = json.dumps(data["u"], separators=(",", ":"))
-            self._cache[value] = (data["s"], user_json, int(signed.timestamp()))
-        return SessionData(data["s"], data["u"])
+            self._cache[value] = (data["s"], user_json, data["b"], int(signed.timestamp()))
+        return SessionData(data["s"], data["u"], data["b"])

@@ -503,3 +503,21 @@ def test_sign_in_and_out_on_redirect_and_streaming_responses(clock: Clock) -> No
     assert response.text == "bye"
     assert all("Max-Age=0" in v for v in set_cookies(response).values())
     assert tc.get("/me").status_code == 401
+
+
+def test_old_state_cookie_is_not_accepted_with_a_newer_session(
+    clock: Clock, app: FastAPI, recorder: Recorder
+) -> None:
+    """The state cookie is bound to its session's refresh token: an old one (say, the user
+    state from before a role change) cannot be paired with the rotated tokens."""
+    tc = client(app)
+    login(tc, clock, ttl=10, user_state={"role": "admin"})
+    old_state = tc.cookies["_auth_state"]
+    clock.advance(20)
+    assert tc.get("/me").json()["user"] == {"role": "admin"}  # refreshed: state re-bound
+    tc.cookies.delete("_auth_state")
+    tc.cookies.set("_auth_state", old_state)
+    response = tc.get("/me")
+    assert response.json()["user"]["sub"] == "alice-1"  # the claims, not the old state
+    csrf = tc.cookies["_auth_csrf"]
+    assert tc.post("/write", headers={"x-csrf-token": csrf}).status_code == 403

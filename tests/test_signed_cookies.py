@@ -10,9 +10,11 @@ from itsdangerous import Signer, URLSafeSerializer, URLSafeTimedSerializer
 
 from fastapi_authkit import UserStateError, create_store
 from fastapi_authkit.csrf import CsrfSigner
-from fastapi_authkit.userstate import SessionData, StateCodec
+from fastapi_authkit.userstate import SessionData, StateCodec, binding_of
 
 from conftest import SECRET_KEY, T0, TOKEN_KEY, Clock
+
+BOUND = "the-session-refresh-token"
 
 OLD = b"old-secret-key-0123456789abcdef0123456789"
 NEW = b"new-secret-key-0123456789abcdef0123456789"
@@ -117,27 +119,27 @@ def test_store_csrf_signer_uses_the_secret_keys() -> None:
 )
 def test_state_round_trips(clock: Clock, user_state: Any) -> None:
     c = codec(clock)
-    value = c.dumps("sid-1", user_state)
-    assert c.loads(value) == SessionData("sid-1", user_state)
+    value = c.dumps("sid-1", user_state, BOUND)
+    assert c.loads(value) == SessionData("sid-1", user_state, binding_of(BOUND))
 
 
 def test_state_value_is_cookie_safe(clock: Clock) -> None:
-    value = codec(clock).dumps("sid-1", {"name": 'Ünïcödé; "quoted", spaced'})
+    value = codec(clock).dumps("sid-1", {"name": 'Ünïcödé; "quoted", spaced'}, BOUND)
     assert value.isascii()
     assert not set(value) & set(' ;,"\\')
 
 
 def test_tampered_signature_is_ignored(clock: Clock) -> None:
     c = codec(clock)
-    value = c.dumps("sid-1", {"name": "alice"})
+    value = c.dumps("sid-1", {"name": "alice"}, BOUND)
     assert c.loads(flip(value, -1)) is None
     assert c.loads(flip(value, -10)) is None
 
 
 def test_tampered_payload_is_ignored(clock: Clock) -> None:
     c = codec(clock)
-    genuine = c.dumps("sid-1", {"role": "user"})
-    forged_payload = c.dumps("sid-1", {"role": "admin"}).split(".")[0]
+    genuine = c.dumps("sid-1", {"role": "user"}, BOUND)
+    forged_payload = c.dumps("sid-1", {"role": "admin"}, BOUND).split(".")[0]
     forged = ".".join([forged_payload, *genuine.split(".")[1:]])
     assert forged != genuine
     assert c.loads(forged) is None
@@ -146,7 +148,7 @@ def test_tampered_payload_is_ignored(clock: Clock) -> None:
 @pytest.mark.parametrize("cut", [1, 5, 20])
 def test_truncated_value_is_ignored(clock: Clock, cut: int) -> None:
     c = codec(clock)
-    value = c.dumps("sid-1", {"name": "alice"})
+    value = c.dumps("sid-1", {"name": "alice"}, BOUND)
     assert c.loads(value[:-cut]) is None
     assert c.loads(value[cut:]) is None
 
@@ -162,20 +164,20 @@ def test_garbage_state_is_ignored(clock: Clock, value: str) -> None:
 def test_csrf_token_offered_as_state_is_ignored(clock: Clock) -> None:
     c = codec(clock)
     csrf = CsrfSigner([NEW])
-    genuine = c.dumps("sid-1", None)
+    genuine = c.dumps("sid-1", None, BOUND)
     # A CSRF token is an HMAC of whatever "sid" it was made for; make it for the state's
     # signed part, so that only the salt tells the two purposes apart.
     body = genuine.rsplit(".", 1)[0]
     forged = f"{body}.{csrf.token_for(body)}"
 
-    assert c.loads(genuine) == SessionData("sid-1", None)
+    assert c.loads(genuine) == SessionData("sid-1", None, binding_of(BOUND))
     assert forged != genuine
     assert c.loads(forged) is None
     assert c.loads(csrf.token_for("sid-1")) is None
 
 
 def test_state_signed_with_another_salt_is_ignored(clock: Clock) -> None:
-    payload = {"s": "sid-1", "u": {"name": "mallory"}}
+    payload = {"s": "sid-1", "u": {"name": "mallory"}, "b": binding_of(BOUND)}
     signer_kwargs = {"digest_method": hashlib.sha256}
     foreign = [
         URLSafeTimedSerializer(NEW, salt="app.session", signer_kwargs=signer_kwargs),
@@ -188,7 +190,7 @@ def test_state_signed_with_another_salt_is_ignored(clock: Clock) -> None:
 
 
 def test_state_without_timestamp_or_with_another_digest_is_ignored(clock: Clock) -> None:
-    payload = {"s": "sid-1", "u": None}
+    payload = {"s": "sid-1", "u": None, "b": binding_of(BOUND)}
     salt = "fastapi-authkit.state"
     untimed = URLSafeSerializer(NEW, salt=salt, signer_kwargs={"digest_method": hashlib.sha256})
     sha1 = URLSafeTimedSerializer(NEW, salt=salt)  # itsdangerous' default digest
@@ -199,17 +201,17 @@ def test_state_without_timestamp_or_with_another_digest_is_ignored(clock: Clock)
 
 def test_state_older_than_max_age_is_ignored(clock: Clock) -> None:
     c = codec(clock, max_age=60)
-    value = c.dumps("sid-1", {"name": "alice"})
+    value = c.dumps("sid-1", {"name": "alice"}, BOUND)
 
     clock.advance(60)
-    assert c.loads(value) == SessionData("sid-1", {"name": "alice"})
+    assert c.loads(value) == SessionData("sid-1", {"name": "alice"}, binding_of(BOUND))
     clock.advance(1)
     assert c.loads(value) is None
 
 
 def test_store_state_codec_uses_state_max_age(clock: Clock) -> None:
     s = create_store(secret_key=SECRET_KEY, token_key=TOKEN_KEY, clock=clock, state_max_age=10)
-    value = s.state_codec.dumps("sid-1", None)
+    value = s.state_codec.dumps("sid-1", None, BOUND)
     clock.advance(10)
     assert s.state_codec.loads(value) is not None
     clock.advance(1)
@@ -219,29 +221,34 @@ def test_store_state_codec_uses_state_max_age(clock: Clock) -> None:
 def test_state_with_a_timestamp_in_the_future_is_ignored(clock: Clock) -> None:
     c = codec(clock)
     clock.advance(120)
-    from_the_future = c.dumps("sid-1", None)
+    from_the_future = c.dumps("sid-1", None, BOUND)
     clock.now = T0
 
     assert c.loads(from_the_future) is None
     clock.now = T0 + 120
-    assert c.loads(from_the_future) == SessionData("sid-1", None)
+    assert c.loads(from_the_future) == SessionData("sid-1", None, binding_of(BOUND))
 
 
 def test_overlap_key_is_accepted_and_a_removed_key_is_not(clock: Clock) -> None:
-    signed_with_old = codec(clock, (OLD,)).dumps("sid-1", {"v": 1})
+    signed_with_old = codec(clock, (OLD,)).dumps("sid-1", {"v": 1}, BOUND)
     rotated = codec(clock, (OLD, NEW))
 
-    assert rotated.loads(signed_with_old) == SessionData("sid-1", {"v": 1})
+    assert rotated.loads(signed_with_old) == SessionData("sid-1", {"v": 1}, binding_of(BOUND))
     assert codec(clock, (NEW,)).loads(signed_with_old) is None
     # The newest key signs, so dropping the old key later keeps new values valid.
-    assert codec(clock, (NEW,)).loads(rotated.dumps("sid-2", None)) == SessionData("sid-2", None)
+    assert codec(clock, (NEW,)).loads(rotated.dumps("sid-2", None, BOUND)) == SessionData(
+        "sid-2", None, binding_of(BOUND)
+    )
 
 
 def test_payload_not_in_the_state_shape_is_ignored(clock: Clock) -> None:
-    # Correctly signed (same keys, salt, digest) but not {"s": <str>, "u": ...}.
+    # Correctly signed (same keys, salt, digest) but not {"s": <str>, "u": ..., "b": <str>}.
     c = codec(clock)
-    assert c.loads(c.dumps(123, None)) is None  # type: ignore[arg-type]
-    assert c.loads(c.dumps(None, None)) is None  # type: ignore[arg-type]
+    assert c.loads(c.dumps(123, None, BOUND)) is None  # type: ignore[arg-type]
+    assert c.loads(c.dumps(None, None, BOUND)) is None  # type: ignore[arg-type]
+    serializer = c._serializer
+    assert c.loads(serializer.dumps({"s": "sid-1", "u": None})) is None  # no binding
+    assert c.loads(serializer.dumps({"s": "sid-1", "u": None, "b": 5})) is None
 
 
 class Unserializable:
@@ -263,4 +270,4 @@ def test_non_json_serializable_user_state_raises_user_state_error(
     clock: Clock, user_state: Any
 ) -> None:
     with pytest.raises(UserStateError):
-        codec(clock).dumps("sid-1", user_state)
+        codec(clock).dumps("sid-1", user_state, BOUND)

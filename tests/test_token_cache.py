@@ -101,7 +101,7 @@ def test_cache_does_not_change_http_behaviour(clock: Clock) -> None:
 
 def test_state_cookie_cache_still_checks_age_and_isolates_copies(clock: Clock) -> None:
     codec = build_store(clock, None, state_max_age=100).state_codec
-    value = codec.dumps("sid-1", {"roles": ["user"]})
+    value = codec.dumps("sid-1", {"roles": ["user"]}, "bound-token")
     first = codec.loads(value)
     assert first is not None
     first.user_state["roles"].append("admin")  # a route editing its copy
@@ -117,7 +117,7 @@ def test_state_cookie_cache_still_checks_age_and_isolates_copies(clock: Clock) -
 
 def test_state_cookie_failures_are_never_cached(clock: Clock) -> None:
     codec = build_store(clock, None).state_codec
-    value = codec.dumps("sid-1", None)
+    value = codec.dumps("sid-1", None, "bound-token")
     tampered = value[:-2] + ("AA" if not value.endswith("AA") else "BB")
     assert codec.loads(tampered) is None
     assert codec.loads(tampered) is None

@@ -1,0 +1,377 @@
+"""SECURITY.md, "CSRF and WebSocket": forged cookie-carrying requests are refused with 403
+before any refresh; cross-site WebSocket handshakes are refused and never refresh.
+
+In every case that must be refused, the access token is inside its refresh window (or the
+access cookie is gone and only the refresh cookie is left), so a refresh *would* run: the
+recorder proves it did not.
+
+"Constant-time comparison" cannot be asserted with timings in a test; what is asserted is
+that the offered token goes through ``hmac.compare_digest`` (itsdangerous), never ``==``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import anyio
+import pytest
+from fastapi import FastAPI
+from itsdangerous.encoding import base64_decode
+from starlette.websockets import WebSocketDisconnect
+
+from .helpers import (
+    UNSAFE_METHODS,
+    SafeClient,
+    asgi_websocket,
+    call,
+    cookie_header,
+    flip_char,
+    jar_without,
+    safe_client,
+    security_app,
+)
+from apps import Recorder, build_store, login
+from conftest import Clock
+
+CSRF_BODY = {"detail": "CSRF token missing or invalid"}
+
+
+@pytest.fixture
+def recorder(clock: Clock) -> Recorder:
+    return Recorder(clock)
+
+
+@pytest.fixture
+def app(clock: Clock, recorder: Recorder) -> FastAPI:
+    return security_app(build_store(clock, recorder))
+
+
+def signed_in(app: FastAPI, clock: Clock, *, ttl: float = 100) -> tuple[SafeClient, dict[str, str]]:
+    tc = safe_client(app)
+    login(tc, clock, ttl=ttl)
+    return tc, dict(tc.cookies.items())
+
+
+def assert_refused_before_refresh(response: Any, recorder: Recorder) -> None:
+    assert response.status_code == 403
+    assert response.json() == CSRF_BODY
+    assert response.headers.get_list("set-cookie") == []
+    assert response.headers["cache-control"] == "no-store"
+    assert recorder.calls == [], "a refresh ran for a forged request"
+
+
+@pytest.fixture(params=["access-and-refresh", "refresh-only"])
+def due(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def forged_request(
+    tc: SafeClient, jar: dict[str, str], due: str, method: str, **headers: str | bytes
+) -> Any:
+    cookies = jar if due == "access-and-refresh" else jar_without(jar, "_auth")
+    tc.cookies.clear()
+    return tc.request(method, "/write", headers={"cookie": cookie_header(cookies), **headers})
+
+
+# --- the CSRF token -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", UNSAFE_METHODS)
+def test_unsafe_method_without_csrf_header_is_403_before_refresh(
+    clock: Clock, app: FastAPI, recorder: Recorder, method: str, due: str
+) -> None:
+    tc, jar = signed_in(app, clock)
+    clock.advance(90)  # the refresh would be due
+    assert_refused_before_refresh(forged_request(tc, jar, due, method), recorder)
+
+
+@pytest.mark.parametrize("method", UNSAFE_METHODS)
+@pytest.mark.parametrize(
+    "token",
+    ["", "wrong", "x" * 43, "cookie-value-but-altered", "latin1"],
+    ids=["empty", "wrong", "right-length", "altered", "latin1"],
+)
+def test_unsafe_method_with_a_wrong_csrf_header_is_403_before_refresh(
+    clock: Clock, app: FastAPI, recorder: Recorder, method: str, token: str, due: str
+) -> None:
+    tc, jar = signed_in(app, clock)
+    if token == "cookie-value-but-altered":
+        csrf = jar["_auth_csrf"]
+        token = flip_char(csrf, len(csrf) // 2)
+    clock.advance(90)
+    headers: dict[str, str | bytes] = {"x-csrf-token": token}
+    if token == "latin1":
+        headers["x-csrf-token"] = jar["_auth_csrf"].encode() + b"\xe9"
+    assert_refused_before_refresh(forged_request(tc, jar, due, method, **headers), recorder)
+
+
+@pytest.mark.parametrize("method", UNSAFE_METHODS)
+def test_csrf_token_of_another_session_is_403_before_refresh(
+    clock: Clock, app: FastAPI, recorder: Recorder, method: str, due: str
+) -> None:
+    tc, jar = signed_in(app, clock)
+    _, other_jar = signed_in(app, clock)  # the attacker's own session, same app
+    clock.advance(90)
+    headers = {"x-csrf-token": other_jar["_auth_csrf"]}
+    assert_refused_before_refresh(forged_request(tc, jar, due, method, **headers), recorder)
+
+
+def test_two_csrf_headers_are_ambiguous(clock: Clock, app: FastAPI, recorder: Recorder) -> None:
+    tc, jar = signed_in(app, clock)
+    clock.advance(90)
+    doubled = [("x-csrf-token", jar["_auth_csrf"])] * 2
+    assert_refused_before_refresh(tc.post("/write", headers=doubled), recorder)
+
+
+def test_the_right_csrf_token_passes_and_then_the_refresh_runs(
+    clock: Clock, app: FastAPI, recorder: Recorder
+) -> None:
+    tc, jar = signed_in(app, clock)
+    clock.advance(90)
+    for method in UNSAFE_METHODS:
+        response = tc.request(method, "/write", headers={"x-csrf-token": jar["_auth_csrf"]})
+        assert response.status_code == 200, method
+        assert response.json() == {"written": True}
+    assert len(recorder.calls) == 1  # refreshed once, on the first request
+
+
+def test_csrf_comparison_is_constant_time(
+    clock: Clock, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Timing cannot be asserted reliably; what can be is that the offered token is compared
+    # with hmac.compare_digest (through itsdangerous), never with ==.
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    tc, jar = signed_in(app, clock)
+    compared.clear()
+    guess = "Z" * len(jar["_auth_csrf"])
+    assert tc.post("/write", headers={"x-csrf-token": guess}).status_code == 403
+    offered = base64_decode(guess)  # itsdangerous compares the decoded signature bytes
+    assert any(offered in (a, b) for a, b in compared)
+
+
+def test_pre_rotation_csrf_token_is_accepted_right_after_a_refresh(
+    clock: Clock, app: FastAPI, recorder: Recorder
+) -> None:
+    tc, jar = signed_in(app, clock, ttl=10)
+    before = jar["_auth_csrf"]
+    clock.advance(20)
+    assert tc.get("/me").status_code == 200
+    assert len(recorder.calls) == 1
+    assert tc.cookies["_auth"] != jar["_auth"]  # a new access token...
+    for method in UNSAFE_METHODS:  # ...and the CSRF token from before still works
+        assert tc.request(method, "/write", headers={"x-csrf-token": before}).status_code == 200
+
+
+def test_pre_rotation_csrf_token_on_the_refreshing_request_itself(
+    clock: Clock, app: FastAPI, recorder: Recorder
+) -> None:
+    # The page's first POST after the token expired carries the old CSRF token and causes
+    # the refresh: CSRF is checked first, against the session, so it passes.
+    tc, jar = signed_in(app, clock, ttl=10)
+    clock.advance(20)
+    response = tc.post("/write", headers={"x-csrf-token": jar["_auth_csrf"]})
+    assert response.status_code == 200
+    assert len(recorder.calls) == 1
+
+
+def test_anonymous_unsafe_request_needs_no_csrf_token(app: FastAPI, recorder: Recorder) -> None:
+    tc = safe_client(app)
+    assert tc.post("/write").status_code == 401  # 401, not 403: no cookie, nothing to forge
+    assert tc.post("/whoami", headers={"origin": "https://evil.example"}).status_code == 200
+
+
+# --- Sec-Fetch-Site and Origin --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", UNSAFE_METHODS)
+@pytest.mark.parametrize("value", ["cross-site", "Cross-Site", " cross-site "])
+def test_sec_fetch_site_cross_site_is_403_even_with_the_right_token(
+    clock: Clock, app: FastAPI, recorder: Recorder, method: str, value: str, due: str
+) -> None:
+    tc, jar = signed_in(app, clock)
+    clock.advance(90)
+    headers = {"x-csrf-token": jar["_auth_csrf"], "sec-fetch-site": value}
+    assert_refused_before_refresh(forged_request(tc, jar, due, method, **headers), recorder)
+
+
+@pytest.mark.parametrize("value", ["same-origin", "same-site", "none"])
+def test_sec_fetch_site_other_values_pass(clock: Clock, app: FastAPI, value: str) -> None:
+    tc, jar = signed_in(app, clock)
+    headers = {"x-csrf-token": jar["_auth_csrf"], "sec-fetch-site": value}
+    assert tc.post("/write", headers=headers).status_code == 200
+
+
+FOREIGN_ORIGINS = [
+    "https://evil.example",
+    "null",
+    "NULL",
+    "http://testserver",  # same host, other scheme
+    "https://testserver:8443",  # same host, other port
+    "https://testserver.evil.example",
+    "https://evil.example/https://testserver",
+    "https://user@testserver",
+    "https://testserver/path",
+    "garbage",
+    "",
+    "file://",
+]
+
+
+@pytest.mark.parametrize("method", UNSAFE_METHODS)
+@pytest.mark.parametrize("origin", FOREIGN_ORIGINS)
+def test_foreign_or_null_origin_on_unsafe_method_is_403_even_with_the_right_token(
+    clock: Clock, app: FastAPI, recorder: Recorder, method: str, origin: str, due: str
+) -> None:
+    tc, jar = signed_in(app, clock)
+    clock.advance(90)
+    headers = {"x-csrf-token": jar["_auth_csrf"], "origin": origin}
+    assert_refused_before_refresh(forged_request(tc, jar, due, method, **headers), recorder)
+
+
+def test_raw_origin_edge_cases_are_refused(clock: Clock, app: FastAPI, recorder: Recorder) -> None:
+    _, jar = signed_in(app, clock)
+    base = [(b"cookie", cookie_header(jar).encode()), (b"x-csrf-token", jar["_auth_csrf"].encode())]
+    for extra in (
+        [(b"origin", b"https://testserver"), (b"origin", b"https://testserver")],  # two
+        [(b"origin", b"https://testserver"), (b"origin", b"https://evil.example")],
+        [(b"origin", b"https://t\xe9stserver")],  # not ASCII
+        [(b"origin", b"https://testserver\x00.evil.example")],
+    ):
+        reply = call(app, "POST", "/write", [*base, *extra])
+        assert reply.status == 403, extra
+        assert reply.header_values(b"set-cookie") == []
+    assert recorder.calls == []
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://testserver", "https://TESTSERVER", "https://testserver:443"]
+)
+def test_own_origin_passes(clock: Clock, app: FastAPI, origin: str) -> None:
+    tc, jar = signed_in(app, clock)
+    headers = {"x-csrf-token": jar["_auth_csrf"], "origin": origin}
+    assert tc.post("/write", headers=headers).status_code == 200
+
+
+def test_allowed_origins_adds_an_origin_and_only_that_one(clock: Clock, recorder: Recorder) -> None:
+    app = security_app(build_store(clock, recorder, allowed_origins=["https://app.example"]))
+    tc, jar = signed_in(app, clock)
+    good = {"x-csrf-token": jar["_auth_csrf"], "origin": "https://app.example"}
+    assert tc.post("/write", headers=good).status_code == 200
+    for origin in ("https://evil.example", "http://app.example", "https://app.example:444"):
+        bad = {"x-csrf-token": jar["_auth_csrf"], "origin": origin}
+        assert tc.post("/write", headers=bad).status_code == 403
+
+
+def test_safe_methods_are_not_refused_on_origin(clock: Clock, app: FastAPI) -> None:
+    # GET/HEAD/OPTIONS change nothing, so a cross-site navigation or image load stays allowed
+    # (SameSite decides whether cookies come along at all).
+    tc, _ = signed_in(app, clock)
+    headers = {"origin": "https://evil.example", "sec-fetch-site": "cross-site"}
+    assert tc.get("/whoami", headers=headers).json()["auth"] is True
+    assert tc.options("/whoami", headers=headers).status_code == 200
+
+
+# --- WebSocket ------------------------------------------------------------------------------------
+
+
+def ws_headers(jar: dict[str, str], origin: str | None) -> dict[str, str]:
+    headers = {"cookie": cookie_header(jar)}
+    if origin is not None:
+        headers["origin"] = origin
+    return headers
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "null", "http://testserver", ""])
+def test_websocket_handshake_with_foreign_or_null_origin_is_refused_without_refresh(
+    clock: Clock, app: FastAPI, recorder: Recorder, origin: str, due: str
+) -> None:
+    tc, jar = signed_in(app, clock)
+    clock.advance(90)  # a refresh would be due
+    tc.cookies.clear()
+    cookies = jar if due == "access-and-refresh" else jar_without(jar, "_auth")
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        tc.websocket_connect("wss://testserver/ws", headers=ws_headers(cookies, origin)),
+    ):
+        pass  # pragma: no cover
+    assert refused.value.code == 1008
+    assert recorder.calls == []
+
+
+def test_websocket_refusal_never_accepts_at_the_asgi_level(
+    clock: Clock, app: FastAPI, recorder: Recorder
+) -> None:
+    _, jar = signed_in(app, clock)
+    clock.advance(90)
+    cookie = (b"cookie", cookie_header(jar).encode())
+
+    async def run() -> None:
+        for origin in (b"https://evil.example", b"null"):
+            sent = await asgi_websocket(app, "/ws", [cookie, (b"origin", origin)])
+            assert [m["type"] for m in sent] == ["websocket.close"]
+            assert sent[0]["code"] == 1008
+
+    anyio.run(run)
+    assert recorder.calls == []
+
+
+@pytest.mark.parametrize("origin", ["https://testserver", None])
+def test_websocket_own_origin_or_no_origin_is_accepted_and_current_user_works(
+    clock: Clock, app: FastAPI, origin: str | None
+) -> None:
+    tc, jar = signed_in(app, clock)
+    tc.cookies.clear()
+    with tc.websocket_connect("wss://testserver/ws", headers=ws_headers(jar, origin)) as ws:
+        assert ws.receive_json() == {
+            "user": {"sub": "alice", "iat": int(clock()), "exp": int(clock()) + 100}
+        }
+
+
+def test_websocket_own_origin_refreshes_and_current_user_sees_the_new_identity(
+    clock: Clock, app: FastAPI, recorder: Recorder
+) -> None:
+    tc, jar = signed_in(app, clock, ttl=10)
+    clock.advance(20)
+    tc.cookies.clear()
+    headers = ws_headers(jar, "https://testserver")
+    with tc.websocket_connect("wss://testserver/ws", headers=headers) as ws:
+        assert ws.receive_json()["user"]["sub"] == "alice-1"
+        names = {v.split(b"=", 1)[0] for k, v in ws.extra_headers if k == b"set-cookie"}
+        assert b"_auth" in names
+    assert len(recorder.calls) == 1
+
+
+def test_websocket_allowed_origins_adds_an_origin(clock: Clock, recorder: Recorder) -> None:
+    app = security_app(build_store(clock, recorder, allowed_origins=["https://app.example"]))
+    tc, jar = signed_in(app, clock)
+    tc.cookies.clear()
+    with tc.websocket_connect(
+        "wss://testserver/ws", headers=ws_headers(jar, "https://app.example")
+    ) as ws:
+        assert ws.receive_json()["user"]["sub"] == "alice"
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        tc.websocket_connect(
+            "wss://testserver/ws", headers=ws_headers(jar, "https://evil.example")
+        ),
+    ):
+        pass  # pragma: no cover
+    assert refused.value.code == 1008
+
+
+def test_websocket_without_cookies_is_closed_by_current_user(app: FastAPI) -> None:
+    tc = safe_client(app)
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        tc.websocket_connect("wss://testserver/ws", headers={"origin": "https://evil.example"}),
+    ):
+        pass  # pragma: no cover
+    assert refused.value.code == 1008  # not authenticated (no cookies: no forgery question)

@@ -1,0 +1,503 @@
+"""SECURITY.md, "Refresh": the refresh callback's every outcome through the real app.
+
+A definitive "no" (``is_success=False``) ends the session; anything short of a usable "yes"
+(raised, timed out, unusable result) must never lose it. Every response is checked for
+"no 500" by SafeClient / the raw ASGI driver.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from typing import Any
+
+import anyio
+import pytest
+from fastapi import FastAPI
+
+from fastapi_authkit import RefreshParam, RefreshResult, create_refresh
+
+from .helpers import (
+    AUTH_COOKIES,
+    LONG_KEY,
+    OTHER_KEY,
+    Reply,
+    asgi_http,
+    claims_at,
+    cookie_header,
+    forge,
+    safe_client,
+    security_app,
+    set_cookies,
+    unsigned,
+)
+from apps import Recorder, build_store, login
+from conftest import Clock, make_token
+
+
+@pytest.fixture
+def recorder(clock: Clock) -> Recorder:
+    return Recorder(clock)
+
+
+@pytest.fixture
+def app(clock: Clock, recorder: Recorder) -> FastAPI:
+    return security_app(build_store(clock, recorder))
+
+
+def app_with(clock: Clock, callback: Any, **options: Any) -> FastAPI:
+    refresh = create_refresh(interval=60, refresh_api_callback=callback, **options)
+    return security_app(build_store(clock, None, refresh=refresh))
+
+
+# --- success --------------------------------------------------------------------------------------
+
+
+def test_access_token_in_the_refresh_window_refreshes_once_before_the_route(
+    clock: Clock, app: FastAPI, recorder: Recorder
+) -> None:
+    tc = safe_client(app)
+    login(tc, clock, ttl=100, user_state={"name": "Alice"})
+    old_token = tc.cookies["_auth"]
+    clock.advance(50)  # 50 s left, inside the 60 s interval
+    response = tc.get("/me")
+    assert response.status_code == 200
+    assert response.json()["sub"] == "alice-1"  # the route already sees the new identity
+    assert len(recorder.calls) == 1
+    assert recorder.calls[0].auth_token == old_token
+    assert recorder.calls[0].refresh_token == "refresh-0"
+    cookies = set_cookies(response)
+    assert set(cookies) == set(AUTH_COOKIES)
+    assert not any("Max-Age=0" in value for value in cookies.values())
+    assert cookies["_auth"].startswith(f"_auth={tc.cookies['_auth']};")
+    assert cookies["_auth_refresh"].startswith("_auth_refresh=refresh-1;")
+    assert response.headers["cache-control"] == "no-store"
+    # The new cookies carry on without another call.
+    assert tc.get("/me").json()["sub"] == "alice-1"
+    assert len(recorder.calls) == 1
+
+
+@pytest.mark.parametrize("access", ["expired", "dropped"])
+def test_expired_or_dropped_access_token_is_refreshed(
+    clock: Clock, app: FastAPI, recorder: Recorder, access: str
+) -> None:
+    tc = safe_client(app)
+    login(tc, clock, ttl=100)
+    if access == "dropped":
+        tc.cookies.delete("_auth")  # the browser dropped it at Max-Age
+    clock.advance(500)
+    response = tc.get("/me")
+    assert response.status_code == 200
+    assert response.json()["sub"] == "alice-1"
+    assert len(recorder.calls) == 1
+
+
+# --- is_success=False -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("access", ["near-expiry", "expired", "dropped"])
+def test_is_success_false_clears_every_auth_cookie(
+    clock: Clock, app: FastAPI, recorder: Recorder, access: str
+) -> None:
+    async def ended(param: RefreshParam) -> RefreshResult:
+        return RefreshResult(is_success=False)
+
+    recorder.behaviour = ended
+    tc = safe_client(app)
+    login(tc, clock, ttl=100, user_state={"name": "Alice"})
+    if access == "dropped":
+        tc.cookies.delete("_auth")
+    clock.advance({"near-expiry": 90, "expired": 500, "dropped": 500}[access])
+    response = tc.get("/me")
+    assert response.status_code == 401
+    cookies = set_cookies(response)
+    assert set(cookies) == set(AUTH_COOKIES)
+    for header in cookies.values():
+        assert "=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT" in header
+    assert list(tc.cookies.keys()) == []
+    assert tc.get("/whoami").json()["auth"] is False
+    assert tc.get("/public").json() == {"user": None}
+    assert len(recorder.calls) == 1
+
+
+def test_is_success_false_on_a_public_route_leaves_it_anonymous(
+    clock: Clock, app: FastAPI, recorder: Recorder
+) -> None:
+    async def ended(param: RefreshParam) -> RefreshResult:
+        return RefreshResult(is_success=False)
+
+    recorder.behaviour = ended
+    tc = safe_client(app)
+    login(tc, clock, ttl=100)
+    clock.advance(90)  # the old token is still valid for 10 s, but the session is over
+    response = tc.get("/whoami")
+    assert response.json()["auth"] is False
+    assert all("Max-Age=0" in v for v in set_cookies(response).values())
+
+
+# --- transient failures: nothing cleared ----------------------------------------------------------
+
+
+class _RaiseAsync:
+    async def __call__(self, param: RefreshParam) -> RefreshResult:
+        raise ConnectionError("auth server down")
+
+
+class _HangAsync:
+    async def __call__(self, param: RefreshParam) -> RefreshResult:
+        await anyio.sleep(30)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _raise_sync(param: RefreshParam) -> RefreshResult:
+    raise TimeoutError("auth server timed out at the TCP level")
+
+
+def _hang_sync(param: RefreshParam) -> RefreshResult:
+    time.sleep(0.3)  # abandoned by the middleware after its 0.05 s timeout
+    return RefreshResult(is_success=False)  # arrives too late to matter
+
+
+def _garbage(param: RefreshParam) -> Any:
+    return {"is_success": True}
+
+
+def _success_without_token(param: RefreshParam) -> RefreshResult:
+    return RefreshResult(is_success=True)
+
+
+TRANSIENT = {
+    "raises-async": _RaiseAsync(),
+    "hangs-async": _HangAsync(),
+    "raises-sync": _raise_sync,
+    "hangs-sync": _hang_sync,
+    "returns-not-a-refresh-result": _garbage,
+    "success-without-token": _success_without_token,
+}
+
+
+@pytest.mark.parametrize("failure", list(TRANSIENT))
+def test_transient_failure_never_clears_cookies(clock: Clock, failure: str) -> None:
+    calls: list[str] = []
+    behaviour = TRANSIENT[failure]
+
+    def counted(param: RefreshParam) -> Any:
+        calls.append(param.refresh_token)
+        return behaviour(param)
+
+    callback: Any = counted
+    if failure.endswith("-async"):
+
+        async def counted_async(param: RefreshParam) -> RefreshResult:
+            calls.append(param.refresh_token)
+            result: RefreshResult = await behaviour(param)
+            return result
+
+        callback = counted_async
+    tc = safe_client(app_with(clock, callback, timeout=0.05, grace_period=0))
+    login(tc, clock, ttl=100)
+    cookies = dict(tc.cookies.items())
+
+    # Still valid: the old token keeps working, nothing is written.
+    clock.advance(90)
+    response = tc.get("/me")
+    assert response.status_code == 200
+    assert response.json()["sub"] == "alice"
+    assert response.headers.get_list("set-cookie") == []
+    # Expired: protected routes 503 + Retry-After, public routes still answer.
+    clock.advance(20)
+    response = tc.get("/me")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.headers.get_list("set-cookie") == []
+    public = tc.get("/public")
+    assert public.status_code == 200
+    assert public.json() == {"user": None}
+    assert public.headers.get_list("set-cookie") == []
+    assert tc.get("/whoami").json()["unavailable"] is True
+    assert dict(tc.cookies.items()) == cookies
+    assert len(calls) == 4  # each request tried again: nothing was remembered
+
+
+def test_after_a_transient_failure_the_same_cookies_refresh(
+    clock: Clock, recorder: Recorder
+) -> None:
+    async def down(param: RefreshParam) -> RefreshResult:
+        raise ConnectionError("auth server down")
+
+    recorder.behaviour = down
+    tc = safe_client(security_app(build_store(clock, recorder)))
+    login(tc, clock, ttl=10)
+    clock.advance(20)
+    assert tc.get("/me").status_code == 503
+    recorder.behaviour = None  # the auth server is back
+    response = tc.get("/me")
+    assert response.status_code == 200
+    assert response.json()["sub"] == "alice-1"
+    assert recorder.calls[-1].refresh_token == "refresh-0"
+
+
+def test_transient_failure_with_a_websocket_route_answers_1013(
+    clock: Clock, recorder: Recorder
+) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    async def down(param: RefreshParam) -> RefreshResult:
+        raise ConnectionError("auth server down")
+
+    recorder.behaviour = down
+    tc = safe_client(security_app(build_store(clock, recorder)))
+    login(tc, clock, ttl=10)
+    clock.advance(20)
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        tc.websocket_connect("wss://testserver/ws", headers={"origin": "https://testserver"}),
+    ):
+        pass  # pragma: no cover
+    assert closed.value.code == 1013
+
+
+# --- unusable results: rejected, nothing stored, a clear log line ---------------------------------
+
+
+def _unusable_tokens(clock: Clock) -> dict[str, str]:
+    now = clock()
+    return {
+        "not-a-jwt": "not-a-jwt",
+        "other-key": make_token(clock, key=OTHER_KEY),
+        "alg-none": unsigned({"alg": "none"}, claims_at(now)),
+        "hs512": forge({"alg": "HS512"}, claims_at(now), key=LONG_KEY, digest=hashlib.sha512),
+        "already-expired": make_token(clock, ttl=-10),
+        "future-nbf": make_token(clock, nbf=int(now) + 3600),
+        "exp-years-ahead": make_token(clock, ttl=10 * 365 * 86400),
+        "no-exp": forge({"alg": "HS256"}, {"sub": "alice"}),
+    }
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "not-a-jwt",
+        "other-key",
+        "alg-none",
+        "hs512",
+        "already-expired",
+        "future-nbf",
+        "exp-years-ahead",
+        "no-exp",
+    ],
+)
+def test_callback_token_that_does_not_verify_is_not_stored(
+    clock: Clock,
+    app: FastAPI,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+) -> None:
+    async def bad(param: RefreshParam) -> RefreshResult:
+        return RefreshResult(
+            is_success=True,
+            new_auth_token=_unusable_tokens(clock)[kind],
+            new_refresh_token="stolen-rotation",
+        )
+
+    recorder.behaviour = bad
+    tc = safe_client(app)
+    login(tc, clock, ttl=100)
+    cookies = dict(tc.cookies.items())
+    clock.advance(200)
+    with caplog.at_level(logging.ERROR, logger="fastapi_authkit"):
+        response = tc.get("/me")
+    assert response.status_code == 503
+    assert response.headers.get_list("set-cookie") == []
+    assert dict(tc.cookies.items()) == cookies  # the rotated refresh token was not stored
+    assert "refresh result rejected, nothing stored" in caplog.text
+    assert "does not verify" in caplog.text
+    # Not remembered either: the next request asks again.
+    tc.get("/me")
+    assert len(recorder.calls) == 2
+
+
+# itsdangerous compresses the state payload, so a large state must be incompressible.
+INCOMPRESSIBLE = secrets.token_urlsafe(4000)
+
+
+def _too_large(clock: Clock) -> dict[str, RefreshResult]:
+    big_token = make_token(clock, padding="x" * 5000)
+    return {
+        "access-token": RefreshResult(is_success=True, new_auth_token=big_token),
+        "refresh-token": RefreshResult(
+            is_success=True, new_auth_token=make_token(clock), new_refresh_token="r" * 5000
+        ),
+        "user-state": RefreshResult(
+            is_success=True,
+            new_auth_token=make_token(clock),
+            new_auth_user_state={"x": INCOMPRESSIBLE},
+        ),
+    }
+
+
+@pytest.mark.parametrize("part", ["access-token", "refresh-token", "user-state"])
+def test_callback_result_too_large_for_a_cookie_is_not_stored(
+    clock: Clock,
+    app: FastAPI,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+    part: str,
+) -> None:
+    async def huge(param: RefreshParam) -> RefreshResult:
+        return _too_large(clock)[part]
+
+    recorder.behaviour = huge
+    tc = safe_client(app)
+    login(tc, clock, ttl=100)
+    cookies = dict(tc.cookies.items())
+    clock.advance(200)
+    with caplog.at_level(logging.ERROR, logger="fastapi_authkit"):
+        response = tc.get("/me")
+    assert response.status_code == 503
+    assert response.headers.get_list("set-cookie") == []
+    assert dict(tc.cookies.items()) == cookies
+    assert "refresh result rejected, nothing stored" in caplog.text
+    assert "4096-byte limit" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"new_refresh_token": "has;semicolon"},
+        {"new_refresh_token": "has space"},
+        {"new_refresh_token": "naïve"},
+        {"new_auth_token_type": "Bearer\r\nSet-Cookie: evil=1"},
+        {"new_auth_token_type": 'quo"ted'},
+    ],
+    ids=["semicolon", "space", "non-ascii", "header-injection", "quote"],
+)
+def test_callback_result_that_a_cookie_cannot_carry_is_not_stored(
+    clock: Clock,
+    app: FastAPI,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+    result: dict[str, str],
+) -> None:
+    async def odd(param: RefreshParam) -> RefreshResult:
+        return RefreshResult(is_success=True, new_auth_token=make_token(clock), **result)  # type: ignore[arg-type]
+
+    recorder.behaviour = odd
+    tc = safe_client(app)
+    login(tc, clock, ttl=100)
+    clock.advance(200)
+    with caplog.at_level(logging.ERROR, logger="fastapi_authkit"):
+        response = tc.get("/me")
+    assert response.status_code == 503
+    assert response.headers.get_list("set-cookie") == []
+    assert "refresh result rejected, nothing stored" in caplog.text
+
+
+# --- many concurrent requests ---------------------------------------------------------------------
+
+
+def _signed_in_jar(clock: Clock, app: FastAPI, *, ttl: float) -> dict[str, str]:
+    tc = safe_client(app)
+    login(tc, clock, ttl=ttl)
+    return dict(tc.cookies.items())
+
+
+async def _concurrently(app: FastAPI, headers: list[tuple[bytes, bytes]], n: int) -> list[Reply]:
+    replies: list[Reply] = []
+
+    async def one() -> None:
+        replies.append(await asgi_http(app, "GET", "/me", headers))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(n):
+            tg.start_soon(one)
+    return replies
+
+
+@pytest.mark.anyio
+async def test_fifty_concurrent_requests_share_one_call_and_identical_cookies(
+    clock: Clock, app: FastAPI, recorder: Recorder
+) -> None:
+    recorder.delay = 0.05  # hold the call open so the requests really overlap
+    jar = _signed_in_jar(clock, app, ttl=10)
+    clock.advance(20)
+    replies = await _concurrently(app, [(b"cookie", cookie_header(jar).encode())], 50)
+    assert len(recorder.calls) == 1
+    assert {r.status for r in replies} == {200}
+    assert {r.json()["sub"] for r in replies} == {"alice-1"}
+    set_cookie_lists = {tuple(r.header_values(b"set-cookie")) for r in replies}
+    assert len(set_cookie_lists) == 1  # byte-identical Set-Cookie on every response
+    (only,) = set_cookie_lists
+    assert {v.split(b"=", 1)[0].decode() for v in only} == set(AUTH_COOKIES)
+    assert not any(b"Max-Age=0" in value for value in only)
+
+
+@pytest.mark.anyio
+async def test_fifty_concurrent_requests_during_an_outage_delete_nothing(
+    clock: Clock, app: FastAPI, recorder: Recorder
+) -> None:
+    async def down(param: RefreshParam) -> RefreshResult:
+        await anyio.sleep(0.05)
+        raise ConnectionError("auth server down")
+
+    recorder.behaviour = down
+    jar = _signed_in_jar(clock, app, ttl=10)
+    clock.advance(20)
+    replies = await _concurrently(app, [(b"cookie", cookie_header(jar).encode())], 50)
+    assert len(recorder.calls) == 1
+    assert {r.status for r in replies} == {503}
+    assert all(r.header_values(b"set-cookie") == [] for r in replies)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param(
+            {"new_refresh_token": "r1", "new_refresh_token_expires_in": float("inf")},
+            id="refresh-expires-in-inf",
+        ),
+        pytest.param(
+            {"new_refresh_token": "r1", "new_refresh_token_expires_in": float("nan")},
+            id="refresh-expires-in-nan",
+        ),
+        pytest.param(
+            {"new_refresh_token": "r1", "new_refresh_token_expires_in": "14 days"},
+            id="refresh-expires-in-text",
+        ),
+        pytest.param({"new_auth_token_expire_in": float("inf")}, id="expire-in-inf"),
+        pytest.param({"new_auth_token_expire_in": "x"}, id="expire-in-text"),
+        pytest.param({"new_auth_token_type": None}, id="token-type-none"),
+        pytest.param({"new_auth_token_type": 5}, id="token-type-int"),
+        pytest.param({"new_refresh_token": 5}, id="refresh-token-int"),
+        pytest.param({"new_refresh_token": b"r1"}, id="refresh-token-bytes"),
+        pytest.param({"new_auth_user_state": {1, 2}}, id="user-state-not-json"),
+        pytest.param({"new_auth_token": b"bytes"}, id="token-bytes"),
+    ],
+)
+def test_callback_result_with_fields_of_the_wrong_type_is_not_stored(
+    clock: Clock,
+    app: FastAPI,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+    fields: dict[str, Any],
+) -> None:
+    # A callback that copies an auth server's JSON into RefreshResult as the README shows
+    # (new_refresh_token_expires_in=body.get("refresh_expires_in")) can hand over anything.
+    async def odd(param: RefreshParam) -> RefreshResult:
+        result: dict[str, Any] = {"new_auth_token": make_token(clock), **fields}
+        return RefreshResult(is_success=True, **result)
+
+    recorder.behaviour = odd
+    tc = safe_client(app)
+    login(tc, clock, ttl=100)
+    cookies = dict(tc.cookies.items())
+    clock.advance(200)
+    with caplog.at_level(logging.ERROR, logger="fastapi_authkit"):
+        response = tc.get("/me")
+    assert response.status_code == 503
+    assert response.headers.get_list("set-cookie") == []
+    assert dict(tc.cookies.items()) == cookies
+    assert "refresh result rejected, nothing stored" in caplog.text

@@ -1,0 +1,420 @@
+"""SECURITY.md, "Rotation (built-in issuer)": refresh-token rotation, reuse detection,
+revocation and lifetimes as HTTP flows through the real app, on both stores (in-memory and a
+real redis-server), plus Redis outages on a redis-server of the test's own.
+
+Timeline of every flow: access tokens live 60 s and are refreshed in their last 12 s
+(``min(60, access_ttl / 5)``), the grace window is 10 s, idle 1 h, absolute 2 h.
+
+"Two workers sharing Redis" also runs on the memory store, as two middleware instances in one
+process sharing one MemoryStore (the only way that store can be shared). "Redis down" has no
+memory-store counterpart: an in-process dict cannot be unreachable.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from fastapi import FastAPI, Request
+from starlette.testclient import TestClient
+
+from fastapi_authkit import (
+    AuthKitMiddleware,
+    AuthStateDep,
+    CurrentUser,
+    Issuer,
+    OptionalUser,
+    create_issuer,
+    create_store,
+)
+from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
+
+from .helpers import (
+    AUTH_COOKIES,
+    SafeClient,
+    asgi_http,
+    cookie_header,
+    jar_without,
+    set_cookies,
+)
+from conftest import SECRET_KEY, Clock
+from servers import RedisServer
+
+SIGNING_KEY = "rotation-signing-key-0123456789abcdef-0123"
+
+
+class Mints:
+    """Counts access tokens minted by the issuers it wraps (a new pair = one mint)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def wrap(self, issuer: Issuer) -> None:
+        real: Callable[..., str] = issuer.mint_access
+
+        def counted(*args: Any, **kwargs: Any) -> str:
+            self.count += 1
+            return real(*args, **kwargs)
+
+        issuer.mint_access = counted  # type: ignore[method-assign]
+
+
+def issuer_app(
+    backend: SessionStore, clock: Clock, *, close_backend: bool = True, mints: Mints | None = None
+) -> FastAPI:
+    issuer = create_issuer(
+        backend=backend,
+        signing_key=SIGNING_KEY,
+        access_ttl=60,
+        idle_ttl=3600,
+        absolute_ttl=7200,
+        grace=10,
+        clock=clock,
+    )
+    if mints is not None:
+        mints.wrap(issuer)
+    store = create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_backend:
+            await backend.aclose()
+
+    app = FastAPI(lifespan=lifespan)
+    app.add_middleware(AuthKitMiddleware, store=store)
+
+    @app.post("/login")
+    async def login(request: Request) -> dict[str, bool]:
+        subject = request.query_params.get("as", "alice")
+        await issuer.sign_in(request, subject, user_state={"name": subject})
+        return {"ok": True}
+
+    @app.get("/me")
+    async def me(user: CurrentUser, state: AuthStateDep) -> dict[str, Any]:
+        return {"user": user, "sid": state.claims["sid"] if state.claims else None}
+
+    @app.get("/public")
+    async def public(user: OptionalUser) -> dict[str, Any]:
+        return {"user": user}
+
+    @app.post("/logout")
+    async def logout(request: Request) -> dict[str, bool]:
+        return {"revoked": await issuer.sign_out(request)}
+
+    @app.post("/logout-everywhere")
+    async def everywhere(request: Request) -> dict[str, bool]:
+        return {"revoked": await issuer.sign_out(request, everywhere=True)}
+
+    return app
+
+
+def two_workers(first: FastAPI, second: FastAPI) -> Any:
+    """One ASGI app (so one client, one event loop, as Redis connections need) standing for
+    two worker processes: ``/w2/...`` goes to the second, everything else to the first."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan" and scope["path"].startswith("/w2/"):
+            path = scope["path"][3:]
+            await second({**scope, "path": path, "raw_path": path.encode()}, receive, send)
+        else:
+            await first(scope, receive, send)
+
+    return app
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> Iterator[SessionStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+    else:
+        server = request.getfixturevalue("redis_server")
+        # Connections open lazily inside the client's event loop; the app's shutdown closes.
+        yield RedisStore.from_url(server.url, prefix=f"sec-{uuid.uuid4().hex}:")
+
+
+def open_client(app: FastAPI) -> SafeClient:
+    # Used as a context manager: one event loop for the whole test, as in one server process.
+    return SafeClient(app, base_url="https://testserver")
+
+
+def send_as(tc: TestClient, jar: dict[str, str], path: str, method: str = "GET") -> Any:
+    """A request from another browser holding ``jar``, leaving ``tc``'s jar as it was."""
+    saved = list(tc.cookies.jar)
+    tc.cookies.clear()
+    try:
+        headers = {"cookie": cookie_header(jar)} if jar else {}
+        if method != "GET" and "_auth_csrf" in jar:
+            headers["x-csrf-token"] = jar["_auth_csrf"]
+        return tc.request(method, path, headers=headers)
+    finally:
+        tc.cookies.clear()
+        for cookie in saved:
+            tc.cookies.jar.set_cookie(cookie)
+
+
+def jar_after(jar: dict[str, str], response: Any) -> dict[str, str]:
+    """A browser's jar after applying ``response``'s Set-Cookie headers."""
+    new = dict(jar)
+    for name, header in set_cookies(response).items():
+        value = header.split(";", 1)[0].split("=", 1)[1]
+        if "Max-Age=0" in header:
+            new.pop(name, None)
+        else:
+            new[name] = value
+    return new
+
+
+def cookie_values(response: Any) -> dict[str, str]:
+    return {
+        name: header.split(";", 1)[0].split("=", 1)[1]
+        for name, header in set_cookies(response).items()
+    }
+
+
+def assert_session_ended(response: Any) -> None:
+    assert response.status_code == 401
+    cookies = set_cookies(response)
+    assert set(cookies) == set(AUTH_COOKIES)
+    assert all("=; Max-Age=0;" in v for v in cookies.values())
+
+
+def sign_in(tc: TestClient, subject: str = "alice") -> dict[str, str]:
+    response = send_as(tc, {}, f"/login?as={subject}", "POST")
+    assert response.status_code == 200
+    return jar_after({}, response)
+
+
+# --- reuse detection ------------------------------------------------------------------------------
+
+
+def test_rotated_out_token_after_grace_revokes_the_family(
+    backend: SessionStore, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with open_client(issuer_app(backend, clock)) as tc:
+        jar0 = sign_in(tc)
+        clock.advance(55)  # inside the refresh window
+        rotated = send_as(tc, jar0, "/me")
+        assert rotated.status_code == 200
+        jar1 = jar_after(jar0, rotated)
+        assert jar1["_auth_refresh"] != jar0["_auth_refresh"]
+        clock.advance(11)  # past the grace window of that rotation
+        with caplog.at_level(logging.WARNING, logger="fastapi_authkit"):
+            stolen = send_as(tc, jar0, "/me")  # the thief's copy (its access token expired)
+        assert_session_ended(stolen)
+        assert "refresh token reuse detected" in caplog.text
+        # The whole family is gone: the legitimate holder's still-valid access token too...
+        assert_session_ended(send_as(tc, jar1, "/me"))
+        # ...and its refresh token once the access token is gone.
+        assert_session_ended(send_as(tc, jar_without(jar1, "_auth"), "/me"))
+
+
+@pytest.mark.parametrize("worker", ["same-worker", "another-worker"])
+def test_immediate_predecessor_within_grace_gets_the_same_successor(
+    backend: SessionStore, clock: Clock, worker: str
+) -> None:
+    mints = Mints()
+    first_worker = issuer_app(backend, clock, mints=mints)
+    second_worker = issuer_app(backend, clock, mints=mints, close_backend=False)
+    with open_client(two_workers(first_worker, second_worker)) as tc:
+        jar0 = sign_in(tc)
+        clock.advance(55)
+        first = send_as(tc, jar0, "/me")
+        assert first.status_code == 200
+        minted = mints.count
+        clock.advance(9)  # within grace: a request that was already in flight, another tab
+        again = send_as(tc, jar0, "/me" if worker == "same-worker" else "/w2/me")
+        assert again.status_code == 200
+        assert cookie_values(again)["_auth_refresh"] == cookie_values(first)["_auth_refresh"]
+        assert cookie_values(again)["_auth"] == cookie_values(first)["_auth"]
+        assert mints.count == minted  # nothing new minted
+        # The successor is live and rotates in turn.
+        jar1 = jar_after(jar0, first)
+        clock.advance(50)
+        assert send_as(tc, jar1, "/me").status_code == 200
+        assert mints.count == minted + 1
+
+
+@pytest.mark.parametrize(
+    "worker",
+    [
+        pytest.param("same-worker"),
+        pytest.param("another-worker"),
+    ],
+)
+def test_grandparent_within_grace_revokes_the_family(
+    backend: SessionStore, clock: Clock, worker: str, request: pytest.FixtureRequest
+) -> None:
+    first_worker = issuer_app(backend, clock)
+    second_worker = issuer_app(backend, clock, close_backend=False)
+    with open_client(two_workers(first_worker, second_worker)) as tc:
+        jar0 = sign_in(tc)
+        clock.advance(55)
+        jar1 = jar_after(jar0, send_as(tc, jar0, "/me"))
+        clock.advance(1)
+        child = send_as(tc, jar_without(jar1, "_auth"), "/me")  # the child rotates too
+        jar2 = jar_after(jar1, child)
+        assert jar2["_auth_refresh"] not in (jar0["_auth_refresh"], jar1["_auth_refresh"])
+        clock.advance(1)  # still within the grace window of both rotations
+        path = "/me" if worker == "same-worker" else "/w2/me"
+        assert_session_ended(send_as(tc, jar0, path))
+        assert_session_ended(send_as(tc, jar2, "/me"))
+
+
+# --- sign-out, everywhere, lifetimes --------------------------------------------------------------
+
+
+def test_sign_out_revokes_the_family_server_side(backend: SessionStore, clock: Clock) -> None:
+    with open_client(issuer_app(backend, clock)) as tc:
+        jar = sign_in(tc)
+        copy = dict(jar)  # what a thief copied before the user signed out
+        response = send_as(tc, jar, "/logout", "POST")
+        assert response.json() == {"revoked": True}
+        assert all("Max-Age=0" in v for v in set_cookies(response).values())
+        # The copy is worthless: its access token is still unexpired but its family is revoked.
+        assert_session_ended(send_as(tc, copy, "/me"))
+        clock.advance(100)
+        assert_session_ended(send_as(tc, jar_without(copy, "_auth"), "/me"))
+
+
+def test_sign_out_right_after_a_rotation_is_not_undone_within_grace(
+    backend: SessionStore, clock: Clock
+) -> None:
+    with open_client(issuer_app(backend, clock)) as tc:
+        jar0 = sign_in(tc)
+        clock.advance(61)
+        rotated = send_as(tc, jar0, "/me")
+        jar1 = jar_after(jar0, rotated)
+        assert send_as(tc, jar1, "/logout", "POST").json() == {"revoked": True}
+        clock.advance(1)  # inside the grace window of the rotation
+        assert send_as(tc, jar0, "/me").status_code == 401
+        assert send_as(tc, jar1, "/me").status_code == 401
+
+
+def test_sign_out_everywhere_revokes_every_family_of_the_subject_only(
+    backend: SessionStore, clock: Clock
+) -> None:
+    with open_client(issuer_app(backend, clock)) as tc:
+        laptop, phone, bob = sign_in(tc), sign_in(tc), sign_in(tc, "bob")
+        assert laptop["_auth"] != phone["_auth"]
+        for jar in (laptop, phone, bob):
+            assert send_as(tc, jar, "/me").status_code == 200
+        assert send_as(tc, phone, "/logout-everywhere", "POST").json() == {"revoked": True}
+        assert_session_ended(send_as(tc, laptop, "/me"))
+        assert_session_ended(send_as(tc, phone, "/me"))
+        clock.advance(100)
+        assert_session_ended(send_as(tc, jar_without(laptop, "_auth"), "/me"))
+        assert send_as(tc, bob, "/me").status_code == 200  # bob refreshes and carries on
+
+
+def test_idle_lifetime_is_enforced(backend: SessionStore, clock: Clock) -> None:
+    with open_client(issuer_app(backend, clock)) as tc:
+        jar = sign_in(tc)
+        clock.advance(3000)
+        jar = jar_after(jar, send_as(tc, jar, "/me"))  # activity resets the idle clock
+        assert "_auth_refresh" in jar
+        clock.advance(3599)
+        assert send_as(tc, jar, "/me").status_code == 200
+        jar = jar_after(jar, send_as(tc, jar, "/me"))
+        clock.advance(3601)  # an hour and a second without a refresh
+        assert_session_ended(send_as(tc, jar, "/me"))
+
+
+def test_absolute_lifetime_is_enforced(backend: SessionStore, clock: Clock) -> None:
+    with open_client(issuer_app(backend, clock)) as tc:
+        jar = sign_in(tc)
+        for _ in range(4):
+            clock.advance(1700)  # always refreshed well within the idle hour
+            response = send_as(tc, jar, "/me")
+            assert response.status_code == 200
+            jar = jar_after(jar, response)
+        clock.advance(500)  # 7 300 s since sign-in: past the 2 h absolute lifetime
+        assert_session_ended(send_as(tc, jar, "/me"))
+
+
+# --- concurrency across workers -------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_two_workers_same_refresh_token_at_once_mint_exactly_one_successor(
+    backend: SessionStore, clock: Clock
+) -> None:
+    mints = Mints()
+    # Two middleware instances, each with its own in-process single flight: two workers.
+    workers = [issuer_app(backend, clock, mints=mints), issuer_app(backend, clock, mints=mints)]
+    try:
+        login = await asgi_http(workers[0], "POST", "/login")
+        jar = {k: v.split(";", 1)[0].split("=", 1)[1] for k, v in login.set_cookies().items()}
+        clock.advance(55)
+        minted = mints.count
+        replies = []
+
+        async def one(app: FastAPI) -> None:
+            cookie = [(b"cookie", cookie_header(jar).encode())]
+            replies.append(await asgi_http(app, "GET", "/me", cookie))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(one, workers[i % 2])
+        assert {r.status for r in replies} == {200}
+        successors = {r.set_cookies()["_auth_refresh"].split(";")[0] for r in replies}
+        assert len(successors) == 1
+        assert len({r.set_cookies()["_auth"].split(";")[0] for r in replies}) == 1
+        assert mints.count == minted + 1
+    finally:
+        await backend.aclose()
+
+
+# --- Redis outages --------------------------------------------------------------------------------
+# The memory store lives in the process and cannot be "down"; these run on Redis only.
+
+
+def test_redis_down_during_refresh_fails_closed_then_the_same_cookies_work(
+    own_redis: RedisServer, clock: Clock
+) -> None:
+    backend = RedisStore.from_url(own_redis.url, prefix="sec-outage:", timeout=0.3)
+    with open_client(issuer_app(backend, clock)) as tc:
+        jar = sign_in(tc)
+        assert send_as(tc, jar, "/me").status_code == 200
+        own_redis.kill()
+        # A valid access token whose revocation cannot be checked: 503, nothing cleared.
+        response = send_as(tc, jar, "/me")
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+        assert response.headers.get_list("set-cookie") == []
+        public = send_as(tc, jar, "/public")
+        assert public.json() == {"user": None}
+        assert public.headers.get_list("set-cookie") == []
+        # A refresh due while Redis is down: 503, cookies untouched, the token not consumed.
+        clock.advance(61)
+        for path in ("/me", "/me", "/public"):
+            response = send_as(tc, jar, path)
+            assert response.status_code in (503, 200)
+            assert response.headers.get_list("set-cookie") == []
+        assert send_as(tc, jar, "/me").status_code == 503
+        own_redis.start()
+        # Redis is back (with its data): the very same cookies refresh and work.
+        response = send_as(tc, jar, "/me")
+        assert response.status_code == 200, response.text
+        new_jar = jar_after(jar, response)
+        assert new_jar["_auth_refresh"] != jar["_auth_refresh"]
+        assert send_as(tc, new_jar, "/me").status_code == 200
+
+
+def test_redis_down_at_sign_out_still_clears_the_cookies(
+    own_redis: RedisServer, clock: Clock
+) -> None:
+    backend = RedisStore.from_url(own_redis.url, prefix="sec-outage2:", timeout=0.3)
+    with open_client(issuer_app(backend, clock)) as tc:
+        jar = sign_in(tc)
+        own_redis.kill()
+        response = send_as(tc, jar, "/logout", "POST")
+        assert response.status_code == 200
+        assert response.json() == {"revoked": False}  # said plainly, and logged
+        assert all("Max-Age=0" in v for v in set_cookies(response).values())
+        own_redis.start()

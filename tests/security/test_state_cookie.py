@@ -1,0 +1,239 @@
+"""SECURITY.md, "State cookie": the signed user-state cookie is ignored unless it is exactly
+what this configuration signed, under its salt, within its max age, with a live key.
+
+"Ignored" means, through the real app: the route sees the token's claims instead of the user
+state, the session's CSRF binding is gone (an unsafe request is refused), the refresh
+callback is handed no user state, and nothing answers 500.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from itsdangerous import TimestampSigner, URLSafeSerializer, URLSafeTimedSerializer
+
+from .helpers import Reply, b64url, call, flip_char, security_app
+from apps import Recorder, build_store
+from conftest import SECRET_KEY, Clock, make_token
+
+OLD_KEY = "old-secret-key-0123456789abcdef0123456789"
+NEW_KEY = "new-secret-key-0123456789abcdef0123456789"
+STATE = {"role": "user"}
+
+
+@pytest.fixture
+def recorder(clock: Clock) -> Recorder:
+    return Recorder(clock)
+
+
+@pytest.fixture
+def app(clock: Clock, recorder: Recorder) -> FastAPI:
+    return security_app(build_store(clock, recorder))
+
+
+def login(app: FastAPI, clock: Clock, *, ttl: float = 300) -> dict[str, str]:
+    body = {"token": make_token(clock, ttl=ttl), "refresh": "refresh-0", "user_state": STATE}
+    reply = call(
+        app,
+        "POST",
+        "/login",
+        [(b"content-type", b"application/json")],
+        body=json.dumps(body).encode(),
+    )
+    assert reply.status == 200
+    return {k: v.split(";", 1)[0].split("=", 1)[1] for k, v in reply.set_cookies().items()}
+
+
+def cookie(jar: dict[str, str], **override: str) -> tuple[bytes, bytes]:
+    merged = {**jar, **{k.replace("auth", "_auth", 1): v for k, v in override.items()}}
+    return (b"cookie", "; ".join(f"{k}={v}" for k, v in merged.items()).encode())
+
+
+def me(app: FastAPI, jar: dict[str, str], **override: str) -> Reply:
+    return call(app, "GET", "/me", [cookie(jar, **override)])
+
+
+def write(app: FastAPI, jar: dict[str, str], **override: str) -> Reply:
+    csrf = (b"x-csrf-token", jar["_auth_csrf"].encode())
+    return call(app, "POST", "/write", [cookie(jar, **override), csrf])
+
+
+def assert_state_accepted(app: FastAPI, jar: dict[str, str], **override: str) -> None:
+    reply = me(app, jar, **override)
+    assert reply.status == 200
+    assert reply.json()["user"] == STATE
+    assert write(app, jar, **override).status == 200
+
+
+def assert_state_ignored(app: FastAPI, jar: dict[str, str], **override: str) -> None:
+    reply = me(app, jar, **override)
+    assert reply.status == 200
+    assert reply.json()["user"]["sub"] == "alice"  # the claims, not the state
+    assert "role" not in reply.json()["user"]
+    refused = write(app, jar, **override)
+    assert refused.status == 403  # no verifiable session, so no CSRF binding
+    assert refused.header_values(b"set-cookie") == []
+
+
+def test_control_the_state_cookie_is_accepted(clock: Clock, app: FastAPI) -> None:
+    assert_state_accepted(app, login(app, clock))
+
+
+def _altered(value: str) -> dict[str, str]:
+    payload, timestamp, signature = value.split(".")
+    # Never the last character: unpadded base64 leaves unused bits there (see flip_char).
+    edited_payload = flip_char(payload, len(payload) // 2)
+    edited_timestamp = flip_char(timestamp, 0)
+    forged_payload = b64url(json.dumps({"s": "attacker-sid", "u": {"role": "admin"}}).encode())
+    return {
+        "signature-first-char": f"{payload}.{timestamp}.{flip_char(signature, 0)}",
+        "signature-middle-char": f"{payload}.{timestamp}.{flip_char(signature, 20)}",
+        "signature-removed": f"{payload}.{timestamp}.",
+        "signature-of-other-value": f"{forged_payload}.{timestamp}.{signature}",
+        "payload-edited": f"{edited_payload}.{timestamp}.{signature}",
+        "timestamp-edited": f"{payload}.{edited_timestamp}.{signature}",
+        "truncated-by-one": value[:-1],
+        "truncated-to-half": value[: len(value) // 2],
+        "truncated-to-payload": payload,
+        "truncated-to-payload-and-timestamp": f"{payload}.{timestamp}",
+        "extra-segment": f"{value}.{signature}",
+        "garbage": "garbage",
+        "dots": "...",
+    }
+
+
+ALTERATIONS = list(_altered("payload.tstamp." + "s" * 43))  # the names only
+
+
+@pytest.mark.parametrize("how", ALTERATIONS)
+def test_tampered_or_truncated_state_cookie_is_ignored(
+    clock: Clock, app: FastAPI, recorder: Recorder, how: str
+) -> None:
+    jar = login(app, clock)
+    forged = _altered(jar["_auth_state"])[how]
+    assert_state_ignored(app, jar, auth_state=forged)
+    assert recorder.calls == []
+
+
+def _signed_elsewhere(sid: str, clock: Clock, user_state: Any, binding: str) -> dict[str, str]:
+    """The victim's session id (and binding) and chosen user state, signed every way but
+    the right one (and, as the control, the right way), stamped with the app's clock."""
+    data = {"s": sid, "u": user_state, "b": binding}
+    sha256 = {"digest_method": hashlib.sha256}
+
+    class Stamped(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(clock())
+
+    def timed(secret: str, salt: str | None, **signer_kwargs: Any) -> str:
+        return URLSafeTimedSerializer(
+            secret, salt=salt, signer=Stamped, signer_kwargs=signer_kwargs
+        ).dumps(data)
+
+    return {
+        "control": timed(SECRET_KEY, "fastapi-authkit.state", **sha256),
+        "wrong-salt": timed(SECRET_KEY, "another-salt", **sha256),
+        "csrf-salt": timed(SECRET_KEY, "fastapi-authkit.csrf", **sha256),
+        "default-itsdangerous-salt": timed(SECRET_KEY, "itsdangerous"),
+        "no-salt-sha1": timed(SECRET_KEY, None),
+        "right-salt-sha1": timed(SECRET_KEY, "fastapi-authkit.state"),
+        "right-salt-other-key": timed(OLD_KEY, "fastapi-authkit.state", **sha256),
+        "untimed-right-salt": URLSafeSerializer(
+            SECRET_KEY, salt="fastapi-authkit.state", signer_kwargs=sha256
+        ).dumps(data),
+    }
+
+
+def test_control_a_state_signed_the_right_way_is_accepted(clock: Clock, app: FastAPI) -> None:
+    # Proves the forging helper below is sound: only the salt/key/digest differ.
+    jar = login(app, clock)
+    store = app.user_middleware[0].kwargs["store"]
+    victim = store.state_codec.loads(jar["_auth_state"])
+    forged = _signed_elsewhere(victim.sid, clock, STATE, victim.binding)
+    assert_state_accepted(app, jar, auth_state=forged["control"])
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "wrong-salt",
+        "csrf-salt",
+        "default-itsdangerous-salt",
+        "no-salt-sha1",
+        "right-salt-sha1",
+        "right-salt-other-key",
+        "untimed-right-salt",
+    ],
+)
+def test_state_signed_under_another_salt_key_or_digest_is_ignored(
+    clock: Clock, app: FastAPI, how: str
+) -> None:
+    jar = login(app, clock)
+    store = app.user_middleware[0].kwargs["store"]
+    victim = store.state_codec.loads(jar["_auth_state"])  # the victim's own session
+    forged = _signed_elsewhere(victim.sid, clock, {"role": "admin"}, victim.binding)[how]
+    assert_state_ignored(app, jar, auth_state=forged)
+
+
+def test_csrf_token_offered_as_state_is_ignored(clock: Clock, app: FastAPI) -> None:
+    jar = login(app, clock)
+    assert_state_ignored(app, jar, auth_state=jar["_auth_csrf"])
+
+
+def test_another_sessions_state_cookie_does_not_carry_this_sessions_csrf(
+    clock: Clock, app: FastAPI
+) -> None:
+    mine, theirs = login(app, clock), login(app, clock)
+    # Their (valid) state with my CSRF header: the CSRF token is bound to the state's sid.
+    assert write(app, mine, auth_state=theirs["_auth_state"]).status == 403
+
+
+def test_tampered_state_is_not_handed_to_the_refresh_callback(
+    clock: Clock, app: FastAPI, recorder: Recorder
+) -> None:
+    jar = login(app, clock, ttl=10)
+    forged = _altered(jar["_auth_state"])["signature-of-other-value"]
+    clock.advance(20)
+    reply = me(app, jar, auth_state=forged)
+    assert reply.status == 200
+    assert recorder.calls[0].auth_user_state is None
+
+
+# --- age and keys ---------------------------------------------------------------------------------
+
+
+def test_state_older_than_state_max_age_is_ignored(clock: Clock, recorder: Recorder) -> None:
+    app = security_app(build_store(clock, recorder, state_max_age=100))
+    jar = login(app, clock)
+    clock.advance(100)
+    assert_state_accepted(app, jar)
+    clock.advance(1)
+    assert_state_ignored(app, jar)
+
+
+def test_state_stamped_in_the_future_is_ignored(clock: Clock, recorder: Recorder) -> None:
+    ahead = Clock(clock() + 3600)
+    jar = login(security_app(build_store(ahead, Recorder(ahead))), ahead)
+    app = security_app(build_store(clock, recorder))
+    jar["_auth"] = make_token(clock)  # a token valid for this app's clock
+    assert_state_ignored(app, jar)
+
+
+def test_state_signed_with_a_removed_key_is_ignored_overlap_key_accepted(clock: Clock) -> None:
+    old_app = security_app(build_store(clock, None, secret_key=OLD_KEY))
+    overlap_app = security_app(build_store(clock, None, secret_key=[OLD_KEY, NEW_KEY]))
+    new_app = security_app(build_store(clock, None, secret_key=NEW_KEY))
+    jar = login(old_app, clock)
+    assert_state_accepted(old_app, jar)
+    # During the overlap, the old key still verifies the state and the CSRF token.
+    assert_state_accepted(overlap_app, jar)
+    # Once removed, it verifies nothing.
+    assert_state_ignored(new_app, jar)
+    # What the overlap configuration issues is signed with the new (last) key.
+    fresh = login(overlap_app, clock)
+    assert_state_accepted(new_app, fresh)
+    assert_state_ignored(old_app, fresh)
