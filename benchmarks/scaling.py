@@ -91,11 +91,13 @@ def sessions(store: AuthStore, count: int) -> list[Headers]:
         sid = secrets.token_urlsafe(18)
         sub = f"user{i}"
         token = mint_hs256({"sub": sub, "iat": now, "exp": now + 3600}, SECRET)
+        refresh = secrets.token_urlsafe(32)
+        user_state = {"sub": sub, "name": f"User {i}"}
         cookies = {
             names.access: token,
             names.type: "Bearer",
-            names.state: store.state_codec.dumps(sid, {"sub": sub, "name": f"User {i}"}),
-            names.refresh: secrets.token_urlsafe(32),
+            names.state: store.state_codec.dumps(sid, user_state, refresh),
+            names.refresh: refresh,
             names.csrf: store.csrf.token_for(sid),
         }
         result.append(request_headers(cookies))
