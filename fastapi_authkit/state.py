@@ -32,37 +32,24 @@ class AuthState:
     the shared store failed transiently (protected routes answer 503, not 401).
     """
 
-    __slots__ = (
-        "_auto_cookies",
-        "_route_cookies",
-        "_user",
-        "_user_loaded",
-        "claims",
-        "refresh_token",
-        "sid",
-        "signed_out_refresh_token",
-        "store",
-        "token",
-        "token_type",
-        "unavailable",
-        "user_state",
-    )
+    # Class-level defaults: a request that only reads its state pays for one attribute
+    # set at creation (this object is made for every request).
+    token: str | None = None
+    token_type: str | None = None
+    claims: dict[str, Any] | None = None
+    user_state: Any = None
+    sid: str | None = None
+    refresh_token: str | None = None
+    unavailable: bool = False
+    # Set by sign_out, so the middleware forgets refresh results remembered for it.
+    signed_out_refresh_token: str | None = None
+    _auto_cookies: tuple[bytes, ...] = ()
+    _route_cookies: tuple[bytes, ...] | None = None
+    _user: Any = None
+    _user_loaded: bool = False
 
     def __init__(self, store: AuthStore) -> None:
         self.store = store
-        self.token: str | None = None
-        self.token_type: str | None = None
-        self.claims: dict[str, Any] | None = None
-        self.user_state: Any = None
-        self.sid: str | None = None
-        self.refresh_token: str | None = None
-        self.unavailable = False
-        # Set by sign_out, so the middleware forgets refresh results remembered for it.
-        self.signed_out_refresh_token: str | None = None
-        self._auto_cookies: tuple[bytes, ...] = ()
-        self._route_cookies: tuple[bytes, ...] | None = None
-        self._user: Any = None
-        self._user_loaded = False
 
     @property
     def is_authenticated(self) -> bool:

@@ -9,7 +9,6 @@ booleans, which are ints in Python).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple
@@ -19,6 +18,7 @@ from jwt.algorithms import get_default_algorithms
 from jwt.utils import base64url_decode
 
 from .errors import ConfigurationError, TokenError, TokenExpiredError
+from .jsoncopy import Remembered, remember
 
 __all__ = [
     "HMAC_ALGORITHMS",
@@ -112,15 +112,6 @@ def _check_audience(audience: object) -> str | list[str] | None:
     ):
         return list(audience)
     raise ConfigurationError("audience must be a non-empty string or list of strings, or None")
-
-
-def _fresh(claims: dict[str, Any], nested: str | None) -> dict[str, Any]:
-    """A copy of cached claims, so a route that edits its claims edits only its own:
-    shallow when every value is a scalar (the usual case), from JSON when any is not."""
-    if nested is None:
-        return dict(claims)
-    copy: dict[str, Any] = json.loads(nested)
-    return copy
 
 
 def _require_utf8_json_objects(token: str) -> None:
@@ -233,8 +224,7 @@ class TokenVerifier:
             raise ConfigurationError("verified_token_cache must be a non-negative int")
         self._cache_size = cache_size
         # Per verifier, so per configuration: another key set never sees these entries.
-        # token -> (claims, their JSON when any value is a list or an object)
-        self._cache: dict[str, tuple[dict[str, Any], str | None]] = {}
+        self._cache: dict[str, Remembered] = {}
 
     @property
     def leeway(self) -> float:
@@ -262,22 +252,19 @@ class TokenVerifier:
         """
         cached = self._cache.get(token)
         if cached is not None:
-            claims, nested = cached
             try:
-                self._check_times(claims, now)
+                self._check_times(cached.value, now)
             except TokenError:
                 self._cache.pop(token, None)
                 raise
-            return _fresh(claims, nested)
+            return cached.copy()  # type: ignore[no-any-return]
         claims = self._verify_uncached(token)
         self._check_times(claims, now)
         if self._cache_size:
             if len(self._cache) >= self._cache_size:
                 del self._cache[next(iter(self._cache))]
-            scalar = all(isinstance(v, str | int | float | bool | None) for v in claims.values())
-            nested = None if scalar else json.dumps(claims)
-            self._cache[token] = (claims, nested)
-            return _fresh(claims, nested)
+            remembered = self._cache[token] = remember(claims)
+            return remembered.copy()  # type: ignore[no-any-return]
         return claims
 
     def _verify_uncached(self, token: str) -> dict[str, Any]:

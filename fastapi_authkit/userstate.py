@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from .errors import UserStateError
+from .jsoncopy import Remembered, remember
 
 __all__ = ["SessionData", "StateCodec", "binding_of"]
 
@@ -58,9 +59,9 @@ class StateCodec:
         self._max_age = max_age
         self._clock = clock
         self._leeway = leeway
-        # value -> (sid, user state as JSON, binding, signed at): a cookie that verified
-        # once is not verified again; its age still is, on every read.
-        self._cache: dict[str, tuple[str, str, str, int]] = {}
+        # value -> (sid, user state, binding, signed at): a cookie that verified once is
+        # not verified again; its age still is, on every read.
+        self._cache: dict[str, tuple[str, Remembered, str, int]] = {}
         self._cache_size = cache_size
         options: dict[str, Any] = {
             "salt": "fastapi-authkit.state",
@@ -86,14 +87,11 @@ class StateCodec:
         """The session data, or None when the value is tampered, foreign or too old."""
         cached = self._cache.get(value)
         if cached is not None:
-            sid, user_json, binding, signed_at = cached
+            sid, user, binding, signed_at = cached
             # The same rule as itsdangerous: 0 <= age <= max_age, in whole seconds, on a clock
             # running ``leeway`` ahead so a cookie from a slightly fast peer is accepted.
             if 0 <= int(self._clock() + self._leeway) - signed_at <= self._max_age:
-                # Parsed afresh each time, so a route that edits its user state cannot
-                # change what the next request sees.
-                user = None if user_json == "null" else json.loads(user_json)
-                return SessionData(sid, user, binding)
+                return SessionData(sid, user.copy(), binding)
             del self._cache[value]
             return None
         try:
@@ -110,6 +108,6 @@ class StateCodec:
         if self._cache_size:
             if len(self._cache) >= self._cache_size:
                 del self._cache[next(iter(self._cache))]
-            user_json = json.dumps(data["u"], separators=(",", ":"))
-            self._cache[value] = (data["s"], user_json, data["b"], int(signed.timestamp()))
+            user = remember(data["u"])
+            self._cache[value] = (data["s"], user, data["b"], int(signed.timestamp()))
         return SessionData(data["s"], data["u"], data["b"])

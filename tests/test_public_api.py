@@ -51,6 +51,7 @@ INTERNAL_MODULES = (
     "session",
     "refresh",
     "origins",
+    "jsoncopy",
 )
 
 
