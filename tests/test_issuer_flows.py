@@ -321,3 +321,27 @@ def test_issuer_object_is_exposed(clock: Clock) -> None:
     app = issuer_app(MemoryStore(), clock)
     assert isinstance(app.state.issuer, Issuer)
     assert "HS256" in repr(app.state.issuer)
+
+
+def test_redis_slow_fails_closed_quickly(own_redis: RedisServer, clock: Clock) -> None:
+    """A Redis that stops answering (paused, not dead) is bounded by the store's timeout:
+    503 with Retry-After, no cookie touched, and the same cookies work once it answers."""
+    import signal
+    import time
+
+    backend = RedisStore.from_url(own_redis.url, prefix="slow:", timeout=0.3)
+    with open_client(issuer_app(backend, clock)) as tc:
+        tc.post("/login")
+        assert tc.get("/me").status_code == 200
+        assert own_redis.process is not None
+        own_redis.process.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            response = tc.get("/me")
+            elapsed = time.monotonic() - started
+        finally:
+            own_redis.process.send_signal(signal.SIGCONT)
+        assert response.status_code == 503
+        assert response.headers.get_list("set-cookie") == []
+        assert elapsed < 5  # bounded by the timeout (one retry), not hanging
+        assert tc.get("/me").status_code == 200
