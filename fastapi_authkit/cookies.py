@@ -65,12 +65,18 @@ class CookieNames:
 def read_cookies(
     headers: Iterable[tuple[bytes, bytes]], wanted: frozenset[bytes]
 ) -> Mapping[str, str]:
-    """Return the wanted cookies that appear exactly once with a well-formed value."""
-    values = [value for name, value in headers if name == b"cookie"]
-    if not values:
+    """Return the wanted cookies that appear exactly once with a well-formed value.
+
+    The mapping may be shared between requests (it is remembered per header value): read
+    it, never change it.
+    """
+    joined = b""
+    for name, value in headers:
+        if name == b"cookie":
+            # HTTP/2 may split the Cookie header; the pairs are the same either way.
+            joined = value if not joined else joined + b"; " + value
+    if not joined:
         return _EMPTY
-    # HTTP/2 may split the Cookie header; the pairs are the same either way.
-    joined = values[0] if len(values) == 1 else b"; ".join(values)
     if len(joined) > _CACHED_HEADER_BYTES:
         return _parse(joined, wanted)
     return _parse_cached(joined, wanted)
@@ -99,9 +105,8 @@ def _parse(header: bytes, wanted: frozenset[bytes]) -> Mapping[str, str]:
             found[name] = None
         else:
             found[name] = value
-    return MappingProxyType(
-        {name.decode(): value.decode() for name, value in found.items() if value is not None}
-    )
+    # A plain dict (its .get is faster than a mappingproxy's); callers only read it.
+    return {name.decode(): value.decode() for name, value in found.items() if value is not None}
 
 
 _parse_cached = functools.lru_cache(maxsize=4096)(_parse)

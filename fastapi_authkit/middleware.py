@@ -85,7 +85,9 @@ class AuthKitMiddleware:
             if message["type"] in _RESPONSE_STARTS:
                 if state.signed_out_refresh_token is not None:
                     await self._forget(state.signed_out_refresh_token)
-                cookies = state.pending_cookies()
+                # Inlined pending_cookies(): this runs for every response.
+                route = state._route_cookies
+                cookies = state._auto_cookies if route is None else route
                 if cookies:
                     headers = [
                         (k, v)
@@ -215,7 +217,9 @@ class AuthKitMiddleware:
                 self._debug("state cookie belongs to another session; ignored")
                 session = None
 
-        if access is not None or refresh_token is not None:
+        if (access is not None or refresh_token is not None) and (
+            scope["type"] == "websocket" or scope["method"] not in _SAFE_METHODS
+        ):
             reason = self._forgery(scope, session)
             if reason is not None:
                 # Before any refresh: a forged request must not even rotate tokens.
@@ -239,10 +243,9 @@ class AuthKitMiddleware:
                 self._debug("access token rejected: %s", exc)
                 return state
             else:
-                state.set_identity(
-                    access, cookies.get(names.type, "Bearer"), claims, state.user_state
-                )
-                if not await self._session_live(state):
+                state.token, state.claims = access, claims
+                state.token_type = cookies.get(names.type, "Bearer")
+                if store.session_check is not None and not await self._session_live(state):
                     return state
 
         refresh = store.refresh

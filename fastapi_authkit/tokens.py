@@ -224,7 +224,9 @@ class TokenVerifier:
             raise ConfigurationError("verified_token_cache must be a non-negative int")
         self._cache_size = cache_size
         # Per verifier, so per configuration: another key set never sees these entries.
-        self._cache: dict[str, Remembered] = {}
+        # token -> (valid from, valid until, claims): the window in which _check_times
+        # passes, so a hit costs two comparisons.
+        self._cache: dict[str, tuple[float, float, Remembered]] = {}
 
     @property
     def leeway(self) -> float:
@@ -252,20 +254,26 @@ class TokenVerifier:
         """
         cached = self._cache.get(token)
         if cached is not None:
-            try:
-                self._check_times(cached.value, now)
-            except TokenError:
-                self._cache.pop(token, None)
-                raise
-            return cached.copy()  # type: ignore[no-any-return]
+            lower, upper, remembered = cached
+            if lower <= now < upper:  # the time checks below, precomputed as a window
+                return remembered.copy()  # type: ignore[no-any-return]
+            del self._cache[token]
+            self._check_times(remembered.value, now)  # raises the precise error
         claims = self._verify_uncached(token)
         self._check_times(claims, now)
-        if self._cache_size:
-            if len(self._cache) >= self._cache_size:
-                del self._cache[next(iter(self._cache))]
-            remembered = self._cache[token] = remember(claims)
-            return remembered.copy()  # type: ignore[no-any-return]
-        return claims
+        if not self._cache_size:
+            return claims
+        if len(self._cache) >= self._cache_size:
+            del self._cache[next(iter(self._cache))]
+        leeway, exp = self._leeway, claims["exp"]
+        lower = max(
+            exp - self._max_lifetime - leeway,
+            claims.get("nbf", -math.inf) - leeway,
+            claims.get("iat", -math.inf) - leeway,
+        )
+        remembered = remember(claims)
+        self._cache[token] = (lower, exp + leeway, remembered)
+        return remembered.copy()  # type: ignore[no-any-return]
 
     def _verify_uncached(self, token: str) -> dict[str, Any]:
         """Everything that does not depend on the time: signature, algorithm, typ, aud,
