@@ -9,7 +9,7 @@ lives in ``__call__``.
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import Final, NamedTuple
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -75,10 +75,11 @@ class AuthKitMiddleware:
             scope[SCOPE_KEY] = self._from_bearer(scope)
             await self.app(scope, receive, send)
             return
-        state = await self._from_cookies(scope)
-        if state is None:
+        read = self._read(scope)
+        if read is None:
             await self._refuse(scope, receive, send)
             return
+        state = await self._settle(read) if isinstance(read, _Unsettled) else read
         scope[SCOPE_KEY] = state
 
         async def send_with_cookies(message: Message) -> None:
@@ -199,8 +200,13 @@ class AuthKitMiddleware:
             return False
         return store.csrf.verify(session.sid, values[0].decode("latin-1"))
 
-    async def _from_cookies(self, scope: Scope) -> AuthState | None:
-        """The request's auth state, after any refresh; None means "refuse with 403"."""
+    def _read(self, scope: Scope) -> AuthState | _Unsettled | None:
+        """Everything that needs no I/O: the cookies, the forgery checks, the access token.
+
+        Returns the finished state, or an :class:`_Unsettled` one when the session check
+        or a refresh still has to run (awaited by the caller), or None for "refuse". Kept
+        synchronous so that the common request costs no extra coroutine.
+        """
         store, names = self.store, self.store.names
         cookies = read_cookies(scope["headers"], names.wanted)
         access = cookies.get(names.access)
@@ -245,19 +251,33 @@ class AuthKitMiddleware:
             else:
                 state.token, state.claims = access, claims
                 state.token_type = cookies.get(names.type, "Bearer")
-                if store.session_check is not None and not await self._session_live(state):
-                    return state
-
         refresh = store.refresh
-        if refresh is None or refresh_token is None:
-            return state
-        if state.claims is not None and not needs_refresh(
-            state.claims["exp"], now, refresh.interval
+        refresh_due = (
+            refresh is not None
+            and refresh_token is not None
+            and (state.claims is None or needs_refresh(state.claims["exp"], now, refresh.interval))
+        )
+        if refresh_due or (state.claims is not None and store.session_check is not None):
+            return _Unsettled(state, access, expired, refresh_due)
+        return state
+
+    async def _settle(self, unsettled: _Unsettled) -> AuthState:
+        """The I/O part: the session check (revocation), then a refresh when one is due."""
+        state, store = unsettled.state, self.store
+        if (
+            store.session_check is not None
+            and state.claims is not None
+            and not await self._session_live(state)
         ):
             return state
+        refresh = store.refresh
+        refresh_token = state.refresh_token
+        if not unsettled.refresh_due or refresh is None or refresh_token is None:
+            return state
+        access = unsettled.access
         self._debug(
             "refreshing (access token %s)",
-            "expired" if expired or access is None else "near expiry",
+            "expired" if unsettled.expired or access is None else "near expiry",
         )
         param = RefreshParam(
             auth_token=access, refresh_token=refresh_token, auth_user_state=state.user_state
@@ -291,3 +311,12 @@ class AuthKitMiddleware:
             # answer 503 with Retry-After.
             state.unavailable = True
         return state
+
+
+class _Unsettled(NamedTuple):
+    """A request state that still awaits the session check or a refresh."""
+
+    state: AuthState
+    access: str | None
+    expired: bool
+    refresh_due: bool

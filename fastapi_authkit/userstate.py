@@ -91,8 +91,8 @@ class StateCodec:
             # The same rule as itsdangerous: 0 <= age <= max_age, in whole seconds, on a clock
             # running ``leeway`` ahead so a cookie from a slightly fast peer is accepted.
             if 0 <= int(self._clock() + self._leeway) - signed_at <= self._max_age:
-                # _make: the same tuple without NamedTuple's Python-level __new__.
-                return SessionData._make((sid, user.copy(), binding))
+                # tuple.__new__: the same SessionData without NamedTuple's Python __new__.
+                return tuple.__new__(SessionData, (sid, user.copy(), binding))
             del self._cache[value]
             return None
         try:
