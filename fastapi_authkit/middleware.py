@@ -235,7 +235,8 @@ class AuthKitMiddleware:
         state = AuthState(store)
         if session is not None:
             state.sid, state.user_state = session.sid, session.user_state
-        state.refresh_token = refresh_token
+        if refresh_token is not None:
+            state.refresh_token = refresh_token
         now = store.clock()
         expired = False
         if access is not None:
