@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -15,14 +16,17 @@ from fastapi_authkit import (
     AuthStateDep,
     AuthStore,
     CurrentUser,
+    Issuer,
     OptionalUser,
     RefreshParam,
     RefreshResult,
+    create_issuer,
     create_refresh,
     create_store,
     sign_in,
     sign_out,
 )
+from fastapi_authkit.stores import SessionStore
 
 from conftest import SECRET_KEY, TOKEN_KEY, Clock, make_token
 
@@ -137,3 +141,61 @@ def login(
 def set_cookies(response: Any) -> dict[str, str]:
     """Set-Cookie headers of a response by cookie name (whole header value)."""
     return {v.split("=", 1)[0]: v for v in response.headers.get_list("set-cookie")}
+
+
+def issuer_app(
+    backend: SessionStore,
+    clock: Clock,
+    *,
+    close_backend: bool = True,
+    on_issuer: Callable[[Issuer], None] | None = None,
+) -> FastAPI:
+    """An app on the built-in issuer (access 60 s, refreshed in its last 12 s, grace 10 s,
+    idle 1 h, absolute 2 h): /login?as=<subject>, /me, /public, /logout,
+    /logout-everywhere. ``close_backend=False`` for the second of two apps sharing a store."""
+    issuer = create_issuer(
+        backend=backend,
+        signing_key="issuer-app-signing-key-0123456789abcdef-01",
+        access_ttl=60,
+        idle_ttl=3600,
+        absolute_ttl=7200,
+        grace=10,
+        clock=clock,
+    )
+    if on_issuer is not None:
+        on_issuer(issuer)
+    store = create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_backend:
+            await backend.aclose()
+
+    app = FastAPI(lifespan=lifespan)
+    app.add_middleware(AuthKitMiddleware, store=store)
+    app.state.issuer = issuer
+
+    @app.post("/login")
+    async def login(request: Request) -> dict[str, bool]:
+        subject = request.query_params.get("as", "alice")
+        await issuer.sign_in(request, subject, user_state={"name": subject})
+        return {"ok": True}
+
+    @app.get("/me")
+    async def me(user: CurrentUser, state: AuthStateDep) -> dict[str, Any]:
+        return {"user": user, "sid": state.claims["sid"] if state.claims else None}
+
+    @app.get("/public")
+    async def public(user: OptionalUser) -> dict[str, Any]:
+        return {"user": user}
+
+    @app.post("/logout")
+    async def logout(request: Request) -> dict[str, bool]:
+        return {"revoked": await issuer.sign_out(request)}
+
+    @app.post("/logout-everywhere")
+    async def everywhere(request: Request) -> dict[str, bool]:
+        return {"revoked": await issuer.sign_out(request, everywhere=True)}
+
+    return app

@@ -1,9 +1,9 @@
-"""The issuer behind the middleware, on both stores: the rotation catalogue as HTTP flows,
-revocation checked on every request, cross-process single flight, and Redis outages."""
+"""The issuer and shared stores behind the middleware: cross-process single flight for an
+external callback, and Redis outages (down, paused). The rotation catalogue itself, on both
+stores, is tests/security/test_rotation.py."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from fastapi_authkit import (
@@ -20,65 +20,18 @@ from fastapi_authkit import (
     AuthStateDep,
     CurrentUser,
     Issuer,
-    OptionalUser,
     RefreshParam,
     RefreshResult,
-    create_issuer,
     create_refresh,
     create_store,
 )
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
-from apps import set_cookies
+from apps import issuer_app, set_cookies
 from conftest import SECRET_KEY, Clock
 from servers import RedisServer
 
 AUTH_COOKIES = {"_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf"}
-
-
-def issuer_app(backend: SessionStore, clock: Clock, **store_options: Any) -> FastAPI:
-    issuer = create_issuer(
-        backend=backend,
-        signing_key="flow-signing-key-0123456789abcdef-012345",
-        access_ttl=60,
-        idle_ttl=3600,
-        absolute_ttl=7200,
-        grace=10,
-        clock=clock,
-    )
-    store = create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock, **store_options)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await backend.aclose()
-
-    app = FastAPI(lifespan=lifespan)
-    app.add_middleware(AuthKitMiddleware, store=store)
-    app.state.issuer = issuer
-
-    @app.post("/login")
-    async def login(request: Request) -> dict[str, bool]:
-        await issuer.sign_in(request, "alice", user_state={"name": "Alice"})
-        return {"ok": True}
-
-    @app.get("/me")
-    async def me(user: CurrentUser, state: AuthStateDep) -> dict[str, Any]:
-        return {"user": user, "sid": state.claims["sid"] if state.claims else None}
-
-    @app.get("/public")
-    async def public(user: OptionalUser) -> dict[str, Any]:
-        return {"user": user}
-
-    @app.post("/logout")
-    async def logout(request: Request) -> dict[str, bool]:
-        return {"revoked": await issuer.sign_out(request)}
-
-    @app.post("/logout-everywhere")
-    async def everywhere(request: Request) -> dict[str, bool]:
-        return {"revoked": await issuer.sign_out(request, everywhere=True)}
-
-    return app
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -95,108 +48,6 @@ def backend(request: pytest.FixtureRequest) -> Iterator[SessionStore]:
 def open_client(app: FastAPI) -> TestClient:
     # A context manager keeps one event loop for the whole test, as a server would.
     return TestClient(app, base_url="https://testserver")
-
-
-def cookie_header(jar: dict[str, str]) -> dict[str, str]:
-    return {"cookie": "; ".join(f"{k}={v}" for k, v in jar.items())}
-
-
-def send_as(tc: TestClient, jar: dict[str, str], path: str, method: str = "GET") -> Any:
-    """A request from another browser holding ``jar``, through the same client (one event
-    loop, as in one server process), leaving ``tc``'s own cookie jar as it was."""
-    saved = list(tc.cookies.jar)
-    tc.cookies.clear()
-    try:
-        return tc.request(method, path, headers=cookie_header(jar))
-    finally:
-        tc.cookies.clear()
-        for cookie in saved:
-            tc.cookies.jar.set_cookie(cookie)
-
-
-def test_sign_in_refresh_and_reuse_after_grace(
-    backend: SessionStore, clock: Clock, caplog: pytest.LogCaptureFixture
-) -> None:
-    with open_client(issuer_app(backend, clock)) as tc:
-        tc.post("/login")
-        old = dict(tc.cookies.items())
-        assert tc.get("/me").json()["user"] == {"name": "Alice"}
-        clock.advance(55)  # within the refresh interval
-        response = tc.get("/me")
-        assert response.status_code == 200
-        assert {"_auth", "_auth_refresh"} <= set(set_cookies(response))
-        # Within grace, the old cookies (a request already in flight) get the same pair.
-        clock.advance(5)
-        replay = send_as(tc, old, "/me")
-        assert replay.status_code == 200
-        assert set_cookies(replay)["_auth_refresh"] == set_cookies(response)["_auth_refresh"]
-        # After grace, the rotated-out token is theft: family revoked, cookies cleared.
-        clock.advance(6)
-        stale = {k: v for k, v in old.items() if k != "_auth"}  # its access token expired
-        with caplog.at_level(logging.WARNING, logger="fastapi_authkit"):
-            stolen = send_as(tc, stale, "/me")
-        assert stolen.status_code == 401
-        assert all("Max-Age=0" in v for v in set_cookies(stolen).values())
-        assert set(set_cookies(stolen)) == AUTH_COOKIES
-        assert "reuse detected" in caplog.text
-        # The legitimate holder's still-unexpired access token dies with the family.
-        legit = tc.get("/me")
-        assert legit.status_code == 401
-        assert all("Max-Age=0" in v for v in set_cookies(legit).values())
-
-
-def test_sign_out_revokes_server_side(backend: SessionStore, clock: Clock) -> None:
-    with open_client(issuer_app(backend, clock)) as tc:
-        tc.post("/login")
-        kept = dict(tc.cookies.items())
-        response = tc.post("/logout", headers={"x-csrf-token": tc.cookies["_auth_csrf"]})
-        assert response.json() == {"revoked": True}
-        # A copy of the cookies taken before sign-out is worthless now, access token too.
-        assert send_as(tc, kept, "/me").status_code == 401
-        clock.advance(100)
-        assert send_as(tc, kept, "/me").status_code == 401
-
-
-def test_sign_out_right_after_rotation_is_not_undone_by_the_grace_cache(
-    backend: SessionStore, clock: Clock
-) -> None:
-    with open_client(issuer_app(backend, clock)) as tc:
-        tc.post("/login")
-        old = {k: v for k, v in tc.cookies.items() if k != "_auth"}
-        clock.advance(61)
-        assert tc.get("/me").status_code == 200  # rotation
-        tc.post("/logout", headers={"x-csrf-token": tc.cookies["_auth_csrf"]})
-        clock.advance(1)  # inside the grace window of that rotation
-        assert send_as(tc, old, "/me").status_code == 401
-
-
-def test_sign_out_everywhere(backend: SessionStore, clock: Clock) -> None:
-    with open_client(issuer_app(backend, clock)) as tc:
-        tc.post("/login")
-        laptop = dict(tc.cookies.items())
-        tc.cookies.clear()
-        tc.post("/login")  # a second session of the same subject
-        assert tc.cookies["_auth"] != laptop["_auth"]
-        assert send_as(tc, laptop, "/me").status_code == 200
-        csrf = tc.cookies["_auth_csrf"]
-        response = tc.post("/logout-everywhere", headers={"x-csrf-token": csrf})
-        assert response.json() == {"revoked": True}
-        assert send_as(tc, laptop, "/me").status_code == 401
-
-
-def test_idle_and_absolute_lifetimes_end_the_session(backend: SessionStore, clock: Clock) -> None:
-    with open_client(issuer_app(backend, clock)) as tc:
-        tc.post("/login")
-        clock.advance(3601)  # idle: no refresh for an hour
-        response = tc.get("/me")
-        assert response.status_code == 401
-        assert set(set_cookies(response)) == AUTH_COOKIES
-        tc.post("/login")
-        for _ in range(4):
-            clock.advance(1700)
-            assert tc.get("/me").status_code == 200
-        clock.advance(1000)  # 7 800 s after sign-in: past the 2 h absolute lifetime
-        assert tc.get("/me").status_code == 401
 
 
 # --- cross-process single flight -----------------------------------------------------------

@@ -14,23 +14,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from fastapi_authkit import (
-    AuthKitMiddleware,
-    AuthStateDep,
-    CurrentUser,
     Issuer,
-    OptionalUser,
-    create_issuer,
-    create_store,
 )
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
@@ -42,10 +35,9 @@ from .helpers import (
     jar_without,
     set_cookies,
 )
-from conftest import SECRET_KEY, Clock
+from apps import issuer_app
+from conftest import Clock
 from servers import RedisServer
-
-SIGNING_KEY = "rotation-signing-key-0123456789abcdef-0123"
 
 
 class Mints:
@@ -62,56 +54,6 @@ class Mints:
             return real(*args, **kwargs)
 
         issuer.mint_access = counted  # type: ignore[method-assign]
-
-
-def issuer_app(
-    backend: SessionStore, clock: Clock, *, close_backend: bool = True, mints: Mints | None = None
-) -> FastAPI:
-    issuer = create_issuer(
-        backend=backend,
-        signing_key=SIGNING_KEY,
-        access_ttl=60,
-        idle_ttl=3600,
-        absolute_ttl=7200,
-        grace=10,
-        clock=clock,
-    )
-    if mints is not None:
-        mints.wrap(issuer)
-    store = create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if close_backend:
-            await backend.aclose()
-
-    app = FastAPI(lifespan=lifespan)
-    app.add_middleware(AuthKitMiddleware, store=store)
-
-    @app.post("/login")
-    async def login(request: Request) -> dict[str, bool]:
-        subject = request.query_params.get("as", "alice")
-        await issuer.sign_in(request, subject, user_state={"name": subject})
-        return {"ok": True}
-
-    @app.get("/me")
-    async def me(user: CurrentUser, state: AuthStateDep) -> dict[str, Any]:
-        return {"user": user, "sid": state.claims["sid"] if state.claims else None}
-
-    @app.get("/public")
-    async def public(user: OptionalUser) -> dict[str, Any]:
-        return {"user": user}
-
-    @app.post("/logout")
-    async def logout(request: Request) -> dict[str, bool]:
-        return {"revoked": await issuer.sign_out(request)}
-
-    @app.post("/logout-everywhere")
-    async def everywhere(request: Request) -> dict[str, bool]:
-        return {"revoked": await issuer.sign_out(request, everywhere=True)}
-
-    return app
 
 
 def two_workers(first: FastAPI, second: FastAPI) -> Any:
@@ -219,8 +161,8 @@ def test_immediate_predecessor_within_grace_gets_the_same_successor(
     backend: SessionStore, clock: Clock, worker: str
 ) -> None:
     mints = Mints()
-    first_worker = issuer_app(backend, clock, mints=mints)
-    second_worker = issuer_app(backend, clock, mints=mints, close_backend=False)
+    first_worker = issuer_app(backend, clock, on_issuer=mints.wrap)
+    second_worker = issuer_app(backend, clock, on_issuer=mints.wrap, close_backend=False)
     with open_client(two_workers(first_worker, second_worker)) as tc:
         jar0 = sign_in(tc)
         clock.advance(55)
@@ -346,7 +288,10 @@ async def test_two_workers_same_refresh_token_at_once_mint_exactly_one_successor
 ) -> None:
     mints = Mints()
     # Two middleware instances, each with its own in-process single flight: two workers.
-    workers = [issuer_app(backend, clock, mints=mints), issuer_app(backend, clock, mints=mints)]
+    workers = [
+        issuer_app(backend, clock, on_issuer=mints.wrap),
+        issuer_app(backend, clock, on_issuer=mints.wrap),
+    ]
     try:
         login = await asgi_http(workers[0], "POST", "/login")
         jar = {k: v.split(";", 1)[0].split("=", 1)[1] for k, v in login.set_cookies().items()}
