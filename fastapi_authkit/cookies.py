@@ -17,7 +17,16 @@ from typing import Final, Literal
 
 from .errors import ConfigurationError, CookieError, CookieTooLargeError
 
-__all__ = ["COOKIE_MAX_BYTES", "CookieNames", "CookiePolicy", "is_token", "read_cookies"]
+__all__ = [
+    "CACHED_HEADER_BYTES",
+    "COOKIE_MAX_BYTES",
+    "CookieNames",
+    "CookiePolicy",
+    "cookie_header",
+    "is_token",
+    "parse_cookie_header",
+    "read_cookies",
+]
 
 # RFC 6265bis §5.6: browsers ignore a cookie whose name plus value exceeds 4096 bytes.
 COOKIE_MAX_BYTES: Final = 4096
@@ -70,21 +79,30 @@ def read_cookies(
     The mapping may be shared between requests (it is remembered per header value): read
     it, never change it.
     """
+    return parse_cookie_header(cookie_header(headers), wanted)
+
+
+def cookie_header(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The request's Cookie header; HTTP/2 may split it, and the pairs are the same joined."""
     joined = b""
     for name, value in headers:
         if name == b"cookie":
-            # HTTP/2 may split the Cookie header; the pairs are the same either way.
             joined = value if not joined else joined + b"; " + value
-    if not joined:
+    return joined
+
+
+def parse_cookie_header(header: bytes, wanted: frozenset[bytes]) -> Mapping[str, str]:
+    """:func:`read_cookies` for an already joined Cookie header."""
+    if not header:
         return _EMPTY
-    if len(joined) > _CACHED_HEADER_BYTES:
-        return _parse(joined, wanted)
-    return _parse_cached(joined, wanted)
+    if len(header) > CACHED_HEADER_BYTES:
+        return _parse(header, wanted)
+    return _parse_cached(header, wanted)
 
 
 # A browser sends the same Cookie header on every request of a session, so parsed headers
 # are remembered (bounded in count and size; the result is read-only).
-_CACHED_HEADER_BYTES: Final = 4096
+CACHED_HEADER_BYTES: Final = 4096
 _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 
 

@@ -15,8 +15,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .callback import RefreshParam
 from .config import AuthStore
-from .cookies import read_cookies
+from .cookies import CACHED_HEADER_BYTES, cookie_header, parse_cookie_header
 from .errors import ConfigurationError, StoreUnavailableError, TokenError, TokenExpiredError
+from .jsoncopy import Remembered, remember
 from .origins import cross_site_refused
 from .refresh import (
     Ended,
@@ -41,6 +42,8 @@ _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _RESPONSE_STARTS: Final = frozenset(
     {"http.response.start", "websocket.accept", "websocket.http.response.start"}
 )
+# Bounds the remembered signed-in headers (each at most CACHED_HEADER_BYTES).
+_HOT_ENTRIES: Final = 16_384
 _CSRF_BODY: Final = b'{"detail":"CSRF token missing or invalid"}'
 _CSRF_START: Final[Message] = {
     "type": "http.response.start",
@@ -66,6 +69,9 @@ class AuthKitMiddleware:
         self.app = app
         self.store = store
         self._flights = SingleFlight(store.clock)
+        # Signed-in Cookie headers whose outcome needed no I/O, while it stays valid: a
+        # browser repeats the same header on every request. A per-process speed-up only.
+        self._hot: dict[bytes, _Hot] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -208,7 +214,14 @@ class AuthKitMiddleware:
         synchronous so that the common request costs no extra coroutine.
         """
         store, names = self.store, self.store.names
-        cookies = read_cookies(scope["headers"], names.wanted)
+        header = cookie_header(scope["headers"])
+        if scope["type"] == "http" and scope["method"] in _SAFE_METHODS:
+            hot = self._hot.get(header)
+            if hot is not None:
+                if hot.valid_from <= store.clock() < hot.valid_until:
+                    return hot.state(store)
+                del self._hot[header]
+        cookies = parse_cookie_header(header, names.wanted)
         access = cookies.get(names.access)
         refresh_token = cookies.get(names.refresh)
         raw_state = cookies.get(names.state)
@@ -260,7 +273,35 @@ class AuthKitMiddleware:
         )
         if refresh_due or (state.claims is not None and store.session_check is not None):
             return _Unsettled(state, access, expired, refresh_due)
+        if access is not None and session is not None and raw_state is not None:
+            self._remember(header, state, access, raw_state)
         return state
+
+    def _remember(self, header: bytes, state: AuthState, access: str, raw_state: str) -> None:
+        """Remember a signed-in header's outcome for as long as it stays the same: the
+        token's and the state cookie's validity windows, and (with refresh configured) until
+        a refresh falls due. Only outcomes that needed no I/O are remembered, so a store with
+        a revocation check never takes this path; unsafe methods never read it."""
+        store = self.store
+        token_window = store.verifier.window(access)
+        state_window = store.state_codec.window(raw_state)
+        if token_window is None or state_window is None or len(header) > CACHED_HEADER_BYTES:
+            return
+        until = min(token_window[1], state_window[1])
+        if store.refresh is not None and state.refresh_token is not None and state.claims:
+            until = min(until, state.claims["exp"] - store.refresh.interval)
+        if len(self._hot) >= _HOT_ENTRIES:
+            del self._hot[next(iter(self._hot))]
+        self._hot[header] = _Hot(
+            valid_from=max(token_window[0], state_window[0]),
+            valid_until=until,
+            access=access,
+            token_type=state.token_type or "Bearer",
+            claims=remember(state.claims),
+            sid=state.sid,
+            user_state=remember(state.user_state),
+            refresh_token=state.refresh_token,
+        )
 
     async def _settle(self, unsettled: _Unsettled) -> AuthState:
         """The I/O part: the session check (revocation), then a refresh when one is due."""
@@ -311,6 +352,28 @@ class AuthKitMiddleware:
             # Keep everything; a still-valid token keeps working, otherwise protected routes
             # answer 503 with Retry-After.
             state.unavailable = True
+        return state
+
+
+class _Hot(NamedTuple):
+    """A signed-in Cookie header's verified outcome, and when it holds."""
+
+    valid_from: float
+    valid_until: float
+    access: str
+    token_type: str
+    claims: Remembered
+    sid: str | None
+    user_state: Remembered
+    refresh_token: str | None
+
+    def state(self, store: AuthStore) -> AuthState:
+        state = AuthState(store)
+        state.token, state.token_type = self.access, self.token_type
+        state.claims = self.claims.copy()
+        state.sid, state.user_state = self.sid, self.user_state.copy()
+        if self.refresh_token is not None:
+            state.refresh_token = self.refresh_token
         return state
 
 

@@ -278,6 +278,11 @@ class TokenVerifier:
         self._cache[token] = (lower, exp + leeway, remembered)
         return remembered.copy()  # type: ignore[no-any-return]
 
+    def window(self, token: str) -> tuple[float, float] | None:
+        """``[from, until)``: when a remembered token passes its time checks, or None."""
+        cached = self._cache.get(token)
+        return None if cached is None else (cached[0], cached[1])
+
     def _verify_uncached(self, token: str) -> dict[str, Any]:
         """Everything that does not depend on the time: signature, algorithm, typ, aud,
         iss, and the shape of the time claims."""

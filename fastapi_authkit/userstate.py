@@ -83,6 +83,15 @@ class StateCodec:
         except (TypeError, ValueError) as exc:
             raise UserStateError(f"user state must be JSON-serializable: {exc}") from exc
 
+    def window(self, value: str) -> tuple[float, float] | None:
+        """``[from, until)``: when a remembered state cookie passes its age check, or None.
+        (0 <= int(now + leeway) - signed_at <= max_age, solved for now.)"""
+        cached = self._cache.get(value)
+        if cached is None:
+            return None
+        signed_at = cached[3]
+        return (signed_at - self._leeway, signed_at + self._max_age + 1 - self._leeway)
+
     def loads(self, value: str) -> SessionData | None:
         """The session data, or None when the value is tampered, foreign or too old."""
         cached = self._cache.get(value)

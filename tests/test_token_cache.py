@@ -6,11 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fastapi import Request
 
-from fastapi_authkit import TokenError, TokenExpiredError, create_issuer, create_store
+from fastapi_authkit import (
+    TokenError,
+    TokenExpiredError,
+    create_issuer,
+    create_store,
+    get_auth_state,
+)
 from fastapi_authkit.stores import MemoryStore
 
-from apps import build_app, build_store, client, login
+from apps import Recorder, build_app, build_store, client, login
 from conftest import TOKEN_KEY, Clock, make_token
 
 
@@ -171,3 +178,76 @@ def _returning(value: object) -> Any:
 
 async def _failing() -> Any:
     raise AssertionError("the remembered result should have been used")
+
+
+def _hot_app(clock: Clock, recorder: Recorder | None = None, **options: Any) -> Any:
+    from fastapi_authkit import AuthKitMiddleware
+
+    app = build_app(build_store(clock, recorder, **options))
+    tc = client(app)
+    tc.get("/public")  # builds the middleware stack
+    middleware = app.middleware_stack
+    while not isinstance(middleware, AuthKitMiddleware):
+        middleware = middleware.app
+    return tc, middleware
+
+
+def test_remembered_signed_in_header_expires_with_its_token(clock: Clock) -> None:
+    tc, middleware = _hot_app(clock)
+    login(tc, clock, ttl=30, refresh=None)
+    assert tc.get("/me").status_code == 200  # remembered now
+    assert len(middleware._hot) == 1
+    clock.advance(29)
+    assert tc.get("/me").status_code == 200  # from the remembered outcome
+    clock.advance(1)
+    assert tc.get("/me").status_code == 401  # the token's exp bounds it
+    assert middleware._hot == {}
+
+
+def test_remembered_header_stops_where_a_refresh_falls_due(clock: Clock) -> None:
+    recorder = Recorder(clock)
+    tc, middleware = _hot_app(clock, recorder)
+    login(tc, clock, ttl=300)
+    assert tc.get("/me").json()["sub"] == "alice"
+    assert len(middleware._hot) == 1  # remembered
+    clock.advance(239)  # 61 s left: not yet inside the 60 s refresh interval
+    assert tc.get("/me").json()["sub"] == "alice"
+    assert recorder.calls == []
+    clock.advance(1)  # inside it: the remembered outcome must not hide the refresh
+    assert tc.get("/me").json()["sub"] == "alice-1"
+    assert len(recorder.calls) == 1
+
+
+def test_remembered_header_respects_the_state_cookie_age(clock: Clock) -> None:
+    tc, _ = _hot_app(clock, state_max_age=60, max_token_lifetime=7200)
+    login(tc, clock, ttl=3600, refresh=None, user_state={"name": "A"})
+    assert tc.get("/me").json()["user"] == {"name": "A"}
+    clock.advance(61)  # the state cookie is too old now; the token is still fine
+    assert tc.get("/me").json()["user"]["sub"] == "alice"  # claims, not the state
+
+
+def test_unsafe_methods_never_use_the_remembered_header(clock: Clock) -> None:
+    tc, _ = _hot_app(clock)
+    login(tc, clock, refresh=None)
+    assert tc.get("/me").status_code == 200
+    assert tc.post("/write").status_code == 403  # no CSRF header: the full checks ran
+    csrf = tc.cookies["_auth_csrf"]
+    assert tc.post("/write", headers={"x-csrf-token": csrf}).status_code == 200
+
+
+def test_remembered_outcome_is_copied_per_request(clock: Clock) -> None:
+    tc, _ = _hot_app(clock)
+    app = tc.app
+
+    @app.get("/edit")  # type: ignore[union-attr]
+    async def edit(request: Request) -> Any:
+        state = get_auth_state(request)
+        state.user_state["roles"].append("admin")
+        state.claims["sub"] = "mallory"
+        return state.user_state
+
+    login(tc, clock, refresh=None, user_state={"roles": ["user"]})
+    tc.get("/me")
+    assert tc.get("/edit").json() == {"roles": ["user", "admin"]}
+    response = tc.get("/me").json()
+    assert response == {"user": {"roles": ["user"]}, "sub": "alice"}
