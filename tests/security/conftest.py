@@ -57,6 +57,25 @@ if PROFILE not in ("ci", "dev", "deep"):
     raise pytest.UsageError(f"HYPOTHESIS_PROFILE must be ci, dev or deep, got {PROFILE!r}")
 PROPERTY_SETTINGS = settings.get_profile(PROFILE)
 
+# After the sys.path line above: these live in tests/.
+from fastapi import FastAPI  # noqa: E402
+
+from .helpers import security_app  # noqa: E402
+from apps import Recorder, build_store  # noqa: E402
+from conftest import Clock  # noqa: E402
+
+
+@pytest.fixture
+def recorder(clock: Clock) -> Recorder:
+    """The counting refresh callback of the catalogue's apps."""
+    return Recorder(clock)
+
+
+@pytest.fixture
+def app(clock: Clock, recorder: Recorder) -> FastAPI:
+    """The catalogue's app (tests/security/helpers.py) on a store refreshing via recorder."""
+    return security_app(build_store(clock, recorder))
+
 
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -35,16 +35,6 @@ from conftest import Clock, make_token
 LIMIT = 4096
 
 
-@pytest.fixture
-def recorder(clock: Clock) -> Recorder:
-    return Recorder(clock)
-
-
-@pytest.fixture
-def app(clock: Clock, recorder: Recorder) -> FastAPI:
-    return security_app(build_store(clock, recorder))
-
-
 def whoami(app: FastAPI, *cookie_headers: bytes, **kw: Any) -> Reply:
     return call(app, "GET", "/whoami", [(b"cookie", c) for c in cookie_headers], **kw)
 

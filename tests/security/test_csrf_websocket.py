@@ -37,16 +37,6 @@ from conftest import Clock
 CSRF_BODY = {"detail": "CSRF token missing or invalid"}
 
 
-@pytest.fixture
-def recorder(clock: Clock) -> Recorder:
-    return Recorder(clock)
-
-
-@pytest.fixture
-def app(clock: Clock, recorder: Recorder) -> FastAPI:
-    return security_app(build_store(clock, recorder))
-
-
 def signed_in(app: FastAPI, clock: Clock, *, ttl: float = 100) -> tuple[SafeClient, dict[str, str]]:
     tc = safe_client(app)
     login(tc, clock, ttl=ttl)

@@ -50,11 +50,6 @@ REFRESH = "refresh-0"
 
 
 @pytest.fixture
-def recorder(clock: Clock) -> Recorder:
-    return Recorder(clock)
-
-
-@pytest.fixture
 def cookie_app(clock: Clock, recorder: Recorder) -> FastAPI:
     return security_app(build_store(clock, recorder))
 

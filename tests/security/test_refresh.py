@@ -37,16 +37,6 @@ from apps import Recorder, build_store, login
 from conftest import Clock, make_token
 
 
-@pytest.fixture
-def recorder(clock: Clock) -> Recorder:
-    return Recorder(clock)
-
-
-@pytest.fixture
-def app(clock: Clock, recorder: Recorder) -> FastAPI:
-    return security_app(build_store(clock, recorder))
-
-
 def app_with(clock: Clock, callback: Any, **options: Any) -> FastAPI:
     refresh = create_refresh(interval=60, refresh_api_callback=callback, **options)
     return security_app(build_store(clock, None, refresh=refresh))
@@ -276,6 +266,24 @@ def _unusable_tokens(clock: Clock) -> dict[str, str]:
     }
 
 
+def _assert_refresh_result_rejected(
+    app: FastAPI, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> Any:
+    """Sign in, let a refresh fall due, and check the callback's answer was refused: 503,
+    no Set-Cookie, the browser's cookies unchanged, the rejection logged. Returns the client."""
+    tc = safe_client(app)
+    login(tc, clock, ttl=100)
+    cookies = dict(tc.cookies.items())
+    clock.advance(200)
+    with caplog.at_level(logging.ERROR, logger="fastapi_authkit"):
+        response = tc.get("/me")
+    assert response.status_code == 503
+    assert response.headers.get_list("set-cookie") == []
+    assert dict(tc.cookies.items()) == cookies  # nothing stored, no rotated token either
+    assert "refresh result rejected, nothing stored" in caplog.text
+    return tc
+
+
 @pytest.mark.parametrize(
     "kind",
     [
@@ -304,16 +312,7 @@ def test_callback_token_that_does_not_verify_is_not_stored(
         )
 
     recorder.behaviour = bad
-    tc = safe_client(app)
-    login(tc, clock, ttl=100)
-    cookies = dict(tc.cookies.items())
-    clock.advance(200)
-    with caplog.at_level(logging.ERROR, logger="fastapi_authkit"):
-        response = tc.get("/me")
-    assert response.status_code == 503
-    assert response.headers.get_list("set-cookie") == []
-    assert dict(tc.cookies.items()) == cookies  # the rotated refresh token was not stored
-    assert "refresh result rejected, nothing stored" in caplog.text
+    tc = _assert_refresh_result_rejected(app, clock, caplog)
     assert "does not verify" in caplog.text
     # Not remembered either: the next request asks again.
     tc.get("/me")
@@ -351,16 +350,7 @@ def test_callback_result_too_large_for_a_cookie_is_not_stored(
         return _too_large(clock)[part]
 
     recorder.behaviour = huge
-    tc = safe_client(app)
-    login(tc, clock, ttl=100)
-    cookies = dict(tc.cookies.items())
-    clock.advance(200)
-    with caplog.at_level(logging.ERROR, logger="fastapi_authkit"):
-        response = tc.get("/me")
-    assert response.status_code == 503
-    assert response.headers.get_list("set-cookie") == []
-    assert dict(tc.cookies.items()) == cookies
-    assert "refresh result rejected, nothing stored" in caplog.text
+    _assert_refresh_result_rejected(app, clock, caplog)
     assert "4096-byte limit" in caplog.text
 
 
@@ -386,14 +376,7 @@ def test_callback_result_that_a_cookie_cannot_carry_is_not_stored(
         return RefreshResult(is_success=True, new_auth_token=make_token(clock), **result)  # type: ignore[arg-type]
 
     recorder.behaviour = odd
-    tc = safe_client(app)
-    login(tc, clock, ttl=100)
-    clock.advance(200)
-    with caplog.at_level(logging.ERROR, logger="fastapi_authkit"):
-        response = tc.get("/me")
-    assert response.status_code == 503
-    assert response.headers.get_list("set-cookie") == []
-    assert "refresh result rejected, nothing stored" in caplog.text
+    _assert_refresh_result_rejected(app, clock, caplog)
 
 
 # --- many concurrent requests ---------------------------------------------------------------------
@@ -491,13 +474,4 @@ def test_callback_result_with_fields_of_the_wrong_type_is_not_stored(
         return RefreshResult(is_success=True, **result)
 
     recorder.behaviour = odd
-    tc = safe_client(app)
-    login(tc, clock, ttl=100)
-    cookies = dict(tc.cookies.items())
-    clock.advance(200)
-    with caplog.at_level(logging.ERROR, logger="fastapi_authkit"):
-        response = tc.get("/me")
-    assert response.status_code == 503
-    assert response.headers.get_list("set-cookie") == []
-    assert dict(tc.cookies.items()) == cookies
-    assert "refresh result rejected, nothing stored" in caplog.text
+    _assert_refresh_result_rejected(app, clock, caplog)

@@ -25,16 +25,6 @@ NEW_KEY = "new-secret-key-0123456789abcdef0123456789"
 STATE = {"role": "user"}
 
 
-@pytest.fixture
-def recorder(clock: Clock) -> Recorder:
-    return Recorder(clock)
-
-
-@pytest.fixture
-def app(clock: Clock, recorder: Recorder) -> FastAPI:
-    return security_app(build_store(clock, recorder))
-
-
 def login(app: FastAPI, clock: Clock, *, ttl: float = 300) -> dict[str, str]:
     body = {"token": make_token(clock, ttl=ttl), "refresh": "refresh-0", "user_state": STATE}
     reply = call(
