@@ -2,13 +2,19 @@
 
 The caches hand the same verified value to many requests; each request must get its own
 copy, so a route that edits what it was given cannot change what the next request sees.
-Flat values (the usual claims and user states) are copied shallowly; anything with nested
-lists or objects is parsed again from its JSON text.
+:func:`remember` takes its own copy first (the value it is given usually belongs to a
+request already), then prepares a copier: flat values (the usual claims and user states)
+are copied shallowly; anything with nested lists or objects is parsed again from its JSON
+text. The copier is a C-level callable (a bound ``dict.copy``, a ``partial`` of
+``json.loads``...), so a copy on the hot path costs no Python frame.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
+from itertools import repeat
 from typing import Any, NamedTuple
 
 __all__ = ["Remembered", "remember"]
@@ -17,26 +23,23 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 class Remembered(NamedTuple):
-    value: Any
-    nested_json: str | None  # the JSON text when a shallow copy would share inner objects
-
-    def copy(self) -> Any:
-        value = self.value
-        if self.nested_json is not None:
-            return json.loads(self.nested_json)
-        if isinstance(value, dict):
-            return dict(value)
-        if isinstance(value, list):
-            return list(value)
-        return value  # a scalar is immutable
+    value: Any  # read-only: the remembered value itself, for checks that do not keep it
+    copy: Callable[[], Any]  # a fresh private copy of ``value`` on every call
 
 
 def remember(value: Any) -> Remembered:
     """Prepare ``value`` (already JSON data) to be copied out many times."""
     if isinstance(value, dict):
-        flat = all(isinstance(v, _SCALARS) for v in value.values())
+        if all(isinstance(v, _SCALARS) for v in value.values()):
+            own: dict[str, Any] = dict(value)
+            return Remembered(own, own.copy)
     elif isinstance(value, list):
-        flat = all(isinstance(v, _SCALARS) for v in value)
+        if all(isinstance(v, _SCALARS) for v in value):
+            items = list(value)
+            return Remembered(items, items.copy)
     else:
-        flat = True
-    return Remembered(value, None if flat else json.dumps(value))
+        # A scalar is immutable: hand out the value itself (repeat(...).__next__ is a
+        # C-level "return value").
+        return Remembered(value, repeat(value).__next__)
+    text = json.dumps(value)
+    return Remembered(json.loads(text), partial(json.loads, text))

@@ -9,7 +9,6 @@ booleans, which are ints in Python).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple
@@ -257,9 +256,7 @@ class TokenVerifier:
         if cached is not None:
             lower, upper, remembered = cached
             if lower <= now < upper:  # the time checks below, precomputed as a window
-                # Remembered.copy() inlined (claims are always a dict): the hot path.
-                value, nested = remembered
-                return dict(value) if nested is None else json.loads(nested)
+                return remembered.copy()  # type: ignore[no-any-return]
             del self._cache[token]
             self._check_times(remembered.value, now)  # raises the precise error
         claims = self._verify_uncached(token)
@@ -274,9 +271,9 @@ class TokenVerifier:
             claims.get("nbf", -math.inf) - leeway,
             claims.get("iat", -math.inf) - leeway,
         )
-        remembered = remember(claims)
-        self._cache[token] = (lower, exp + leeway, remembered)
-        return remembered.copy()  # type: ignore[no-any-return]
+        # remember() keeps its own copy: these claims are the caller's.
+        self._cache[token] = (lower, exp + leeway, remember(claims))
+        return claims
 
     def window(self, token: str) -> tuple[float, float] | None:
         """``[from, until)``: when a remembered token passes its time checks, or None."""

@@ -106,15 +106,25 @@ def test_cache_does_not_change_http_behaviour(clock: Clock) -> None:
     assert tc.get("/me").status_code == 401
 
 
-def test_state_cookie_cache_still_checks_age_and_isolates_copies(clock: Clock) -> None:
+def _edit_nested(user_state: Any) -> None:
+    user_state["roles"].append("admin")
+
+
+def _edit_flat(user_state: Any) -> None:
+    user_state["roles"] = "admin"
+
+
+@pytest.mark.parametrize("edit", [_edit_nested, _edit_flat])
+def test_state_cookie_cache_still_checks_age_and_isolates_copies(clock: Clock, edit: Any) -> None:
     codec = build_store(clock, None, state_max_age=100).state_codec
-    value = codec.dumps("sid-1", {"roles": ["user"]}, "bound-token")
-    first = codec.loads(value)
+    original = {"roles": ["user"]} if edit is _edit_nested else {"roles": "user"}
+    value = codec.dumps("sid-1", original, "bound-token")
+    first = codec.loads(value)  # verified now, and remembered
     assert first is not None
-    first.user_state["roles"].append("admin")  # a route editing its copy
+    edit(first.user_state)  # a route editing its copy
     second = codec.loads(value)  # from the cache
     assert second is not None
-    assert second.user_state == {"roles": ["user"]}
+    assert second.user_state == original
     clock.advance(100)
     assert codec.loads(value) is not None  # exactly max_age old is still accepted
     clock.advance(1)
@@ -251,3 +261,21 @@ def test_remembered_outcome_is_copied_per_request(clock: Clock) -> None:
     assert tc.get("/edit").json() == {"roles": ["user", "admin"]}
     response = tc.get("/me").json()
     assert response == {"user": {"roles": ["user"]}, "sub": "alice"}
+
+
+def test_request_that_creates_the_remembered_outcome_cannot_change_it(clock: Clock) -> None:
+    """The first request of a header is the one whose outcome is remembered: what its route
+    does to its own claims and user state must not reach the requests after it."""
+    tc, _ = _hot_app(clock)
+    app = tc.app
+
+    @app.get("/edit")  # type: ignore[union-attr]
+    async def edit(request: Request) -> Any:
+        state = get_auth_state(request)
+        state.user_state["name"] = "Mallory"
+        state.claims["sub"] = "mallory"
+        return state.user_state
+
+    login(tc, clock, refresh=None, user_state={"name": "Alice"})
+    assert tc.get("/edit").json() == {"name": "Mallory"}  # the first request: remembered now
+    assert tc.get("/me").json() == {"user": {"name": "Alice"}, "sub": "alice"}
