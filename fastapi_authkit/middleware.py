@@ -9,15 +9,16 @@ lives in ``__call__``.
 from __future__ import annotations
 
 import logging
-from typing import Final, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, NamedTuple
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .callback import RefreshParam
 from .config import AuthStore
-from .cookies import CACHED_HEADER_BYTES, cookie_header, parse_cookie_header
+from .cookies import CACHED_HEADER_BYTES, parse_cookie_header
 from .errors import ConfigurationError, StoreUnavailableError, TokenError, TokenExpiredError
-from .jsoncopy import Remembered, remember
+from .jsoncopy import remember
 from .origins import cross_site_refused
 from .refresh import (
     Ended,
@@ -69,45 +70,70 @@ class AuthKitMiddleware:
         self.app = app
         self.store = store
         self._flights = SingleFlight(store.clock)
+        self._header_mode = store.auth_type == "header"
+        self._clock = store.clock
         # Signed-in Cookie headers whose outcome needed no I/O, while it stays valid: a
         # browser repeats the same header on every request. A per-process speed-up only.
         self._hot: dict[bytes, _Hot] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        if self.store.auth_type == "header":
+        if self._header_mode:
             scope[SCOPE_KEY] = self._from_bearer(scope)
             await self.app(scope, receive, send)
             return
-        read = self._read(scope)
-        if read is None:
-            await self._refuse(scope, receive, send)
-            return
-        state = await self._settle(read) if isinstance(read, _Unsettled) else read
+        # The joined Cookie header (cookies.cookie_header, inlined: this runs per request).
+        header = b""
+        for name, value in scope["headers"]:
+            if name == b"cookie":
+                header = value if not header else header + b"; " + value
+        safe = kind == "http" and scope["method"] in _SAFE_METHODS
+        hot = self._hot.get(header) if safe else None
+        if hot is not None and hot.valid_from <= self._clock() < hot.valid_until:
+            # The common request: a signed-in browser repeating its Cookie header. Built
+            # here rather than in a helper, as this runs for nearly every request.
+            state = _new_state(AuthState)
+            state.store, state.token, state.token_type = self.store, hot.access, hot.token_type
+            state.claims, state.user_state = hot.claims(), hot.user_state()
+            state.sid, state.refresh_token = hot.sid, hot.refresh_token
+        else:
+            if hot is not None:
+                del self._hot[header]
+            read = self._read(scope, header, safe)
+            if read is None:
+                await self._refuse(scope, receive, send)
+                return
+            state = await self._settle(read) if isinstance(read, _Unsettled) else read
         scope[SCOPE_KEY] = state
 
-        async def send_with_cookies(message: Message) -> None:
-            if message["type"] in _RESPONSE_STARTS:
-                if state.signed_out_refresh_token is not None:
-                    await self._forget(state.signed_out_refresh_token)
-                # Inlined pending_cookies(): this runs for every response.
-                route = state._route_cookies
-                cookies = state._auto_cookies if route is None else route
-                if cookies:
-                    headers = [
-                        (k, v)
-                        for k, v in message.get("headers", ())
-                        if k.lower() != b"cache-control"
-                    ]
-                    headers.extend((b"set-cookie", cookie) for cookie in cookies)
-                    # Responses that set credentials must never be stored by a cache.
-                    headers.append((b"cache-control", b"no-store"))
-                    message["headers"] = headers
-            await send(message)
+        # A plain function returning send's awaitable (ASGI only awaits what send returns):
+        # no coroutine of its own for each message of every response, and one attribute
+        # read when the request queued no cookie writes.
+        def send_with_cookies(message: Message) -> Awaitable[None]:
+            if state._cookies_queued and message["type"] in _RESPONSE_STARTS:
+                return self._send_with_cookies(state, message, send)
+            return send(message)
 
         await self.app(scope, receive, send_with_cookies)
+
+    async def _send_with_cookies(self, state: AuthState, message: Message, send: Send) -> None:
+        """A response start with the cookie writes the request queued (a refresh, sign_in,
+        sign_out); after a sign-out, what was remembered for the session is dropped first."""
+        if state.signed_out_refresh_token is not None:
+            await self._forget(state.signed_out_refresh_token)
+        cookies = state.pending_cookies()
+        if cookies:
+            headers = [
+                (k, v) for k, v in message.get("headers", ()) if k.lower() != b"cache-control"
+            ]
+            headers.extend((b"set-cookie", cookie) for cookie in cookies)
+            # Responses that set credentials must never be stored by a cache.
+            headers.append((b"cache-control", b"no-store"))
+            message["headers"] = headers
+        await send(message)
 
     async def _forget(self, refresh_token: str) -> None:
         """After a sign-out, drop remembered refresh results that lead to that session, so a
@@ -206,21 +232,16 @@ class AuthKitMiddleware:
             return False
         return store.csrf.verify(session.sid, values[0].decode("latin-1"))
 
-    def _read(self, scope: Scope) -> AuthState | _Unsettled | None:
+    def _read(self, scope: Scope, header: bytes, safe: bool) -> AuthState | _Unsettled | None:
         """Everything that needs no I/O: the cookies, the forgery checks, the access token.
 
-        Returns the finished state, or an :class:`_Unsettled` one when the session check
-        or a refresh still has to run (awaited by the caller), or None for "refuse". Kept
-        synchronous so that the common request costs no extra coroutine.
+        ``header`` is the request's joined Cookie header and ``safe`` whether this is an
+        HTTP request with a safe method. Returns the finished state, or an
+        :class:`_Unsettled` one when the session check or a refresh still has to run
+        (awaited by the caller), or None for "refuse". Kept synchronous so that a request
+        without I/O costs no extra coroutine.
         """
         store, names = self.store, self.store.names
-        header = cookie_header(scope["headers"])
-        if scope["type"] == "http" and scope["method"] in _SAFE_METHODS:
-            hot = self._hot.get(header)
-            if hot is not None:
-                if hot.valid_from <= store.clock() < hot.valid_until:
-                    return hot.state(store)
-                del self._hot[header]
         cookies = parse_cookie_header(header, names.wanted)
         access = cookies.get(names.access)
         refresh_token = cookies.get(names.refresh)
@@ -236,9 +257,7 @@ class AuthKitMiddleware:
                 self._debug("state cookie belongs to another session; ignored")
                 session = None
 
-        if (access is not None or refresh_token is not None) and (
-            scope["type"] == "websocket" or scope["method"] not in _SAFE_METHODS
-        ):
+        if (access is not None or refresh_token is not None) and not safe:
             reason = self._forgery(scope, session)
             if reason is not None:
                 # Before any refresh: a forged request must not even rotate tokens.
@@ -273,7 +292,7 @@ class AuthKitMiddleware:
         )
         if refresh_due or (state.claims is not None and store.session_check is not None):
             return _Unsettled(state, access, expired, refresh_due)
-        if access is not None and session is not None and raw_state is not None:
+        if safe and access is not None and session is not None and raw_state is not None:
             self._remember(header, state, access, raw_state)
         return state
 
@@ -297,9 +316,9 @@ class AuthKitMiddleware:
             valid_until=until,
             access=access,
             token_type=state.token_type or "Bearer",
-            claims=remember(state.claims),
+            claims=remember(state.claims).copy,
             sid=state.sid,
-            user_state=remember(state.user_state),
+            user_state=remember(state.user_state).copy,
             refresh_token=state.refresh_token,
         )
 
@@ -362,19 +381,14 @@ class _Hot(NamedTuple):
     valid_until: float
     access: str
     token_type: str
-    claims: Remembered
+    claims: Callable[[], Any]  # each call: a private copy (Remembered.copy)
     sid: str | None
-    user_state: Remembered
+    user_state: Callable[[], Any]
     refresh_token: str | None
 
-    def state(self, store: AuthStore) -> AuthState:
-        state = AuthState(store)
-        state.token, state.token_type = self.access, self.token_type
-        state.claims = self.claims.copy()
-        state.sid, state.user_state = self.sid, self.user_state.copy()
-        if self.refresh_token is not None:
-            state.refresh_token = self.refresh_token
-        return state
+
+# AuthState without __init__: the hot path sets every field itself.
+_new_state: Final = AuthState.__new__
 
 
 class _Unsettled(NamedTuple):

@@ -45,6 +45,8 @@ class AuthState:
     signed_out_refresh_token: str | None = None
     _auto_cookies: tuple[bytes, ...] = ()
     _route_cookies: tuple[bytes, ...] | None = None
+    # Whether anything above was queued: the middleware's per-message check reads only this.
+    _cookies_queued: bool = False
     _user: Any = None
     _user_loaded: bool = False
 
@@ -87,6 +89,7 @@ class AuthState:
 
     def queue_refresh_cookies(self, cookies: tuple[bytes, ...]) -> None:
         self._auto_cookies = cookies
+        self._cookies_queued = True
 
     def pending_cookies(self) -> tuple[bytes, ...]:
         """The Set-Cookie values to emit: what the route did wins over an automatic refresh."""
@@ -162,6 +165,7 @@ def sign_in(
         now=now,
     )
     state._route_cookies = cookies
+    state._cookies_queued = True
     state.set_identity(token, token_type, claims, user_state)
     state.sid, state.refresh_token = sid, refresh
     state.unavailable = False
@@ -176,6 +180,7 @@ def sign_out(conn: HTTPConnection) -> None:
     if state.store.auth_type != "cookie":
         raise ConfigurationError("sign_out clears cookies; it needs auth_type='cookie'")
     state._route_cookies = clear_session(state.store)
+    state._cookies_queued = True
     if state.refresh_token is not None:
         state.signed_out_refresh_token = state.refresh_token
     state.clear_identity()
