@@ -181,9 +181,10 @@ def create_store(
     ``leeway`` (seconds) absorbs clock skew on ``exp``/``nbf``/``iat``. ``token_typ``
     requires that ``typ`` header (e.g. ``"at+jwt"``, RFC 9068). ``max_token_lifetime``
     refuses tokens whose ``exp`` lies further ahead than that (default one day).
-    ``verified_token_cache`` bounds how many verified tokens (and state cookies) are
-    remembered so that each is verified once, not on every request (0 disables; time claims
-    and ages are still checked on every request, revocation too).
+    ``verified_token_cache`` bounds how many verified tokens (and state cookies, and the
+    outcomes of signed-in Cookie headers) are remembered so that each is verified once, not
+    on every request (0 disables; time claims and ages are still checked on every request,
+    revocation too).
 
     Cookie flags come from ``cookie_*``. A name starting ``__Host-`` requires
     ``cookie_secure=True``, ``cookie_path="/"`` and no domain; ``__Secure-`` requires

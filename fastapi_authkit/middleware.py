@@ -9,6 +9,7 @@ lives in ``__call__``.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, NamedTuple
 
@@ -18,7 +19,6 @@ from .callback import RefreshParam
 from .config import AuthStore
 from .cookies import CACHED_HEADER_BYTES, parse_cookie_header
 from .errors import ConfigurationError, StoreUnavailableError, TokenError, TokenExpiredError
-from .jsoncopy import remember
 from .origins import cross_site_refused
 from .refresh import (
     Ended,
@@ -43,8 +43,6 @@ _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _RESPONSE_STARTS: Final = frozenset(
     {"http.response.start", "websocket.accept", "websocket.http.response.start"}
 )
-# Bounds the remembered signed-in headers (each at most CACHED_HEADER_BYTES).
-_HOT_ENTRIES: Final = 16_384
 _CSRF_BODY: Final = b'{"detail":"CSRF token missing or invalid"}'
 _CSRF_START: Final[Message] = {
     "type": "http.response.start",
@@ -74,7 +72,12 @@ class AuthKitMiddleware:
         self._clock = store.clock
         # Signed-in Cookie headers whose outcome needed no I/O, while it stays valid: a
         # browser repeats the same header on every request. A per-process speed-up only.
-        self._hot: dict[bytes, _Hot] = {}
+        # OrderedDict, not dict: evicting the oldest from a plain dict (next(iter(d))) scans the
+        # slots its earlier deletions left, O(n) per eviction once it is full.
+        self._hot: OrderedDict[bytes, _Hot] = OrderedDict()
+        # As many as the verified tokens (verified_token_cache): an entry needs its token
+        # remembered anyway, and each costs the header (at most CACHED_HEADER_BYTES) on top.
+        self._hot_size = store.verifier.cache_size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -302,23 +305,25 @@ class AuthKitMiddleware:
         a refresh falls due. Only outcomes that needed no I/O are remembered, so a store with
         a revocation check never takes this path; unsafe methods never read it."""
         store = self.store
-        token_window = store.verifier.window(access)
-        state_window = store.state_codec.window(raw_state)
-        if token_window is None or state_window is None or len(header) > CACHED_HEADER_BYTES:
-            return
-        until = min(token_window[1], state_window[1])
+        token = store.verifier.remembered(access)
+        cookie = store.state_codec.remembered(raw_state)
+        if token is None or cookie is None or len(header) > CACHED_HEADER_BYTES:
+            return  # (verified_token_cache=0 remembers no token, so nothing here either)
+        until = min(token[1], cookie[1])
         if store.refresh is not None and state.refresh_token is not None and state.claims:
             until = min(until, state.claims["exp"] - store.refresh.interval)
-        if len(self._hot) >= _HOT_ENTRIES:
-            del self._hot[next(iter(self._hot))]
+        if len(self._hot) >= self._hot_size:
+            self._hot.popitem(last=False)
+        # The claims and the user state are the verifier's and the codec's own remembered
+        # values (the same token, the same cookie): an entry adds no copy of its own.
         self._hot[header] = _Hot(
-            valid_from=max(token_window[0], state_window[0]),
+            valid_from=max(token[0], cookie[0]),
             valid_until=until,
             access=access,
             token_type=state.token_type or "Bearer",
-            claims=remember(state.claims).copy,
+            claims=token[2].copy,
             sid=state.sid,
-            user_state=remember(state.user_state).copy,
+            user_state=cookie[2].copy,
             refresh_token=state.refresh_token,
         )
 

@@ -20,6 +20,7 @@ import inspect
 import json
 import logging
 import secrets
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
@@ -207,7 +208,9 @@ class SingleFlight:
         self._inflight: dict[bytes, _Flight] = {}
         # Successes kept for the grace period. The grace period is the same for every entry,
         # so insertion order is expiry order: pruning only ever looks at the front.
-        self._recent: dict[bytes, tuple[float, Refreshed]] = {}
+        # OrderedDict, not dict: evicting the oldest from a plain dict (next(iter(d))) scans the
+        # slots its earlier deletions left, O(n) per eviction once it is full.
+        self._recent: OrderedDict[bytes, tuple[float, Refreshed]] = OrderedDict()
         # The successor refresh token's digest -> the key its result is kept under.
         self._by_successor: dict[bytes, bytes] = {}
 

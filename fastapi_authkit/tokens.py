@@ -10,6 +10,7 @@ booleans, which are ints in Python).
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
@@ -226,7 +227,9 @@ class TokenVerifier:
         # Per verifier, so per configuration: another key set never sees these entries.
         # token -> (valid from, valid until, claims): the window in which _check_times
         # passes, so a hit costs two comparisons.
-        self._cache: dict[str, tuple[float, float, Remembered]] = {}
+        # OrderedDict, not dict: evicting the oldest from a plain dict (next(iter(d))) scans the
+        # slots its earlier deletions left, O(n) per eviction once it is full.
+        self._cache: OrderedDict[str, tuple[float, float, Remembered]] = OrderedDict()
 
     @property
     def leeway(self) -> float:
@@ -264,7 +267,7 @@ class TokenVerifier:
         if not self._cache_size:
             return claims
         if len(self._cache) >= self._cache_size:
-            del self._cache[next(iter(self._cache))]
+            self._cache.popitem(last=False)
         leeway, exp = self._leeway, claims["exp"]
         lower = max(
             exp - self._max_lifetime - leeway,
@@ -275,10 +278,14 @@ class TokenVerifier:
         self._cache[token] = (lower, exp + leeway, remember(claims))
         return claims
 
-    def window(self, token: str) -> tuple[float, float] | None:
-        """``[from, until)``: when a remembered token passes its time checks, or None."""
-        cached = self._cache.get(token)
-        return None if cached is None else (cached[0], cached[1])
+    @property
+    def cache_size(self) -> int:
+        return self._cache_size
+
+    def remembered(self, token: str) -> tuple[float, float, Remembered] | None:
+        """``(from, until, claims)``: when a remembered token passes its time checks, and
+        its claims (copy them out, never change them), or None."""
+        return self._cache.get(token)
 
     def _verify_uncached(self, token: str) -> dict[str, Any]:
         """Everything that does not depend on the time: signature, algorithm, typ, aud,

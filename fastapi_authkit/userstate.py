@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -61,7 +62,9 @@ class StateCodec:
         self._leeway = leeway
         # value -> (sid, user state, binding, signed at): a cookie that verified once is
         # not verified again; its age still is, on every read.
-        self._cache: dict[str, tuple[str, Remembered, str, int]] = {}
+        # OrderedDict, not dict: evicting the oldest from a plain dict (next(iter(d))) scans the
+        # slots its earlier deletions left, O(n) per eviction once it is full.
+        self._cache: OrderedDict[str, tuple[str, Remembered, str, int]] = OrderedDict()
         self._cache_size = cache_size
         options: dict[str, Any] = {
             "salt": "fastapi-authkit.state",
@@ -83,14 +86,19 @@ class StateCodec:
         except (TypeError, ValueError) as exc:
             raise UserStateError(f"user state must be JSON-serializable: {exc}") from exc
 
-    def window(self, value: str) -> tuple[float, float] | None:
-        """``[from, until)``: when a remembered state cookie passes its age check, or None.
-        (0 <= int(now + leeway) - signed_at <= max_age, solved for now.)"""
+    def remembered(self, value: str) -> tuple[float, float, Remembered] | None:
+        """``(from, until, user state)``: when a remembered state cookie passes its age
+        check (0 <= int(now + leeway) - signed_at <= max_age, solved for now), and its user
+        state (copy it out, never change it), or None."""
         cached = self._cache.get(value)
         if cached is None:
             return None
         signed_at = cached[3]
-        return (signed_at - self._leeway, signed_at + self._max_age + 1 - self._leeway)
+        return (
+            signed_at - self._leeway,
+            signed_at + self._max_age + 1 - self._leeway,
+            cached[1],
+        )
 
     def loads(self, value: str) -> SessionData | None:
         """The session data, or None when the value is tampered, foreign or too old."""
@@ -117,7 +125,7 @@ class StateCodec:
             return None
         if self._cache_size:
             if len(self._cache) >= self._cache_size:
-                del self._cache[next(iter(self._cache))]
+                self._cache.popitem(last=False)
             user = remember(data["u"])
             self._cache[value] = (data["s"], user, data["b"], int(signed.timestamp()))
         return SessionData(data["s"], data["u"], data["b"])

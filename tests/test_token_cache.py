@@ -279,3 +279,20 @@ def test_request_that_creates_the_remembered_outcome_cannot_change_it(clock: Clo
     login(tc, clock, refresh=None, user_state={"name": "Alice"})
     assert tc.get("/edit").json() == {"name": "Mallory"}  # the first request: remembered now
     assert tc.get("/me").json() == {"user": {"name": "Alice"}, "sub": "alice"}
+
+
+def test_remembered_headers_are_bounded_by_the_token_cache(clock: Clock) -> None:
+    """One remembered header per verified token at most: the bound is verified_token_cache,
+    first in, first out."""
+    tc, middleware = _hot_app(clock, verified_token_cache=2)
+    headers = []
+    for i in range(3):
+        tc.cookies.clear()
+        login(tc, clock, refresh=None, user_state={"n": i})
+        assert tc.get("/me").json()["user"] == {"n": i}
+        headers.append(next(reversed(middleware._hot)))
+    assert list(middleware._hot) == headers[-2:]
+    off, off_middleware = _hot_app(clock, verified_token_cache=0)
+    login(off, clock, refresh=None, user_state={"n": 0})
+    assert off.get("/me").json()["user"] == {"n": 0}
+    assert off_middleware._hot == {}
