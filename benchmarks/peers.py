@@ -18,7 +18,7 @@ Variants run interleaved for several rounds; medians and per-round paired ratios
 reported. Targets: authkit <= 1.10x the no-op dependency, >= 2x faster than hand-written
 PyJWT, >= 10x faster than authx.
 
-    .venv/bin/python -m benchmarks.peers [--rounds 9] [--chunk-seconds 0.25]
+    .venv/bin/python -m benchmarks.peers [--rounds 15] [--chunk-seconds 0.25]
 """
 
 # No ``from __future__ import annotations`` here: FastAPI must see the route-local
@@ -265,7 +265,7 @@ async def measure(rounds: int, chunk_seconds: float) -> list[Target]:
 
 def main() -> None:
     parser = bench_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--chunk-seconds", type=float, default=0.25)
     args = parser.parse_args()
     stop_on_sigterm()

@@ -4,6 +4,7 @@ exactly-once refresh across processes, reuse detection, and a Redis outage mid-r
 from __future__ import annotations
 
 import time
+from itertools import zip_longest
 from pathlib import Path
 
 import anyio
@@ -35,18 +36,50 @@ def _login(client: httpx2.Client, cookies: CookieKeeper) -> None:
     cookies.update(response)
 
 
-async def _storm(base_url: str, headers: dict[str, str], n: int) -> list[httpx2.Response]:
-    responses: list[httpx2.Response] = []
-    limits = httpx2.Limits(max_connections=n)
-    async with httpx2.AsyncClient(base_url=base_url, timeout=20.0, limits=limits) as http:
+async def _storm_on_both_workers(
+    base_url: str, cookies: CookieKeeper, n: int
+) -> tuple[list[httpx2.Response], dict[str, str]]:
+    """``n`` concurrent requests with the same expired access token, on keep-alive
+    connections known to be held by both workers; returns the responses and the (stale)
+    request headers.
 
-        async def one() -> None:
-            responses.append(await http.get("/api/me", headers=headers))
+    Connections are opened first, one at a time, while the token is still valid (the
+    example refreshes only once it has expired: interval min(10, ttl // 3) = 0), and each
+    is asked which worker holds it: a burst of new connections would be accepted by
+    whichever worker wakes first (asyncio accepts a whole backlog at once), so both workers
+    are only certain to take part this way. Then the token expires, and the storm runs.
+    """
+    fresh = cookies.headers()
+    by_worker: dict[int, list[httpx2.AsyncClient]] = {}
+    clients: list[httpx2.AsyncClient] = []
+    try:
+        for _ in range(10 * n):
+            if len(by_worker) == 2 and min(len(c) for c in by_worker.values()) >= n // 2:
+                break
+            client = httpx2.AsyncClient(
+                base_url=base_url, timeout=20.0, limits=httpx2.Limits(max_connections=1)
+            )
+            clients.append(client)
+            response = await client.get("/api/me", headers=fresh)
+            assert response.status_code == 200, response.text
+            by_worker.setdefault(response.json()["worker"], []).append(client)
+        assert len(by_worker) == 2, f"only worker {set(by_worker)} accepted connections"
+        # Alternating between the workers.
+        chosen = [c for pair in zip_longest(*by_worker.values()) for c in pair if c is not None][:n]
+        await anyio.sleep(ACCESS_TTL + 0.5)  # the access token expires (the keeper drops it)
+        stale = cookies.headers()
+        responses: list[httpx2.Response] = []
+
+        async def one(client: httpx2.AsyncClient) -> None:
+            responses.append(await client.get("/api/me", headers=stale))
 
         async with anyio.create_task_group() as tg:
-            for _ in range(n):
-                tg.start_soon(one)
-    return responses
+            for client in chosen:
+                tg.start_soon(one, client)
+        return responses, stale
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 def test_two_workers_refresh_exactly_once(tmp_path: Path, own_redis: RedisServer) -> None:
@@ -57,9 +90,7 @@ def test_two_workers_refresh_exactly_once(tmp_path: Path, own_redis: RedisServer
         cookies = CookieKeeper()
         _login(client, cookies)
         before = cookies.values()
-        time.sleep(ACCESS_TTL + 0.5)  # the access token expires (and the keeper drops it)
-        stale = cookies.headers()
-        responses = anyio.run(_storm, base_url, stale, 40)
+        responses, stale = anyio.run(_storm_on_both_workers, base_url, cookies, 40)
 
         assert [r.status_code for r in responses] == [200] * 40
         workers = {r.json()["worker"] for r in responses}
