@@ -12,7 +12,9 @@ callable (no network, no client), so the figure is framework plus auth cost alon
 * hand-written PyJWT: a cookie dependency that calls ``jwt.decode`` (what people write);
 * authx with its implicit-refresh middleware (when installed);
 * fastapi-authkit steady state: ``AuthKitMiddleware`` + ``Depends(current_user)``, a valid
-  token an hour from expiry, (a) no refresh configured, (b) refresh configured, not due.
+  token an hour from expiry, (a) no refresh configured, (b) refresh configured, not due;
+* a visitor who is not signed in: a public route, no cookies, bare and with the kit
+  (reported, no target).
 
 Variants run interleaved for several rounds; medians and per-round paired ratios are
 reported. Targets: authkit <= 1.10x the no-op dependency, >= 2x faster than hand-written
@@ -185,11 +187,28 @@ def authkit(*, with_refresh: bool) -> App:
     return app, request_headers(cookies)
 
 
+def anonymous(*, with_kit: bool) -> App:
+    """A public route (no dependency) and a request without cookies: what the kit costs a
+    visitor who is not signed in."""
+    app = FastAPI()
+    if with_kit:
+        store = create_store(secret_key=COOKIE_SECRET, token_key=SECRET)
+        app.add_middleware(AuthKitMiddleware, store=store)
+
+    @app.get("/me")
+    async def me() -> dict[str, Any]:
+        return {"sub": None}
+
+    return app, request_headers()
+
+
 KIT = "authkit (no refresh)"
 KIT_REFRESH = "authkit (refresh, not due)"
 NOOP = "no-op dependency"
 PYJWT = "hand-written PyJWT"
 AUTHX = "authx (implicit refresh)"
+ANON_BARE = "bare, no cookies"
+ANON_KIT = "authkit, no cookies"
 
 VARIANTS: dict[str, Callable[[], App]] = {
     "bare": bare,
@@ -199,6 +218,8 @@ VARIANTS: dict[str, Callable[[], App]] = {
     AUTHX: authx_implicit_refresh,
     KIT: lambda: authkit(with_refresh=False),
     KIT_REFRESH: lambda: authkit(with_refresh=True),
+    ANON_BARE: lambda: anonymous(with_kit=False),
+    ANON_KIT: lambda: anonymous(with_kit=True),
 }
 
 
@@ -234,6 +255,11 @@ async def measure(rounds: int, chunk_seconds: float) -> list[Target]:
             f"{name:30s} {median(values):8.1f} {min(values):8.1f} {max(values):8.1f} "
             f"{ratio:8.2f}{TIMES} {sizes[name]:8d}"
         )
+
+    print(
+        f"  info: {ANON_KIT} vs {ANON_BARE}: "
+        f"{paired_ratio(results[ANON_KIT], results[ANON_BARE]):.2f}{TIMES} (no target)"
+    )
 
     targets = []
     for kit in (KIT, KIT_REFRESH):

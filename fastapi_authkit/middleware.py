@@ -246,6 +246,8 @@ class AuthKitMiddleware:
         """
         store, names = self.store, self.store.names
         cookies = parse_cookie_header(header, names.wanted)
+        if not cookies:
+            return AuthState(store)  # none of the kit's cookies: nothing to check or refresh
         access = cookies.get(names.access)
         refresh_token = cookies.get(names.refresh)
         raw_state = cookies.get(names.state)
