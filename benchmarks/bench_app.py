@@ -1,9 +1,10 @@
 """The app the network benchmarks serve with ``uvicorn benchmarks.bench_app:app`` (and that
 ``storm.py`` also drives in-process through :func:`create_app`).
 
-Routes: ``GET /health`` (public, no auth dependency), ``GET /me`` (``CurrentUser``),
-``GET /login`` (signs in as ``?sub=``, default ``alice``, with a fresh random refresh
-token). Both data routes answer ``{"user": ..., "pid": ...}`` so their bodies are alike.
+Routes: ``GET /health`` (public, no auth dependency), ``GET /noop`` (public, a no-op
+dependency: what any ``Depends`` costs), ``GET /me`` (``CurrentUser``), ``GET /login``
+(signs in as ``?sub=``, default ``alice``, with a fresh random refresh token). The data
+routes answer ``{"user": ..., "pid": ...}`` so their bodies are alike.
 
 Environment, read when ``app`` is first accessed:
 
@@ -26,11 +27,11 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import jwt
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from redis.asyncio import Redis
 
 from fastapi_authkit import (
@@ -114,6 +115,10 @@ class CallCounter:
             await self.redis.aclose()
 
 
+async def _nothing() -> None:
+    return None
+
+
 def create_app(settings: Settings) -> FastAPI:
     counter = CallCounter(settings.redis_url)
 
@@ -154,6 +159,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
+        return {"user": "anonymous", "pid": PID}
+
+    @app.get("/noop")
+    async def noop(_: Annotated[None, Depends(_nothing)]) -> dict[str, Any]:
         return {"user": "anonymous", "pid": PID}
 
     @app.get("/me")
