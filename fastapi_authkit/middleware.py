@@ -205,7 +205,8 @@ class AuthKitMiddleware:
         await send({"type": "http.response.body", "body": _CSRF_BODY})
 
     def _forgery(self, scope: Scope, session: SessionData | None) -> str | None:
-        """Why a cookie-carrying request looks forged (cross-site), or None.
+        """Why a cookie-carrying WebSocket handshake or unsafe-method request looks forged
+        (cross-site), or None (safe HTTP methods never get here).
 
         WebSocket handshakes are checked by Origin (cross-site WebSocket hijacking); unsafe
         HTTP methods by Sec-Fetch-Site and Origin, then by the CSRF token.
@@ -215,8 +216,6 @@ class AuthKitMiddleware:
             return cross_site_refused(
                 scope["scheme"], scope["headers"], store.allowed_origins, check_fetch_site=False
             )
-        if scope["method"] in _SAFE_METHODS:
-            return None
         reason = cross_site_refused(
             scope["scheme"], scope["headers"], store.allowed_origins, check_fetch_site=True
         )

@@ -3,6 +3,7 @@ rotation or configuration isolation, must never hold a token that failed, and st
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from fastapi_authkit import (
     create_store,
     get_auth_state,
 )
+from fastapi_authkit.jsoncopy import remember
 from fastapi_authkit.stores import MemoryStore
 
 from apps import Recorder, build_app, build_store, client, login
@@ -296,3 +298,34 @@ def test_remembered_headers_are_bounded_by_the_token_cache(clock: Clock) -> None
     login(off, clock, refresh=None, user_state={"n": 0})
     assert off.get("/me").json()["user"] == {"n": 0}
     assert off_middleware._hot == {}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"sub": "alice", "n": 1},
+        ["a", 1, None],
+        {"roles": ["user"], "org": {"id": 7}},
+        [{"id": 1}, ["x"]],
+        "plain",
+        None,
+    ],
+)
+def test_remembered_values_hand_out_private_copies(value: Any) -> None:
+    """Whatever the shape, neither the value remember() was given nor any copy it handed
+    out can change what the next copy holds."""
+    original = json.loads(json.dumps(value))
+    remembered = remember(value)
+    if isinstance(value, dict):
+        value["added"] = True  # the caller's value is the caller's
+    first = remembered.copy()
+    if isinstance(first, dict):
+        first.clear()
+        first["x"] = 1
+    elif isinstance(first, list):
+        first.append("x")
+        for item in first:
+            if isinstance(item, dict | list):
+                item.clear()
+    assert remembered.copy() == original
+    assert remembered.value == original
