@@ -329,3 +329,43 @@ def test_remembered_values_hand_out_private_copies(value: Any) -> None:
                 item.clear()
     assert remembered.copy() == original
     assert remembered.value == original
+
+
+def test_remembered_header_builds_the_same_state_as_the_full_read(clock: Clock) -> None:
+    """The hot path builds its AuthState without __init__: every public field must come out
+    as the full read makes it (a field added to AuthState must be added there too)."""
+    tc, middleware = _hot_app(clock, Recorder(clock))
+    app = tc.app
+    seen: list[dict[str, Any]] = []
+    fields = (
+        "store",
+        "token",
+        "token_type",
+        "claims",
+        "user_state",
+        "sid",
+        "refresh_token",
+        "unavailable",
+        "signed_out_refresh_token",
+        "is_authenticated",
+        "csrf_token",
+        "header",
+    )
+
+    @app.get("/fields")  # type: ignore[union-attr]
+    async def state_fields(request: Request) -> dict[str, bool]:
+        state = get_auth_state(request)
+        seen.append({name: getattr(state, name) for name in fields})
+        seen[-1]["pending"] = state.pending_cookies()
+        seen[-1]["user"] = await state.load_user()
+        return {"ok": True}
+
+    login(tc, clock, user_state={"name": "A", "roles": ["user"]})
+    assert middleware._hot == {}
+    tc.get("/fields")  # the full read, remembered now
+    assert len(middleware._hot) == 1
+    tc.get("/fields")  # from the remembered outcome
+    full, hot = seen
+    assert full["is_authenticated"]
+    assert full["refresh_token"] == "refresh-0"
+    assert hot == full
