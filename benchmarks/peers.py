@@ -13,8 +13,9 @@ callable (no network, no client), so the figure is framework plus auth cost alon
 * authx with its implicit-refresh middleware (when installed);
 * fastapi-authkit steady state: ``AuthKitMiddleware`` + ``Depends(current_user)``, a valid
   token an hour from expiry, (a) no refresh configured, (b) refresh configured, not due;
-* a visitor who is not signed in: a public route, no cookies, bare and with the kit
-  (reported, no target).
+* the kit with the route calling ``get_auth_state(request)`` instead of a dependency (the
+  kit's own cost apart from FastAPI's ``Depends``), and a visitor who is not signed in: a
+  public route, no cookies, bare and with the kit (reported, no target).
 
 Variants run interleaved for several rounds; medians and per-round paired ratios are
 reported. Targets: authkit <= 1.10x the no-op dependency, >= 2x faster than hand-written
@@ -63,6 +64,7 @@ from fastapi_authkit import (
     CurrentUser,
     create_refresh,
     create_store,
+    get_auth_state,
 )
 
 SECRET = "peers-benchmark-secret-0123456789abcdef"
@@ -168,15 +170,17 @@ def authx_implicit_refresh() -> App:
 NEVER_DUE = UnexpectedRefresh()
 
 
-def authkit(*, with_refresh: bool) -> App:
+def authkit(*, with_refresh: bool, route: bool = True) -> App:
     refresh = create_refresh(interval=60, refresh_api_callback=NEVER_DUE) if with_refresh else None
     store = create_store(secret_key=COOKIE_SECRET, token_key=SECRET, refresh=refresh)
     app = FastAPI()
     app.add_middleware(AuthKitMiddleware, store=store)
 
-    @app.get("/me")
-    async def me(user: CurrentUser) -> dict[str, Any]:
-        return {"sub": user["sub"]}
+    if route:
+
+        @app.get("/me")
+        async def me(user: CurrentUser) -> dict[str, Any]:
+            return {"sub": user["sub"]}
 
     cookies = session_cookies(
         store,
@@ -185,6 +189,21 @@ def authkit(*, with_refresh: bool) -> App:
         user_state={"sub": "alice", "name": "Alice"},
     )
     return app, request_headers(cookies)
+
+
+def authkit_without_dependency() -> App:
+    """The kit with the route reading ``get_auth_state(request)`` itself: no FastAPI
+    dependency at all, which shows the kit's own cost apart from FastAPI's ``Depends``."""
+    app, headers = authkit(with_refresh=False, route=False)
+
+    @app.get("/me")
+    async def me(request: Request) -> dict[str, Any]:
+        state = get_auth_state(request)
+        if state.claims is None:
+            raise HTTPException(401)
+        return {"sub": state.claims["sub"]}
+
+    return app, headers
 
 
 def anonymous(*, with_kit: bool) -> App:
@@ -207,6 +226,7 @@ KIT_REFRESH = "authkit (refresh, not due)"
 NOOP = "no-op dependency"
 PYJWT = "hand-written PyJWT"
 AUTHX = "authx (implicit refresh)"
+KIT_NO_DEP = "authkit, no dependency"
 ANON_BARE = "bare, no cookies"
 ANON_KIT = "authkit, no cookies"
 
@@ -218,6 +238,7 @@ VARIANTS: dict[str, Callable[[], App]] = {
     AUTHX: authx_implicit_refresh,
     KIT: lambda: authkit(with_refresh=False),
     KIT_REFRESH: lambda: authkit(with_refresh=True),
+    KIT_NO_DEP: authkit_without_dependency,
     ANON_BARE: lambda: anonymous(with_kit=False),
     ANON_KIT: lambda: anonymous(with_kit=True),
 }
@@ -256,6 +277,10 @@ async def measure(rounds: int, chunk_seconds: float) -> list[Target]:
             f"{ratio:8.2f}{TIMES} {sizes[name]:8d}"
         )
 
+    print(
+        f"  info: {KIT_NO_DEP} (get_auth_state(request) in the route) vs bare: "
+        f"{paired_ratio(results[KIT_NO_DEP], results['bare']):.2f}{TIMES} (no target)"
+    )
     print(
         f"  info: {ANON_KIT} vs {ANON_BARE}: "
         f"{paired_ratio(results[ANON_KIT], results[ANON_BARE]):.2f}{TIMES} (no target)"
