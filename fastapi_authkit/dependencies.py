@@ -193,8 +193,12 @@ def dependencies_for(store: AuthStore) -> AuthKitDependencies:
     return AuthKitDependencies(store)
 
 
-CurrentUser = Annotated[Any, Depends(current_user)]
-OptionalUser = Annotated[Any, Depends(auth_user)]
-AuthStateDep = Annotated[AuthState, Depends(auth_state)]
-IsAuthenticated = Annotated[bool, Depends(is_authenticated)]
-AuthHeader = Annotated[str | None, Depends(auth_header)]
+# scope="request" says what these are anyway (one answer per request). It also spares
+# FastAPI a generator check per dependency per request (its cache key computes the scope of
+# a dependency that declares none: ~0.8 us here); for a dependency without yield it changes
+# nothing else.
+CurrentUser = Annotated[Any, Depends(current_user, scope="request")]
+OptionalUser = Annotated[Any, Depends(auth_user, scope="request")]
+AuthStateDep = Annotated[AuthState, Depends(auth_state, scope="request")]
+IsAuthenticated = Annotated[bool, Depends(is_authenticated, scope="request")]
+AuthHeader = Annotated[str | None, Depends(auth_header, scope="request")]

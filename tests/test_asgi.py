@@ -28,6 +28,7 @@ from fastapi_authkit import (
     OptionalUser,
     auth_header,
     create_store,
+    current_user,
     get_auth_state,
     require_auth,
     sign_in,
@@ -186,6 +187,31 @@ def test_dependencies_without_middleware_fail_clearly() -> None:
 
     with pytest.raises(ConfigurationError, match="add AuthKitMiddleware"):
         TestClient(app).get("/me")
+
+
+async def _session_for(user: CurrentUser) -> AsyncIterator[str]:
+    """A dependency with yield (request scope by default) on the CurrentUser alias."""
+    yield f"db-session-for-{user['sub']}"
+
+
+def test_aliases_mix_with_plain_depends_and_yield_dependencies(clock: Clock) -> None:
+    """The aliases declare scope="request": a route may still use the plain
+    Depends(current_user) beside them (same user), and a dependency with yield may depend
+    on them (FastAPI refuses only function-scoped children of request-scoped ones)."""
+    app = build_app(build_store(clock, None))
+
+    @app.get("/both")
+    async def both(
+        user: CurrentUser,
+        plain: Annotated[Any, Depends(current_user)],
+        db: Annotated[str, Depends(_session_for)],
+    ) -> dict[str, Any]:
+        return {"same": user is plain, "db": db}
+
+    tc = client(app)
+    assert tc.get("/both").status_code == 401
+    login(tc, clock, refresh=None)
+    assert tc.get("/both").json() == {"same": True, "db": "db-session-for-alice"}
 
 
 def test_middleware_requires_a_store() -> None:
