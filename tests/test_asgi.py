@@ -294,11 +294,18 @@ def test_user_loader_result_is_current_user(clock: Clock, is_async: bool) -> Non
         return load(claims, state)
 
     app = build_app(build_store(clock, None, user_loader=aload if is_async else load))
+
+    @app.get("/page")
+    async def page(user: Annotated[Any, Depends(require_auth())], other: CurrentUser) -> Any:
+        return {"user": user, "same": user is other}
+
     tc = client(app)
     login(tc, clock, user_state={"plan": "pro"})
     assert tc.get("/me").json()["user"] == {"id": "alice", "state": {"plan": "pro"}}
     assert tc.get("/public").json()["user"] == {"id": "alice", "state": {"plan": "pro"}}
-    assert loads == ["alice", "alice"]  # once per request, not per dependency use
+    answer = tc.get("/page").json()
+    assert answer == {"user": {"id": "alice", "state": {"plan": "pro"}}, "same": True}
+    assert loads == ["alice", "alice", "alice"]  # once per request, not per dependency use
 
 
 def test_openapi_lists_the_cookie_scheme_on_protected_operations(clock: Clock) -> None:
