@@ -108,11 +108,7 @@ class _AuthUser(AuthKitCookie):
 
     async def __call__(self, conn: HTTPConnection) -> Any:
         state = get_auth_state(conn)
-        if state.claims is None:
-            return None
-        if state.store.user_loader is None:  # as in current_user: no other coroutine
-            return state.claims if state.user_state is None else state.user_state
-        return await state.load_user()
+        return None if state.claims is None else await state.load_user()
 
 
 class _IsAuthenticated(AuthKitCookie):
@@ -139,8 +135,6 @@ class _RequireAuth(AuthKitCookie):
     async def __call__(self, conn: HTTPConnection) -> Any:
         state = get_auth_state(conn)
         if state.claims is not None:
-            if state.store.user_loader is None:  # as in current_user: no other coroutine
-                return state.claims if state.user_state is None else state.user_state
             return await state.load_user()
         if conn.scope["type"] == "http" and not state.unavailable and _wants_html(conn):
             raise HTTPException(303, "Sign-in required", headers={"Location": self.fallback_path})

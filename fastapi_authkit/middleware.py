@@ -9,7 +9,6 @@ lives in ``__call__``.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, NamedTuple
 
@@ -17,8 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .callback import RefreshParam
 from .config import AuthStore
-from .cookies import CACHED_HEADER_BYTES, parse_cookie_header
+from .cookies import CACHED_HEADER_BYTES, cookie_header, parse_cookie_header
 from .errors import ConfigurationError, StoreUnavailableError, TokenError, TokenExpiredError
+from .fifo import Fifo
 from .origins import cross_site_refused
 from .refresh import (
     Ended,
@@ -72,12 +72,9 @@ class AuthKitMiddleware:
         self._clock = store.clock
         # Signed-in Cookie headers whose outcome needed no I/O, while it stays valid: a
         # browser repeats the same header on every request. A per-process speed-up only.
-        # OrderedDict, not dict: evicting the oldest from a plain dict (next(iter(d))) scans the
-        # slots its earlier deletions left, O(n) per eviction once it is full.
-        self._hot: OrderedDict[bytes, _Hot] = OrderedDict()
         # As many as the verified tokens (verified_token_cache): an entry needs its token
         # remembered anyway, and each costs the header (at most CACHED_HEADER_BYTES) on top.
-        self._hot_size = store.verifier.cache_size
+        self._hot: Fifo[bytes, _Hot] = Fifo(store.verifier.cache_size)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -88,11 +85,7 @@ class AuthKitMiddleware:
             scope[SCOPE_KEY] = self._from_bearer(scope)
             await self.app(scope, receive, send)
             return
-        # The joined Cookie header (cookies.cookie_header, inlined: this runs per request).
-        header = b""
-        for name, value in scope["headers"]:
-            if name == b"cookie":
-                header = value if not header else header + b"; " + value
+        header = cookie_header(scope["headers"])
         safe = kind == "http" and scope["method"] in _SAFE_METHODS
         state: AuthState | None = None
         hot = self._hot.get(header) if safe else None
@@ -317,19 +310,20 @@ class AuthKitMiddleware:
         until = min(token[1], cookie[1])
         if store.refresh is not None and state.refresh_token is not None and state.claims:
             until = min(until, state.claims["exp"] - store.refresh.interval)
-        if len(self._hot) >= self._hot_size:
-            self._hot.popitem(last=False)
         # The claims and the user state are the verifier's and the codec's own remembered
         # values (the same token, the same cookie): an entry adds no copy of its own.
-        self._hot[header] = _Hot(
-            valid_from=max(token[0], cookie[0]),
-            valid_until=until,
-            access=access,
-            token_type=state.token_type or "Bearer",
-            claims=token[2].copy,
-            sid=state.sid,
-            user_state=cookie[2].copy,
-            refresh_token=state.refresh_token,
+        self._hot.put(
+            header,
+            _Hot(
+                valid_from=max(token[0], cookie[0]),
+                valid_until=until,
+                access=access,
+                token_type=state.token_type or "Bearer",
+                claims=token[2].copy,
+                sid=state.sid,
+                user_state=cookie[2].copy,
+                refresh_token=state.refresh_token,
+            ),
         )
 
     async def _settle(self, unsettled: _Unsettled) -> AuthState:

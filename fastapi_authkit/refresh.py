@@ -208,8 +208,7 @@ class SingleFlight:
         self._inflight: dict[bytes, _Flight] = {}
         # Successes kept for the grace period. The grace period is the same for every entry,
         # so insertion order is expiry order: pruning only ever looks at the front.
-        # OrderedDict, not dict: evicting the oldest from a plain dict (next(iter(d))) scans the
-        # slots its earlier deletions left, O(n) per eviction once it is full.
+        # OrderedDict for O(1) pruning at the front (see fifo.py); pruning here is by expiry.
         self._recent: OrderedDict[bytes, tuple[float, Refreshed]] = OrderedDict()
         # The successor refresh token's digest -> the key its result is kept under.
         self._by_successor: dict[bytes, bytes] = {}

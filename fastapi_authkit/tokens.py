@@ -10,7 +10,6 @@ booleans, which are ints in Python).
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
@@ -19,6 +18,7 @@ from jwt.algorithms import get_default_algorithms
 from jwt.utils import base64url_decode
 
 from .errors import ConfigurationError, TokenError, TokenExpiredError
+from .fifo import Fifo
 from .jsoncopy import Remembered, remember
 
 __all__ = [
@@ -142,7 +142,6 @@ class TokenVerifier:
     __slots__ = (
         "_audience",
         "_cache",
-        "_cache_size",
         "_issuer",
         "_jwt",
         "_key",
@@ -223,13 +222,10 @@ class TokenVerifier:
         self._jwt = jwt.PyJWT()
         if not isinstance(cache_size, int) or isinstance(cache_size, bool) or cache_size < 0:
             raise ConfigurationError("verified_token_cache must be a non-negative int")
-        self._cache_size = cache_size
         # Per verifier, so per configuration: another key set never sees these entries.
         # token -> (valid from, valid until, claims): the window in which _check_times
         # passes, so a hit costs two comparisons.
-        # OrderedDict, not dict: evicting the oldest from a plain dict (next(iter(d))) scans the
-        # slots its earlier deletions left, O(n) per eviction once it is full.
-        self._cache: OrderedDict[str, tuple[float, float, Remembered]] = OrderedDict()
+        self._cache: Fifo[str, tuple[float, float, Remembered]] = Fifo(cache_size)
 
     @property
     def leeway(self) -> float:
@@ -264,10 +260,8 @@ class TokenVerifier:
             self._check_times(remembered.value, now)  # raises the precise error
         claims = self._verify_uncached(token)
         self._check_times(claims, now)
-        if not self._cache_size:
+        if not self._cache.size:
             return claims
-        if len(self._cache) >= self._cache_size:
-            self._cache.popitem(last=False)
         leeway, exp = self._leeway, claims["exp"]
         lower = max(
             exp - self._max_lifetime - leeway,
@@ -275,12 +269,12 @@ class TokenVerifier:
             claims.get("iat", -math.inf) - leeway,
         )
         # remember() keeps its own copy: these claims are the caller's.
-        self._cache[token] = (lower, exp + leeway, remember(claims))
+        self._cache.put(token, (lower, exp + leeway, remember(claims)))
         return claims
 
     @property
     def cache_size(self) -> int:
-        return self._cache_size
+        return self._cache.size
 
     def remembered(self, token: str) -> tuple[float, float, Remembered] | None:
         """``(from, until, claims)``: when a remembered token passes its time checks, and

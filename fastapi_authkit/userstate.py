@@ -11,13 +11,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from .errors import UserStateError
+from .fifo import Fifo
 from .jsoncopy import Remembered, remember
 
 __all__ = ["SessionData", "StateCodec", "binding_of"]
@@ -46,7 +46,7 @@ def _clocked_signer(clock: Callable[[], float]) -> type[TimestampSigner]:
 class StateCodec:
     """Signs and reads the state cookie for one configuration."""
 
-    __slots__ = ("_cache", "_cache_size", "_clock", "_leeway", "_max_age", "_reader", "_serializer")
+    __slots__ = ("_cache", "_clock", "_leeway", "_max_age", "_reader", "_serializer")
 
     def __init__(
         self,
@@ -62,10 +62,7 @@ class StateCodec:
         self._leeway = leeway
         # value -> (sid, user state, binding, signed at): a cookie that verified once is
         # not verified again; its age still is, on every read.
-        # OrderedDict, not dict: evicting the oldest from a plain dict (next(iter(d))) scans the
-        # slots its earlier deletions left, O(n) per eviction once it is full.
-        self._cache: OrderedDict[str, tuple[str, Remembered, str, int]] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache: Fifo[str, tuple[str, Remembered, str, int]] = Fifo(cache_size)
         options: dict[str, Any] = {
             "salt": "fastapi-authkit.state",
             "signer_kwargs": {"digest_method": hashlib.sha256},
@@ -123,9 +120,7 @@ class StateCodec:
             or not isinstance(data["b"], str)
         ):
             return None
-        if self._cache_size:
-            if len(self._cache) >= self._cache_size:
-                self._cache.popitem(last=False)
+        if self._cache.size:
             user = remember(data["u"])
-            self._cache[value] = (data["s"], user, data["b"], int(signed.timestamp()))
+            self._cache.put(value, (data["s"], user, data["b"], int(signed.timestamp())))
         return SessionData(data["s"], data["u"], data["b"])

@@ -52,6 +52,7 @@ INTERNAL_MODULES = (
     "refresh",
     "origins",
     "jsoncopy",
+    "fifo",
 )
 
 

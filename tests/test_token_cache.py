@@ -16,6 +16,7 @@ from fastapi_authkit import (
     create_store,
     get_auth_state,
 )
+from fastapi_authkit.fifo import Fifo
 from fastapi_authkit.jsoncopy import remember
 from fastapi_authkit.stores import MemoryStore
 
@@ -369,3 +370,15 @@ def test_remembered_header_builds_the_same_state_as_the_full_read(clock: Clock) 
     assert full["is_authenticated"]
     assert full["refresh_token"] == "refresh-0"
     assert hot == full
+
+
+def test_fifo_keeps_the_newest_entries_up_to_its_size() -> None:
+    cache: Fifo[str, int] = Fifo(2)
+    for i, key in enumerate("abc"):
+        cache.put(key, i)
+    assert list(cache.items()) == [("b", 1), ("c", 2)]  # "a", the oldest, went first
+    cache.put("b", 10)  # replacing an entry evicts nothing
+    assert dict(cache) == {"b": 10, "c": 2}
+    nothing: Fifo[str, int] = Fifo(0)
+    nothing.put("a", 1)
+    assert nothing == {}
