@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .callback import RefreshParam
 from .config import AuthStore
 from .errors import ConfigurationError, StoreUnavailableError
-from .reader import CHECK, REFRESH, Reading, Remembered, RequestReader
+from .reader import ANONYMOUS, CHECK, REFRESH, Reading, Remembered, RequestReader
 from .refresh import Ended, Refreshed, SingleFlight, flight_alias, run_callback, run_shared
 from .session import clear_session
 from .state import SCOPE_KEY, AuthState
@@ -83,6 +83,8 @@ class AuthKitMiddleware:
             state.store, state.token, state.token_type = self.store, token, token_type
             state.claims, state.user_state = claims(), user_state()
             state.sid, state.refresh_token = sid, refresh
+        elif decision is ANONYMOUS:
+            state = AuthState(self.store)
         elif decision.__class__ is Reading:
             state = _published(self.store, decision)
             if decision.then:

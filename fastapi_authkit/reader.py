@@ -36,10 +36,12 @@ from .userstate import SessionData, binding_of
 
 __all__ = [
     "CHECK",
+    "ANONYMOUS",
     "DONE",
     "REFRESH",
     "SAFE_METHODS",
     "Decision",
+    "ReadFunction",
     "Reading",
     "Refused",
     "Remembered",
@@ -103,9 +105,10 @@ class Remembered(NamedTuple):
 
 
 Decision = Remembered | Reading | Refused
+ReadFunction = Callable[[Collection[tuple[bytes, bytes]], str | None, str, str, float], Decision]
 
 # No cookies, or nothing valid in them: one shared answer.
-_ANONYMOUS: Final = Reading()
+ANONYMOUS: Final = Reading()
 
 
 class RequestReader:
@@ -121,52 +124,45 @@ class RequestReader:
         # remembered anyway, and each costs the header (at most CACHED_HEADER_BYTES) on top.
         self._hot: Fifo[bytes, Remembered] = Fifo(store.verifier.cache_size)
 
-    def read(
+    @property
+    def read(self) -> ReadFunction:
+        """``read(headers, method, path, scheme, now) -> Decision``: what the request's
+        credentials mean at ``now``; see the module docstring. (The reading function of this
+        configuration's mode, the cookies or the bearer header: bind it once.)
+
+        ``headers`` are the raw header pairs (lower-case names, as ASGI gives them),
+        ``method`` None for a WebSocket handshake, ``scheme`` the scope's (``https``,
+        ``wss``...), which with ``Host`` makes the app's own origin.
+        """
+        return self._bearer if self._header_mode else self._cookies
+
+    def _debug(self, message: str, *args: object) -> None:
+        if self._store.debug:
+            logger.debug(message, *args)
+
+    def _bearer(
         self,
         headers: Collection[tuple[bytes, bytes]],
         method: str | None,
         path: str,
         scheme: str,
         now: float,
-    ) -> Decision:
-        """Decide what the request's credentials mean at ``now``; see the module docstring.
-
-        ``headers`` are the raw header pairs (lower-case names, as ASGI gives them),
-        ``method`` None for a WebSocket handshake, ``scheme`` the scope's (``https``,
-        ``wss``...), which with ``Host`` makes the app's own origin.
-        """
-        if self._header_mode:
-            return self._bearer(headers, now)
-        header = cookie_header(headers)
-        safe = method in SAFE_METHODS
-        if safe:
-            hot = self._hot.get(header)
-            if hot is not None:
-                if hot[0] <= now < hot[1]:
-                    return hot
-                del self._hot[header]
-        return self._cookies(header, headers, method, path, scheme, now, safe)
-
-    def _debug(self, message: str, *args: object) -> None:
-        if self._store.debug:
-            logger.debug(message, *args)
-
-    def _bearer(self, headers: Collection[tuple[bytes, bytes]], now: float) -> Reading:
+    ) -> Reading:
         values = [v for k, v in headers if k == b"authorization"]
         if len(values) != 1:
             self._debug("bearer: %d Authorization headers, unauthenticated", len(values))
-            return _ANONYMOUS
-        scheme, _, token = values[0].partition(b" ")
+            return ANONYMOUS
+        kind, _, token = values[0].partition(b" ")
         token = token.strip(b" ")
-        if scheme.lower() != b"bearer" or not token or len(token) > MAX_TOKEN_BYTES:
+        if kind.lower() != b"bearer" or not token or len(token) > MAX_TOKEN_BYTES:
             self._debug("bearer: malformed Authorization header, unauthenticated")
-            return _ANONYMOUS
+            return ANONYMOUS
         try:
             text = token.decode("ascii")
             claims = self._store.verifier.verify(text, now)
         except (TokenError, UnicodeDecodeError) as exc:
             self._debug("bearer: token rejected: %s", exc)
-            return _ANONYMOUS
+            return ANONYMOUS
         return Reading(text, "Bearer", claims, access=text)
 
     def _forgery(
@@ -201,20 +197,27 @@ class RequestReader:
 
     def _cookies(
         self,
-        header: bytes,
         headers: Collection[tuple[bytes, bytes]],
         method: str | None,
         path: str,
         scheme: str,
         now: float,
-        safe: bool,
-    ) -> Reading | Refused:
-        """The full read: the cookies, the state cookie's binding, the forgery checks, the
-        access token, and whether a session check or a refresh is needed."""
+    ) -> Decision:
+        """The remembered outcome of a repeated header, or the full read: the cookies, the
+        state cookie's binding, the forgery checks, the access token, and whether a session
+        check or a refresh is needed. (One function: this runs for every request.)"""
+        header = cookie_header(headers)
+        safe = method in SAFE_METHODS
+        if safe:
+            hot = self._hot.get(header)
+            if hot is not None:
+                if hot[0] <= now < hot[1]:
+                    return hot
+                del self._hot[header]
         store, names = self._store, self._store.names
         cookies = parse_cookie_header(header, names.wanted)
         if not cookies:
-            return _ANONYMOUS  # none of the kit's cookies: nothing to check or refresh
+            return ANONYMOUS  # none of the kit's cookies: nothing to check or refresh
         access = cookies.get(names.access)
         refresh_token = cookies.get(names.refresh)
         raw_state = cookies.get(names.state)
