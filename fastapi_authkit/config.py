@@ -18,7 +18,7 @@ from .cookies import CookieNames, CookiePolicy, SameSite, is_token
 from .csrf import CsrfSigner
 from .errors import ConfigurationError
 from .origins import validate_origins
-from .source import TokenSource
+from .source import Rotate, TokenSource
 from .stores.base import SessionStore
 from .tokens import TokenVerifier, is_number
 from .userstate import StateCodec
@@ -28,6 +28,7 @@ __all__ = ["AuthStore", "AuthType", "RefreshConfig", "create_refresh", "create_s
 AuthType = Literal["cookie", "header"]
 UserLoader = Callable[[dict[str, Any], Any], Any]
 SessionCheck = Callable[[dict[str, Any]], Awaitable[bool]]
+SessionKnown = Callable[[str, float], "bool | None"]
 
 _MIN_SECRET_BYTES: Final = 32
 # RFC 6265 path-value: any CHAR except CTLs or ';'.
@@ -132,10 +133,15 @@ class AuthStore:
     csrf: CsrfSigner = field(repr=False)
     csrf_header: bytes = field(repr=False)
     # Asked on every authenticated request whether the session is still live (the issuer's
-    # revocation check); None when tokens are trusted until exp.
+    # revocation check); None when tokens are trusted until exp. ``session_known`` answers
+    # the same without I/O when it can (True/False), None when ``session_check`` must ask.
     session_check: SessionCheck | None = field(repr=False)
+    session_known: SessionKnown | None = field(repr=False)
     # Where concurrent refreshes in different processes meet (cross-process single flight).
     shared_store: SessionStore | None = field(repr=False)
+    # The token source's own rotation, when the refresh callback is the source's: one store
+    # call per refresh, exactly-once by itself (no cross-process flight needed).
+    rotation: Rotate | None = field(repr=False)
 
 
 def create_store(
@@ -261,6 +267,8 @@ def create_store(
     if not callable(clock):
         raise ConfigurationError("clock must be callable")
     session_check: SessionCheck | None = None
+    session_known: SessionKnown | None = None
+    rotation: Rotate | None = None
     if token_issuer is not None:
         if not isinstance(token_issuer, TokenSource):
             raise ConfigurationError("token_issuer must come from create_issuer(...)")
@@ -279,7 +287,7 @@ def create_store(
         issuer, audience = token_issuer.issuer, token_issuer.audience
         token_typ = token_issuer.token_typ
         max_token_lifetime = max(max_token_lifetime, token_issuer.access_ttl + 1)
-        session_check = token_issuer.is_active
+        session_check, session_known = token_issuer.is_active, token_issuer.known_active
         if refresh is None:
             refresh = create_refresh(
                 # Refresh in the last fifth of the token's life, at most a minute before exp.
@@ -287,7 +295,10 @@ def create_store(
                 refresh_api_callback=token_issuer.refresh,
                 grace_period=token_issuer.grace,
             )
-        if shared_store is None:
+        if refresh.refresh_api_callback == token_issuer.refresh:
+            rotation = token_issuer.rotate
+        elif shared_store is None:
+            # A callback of the app's own around the issuer: the generic cross-process flight.
             shared_store = token_issuer.shared_store
     if shared_store is not None:
         if not isinstance(shared_store, SessionStore):
@@ -336,5 +347,7 @@ def create_store(
         csrf=CsrfSigner(keys),
         csrf_header=csrf_header_name.lower().encode("ascii"),
         session_check=session_check,
+        session_known=session_known,
         shared_store=shared_store,
+        rotation=rotation,
     )

@@ -21,9 +21,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .callback import RefreshParam
 from .config import AuthStore
 from .errors import ConfigurationError, StoreUnavailableError
-from .reader import ANONYMOUS, CHECK, REFRESH, Reading, Remembered, RequestReader
-from .refresh import Ended, Refreshed, SingleFlight, flight_alias, run_callback, run_shared
+from .reader import ANONYMOUS, CHECK, CLEAR, REFRESH, Reading, Remembered, RequestReader
+from .refresh import (
+    Ended,
+    Refreshed,
+    SingleFlight,
+    flight_alias,
+    run_callback,
+    run_rotation,
+    run_shared,
+)
 from .session import clear_session
+from .source import SESSION_CLAIM
 from .state import SCOPE_KEY, AuthState
 
 __all__ = ["AuthKitMiddleware"]
@@ -78,7 +87,7 @@ class AuthKitMiddleware:
             # The common request: a signed-in browser repeating its Cookie header. Built
             # here rather than in a helper, and with one unpack rather than eight attribute
             # reads, as this runs for nearly every request.
-            _, _, token, token_type, claims, sid, user_state, refresh = decision
+            _, _, token, token_type, claims, sid, user_state, refresh, _ = decision
             state = _new_state(AuthState)
             state.store, state.token, state.token_type = self.store, token, token_type
             state.claims, state.user_state = claims(), user_state()
@@ -134,23 +143,31 @@ class AuthKitMiddleware:
                 logger.error("sign-out could not drop the shared refresh result: %s", exc)
 
     async def _session_live(self, state: AuthState) -> bool:
-        """Ask the session check (the issuer's revocation list) about the identity in
-        ``state``; on a revoked session queue the deletion of every cookie, on a store
-        outage fail closed without touching any cookie."""
-        check = self.store.session_check
-        if check is None or state.claims is None:
+        """Whether the identity in ``state`` is still live by the session check (the
+        issuer's revocation list): from this process's view when it knows, else by asking
+        the store. A revoked session queues the deletion of every cookie; a store outage
+        fails closed without touching any cookie."""
+        store = self.store
+        check, claims = store.session_check, state.claims
+        if check is None or claims is None:
             return True
-        try:
-            live = await check(state.claims)
-        except StoreUnavailableError as exc:
-            logger.warning("session could not be checked, failing closed: %s", exc)
-            state.unauthenticate()
-            state.unavailable = True
-            return False
+        family = claims.get(SESSION_CLAIM)
+        known = store.session_known
+        live = (
+            known(family, store.clock()) if known is not None and isinstance(family, str) else None
+        )
+        if live is None:
+            try:
+                live = await check(claims)
+            except StoreUnavailableError as exc:
+                logger.warning("session could not be checked, failing closed: %s", exc)
+                state.unauthenticate()
+                state.unavailable = True
+                return False
         if not live:
             self._debug("session revoked; clearing every auth cookie")
             state.clear_identity()
-            state.queue_refresh_cookies(clear_session(self.store))
+            state.queue_refresh_cookies(clear_session(store))
         return live
 
     def _debug(self, message: str, *args: object) -> None:
@@ -169,12 +186,22 @@ class AuthKitMiddleware:
 
     async def _settle(self, state: AuthState, reading: Reading) -> AuthState:
         """The I/O part: the session check (revocation), then a refresh when one is due."""
-        store = self.store
-        if reading.then & CHECK and not await self._session_live(state):
+        store, then = self.store, reading.then
+        if then & CLEAR:
+            state.clear_identity()
+            state.queue_refresh_cookies(clear_session(store))
             return state
-        refresh = store.refresh
-        refresh_token = state.refresh_token
-        if not reading.then & REFRESH or refresh is None or refresh_token is None:
+        refresh, refresh_token = store.refresh, state.refresh_token
+        refresh_due = bool(then & REFRESH) and refresh is not None and refresh_token is not None
+        rotation = store.rotation
+        # The source's own rotation finds out whether the session is live in the same call
+        # that rotates, so a check due alongside waits for its outcome (and may not be needed).
+        check = bool(then & CHECK)
+        if check and not (refresh_due and rotation is not None):
+            if not await self._session_live(state):
+                return state
+            check = False
+        if not refresh_due or refresh is None or refresh_token is None:
             return state
         access = reading.access
         self._debug(
@@ -185,11 +212,14 @@ class AuthKitMiddleware:
             auth_token=access, refresh_token=refresh_token, auth_user_state=state.user_state
         )
         shared = store.shared_store
+        hint = state.claims if state.claims is not None else reading.expired_claims
         outcome = await self._flights.run(
             refresh_token,
             refresh.grace_period,
             lambda: (
-                run_callback(store, refresh, param, state.sid)
+                run_rotation(store, rotation, param, hint, state.sid)
+                if rotation is not None
+                else run_callback(store, refresh, param, state.sid)
                 if shared is None
                 else run_shared(store, shared, refresh, param, state.sid)
             ),
@@ -202,16 +232,19 @@ class AuthKitMiddleware:
             state.sid = outcome.sid
             state.refresh_token = outcome.refresh_token
             state.queue_refresh_cookies(outcome.set_cookies)
-            # A remembered result must not outlive a revocation in the meantime.
+            # A remembered result must not outlive a revocation in the meantime (the view
+            # answers this one without I/O after a rotation: the rotation taught it).
             await self._session_live(state)
         elif isinstance(outcome, Ended):
             self._debug("refresh answered is_success=False; clearing every auth cookie")
             state.clear_identity()
             state.queue_refresh_cookies(clear_session(store))
         else:
-            # Keep everything; a still-valid token keeps working, otherwise protected routes
-            # answer 503 with Retry-After.
+            # Keep everything; a still-valid token keeps working (once its session is known
+            # to be live), otherwise protected routes answer 503 with Retry-After.
             state.unavailable = True
+            if check:
+                await self._session_live(state)
         return state
 
 

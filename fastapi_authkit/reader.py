@@ -9,8 +9,10 @@ answers with one decision:
 * a :class:`Reading` whose ``then`` is :data:`DONE`: anonymous, or signed in with nothing
   left to ask;
 * a :class:`Reading` whose ``then`` holds :data:`CHECK` (the session check, e.g. the issuer's
-  revocation list, must be asked) and/or :data:`REFRESH` (a refresh is due): the I/O the
-  middleware carries out, the check first;
+  revocation list, must be asked: its view in this process could not answer) and/or
+  :data:`REFRESH` (a refresh is due): the I/O the middleware carries out, the check first;
+* a :class:`Reading` whose ``then`` is :data:`CLEAR`: the session is known to be over
+  (revoked, or past its absolute lifetime): every cookie goes, no refresh;
 * a :class:`Remembered` outcome: a signed-in Cookie header seen before, while everything
   that made it signed in still holds. A browser repeats the same header on every request,
   so this is the common answer, and the cheapest.
@@ -31,12 +33,14 @@ from .cookies import CACHED_HEADER_BYTES, cookie_header, parse_cookie_header
 from .errors import TokenError, TokenExpiredError
 from .fifo import Fifo
 from .origins import cross_site_refused
+from .source import SESSION_CLAIM
 from .tokens import MAX_TOKEN_BYTES
 from .userstate import SessionData, binding_of
 
 __all__ = [
     "CHECK",
     "ANONYMOUS",
+    "CLEAR",
     "DONE",
     "REFRESH",
     "SAFE_METHODS",
@@ -58,6 +62,7 @@ SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 DONE: Final = 0
 CHECK: Final = 1  # ask the session check (revocation) about the verified token
 REFRESH: Final = 2  # refresh the access token
+CLEAR: Final = 4  # the session is over: no identity, every cookie deleted
 
 
 def needs_refresh(exp: float, now: float, interval: float) -> bool:
@@ -77,7 +82,8 @@ class Reading(NamedTuple):
     None otherwise); ``sid`` and ``user_state`` come from a valid state cookie of this
     session; ``refresh_token`` is the refresh cookie. ``access`` is the access token as
     presented (also when expired: it goes to the refresh callback), ``expired`` whether it
-    was correctly signed but past ``exp``.
+    was correctly signed but past ``exp``; ``expired_claims`` are then its claims (authentic,
+    not valid: they only say whom a refresh is for).
     """
 
     token: str | None = None
@@ -89,6 +95,7 @@ class Reading(NamedTuple):
     access: str | None = None
     expired: bool = False
     then: int = DONE
+    expired_claims: dict[str, Any] | None = None
 
 
 class Remembered(NamedTuple):
@@ -102,24 +109,28 @@ class Remembered(NamedTuple):
     sid: str | None
     user_state: Callable[[], Any]
     refresh_token: str | None
+    family: str | None  # asked of the session check's view on every use, when there is one
 
 
 Decision = Remembered | Reading | Refused
 ReadFunction = Callable[[Collection[tuple[bytes, bytes]], str | None, str, str, float], Decision]
 
-# No cookies, or nothing valid in them: one shared answer.
+# No cookies, or nothing valid in them: one shared answer. And one for a session known over.
 ANONYMOUS: Final = Reading()
+_SESSION_OVER: Final = Reading(then=CLEAR)
 
 
 class RequestReader:
     """Reads requests for one configuration. Everything it holds is per-process memory of
     outcomes it already decided (signed-in Cookie headers), bounded like the token cache."""
 
-    __slots__ = ("_header_mode", "_hot", "_store")
+    __slots__ = ("_header_mode", "_hot", "_known", "_store")
 
     def __init__(self, store: AuthStore) -> None:
         self._store = store
         self._header_mode = store.auth_type == "header"
+        # The session check's view in this process (the issuer's store), bound once.
+        self._known = store.session_known
         # As many as the verified tokens (verified_token_cache): an entry needs its token
         # remembered anyway, and each costs the header (at most CACHED_HEADER_BYTES) on top.
         self._hot: Fifo[bytes, Remembered] = Fifo(store.verifier.cache_size)
@@ -212,8 +223,12 @@ class RequestReader:
             hot = self._hot.get(header)
             if hot is not None:
                 if hot[0] <= now < hot[1]:
-                    return hot
-                del self._hot[header]
+                    family = hot[8]
+                    if family is None or self._known(family, now) is True:  # type: ignore[misc]
+                        return hot
+                    # Not known to be live right now: the full read says what it is.
+                else:
+                    del self._hot[header]
         store, names = self._store, self._store.names
         cookies = parse_cookie_header(header, names.wanted)
         if not cookies:
@@ -239,13 +254,13 @@ class RequestReader:
                 return Refused(reason)
 
         sid, user_state = (session.sid, session.user_state) if session is not None else (None, None)
-        token = token_type = claims = None
+        token = token_type = claims = expired_claims = None
         expired = False
         if access is not None:
             try:
                 claims = store.verifier.verify(access, now)
-            except TokenExpiredError:
-                expired = True
+            except TokenExpiredError as exc:
+                expired, expired_claims = True, exc.claims
                 self._debug("access token expired")
             except TokenError as exc:
                 # A forged or foreign token is not an expired session: no refresh for it.
@@ -261,10 +276,26 @@ class RequestReader:
             and (claims is None or needs_refresh(claims["exp"], now, refresh.interval))
         ):
             then = REFRESH
-        if claims is not None and store.session_check is not None:
-            then |= CHECK
+        family = None
+        if claims is not None and self._known is not None:
+            family = claims.get(SESSION_CLAIM)
+            known = self._known(family, now) if isinstance(family, str) else False
+            if known is False:
+                self._debug("session revoked; clearing every auth cookie")
+                return _SESSION_OVER
+            if known is None:
+                then |= CHECK
         reading = Reading(
-            token, token_type, claims, sid, user_state, refresh_token, access, expired, then
+            token,
+            token_type,
+            claims,
+            sid,
+            user_state,
+            refresh_token,
+            access,
+            expired,
+            then,
+            expired_claims,
         )
         if (
             then == DONE
@@ -274,7 +305,7 @@ class RequestReader:
             and raw_state is not None
             and sid is not None
         ):
-            self._remember(header, reading, token, claims, raw_state)
+            self._remember(header, reading, token, claims, raw_state, family)
         return reading
 
     def _remember(
@@ -284,11 +315,13 @@ class RequestReader:
         access: str,
         claims: dict[str, Any],
         raw_state: str,
+        family: str | None,
     ) -> None:
         """Remember a signed-in header's outcome for as long as it stays the same: the
         token's and the state cookie's validity windows, and (with refresh configured) until
-        a refresh falls due. Only outcomes that needed no I/O are remembered, so a store with
-        a session check never takes this path; unsafe methods never read it."""
+        a refresh falls due. Only outcomes that needed no I/O are remembered; with a session
+        check, the family is asked of its view again on every use. Unsafe methods never read
+        it."""
         store = self._store
         token = store.verifier.remembered(access)
         cookie = store.state_codec.remembered(raw_state)
@@ -310,5 +343,6 @@ class RequestReader:
                 sid=reading.sid,
                 user_state=cookie[2].copy,
                 refresh_token=reading.refresh_token,
+                family=family,
             ),
         )

@@ -21,7 +21,7 @@ import json
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -38,6 +38,7 @@ from .errors import (
     StoreUnavailableError,
 )
 from .session import issue_session, new_sid
+from .source import SESSION_CLAIM, Rotate
 from .stores.base import SessionStore
 from .stores.sealing import open_sealed, seal, token_id
 
@@ -49,6 +50,7 @@ __all__ = [
     "Unavailable",
     "flight_alias",
     "run_callback",
+    "run_rotation",
     "run_shared",
 ]
 
@@ -99,9 +101,17 @@ async def _invoke(refresh: RefreshConfig, param: RefreshParam) -> object:
 
 
 def _accept(
-    store: AuthStore, result: object, param: RefreshParam, sid: str | None
+    store: AuthStore,
+    result: object,
+    param: RefreshParam,
+    sid: str | None,
+    issued_at: float | None = None,
 ) -> Refreshed | Ended:
-    """Turn the callback's answer into an outcome, or raise InvalidRefreshResultError."""
+    """Turn the callback's answer into an outcome, or raise InvalidRefreshResultError.
+
+    ``issued_at`` is the time the cookies are written at (their Max-Age and the state
+    cookie's timestamp), when it is not now: every process handing out one rotated pair
+    writes it at the time of the process that rotated, so that all write the same bytes."""
     if not isinstance(result, RefreshResult):
         raise InvalidRefreshResultError(
             f"refresh_api_callback must return RefreshResult, got {type(result).__name__}"
@@ -139,7 +149,7 @@ def _accept(
             refresh_expires_in=result.new_refresh_token_expires_in,
             access_expires_in=result.new_auth_token_expire_in,
             session_refresh_token=refresh_token,
-            now=now,
+            now=now if issued_at is None else issued_at,
         )
     except AuthKitError as exc:
         raise InvalidRefreshResultError(f"the callback's result cannot be stored: {exc}") from exc
@@ -170,8 +180,19 @@ async def run_callback(
         error = RefreshError(f"refresh_api_callback raised {type(exc).__name__}: {exc}")
         logger.warning("refresh failed transiently; session kept: %s", error, exc_info=exc)
         return Unavailable(error)
+    return _classified(store, result, param, sid)
+
+
+def _classified(
+    store: AuthStore,
+    result: object,
+    param: RefreshParam,
+    sid: str | None,
+    issued_at: float | None = None,
+) -> Outcome:
+    """:func:`_accept`, with an unusable answer logged as the transient failure it is."""
     try:
-        return _accept(store, result, param, sid)
+        return _accept(store, result, param, sid, issued_at)
     except InvalidRefreshResultError as exc:
         logger.error("refresh result rejected, nothing stored: %s", exc)
         return Unavailable(exc)
@@ -180,6 +201,57 @@ async def run_callback(
         error = InvalidRefreshResultError(f"unusable refresh result: {exc!r}")
         logger.error("refresh result rejected, nothing stored: %s", error, exc_info=exc)
         return Unavailable(error)
+
+
+async def run_rotation(
+    store: AuthStore,
+    rotate: Rotate,
+    param: RefreshParam,
+    hint: Mapping[str, Any] | None,
+    sid: str | None,
+) -> Outcome:
+    """Refresh through the token source's own rotation (the built-in issuer): one call to
+    its store, exactly-once across processes by itself, so no cross-process flight around
+    it. ``hint`` is the old access token's verified claims (also when expired): whom to mint
+    the successor for before that call. What the cookies are built from (this process's
+    time, the session id, the user state) is sealed with the pair, so a process that gets
+    the pair again within the grace period builds the same cookies. Never raises an
+    Exception."""
+    now = store.clock()
+    sid = sid or new_sid()
+    context = json.dumps({"n": now, "s": sid, "u": param.auth_user_state}, separators=(",", ":"))
+    subject = hint.get("sub") if hint is not None else None
+    family = hint.get(SESSION_CLAIM) if hint is not None else None
+    try:
+        rotation = await rotate(
+            param.refresh_token,
+            subject=subject if isinstance(subject, str) else None,
+            family_id=family if isinstance(family, str) else None,
+            context=context,
+            now=now,
+        )
+    except StoreUnavailableError as exc:
+        logger.warning("refresh failed transiently; session kept: %s", exc)
+        return Unavailable(exc)
+    except Exception as exc:
+        error = RefreshError(f"the session could not be rotated: {exc!r}")
+        logger.error("refresh failed; session kept: %s", error, exc_info=exc)
+        return Unavailable(error)
+    if rotation.access_token is None:
+        return Ended()
+    try:
+        written = json.loads(rotation.context)
+        issued_at, sid, user_state = float(written["n"]), str(written["s"]), written["u"]
+    except (ValueError, TypeError, KeyError):
+        issued_at, user_state = now, param.auth_user_state  # sealed by an older version
+    result = RefreshResult(
+        is_success=True,
+        new_auth_token=rotation.access_token,
+        new_refresh_token=rotation.refresh_token,
+        new_refresh_token_expires_in=rotation.refresh_expires_in,
+        new_auth_user_state=user_state,
+    )
+    return _classified(store, result, param, sid, issued_at)
 
 
 class _Flight:

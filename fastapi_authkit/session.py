@@ -78,7 +78,7 @@ def issue_session(
     has_refresh = session_refresh_token is not None
     session_age = store.state_max_age if has_refresh else min(access_age, store.state_max_age)
     csrf_token = store.csrf.token_for(sid)
-    state = store.state_codec.dumps(sid, user_state, session_refresh_token or token)
+    state = store.state_codec.dumps(sid, user_state, session_refresh_token or token, now)
     cookies = [
         policy.set(names.access, token, max_age=access_age),
         policy.set(names.type, token_type, max_age=access_age),

@@ -8,13 +8,44 @@ which sits above the configuration.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol, runtime_checkable
 
 from .callback import RefreshParam, RefreshResult
 from .stores.base import SessionStore
 
-__all__ = ["TokenSource"]
+__all__ = ["SESSION_CLAIM", "Rotate", "Rotation", "TokenSource"]
+
+# The access-token claim that names the token's session (its family of refresh tokens).
+# Not the CSRF session id that AuthState.sid holds: that one lives in the state cookie.
+SESSION_CLAIM: Final = "sid"
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """What :meth:`TokenSource.rotate` answered: the successor pair (``access_token`` None
+    when the session is over), and the ``context`` the pair was sealed with, by this call or
+    by the one that rotated the token first (a replay within the grace period)."""
+
+    access_token: str | None
+    refresh_token: str | None = None
+    refresh_expires_in: int = 0
+    context: str = ""
+
+
+class Rotate(Protocol):
+    """:meth:`TokenSource.rotate`, as configuration keeps it."""
+
+    def __call__(
+        self,
+        refresh_token: str,
+        *,
+        subject: str | None,
+        family_id: str | None,
+        context: str,
+        now: float,
+    ) -> Awaitable[Rotation]: ...
 
 
 @runtime_checkable
@@ -47,4 +78,25 @@ class TokenSource(Protocol):
     async def is_active(self, claims: Mapping[str, Any]) -> bool:
         """The session check: whether the session of a verified access token is still live
         (raises ``StoreUnavailableError`` when that cannot be known now)."""
+        ...
+
+    def known_active(self, family_id: str, now: float) -> bool | None:
+        """The session check without I/O, from this process's view of the store: True or
+        False when certain, None when :meth:`is_active` must ask. The session is named by
+        the token's :data:`SESSION_CLAIM` claim."""
+        ...
+
+    async def rotate(
+        self,
+        refresh_token: str,
+        *,
+        subject: str | None,
+        family_id: str | None,
+        context: str,
+        now: float,
+    ) -> Rotation:
+        """:meth:`refresh` for the kit itself: ``subject`` and ``family_id`` (from the old
+        access token, when there is one) let the successor be offered in the first call to
+        the store; ``context`` is sealed with the pair, so that every process handing out
+        this pair (within the grace period) builds the same cookies from it."""
         ...

@@ -29,6 +29,7 @@ from typing import Any
 import jwt
 
 from .callback import RefreshParam, RefreshResult
+from .source import SESSION_CLAIM, Rotation
 from .stores.base import SessionStore
 from .stores.memory import MemoryStore
 from .stores.sealing import open_sealed, seal, token_id
@@ -87,6 +88,8 @@ class TokenIssuer:
         self.issuer = issuer
         self.audience = audience
         self.clock = clock
+        # The backend's own view, bound once: the hot path calls it on every request.
+        self.known_active: Callable[[str, float], bool | None] = backend.known_active
         self._signing_key = signing_key
         self._headers: dict[str, Any] = {"typ": ACCESS_TOKEN_TYPE}
         if key_id is not None:
@@ -112,7 +115,7 @@ class TokenIssuer:
     def mint_access(self, subject: str, family_id: str, now: float) -> str:
         claims: dict[str, Any] = {
             "sub": subject,
-            "sid": family_id,
+            SESSION_CLAIM: family_id,
             "jti": secrets.token_urlsafe(12),
             "iat": int(now),
             # Rounded up: the token lives at least access_ttl seconds.
@@ -150,13 +153,84 @@ class TokenIssuer:
 
     # --- the refresh callback --------------------------------------------------------------
 
-    def _success(self, access: str, refresh: str) -> RefreshResult:
-        return RefreshResult(
-            is_success=True,
-            new_auth_token=access,
-            new_refresh_token=refresh,
-            new_refresh_token_expires_in=int(self.idle_ttl),
-        )
+    def _successor(
+        self, presented: str, subject: str, family_id: str, now: float, context: str
+    ) -> tuple[str, str, bytes]:
+        """A successor pair and its sealed form (readable only with ``presented``)."""
+        access = self.mint_access(subject, family_id, now)
+        successor = secrets.token_urlsafe(32)
+        blob = json.dumps({"a": access, "r": successor, "c": context}).encode()
+        return access, successor, seal(presented, blob)
+
+    async def rotate(
+        self,
+        refresh_token: str,
+        *,
+        subject: str | None = None,
+        family_id: str | None = None,
+        context: str = "",
+        now: float | None = None,
+    ) -> Rotation:
+        """Rotate ``refresh_token``: its successor pair, or the same pair again for the
+        immediate predecessor within the grace period, or the end of the session.
+
+        With ``subject`` and ``family_id`` (the old access token's ``sub`` and ``sid``) the
+        successor is minted first and offered in the one call that rotates, which is
+        exactly-once across processes by itself (one caller gets ``rotated``, every other
+        within the grace period ``replay`` with that caller's sealed pair); a successor
+        offered by a caller that did not win is discarded, never handed out. Without them
+        (no access token left) the store is asked first. Raises
+        :class:`StoreUnavailableError` when the store cannot answer.
+        """
+        presented = refresh_token
+        tid = token_id(presented, "refresh")
+        now = self.clock() if now is None else now
+        options: dict[str, Any] = {"now": now, "grace": self.grace, "idle_ttl": self.idle_ttl}
+        outcome = None
+        if subject and family_id:
+            access, successor, sealed = self._successor(presented, subject, family_id, now, context)
+            outcome = await self.backend.rotate(
+                tid,
+                successor_id=token_id(successor, "refresh"),
+                sealed=sealed,
+                family_hint=family_id,
+                subject_hint=subject,
+                **options,
+            )
+            if outcome.status == "rotated":
+                return Rotation(access, successor, int(self.idle_ttl), context)
+        if outcome is None:
+            outcome = await self.backend.rotate(tid, successor_id=None, sealed=None, **options)
+        if outcome.status == "active" and outcome.family_id and outcome.subject:
+            # Nothing offered yet, or offered for another session than the token's.
+            access, successor, sealed = self._successor(
+                presented, outcome.subject, outcome.family_id, now, context
+            )
+            outcome = await self.backend.rotate(
+                tid,
+                successor_id=token_id(successor, "refresh"),
+                sealed=sealed,
+                family_hint=outcome.family_id,
+                subject_hint=outcome.subject,
+                **options,
+            )
+            if outcome.status == "rotated":
+                return Rotation(access, successor, int(self.idle_ttl), context)
+            # Another worker rotated it between our two calls: fall through.
+        if outcome.status == "replay" and outcome.sealed is not None:
+            opened = open_sealed(presented, outcome.sealed)
+            if opened is not None:
+                pair = json.loads(opened)
+                return Rotation(pair["a"], pair["r"], int(self.idle_ttl), pair.get("c", ""))
+            logger.error("sealed successor of family %s cannot be opened", outcome.family_id)
+            return Rotation(None)
+        if outcome.status == "reuse":
+            logger.warning(
+                "refresh token reuse detected: family %s of subject %r revoked",
+                outcome.family_id,
+                outcome.subject,
+            )
+        return Rotation(None)
 
     async def refresh(self, param: RefreshParam) -> RefreshResult:
         """``refresh_api_callback`` for ``create_refresh``: rotate ``param.refresh_token``.
@@ -164,42 +238,28 @@ class TokenIssuer:
         Raises :class:`StoreUnavailableError` when the store cannot answer: that is a
         transient failure, so the middleware clears nothing.
         """
-        presented = param.refresh_token
-        tid = token_id(presented, "refresh")
-        now = self.clock()
-        options = {"now": now, "grace": self.grace, "idle_ttl": self.idle_ttl}
-        # Look first, so a replay within the grace window mints nothing at all.
-        outcome = await self.backend.rotate(tid, successor_id=None, sealed=None, **options)
-        if outcome.status == "active" and outcome.family_id and outcome.subject:
-            access = self.mint_access(outcome.subject, outcome.family_id, now)
-            successor = secrets.token_urlsafe(32)
-            sealed = seal(presented, json.dumps({"a": access, "r": successor}).encode())
-            outcome = await self.backend.rotate(
-                tid, successor_id=token_id(successor, "refresh"), sealed=sealed, **options
-            )
-            if outcome.status == "rotated":
-                return self._success(access, successor)
-            # Another worker rotated it between our look and our write: fall through.
-        if outcome.status == "replay" and outcome.sealed is not None:
-            opened = open_sealed(presented, outcome.sealed)
-            if opened is not None:
-                pair = json.loads(opened)
-                return self._success(pair["a"], pair["r"])
-            logger.error("sealed successor of family %s cannot be opened", outcome.family_id)
+        # Unverified: only a hint of whom to mint for; the store rotates only if it matches.
+        hint = _unverified_claims(param.auth_token)
+        sub, sid = hint.get("sub"), hint.get(SESSION_CLAIM)
+        rotation = await self.rotate(
+            param.refresh_token,
+            subject=sub if isinstance(sub, str) else None,
+            family_id=sid if isinstance(sid, str) else None,
+        )
+        if rotation.access_token is None:
             return RefreshResult(is_success=False)
-        if outcome.status == "reuse":
-            logger.warning(
-                "refresh token reuse detected: family %s of subject %r revoked",
-                outcome.family_id,
-                outcome.subject,
-            )
-        return RefreshResult(is_success=False)
+        return RefreshResult(
+            is_success=True,
+            new_auth_token=rotation.access_token,
+            new_refresh_token=rotation.refresh_token,
+            new_refresh_token_expires_in=rotation.refresh_expires_in,
+        )
 
     # --- revocation -------------------------------------------------------------------------
 
     async def is_active(self, claims: Mapping[str, Any]) -> bool:
         """Whether the access token's session family is still live (the middleware asks)."""
-        family_id = claims.get("sid")
+        family_id = claims.get(SESSION_CLAIM)
         if not isinstance(family_id, str):
             return False
         return await self.backend.family_active(family_id, self.clock())
@@ -213,3 +273,13 @@ class TokenIssuer:
     async def revoke_subject(self, subject: str) -> int:
         """Revoke every session of ``subject`` ("sign out everywhere")."""
         return await self.backend.revoke_subject(subject)
+
+
+def _unverified_claims(token: str | None) -> dict[str, Any]:
+    if not token:
+        return {}
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except Exception:  # any shape of garbage: no hint
+        return {}
+    return claims if isinstance(claims, dict) else {}

@@ -23,6 +23,9 @@ from .jsoncopy import Remembered, remember
 __all__ = ["SessionData", "StateCodec", "binding_of"]
 
 
+_SALT = "fastapi-authkit.state"
+
+
 class SessionData(NamedTuple):
     sid: str
     user_state: Any
@@ -43,10 +46,22 @@ def _clocked_signer(clock: Callable[[], float]) -> type[TimestampSigner]:
     return ClockedTimestampSigner
 
 
+class _SignerAt(TimestampSigner):
+    """Signs with the timestamp of a given time (the cookies of one refresh are written at
+    the time of the process that performed it, in every process that hands them out)."""
+
+    def __init__(self, at: float, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._at = int(at)
+
+    def get_timestamp(self) -> int:
+        return self._at
+
+
 class StateCodec:
     """Signs and reads the state cookie for one configuration."""
 
-    __slots__ = ("_cache", "_clock", "_leeway", "_max_age", "_reader", "_serializer")
+    __slots__ = ("_cache", "_clock", "_keys", "_leeway", "_max_age", "_reader", "_serializer")
 
     def __init__(
         self,
@@ -63,8 +78,9 @@ class StateCodec:
         # value -> (sid, user state, binding, signed at): a cookie that verified once is
         # not verified again; its age still is, on every read.
         self._cache: Fifo[str, tuple[str, Remembered, str, int]] = Fifo(cache_size)
+        self._keys = list(secret_keys)
         options: dict[str, Any] = {
-            "salt": "fastapi-authkit.state",
+            "salt": _SALT,
             "signer_kwargs": {"digest_method": hashlib.sha256},
         }
         self._serializer = URLSafeTimedSerializer(
@@ -76,10 +92,18 @@ class StateCodec:
             list(secret_keys), signer=_clocked_signer(lambda: clock() + leeway), **options
         )
 
-    def dumps(self, sid: str, user_state: Any, bound_to: str) -> str:
-        """Sign the session id and user state, bound to the token ``bound_to``."""
+    def dumps(self, sid: str, user_state: Any, bound_to: str, now: float | None = None) -> str:
+        """Sign the session id and user state, bound to the token ``bound_to``, with the
+        timestamp of ``now`` (default: the clock's now)."""
+        data = {"s": sid, "u": user_state, "b": binding_of(bound_to)}
         try:
-            return self._serializer.dumps({"s": sid, "u": user_state, "b": binding_of(bound_to)})
+            if now is None:
+                return self._serializer.dumps(data)
+            # The same bytes as dumps() would sign at ``now``: payload, then a signer whose
+            # timestamp is ``now`` (itsdangerous's Serializer.dumps does exactly these steps).
+            payload = self._serializer.dump_payload(data)
+            signer = _SignerAt(now, self._keys, salt=_SALT, digest_method=hashlib.sha256)
+            return signer.sign(payload).decode("utf-8")
         except (TypeError, ValueError) as exc:
             raise UserStateError(f"user state must be JSON-serializable: {exc}") from exc
 

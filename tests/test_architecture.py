@@ -26,7 +26,17 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("foundations", frozenset({"errors", "fifo", "jsoncopy", "callback"})),
     (
         "stores (know nothing of requests)",
-        frozenset({"stores", "stores.base", "stores.memory", "stores.redis", "stores.sealing"}),
+        frozenset(
+            {
+                "stores",
+                "stores.base",
+                "stores.memory",
+                "stores.redis",
+                "stores.sealing",
+                "stores.subscriber",
+                "stores.view",
+            }
+        ),
     ),
     ("pure parts", frozenset({"tokens", "cookies", "csrf", "origins", "userstate"})),
     ("token sources", frozenset({"source", "tokenissuer"})),

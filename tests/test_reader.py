@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from fastapi_authkit import AuthState, AuthStore, create_issuer, create_refresh, create_store
 from fastapi_authkit.reader import (
     CHECK,
+    CLEAR,
     DONE,
     REFRESH,
     Reading,
@@ -23,7 +24,7 @@ from fastapi_authkit.reader import (
     RequestReader,
 )
 from fastapi_authkit.state import SCOPE_KEY, sign_in
-from fastapi_authkit.stores import MemoryStore
+from fastapi_authkit.stores import MemoryStore, RedisStore
 
 from conftest import SECRET_KEY, TOKEN_KEY, Clock, make_token
 
@@ -215,18 +216,43 @@ def test_a_forged_token_is_anonymous_and_never_refreshed(clock: Clock) -> None:
     assert not decision.expired
 
 
-def test_the_issuer_session_check_is_asked_for_every_verified_token(clock: Clock) -> None:
-    issuer = create_issuer(
-        backend=MemoryStore(), signing_key="reader-signing-key-0123456789abcdef-01", clock=clock
-    )
+ISSUER_KEY = "reader-signing-key-0123456789abcdef-01"
+
+
+@pytest.mark.anyio
+async def test_the_issuers_view_answers_the_session_check_without_io(clock: Clock) -> None:
+    backend = MemoryStore()  # one process: its view is always current
+    issuer = create_issuer(backend=backend, signing_key=ISSUER_KEY, clock=clock)
     store = create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock)
     reader = RequestReader(store)
-    token = issuer.mint_access("alice", "family-1", clock())
-    jar = signed_in(store, token, refresh="r-1")
+    tokens = await issuer.issue("alice")
+    jar = signed_in(store, tokens.access_token, refresh=tokens.refresh_token)
+    live = read(reader, headers(jar), clock())
+    assert live.then == DONE
+    hit = read(reader, headers(jar), clock())
+    assert isinstance(hit, Remembered)  # remembered, with its family
+    assert hit.family == tokens.family_id
+    await issuer.revoke(tokens.refresh_token)
+    assert read(reader, headers(jar), clock()) == Reading(then=CLEAR)  # not served again
+    unknown = signed_in(store, issuer.mint_access("bob", "no-such-family", clock()))
+    assert read(reader, headers(unknown), clock()).then == CLEAR
+
+
+def test_the_session_check_is_asked_when_the_view_cannot_answer(clock: Clock) -> None:
+    # A RedisStore that has learned nothing (and never connects: the reader does no I/O).
+    backend = RedisStore.from_url("redis://127.0.0.1:9/0")
+    issuer = create_issuer(backend=backend, signing_key=ISSUER_KEY, clock=clock)
+    store = create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock)
+    reader = RequestReader(store)
+    jar = signed_in(store, issuer.mint_access("alice", "family-1", clock()), refresh="r-1")
     assert read(reader, headers(jar), clock()).then == CHECK
     assert read(reader, headers(jar), clock()).then == CHECK  # never remembered
-    due = read(reader, headers(jar), clock() + 250)  # within the interval as well
+    due = read(reader, headers(jar), clock() + 250)  # within the refresh interval as well
     assert due.then == CHECK | REFRESH
+    expired = read(reader, headers(jar), clock() + 301)
+    assert expired.then == REFRESH  # nothing to check: no valid token
+    assert expired.expired_claims is not None  # whom the refresh is for
+    assert expired.expired_claims["sid"] == "family-1"
 
 
 # --- forgery: CSRF, Sec-Fetch-Site, Origin, WebSocket -----------------------------------------

@@ -29,17 +29,21 @@ RotateStatus = Literal["active", "rotated", "replay", "reuse", "unknown", "revok
 class RotateOutcome:
     """What :meth:`SessionStore.rotate` decided.
 
-    ``active``: the token is current and no successor was offered (peek); mint one and call
-    again. ``rotated``: the offered successor is now current. ``replay``: the token was
-    rotated within the grace window and is the immediate predecessor; ``sealed`` holds the
-    same successor as before. ``reuse``: a rotated-out token outside that rule; the family
-    is now revoked. ``unknown``/``revoked``/``expired``: no session (expired revokes it).
+    ``active``: the token is current and no successor was offered (peek), or one was offered
+    for another family or subject than the token's (the hints did not match); mint one for
+    ``family_id`` and ``subject`` and call again. ``rotated``: the offered successor is now
+    current. ``replay``: the token was rotated within the grace window and is the immediate
+    predecessor; ``sealed`` holds the same successor as before. ``reuse``: a rotated-out
+    token outside that rule; the family is now revoked. ``unknown``/``revoked``/``expired``:
+    no session (expired revokes it). ``absolute_expiry`` is the family's absolute expiry
+    when it is live (``active``, ``rotated``, ``replay``).
     """
 
     status: RotateStatus
     family_id: str | None = None
     subject: str | None = None
     sealed: bytes | None = None
+    absolute_expiry: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +80,23 @@ class SessionStore(Protocol):
         idle_ttl: float,
         successor_id: str | None,
         sealed: bytes | None,
+        family_hint: str | None = None,
+        subject_hint: str | None = None,
     ) -> RotateOutcome:
-        """Atomically rotate ``token_id`` to ``successor_id`` (see :class:`RotateOutcome`)."""
+        """Atomically rotate ``token_id`` to ``successor_id`` (see :class:`RotateOutcome`).
+
+        ``family_hint``/``subject_hint`` say whom the offered successor was minted for
+        (taken from the old access token, so that one call suffices); when they do not match
+        the token's family, nothing is rotated and the answer is ``active``."""
+
+    def known_active(self, family_id: str, now: float) -> bool | None:
+        """:meth:`family_active` answered from this process's view, without I/O: True or
+        False when certain, None when the store must be asked. Never wrong: a revocation
+        anywhere shows here at once or within the store's stated bound."""
 
     async def family_active(self, family_id: str, now: float) -> bool:
-        """Whether the family exists, is not revoked and is within its absolute lifetime."""
+        """Whether the family exists, is not revoked and is within its absolute lifetime
+        (asking the backend; the answer also teaches :meth:`known_active`)."""
 
     async def revoke_token_family(self, token_id: str) -> str | None:
         """Revoke the family that ``token_id`` belongs to; returns its id if known."""

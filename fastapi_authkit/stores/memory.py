@@ -91,6 +91,8 @@ class MemoryStore:
         idle_ttl: float,
         successor_id: str | None,
         sealed: bytes | None,
+        family_hint: str | None = None,
+        subject_hint: str | None = None,
     ) -> RotateOutcome:
         record = self._tokens.get(token_id)
         if record is None or record.expires <= now:
@@ -104,24 +106,30 @@ class MemoryStore:
         if now >= family.absolute_expires:
             family.revoked = True
             return RotateOutcome("expired", fid, subject)
+        absolute = family.absolute_expires
         if record.rotated_at is None:
-            if successor_id is None:
-                return RotateOutcome("active", fid, subject)
+            mismatch = family_hint is not None and (family_hint, subject_hint) != (fid, subject)
+            if successor_id is None or mismatch:
+                return RotateOutcome("active", fid, subject, None, absolute)
             self._sweep(now)
             record.rotated_at, record.successor, record.sealed = now, successor_id, sealed
             # Kept until its own expiry so that a late replay is recognised as reuse.
             record.expires = max(record.expires, now + grace)
             self._tokens[successor_id] = _Token(fid, min(now + idle_ttl, family.absolute_expires))
             family.current = successor_id
-            return RotateOutcome("rotated", fid, subject)
+            return RotateOutcome("rotated", fid, subject, None, absolute)
         if now - record.rotated_at <= grace and family.current == record.successor:
-            return RotateOutcome("replay", fid, subject, record.sealed)
+            return RotateOutcome("replay", fid, subject, record.sealed, absolute)
         family.revoked = True
         return RotateOutcome("reuse", fid, subject)
 
-    async def family_active(self, family_id: str, now: float) -> bool:
+    def known_active(self, family_id: str, now: float) -> bool | None:
+        # One process: this view is the store itself, always current.
         family = self._families.get(family_id)
         return family is not None and not family.revoked and now < family.absolute_expires
+
+    async def family_active(self, family_id: str, now: float) -> bool:
+        return self.known_active(family_id, now) is True
 
     async def revoke_token_family(self, token_id: str) -> str | None:
         record = self._tokens.get(token_id)

@@ -15,6 +15,11 @@ Keys (``prefix`` defaults to ``authkit:``)::
     {prefix}fl:{flight}     hash  v (P:<owner> or the sealed result), x (expires at)
     {prefix}fla:{alias}     str   the flight key a successor's result is stored under
 
+Channel ``{prefix}rev``: every script that revokes a family PUBLISHes its id there in the
+same script, and each process keeps a view of live families current from it (see
+:mod:`~fastapi_authkit.stores.subscriber`), so an authenticated request needs no round trip
+while that view is provably current, and asks Redis whenever it is not.
+
 Any Redis error (down, slow past ``socket_timeout``) becomes
 :class:`~fastapi_authkit.errors.StoreUnavailableError`, on which the kit fails closed.
 """
@@ -22,11 +27,12 @@ Any Redis error (down, slow past ``socket_timeout``) becomes
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar, cast
 
 from ..errors import ConfigurationError, StoreUnavailableError
 from .base import FlightState, RotateOutcome, RotateStatus
+from .view import RevocationView
 
 try:
     from redis.asyncio import Redis
@@ -35,6 +41,8 @@ try:
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("RedisStore needs redis-py: pip install 'fastapi-authkit[redis]'") from exc
+
+from .subscriber import RevocationSubscriber, node_subscription
 
 __all__ = ["RedisStore"]
 
@@ -69,10 +77,13 @@ if not f[1] then return {'unknown'} end
 if f[4] == '1' then return {'revoked', r[1], f[1]} end
 if now >= tonumber(f[2]) then
   redis.call('HSET', famkey, 'rev', '1')
+  redis.call('PUBLISH', ARGV[8], r[1])
   return {'expired', r[1], f[1]}
 end
 if not r[3] then
-  if ARGV[5] == '' then return {'active', r[1], f[1]} end
+  if ARGV[5] == '' or (ARGV[9] ~= '' and (ARGV[9] ~= r[1] or ARGV[10] ~= f[1])) then
+    return {'active', r[1], f[1], '', f[2]}
+  end
   local keep = math.max(tonumber(r[2]), now + grace)
   redis.call('HSET', KEYS[1], 'rat', ARGV[2], 'succ', ARGV[5], 'sealed', ARGV[6],
              'exp', tostring(keep))
@@ -82,12 +93,13 @@ if not r[3] then
   redis.call('HSET', newkey, 'fam', r[1], 'exp', tostring(newexp))
   redis.call('PEXPIRE', newkey, math.ceil((newexp - now) * 1000) + backstop)
   redis.call('HSET', famkey, 'cur', ARGV[5])
-  return {'rotated', r[1], f[1]}
+  return {'rotated', r[1], f[1], '', f[2]}
 end
 if now - tonumber(r[3]) <= grace and f[3] == r[4] then
-  return {'replay', r[1], f[1], r[5]}
+  return {'replay', r[1], f[1], r[5], f[2]}
 end
 redis.call('HSET', famkey, 'rev', '1')
+redis.call('PUBLISH', ARGV[8], r[1])
 return {'reuse', r[1], f[1]}
 """
 
@@ -95,21 +107,25 @@ _REVOKE_FAMILY_OF: Final = """
 local fam = redis.call('HGET', KEYS[1], 'fam')
 if not fam then return false end
 local famkey = ARGV[1] .. 'fam:' .. fam
-if redis.call('EXISTS', famkey) == 1 then redis.call('HSET', famkey, 'rev', '1') end
+if redis.call('EXISTS', famkey) == 1 then
+  redis.call('HSET', famkey, 'rev', '1')
+  redis.call('PUBLISH', ARGV[2], fam)
+end
 return fam
 """
 
 _REVOKE_SUBJECT: Final = """
-local n = 0
+local revoked = {}
 for _, fam in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local famkey = ARGV[1] .. 'fam:' .. fam
   local rev = redis.call('HGET', famkey, 'rev')
   if rev == '0' then
     redis.call('HSET', famkey, 'rev', '1')
-    n = n + 1
+    revoked[#revoked + 1] = fam
   end
 end
-return n
+if #revoked > 0 then redis.call('PUBLISH', ARGV[2], table.concat(revoked, ' ')) end
+return revoked
 """
 
 _FLIGHT_CLAIM: Final = """
@@ -152,13 +168,47 @@ def _text(value: Any) -> str | None:
 
 
 class RedisStore:
-    """:class:`~fastapi_authkit.stores.base.SessionStore` on redis-py's ``redis.asyncio``."""
+    """:class:`~fastapi_authkit.stores.base.SessionStore` on redis-py's ``redis.asyncio``.
 
-    def __init__(self, client: Redis, *, prefix: str = "authkit:") -> None:
+    ``max_lag`` (seconds) bounds how long this process answers "live" from its own view
+    without proof that the view is current: a revocation anywhere is refused here as soon
+    as its message arrives (normally within a millisecond or two), and within ``max_lag``
+    even if messages stall. Heartbeats run every ``max_lag / 4``. The view holds up to
+    ``view_size`` live and as many revoked families. It needs a plain ``redis.asyncio.Redis``
+    client (one node); with any other client every request asks Redis.
+    """
+
+    known_active: Callable[[str, float], bool | None]
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "authkit:",
+        max_lag: float = 0.1,
+        view_size: int = 100_000,
+    ) -> None:
         if not isinstance(prefix, str) or not prefix:
             raise ConfigurationError("RedisStore prefix must be a non-empty string")
+        if (
+            not isinstance(max_lag, int | float)
+            or isinstance(max_lag, bool)
+            or not 0 < max_lag < math.inf
+        ):
+            raise ConfigurationError(f"max_lag must be a positive number of seconds: {max_lag!r}")
+        if not isinstance(view_size, int) or isinstance(view_size, bool) or view_size < 0:
+            raise ConfigurationError("view_size must be a non-negative int")
         self._redis = client
         self._p = prefix
+        self._channel = f"{prefix}rev"
+        self._view = RevocationView(max_lag=float(max_lag), size=view_size)
+        self.known_active = self._view.lookup  # the hot path: no wrapper frame
+        channel = self._channel
+        self._subscriber = (
+            RevocationSubscriber(self._view, lambda: node_subscription(client, channel))
+            if isinstance(client, Redis) and view_size
+            else None
+        )
         self._create = client.register_script(_CREATE)
         self._rotate = client.register_script(_ROTATE)
         self._revoke_token_family = client.register_script(_REVOKE_FAMILY_OF)
@@ -169,7 +219,15 @@ class RedisStore:
         self._forget = client.register_script(_FLIGHT_FORGET)
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "authkit:", timeout: float = 0.5) -> RedisStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "authkit:",
+        timeout: float = 0.5,
+        max_lag: float = 0.1,
+        view_size: int = 100_000,
+    ) -> RedisStore:
         """Connect lazily to ``url``. ``timeout`` bounds each Redis call (connect and
         read); one retry, no backoff: a slow Redis must turn into a fast 503."""
         client = Redis.from_url(
@@ -178,7 +236,13 @@ class RedisStore:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
         )
-        return cls(client, prefix=prefix)
+        return cls(client, prefix=prefix, max_lag=max_lag, view_size=view_size)
+
+    def _listen(self) -> None:
+        """Keep the view's subscription running (started on the first call that asks Redis,
+        on the running event loop; restarted if its task died)."""
+        if self._subscriber is not None:
+            self._subscriber.ensure_running()
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
         try:
@@ -207,7 +271,12 @@ class RedisStore:
             _BACKSTOP_MS,
             family_id,
         ]
+        self._listen()
+        ticket = self._view.ticket()
         await self._call(self._create(keys=keys, args=args))
+        # Live until its absolute expiry, unless a revocation says otherwise: the session's
+        # first requests need no round trip either.
+        self._view.learn(family_id, now + absolute_ttl, ticket)
 
     async def rotate(
         self,
@@ -218,7 +287,11 @@ class RedisStore:
         idle_ttl: float,
         successor_id: str | None,
         sealed: bytes | None,
+        family_hint: str | None = None,
+        subject_hint: str | None = None,
     ) -> RotateOutcome:
+        self._listen()
+        ticket = self._view.ticket()
         reply = await self._call(
             self._rotate(
                 keys=[f"{self._p}rt:{token_id}"],
@@ -230,32 +303,52 @@ class RedisStore:
                     successor_id or "",
                     sealed or b"",
                     _BACKSTOP_MS,
+                    self._channel,
+                    family_hint or "",
+                    subject_hint or "",
                 ],
             )
         )
         status = cast(RotateStatus, _text(reply[0]))
         family = _text(reply[1]) if len(reply) > 1 else None
         subject = _text(reply[2]) if len(reply) > 2 else None
-        blob = reply[3] if len(reply) > 3 else None
-        return RotateOutcome(status, family, subject, blob)
+        blob = reply[3] or None if len(reply) > 3 else None
+        absolute = float(reply[4]) if len(reply) > 4 else None
+        if family is not None:
+            # The script just saw the family: live (with its absolute expiry) or not.
+            self._view.learn(family, absolute, ticket)
+        return RotateOutcome(status, family, subject, blob, absolute)
 
     async def family_active(self, family_id: str, now: float) -> bool:
+        self._listen()
+        ticket = self._view.ticket()
         rev, absolute = await self._call(
             self._redis.hmget(f"{self._p}fam:{family_id}", "rev", "abs")
         )
-        return rev == b"0" and absolute is not None and now < float(absolute)
+        until = float(absolute) if rev == b"0" and absolute is not None else None
+        if until is not None and now >= until:
+            until = None
+        self._view.learn(family_id, until, ticket)
+        return until is not None
 
     async def revoke_token_family(self, token_id: str) -> str | None:
         reply = await self._call(
-            self._revoke_token_family(keys=[f"{self._p}rt:{token_id}"], args=[self._p])
+            self._revoke_token_family(
+                keys=[f"{self._p}rt:{token_id}"], args=[self._p, self._channel]
+            )
         )
-        return _text(reply)
+        family = _text(reply)
+        if family is not None:
+            self._view.revoked((family,))  # this process refuses it now, not on the echo
+        return family
 
     async def revoke_subject(self, subject: str) -> int:
         reply = await self._call(
-            self._revoke_subject(keys=[f"{self._p}sub:{subject}"], args=[self._p])
+            self._revoke_subject(keys=[f"{self._p}sub:{subject}"], args=[self._p, self._channel])
         )
-        return int(reply)
+        families = [_text(family) or "" for family in reply]
+        self._view.revoked(families)
+        return len(families)
 
     async def flight_claim(self, key: str, owner: str, *, now: float, lease: float) -> FlightState:
         reply = await self._call(
@@ -287,4 +380,6 @@ class RedisStore:
         await self._call(self._forget(keys=[f"{self._p}fla:{alias}"], args=[]))
 
     async def aclose(self) -> None:
+        if self._subscriber is not None:
+            await self._subscriber.aclose()
         await self._redis.aclose()

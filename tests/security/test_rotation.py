@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -25,6 +25,7 @@ from starlette.testclient import TestClient
 from fastapi_authkit import (
     Issuer,
 )
+from fastapi_authkit.source import Rotation
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
 from .helpers import (
@@ -41,19 +42,32 @@ from servers import RedisServer
 
 
 class Mints:
-    """Counts access tokens minted by the issuers it wraps (a new pair = one mint)."""
+    """Counts the successor pairs the issuers it wraps hand out: every distinct pair a
+    rotation answers with (a new pair = one mint; a replay of the same pair is none).
+
+    A refresh mints its successor before the one store call that rotates (so one round trip
+    suffices); a worker that loses the race to another discards its pair unseen and hands
+    out the winner's. Such a pair never leaves the process and never exists in the store,
+    so it is not a successor and is not counted; what is counted is what a client can get.
+    """
 
     def __init__(self) -> None:
-        self.count = 0
+        self.pairs: set[tuple[str | None, str | None]] = set()
+
+    @property
+    def count(self) -> int:
+        return len(self.pairs)
 
     def wrap(self, issuer: Issuer) -> None:
-        real: Callable[..., str] = issuer.mint_access
+        real: Callable[..., Awaitable[Rotation]] = issuer.rotate
 
-        def counted(*args: Any, **kwargs: Any) -> str:
-            self.count += 1
-            return real(*args, **kwargs)
+        async def counted(*args: Any, **kwargs: Any) -> Rotation:
+            rotation = await real(*args, **kwargs)
+            if rotation.access_token is not None:
+                self.pairs.add((rotation.access_token, rotation.refresh_token))
+            return rotation
 
-        issuer.mint_access = counted  # type: ignore[method-assign]
+        issuer.rotate = counted  # type: ignore[method-assign]
 
 
 def two_workers(first: FastAPI, second: FastAPI) -> Any:
