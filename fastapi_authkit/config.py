@@ -201,10 +201,13 @@ def create_store(
     may send cookie-authenticated unsafe requests and WebSocket handshakes.
     ``token_issuer`` (from :func:`~fastapi_authkit.create_issuer`) makes the app its own auth
     server: its key verifies tokens, it is the refresh callback unless ``refresh`` is given,
-    and every authenticated request checks that the session was not revoked (failing closed
-    with 503 when the store is down). ``shared_store`` (a ``RedisStore``) makes concurrent
-    refreshes of one refresh token in different processes share one callback call; it
-    defaults to the issuer's store when that is not a ``MemoryStore``.
+    and every authenticated request checks that the session was not revoked (answered by the
+    store's view in this process while it is provably current, else by the store, failing
+    closed with 503 when the store is down). ``shared_store`` (a ``RedisStore``) makes
+    concurrent refreshes of one refresh token in different processes share one callback
+    call; with ``token_issuer`` it defaults to the issuer's store when that is not a
+    ``MemoryStore`` and the callback is not the issuer's own (whose rotation is exactly-once
+    across processes by itself, in one round trip).
     ``state_max_age`` bounds the state cookie's age; ``refresh_max_age`` is the refresh
     cookie's Max-Age when neither the callback nor the token itself says. ``retry_after`` is
     sent with 503 answers while the refresh callback is failing. ``debug`` logs every

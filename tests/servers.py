@@ -13,9 +13,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -154,6 +155,26 @@ def run_example_app(tmp_path: Path, env: dict[str, str], *, workers: int = 1) ->
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+def until_unavailable(request: Callable[[], Any], within: float = 2.0) -> Any:
+    """After Redis went away (killed or paused): send ``request()`` until it answers 503
+    and return that response.
+
+    A process notices at once (its revocation subscription breaks) or, at the latest, when
+    its view of revocations can no longer prove itself current (``max_lag``, 0.1 s by
+    default); until then it may still answer 200 from that view, which was current when
+    Redis went away. No answer in the meantime sets or clears a cookie.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        response = request()
+        assert response.status_code in (200, 503), response.text
+        assert response.headers.get_list("set-cookie") == []
+        if response.status_code == 503:
+            return response
+        assert time.monotonic() < deadline, f"still answered 200 {within} s after Redis went"
+        time.sleep(0.01)
 
 
 class CookieKeeper:

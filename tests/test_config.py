@@ -19,7 +19,7 @@ from fastapi_authkit import (
     create_refresh,
     create_store,
 )
-from fastapi_authkit.stores import MemoryStore
+from fastapi_authkit.stores import MemoryStore, RedisStore
 
 from conftest import SECRET_KEY, TOKEN_KEY, Clock
 
@@ -342,6 +342,38 @@ def test_token_issuer_supplies_verification_and_refresh(clock: Clock) -> None:
     s = create_store(secret_key=SECRET_KEY, token_issuer=issuer(clock), clock=clock)
     assert s.refresh is not None
     assert s.session_check is not None
+
+
+def test_the_issuers_own_refresh_rotates_in_one_call_without_a_shared_flight(
+    clock: Clock,
+) -> None:
+    redis_backed = create_issuer(
+        backend=RedisStore.from_url("redis://127.0.0.1:9/0"), signing_key=SIGNING_KEY, clock=clock
+    )
+    own = create_store(secret_key=SECRET_KEY, token_issuer=redis_backed, clock=clock)
+    assert own.rotation is not None
+    assert own.shared_store is None  # the rotation is exactly-once across processes itself
+    explicit = create_store(
+        secret_key=SECRET_KEY,
+        token_issuer=redis_backed,
+        refresh=create_refresh(interval=5, refresh_api_callback=redis_backed.refresh),
+        clock=clock,
+    )
+    assert explicit.rotation is not None
+
+    async def wrapped(param: Any) -> Any:  # the app's own callback around the issuer
+        return await redis_backed.refresh(param)
+
+    around = create_store(
+        secret_key=SECRET_KEY,
+        token_issuer=redis_backed,
+        refresh=create_refresh(interval=5, refresh_api_callback=wrapped),
+        clock=clock,
+    )
+    assert around.rotation is None
+    assert around.shared_store is redis_backed.backend  # the generic cross-process flight
+    in_memory = create_store(secret_key=SECRET_KEY, token_issuer=issuer(clock), clock=clock)
+    assert in_memory.shared_store is None
 
 
 @pytest.mark.parametrize("value", ["issuer", MemoryStore(), object()])

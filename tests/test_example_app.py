@@ -422,6 +422,8 @@ def test_a_zero_access_ttl_is_refused_at_start_up() -> None:
         Settings.from_env({"AUTHKIT_SECRET": "s3cret", "AUTHKIT_ACCESS_TTL": "0"})
     with pytest.raises(ValueError, match="AUTHKIT_REFRESH_TTL must be longer"):
         Settings.from_env({"AUTHKIT_SECRET": "s3cret", "AUTHKIT_REFRESH_TTL": "30"})
+    with pytest.raises(ValueError, match="AUTHKIT_ABSOLUTE_TTL must be at least"):
+        Settings.from_env({"AUTHKIT_SECRET": "s3cret", "AUTHKIT_ABSOLUTE_TTL": "60"})
 
 
 def test_from_env_parses_refresh_ttl_and_debug() -> None:
@@ -430,6 +432,12 @@ def test_from_env_parses_refresh_ttl_and_debug() -> None:
     assert settings.refresh_ttl == 600
     assert settings.debug is True
     assert Settings.from_env({"AUTHKIT_SECRET": "s3cret", "AUTHKIT_DEBUG": "0"}).debug is False
+
+
+def test_from_env_parses_the_absolute_lifetime() -> None:
+    env = {"AUTHKIT_SECRET": "s3cret", "AUTHKIT_REFRESH_TTL": "600", "AUTHKIT_ABSOLUTE_TTL": "900"}
+    assert Settings.from_env(env).absolute_ttl == 900
+    assert Settings.from_env({"AUTHKIT_SECRET": "s3cret"}).absolute_ttl is None  # a week
 
 
 def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -324,3 +324,42 @@ def test_store_with_issuer_refuses_conflicting_options(clock: Clock) -> None:
             create_store(secret_key="s" * 32, token_issuer=issuer, **extra)
     with pytest.raises(ConfigurationError, match="create_issuer"):
         create_store(secret_key="s" * 32, token_issuer=object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("auth_token", [None, "", "not-a-jwt", "a.b.c", "e30.e30.e30"])
+async def test_refresh_takes_a_bad_old_access_token_as_no_hint(
+    backend: SessionStore, clock: Clock, auth_token: str | None
+) -> None:
+    """issuer.refresh reads whom to mint for from the old access token, unverified, only as
+    a hint (the store rotates only if it matches): garbage there is simply no hint."""
+    issuer = make_issuer(backend, clock)
+    tokens = await issuer.issue("alice")
+    result = await issuer.refresh(
+        RefreshParam(auth_token=auth_token, refresh_token=tokens.refresh_token)
+    )
+    assert result.is_success
+    claims = jwt.decode(
+        result.new_auth_token or "",
+        SIGNING_KEY,
+        algorithms=["HS256"],
+        options={"verify_exp": False, "verify_iat": False},
+    )
+    assert (claims["sub"], claims["sid"]) == ("alice", tokens.family_id)
+
+
+async def test_a_hint_for_another_session_mints_for_the_tokens_own(
+    backend: SessionStore, clock: Clock
+) -> None:
+    issuer = make_issuer(backend, clock)
+    alice, bob = await issuer.issue("alice"), await issuer.issue("bob")
+    # Bob's refresh token with Alice's access token: the successor is Bob's, not Alice's.
+    result = await issuer.refresh(
+        RefreshParam(auth_token=alice.access_token, refresh_token=bob.refresh_token)
+    )
+    claims = jwt.decode(
+        result.new_auth_token or "",
+        SIGNING_KEY,
+        algorithms=["HS256"],
+        options={"verify_exp": False, "verify_iat": False},
+    )
+    assert (claims["sub"], claims["sid"]) == ("bob", bob.family_id)

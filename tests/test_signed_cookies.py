@@ -209,6 +209,19 @@ def test_state_older_than_max_age_is_ignored(clock: Clock) -> None:
     assert c.loads(value) is None
 
 
+def test_state_signed_at_a_given_time_is_what_the_clock_would_sign_then(clock: Clock) -> None:
+    """A refresh's cookies are written at the time of the process that rotated, by every
+    process handing the same pair out: the bytes must not depend on who writes them."""
+    c = codec(clock, max_age=60)
+    now = clock()
+    at_now = c.dumps("sid-1", {"name": "alice"}, BOUND)
+    clock.advance(30)
+    assert c.dumps("sid-1", {"name": "alice"}, BOUND, now) == at_now
+    assert c.dumps("sid-1", {"name": "alice"}, BOUND) != at_now  # the clock's own time
+    clock.advance(31)
+    assert c.loads(c.dumps("sid-1", {"name": "alice"}, BOUND, now)) is None  # and its age
+
+
 def test_store_state_codec_uses_state_max_age(clock: Clock) -> None:
     s = create_store(secret_key=SECRET_KEY, token_key=TOKEN_KEY, clock=clock, state_max_age=10)
     value = s.state_codec.dumps("sid-1", None, BOUND)

@@ -11,7 +11,7 @@ import anyio
 import httpx2
 import pytest
 
-from servers import CookieKeeper, RedisServer, run_example_app
+from servers import CookieKeeper, RedisServer, run_example_app, until_unavailable
 
 pytestmark = pytest.mark.realserver
 
@@ -102,6 +102,9 @@ def test_two_workers_refresh_exactly_once(tmp_path: Path, own_redis: RedisServer
             assert all(attrs["max-age"] != "0" for attrs in set_cookie.values())
             refresh_cookies.add(set_cookie["_auth_refresh"]["value"])
         assert len(refresh_cookies) == 1  # exactly one successor
+        # Byte for byte the same cookies from both workers (the one that rotated and the one
+        # that got its sealed pair), Max-Age and the state cookie's timestamp included.
+        assert len({tuple(r.headers.get_list("set-cookie")) for r in responses}) == 1
         (successor,) = refresh_cookies
         assert successor != before["_auth_refresh"]
 
@@ -132,6 +135,7 @@ def test_redis_killed_mid_run_then_restarted(tmp_path: Path, own_redis: RedisSer
         assert client.get("/api/me", headers=cookies.headers()).status_code == 200
         client.cookies.clear()
         own_redis.kill()
+        until_unavailable(lambda: client.get("/api/me", headers=cookies.headers()))
         for _ in range(4):  # both workers, whichever answers
             response = client.get("/api/me", headers=cookies.headers())
             assert response.status_code == 503, response.text

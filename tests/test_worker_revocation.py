@@ -1,0 +1,280 @@
+"""Revocation across real ``uvicorn --workers 2`` processes sharing a real redis-server (the
+example app): each worker answers from its own view of revoked sessions, so these check
+that the view never outlives a revocation made elsewhere, and that it falls back to asking
+Redis whenever it could be stale.
+
+Which worker answers is pinned by keep-alive connections (the example's /api/me names its
+worker). Whether a request was answered from a worker's view or by asking Redis is read
+from Redis itself: the session check is an HMGET of the session's family, counted in
+``INFO commandstats`` (no refresh runs in these tests, so no script adds to the count).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+import redis
+
+from servers import CookieKeeper, RedisServer, run_example_app
+
+pytestmark = pytest.mark.realserver
+
+SECRET = "revocation-test-secret-0123456789abcdef01"
+CHANNEL = "authkit:rev"  # RedisStore.from_url's default prefix + "rev"
+BOUND = 5.0  # seconds any wait here may take (a message takes a millisecond or two)
+
+
+def _env(server: RedisServer, **extra: str) -> dict[str, str]:
+    return {
+        "AUTHKIT_SECRET": SECRET,
+        "AUTHKIT_ACCESS_TTL": "120",
+        "AUTHKIT_REFRESH_GRACE": "0",  # a rotated-out refresh token presented again is reuse
+        "AUTHKIT_REDIS_URL": server.url,
+        **extra,
+    }
+
+
+def eventually(check: Callable[[], bool], within: float = BOUND) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within} s")
+        time.sleep(0.005)
+
+
+class Site:
+    """The example app on two workers: one pinned connection to each, and Redis."""
+
+    def __init__(self, base_url: str, server: RedisServer) -> None:
+        self.base_url = base_url
+        self.redis = redis.Redis.from_url(server.url)
+        self._clients: list[httpx2.Client] = []
+        self.workers: dict[int, httpx2.Client] = {}
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+        self.redis.close()
+
+    def sign_in(self) -> dict[str, str]:
+        jar = CookieKeeper()
+        with httpx2.Client(base_url=self.base_url, timeout=10.0) as client:
+            response = client.post("/login", data={"username": "demo", "password": "demo"})
+        assert response.status_code == 303, response.text
+        jar.update(response)
+        if not self.workers:
+            self._pin(jar.values())
+        return jar.values()
+
+    def _pin(self, jar: dict[str, str]) -> None:
+        for _ in range(100):
+            if len(self.workers) == 2:
+                return
+            client = httpx2.Client(
+                base_url=self.base_url, timeout=10.0, limits=httpx2.Limits(max_connections=1)
+            )
+            self._clients.append(client)
+            response = client.get("/api/me", headers=_cookie(jar))
+            assert response.status_code == 200, response.text
+            self.workers.setdefault(response.json()["worker"], client)
+        raise AssertionError(f"only worker(s) {sorted(self.workers)} accepted connections")
+
+    def get(self, worker: int, jar: dict[str, str], path: str = "/api/me") -> httpx2.Response:
+        return self.workers[worker].get(path, headers=_cookie(jar))
+
+    def post(self, worker: int, jar: dict[str, str], path: str) -> httpx2.Response:
+        headers = {**_cookie(jar), "x-csrf-token": jar["_auth_csrf"]}
+        return self.workers[worker].post(path, headers=headers)
+
+    def store_reads(self) -> int:
+        return int(self.redis.info("commandstats").get("cmdstat_hmget", {}).get("calls", 0))
+
+    def asks_redis(self, worker: int, jar: dict[str, str]) -> bool:
+        """One request on ``worker``; whether it asked Redis (True) or its view."""
+        before = self.store_reads()
+        response = self.get(worker, jar)
+        assert response.status_code == 200, response.text
+        return self.store_reads() > before
+
+    def served_from_views(self, jar: dict[str, str]) -> None:
+        """Both workers answer for the session from their views (after a first request
+        that taught them, if needed)."""
+        for worker in self.workers:
+            eventually(lambda worker=worker: not self.asks_redis(worker, jar))
+
+    def refused_by(self, worker: int, jar: dict[str, str]) -> None:
+        def refused() -> bool:
+            response = self.get(worker, jar)
+            assert response.status_code in (200, 401), response.text
+            return response.status_code == 401
+
+        eventually(refused)
+        response = self.get(worker, jar)  # and it stays refused
+        assert response.status_code == 401
+        assert all(v.get("max-age") == "0" for v in CookieKeeper().update(response).values())
+
+    def subscribers(self) -> int:
+        return int(self.redis.pubsub_numsub(CHANNEL)[0][1])
+
+
+def _cookie(jar: dict[str, str]) -> dict[str, str]:
+    return {"cookie": "; ".join(f"{k}={v}" for k, v in jar.items())} if jar else {}
+
+
+def _family(jar: dict[str, str]) -> str:
+    payload = jar["_auth"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return str(claims["sid"])
+
+
+@pytest.fixture(scope="module")
+def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("revocation-redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, module_redis: RedisServer) -> Iterator[Site]:
+    directory = tmp_path_factory.mktemp("revocation-site")
+    with run_example_app(directory, _env(module_redis), workers=2) as base_url:
+        site = Site(base_url, module_redis)
+        try:
+            yield site
+        finally:
+            site.close()
+
+
+def test_sign_out_in_one_worker_is_refused_by_the_other(site: Site) -> None:
+    jar = site.sign_in()
+    site.served_from_views(jar)
+    revoking, other = sorted(site.workers)
+    assert site.post(revoking, jar, "/logout").json()["revoked"] is True
+    site.refused_by(other, jar)
+    site.refused_by(revoking, jar)
+
+
+def test_sign_out_everywhere_in_one_worker_is_refused_by_the_other(site: Site) -> None:
+    laptop, phone = site.sign_in(), site.sign_in()
+    site.served_from_views(laptop)
+    site.served_from_views(phone)
+    other, revoking = sorted(site.workers)
+    assert site.post(revoking, phone, "/logout-everywhere").json()["revoked"] is True
+    site.refused_by(other, laptop)
+    site.refused_by(other, phone)
+
+
+def test_reuse_detected_in_one_worker_is_refused_by_the_other(site: Site) -> None:
+    jar = site.sign_in()
+    site.served_from_views(jar)
+    revoking, other = sorted(site.workers)
+    stale = {k: v for k, v in jar.items() if k != "_auth"}  # refresh: no access token
+    rotated = site.get(revoking, stale)
+    assert rotated.status_code == 200
+    assert "_auth_refresh" in CookieKeeper().update(rotated)
+    assert site.get(revoking, stale).status_code == 401  # the rotated-out token again: theft
+    site.refused_by(other, jar)  # its access token is unexpired, but the family is revoked
+
+
+def test_killed_subscriber_connections_fall_back_then_recover(site: Site) -> None:
+    jar = site.sign_in()
+    site.served_from_views(jar)
+    site.redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    eventually(lambda: site.subscribers() == 2)  # both workers subscribed again
+    for worker in site.workers:
+        # What each knew before the connection was lost is gone: it asks Redis...
+        assert site.asks_redis(worker, jar)
+    site.served_from_views(jar)  # ...until its new subscription proves its view current
+
+
+def test_a_revocation_published_while_the_workers_reconnect_is_not_lost(site: Site) -> None:
+    jar = site.sign_in()
+    site.served_from_views(jar)
+    # Revokes and publishes in one script, and only while no worker is subscribed: this
+    # revocation's message reaches nobody, by construction.
+    revoke_unheard = site.redis.register_script(
+        """
+        if redis.call('PUBSUB', 'NUMSUB', ARGV[1])[2] > 0 then return 0 end
+        redis.call('HSET', KEYS[1], 'rev', '1')
+        redis.call('PUBLISH', ARGV[1], ARGV[2])
+        return 1
+        """
+    )
+    family = _family(jar)
+    for _ in range(500):
+        site.redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        if revoke_unheard(keys=[f"authkit:fam:{family}"], args=[CHANNEL, family]):
+            break
+    else:
+        pytest.fail("never caught both workers between two subscriptions")
+    for worker in site.workers:
+        site.refused_by(worker, jar)
+
+
+def test_redis_restarted_leaves_no_stale_live_answer(
+    tmp_path: Path, own_redis: RedisServer
+) -> None:
+    with run_example_app(tmp_path, _env(own_redis), workers=2) as base_url:
+        site = Site(base_url, own_redis)
+        try:
+            jar = site.sign_in()
+            site.served_from_views(jar)
+            site.redis.close()
+            own_redis.kill()
+            own_redis.start()
+            site.redis = redis.Redis.from_url(own_redis.url)
+            # Revoked in the restarted Redis with no message at all, as if it had happened
+            # where the workers could not hear it: only asking Redis can find out.
+            site.redis.hset(f"authkit:fam:{_family(jar)}", "rev", "1")
+            for worker in site.workers:
+
+                def refused(worker: int = worker) -> bool:
+                    response = site.get(worker, jar)
+                    assert response.status_code in (401, 503), response.text  # never 200
+                    return response.status_code == 401
+
+                eventually(refused)
+        finally:
+            site.close()
+
+
+def test_the_absolute_lifetime_ends_in_every_worker_without_a_message(
+    tmp_path: Path, own_redis: RedisServer
+) -> None:
+    """A session ends at its absolute lifetime (6 s here) in every worker, by each worker's
+    own view (the end is known with the session), though its access token is still valid."""
+    env = _env(
+        own_redis,
+        AUTHKIT_ACCESS_TTL="5",  # refreshed in its last second
+        AUTHKIT_REFRESH_TTL="6",
+        AUTHKIT_ABSOLUTE_TTL="6",
+        AUTHKIT_REFRESH_GRACE="1",
+    )
+    with run_example_app(tmp_path, env, workers=2) as base_url:
+        site = Site(base_url, own_redis)
+        try:
+            started = time.time()
+            jar = site.sign_in()
+            ends = started + 6  # the session's absolute end is no earlier than this
+            time.sleep(max(0.0, started + 3 - time.time()))
+            worker = next(iter(site.workers))
+            refreshed = site.get(worker, {k: v for k, v in jar.items() if k != "_auth"})
+            assert refreshed.status_code == 200
+            keeper = CookieKeeper()
+            assert "_auth" in keeper.update(refreshed)
+            jar = {**jar, **keeper.values()}  # valid until t+8 at least, due at t+7
+            site.served_from_views(jar)
+            assert time.time() < ends - 0.5, "too slow to observe the end"
+            for worker in site.workers:
+                site.refused_by(worker, jar)  # (the first 401s come at the end)
+            assert time.time() >= ends - 0.1
+            assert time.time() < ends + BOUND
+        finally:
+            site.close()
