@@ -9,6 +9,8 @@ Run it with ``uvicorn example_app.main:app``. Environment:
 * ``AUTHKIT_REFRESH_TTL``: refresh-token lifetime in seconds (default one day).
 * ``AUTHKIT_REFRESH_GRACE``: seconds during which the refresh token that was just rotated
   out still gets the same successor (default 10).
+* ``AUTHKIT_ABSOLUTE_TTL``: seconds after sign-in at which a session ends whatever happens
+  (default: a week, or the refresh-token lifetime when that is longer).
 * ``AUTHKIT_REDIS_URL``: share sessions through Redis so that ``uvicorn --workers N`` works
   (unset: the embedded in-memory store, one process). Requires ``AUTHKIT_SECRET``.
 * ``AUTHKIT_DEBUG``: ``1`` logs every auth decision.
@@ -57,6 +59,7 @@ class Settings:
     debug: bool = False
     grace: float = 10.0
     redis_url: str | None = None
+    absolute_ttl: int | None = None
 
     def __post_init__(self) -> None:
         # A token that is already expired when minted would make every login fail.
@@ -68,6 +71,8 @@ class Settings:
             raise ValueError("AUTHKIT_REFRESH_TTL must be longer than AUTHKIT_ACCESS_TTL")
         if not 0 <= self.grace < self.refresh_ttl:
             raise ValueError("AUTHKIT_REFRESH_GRACE must be between 0 and AUTHKIT_REFRESH_TTL")
+        if self.absolute_ttl is not None and self.absolute_ttl < self.refresh_ttl:
+            raise ValueError("AUTHKIT_ABSOLUTE_TTL must be at least AUTHKIT_REFRESH_TTL")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -92,6 +97,9 @@ class Settings:
             debug=env.get("AUTHKIT_DEBUG", "") not in ("", "0"),
             grace=float(env.get("AUTHKIT_REFRESH_GRACE", "10")),
             redis_url=redis_url,
+            absolute_ttl=int(env["AUTHKIT_ABSOLUTE_TTL"])
+            if "AUTHKIT_ABSOLUTE_TTL" in env
+            else None,
         )
 
 
@@ -172,7 +180,11 @@ def create_app(
         signing_key=_derive(settings.secret, "access-token"),
         access_ttl=settings.access_ttl,
         idle_ttl=settings.refresh_ttl,
-        absolute_ttl=max(settings.refresh_ttl, 7 * 24 * 3600),
+        absolute_ttl=(
+            settings.absolute_ttl
+            if settings.absolute_ttl is not None
+            else max(settings.refresh_ttl, 7 * 24 * 3600)
+        ),
         grace=settings.grace,
         clock=clock,
     )
