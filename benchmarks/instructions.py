@@ -8,10 +8,18 @@ Each variant runs twice under callgrind, in a fresh interpreter: a warm-up and t
 requests, and the same with ``2n``; the difference of the two totals over ``n`` is what one
 request costs (start-up, imports and warm-up cancel out). Requests go straight through the
 ASGI callable, sequentially, with a server-like ``receive``. Hash randomization is fixed
-(``PYTHONHASHSEED=0``), and the measured process runs on a fixed clock with fixed random
-bytes, so tokens, cookies and dictionary layouts repeat from run to run.
+(``PYTHONHASHSEED=0``), the measured process runs on a fixed clock with fixed random bytes
+(so tokens, cookies and dictionary layouts repeat from run to run), and what exists after
+the warm-up is frozen out of the garbage collector's passes.
 
     .venv/bin/python -m benchmarks.instructions [--n 2000] [--variants kit noop ...]
+    .venv/bin/python -m benchmarks.instructions --against OLD/fastapi_authkit [...]
+
+Two checkouts of different code differ by a few tenths of a percent even on paths that
+run the same code (the heap is laid out differently, and some hashes follow addresses).
+``--against`` removes that: every measured process loads both versions of the package,
+this one and the one at the given path (an export of an older commit), in the same order,
+and only then makes one of them ``fastapi_authkit``; each variant is measured with each.
 
 Not part of ``scripts/bench`` (no targets; it needs valgrind and takes a minute per
 variant): run it before and after a change to the hot path.
@@ -35,20 +43,55 @@ if "--inner" in sys.argv:
     time.time = itertools.repeat(1_800_000_000.0).__next__
     secrets.token_bytes = random.Random(0).randbytes  # type: ignore[assignment]
 
+    if "--against" in sys.argv:
+        # Both versions of the package, always in this order, as authkit_version_0 (this
+        # checkout's) and authkit_version_1 (the other); then the one measured becomes
+        # fastapi_authkit, submodules included, before anything imports it by that name.
+        import importlib.util
+        import pathlib
+
+        _other = pathlib.Path(sys.argv[sys.argv.index("--against") + 1]).resolve()
+        _here = pathlib.Path(__file__).resolve().parent.parent / "fastapi_authkit"
+        _chosen = int(sys.argv[sys.argv.index("--version") + 1])
+        for _index, _root in enumerate((_here, _other)):
+            _name = f"authkit_version_{_index}"
+            _spec = importlib.util.spec_from_file_location(
+                _name, _root / "__init__.py", submodule_search_locations=[str(_root)]
+            )
+            assert _spec is not None
+            assert _spec.loader is not None
+            sys.modules[_name] = importlib.util.module_from_spec(_spec)
+            _spec.loader.exec_module(sys.modules[_name])
+        _prefix = f"authkit_version_{_chosen}"
+        for _key in list(sys.modules):
+            if _key == _prefix or _key.startswith(_prefix + "."):
+                sys.modules["fastapi_authkit" + _key[len(_prefix) :]] = sys.modules[_key]
+
 import argparse
 import asyncio
+import gc
 import os
 import re
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
-from benchmarks.common import REPO_ROOT, Exchange, Headers, http_scope, request_headers
+from benchmarks.common import (
+    REPO_ROOT,
+    YIELD_EVERY,
+    Exchange,
+    Headers,
+    RoundTrips,
+    http_scope,
+    redis_server,
+    request_headers,
+    workdir,
+)
 from benchmarks.peers import (
     COOKIE_SECRET,
     SECRET,
@@ -60,7 +103,7 @@ from benchmarks.peers import (
     session_cookies,
 )
 from fastapi_authkit import AuthKitMiddleware, CurrentUser, create_issuer, create_store
-from fastapi_authkit.stores import MemoryStore
+from fastapi_authkit.stores import MemoryStore, SessionStore
 
 Variant = tuple[FastAPI, Headers, str]  # app, request headers, method
 
@@ -90,9 +133,9 @@ def unsafe_post() -> Variant:
     return app, headers, "POST"
 
 
-def issuer_memory() -> Variant:
-    """The built-in issuer on the in-memory store, a signed-in browser's GET."""
-    issuer = create_issuer(backend=MemoryStore(), signing_key=SECRET, access_ttl=3600)
+async def issuer(backend: SessionStore) -> Variant:
+    """The built-in issuer on ``backend``, a signed-in browser's GET."""
+    issuer = create_issuer(backend=backend, signing_key=SECRET, access_ttl=3600)
     store = create_store(secret_key=COOKIE_SECRET, token_issuer=issuer)
     app = FastAPI()
     app.add_middleware(AuthKitMiddleware, store=store)
@@ -101,14 +144,36 @@ def issuer_memory() -> Variant:
     async def me(user: CurrentUser) -> dict[str, Any]:
         return {"sub": user["sub"]}
 
-    tokens = asyncio.run(issuer.issue("alice"))
+    tokens = await issuer.issue("alice")
     cookies = session_cookies(
         store, tokens.access_token, refresh=tokens.refresh_token, user_state={"sub": "alice"}
     )
     return app, request_headers(cookies), "GET"
 
 
-VARIANTS: dict[str, Callable[[], Variant]] = {
+async def issuer_memory() -> Variant:
+    return await issuer(MemoryStore())
+
+
+async def issuer_redis() -> Variant:
+    """On a RedisStore (the redis-server the outer process started). Under valgrind real
+    time runs ~50x slower than the code expects, so the view's lag bound is set far beyond
+    any heartbeat delay: what is counted is the request, not the heartbeats."""
+    from fastapi_authkit.stores import RedisStore
+
+    client = Redis.from_url(os.environ[REDIS_URL])
+    ROUND_TRIPS.append(RoundTrips(client))
+    try:
+        backend = RedisStore(client, prefix="instructions:", max_lag=3600.0)
+    except TypeError:  # a version without the view (--against an older checkout)
+        backend = RedisStore(client, prefix="instructions:")
+    return await issuer(backend)
+
+
+REDIS_URL = "BENCH_INSTRUCTIONS_REDIS_URL"
+ROUND_TRIPS: list[RoundTrips] = []
+
+VARIANTS: dict[str, Callable[[], Variant | Awaitable[Variant]]] = {
     "noop": _get(noop_dependency),
     "kit": _get(lambda: authkit(with_refresh=False)),
     "kit-refresh": _get(lambda: authkit(with_refresh=True)),
@@ -116,24 +181,40 @@ VARIANTS: dict[str, Callable[[], Variant]] = {
     "kit-anonymous": _get(lambda: anonymous(with_kit=True)),
     "kit-post": unsafe_post,
     "issuer-memory": issuer_memory,
+    "issuer-redis": issuer_redis,
 }
 
 
 async def _run(app: FastAPI, headers: Headers, method: str, n: int) -> None:
     template = http_scope("/me", headers, method)
-    for _ in range(n):
+    for i in range(n):
         exchange = Exchange()
         await app(dict(template), exchange.receive, exchange.send)
         if exchange.status != 200:
             raise RuntimeError(f"expected 200, got {exchange.status}")
+        if not i % YIELD_EVERY:
+            await asyncio.sleep(0)  # the loop's turn, as in benchmarks.common.drive
 
 
 def inner(name: str, n: int) -> None:
     """In the process callgrind watches: warm up, then ``n`` requests."""
-    app, headers, method = VARIANTS[name]()
 
     async def main() -> None:
+        built = VARIANTS[name]()
+        app, headers, method = built if isinstance(built, tuple) else await built
         await _run(app, headers, method, 300)
+        for _ in range(200):  # with Redis: until requests stop asking it (the view is current)
+            before = sum(counter.count for counter in ROUND_TRIPS)
+            await asyncio.sleep(0.05)
+            await _run(app, headers, method, 64)
+            if sum(counter.count for counter in ROUND_TRIPS) == before:
+                break
+        # What exists after the warm-up (modules, apps, caches) is left out of the garbage
+        # collector's later passes: their cost would follow the size of the code base, not
+        # the cost of a request (two checkouts of different code differ by it even where
+        # the request runs the same code).
+        gc.collect()
+        gc.freeze()
         await _run(app, headers, method, n)
 
     asyncio.run(main())
@@ -142,8 +223,8 @@ def inner(name: str, n: int) -> None:
 _TOTAL = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 
 
-def instructions(name: str, n: int, directory: Path) -> int:
-    out = directory / f"{name}-{n}.out"
+def instructions(name: str, n: int, directory: Path, against: list[str]) -> int:
+    out = directory / f"{name}-{n}-{'-'.join(against[-1:])}.out"
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -155,6 +236,7 @@ def instructions(name: str, n: int, directory: Path) -> int:
         name,
         "--n",
         str(n),
+        *against,
     ]
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(REPO_ROOT)}
     subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, capture_output=True)
@@ -168,19 +250,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument(
+        "--against", type=Path, help="an older checkout's fastapi_authkit directory"
+    )
     parser.add_argument("--inner", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--version", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
         inner(args.inner, args.n)
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
+    versions: list[list[str]] = [[]]
+    if args.against is not None:
+        other = str(args.against.resolve())
+        versions = [["--against", other, "--version", "1"], ["--against", other, "--version", "0"]]
+        print(f"columns: the package at {other}, then this checkout's (both loaded in each run)")
     print(f"instructions per request (callgrind, ({2 * args.n} - {args.n} requests) / {args.n})")
-    with tempfile.TemporaryDirectory(prefix="authkit-instructions-") as tmp:
+    with workdir("instructions") as tmp, redis_server(tmp) as redis_url:
+        os.environ[REDIS_URL] = redis_url
         for name in args.variants:
-            one = instructions(name, args.n, Path(tmp))
-            two = instructions(name, 2 * args.n, Path(tmp))
-            print(f"  {name:20s} {(two - one) / args.n:12,.0f}", flush=True)
+            counts = []
+            for version in versions:
+                one = instructions(name, args.n, tmp, version)
+                two = instructions(name, 2 * args.n, tmp, version)
+                counts.append((two - one) / args.n)
+            line = "".join(f" {count:12,.0f}" for count in counts)
+            if len(counts) == 2:
+                line += f" {counts[1] - counts[0]:+10,.0f} ({counts[1] / counts[0] - 1:+.2%})"
+            print(f"  {name:20s}{line}", flush=True)
 
 
 if __name__ == "__main__":

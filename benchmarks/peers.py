@@ -13,13 +13,19 @@ callable (no network, no client), so the figure is framework plus auth cost alon
 * authx with its implicit-refresh middleware (when installed);
 * fastapi-authkit steady state: ``AuthKitMiddleware`` + ``Depends(current_user)``, a valid
   token an hour from expiry, (a) no refresh configured, (b) refresh configured, not due;
+* fastapi-authkit as its own auth server (the built-in issuer, whose sessions can be
+  revoked): on the in-memory store, and on a ``RedisStore`` (a redis-server on loopback,
+  started here), where each request is answered from the process's view of revocations
+  while that view is provably current (the Redis commands the variant made during the
+  timed rounds are counted and reported);
 * the kit with the route calling ``get_auth_state(request)`` instead of a dependency (the
   kit's own cost apart from FastAPI's ``Depends``), and a visitor who is not signed in: a
   public route, no cookies, bare and with the kit (reported, no target).
 
 Variants run interleaved for several rounds; medians and per-round paired ratios are
 reported. Targets: authkit <= 1.10x the no-op dependency, >= 2x faster than hand-written
-PyJWT, >= 10x faster than authx.
+PyJWT, >= 10x faster than authx; the issuer on memory <= 1.10x and on Redis <= 1.15x the
+no-op dependency.
 
     .venv/bin/python -m benchmarks.peers [--rounds 15] [--chunk-seconds 0.25]
 """
@@ -40,11 +46,13 @@ from typing import Annotated, Any
 import itsdangerous
 import jwt
 from fastapi import Depends, FastAPI, HTTPException, Request
+from redis.asyncio import Redis
 
 from benchmarks.common import (
     TIMES,
     Chunk,
     Headers,
+    RoundTrips,
     Target,
     UnexpectedRefresh,
     bench_parser,
@@ -55,17 +63,21 @@ from benchmarks.common import (
     median,
     paired_ratio,
     ratio_target,
+    redis_server,
     request_headers,
     session_cookies,
     stop_on_sigterm,
+    workdir,
 )
 from fastapi_authkit import (
     AuthKitMiddleware,
     CurrentUser,
+    create_issuer,
     create_refresh,
     create_store,
     get_auth_state,
 )
+from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
 SECRET = "peers-benchmark-secret-0123456789abcdef"
 COOKIE_SECRET = "peers-benchmark-cookie-secret-0123456789"
@@ -206,6 +218,29 @@ def authkit_without_dependency() -> App:
     return app, headers
 
 
+async def issuer_app(backend: SessionStore) -> App:
+    """The kit as its own auth server on ``backend``: a signed-in browser's GET /me (every
+    request asks whether the session is still live; the answer comes from the store's view
+    in this process when it can)."""
+    issuer = create_issuer(backend=backend, signing_key=SECRET, access_ttl=3600)
+    store = create_store(secret_key=COOKIE_SECRET, token_issuer=issuer)
+    app = FastAPI()
+    app.add_middleware(AuthKitMiddleware, store=store)
+
+    @app.get("/me")
+    async def me(user: CurrentUser) -> dict[str, Any]:
+        return {"sub": user["sub"]}
+
+    tokens = await issuer.issue("alice")
+    cookies = session_cookies(
+        store,
+        tokens.access_token,
+        refresh=tokens.refresh_token,
+        user_state={"sub": "alice", "name": "Alice"},
+    )
+    return app, request_headers(cookies)
+
+
 def anonymous(*, with_kit: bool) -> App:
     """A public route (no dependency) and a request without cookies: what the kit costs a
     visitor who is not signed in."""
@@ -229,6 +264,8 @@ AUTHX = "authx (implicit refresh)"
 KIT_NO_DEP = "authkit, no dependency"
 ANON_BARE = "bare, no cookies"
 ANON_KIT = "authkit, no cookies"
+ISSUER_MEMORY = "authkit + issuer (memory)"
+ISSUER_REDIS = "authkit + issuer (Redis)"
 
 VARIANTS: dict[str, Callable[[], App]] = {
     "bare": bare,
@@ -253,14 +290,24 @@ def _chunk(name: str, app: FastAPI, headers: Headers) -> Chunk:
     return run
 
 
-async def measure(rounds: int, chunk_seconds: float) -> list[Target]:
+async def measure(rounds: int, chunk_seconds: float, redis_url: str) -> list[Target]:
     chunks: dict[str, Chunk] = {}
     for name, build in VARIANTS.items():
         if name == AUTHX and importlib.util.find_spec("authx") is None:
             print(AUTHX_MISSING)
             continue
         chunks[name] = _chunk(name, *build())
-    results, sizes = await interleaved(chunks, rounds=rounds, chunk_seconds=chunk_seconds)
+    chunks[ISSUER_MEMORY] = _chunk(ISSUER_MEMORY, *await issuer_app(MemoryStore()))
+    client = Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    round_trips = RoundTrips(client)
+    backend = RedisStore(client, prefix=f"peers-{secrets.token_hex(4)}:")
+    chunks[ISSUER_REDIS] = _chunk(ISSUER_REDIS, *await issuer_app(backend))
+    try:
+        before = round_trips.count
+        results, sizes = await interleaved(chunks, rounds=rounds, chunk_seconds=chunk_seconds)
+        commands = round_trips.count - before
+    finally:
+        await backend.aclose()
     NEVER_DUE.check(KIT_REFRESH)
 
     print(
@@ -284,6 +331,11 @@ async def measure(rounds: int, chunk_seconds: float) -> list[Target]:
     print(
         f"  info: {ANON_KIT} vs {ANON_BARE}: "
         f"{paired_ratio(results[ANON_KIT], results[ANON_BARE]):.2f}{TIMES} (no target)"
+    )
+    requests = sizes[ISSUER_REDIS] * rounds + 400  # the timed rounds and the warm-up
+    print(
+        f"  info: {ISSUER_REDIS}: {commands} requests asked Redis, of {requests:,} (the "
+        "first, before the view was current; and any while a heartbeat was late)"
     )
 
     targets = []
@@ -311,6 +363,15 @@ async def measure(rounds: int, chunk_seconds: float) -> list[Target]:
                 why=AUTHX_MISSING,
             )
         )
+    for name, limit in ((ISSUER_MEMORY, 1.10), (ISSUER_REDIS, 1.15)):
+        targets.append(
+            ratio_target(
+                f"{name} cost vs no-op dependency",
+                paired_ratio(results[name], results[NOOP]),
+                "<=",
+                limit,
+            )
+        )
     return targets
 
 
@@ -320,7 +381,9 @@ def main() -> None:
     parser.add_argument("--chunk-seconds", type=float, default=0.25)
     args = parser.parse_args()
     stop_on_sigterm()
-    finish(asyncio.run(measure(args.rounds, args.chunk_seconds)), args.json)
+    with workdir("peers") as directory, redis_server(directory) as redis_url:
+        targets = asyncio.run(measure(args.rounds, args.chunk_seconds, redis_url))
+    finish(targets, args.json)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,14 @@ Target: one refreshing request <= 3x a hand-written PyJWT request.
 Also reported (no target): the same refresh once the kit already remembers 10,000 recent
 refresh results, i.e. 10,000 sessions refreshed within one grace period.
 
+And the kit as its own auth server (the built-in issuer), on the in-memory store and on a
+``RedisStore`` (a redis-server on loopback, started here): each request carries its own
+session's refresh token and an expired access token, so each one rotates its session.
+For Redis the commands each refresh sends are counted (``INFO commandstats`` before and
+after every timed chunk, heartbeats aside). Target: one round trip per refresh, the fewest
+that keep the rotation exactly-once (before this design: a look, a write, a flight claim, a
+finish, a forget and a session check, six).
+
     .venv/bin/python -m benchmarks.refresh_cost [--rounds 7]
 """
 
@@ -24,11 +32,13 @@ import time
 from typing import Any
 
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from benchmarks.common import (
     TIMES,
     Chunk,
     Headers,
+    RoundTrips,
     Target,
     bench_parser,
     call,
@@ -39,9 +49,11 @@ from benchmarks.common import (
     median,
     paired_ratio,
     ratio_target,
+    redis_server,
     request_headers,
     session_cookies,
     stop_on_sigterm,
+    workdir,
 )
 from benchmarks.peers import COOKIE_SECRET, SECRET, access_token, handwritten_pyjwt
 from fastapi_authkit import (
@@ -50,9 +62,11 @@ from fastapi_authkit import (
     CurrentUser,
     RefreshParam,
     RefreshResult,
+    create_issuer,
     create_refresh,
     create_store,
 )
+from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
 INTERVAL = 60
 # Enough for any chunk size interleaved() picks, while a whole run stays well under the
@@ -134,6 +148,49 @@ class KitApp:
         return run
 
 
+class IssuerApp:
+    """The kit as its own auth server on ``backend``; every request rotates its own
+    session (an expired access token and that session's refresh token)."""
+
+    def __init__(self, backend: SessionStore, round_trips: RoundTrips | None = None) -> None:
+        self.round_trips = round_trips
+        self.chunks: list[tuple[int, int]] = []  # (refreshes, round trips) per chunk
+        self.issuer = create_issuer(backend=backend, signing_key=SECRET, access_ttl=600)
+        self.store = create_store(secret_key=COOKIE_SECRET, token_issuer=self.issuer)
+        self.app = FastAPI()
+        self.app.add_middleware(AuthKitMiddleware, store=self.store)
+
+        @self.app.get("/me")
+        async def me(user: CurrentUser) -> dict[str, Any]:
+            return {"sub": user["sub"]}
+
+    async def sessions(self, n: int) -> list[Headers]:
+        """``n`` signed-in sessions whose access tokens have expired."""
+        requests = []
+        for i in range(n):
+            tokens = await self.issuer.issue(f"user-{i}")
+            cookies = session_cookies(self.store, tokens.access_token, refresh=tokens.refresh_token)
+            cookies[self.store.names.access] = self.issuer.mint_access(
+                f"user-{i}", tokens.family_id, time.time() - 700
+            )
+            # The session's earlier requests verified its state cookie already.
+            self.store.state_codec.loads(cookies[self.store.names.state])
+            requests.append(request_headers(cookies))
+        return requests
+
+    def chunk(self, name: str) -> Chunk:
+        async def run(n: int) -> float:
+            requests = await self.sessions(n)  # made before the clock starts
+            counter = self.round_trips
+            before = counter.count if counter is not None else 0
+            us, statuses = await drive(self.app, "/me", requests, n)
+            expect_only(statuses, 200, name)
+            self.chunks.append((n, counter.count - before if counter is not None else 0))
+            return us
+
+        return run
+
+
 def pyjwt_chunk() -> Chunk:
     app, headers = handwritten_pyjwt()
 
@@ -148,6 +205,8 @@ def pyjwt_chunk() -> Chunk:
 NEAR = f"authkit refresh (token {INTERVAL // 2} s from exp)"
 EXPIRED = "authkit refresh (token expired)"
 PYJWT = "hand-written PyJWT (no refresh)"
+ISSUER_MEMORY = "issuer refresh (memory)"
+ISSUER_REDIS = "issuer refresh (Redis)"
 
 
 def _table(results: dict[str, list[float]], sizes: dict[str, int]) -> None:
@@ -160,7 +219,7 @@ def _table(results: dict[str, list[float]], sizes: dict[str, int]) -> None:
         )
 
 
-async def measure(rounds: int, chunk_seconds: float) -> list[Target]:
+async def measure(rounds: int, chunk_seconds: float, redis_url: str) -> list[Target]:
     near, expired = KitApp(token_ttl=INTERVAL // 2), KitApp(token_ttl=-10)
     await near.check()
     await expired.check()
@@ -201,7 +260,44 @@ async def measure(rounds: int, chunk_seconds: float) -> list[Target]:
         f"  info: refresh with {FULL:,} remembered results vs hand-written PyJWT: "
         f"{paired_ratio(full_results[name], full_results[PYJWT]):.2f}{TIMES} (no target)"
     )
+    targets.append(await issuer_refresh(rounds, chunk_seconds, redis_url))
     return targets
+
+
+async def issuer_refresh(rounds: int, chunk_seconds: float, redis_url: str) -> Target:
+    client = Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    round_trips = RoundTrips(client)  # the subscriber's own connection is not counted
+    backend = RedisStore(client, prefix=f"refresh-{secrets.token_hex(4)}:")
+    memory, on_redis = IssuerApp(MemoryStore()), IssuerApp(backend, round_trips)
+    try:
+        results, sizes = await interleaved(
+            {
+                PYJWT: pyjwt_chunk(),
+                ISSUER_MEMORY: memory.chunk(ISSUER_MEMORY),
+                ISSUER_REDIS: on_redis.chunk(ISSUER_REDIS),
+            },
+            rounds=rounds,
+            chunk_seconds=chunk_seconds,
+            max_chunk=MAX_CHUNK,
+        )
+    finally:
+        await backend.aclose()
+    print(f"\nthe built-in issuer, each request rotating its own session, {rounds} rounds:")
+    _table(results, sizes)
+    warmup, timed = on_redis.chunks[:2], on_redis.chunks[2:]
+    refreshes, trips = sum(n for n, _ in timed), sum(t for _, t in timed)
+    print(
+        f"  info: Redis round trips per refresh (issuer on Redis): {trips / refreshes:.3f} in "
+        f"the timed rounds ({trips:,} in {refreshes:,} refreshes); warm-up "
+        f"{sum(t for _, t in warmup)} in {sum(n for n, _ in warmup)} (the first ones ask "
+        "again whether the session is live, until the view is current); before this "
+        "design: 6 per refresh"
+    )
+    return Target(
+        "issuer on Redis: round trips per refresh",
+        trips <= refreshes,
+        f"{trips / refreshes:.3f} (target: 1, the rotation, which also says the session is live)",
+    )
 
 
 def main() -> None:
@@ -210,7 +306,9 @@ def main() -> None:
     parser.add_argument("--chunk-seconds", type=float, default=0.2)
     args = parser.parse_args()
     stop_on_sigterm()
-    finish(asyncio.run(measure(args.rounds, args.chunk_seconds)), args.json)
+    with workdir("refresh") as directory, redis_server(directory) as redis_url:
+        targets = asyncio.run(measure(args.rounds, args.chunk_seconds, redis_url))
+    finish(targets, args.json)
 
 
 if __name__ == "__main__":

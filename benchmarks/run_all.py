@@ -27,6 +27,7 @@ BENCHMARKS = {
     "refresh_cost": "benchmarks.refresh_cost",
     "uvicorn_rps": "benchmarks.uvicorn_rps",
     "storm": "benchmarks.storm",
+    "revocation": "benchmarks.revocation",
 }
 TIMEOUT = 240.0
 
