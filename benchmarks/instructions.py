@@ -99,10 +99,11 @@ from benchmarks.peers import (
     anonymous,
     authkit,
     authkit_without_dependency,
+    issuer_app,
     noop_dependency,
     session_cookies,
 )
-from fastapi_authkit import AuthKitMiddleware, CurrentUser, create_issuer, create_store
+from fastapi_authkit import AuthKitMiddleware, CurrentUser, create_store
 from fastapi_authkit.stores import MemoryStore, SessionStore
 
 Variant = tuple[FastAPI, Headers, str]  # app, request headers, method
@@ -135,20 +136,8 @@ def unsafe_post() -> Variant:
 
 async def issuer(backend: SessionStore) -> Variant:
     """The built-in issuer on ``backend``, a signed-in browser's GET."""
-    issuer = create_issuer(backend=backend, signing_key=SECRET, access_ttl=3600)
-    store = create_store(secret_key=COOKIE_SECRET, token_issuer=issuer)
-    app = FastAPI()
-    app.add_middleware(AuthKitMiddleware, store=store)
-
-    @app.get("/me")
-    async def me(user: CurrentUser) -> dict[str, Any]:
-        return {"sub": user["sub"]}
-
-    tokens = await issuer.issue("alice")
-    cookies = session_cookies(
-        store, tokens.access_token, refresh=tokens.refresh_token, user_state={"sub": "alice"}
-    )
-    return app, request_headers(cookies), "GET"
+    app, headers = await issuer_app(backend)
+    return app, headers, "GET"
 
 
 async def issuer_memory() -> Variant:

@@ -265,7 +265,8 @@ async def measure(rounds: int, chunk_seconds: float, redis_url: str) -> list[Tar
 
 
 async def issuer_refresh(rounds: int, chunk_seconds: float, redis_url: str) -> Target:
-    client = Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    # Generous timeouts: this measures the kit, not how it fails closed on a slow Redis.
+    client = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
     round_trips = RoundTrips(client)  # the subscriber's own connection is not counted
     backend = RedisStore(client, prefix=f"refresh-{secrets.token_hex(4)}:")
     memory, on_redis = IssuerApp(MemoryStore()), IssuerApp(backend, round_trips)

@@ -92,12 +92,21 @@ class AuthKitMiddleware:
             state.store, state.token, state.token_type = self.store, token, token_type
             state.claims, state.user_state = claims(), user_state()
             state.sid, state.refresh_token = sid, refresh
-        elif decision is ANONYMOUS:
-            state = AuthState(self.store)
         elif decision.__class__ is Reading:
-            state = _published(self.store, decision)
-            if decision.then:
-                state = await self._settle(state, decision)
+            # The state a route will see for this reading, before any I/O step changes it
+            # (inline: every request that the remembered outcomes do not serve comes here).
+            state = _new_state(AuthState)
+            state.store = self.store
+            if decision is not ANONYMOUS:
+                if decision.claims is not None:
+                    state.token, state.token_type = decision.token, decision.token_type
+                    state.claims = decision.claims
+                if decision.sid is not None:
+                    state.sid, state.user_state = decision.sid, decision.user_state
+                if decision.refresh_token is not None:
+                    state.refresh_token = decision.refresh_token
+                if decision.then:
+                    state = await self._settle(state, decision)
         else:
             # Before any refresh: a forged request must not even rotate tokens.
             logger.info("refused %s %s: %s", scope.get("method", "WS"), scope["path"], decision[0])
@@ -246,22 +255,6 @@ class AuthKitMiddleware:
             if check:
                 await self._session_live(state)
         return state
-
-
-def _published(store: AuthStore, reading: Reading) -> AuthState:
-    """The state a route will see for ``reading`` (before any I/O step changes it)."""
-    state = AuthState(store)
-    if reading.claims is not None:
-        state.token, state.token_type, state.claims = (
-            reading.token,
-            reading.token_type,
-            reading.claims,
-        )
-    if reading.sid is not None:
-        state.sid, state.user_state = reading.sid, reading.user_state
-    if reading.refresh_token is not None:
-        state.refresh_token = reading.refresh_token
-    return state
 
 
 # AuthState without __init__: the hot path sets every field itself.

@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection
 from typing import Any, Final, NamedTuple
 
 from .config import AuthStore
-from .cookies import CACHED_HEADER_BYTES, cookie_header, parse_cookie_header
+from .cookies import CACHED_HEADER_BYTES, parse_cookie_header
 from .errors import TokenError, TokenExpiredError
 from .fifo import Fifo
 from .origins import cross_site_refused
@@ -174,7 +174,11 @@ class RequestReader:
         except (TokenError, UnicodeDecodeError) as exc:
             self._debug("bearer: token rejected: %s", exc)
             return ANONYMOUS
-        return Reading(text, "Bearer", claims, access=text)
+        # tuple.__new__: the same Reading without NamedTuple's Python-level __new__ (this is
+        # every request of an API client).
+        return tuple.__new__(
+            Reading, (text, "Bearer", claims, None, None, None, text, False, 0, None)
+        )
 
     def _forgery(
         self,
@@ -216,8 +220,12 @@ class RequestReader:
     ) -> Decision:
         """The remembered outcome of a repeated header, or the full read: the cookies, the
         state cookie's binding, the forgery checks, the access token, and whether a session
-        check or a refresh is needed. (One function: this runs for every request.)"""
-        header = cookie_header(headers)
+        check or a refresh is needed. (One function, and cookies.cookie_header inlined: this
+        runs for every request.)"""
+        header = b""  # HTTP/2 may split the Cookie header; the pairs are the same joined
+        for name, value in headers:
+            if name == b"cookie":
+                header = value if not header else header + b"; " + value
         safe = method in SAFE_METHODS
         if safe:
             hot = self._hot.get(header)
@@ -285,17 +293,21 @@ class RequestReader:
                 return _SESSION_OVER
             if known is None:
                 then |= CHECK
-        reading = Reading(
-            token,
-            token_type,
-            claims,
-            sid,
-            user_state,
-            refresh_token,
-            access,
-            expired,
-            then,
-            expired_claims,
+        # tuple.__new__: the same Reading without NamedTuple's Python-level __new__.
+        reading = tuple.__new__(
+            Reading,
+            (
+                token,
+                token_type,
+                claims,
+                sid,
+                user_state,
+                refresh_token,
+                access,
+                expired,
+                then,
+                expired_claims,
+            ),
         )
         if (
             then == DONE

@@ -35,7 +35,13 @@ class Rotation:
 
 
 class Rotate(Protocol):
-    """:meth:`TokenSource.rotate`, as configuration keeps it."""
+    """:attr:`TokenSource.rotate`: :meth:`TokenSource.refresh` for the kit itself.
+
+    ``subject`` and ``family_id`` (from the old access token, when there is one) let the
+    successor be offered in the first call to the store; ``context`` is sealed with the
+    pair, so that every process handing out this pair (within the grace period) builds the
+    same cookies from it, and comes back in :attr:`Rotation.context`.
+    """
 
     def __call__(
         self,
@@ -86,17 +92,5 @@ class TokenSource(Protocol):
         the token's :data:`SESSION_CLAIM` claim."""
         ...
 
-    async def rotate(
-        self,
-        refresh_token: str,
-        *,
-        subject: str | None,
-        family_id: str | None,
-        context: str,
-        now: float,
-    ) -> Rotation:
-        """:meth:`refresh` for the kit itself: ``subject`` and ``family_id`` (from the old
-        access token, when there is one) let the successor be offered in the first call to
-        the store; ``context`` is sealed with the pair, so that every process handing out
-        this pair (within the grace period) builds the same cookies from it."""
-        ...
+    # The kit's own refresh: see Rotate.
+    rotate: Rotate
