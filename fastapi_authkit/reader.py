@@ -232,9 +232,14 @@ class RequestReader:
             if hot is not None:
                 if hot[0] <= now < hot[1]:
                     family = hot[8]
-                    if family is None or self._known(family, now) is True:  # type: ignore[misc]
+                    if family is None:
                         return hot
-                    # Not known to be live right now: the full read says what it is.
+                    known = self._known(family, now)  # type: ignore[misc]
+                    if known is True:
+                        return hot
+                    if known is False:  # over for good; unknown: the entry may serve again
+                        del self._hot[header]
+                    # Either way the full read says what the request is now.
                 else:
                     del self._hot[header]
         store, names = self._store, self._store.names

@@ -234,6 +234,7 @@ async def test_the_issuers_view_answers_the_session_check_without_io(clock: Cloc
     assert hit.family == tokens.family_id
     await issuer.revoke(tokens.refresh_token)
     assert read(reader, headers(jar), clock()) == Reading(then=CLEAR)  # not served again
+    assert reader._hot == {}  # and no longer remembered
     unknown = signed_in(store, issuer.mint_access("bob", "no-such-family", clock()))
     assert read(reader, headers(unknown), clock()).then == CLEAR
 
