@@ -1,4 +1,5 @@
-"""Real processes for tests: a redis-server and free loopback ports.
+"""Real processes for tests: redis-server (alone, as a cluster, as primary + replica +
+Sentinel), uvicorn, and free loopback ports.
 
 Nothing here skips: a missing binary is a test failure with a message saying how to get it
 (``bash scripts/test`` installs redis-server when it is missing).
@@ -13,12 +14,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
 import pytest
+import redis
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
@@ -39,48 +41,58 @@ def _ping(port: int) -> bool:
         return False
 
 
+def _redis_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail(
+            "redis-server is not installed: run `bash scripts/test`, which installs it "
+            "(apt-get install redis-server), or install it yourself",
+            pytrace=False,
+        )
+    return binary
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = STARTUP_TIMEOUT) -> float:
+    """Poll ``check`` until it holds; fail (with ``what``) after ``timeout`` seconds.
+    Returns the seconds it took."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
 class RedisServer:
     """A redis-server on a loopback port with an append-only file, so that a restart after
-    a kill comes back with the same data (as a production Redis with persistence would)."""
+    a kill comes back with the same data (as a production Redis with persistence would).
+    ``extra`` adds command-line options (cluster mode, replicaof)."""
 
-    def __init__(self, data_dir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail(
-                "redis-server is not installed: run `bash scripts/test`, which installs it "
-                "(apt-get install redis-server), or install it yourself",
-                pytrace=False,
-            )
-        self.binary = binary
+    def __init__(self, data_dir: Path, *, extra: Sequence[str] = ()) -> None:
+        self.binary = _redis_binary()
         self.dir = data_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.extra = list(extra)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def control(self) -> redis.Redis:
+        """A plain synchronous client for the test's own commands (INFO, CLUSTER ...)."""
+        return redis.Redis(port=self.port, socket_timeout=5, decode_responses=True)
+
     def start(self) -> None:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always"]
+        command += ["--save", "", "--protected-mode", "yes", *self.extra]
+        self._spawn(command)
+
+    def _spawn(self, command: list[str]) -> None:
         self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.dir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-                "--protected-mode",
-                "yes",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 10
         while not _ping(self.port):
@@ -96,6 +108,10 @@ class RedisServer:
             self.process.wait(timeout=10)
             self.process = None
 
+    def signal(self, sig: int) -> None:
+        assert self.process is not None, "the server is not running"
+        self.process.send_signal(sig)
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
@@ -105,6 +121,186 @@ class RedisServer:
                 self.process.kill()
                 self.process.wait(timeout=10)
             self.process = None
+
+
+class RedisClusterServers:
+    """A Redis Cluster of ``size`` primaries (no replicas) on loopback ports, the 16384
+    slots split evenly, formed with CLUSTER ADDSLOTSRANGE and CLUSTER MEET."""
+
+    def __init__(self, base_dir: Path, size: int = 3) -> None:
+        self.bus_ports = [free_port() for _ in range(size)]
+        self.nodes = [
+            RedisServer(
+                base_dir / f"node{i}",
+                extra=[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-port",
+                    str(bus_port),
+                    "--cluster-node-timeout",
+                    "5000",
+                    "--appendonly",
+                    "no",
+                ],
+            )
+            for i, bus_port in enumerate(self.bus_ports)
+        ]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self) -> None:
+        try:
+            self._form()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _form(self) -> None:
+        for node in self.nodes:
+            node.start()
+        size = len(self.nodes)
+        for i, node in enumerate(self.nodes):
+            first, last = 16384 * i // size, 16384 * (i + 1) // size - 1
+            with node.control() as control:
+                control.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+        with self.nodes[0].control() as control:
+            for node, bus_port in zip(self.nodes[1:], self.bus_ports[1:], strict=True):
+                # The bus port is not port + 10000 here, so MEET is told it.
+                control.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port, bus_port)
+
+        def formed() -> bool:
+            for node in self.nodes:
+                with node.control() as control:
+                    info = control.execute_command("CLUSTER", "INFO")
+                if "cluster_state:ok" not in info or f"cluster_known_nodes:{size}" not in info:
+                    return False
+            return True
+
+        wait_until("the cluster to form", formed)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+SENTINEL_SERVICE = "authkit"
+
+
+class SentinelSet:
+    """A primary, its replica and one Sentinel watching them (quorum 1, a primary is taken
+    for down after ``down_after_ms``), as redis-server processes on loopback ports."""
+
+    def __init__(self, base_dir: Path, *, down_after_ms: int = 400) -> None:
+        first = RedisServer(base_dir / "a")
+        second = RedisServer(base_dir / "b", extra=["--replicaof", "127.0.0.1", str(first.port)])
+        self.servers = [first, second]
+        self.sentinel_dir = base_dir / "sentinel"
+        self.sentinel_dir.mkdir(parents=True, exist_ok=True)
+        self.sentinel_port = free_port()
+        self.down_after_ms = down_after_ms
+        self.sentinel: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/{SENTINEL_SERVICE}"
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        for server in self.servers:
+            server.start()
+        self.wait_replicated(self.servers[0], self.servers[1])
+        conf = self.sentinel_dir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.sentinel_dir}\n"
+            f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {self.servers[0].port} 1\n"
+            f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {self.down_after_ms}\n"
+            # Also the pause between two failovers of the same primary (twice this).
+            f"sentinel failover-timeout {SENTINEL_SERVICE} 1000\n"
+        )
+        self.sentinel = subprocess.Popen(
+            [_redis_binary(), str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until("Sentinel to answer", lambda: _ping(self.sentinel_port), 10)
+        self.wait_watched(self.servers[1])
+
+    def _sentinel(self) -> redis.Redis:
+        return redis.Redis(port=self.sentinel_port, socket_timeout=5, decode_responses=True)
+
+    def primary(self) -> RedisServer:
+        """The server Sentinel names as the primary now."""
+        with self._sentinel() as sentinel:
+            _, port = sentinel.sentinel_get_master_addr_by_name(SENTINEL_SERVICE)
+        return next(s for s in self.servers if s.port == int(port))
+
+    def replica(self) -> RedisServer:
+        primary = self.primary()
+        return next(s for s in self.servers if s is not primary)
+
+    @staticmethod
+    def wait_replicated(primary: RedisServer, replica: RedisServer) -> None:
+        def caught_up() -> bool:
+            with replica.control() as control:
+                info = control.info("replication")
+            with primary.control() as control:
+                offset = control.info("replication")["master_repl_offset"]
+            return (
+                info.get("role") == "slave"
+                and info.get("master_port") == primary.port
+                and info.get("master_link_status") == "up"
+                and info.get("slave_repl_offset", -1) >= offset
+            )
+
+        wait_until(f"port {replica.port} to replicate port {primary.port}", caught_up)
+
+    def wait_watched(self, replica: RedisServer) -> None:
+        """Until Sentinel sees ``replica`` as a healthy replica it could promote."""
+
+        def watched() -> bool:
+            with self._sentinel() as sentinel:
+                replicas = sentinel.sentinel_slaves(SENTINEL_SERVICE)
+            return any(
+                r["port"] == replica.port
+                and not r["is_sdown"]
+                and not r["is_disconnected"]
+                and r.get("master-link-status") == "ok"
+                for r in replicas
+            )
+
+        wait_until(f"Sentinel to watch the replica on port {replica.port}", watched)
+
+    def wait_promoted(self, old: RedisServer, timeout: float = 15) -> tuple[RedisServer, float]:
+        """Until Sentinel names another primary than ``old``; returns it and the seconds."""
+        took = wait_until(
+            "Sentinel to promote the replica", lambda: self.primary() is not old, timeout
+        )
+        return self.primary(), took
+
+    def rejoin(self, server: RedisServer) -> None:
+        """Restart a killed server; Sentinel turns it into a replica of the new primary."""
+        server.start()
+        primary = self.primary()
+        self.wait_replicated(primary, server)
+        self.wait_watched(server)
+
+    def stop(self) -> None:
+        if self.sentinel is not None:
+            self.sentinel.terminate()
+            self.sentinel.wait(timeout=10)
+            self.sentinel = None
+        for server in self.servers:
+            server.stop()
 
 
 @contextmanager
