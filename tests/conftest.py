@@ -88,6 +88,16 @@ def redis_store(request: pytest.FixtureRequest, kind: str, label: str = "t") -> 
     return RedisStore.from_url(server.url, prefix=f"{label}-{uuid.uuid4().hex}:")
 
 
+async def keys_under(store: RedisStore, prefix: str) -> dict[int, list[bytes]]:
+    """Every key under ``prefix`` in ``store``'s deployment, by the port of the primary
+    that holds it."""
+    found: dict[int, list[bytes]] = {}
+    for primary in await store.topology.primaries():
+        port = primary.connection_pool.connection_kwargs["port"]
+        found[port] = [key async for key in primary.scan_iter(match=f"{prefix}*")]
+    return found
+
+
 @pytest.fixture(params=["memory", "redis", "cluster"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
     """Each store in turn: in memory, one real redis-server and a real 3-primary cluster

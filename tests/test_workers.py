@@ -1,5 +1,6 @@
-"""The example app under a real ``uvicorn --workers 2`` sharing a real redis-server:
-exactly-once refresh across processes, reuse detection, and a Redis outage mid-run."""
+"""The example app under a real ``uvicorn --workers 2`` sharing a real redis-server (and a
+real 3-primary Redis Cluster): exactly-once refresh across processes, reuse detection, and
+a Redis outage mid-run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import anyio
 import httpx2
 import pytest
 
-from servers import CookieKeeper, RedisServer, run_example_app
+from servers import CookieKeeper, RedisClusterServers, RedisServer, run_example_app
 
 pytestmark = pytest.mark.realserver
 
@@ -21,7 +22,7 @@ SECRET = "workers-test-secret-0123456789abcdef0123"
 AUTH_COOKIES = {"_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf"}
 
 
-def _env(redis: RedisServer) -> dict[str, str]:
+def _env(redis: RedisServer | RedisClusterServers) -> dict[str, str]:
     return {
         "AUTHKIT_SECRET": SECRET,
         "AUTHKIT_ACCESS_TTL": str(ACCESS_TTL),
@@ -82,9 +83,13 @@ async def _storm_on_both_workers(
             await client.aclose()
 
 
-def test_two_workers_refresh_exactly_once(tmp_path: Path, own_redis: RedisServer) -> None:
+@pytest.mark.parametrize("deployment", ["own_redis", "redis_cluster"])
+def test_two_workers_refresh_exactly_once(
+    tmp_path: Path, request: pytest.FixtureRequest, deployment: str
+) -> None:
+    redis: RedisServer | RedisClusterServers = request.getfixturevalue(deployment)
     with (
-        run_example_app(tmp_path, _env(own_redis), workers=2) as base_url,
+        run_example_app(tmp_path, _env(redis), workers=2) as base_url,
         httpx2.Client(base_url=base_url, timeout=10.0) as client,
     ):
         cookies = CookieKeeper()
