@@ -254,16 +254,31 @@ class SentinelSet:
 
     @staticmethod
     def wait_replicated(primary: RedisServer, replica: RedisServer) -> None:
+        """Until ``replica`` has everything ``primary`` has and ``primary`` counts it as an
+        online replica (the only kind WAIT counts)."""
+
         def caught_up() -> bool:
             with replica.control() as control:
                 info = control.info("replication")
             with primary.control() as control:
-                offset = control.info("replication")["master_repl_offset"]
+                own = control.info("replication")
+            offset = own["master_repl_offset"]
+            online = [
+                value
+                for key, value in own.items()
+                if key.startswith("slave") and isinstance(value, dict)
+            ]
             return (
                 info.get("role") == "slave"
                 and info.get("master_port") == primary.port
                 and info.get("master_link_status") == "up"
                 and info.get("slave_repl_offset", -1) >= offset
+                and any(
+                    r.get("port") == replica.port
+                    and r.get("state") == "online"
+                    and r.get("offset", -1) >= offset
+                    for r in online
+                )
             )
 
         wait_until(f"port {replica.port} to replicate port {primary.port}", caught_up)

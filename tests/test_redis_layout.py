@@ -13,7 +13,7 @@ import pytest
 import redis.cluster
 from redis.crc import key_slot
 
-from fastapi_authkit import Issuer, RefreshParam, create_issuer
+from fastapi_authkit import Issuer, RefreshParam, ReplicaConfirmationError, create_issuer
 from fastapi_authkit.stores import RedisStore
 from fastapi_authkit.stores.redis_keys import KeyLayout
 from fastapi_authkit.stores.sealing import token_id
@@ -243,3 +243,49 @@ async def test_earlier_tokens_are_unknown_on_a_sharded_cluster(
         assert not await issuer.revoke("NoFamilyInThisToken" + "z" * 24)
     finally:
         await store.aclose()
+
+
+async def test_a_slot_moved_under_a_waiting_write_is_followed(
+    redis_cluster: RedisClusterServers, clock: Clock
+) -> None:
+    """A slot moves to another primary after the client learnt the slot map (resharding,
+    failover): a write that waits for replicas is not redirected behind its WAIT's back but
+    resent, whole, to the new owner."""
+    prefix = f"moved-{uuid.uuid4().hex}:"
+    store = RedisStore.from_url(
+        redis_cluster.url, prefix=prefix, wait_replicas=1, wait_timeout=0.05
+    )
+    try:
+        await store.family_active("warm-up", clock())  # the client caches the slot map
+        family = uuid.uuid4().hex
+        slot = key_slot(KeyLayout(prefix).family(family).encode())
+        owner, target = _owner_and_other(redis_cluster, slot)
+        with target.control() as control:
+            control.execute_command("CLUSTER", "BUMPEPOCH")
+            target_id = control.execute_command("CLUSTER", "MYID")
+        for node in (target, owner, *redis_cluster.nodes):
+            with node.control() as control:
+                control.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        with pytest.raises(ReplicaConfirmationError):  # no replicas: written, unconfirmed
+            await store.create_family(
+                family_id=family,
+                subject="mover",
+                token_id="t1",
+                now=clock(),
+                idle_ttl=60,
+                absolute_ttl=120,
+            )
+        with target.control() as control:
+            assert control.exists(KeyLayout(prefix).family(family)) == 1
+    finally:
+        await store.aclose()
+
+
+def _owner_and_other(cluster: RedisClusterServers, slot: int) -> tuple[RedisServer, RedisServer]:
+    with cluster.nodes[0].control() as control:
+        ranges = control.execute_command("CLUSTER", "SLOTS")
+    for first, last, primary, *_ in ranges:
+        if first <= slot <= last:
+            owner = next(n for n in cluster.nodes if n.port == int(primary[1]))
+            return owner, next(n for n in cluster.nodes if n is not owner)
+    raise AssertionError(f"slot {slot} is not served")
