@@ -13,13 +13,13 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx2
 from fastapi import FastAPI
-from oidc_server import API, OIDCProviderServer
 from starlette.testclient import TestClient
 
 from fastapi_authkit import AuthKitMiddleware, AuthStore, CurrentUser, OptionalUser, create_store
 from fastapi_authkit.oidc import OIDCClient
 
 from conftest import SECRET_KEY
+from oidc_server import API, OIDCProviderServer
 
 REDIRECT_URI = "https://app.test/auth/callback"
 
