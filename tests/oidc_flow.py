@@ -93,9 +93,14 @@ class StaticJSON:
     """A loopback HTTP server answering every GET with ``self.body`` (a JWKS mirror that
     lags behind the provider, as a CDN-cached one does, or a provider answering garbage)."""
 
-    def __init__(self, body: Any, *, port: int = 0, raw: bytes | None = None) -> None:
+    def __init__(
+        self, body: Any, *, port: int = 0, raw: bytes | None = None, status: int = 200
+    ) -> None:
         self.body = body
         self.raw = raw
+        self.status = status
+        # (method, path, headers, body) of every request, for tests that check what was sent.
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -106,8 +111,12 @@ class StaticJSON:
                 self._answer()
 
             def _answer(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                outer.requests.append((self.command, self.path, headers, body))
                 payload = outer.raw if outer.raw is not None else json.dumps(outer.body).encode()
-                self.send_response(200)
+                self.send_response(outer.status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()

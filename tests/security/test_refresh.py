@@ -531,3 +531,30 @@ def test_callback_result_with_fields_of_the_wrong_type_is_not_stored(
 
     recorder.behaviour = odd
     _assert_refresh_result_rejected(app, clock, caplog)
+
+
+def test_a_kept_successor_is_shared_with_requests_still_carrying_the_old_token(
+    clock: Clock, app: FastAPI, recorder: Recorder
+) -> None:
+    """Within the grace period a request that still carries the rotated-out refresh token
+    (it was in flight) gets the same kept successor, and the callback never sees the old
+    token again."""
+
+    async def other_key(param: RefreshParam) -> RefreshResult:
+        return RefreshResult(
+            is_success=True,
+            new_auth_token=make_token(clock, key=OTHER_KEY),  # a key we do not hold
+            new_refresh_token=f"rotated-{len(recorder.calls)}",
+        )
+
+    tc = safe_client(app)
+    login(tc, clock, ttl=100)
+    stale = dict(tc.cookies.items())
+    clock.advance(200)
+    recorder.behaviour = other_key
+    first = tc.get("/me")
+    tc.cookies.clear()
+    second = tc.get("/me", headers={"cookie": cookie_header(stale)})
+    assert first.status_code == second.status_code == 503
+    assert set_cookies(first) == set_cookies(second)  # byte-identical successor cookies
+    assert [call.refresh_token for call in recorder.calls] == ["refresh-0"]
