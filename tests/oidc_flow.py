@@ -66,7 +66,9 @@ def browser(app: FastAPI) -> TestClient:
     return TestClient(app, base_url="https://testserver")
 
 
-def code_flow(tc: TestClient, provider: OIDCProviderServer, *, login: str = "alice") -> Any:
+def code_flow(
+    tc: Any, provider: OIDCProviderServer, *, login: str = "alice", redirect: str = REDIRECT_URI
+) -> Any:
     """Sign in through the real provider: our /auth/login, the provider's login form and
     consent, back to our callback. Returns the callback's response."""
     start = tc.get("/auth/login", params={"next": "/me"}, follow_redirects=False)
@@ -74,7 +76,7 @@ def code_flow(tc: TestClient, provider: OIDCProviderServer, *, login: str = "ali
     location = start.headers["location"]
     with httpx2.Client(timeout=10.0) as at_provider:  # the browser's provider cookies
         for _ in range(20):
-            if location.startswith(REDIRECT_URI):
+            if location.startswith(redirect):
                 break
             url = urljoin(provider.issuer + "/", location)
             response = at_provider.get(url)

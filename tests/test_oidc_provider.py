@@ -28,7 +28,9 @@ ACCESS_TTL = 60
 @pytest.fixture
 def provider(tmp_path: Path) -> Iterator[OIDCProviderServer]:
     server = OIDCProviderServer(
-        tmp_path, redirect_uris=["https://app.test/auth/callback"], access_ttl=ACCESS_TTL
+        tmp_path,
+        redirect_uris=["https://app.test/auth/callback", "https://testserver/auth/callback"],
+        access_ttl=ACCESS_TTL,
     )
     server.start()
     yield server
@@ -261,3 +263,26 @@ def test_wrong_audience_keeps_the_session_until_it_is_fixed(
     assert response.status_code == 200, response.text
     _assert_each_refresh_token_presented_once(provider)
     assert len(provider.presented_refresh_tokens()) == 3
+
+
+def test_the_readme_app_behind_an_identity_provider_signs_in(
+    provider: OIDCProviderServer,
+) -> None:
+    """The README's smallest app, as printed, pointed at the real provider."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Behind an identity provider") :]
+    code = section[section.index("```python\n") + 10 : section.index("```\n", 10)]
+    code = (
+        code.replace("https://id.example.com/realms/main", provider.issuer)
+        .replace('"my-app"', repr(provider.client_options["client_id"]))
+        .replace('"..."', repr(provider.client_options["client_secret"]))
+        .replace("https://api.example.com", API)
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    tc = browser(namespace["app"])
+    signed_in = code_flow(tc, provider, redirect="https://testserver/auth/callback")
+    assert signed_in.status_code == 303, signed_in.text
+    me = tc.get("/me")
+    assert me.status_code == 200
+    assert me.json() == {"sub": "alice"}  # scope "openid": the ID token carries sub only
