@@ -1,7 +1,8 @@
 """The documentation site builds with ``mkdocs build --strict`` (any warning fails: a broken
 link, a missing page, a docstring mkdocstrings cannot render), and its reference is the one
 generated from the code: every parameter of the configuration functions is in the built
-page, and the docstrings' Sphinx-style roles became links (docs/_ext/sphinx_roles.py).
+page, the docstrings' Sphinx-style roles became links (docs/_ext/sphinx_roles.py), and
+every public name has its entry in the reference.
 """
 
 from __future__ import annotations
@@ -9,12 +10,16 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Annotated, get_origin
 
 import pytest
 
+import fastapi_authkit
+import fastapi_authkit.stores
 from fastapi_authkit import create_issuer, create_refresh, create_store
 
 from servers import REPO_ROOT
@@ -78,3 +83,21 @@ def test_docstring_roles_became_links(site: Path) -> None:
     # A role left as it was would show as ":class:" before its code span.
     for role in ("class", "func", "meth", "attr", "exc"):
         assert f":{role}:<code>" not in api + configuration
+
+
+def test_every_public_name_is_in_the_reference() -> None:
+    """A name added to the public API gets its reference entry (``::: fastapi_authkit.X``);
+    the ``Annotated`` aliases, which carry no docstring of their own, are in the API table."""
+    reference = "".join(
+        (REPO_ROOT / "docs/reference" / page).read_text() for page in ("api.md", "configuration.md")
+    )
+    rendered = set(re.findall(r"^::: (fastapi_authkit(?:\.stores)?\.\w+)$", reference, re.M))
+    aliases = {
+        name
+        for name in fastapi_authkit.__all__
+        if get_origin(getattr(fastapi_authkit, name)) is Annotated
+    }
+    public = {f"fastapi_authkit.{name}" for name in set(fastapi_authkit.__all__) - aliases}
+    public |= {f"fastapi_authkit.stores.{name}" for name in fastapi_authkit.stores.__all__}
+    assert public - rendered == set()
+    assert {name for name in aliases if f"`{name}`" not in reference} == set()
