@@ -17,7 +17,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .callback import RefreshParam
 from .config import AuthStore
 from .cookies import CACHED_HEADER_BYTES, cookie_header, parse_cookie_header
-from .errors import ConfigurationError, StoreUnavailableError, TokenError, TokenExpiredError
+from .errors import (
+    ConfigurationError,
+    StoreUnavailableError,
+    TokenError,
+    TokenExpiredError,
+    UnknownKeyError,
+)
 from .fifo import Fifo
 from .origins import cross_site_refused
 from .refresh import (
@@ -103,6 +109,11 @@ class AuthKitMiddleware:
                 del self._hot[header]
         if state is None:
             read = self._read(scope, header, safe)
+            if isinstance(read, _Unsettled) and read.unknown_key:
+                # The access token names a key the key set does not hold: reload it
+                # (rate-limited), then read once more; still unknown is a foreign token.
+                await self.store.verifier.reload_keys_for(read.access or "", trusted=False)
+                read = self._read(scope, header, safe, keys_reloaded=True)
             if read is None:
                 await self._refuse(scope, receive, send)
                 return
@@ -231,7 +242,9 @@ class AuthKitMiddleware:
             return False
         return store.csrf.verify(session.sid, values[0].decode("latin-1"))
 
-    def _read(self, scope: Scope, header: bytes, safe: bool) -> AuthState | _Unsettled | None:
+    def _read(
+        self, scope: Scope, header: bytes, safe: bool, *, keys_reloaded: bool = False
+    ) -> AuthState | _Unsettled | None:
         """Everything that needs no I/O: the cookies, the forgery checks, the access token.
 
         ``header`` is the request's joined Cookie header and ``safe`` whether this is an
@@ -278,6 +291,11 @@ class AuthKitMiddleware:
             except TokenExpiredError:
                 expired = True
                 self._debug("access token expired")
+            except UnknownKeyError as exc:
+                if keys_reloaded or store.verifier.key_source is None:
+                    self._debug("access token rejected: %s", exc)
+                    return state
+                return _Unsettled(state, access, False, False, unknown_key=True)
             except TokenError as exc:
                 # A forged or foreign token is not an expired session: no refresh for it.
                 self._debug("access token rejected: %s", exc)
@@ -375,6 +393,14 @@ class AuthKitMiddleware:
             # Keep everything; a still-valid token keeps working, otherwise protected routes
             # answer 503 with Retry-After.
             state.unavailable = True
+            successor = outcome.successor
+            if successor is not None:
+                # The refresh token was rotated although its access token is unusable here:
+                # the browser must hold the successor, never present the old one again.
+                self._debug("refresh token rotated, access token unusable; successor kept")
+                state.sid, state.user_state = successor.sid, successor.user_state
+                state.refresh_token = successor.refresh_token
+                state.queue_refresh_cookies(successor.set_cookies)
         return state
 
 
@@ -402,3 +428,4 @@ class _Unsettled(NamedTuple):
     access: str | None
     expired: bool
     refresh_due: bool
+    unknown_key: bool = False  # the access token's kid is not held yet: reload, read again

@@ -328,10 +328,18 @@ class SentinelSet:
 
 
 @contextmanager
-def run_example_app(tmp_path: Path, env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
-    """Run ``uvicorn example_app.main:app`` (``--workers N``) on a free loopback port and
-    yield its base URL; the server's output is in the failure message if it does not come
-    up, and the process group is always stopped."""
+def run_example_app(
+    tmp_path: Path,
+    env: dict[str, str],
+    *,
+    workers: int = 1,
+    app: str = "example_app.main:app",
+    ready_path: str = "/login",
+    app_dir: str = ".",
+) -> Iterator[str]:
+    """Run ``uvicorn example_app.main:app`` (or ``app``; ``--workers N``) on a free loopback
+    port and yield its base URL once ``ready_path`` answers 200; the server's output is in
+    the failure message if it does not come up, and the process group is always stopped."""
     if importlib.util.find_spec("uvicorn") is None:
         pytest.fail("uvicorn is not installed: pip install -e '.[example]'", pytrace=False)
     port = free_port()
@@ -339,7 +347,7 @@ def run_example_app(tmp_path: Path, env: dict[str, str], *, workers: int = 1) ->
     full_env.update(env)
     log_path = tmp_path / f"uvicorn-{port}.log"
     base_url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "uvicorn", "example_app.main:app"]
+    command = [sys.executable, "-m", "uvicorn", app, "--app-dir", app_dir]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -355,7 +363,7 @@ def run_example_app(tmp_path: Path, env: dict[str, str], *, workers: int = 1) ->
                         pytrace=False,
                     )
                 try:
-                    if httpx2.get(f"{base_url}/login", timeout=1.0).status_code == 200:
+                    if httpx2.get(f"{base_url}{ready_path}", timeout=1.0).status_code == 200:
                         break
                 except httpx2.TransportError:
                     pass

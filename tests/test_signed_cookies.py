@@ -210,7 +210,9 @@ def test_state_older_than_max_age_is_ignored(clock: Clock) -> None:
 
 
 def test_store_state_codec_uses_state_max_age(clock: Clock) -> None:
-    s = create_store(secret_key=SECRET_KEY, token_key=TOKEN_KEY, clock=clock, state_max_age=10)
+    s = create_store(
+        secret_key=SECRET_KEY, token_key=TOKEN_KEY, clock=clock, state_max_age=10, leeway=0
+    )
     value = s.state_codec.dumps("sid-1", None, BOUND)
     clock.advance(10)
     assert s.state_codec.loads(value) is not None
