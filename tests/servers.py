@@ -87,7 +87,8 @@ class RedisServer:
     def start(self) -> None:
         command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
         command += ["--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always"]
-        command += ["--save", "", "--protected-mode", "yes", *self.extra]
+        command += ["--save", "", "--protected-mode", "yes", "--logfile", "redis.log"]
+        command += self.extra
         self._spawn(command)
 
     def _spawn(self, command: list[str]) -> None:
@@ -107,6 +108,14 @@ class RedisServer:
             self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
+
+    def is_primary(self) -> bool:
+        """Whether the server answers and takes writes (role master)."""
+        try:
+            with self.control() as control:
+                return bool(control.info("replication")["role"] == "master")
+        except redis.RedisError:
+            return False
 
     def signal(self, sig: int) -> None:
         assert self.process is not None, "the server is not running"
@@ -194,9 +203,11 @@ class SentinelSet:
     """A primary, its replica and one Sentinel watching them (quorum 1, a primary is taken
     for down after ``down_after_ms``), as redis-server processes on loopback ports."""
 
-    def __init__(self, base_dir: Path, *, down_after_ms: int = 400) -> None:
-        # A full sync starts at once (Redis waits 5 s for more replicas by default).
-        fast_sync = ["--repl-diskless-sync-delay", "0"]
+    def __init__(self, base_dir: Path, *, down_after_ms: int = 1000) -> None:
+        # A full sync starts at once (Redis waits 5 s for more replicas by default), and no
+        # fsync per write: on a busy disk it can stall a replica's acknowledgement (WAIT)
+        # for longer than the test's wait_timeout. A killed server rejoins from its peer.
+        fast_sync = ["--repl-diskless-sync-delay", "0", "--appendonly", "no"]
         first = RedisServer(base_dir / "a", extra=fast_sync)
         second = RedisServer(
             base_dir / "b", extra=[*fast_sync, "--replicaof", "127.0.0.1", str(first.port)]
@@ -226,6 +237,7 @@ class SentinelSet:
         conf = self.sentinel_dir / "sentinel.conf"
         conf.write_text(
             f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.sentinel_dir}\n"
+            "logfile sentinel.log\n"
             f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {self.servers[0].port} 1\n"
             f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {self.down_after_ms}\n"
             # Also the pause between two failovers of the same primary (twice this).
@@ -242,6 +254,11 @@ class SentinelSet:
     def _sentinel(self) -> redis.Redis:
         return redis.Redis(port=self.sentinel_port, socket_timeout=5, decode_responses=True)
 
+    def promoted(self, old: RedisServer) -> bool:
+        """Whether Sentinel names another primary than ``old`` and that one takes writes."""
+        current = self.primary()
+        return current is not old and current.is_primary()
+
     def primary(self) -> RedisServer:
         """The server Sentinel names as the primary now."""
         with self._sentinel() as sentinel:
@@ -253,35 +270,45 @@ class SentinelSet:
         return next(s for s in self.servers if s is not primary)
 
     @staticmethod
-    def wait_replicated(primary: RedisServer, replica: RedisServer) -> None:
-        """Until ``replica`` has everything ``primary`` has and ``primary`` counts it as an
-        online replica (the only kind WAIT counts)."""
-
-        def caught_up() -> bool:
+    def replicated(primary: RedisServer, replica: RedisServer) -> bool:
+        """Whether ``replica`` has everything ``primary`` has, ``primary`` counts it as an
+        online replica (the only kind WAIT counts) and a write is confirmed promptly (right
+        after a full sync a replica may leave WAIT unanswered for up to a second, until its
+        first own acknowledgement)."""
+        try:
             with replica.control() as control:
                 info = control.info("replication")
             with primary.control() as control:
                 own = control.info("replication")
-            offset = own["master_repl_offset"]
-            online = [
-                value
-                for key, value in own.items()
-                if key.startswith("slave") and isinstance(value, dict)
-            ]
-            return (
-                info.get("role") == "slave"
-                and info.get("master_port") == primary.port
-                and info.get("master_link_status") == "up"
-                and info.get("slave_repl_offset", -1) >= offset
-                and any(
-                    r.get("port") == replica.port
-                    and r.get("state") == "online"
-                    and r.get("offset", -1) >= offset
-                    for r in online
-                )
-            )
+                offset = own["master_repl_offset"]
+                online = [
+                    v for k, v in own.items() if k.startswith("slave") and isinstance(v, dict)
+                ]
+                if not (
+                    info.get("role") == "slave"
+                    and info.get("master_port") == primary.port
+                    and info.get("master_link_status") == "up"
+                    and info.get("slave_repl_offset", -1) >= offset
+                    and any(
+                        r.get("port") == replica.port
+                        and r.get("state") == "online"
+                        and r.get("offset", -1) >= offset
+                        for r in online
+                    )
+                ):
+                    return False
+                pipe = control.pipeline(transaction=False)
+                pipe.set("fixture:probe", time.monotonic())
+                pipe.execute_command("WAIT", 1, 50)
+                return bool(pipe.execute()[1] == 1)
+        except redis.RedisError:  # not up yet, or (a spurious failover) no longer primary
+            return False
 
-        wait_until(f"port {replica.port} to replicate port {primary.port}", caught_up)
+    def wait_replicated(self, primary: RedisServer, replica: RedisServer) -> None:
+        wait_until(
+            f"port {replica.port} to replicate port {primary.port}",
+            lambda: self.replicated(primary, replica),
+        )
 
     def wait_watched(self, replica: RedisServer) -> None:
         """Until Sentinel sees ``replica`` as a healthy replica it could promote."""
@@ -298,13 +325,6 @@ class SentinelSet:
 
         wait_until(f"Sentinel to watch the replica on port {replica.port}", watched)
 
-    def wait_promoted(self, old: RedisServer, timeout: float = 15) -> tuple[RedisServer, float]:
-        """Until Sentinel names another primary than ``old``; returns it and the seconds."""
-        took = wait_until(
-            "Sentinel to promote the replica", lambda: self.primary() is not old, timeout
-        )
-        return self.primary(), took
-
     def rejoin(self, server: RedisServer) -> None:
         """Restart a killed server as a replica of the new primary (what Sentinel would
         make of it too, but only at its next INFO round, up to 10 s later)."""
@@ -315,8 +335,16 @@ class SentinelSet:
             del extra[at : at + 3]
         extra += ["--replicaof", "127.0.0.1", str(primary.port)]
         server.start()
-        self.wait_replicated(primary, server)
-        self.wait_watched(server)
+
+        def settled() -> bool:
+            # Whichever Sentinel names now: on a loaded machine it may have failed over
+            # once more (a late PING reply), and then the pair settles the other way round.
+            current = self.primary()
+            other = next(s for s in self.servers if s is not current)
+            return current.is_primary() and self.replicated(current, other)
+
+        wait_until("the primary and its replica to settle", settled)
+        self.wait_watched(self.replica())
 
     def stop(self) -> None:
         if self.sentinel is not None:

@@ -4,6 +4,7 @@ stores, is tests/security/test_rotation.py."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any

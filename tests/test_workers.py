@@ -31,6 +31,10 @@ def _env(redis: RedisServer | RedisClusterServers) -> dict[str, str]:
     }
 
 
+def _server_logs(tmp_path: Path) -> str:
+    return "\n".join(p.read_text(errors="replace")[-4000:] for p in tmp_path.glob("uvicorn-*.log"))
+
+
 def _login(client: httpx2.Client, cookies: CookieKeeper) -> None:
     response = client.post("/login", data={"username": "demo", "password": "demo"})
     assert response.status_code == 303, response.text
@@ -97,7 +101,8 @@ def test_two_workers_refresh_exactly_once(
         before = cookies.values()
         responses, stale = anyio.run(_storm_on_both_workers, base_url, cookies, 40)
 
-        assert [r.status_code for r in responses] == [200] * 40
+        codes = [r.status_code for r in responses]
+        assert codes == [200] * 40, (codes, responses[0].text, _server_logs(tmp_path))
         workers = {r.json()["worker"] for r in responses}
         assert len(workers) == 2, f"expected both workers to answer, got {workers}"
         refresh_cookies = set()

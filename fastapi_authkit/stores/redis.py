@@ -117,9 +117,9 @@ redis.call('HSET', KEYS[2], 'cur', ARGV[1])
 return 1
 """
 
-# KEYS: family[, token: only if this refresh token exists]. 1 revoked now, 0 already,
-# -1 no such family, -2 no such token. ARGV[1] = '1': an earlier revocation is written
-# again, so that the WAIT behind it covers it.
+# KEYS: family[, token: only if this refresh token exists]. ARGV: confirm, family id.
+# 1 revoked now, 0 already, -1 no such family, -2 no such token. ARGV[1] = '1': an earlier
+# revocation is written again, so that the WAIT behind it covers it.
 _REVOKE: Final = """
 if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
 local rev = redis.call('HGET', KEYS[1], 'rev')
@@ -403,7 +403,7 @@ class RedisStore:
         else:
             token_key = k.token(family_id, token_id)
         reply, acked = await self._script(
-            self._revoke, [k.family(family_id), token_key], [self._flag]
+            self._revoke, [k.family(family_id), token_key], [self._flag, family_id]
         )
         if reply == -2:
             return None
@@ -420,7 +420,7 @@ class RedisStore:
         # The families live in many slots: each is revoked in its own (one pipeline per
         # node). A session started meanwhile may or may not be included, as if it had
         # started just before or just after.
-        commands = [self._eval(self._revoke, [k.family(f)], [self._flag]) for f in families]
+        commands = [self._eval(self._revoke, [k.family(f)], [self._flag, f]) for f in families]
         replies, acked = await self._run(commands, confirm=True)
         if acked < self._wait:
             raise self._unconfirmed("sign-out everywhere", acked)
