@@ -11,20 +11,17 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 from .callback import RefreshCallback
 from .cookies import CookieNames, CookiePolicy, SameSite, is_token
 from .csrf import CsrfSigner
 from .errors import ConfigurationError
 from .origins import validate_origins
+from .source import TokenSource
 from .stores.base import SessionStore
-from .stores.memory import MemoryStore
 from .tokens import EXTERNAL_LEEWAY, TokenVerifier, is_number
 from .userstate import StateCodec
-
-if TYPE_CHECKING:
-    from .issuer import Issuer
 
 __all__ = ["AuthStore", "AuthType", "RefreshConfig", "create_refresh", "create_store"]
 
@@ -159,7 +156,7 @@ def create_store(
     cookie_samesite: SameSite = "lax",
     cookie_path: str = "/",
     refresh: RefreshConfig | None = None,
-    token_issuer: Issuer | None = None,
+    token_issuer: TokenSource | None = None,
     shared_store: SessionStore | None = None,
     user_loader: UserLoader | None = None,
     csrf_exempt_paths: Collection[str] = (),
@@ -267,9 +264,7 @@ def create_store(
         raise ConfigurationError("clock must be callable")
     session_check: SessionCheck | None = None
     if token_issuer is not None:
-        from .issuer import ACCESS_TOKEN_TYPE, Issuer
-
-        if not isinstance(token_issuer, Issuer):
+        if not isinstance(token_issuer, TokenSource):
             raise ConfigurationError("token_issuer must come from create_issuer(...)")
         if token_key is not None or algorithms is not None or issuer is not None or audience:
             raise ConfigurationError(
@@ -280,8 +275,11 @@ def create_store(
             raise ConfigurationError("token_issuer works with auth_type='cookie'")
         token_key, algorithms = token_issuer.token_key, (token_issuer.algorithm,)
         if token_typ is not None:
-            raise ConfigurationError("with token_issuer, token_typ is the issuer's 'at+jwt'")
-        issuer, audience, token_typ = token_issuer.issuer, token_issuer.audience, ACCESS_TOKEN_TYPE
+            raise ConfigurationError(
+                f"with token_issuer, token_typ is the issuer's own {token_issuer.token_typ!r}"
+            )
+        issuer, audience = token_issuer.issuer, token_issuer.audience
+        token_typ = token_issuer.token_typ
         max_token_lifetime = max(max_token_lifetime, token_issuer.access_ttl + 1)
         session_check = token_issuer.is_active
         if refresh is None:
@@ -291,8 +289,8 @@ def create_store(
                 refresh_api_callback=token_issuer.refresh,
                 grace_period=token_issuer.grace,
             )
-        if shared_store is None and not isinstance(token_issuer.backend, MemoryStore):
-            shared_store = token_issuer.backend
+        if shared_store is None:
+            shared_store = token_issuer.shared_store
     if shared_store is not None:
         if not isinstance(shared_store, SessionStore):
             raise ConfigurationError("shared_store must be a SessionStore such as RedisStore")

@@ -110,10 +110,6 @@ def successor_token(outcome: Outcome) -> str | None:
     return None
 
 
-def needs_refresh(exp: float, now: float, interval: float) -> bool:
-    return exp - now <= interval
-
-
 async def _invoke(refresh: RefreshConfig, param: RefreshParam) -> object:
     callback = refresh.refresh_api_callback
     with anyio.fail_after(refresh.timeout):

@@ -39,6 +39,7 @@ PARTLY_PUBLIC_MODULES = {
     "callback": {"RefreshCallback"},
     "config": {"AuthType"},
     "issuer": {"ACCESS_TOKEN_TYPE"},
+    "tokenissuer": {"ACCESS_TOKEN_TYPE", "TokenIssuer"},
     "state": {"SCOPE_KEY"},
 }
 
@@ -53,6 +54,8 @@ INTERNAL_MODULES = (
     "origins",
     "jsoncopy",
     "fifo",
+    "reader",
+    "source",
 )
 
 

@@ -202,27 +202,27 @@ def _hot_app(clock: Clock, recorder: Recorder | None = None, **options: Any) -> 
     middleware = app.middleware_stack
     while not isinstance(middleware, AuthKitMiddleware):
         middleware = middleware.app
-    return tc, middleware
+    return tc, middleware._reader  # the request reader remembers signed-in headers
 
 
 def test_remembered_signed_in_header_expires_with_its_token(clock: Clock) -> None:
-    tc, middleware = _hot_app(clock)
+    tc, reader = _hot_app(clock)
     login(tc, clock, ttl=30, refresh=None)
     assert tc.get("/me").status_code == 200  # remembered now
-    assert len(middleware._hot) == 1
+    assert len(reader._hot) == 1
     clock.advance(29)
     assert tc.get("/me").status_code == 200  # from the remembered outcome
     clock.advance(1)
     assert tc.get("/me").status_code == 401  # the token's exp bounds it
-    assert middleware._hot == {}
+    assert reader._hot == {}
 
 
 def test_remembered_header_stops_where_a_refresh_falls_due(clock: Clock) -> None:
     recorder = Recorder(clock)
-    tc, middleware = _hot_app(clock, recorder)
+    tc, reader = _hot_app(clock, recorder)
     login(tc, clock, ttl=300)
     assert tc.get("/me").json()["sub"] == "alice"
-    assert len(middleware._hot) == 1  # remembered
+    assert len(reader._hot) == 1  # remembered
     clock.advance(239)  # 61 s left: not yet inside the 60 s refresh interval
     assert tc.get("/me").json()["sub"] == "alice"
     assert recorder.calls == []
@@ -287,18 +287,18 @@ def test_request_that_creates_the_remembered_outcome_cannot_change_it(clock: Clo
 def test_remembered_headers_are_bounded_by_the_token_cache(clock: Clock) -> None:
     """One remembered header per verified token at most: the bound is verified_token_cache,
     first in, first out."""
-    tc, middleware = _hot_app(clock, verified_token_cache=2)
+    tc, reader = _hot_app(clock, verified_token_cache=2)
     headers = []
     for i in range(3):
         tc.cookies.clear()
         login(tc, clock, refresh=None, user_state={"n": i})
         assert tc.get("/me").json()["user"] == {"n": i}
-        headers.append(next(reversed(middleware._hot)))
-    assert list(middleware._hot) == headers[-2:]
-    off, off_middleware = _hot_app(clock, verified_token_cache=0)
+        headers.append(next(reversed(reader._hot)))
+    assert list(reader._hot) == headers[-2:]
+    off, off_reader = _hot_app(clock, verified_token_cache=0)
     login(off, clock, refresh=None, user_state={"n": 0})
     assert off.get("/me").json()["user"] == {"n": 0}
-    assert off_middleware._hot == {}
+    assert off_reader._hot == {}
 
 
 @pytest.mark.parametrize(
@@ -335,7 +335,7 @@ def test_remembered_values_hand_out_private_copies(value: Any) -> None:
 def test_remembered_header_builds_the_same_state_as_the_full_read(clock: Clock) -> None:
     """The hot path builds its AuthState without __init__: every public field must come out
     as the full read makes it (a field added to AuthState must be added there too)."""
-    tc, middleware = _hot_app(clock, Recorder(clock))
+    tc, reader = _hot_app(clock, Recorder(clock))
     app = tc.app
     seen: list[dict[str, Any]] = []
     fields = (
@@ -362,9 +362,9 @@ def test_remembered_header_builds_the_same_state_as_the_full_read(clock: Clock) 
         return {"ok": True}
 
     login(tc, clock, user_state={"name": "A", "roles": ["user"]})
-    assert middleware._hot == {}
+    assert reader._hot == {}
     tc.get("/fields")  # the full read, remembered now
-    assert len(middleware._hot) == 1
+    assert len(reader._hot) == 1
     tc.get("/fields")  # from the remembered outcome
     full, hot = seen
     assert full["is_authenticated"]

@@ -20,7 +20,8 @@ import hashlib
 import hmac
 import logging
 import secrets
-from typing import TYPE_CHECKING, Annotated, Any, Final, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Final, NamedTuple, Protocol
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
@@ -30,14 +31,30 @@ from ..cookies import CookiePolicy
 from ..errors import AuthKitError, ProviderError
 from ..state import get_auth_state, sign_in
 from ..tokens import TokenVerifier
-from .grant import token_result
-
-if TYPE_CHECKING:
-    from .client import OIDCClient
+from .discovery import ProviderMetadata
+from .grant import TokenEndpoint, token_result
+from .jwks import JWKSKeySet
 
 __all__ = ["sign_in_router"]
 
 logger = logging.getLogger("fastapi_authkit")
+
+
+class SignInClient(Protocol):
+    """What the sign-in routes need of an :class:`~fastapi_authkit.oidc.OIDCClient` (a
+    protocol, so that this module does not import the client that builds its router)."""
+
+    issuer: str
+    client_id: str
+    scope: str
+    resource: str | None
+    redirect_uri: str | None
+    keys: JWKSKeySet
+    token_endpoint: TokenEndpoint
+    user_state: Callable[[Mapping[str, Any]], Any]
+
+    async def metadata(self) -> ProviderMetadata: ...
+
 
 # Long enough to type a password and pass a second factor; short enough to be useless later.
 _TRANSACTION_SECONDS: Final = 600
@@ -89,7 +106,7 @@ def _problem(status: int, detail: str, *, retry_after: int | None = None) -> JSO
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-def sign_in_router(client: OIDCClient, *, prefix: str = "/auth") -> APIRouter:
+def sign_in_router(client: SignInClient, *, prefix: str = "/auth") -> APIRouter:
     """The login and callback routes for ``client`` (mount with ``app.include_router``)."""
     router = APIRouter(prefix=prefix)
 
@@ -198,7 +215,7 @@ def sign_in_router(client: OIDCClient, *, prefix: str = "/auth") -> APIRouter:
 
 
 async def _verified_user_state(
-    client: OIDCClient, now: float, leeway: float, body: dict[str, Any], nonce: str
+    client: SignInClient, now: float, leeway: float, body: dict[str, Any], nonce: str
 ) -> Any:
     """The user state from the ID token, verified (OIDC Core §3.1.3.7), or None without one."""
     id_token = body.get("id_token")

@@ -1,0 +1,330 @@
+"""What a request says about its session, decided without I/O: the request reader; pure.
+
+:meth:`RequestReader.read` takes a request's headers, method (None for a WebSocket
+handshake), path and scheme, the time, and the configuration it was built with, and
+answers with one decision:
+
+* :class:`Refused`: a cookie-carrying request that looks forged (cross-site, or an unsafe
+  method without the session's CSRF token), to be refused before anything else happens;
+* a :class:`Reading` whose ``then`` is :data:`DONE`: anonymous, or signed in with nothing
+  left to ask;
+* a :class:`Reading` whose ``then`` holds :data:`CHECK` (the session check, e.g. the issuer's
+  revocation list, must be asked) and/or :data:`REFRESH` (a refresh is due): the I/O the
+  middleware carries out, the check first;
+* a :class:`Remembered` outcome: a signed-in Cookie header seen before, while everything
+  that made it signed in still holds. A browser repeats the same header on every request,
+  so this is the common answer, and the cheapest.
+
+The middleware (the ASGI layer) feeds the reader and carries out the I/O; this module needs
+neither ASGI nor an event loop, so it is tested on its own. The remembered outcomes are
+per-process memory, bounded, and part of the decision, which is why they live here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from typing import Any, Final, NamedTuple
+
+from .config import AuthStore
+from .cookies import CACHED_HEADER_BYTES, cookie_header, parse_cookie_header
+from .errors import TokenError, TokenExpiredError, UnknownKeyError
+from .fifo import Fifo
+from .origins import cross_site_refused
+from .tokens import MAX_TOKEN_BYTES
+from .userstate import SessionData, binding_of
+
+__all__ = [
+    "CHECK",
+    "DONE",
+    "REFRESH",
+    "RELOAD",
+    "SAFE_METHODS",
+    "Decision",
+    "Reading",
+    "Refused",
+    "Remembered",
+    "RequestReader",
+    "needs_refresh",
+]
+
+logger = logging.getLogger("fastapi_authkit")
+
+# Everything else can change state: POST, PUT, PATCH, DELETE and any extension method.
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+# What a Reading still needs, as bits of ``Reading.then``.
+DONE: Final = 0
+CHECK: Final = 1  # ask the session check (revocation) about the verified token
+REFRESH: Final = 2  # refresh the access token
+# The access token names a key id the key set does not hold yet (a provider's key rotation):
+# reload the keys (rate-limited I/O), then read the request again with keys_reloaded=True.
+RELOAD: Final = 4
+
+
+def needs_refresh(exp: float, now: float, interval: float) -> bool:
+    return exp - now <= interval
+
+
+class Refused(NamedTuple):
+    """Refuse the request (403, or a WebSocket close before accept): it looks forged."""
+
+    reason: str
+
+
+class Reading(NamedTuple):
+    """What the cookies (or the bearer header) say, and the I/O still needed (``then``).
+
+    ``token``/``token_type``/``claims`` describe a verified, unexpired access token (all
+    None otherwise); ``sid`` and ``user_state`` come from a valid state cookie of this
+    session; ``refresh_token`` is the refresh cookie. ``access`` is the access token as
+    presented (also when expired: it goes to the refresh callback), ``expired`` whether it
+    was correctly signed but past ``exp``.
+    """
+
+    token: str | None = None
+    token_type: str | None = None
+    claims: dict[str, Any] | None = None
+    sid: str | None = None
+    user_state: Any = None
+    refresh_token: str | None = None
+    access: str | None = None
+    expired: bool = False
+    then: int = DONE
+
+
+class Remembered(NamedTuple):
+    """A signed-in Cookie header's outcome, and the window in which it holds."""
+
+    valid_from: float
+    valid_until: float
+    access: str
+    token_type: str
+    claims: Callable[[], Any]  # each call: a private copy (jsoncopy.Remembered.copy)
+    sid: str | None
+    user_state: Callable[[], Any]
+    refresh_token: str | None
+
+
+Decision = Remembered | Reading | Refused
+
+# No cookies, or nothing valid in them: one shared answer.
+_ANONYMOUS: Final = Reading()
+
+
+class RequestReader:
+    """Reads requests for one configuration. Everything it holds is per-process memory of
+    outcomes it already decided (signed-in Cookie headers), bounded like the token cache."""
+
+    __slots__ = ("_header_mode", "_hot", "_store")
+
+    def __init__(self, store: AuthStore) -> None:
+        self._store = store
+        self._header_mode = store.auth_type == "header"
+        # As many as the verified tokens (verified_token_cache): an entry needs its token
+        # remembered anyway, and each costs the header (at most CACHED_HEADER_BYTES) on top.
+        self._hot: Fifo[bytes, Remembered] = Fifo(store.verifier.cache_size)
+
+    def read(
+        self,
+        headers: Collection[tuple[bytes, bytes]],
+        method: str | None,
+        path: str,
+        scheme: str,
+        now: float,
+        *,
+        keys_reloaded: bool = False,
+    ) -> Decision:
+        """Decide what the request's credentials mean at ``now``; see the module docstring.
+
+        ``headers`` are the raw header pairs (lower-case names, as ASGI gives them),
+        ``method`` None for a WebSocket handshake, ``scheme`` the scope's (``https``,
+        ``wss``...), which with ``Host`` makes the app's own origin. ``keys_reloaded``: the
+        second read after a :data:`RELOAD`; a key id still unknown is a foreign token.
+        """
+        if self._header_mode:
+            return self._bearer(headers, now)
+        header = cookie_header(headers)
+        safe = method in SAFE_METHODS
+        if safe:
+            hot = self._hot.get(header)
+            if hot is not None:
+                if hot[0] <= now < hot[1]:
+                    return hot
+                del self._hot[header]
+        return self._cookies(header, headers, method, path, scheme, now, safe, keys_reloaded)
+
+    def _debug(self, message: str, *args: object) -> None:
+        if self._store.debug:
+            logger.debug(message, *args)
+
+    def _bearer(self, headers: Collection[tuple[bytes, bytes]], now: float) -> Reading:
+        values = [v for k, v in headers if k == b"authorization"]
+        if len(values) != 1:
+            self._debug("bearer: %d Authorization headers, unauthenticated", len(values))
+            return _ANONYMOUS
+        scheme, _, token = values[0].partition(b" ")
+        token = token.strip(b" ")
+        if scheme.lower() != b"bearer" or not token or len(token) > MAX_TOKEN_BYTES:
+            self._debug("bearer: malformed Authorization header, unauthenticated")
+            return _ANONYMOUS
+        try:
+            text = token.decode("ascii")
+            claims = self._store.verifier.verify(text, now)
+        except (TokenError, UnicodeDecodeError) as exc:
+            self._debug("bearer: token rejected: %s", exc)
+            return _ANONYMOUS
+        return Reading(text, "Bearer", claims, access=text)
+
+    def _forgery(
+        self,
+        headers: Collection[tuple[bytes, bytes]],
+        method: str | None,
+        path: str,
+        scheme: str,
+        session: SessionData | None,
+    ) -> str | None:
+        """Why a cookie-carrying WebSocket handshake or unsafe-method request looks forged
+        (cross-site), or None.
+
+        WebSocket handshakes are checked by Origin (cross-site WebSocket hijacking); unsafe
+        HTTP methods by Sec-Fetch-Site and Origin, then by the CSRF token.
+        """
+        store = self._store
+        if method is None:
+            return cross_site_refused(
+                scheme, headers, store.allowed_origins, check_fetch_site=False
+            )
+        reason = cross_site_refused(scheme, headers, store.allowed_origins, check_fetch_site=True)
+        if reason is None and path not in store.csrf_exempt_paths:
+            values = [v for k, v in headers if k == store.csrf_header]
+            if (
+                session is None
+                or len(values) != 1
+                or not store.csrf.verify(session.sid, values[0].decode("latin-1"))
+            ):
+                reason = "CSRF token missing or invalid"
+        return reason
+
+    def _cookies(
+        self,
+        header: bytes,
+        headers: Collection[tuple[bytes, bytes]],
+        method: str | None,
+        path: str,
+        scheme: str,
+        now: float,
+        safe: bool,
+        keys_reloaded: bool,
+    ) -> Reading | Refused:
+        """The full read: the cookies, the state cookie's binding, the forgery checks, the
+        access token, and whether a session check or a refresh is needed."""
+        store, names = self._store, self._store.names
+        cookies = parse_cookie_header(header, names.wanted)
+        if not cookies:
+            return _ANONYMOUS  # none of the kit's cookies: nothing to check or refresh
+        access = cookies.get(names.access)
+        refresh_token = cookies.get(names.refresh)
+        raw_state = cookies.get(names.state)
+        session = store.state_codec.loads(raw_state) if raw_state is not None else None
+        if raw_state is not None and session is None:
+            self._debug("state cookie rejected (tampered, foreign or too old)")
+        elif session is not None:
+            bound_to = refresh_token if refresh_token is not None else access
+            if bound_to is None or session.binding != binding_of(bound_to):
+                # An old state cookie (an old user state, another session's CSRF binding)
+                # paired with a newer session's tokens: ignore it.
+                self._debug("state cookie belongs to another session; ignored")
+                session = None
+
+        if (access is not None or refresh_token is not None) and not safe:
+            reason = self._forgery(headers, method, path, scheme, session)
+            if reason is not None:
+                # Before any refresh: a forged request must not even rotate tokens.
+                return Refused(reason)
+
+        sid, user_state = (session.sid, session.user_state) if session is not None else (None, None)
+        token = token_type = claims = None
+        expired = False
+        if access is not None:
+            try:
+                claims = store.verifier.verify(access, now)
+            except TokenExpiredError:
+                expired = True
+                self._debug("access token expired")
+            except UnknownKeyError as exc:
+                if not keys_reloaded and store.verifier.key_source is not None:
+                    return Reading(
+                        sid=sid,
+                        user_state=user_state,
+                        refresh_token=refresh_token,
+                        access=access,
+                        then=RELOAD,
+                    )
+                self._debug("access token rejected: %s", exc)
+                return Reading(sid=sid, user_state=user_state, refresh_token=refresh_token)
+            except TokenError as exc:
+                # A forged or foreign token is not an expired session: no refresh for it.
+                self._debug("access token rejected: %s", exc)
+                return Reading(sid=sid, user_state=user_state, refresh_token=refresh_token)
+            else:
+                token, token_type = access, cookies.get(names.type, "Bearer")
+        refresh = store.refresh
+        then = DONE
+        if (
+            refresh is not None
+            and refresh_token is not None
+            and (claims is None or needs_refresh(claims["exp"], now, refresh.interval))
+        ):
+            then = REFRESH
+        if claims is not None and store.session_check is not None:
+            then |= CHECK
+        reading = Reading(
+            token, token_type, claims, sid, user_state, refresh_token, access, expired, then
+        )
+        if (
+            then == DONE
+            and safe
+            and token is not None
+            and claims is not None
+            and raw_state is not None
+            and sid is not None
+        ):
+            self._remember(header, reading, token, claims, raw_state)
+        return reading
+
+    def _remember(
+        self,
+        header: bytes,
+        reading: Reading,
+        access: str,
+        claims: dict[str, Any],
+        raw_state: str,
+    ) -> None:
+        """Remember a signed-in header's outcome for as long as it stays the same: the
+        token's and the state cookie's validity windows, and (with refresh configured) until
+        a refresh falls due. Only outcomes that needed no I/O are remembered, so a store with
+        a session check never takes this path; unsafe methods never read it."""
+        store = self._store
+        token = store.verifier.remembered(access)
+        cookie = store.state_codec.remembered(raw_state)
+        if token is None or cookie is None or len(header) > CACHED_HEADER_BYTES:
+            return  # (verified_token_cache=0 remembers no token, so nothing here either)
+        until = min(token[1], cookie[1])
+        if store.refresh is not None and reading.refresh_token is not None:
+            until = min(until, claims["exp"] - store.refresh.interval)
+        # The claims and the user state are the verifier's and the codec's own remembered
+        # values (the same token, the same cookie): an entry adds no copy of its own.
+        self._hot.put(
+            header,
+            Remembered(
+                valid_from=max(token[0], cookie[0]),
+                valid_until=until,
+                access=access,
+                token_type=reading.token_type or "Bearer",
+                claims=token[2].copy,
+                sid=reading.sid,
+                user_state=cookie[2].copy,
+                refresh_token=reading.refresh_token,
+            ),
+        )

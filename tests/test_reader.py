@@ -1,0 +1,362 @@
+"""The request reader on its own: headers, method, path, scheme and a time in, a decision
+out. No app, no ASGI, no event loop: the reader does no I/O, so none is needed to test it.
+
+(The same behaviour through real apps is in test_flows.py, test_token_cache.py and the
+security catalogue; here each decision is pinned down where it is made.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from starlette.requests import HTTPConnection
+
+from fastapi_authkit import AuthState, AuthStore, create_issuer, create_refresh, create_store
+from fastapi_authkit.reader import (
+    CHECK,
+    DONE,
+    REFRESH,
+    Reading,
+    Refused,
+    Remembered,
+    RequestReader,
+)
+from fastapi_authkit.state import SCOPE_KEY, sign_in
+from fastapi_authkit.stores import MemoryStore
+
+from conftest import SECRET_KEY, TOKEN_KEY, Clock, make_token
+
+HOST = (b"host", b"app.example")
+
+
+def never_called(param: Any) -> Any:
+    raise AssertionError("the reader must never call the refresh callback")
+
+
+def store_for(clock: Clock, **options: Any) -> AuthStore:
+    # leeway=0: the time windows below are exact (external mode's default leeway is 10 s).
+    settings: dict[str, Any] = {
+        "secret_key": SECRET_KEY,
+        "token_key": TOKEN_KEY,
+        "clock": clock,
+        "leeway": 0,
+    }
+    settings.update(options)
+    return create_store(**settings)
+
+
+def with_refresh(clock: Clock, **options: Any) -> AuthStore:
+    refresh = create_refresh(interval=60, refresh_api_callback=never_called)
+    return store_for(clock, refresh=refresh, **options)
+
+
+def signed_in(
+    store: AuthStore, token: str, *, refresh: str | None = None, user_state: Any = None
+) -> dict[str, str]:
+    """The cookies a browser holds after sign_in (the public sign_in on a bare connection)."""
+    state = AuthState(store)
+    sign_in(
+        HTTPConnection({"type": "http", SCOPE_KEY: state}),
+        auth={"token": token, "type": "Bearer"},
+        refresh=refresh,
+        user_state=user_state,
+    )
+    jar = {}
+    for raw in state.pending_cookies():
+        name, _, rest = raw.decode().partition("=")
+        jar[name] = rest.split(";", 1)[0]
+    return jar
+
+
+def headers(jar: dict[str, str], *extra: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    cookie = "; ".join(f"{k}={v}" for k, v in jar.items()).encode()
+    return [HOST, (b"cookie", cookie), *extra]
+
+
+def read(
+    reader: RequestReader,
+    header_pairs: list[tuple[bytes, bytes]],
+    now: float,
+    *,
+    method: str | None = "GET",
+    path: str = "/me",
+    scheme: str = "https",
+) -> Any:
+    return reader.read(header_pairs, method, path, scheme, now)
+
+
+# --- anonymous, signed in, remembered -----------------------------------------------------------
+
+
+def test_no_cookies_is_anonymous_with_nothing_to_do(clock: Clock) -> None:
+    reader = RequestReader(with_refresh(clock))
+    for pairs in ([HOST], [HOST, (b"cookie", b"theme=dark; _other=1")]):
+        decision = read(reader, pairs, clock())
+        assert decision == Reading()
+        assert decision.then == DONE
+
+
+def test_a_signed_in_browser_reads_as_signed_in(clock: Clock) -> None:
+    store = store_for(clock)
+    jar = signed_in(store, make_token(clock), user_state={"name": "Alice"})
+    decision = read(RequestReader(store), headers(jar), clock())
+    assert isinstance(decision, Reading)
+    assert decision.then == DONE
+    assert decision.claims is not None
+    assert decision.claims["sub"] == "alice"
+    assert decision.token == jar["_auth"]
+    assert decision.token_type == "Bearer"
+    assert decision.user_state == {"name": "Alice"}
+    assert decision.sid is not None
+
+
+def test_a_repeated_header_is_remembered_until_the_token_expires(clock: Clock) -> None:
+    store = store_for(clock)
+    reader = RequestReader(store)
+    jar = signed_in(store, make_token(clock, ttl=30), user_state={"name": "Alice"})
+    first = read(reader, headers(jar), clock())
+    second = read(reader, headers(jar), clock())
+    assert isinstance(first, Reading)
+    assert isinstance(second, Remembered)
+    assert second.access == first.token
+    assert second.sid == first.sid
+    assert second.claims() == first.claims
+    assert second.user_state() == first.user_state
+    assert second.claims() is not second.claims()  # a private copy for every request
+    assert isinstance(read(reader, headers(jar), clock() + 29), Remembered)
+    later = read(reader, headers(jar), clock() + 30)  # the token's exp bounds it
+    assert isinstance(later, Reading)
+    assert later.claims is None
+
+
+def test_remembered_outcome_stops_where_a_refresh_falls_due(clock: Clock) -> None:
+    store = with_refresh(clock)
+    reader = RequestReader(store)
+    jar = signed_in(store, make_token(clock, ttl=300), refresh="r-1")
+    read(reader, headers(jar), clock())
+    assert isinstance(read(reader, headers(jar), clock() + 239), Remembered)
+    due = read(reader, headers(jar), clock() + 240)  # 60 s before exp
+    assert isinstance(due, Reading)
+    assert due.then == REFRESH
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", None])
+def test_unsafe_methods_and_websockets_are_never_remembered(clock: Clock, method: Any) -> None:
+    store = store_for(clock, csrf_exempt_paths={"/me"})
+    reader = RequestReader(store)
+    jar = signed_in(store, make_token(clock))
+    for _ in range(2):
+        decision = read(reader, headers(jar), clock(), method=method)
+        assert isinstance(decision, Reading)
+        assert decision.claims is not None
+    assert reader._hot == {}
+
+
+def test_the_time_is_an_input(clock: Clock) -> None:
+    store = store_for(clock)
+    jar = signed_in(store, make_token(clock, ttl=60))
+    reader = RequestReader(store)
+    assert read(reader, headers(jar), clock() + 59).claims is not None
+    assert read(RequestReader(store), headers(jar), clock() + 61).claims is None
+    assert read(RequestReader(store), headers(jar), clock() - 10).claims is None  # iat ahead
+
+
+# --- what needs I/O: refresh, session check -------------------------------------------------------
+
+
+def test_an_expired_token_with_a_refresh_cookie_needs_a_refresh(clock: Clock) -> None:
+    store = with_refresh(clock)
+    jar = signed_in(store, make_token(clock, ttl=30), refresh="r-1", user_state={"n": 1})
+    decision = read(RequestReader(store), headers(jar), clock() + 31)
+    assert isinstance(decision, Reading)
+    assert decision.then == REFRESH
+    assert decision.expired
+    assert decision.claims is None
+    assert decision.access == jar["_auth"]  # handed to the refresh callback
+    assert decision.refresh_token == "r-1"
+    assert decision.user_state == {"n": 1}
+
+
+def test_a_token_within_the_interval_needs_a_refresh_and_keeps_its_identity(clock: Clock) -> None:
+    store = with_refresh(clock)
+    jar = signed_in(store, make_token(clock, ttl=300), refresh="r-1")
+    decision = read(RequestReader(store), headers(jar), clock() + 250)
+    assert decision.then == REFRESH
+    assert not decision.expired
+    assert decision.claims is not None  # the old identity stays usable if the refresh fails
+
+
+def test_a_missing_access_token_with_a_refresh_cookie_needs_a_refresh(clock: Clock) -> None:
+    store = with_refresh(clock)
+    jar = signed_in(store, make_token(clock), refresh="r-1")
+    del jar["_auth"]  # the browser dropped it at Max-Age
+    decision = read(RequestReader(store), headers(jar), clock())
+    assert decision.then == REFRESH
+    assert decision.access is None
+    assert decision.sid is not None  # the state cookie is bound to the refresh token
+
+
+def test_no_refresh_without_a_refresh_cookie_or_configuration(clock: Clock) -> None:
+    token = make_token(clock, ttl=30)
+    configured = with_refresh(clock)
+    no_cookie = read(RequestReader(configured), headers(signed_in(configured, token)), clock() + 31)
+    assert no_cookie.then == DONE
+    assert no_cookie.expired
+    assert no_cookie.claims is None
+    plain = store_for(clock)
+    jar = signed_in(plain, token, refresh="r-1")
+    not_configured = read(RequestReader(plain), headers(jar), clock() + 31)
+    assert not_configured.then == DONE
+    assert not_configured.claims is None
+
+
+def test_a_forged_token_is_anonymous_and_never_refreshed(clock: Clock) -> None:
+    store = with_refresh(clock)
+    jar = signed_in(store, make_token(clock), refresh="r-1")
+    jar["_auth"] = make_token(clock, ttl=-10, key="forged-key-" * 4)  # expired *and* forged
+    decision = read(RequestReader(store), headers(jar), clock())
+    assert decision.then == DONE
+    assert decision.claims is None
+    assert not decision.expired
+
+
+def test_the_issuer_session_check_is_asked_for_every_verified_token(clock: Clock) -> None:
+    issuer = create_issuer(
+        backend=MemoryStore(), signing_key="reader-signing-key-0123456789abcdef-01", clock=clock
+    )
+    store = create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock)
+    reader = RequestReader(store)
+    token = issuer.mint_access("alice", "family-1", clock())
+    jar = signed_in(store, token, refresh="r-1")
+    assert read(reader, headers(jar), clock()).then == CHECK
+    assert read(reader, headers(jar), clock()).then == CHECK  # never remembered
+    due = read(reader, headers(jar), clock() + 250)  # within the interval as well
+    assert due.then == CHECK | REFRESH
+
+
+# --- forgery: CSRF, Sec-Fetch-Site, Origin, WebSocket -----------------------------------------
+
+
+def test_an_unsafe_request_needs_its_sessions_csrf_token(clock: Clock) -> None:
+    store = store_for(clock)
+    jar = signed_in(store, make_token(clock))
+    reader = RequestReader(store)
+    good = (b"x-csrf-token", jar["_auth_csrf"].encode())
+    other = signed_in(store, make_token(clock))["_auth_csrf"]
+    assert read(reader, headers(jar), clock(), method="POST") == Refused(
+        "CSRF token missing or invalid"
+    )
+    wrong = (b"x-csrf-token", other.encode())
+    assert isinstance(read(reader, headers(jar, wrong), clock(), method="POST"), Refused)
+    twice = [good, good]
+    assert isinstance(read(reader, headers(jar, *twice), clock(), method="POST"), Refused)
+    accepted = read(reader, headers(jar, good), clock(), method="DELETE")
+    assert isinstance(accepted, Reading)
+    assert accepted.claims is not None
+
+
+def test_csrf_exempt_paths_skip_the_token_but_not_the_origin(clock: Clock) -> None:
+    store = store_for(clock, csrf_exempt_paths={"/login"})
+    jar = signed_in(store, make_token(clock))
+    reader = RequestReader(store)
+    assert isinstance(read(reader, headers(jar), clock(), method="POST", path="/login"), Reading)
+    foreign = (b"origin", b"https://evil.example")
+    refused = read(reader, headers(jar, foreign), clock(), method="POST", path="/login")
+    assert refused == Refused("foreign Origin https://evil.example")
+
+
+@pytest.mark.parametrize(
+    ("extra", "refused"),
+    [
+        ((b"sec-fetch-site", b"cross-site"), True),
+        ((b"sec-fetch-site", b"same-origin"), False),
+        ((b"origin", b"https://app.example"), False),  # the app's own: scheme + Host
+        ((b"origin", b"http://app.example"), True),  # another scheme is another origin
+        ((b"origin", b"https://partner.example"), False),  # in allowed_origins
+        ((b"origin", b"null"), True),
+    ],
+)
+def test_unsafe_requests_are_checked_by_origin(
+    clock: Clock, extra: tuple[bytes, bytes], refused: bool
+) -> None:
+    store = store_for(clock, allowed_origins={"https://partner.example"})
+    jar = signed_in(store, make_token(clock))
+    csrf = (b"x-csrf-token", jar["_auth_csrf"].encode())
+    decision = read(RequestReader(store), headers(jar, csrf, extra), clock(), method="PUT")
+    assert isinstance(decision, Refused) is refused
+
+
+def test_a_cookie_carrying_websocket_handshake_is_checked_by_origin_only(clock: Clock) -> None:
+    store = store_for(clock)
+    jar = signed_in(store, make_token(clock))
+    reader = RequestReader(store)
+    # No CSRF header on a handshake: browsers cannot send one. Origin decides.
+    ok = read(reader, headers(jar, (b"origin", b"https://app.example")), clock(), method=None)
+    assert isinstance(ok, Reading)
+    assert ok.claims is not None
+    ws = read(reader, headers(jar, (b"origin", b"https://app.example")), clock(), method=None)
+    assert isinstance(ws, Reading)  # wss/ws map to the app's https/http origin too
+    foreign = headers(jar, (b"origin", b"https://evil.example"))
+    assert read(reader, foreign, clock(), method=None, scheme="wss") == Refused(
+        "foreign Origin https://evil.example"
+    )
+
+
+def test_anonymous_unsafe_requests_are_not_checked(clock: Clock) -> None:
+    # No credentials, nothing to forge: the app's own CSRF story applies, not the kit's.
+    store = store_for(clock)
+    pairs = [HOST, (b"origin", b"https://evil.example"), (b"cookie", b"theme=dark")]
+    assert read(RequestReader(store), pairs, clock(), method="POST") == Reading()
+
+
+# --- the state cookie ---------------------------------------------------------------------------
+
+
+def test_a_state_cookie_of_another_session_is_ignored(clock: Clock) -> None:
+    store = with_refresh(clock)
+    mine = signed_in(store, make_token(clock), refresh="r-mine", user_state={"role": "user"})
+    theirs = signed_in(store, make_token(clock), refresh="r-old", user_state={"role": "admin"})
+    jar = {**mine, "_auth_state": theirs["_auth_state"]}
+    decision = read(RequestReader(store), headers(jar), clock())
+    assert decision.claims is not None  # the token is fine...
+    assert decision.sid is None
+    assert decision.user_state is None
+
+
+def test_a_tampered_state_cookie_is_ignored(clock: Clock) -> None:
+    store = store_for(clock)
+    jar = signed_in(store, make_token(clock), user_state={"role": "user"})
+    jar["_auth_state"] = jar["_auth_state"][:-2] + "xx"
+    decision = read(RequestReader(store), headers(jar), clock())
+    assert decision.claims is not None
+    assert decision.sid is None
+
+
+# --- bearer mode ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "authenticated"),
+    [
+        ([b"Bearer {t}"], True),
+        ([b"bearer   {t}"], True),
+        ([b"Basic {t}"], False),
+        ([b"Bearer {t}", b"Bearer {t}"], False),  # ambiguous
+        ([b"Bearer "], False),
+        ([], False),
+    ],
+)
+def test_bearer_mode_reads_exactly_one_authorization_header(
+    clock: Clock, values: list[bytes], authenticated: bool
+) -> None:
+    store = store_for(clock, auth_type="header")
+    token = make_token(clock).encode()
+    pairs = [HOST, *((b"authorization", v.replace(b"{t}", token)) for v in values)]
+    decision = read(RequestReader(store), pairs, clock(), method="POST")  # no CSRF in this mode
+    assert isinstance(decision, Reading)
+    assert decision.then == DONE
+    assert (decision.claims is not None) is authenticated
+    if authenticated:
+        assert decision.token == token.decode()
+        assert decision.token_type == "Bearer"
