@@ -41,20 +41,32 @@ def _login(client: httpx2.Client, cookies: CookieKeeper) -> None:
     cookies.update(response)
 
 
-async def _storm_on_both_workers(
-    base_url: str, cookies: CookieKeeper, n: int
-) -> tuple[list[httpx2.Response], dict[str, str]]:
-    """``n`` concurrent requests with the same expired access token, on keep-alive
-    connections known to be held by both workers; returns the responses and the (stale)
-    request headers.
+async def _sign_in(base_url: str) -> CookieKeeper:
+    cookies = CookieKeeper()
+    async with httpx2.AsyncClient(base_url=base_url, timeout=10.0) as client:
+        response = await client.post("/login", data={"username": "demo", "password": "demo"})
+    assert response.status_code == 303, response.text
+    cookies.update(response)
+    return cookies
 
-    Connections are opened first, one at a time, while the token is still valid (the
-    example refreshes only once it has expired: interval min(10, ttl // 3) = 0), and each
-    is asked which worker holds it: a burst of new connections would be accepted by
-    whichever worker wakes first (asyncio accepts a whole backlog at once), so both workers
-    are only certain to take part this way. Then the token expires, and the storm runs.
+
+async def _storm_on_both_workers(
+    base_url: str, n: int
+) -> tuple[list[httpx2.Response], CookieKeeper, dict[str, str], dict[str, str]]:
+    """``n`` concurrent requests with the same expired access token, on keep-alive
+    connections known to be held by both workers; returns the responses, the session's
+    cookies before the storm and the (stale) request headers.
+
+    Connections are opened first, one at a time, and each is asked which worker holds it:
+    a burst of new connections would be accepted by whichever worker wakes first (asyncio
+    accepts a whole backlog at once), so both workers are only certain to take part this
+    way. A scout session asks, following its own refreshes as a browser does: on a busy
+    machine this can outlast the 2 s access token, and a session whose refresh token was
+    rotated in the meantime would meet the storm as a reused token. Then the storm's own
+    session signs in, its access token expires (the example refreshes only then: interval
+    min(10, ttl // 3) = 0), and the storm runs.
     """
-    fresh = cookies.headers()
+    scout = await _sign_in(base_url)
     by_worker: dict[int, list[httpx2.AsyncClient]] = {}
     clients: list[httpx2.AsyncClient] = []
     try:
@@ -65,12 +77,16 @@ async def _storm_on_both_workers(
                 base_url=base_url, timeout=20.0, limits=httpx2.Limits(max_connections=1)
             )
             clients.append(client)
-            response = await client.get("/api/me", headers=fresh)
+            response = await client.get("/api/me", headers=scout.headers())
+            client.cookies.clear()
             assert response.status_code == 200, response.text
+            scout.update(response)
             by_worker.setdefault(response.json()["worker"], []).append(client)
         assert len(by_worker) == 2, f"only worker {set(by_worker)} accepted connections"
         # Alternating between the workers.
         chosen = [c for pair in zip_longest(*by_worker.values()) for c in pair if c is not None][:n]
+        cookies = await _sign_in(base_url)
+        before = cookies.values()
         await anyio.sleep(ACCESS_TTL + 0.5)  # the access token expires (the keeper drops it)
         stale = cookies.headers()
         responses: list[httpx2.Response] = []
@@ -81,7 +97,7 @@ async def _storm_on_both_workers(
         async with anyio.create_task_group() as tg:
             for client in chosen:
                 tg.start_soon(one, client)
-        return responses, stale
+        return responses, cookies, before, stale
     finally:
         for client in clients:
             await client.aclose()
@@ -96,10 +112,7 @@ def test_two_workers_refresh_exactly_once(
         run_example_app(tmp_path, _env(redis), workers=2) as base_url,
         httpx2.Client(base_url=base_url, timeout=10.0) as client,
     ):
-        cookies = CookieKeeper()
-        _login(client, cookies)
-        before = cookies.values()
-        responses, stale = anyio.run(_storm_on_both_workers, base_url, cookies, 40)
+        responses, cookies, before, stale = anyio.run(_storm_on_both_workers, base_url, 40)
 
         codes = [r.status_code for r in responses]
         assert codes == [200] * 40, (codes, responses[0].text, _server_logs(tmp_path))
