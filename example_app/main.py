@@ -12,7 +12,11 @@ Run it with ``uvicorn example_app.main:app``. Environment:
 * ``AUTHKIT_ABSOLUTE_TTL``: seconds after sign-in at which a session ends whatever happens
   (default: a week, or the refresh-token lifetime when that is longer).
 * ``AUTHKIT_REDIS_URL``: share sessions through Redis so that ``uvicorn --workers N`` works
-  (unset: the embedded in-memory store, one process). Requires ``AUTHKIT_SECRET``.
+  (unset: the embedded in-memory store, one process). Requires ``AUTHKIT_SECRET``. One
+  server (``redis://``), a cluster (``redis+cluster://host:port,...``) or the primary a
+  Sentinel names (``redis+sentinel://host:26379/service``).
+* ``AUTHKIT_REDIS_WAIT_REPLICAS``: confirm every rotation, revocation and sign-in with this
+  many replicas (``WAIT``) before answering (default 0: no waiting).
 * ``AUTHKIT_DEBUG``: ``1`` logs every auth decision.
 
 The app is its own auth server: the kit's built-in issuer mints access JWTs and rotating
@@ -41,6 +45,7 @@ from fastapi_authkit import (
     AuthKitMiddleware,
     AuthStateDep,
     CurrentUser,
+    StoreUnavailableError,
     create_issuer,
     create_refresh,
     create_store,
@@ -60,6 +65,7 @@ class Settings:
     grace: float = 10.0
     redis_url: str | None = None
     absolute_ttl: int | None = None
+    redis_wait_replicas: int = 0
 
     def __post_init__(self) -> None:
         # A token that is already expired when minted would make every login fail.
@@ -73,6 +79,8 @@ class Settings:
             raise ValueError("AUTHKIT_REFRESH_GRACE must be between 0 and AUTHKIT_REFRESH_TTL")
         if self.absolute_ttl is not None and self.absolute_ttl < self.refresh_ttl:
             raise ValueError("AUTHKIT_ABSOLUTE_TTL must be at least AUTHKIT_REFRESH_TTL")
+        if self.redis_wait_replicas < 0 or (self.redis_wait_replicas and not self.redis_url):
+            raise ValueError("AUTHKIT_REDIS_WAIT_REPLICAS must be >= 0 and needs AUTHKIT_REDIS_URL")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -100,6 +108,7 @@ class Settings:
             absolute_ttl=int(env["AUTHKIT_ABSOLUTE_TTL"])
             if "AUTHKIT_ABSOLUTE_TTL" in env
             else None,
+            redis_wait_replicas=int(env.get("AUTHKIT_REDIS_WAIT_REPLICAS", "0")),
         )
 
 
@@ -174,7 +183,11 @@ def create_app(
 ) -> FastAPI:
     """Build the demo site; tests call this with their own settings, clock and backend."""
     if backend is None:
-        backend = RedisStore.from_url(settings.redis_url) if settings.redis_url else MemoryStore()
+        backend = (
+            RedisStore.from_url(settings.redis_url, wait_replicas=settings.redis_wait_replicas)
+            if settings.redis_url
+            else MemoryStore()
+        )
     issuer = create_issuer(
         backend=backend,
         signing_key=_derive(settings.secret, "access-token"),
@@ -232,9 +245,16 @@ def create_app(
         if user is None or not hmac.compare_digest(user["password"], password):
             page = LOGIN_PAGE.format(error='<p role="alert">Wrong username or password.</p>')
             return HTMLResponse(page, status_code=401)
-        await issuer.sign_in(
-            request, username, user_state={"username": username, "name": user["name"]}
-        )
+        try:
+            await issuer.sign_in(
+                request, username, user_state={"username": username, "name": user["name"]}
+            )
+        except StoreUnavailableError:
+            # Redis down or failing over: nothing was issued; the user can simply retry.
+            page = LOGIN_PAGE.format(
+                error='<p role="alert">Signing in is unavailable right now; try again.</p>'
+            )
+            return HTMLResponse(page, status_code=503, headers={"Retry-After": "5"})
         return RedirectResponse("/", status_code=303)
 
     @app.get("/", response_class=HTMLResponse)

@@ -20,7 +20,7 @@ from .errors import ConfigurationError
 from .origins import validate_origins
 from .source import Rotate, TokenSource
 from .stores.base import SessionStore
-from .tokens import TokenVerifier, is_number
+from .tokens import EXTERNAL_LEEWAY, TokenVerifier, is_number
 from .userstate import StateCodec
 
 __all__ = ["AuthStore", "AuthType", "RefreshConfig", "create_refresh", "create_store"]
@@ -151,7 +151,7 @@ def create_store(
     algorithms: Sequence[str] | None = None,
     audience: str | Sequence[str] | None = None,
     issuer: str | None = None,
-    leeway: float = 0,
+    leeway: float | None = None,
     token_typ: str | None = None,
     max_token_lifetime: float = _DAY,
     verified_token_cache: int = 100_000,
@@ -181,7 +181,9 @@ def create_store(
     public key for RS/ES/PS/EdDSA), or a mapping of key id to key for rotation, selected by
     the token's ``kid``. ``algorithms`` is the allowlist; the token's own ``alg`` is never
     trusted beyond it. ``audience``/``issuer`` are required and compared exactly when set;
-    ``leeway`` (seconds) absorbs clock skew on ``exp``/``nbf``/``iat``. ``token_typ``
+    ``leeway`` (seconds) absorbs clock skew on ``exp``/``nbf``/``iat``: by default 10 s for
+    tokens from an external auth server (its clock is not ours), 0 with ``token_issuer``
+    (the tokens are minted here). ``token_typ``
     requires that ``typ`` header (e.g. ``"at+jwt"``, RFC 9068). ``max_token_lifetime``
     refuses tokens whose ``exp`` lies further ahead than that (default one day).
     ``verified_token_cache`` bounds how many verified tokens (and state cookies, and the
@@ -308,9 +310,11 @@ def create_store(
             raise ConfigurationError("shared_store must be a SessionStore such as RedisStore")
         if refresh is None:
             raise ConfigurationError("shared_store coordinates refreshes: it needs refresh=...")
+    if leeway is None:
+        leeway = 0.0 if token_issuer is not None else EXTERNAL_LEEWAY
     verifier = TokenVerifier(
         key=token_key,
-        algorithms=algorithms if algorithms is not None else ("HS256",),
+        algorithms=algorithms,
         audience=audience,
         issuer=issuer,
         leeway=leeway,

@@ -6,11 +6,14 @@ Everything the kit raises derives from :class:`AuthKitError`::
      ├── ConfigurationError      bad arguments to create_store / create_refresh,
      │                           or the middleware missing where it is needed
      ├── TokenError              an access token that does not verify
-     │    └── TokenExpiredError  ... because it is past exp (carries the claims)
+     │    ├── TokenExpiredError  ... because it is past exp (carries the claims)
+     │    └── UnknownKeyError    ... because no key we hold has its kid (yet)
      ├── CookieError             a cookie that cannot be issued
      │    └── CookieTooLargeError
      ├── UserStateError          user state that cannot be serialized into its cookie
      ├── StoreUnavailableError   the shared store (Redis) cannot be reached: fail closed
+     │    └── ReplicaConfirmationError  ... or its replicas did not confirm a write in time
+     ├── ProviderError           the identity provider (oidc) could not give a usable answer
      └── RefreshError            the refresh callback could not give an answer
           ├── RefreshTimeoutError
           └── InvalidRefreshResultError
@@ -30,11 +33,14 @@ __all__ = [
     "CookieError",
     "CookieTooLargeError",
     "InvalidRefreshResultError",
+    "ProviderError",
     "RefreshError",
     "RefreshTimeoutError",
+    "ReplicaConfirmationError",
     "StoreUnavailableError",
     "TokenError",
     "TokenExpiredError",
+    "UnknownKeyError",
     "UserStateError",
 ]
 
@@ -63,6 +69,18 @@ class TokenExpiredError(TokenError):
         self.claims = claims
 
 
+class UnknownKeyError(TokenError):
+    """The token names a key id (``kid``) that no key we hold has.
+
+    With a fetching key set (``fastapi_authkit.oidc.JWKSKeySet``) the middleware reloads the
+    provider's keys (rate-limited) and tries once more before treating the token as foreign.
+    """
+
+    def __init__(self, message: str, kid: str | None) -> None:
+        super().__init__(message)
+        self.kid = kid
+
+
 class CookieError(AuthKitError):
     """A cookie value cannot be issued (characters outside RFC 6265 cookie-octets)."""
 
@@ -89,6 +107,32 @@ class StoreUnavailableError(AuthKitError):
 
     The kit fails closed on it: no session is accepted that could not be checked, no cookie
     is cleared and no refresh token is consumed; protected routes answer 503.
+    """
+
+
+class ReplicaConfirmationError(StoreUnavailableError):
+    """Fewer replicas than ``RedisStore(wait_replicas=...)`` confirmed a write in time.
+
+    A write the primary holds alone may vanish in a failover, so it is treated like an
+    outage: nothing is handed out or cleared for that request (an unconfirmed rotation is
+    undone), and the next request tries again.
+    """
+
+    def __init__(self, operation: str, wanted: int, confirmed: int, timeout: float) -> None:
+        super().__init__(
+            f"{operation}: {confirmed} of {wanted} replicas confirmed within {timeout}s"
+        )
+        self.operation = operation
+        self.wanted = wanted
+        self.confirmed = confirmed
+
+
+class ProviderError(AuthKitError):
+    """The identity provider could not be reached or answered something unusable (network
+    error, timeout, 5xx, a body that is not the JSON the standard describes).
+
+    Transient by nature: raised from the ready-made refresh callback it clears nothing, and
+    the sign-in routes answer 502/503 with it.
     """
 
 

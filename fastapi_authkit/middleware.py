@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .callback import RefreshParam
 from .config import AuthStore
 from .errors import ConfigurationError, StoreUnavailableError
-from .reader import ANONYMOUS, CHECK, CLEAR, REFRESH, Reading, Remembered, RequestReader
+from .reader import ANONYMOUS, CHECK, CLEAR, REFRESH, RELOAD, Reading, Remembered, RequestReader
 from .refresh import (
     Ended,
     Refreshed,
@@ -76,13 +76,22 @@ class AuthKitMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
+        method = scope["method"] if kind == "http" else None
         decision = self._read(
-            scope["headers"],
-            scope["method"] if kind == "http" else None,
-            scope["path"],
-            scope.get("scheme", "http"),
-            self._clock(),
+            scope["headers"], method, scope["path"], scope.get("scheme", "http"), self._clock()
         )
+        if decision.__class__ is Reading and decision.then & RELOAD:
+            # The access token names a key the key set does not hold: reload it
+            # (rate-limited), then read once more; still unknown is a foreign token.
+            await self.store.verifier.reload_keys_for(decision.access or "", trusted=False)
+            decision = self._read(
+                scope["headers"],
+                method,
+                scope["path"],
+                scope.get("scheme", "http"),
+                self._clock(),
+                keys_reloaded=True,
+            )
         if decision.__class__ is Remembered:
             # The common request: a signed-in browser repeating its Cookie header. Built
             # here rather than in a helper, and with one unpack rather than eight attribute
@@ -252,6 +261,14 @@ class AuthKitMiddleware:
             # Keep everything; a still-valid token keeps working (once its session is known
             # to be live), otherwise protected routes answer 503 with Retry-After.
             state.unavailable = True
+            successor = outcome.successor
+            if successor is not None:
+                # The refresh token was rotated although its access token is unusable here:
+                # the browser must hold the successor, never present the old one again.
+                self._debug("refresh token rotated, access token unusable; successor kept")
+                state.sid, state.user_state = successor.sid, successor.user_state
+                state.refresh_token = successor.refresh_token
+                state.queue_refresh_cookies(successor.set_cookies)
             if check:
                 await self._session_live(state)
         return state

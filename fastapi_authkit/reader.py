@@ -13,6 +13,8 @@ answers with one decision:
   :data:`REFRESH` (a refresh is due): the I/O the middleware carries out, the check first;
 * a :class:`Reading` whose ``then`` is :data:`CLEAR`: the session is known to be over
   (revoked, or past its absolute lifetime): every cookie goes, no refresh;
+* a :class:`Reading` whose ``then`` is :data:`RELOAD`: the access token names a key the
+  key set does not hold yet: reload the keys, then read the request again;
 * a :class:`Remembered` outcome: a signed-in Cookie header seen before, while everything
   that made it signed in still holds. A browser repeats the same header on every request,
   so this is the common answer, and the cheapest.
@@ -26,11 +28,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, Protocol
 
 from .config import AuthStore
 from .cookies import CACHED_HEADER_BYTES, parse_cookie_header
-from .errors import TokenError, TokenExpiredError
+from .errors import TokenError, TokenExpiredError, UnknownKeyError
 from .fifo import Fifo
 from .origins import cross_site_refused
 from .source import SESSION_CLAIM
@@ -43,6 +45,7 @@ __all__ = [
     "CLEAR",
     "DONE",
     "REFRESH",
+    "RELOAD",
     "SAFE_METHODS",
     "Decision",
     "ReadFunction",
@@ -62,7 +65,10 @@ SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 DONE: Final = 0
 CHECK: Final = 1  # ask the session check (revocation) about the verified token
 REFRESH: Final = 2  # refresh the access token
-CLEAR: Final = 4  # the session is over: no identity, every cookie deleted
+# The access token names a key id the key set does not hold yet (a provider's key rotation):
+# reload the keys (rate-limited I/O), then read the request again with keys_reloaded=True.
+RELOAD: Final = 4
+CLEAR: Final = 8  # the session is over: no identity, every cookie deleted
 
 
 def needs_refresh(exp: float, now: float, interval: float) -> bool:
@@ -113,7 +119,22 @@ class Remembered(NamedTuple):
 
 
 Decision = Remembered | Reading | Refused
-ReadFunction = Callable[[Collection[tuple[bytes, bytes]], str | None, str, str, float], Decision]
+
+
+class ReadFunction(Protocol):
+    """:attr:`RequestReader.read`."""
+
+    def __call__(
+        self,
+        headers: Collection[tuple[bytes, bytes]],
+        method: str | None,
+        path: str,
+        scheme: str,
+        now: float,
+        *,
+        keys_reloaded: bool = False,
+    ) -> Decision: ...
+
 
 # No cookies, or nothing valid in them: one shared answer. And one for a session known over.
 ANONYMOUS: Final = Reading()
@@ -143,7 +164,8 @@ class RequestReader:
 
         ``headers`` are the raw header pairs (lower-case names, as ASGI gives them),
         ``method`` None for a WebSocket handshake, ``scheme`` the scope's (``https``,
-        ``wss``...), which with ``Host`` makes the app's own origin.
+        ``wss``...), which with ``Host`` makes the app's own origin. ``keys_reloaded``: the
+        second read after a :data:`RELOAD`; a key id still unknown is a foreign token.
         """
         return self._bearer if self._header_mode else self._cookies
 
@@ -158,6 +180,8 @@ class RequestReader:
         path: str,
         scheme: str,
         now: float,
+        *,
+        keys_reloaded: bool = False,
     ) -> Reading:
         values = [v for k, v in headers if k == b"authorization"]
         if len(values) != 1:
@@ -217,6 +241,8 @@ class RequestReader:
         path: str,
         scheme: str,
         now: float,
+        *,
+        keys_reloaded: bool = False,
     ) -> Decision:
         """The remembered outcome of a repeated header, or the full read: the cookies, the
         state cookie's binding, the forgery checks, the access token, and whether a session
@@ -275,6 +301,17 @@ class RequestReader:
             except TokenExpiredError as exc:
                 expired, expired_claims = True, exc.claims
                 self._debug("access token expired")
+            except UnknownKeyError as exc:
+                if not keys_reloaded and store.verifier.key_source is not None:
+                    return Reading(
+                        sid=sid,
+                        user_state=user_state,
+                        refresh_token=refresh_token,
+                        access=access,
+                        then=RELOAD,
+                    )
+                self._debug("access token rejected: %s", exc)
+                return Reading(sid=sid, user_state=user_state, refresh_token=refresh_token)
             except TokenError as exc:
                 # A forged or foreign token is not an expired session: no refresh for it.
                 self._debug("access token rejected: %s", exc)

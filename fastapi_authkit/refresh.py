@@ -5,7 +5,11 @@ The callback's answer becomes one of three outcomes:
 * :class:`Refreshed` — a new, verified token and the exact cookies that carry it;
 * :class:`Ended` — ``is_success=False``: the session is over;
 * :class:`Unavailable` — no definitive answer (raised, timed out, unusable result): nothing
-  may be cleared, the next request tries again.
+  may be cleared, the next request tries again. When the callback did rotate the refresh
+  token but its access token cannot be used here (a key we do not hold yet, a provider clock
+  ahead, a wrong audience), the outcome carries the :class:`Successor`: its cookies are
+  written all the same, because the auth server has already consumed the old refresh token
+  and would take its next presentation for theft.
 
 :class:`SingleFlight` makes concurrent requests carrying the same refresh token share one
 callback call, and keeps a success for ``grace_period`` seconds so requests that were
@@ -37,16 +41,18 @@ from .errors import (
     RefreshTimeoutError,
     StoreUnavailableError,
 )
-from .session import issue_session, new_sid
-from .source import SESSION_CLAIM, Rotate
+from .session import issue_session, issue_successor, new_sid, without_access_cookies
+from .source import Rotate
 from .stores.base import SessionStore
 from .stores.sealing import open_sealed, seal, token_id
+from .tokens import is_number
 
 __all__ = [
     "Ended",
     "Outcome",
     "Refreshed",
     "SingleFlight",
+    "Successor",
     "Unavailable",
     "flight_alias",
     "run_callback",
@@ -77,11 +83,33 @@ class Ended:
 
 
 @dataclass(frozen=True, slots=True)
+class Successor:
+    """A rotated refresh token kept although its access token could not be used: the
+    session's state and the cookies that carry it (refresh, state, CSRF; not the access
+    cookie)."""
+
+    sid: str
+    user_state: Any
+    refresh_token: str
+    set_cookies: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Unavailable:
     error: AuthKitError
+    successor: Successor | None = None
 
 
 Outcome: TypeAlias = Refreshed | Ended | Unavailable
+
+
+def successor_token(outcome: Outcome) -> str | None:
+    """The refresh token an outcome leads to, when it is one to remember and share."""
+    if isinstance(outcome, Refreshed):
+        return outcome.refresh_token
+    if isinstance(outcome, Unavailable) and outcome.successor is not None:
+        return outcome.successor.refresh_token
+    return None
 
 
 async def _invoke(refresh: RefreshConfig, param: RefreshParam) -> object:
@@ -106,7 +134,7 @@ def _accept(
     param: RefreshParam,
     sid: str | None,
     issued_at: float | None = None,
-) -> Refreshed | Ended:
+) -> Outcome:
     """Turn the callback's answer into an outcome, or raise InvalidRefreshResultError.
 
     ``issued_at`` is the time the cookies are written at (their Max-Age and the state
@@ -118,41 +146,49 @@ def _accept(
         )
     if not result.is_success:
         return Ended()
-    token = result.new_auth_token
-    if not isinstance(token, str) or not token:
-        raise InvalidRefreshResultError("is_success=True but new_auth_token is missing")
-    now = store.clock()
-    try:
-        claims = store.verifier.verify(token, now)
-    except AuthKitError as exc:
-        raise InvalidRefreshResultError(
-            f"the callback's new access token does not verify: {exc}"
-        ) from exc
+    new_refresh = result.new_refresh_token
+    if new_refresh is not None and not isinstance(new_refresh, str):
+        raise InvalidRefreshResultError("new_refresh_token must be a str or None")
     user_state = (
         result.new_auth_user_state
         if result.new_auth_user_state is not None
         else param.auth_user_state
     )
     sid = sid or new_sid()
-    if result.new_refresh_token is not None and not isinstance(result.new_refresh_token, str):
-        raise InvalidRefreshResultError("new_refresh_token must be a str or None")
-    refresh_token = result.new_refresh_token or param.refresh_token
+    now = store.clock()
     try:
-        set_cookies = issue_session(
-            store,
-            token=token,
-            token_type=result.new_auth_token_type,
-            claims=claims,
-            sid=sid,
-            user_state=user_state,
-            refresh_token=result.new_refresh_token,
-            refresh_expires_in=result.new_refresh_token_expires_in,
-            access_expires_in=result.new_auth_token_expire_in,
-            session_refresh_token=refresh_token,
-            now=now if issued_at is None else issued_at,
-        )
-    except AuthKitError as exc:
-        raise InvalidRefreshResultError(f"the callback's result cannot be stored: {exc}") from exc
+        token = result.new_auth_token
+        if not isinstance(token, str) or not token:
+            raise InvalidRefreshResultError("is_success=True but new_auth_token is missing")
+        try:
+            claims = store.verifier.verify(token, now)
+        except AuthKitError as exc:
+            raise InvalidRefreshResultError(
+                f"the callback's new access token does not verify: {exc}"
+            ) from exc
+        refresh_token = new_refresh or param.refresh_token
+        try:
+            set_cookies = issue_session(
+                store,
+                token=token,
+                token_type=result.new_auth_token_type,
+                claims=claims,
+                sid=sid,
+                user_state=user_state,
+                refresh_token=new_refresh,
+                refresh_expires_in=result.new_refresh_token_expires_in,
+                access_expires_in=result.new_auth_token_expire_in,
+                session_refresh_token=refresh_token,
+                now=now if issued_at is None else issued_at,
+            )
+        except AuthKitError as exc:
+            raise InvalidRefreshResultError(
+                f"the callback's result cannot be stored: {exc}"
+            ) from exc
+    except InvalidRefreshResultError as exc:
+        if not new_refresh or new_refresh == param.refresh_token:
+            raise  # nothing was rotated: the presented refresh token still works
+        return _keep_successor(store, exc, result, new_refresh, sid, user_state, now)
     return Refreshed(
         token=token,
         token_type=result.new_auth_token_type,
@@ -162,6 +198,45 @@ def _accept(
         refresh_token=refresh_token,
         set_cookies=set_cookies,
     )
+
+
+def _keep_successor(
+    store: AuthStore,
+    error: InvalidRefreshResultError,
+    result: RefreshResult,
+    refresh_token: str,
+    sid: str,
+    user_state: Any,
+    now: float,
+) -> Unavailable:
+    """The access token is unusable but the refresh token was rotated: keep the successor,
+    or there is no session left to continue (the auth server consumed the old token)."""
+    expires_in = result.new_refresh_token_expires_in
+    if not is_number(expires_in):
+        expires_in = None  # unreadable: the token's own exp or refresh_max_age decides
+    try:
+        cookies = issue_successor(
+            store,
+            sid=sid,
+            user_state=user_state,
+            refresh_token=refresh_token,
+            refresh_expires_in=expires_in,
+            now=now,
+        )
+    except AuthKitError as exc:
+        logger.error(
+            "refresh result rejected, nothing stored: %s (its rotated refresh token cannot "
+            "be stored either: %s; the session ends at the next refresh)",
+            error,
+            exc,
+        )
+        return Unavailable(error)
+    logger.error(
+        "refresh result's access token rejected; the rotated refresh token is kept, the "
+        "next request refreshes with it: %s",
+        error,
+    )
+    return Unavailable(error, Successor(sid, user_state, refresh_token, cookies))
 
 
 async def run_callback(
@@ -180,6 +255,11 @@ async def run_callback(
         error = RefreshError(f"refresh_api_callback raised {type(exc).__name__}: {exc}")
         logger.warning("refresh failed transiently; session kept: %s", error, exc_info=exc)
         return Unavailable(error)
+    token = getattr(result, "new_auth_token", None)
+    if isinstance(token, str):
+        # A key id we do not hold in a token the auth server itself just handed us is a key
+        # rotation: reload the key set now rather than refusing the token.
+        await store.verifier.reload_keys_for(token, trusted=True)
     return _classified(store, result, param, sid)
 
 
@@ -221,12 +301,10 @@ async def run_rotation(
     sid = sid or new_sid()
     context = json.dumps({"n": now, "s": sid, "u": param.auth_user_state}, separators=(",", ":"))
     subject = hint.get("sub") if hint is not None else None
-    family = hint.get(SESSION_CLAIM) if hint is not None else None
     try:
         rotation = await rotate(
             param.refresh_token,
             subject=subject if isinstance(subject, str) else None,
-            family_id=family if isinstance(family, str) else None,
             context=context,
             now=now,
         )
@@ -277,7 +355,7 @@ class SingleFlight:
         # Successes kept for the grace period. The grace period is the same for every entry,
         # so insertion order is expiry order: pruning only ever looks at the front.
         # OrderedDict for O(1) pruning at the front (see fifo.py); pruning here is by expiry.
-        self._recent: OrderedDict[bytes, tuple[float, Refreshed]] = OrderedDict()
+        self._recent: OrderedDict[bytes, tuple[float, Outcome]] = OrderedDict()
         # The successor refresh token's digest -> the key its result is kept under.
         self._by_successor: dict[bytes, bytes] = {}
 
@@ -303,8 +381,9 @@ class SingleFlight:
         finally:
             del self._inflight[key]
             flight.done.set()
-        if isinstance(flight.outcome, Refreshed) and grace > 0:
-            self._remember(key, grace, flight.outcome)
+        successor = successor_token(flight.outcome)
+        if successor is not None and grace > 0:
+            self._remember(key, grace, flight.outcome, successor)
         return flight.outcome
 
     def forget(self, refresh_token: str) -> None:
@@ -319,9 +398,9 @@ class SingleFlight:
     def _drop(self, key: bytes) -> None:
         entry = self._recent.pop(key, None)
         if entry is not None:
-            self._by_successor.pop(_digest(entry[1].refresh_token), None)
+            self._by_successor.pop(_digest(successor_token(entry[1]) or ""), None)
 
-    def _remember(self, key: bytes, grace: float, outcome: Refreshed) -> None:
+    def _remember(self, key: bytes, grace: float, outcome: Outcome, successor: str) -> None:
         now = self._clock()
         # Expired entries sit at the front; each is dropped once (amortized constant work).
         while self._recent:
@@ -337,7 +416,7 @@ class SingleFlight:
         if predecessor is not None:
             self._drop(predecessor)
         self._recent[key] = (now + grace, outcome)
-        self._by_successor[_digest(outcome.refresh_token)] = key
+        self._by_successor[_digest(successor)] = key
 
 
 def _digest(token: str) -> bytes:
@@ -361,40 +440,53 @@ def flight_alias(refresh_token: str) -> str:
     return token_id(refresh_token, "flight-alias")
 
 
-def _encode(outcome: Refreshed) -> bytes:
-    return json.dumps(
-        {
-            "t": outcome.token,
-            "tt": outcome.token_type,
-            "u": outcome.user_state,
-            "s": outcome.sid,
-            "r": outcome.refresh_token,
-            "sc": [cookie.decode("latin-1") for cookie in outcome.set_cookies],
-        },
-        separators=(",", ":"),
-    ).encode()
+def _encode(outcome: Refreshed | Successor) -> bytes:
+    if isinstance(outcome, Successor):
+        data: dict[str, Any] = {"k": "S"}
+    else:
+        data = {"k": "R", "t": outcome.token, "tt": outcome.token_type}
+    data.update(
+        u=outcome.user_state,
+        s=outcome.sid,
+        r=outcome.refresh_token,
+        sc=[cookie.decode("latin-1") for cookie in outcome.set_cookies],
+    )
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
-def _decode(store: AuthStore, refresh_token: str, value: bytes) -> Outcome:
+async def _decode(store: AuthStore, refresh_token: str, value: bytes) -> Outcome:
     if value == _ENDED:
         return Ended()
     opened = open_sealed(refresh_token, value[1:]) if value[:1] == b"R" else None
     if opened is None:
         return Unavailable(RefreshError("another process's refresh result cannot be opened"))
     data = json.loads(opened)
+    cookies = tuple(cookie.encode("latin-1") for cookie in data["sc"])
+    if data["k"] == "S":
+        successor = Successor(data["s"], data["u"], data["r"], cookies)
+        error = RefreshError("another process's refresh kept the successor; token unusable")
+        return Unavailable(error, successor)
+    token = data["t"]
+    # The auth server handed this token to the other process: a new key id is a rotation.
+    await store.verifier.reload_keys_for(token, trusted=True)
     try:
         # Verified again: the store is shared infrastructure, not part of the trust root.
-        claims = store.verifier.verify(data["t"], store.clock())
+        claims = store.verifier.verify(token, store.clock())
     except AuthKitError as exc:
-        return Unavailable(RefreshError(f"shared refresh result does not verify: {exc}"))
+        # Its refresh token was rotated all the same: keep the successor here too.
+        logger.error("shared refresh result does not verify here; successor kept: %s", exc)
+        successor = Successor(
+            data["s"], data["u"], data["r"], without_access_cookies(store, cookies)
+        )
+        return Unavailable(RefreshError(f"shared refresh result does not verify: {exc}"), successor)
     return Refreshed(
-        token=data["t"],
+        token=token,
         token_type=data["tt"],
         claims=claims,
         user_state=data["u"],
         sid=data["s"],
         refresh_token=data["r"],
-        set_cookies=tuple(cookie.encode("latin-1") for cookie in data["sc"]),
+        set_cookies=cookies,
     )
 
 
@@ -409,9 +501,12 @@ async def _publish(
 ) -> None:
     ttl = max(refresh.grace_period, _MIN_RESULT_TTL)
     now = store.clock()
-    if isinstance(outcome, Refreshed):
-        sealed = b"R" + seal(param.refresh_token, _encode(outcome))
-        alias = flight_alias(outcome.refresh_token)
+    kept: Refreshed | Successor | None = outcome if isinstance(outcome, Refreshed) else None
+    if isinstance(outcome, Unavailable) and outcome.successor is not None:
+        kept = outcome.successor
+    if kept is not None:
+        sealed = b"R" + seal(param.refresh_token, _encode(kept))
+        alias = flight_alias(kept.refresh_token)
         await shared.flight_finish(key, owner, sealed, now=now, ttl=ttl, alias=alias)
         # As in SingleFlight: the previous rotation's answer must not serve a grandparent.
         await shared.flight_forget(flight_alias(param.refresh_token))
@@ -455,7 +550,7 @@ async def run_shared(
                 logger.warning("refresh result not shared, store unavailable: %s", exc)
             return outcome
         if flight.status == "done" and flight.value is not None:
-            return _decode(store, param.refresh_token, flight.value)
+            return await _decode(store, param.refresh_token, flight.value)
         if anyio.current_time() >= deadline:
             return Unavailable(RefreshTimeoutError("another process's refresh did not finish"))
         await anyio.sleep(delay)

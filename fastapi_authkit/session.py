@@ -13,7 +13,13 @@ from .config import AuthStore
 from .errors import CookieError
 from .tokens import is_number, unverified_expiry
 
-__all__ = ["clear_session", "issue_session", "new_sid"]
+__all__ = [
+    "clear_session",
+    "issue_session",
+    "issue_successor",
+    "new_sid",
+    "without_access_cookies",
+]
 
 
 def new_sid() -> str:
@@ -77,17 +83,79 @@ def issue_session(
         access_age = min(access_age, access_expires_in)
     has_refresh = session_refresh_token is not None
     session_age = store.state_max_age if has_refresh else min(access_age, store.state_max_age)
-    csrf_token = store.csrf.token_for(sid)
-    state = store.state_codec.dumps(sid, user_state, session_refresh_token or token, now)
-    cookies = [
+    return (
         policy.set(names.access, token, max_age=access_age),
         policy.set(names.type, token_type, max_age=access_age),
-        policy.set(names.state, state, max_age=session_age),
-    ]
+        *_session_cookies(
+            store,
+            sid=sid,
+            user_state=user_state,
+            bound_to=session_refresh_token or token,
+            session_age=session_age,
+            refresh_token=refresh_token,
+            refresh_expires_in=refresh_expires_in,
+            now=now,
+        ),
+    )
+
+
+def issue_successor(
+    store: AuthStore,
+    *,
+    sid: str,
+    user_state: Any,
+    refresh_token: str,
+    refresh_expires_in: int | None,
+    now: float,
+) -> tuple[bytes, ...]:
+    """Set-Cookie values that keep a rotated refresh token when its access token cannot be
+    used here: the refresh cookie, the state cookie re-bound to it, and the CSRF cookie. The
+    access cookie is left as it is (still valid, or expired and so refreshed next time).
+
+    Exactly the tail of what :func:`issue_session` emits for the same inputs, so a result
+    shared between processes can fall back to it. Raises like :func:`issue_session`.
+    """
+    if not isinstance(refresh_token, str):
+        raise CookieError(f"the refresh token must be a str, got {type(refresh_token).__name__}")
+    return _session_cookies(
+        store,
+        sid=sid,
+        user_state=user_state,
+        bound_to=refresh_token,
+        session_age=store.state_max_age,
+        refresh_token=refresh_token,
+        refresh_expires_in=_seconds("refresh token expires_in", refresh_expires_in),
+        now=now,
+    )
+
+
+def without_access_cookies(store: AuthStore, cookies: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """``cookies`` from :func:`issue_session` less the access and type cookies: what
+    :func:`issue_successor` would have emitted for the same session."""
+    skip = (f"{store.names.access}=".encode(), f"{store.names.type}=".encode())
+    return tuple(cookie for cookie in cookies if not cookie.startswith(skip))
+
+
+def _session_cookies(
+    store: AuthStore,
+    *,
+    sid: str,
+    user_state: Any,
+    bound_to: str,
+    session_age: int,
+    refresh_token: str | None,
+    refresh_expires_in: int | None,
+    now: float,
+) -> tuple[bytes, ...]:
+    names, policy = store.names, store.policy
+    state = store.state_codec.dumps(sid, user_state, bound_to, now)
+    cookies = [policy.set(names.state, state, max_age=session_age)]
     if refresh_token is not None:
         age = _refresh_max_age(store, refresh_token, refresh_expires_in, now)
         cookies.append(policy.set(names.refresh, refresh_token, max_age=age))
-    cookies.append(policy.set(names.csrf, csrf_token, max_age=session_age, http_only=False))
+    cookies.append(
+        policy.set(names.csrf, store.csrf.token_for(sid), max_age=session_age, http_only=False)
+    )
     return tuple(cookies)
 
 

@@ -37,20 +37,14 @@ class Rotation:
 class Rotate(Protocol):
     """:attr:`TokenSource.rotate`: :meth:`TokenSource.refresh` for the kit itself.
 
-    ``subject`` and ``family_id`` (from the old access token, when there is one) let the
-    successor be offered in the first call to the store; ``context`` is sealed with the
-    pair, so that every process handing out this pair (within the grace period) builds the
-    same cookies from it, and comes back in :attr:`Rotation.context`.
+    ``subject`` (the old access token's, when there is one) lets the successor be offered in
+    the first call to the store; ``context`` is sealed with the pair, so that every process
+    handing out this pair (within the grace period) builds the same cookies from it, and
+    comes back in :attr:`Rotation.context`.
     """
 
     def __call__(
-        self,
-        refresh_token: str,
-        *,
-        subject: str | None,
-        family_id: str | None,
-        context: str,
-        now: float,
+        self, refresh_token: str, *, subject: str | None, context: str, now: float
     ) -> Awaitable[Rotation]: ...
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,6 +41,25 @@ logger = logging.getLogger("fastapi_authkit")
 
 # RFC 9068: tells access tokens apart from other JWTs.
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
+# A family id as new_family_id makes them (base64url), within a bound.
+_FAMILY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def new_family_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def new_refresh_token(family_id: str) -> str:
+    """An opaque refresh token that names its family (``<family id>.<secret>``), so that
+    a sharded store finds the family's slot from the token alone. The family id is not a
+    secret (it is the access token's ``sid``); the token's id in the store covers all of it."""
+    return f"{family_id}.{secrets.token_urlsafe(32)}"
+
+
+def family_of(refresh_token: str) -> str | None:
+    """The family a refresh token names, or None (an earlier version's token, or junk)."""
+    family_id, dot, secret = refresh_token.partition(".")
+    return family_id if dot and secret and _FAMILY_ID.fullmatch(family_id) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +154,8 @@ class TokenIssuer:
         if not isinstance(subject, str) or not subject:
             raise ValueError("subject must be a non-empty string")
         now = self.clock()
-        family_id = secrets.token_urlsafe(16)
-        refresh_token = secrets.token_urlsafe(32)
+        family_id = new_family_id()
+        refresh_token = new_refresh_token(family_id)
         await self.backend.create_family(
             family_id=family_id,
             subject=subject,
@@ -158,7 +178,7 @@ class TokenIssuer:
     ) -> tuple[str, str, bytes]:
         """A successor pair and its sealed form (readable only with ``presented``)."""
         access = self.mint_access(subject, family_id, now)
-        successor = secrets.token_urlsafe(32)
+        successor = new_refresh_token(family_id)
         blob = json.dumps({"a": access, "r": successor, "c": context}).encode()
         return access, successor, seal(presented, blob)
 
@@ -167,33 +187,37 @@ class TokenIssuer:
         refresh_token: str,
         *,
         subject: str | None = None,
-        family_id: str | None = None,
         context: str = "",
         now: float | None = None,
     ) -> Rotation:
         """Rotate ``refresh_token``: its successor pair, or the same pair again for the
         immediate predecessor within the grace period, or the end of the session.
 
-        With ``subject`` and ``family_id`` (the old access token's ``sub`` and ``sid``) the
-        successor is minted first and offered in the one call that rotates, which is
-        exactly-once across processes by itself (one caller gets ``rotated``, every other
-        within the grace period ``replay`` with that caller's sealed pair); a successor
-        offered by a caller that did not win is discarded, never handed out. Without them
-        (no access token left) the store is asked first. Raises
-        :class:`StoreUnavailableError` when the store cannot answer.
+        With ``subject`` (the old access token's ``sub``) and a refresh token that names its
+        family, the successor is minted first and offered in the one call that rotates,
+        which is exactly-once across processes by itself (one caller gets ``rotated``, every
+        other within the grace period ``replay`` with that caller's sealed pair); a
+        successor offered by a caller that did not win is discarded, never handed out.
+        Without them (no access token left, or a token of an earlier version) the store is
+        asked first. Raises :class:`StoreUnavailableError` when the store cannot answer.
         """
         presented = refresh_token
         tid = token_id(presented, "refresh")
         now = self.clock() if now is None else now
-        options: dict[str, Any] = {"now": now, "grace": self.grace, "idle_ttl": self.idle_ttl}
+        family = family_of(presented)
+        options: dict[str, Any] = {
+            "family_id": family,
+            "now": now,
+            "grace": self.grace,
+            "idle_ttl": self.idle_ttl,
+        }
         outcome = None
-        if subject and family_id:
-            access, successor, sealed = self._successor(presented, subject, family_id, now, context)
+        if subject and family:
+            access, successor, sealed = self._successor(presented, subject, family, now, context)
             outcome = await self.backend.rotate(
                 tid,
                 successor_id=token_id(successor, "refresh"),
                 sealed=sealed,
-                family_hint=family_id,
                 subject_hint=subject,
                 **options,
             )
@@ -202,7 +226,7 @@ class TokenIssuer:
         if outcome is None:
             outcome = await self.backend.rotate(tid, successor_id=None, sealed=None, **options)
         if outcome.status == "active" and outcome.family_id and outcome.subject:
-            # Nothing offered yet, or offered for another session than the token's.
+            # Nothing offered yet, or offered for another subject than the session's.
             access, successor, sealed = self._successor(
                 presented, outcome.subject, outcome.family_id, now, context
             )
@@ -210,7 +234,6 @@ class TokenIssuer:
                 tid,
                 successor_id=token_id(successor, "refresh"),
                 sealed=sealed,
-                family_hint=outcome.family_id,
                 subject_hint=outcome.subject,
                 **options,
             )
@@ -239,12 +262,9 @@ class TokenIssuer:
         transient failure, so the middleware clears nothing.
         """
         # Unverified: only a hint of whom to mint for; the store rotates only if it matches.
-        hint = _unverified_claims(param.auth_token)
-        sub, sid = hint.get("sub"), hint.get(SESSION_CLAIM)
+        sub = _unverified_claims(param.auth_token).get("sub")
         rotation = await self.rotate(
-            param.refresh_token,
-            subject=sub if isinstance(sub, str) else None,
-            family_id=sid if isinstance(sid, str) else None,
+            param.refresh_token, subject=sub if isinstance(sub, str) else None
         )
         if rotation.access_token is None:
             return RefreshResult(is_success=False)
@@ -266,9 +286,9 @@ class TokenIssuer:
 
     async def revoke(self, refresh_token: str) -> bool:
         """Revoke the session family of ``refresh_token``; False if it was unknown."""
-        return (
-            await self.backend.revoke_token_family(token_id(refresh_token, "refresh")) is not None
-        )
+        tid = token_id(refresh_token, "refresh")
+        family = family_of(refresh_token)
+        return await self.backend.revoke_token_family(tid, family_id=family) is not None
 
     async def revoke_subject(self, subject: str) -> int:
         """Revoke every session of ``subject`` ("sign out everywhere")."""

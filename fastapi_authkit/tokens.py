@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
 
 import jwt
 from jwt.algorithms import get_default_algorithms
 from jwt.utils import base64url_decode
 
-from .errors import ConfigurationError, TokenError, TokenExpiredError
+from .errors import ConfigurationError, TokenError, TokenExpiredError, UnknownKeyError
 from .fifo import Fifo
 from .jsoncopy import Remembered, remember
 
 __all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "EXTERNAL_LEEWAY",
     "HMAC_ALGORITHMS",
     "MAX_TOKEN_BYTES",
+    "KeySource",
     "TokenVerifier",
     "check_algorithm",
     "is_number",
@@ -48,6 +51,12 @@ ASYMMETRIC_ALGORITHMS: Final = frozenset(
 )
 # RFC 7518 §3.2: an HMAC key at least as long as the hash output.
 _HMAC_MIN_KEY_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
+# create_store's leeway when the tokens come from an external auth server, whose clock is not
+# ours: a provider a few seconds ahead must not make every fresh token "not yet valid" (its
+# iat/nbf in the future). oidc-provider allows 15 s for what it receives; ten seconds covers
+# the drift of hosts that run NTP, and an access token living ten seconds past its exp is
+# of no consequence next to its minutes-long lifetime.
+EXTERNAL_LEEWAY: Final = 10.0
 # A token bigger than this is refused before any base64 or JSON work: no legitimate access
 # token comes close, and it bounds the cost of hostile input.
 MAX_TOKEN_BYTES: Final = 8192
@@ -127,6 +136,36 @@ def _require_utf8_json_objects(token: str) -> None:
             raise TokenError("JWT header and payload must be UTF-8 JSON objects")
 
 
+@runtime_checkable
+class KeySource(Protocol):
+    """Verification keys that live elsewhere and change while the app runs (an identity
+    provider's JWKS: ``fastapi_authkit.oidc.JWKSKeySet``), accepted as ``token_key``.
+
+    Lookups are synchronous and never do I/O, so verification stays pure; the middleware
+    and the refresh path call :meth:`reload` (which does) when a token names a key id the
+    source does not hold yet.
+    """
+
+    @property
+    def algorithms(self) -> frozenset[str]:
+        """Every algorithm a key of this source may be bound to (asymmetric only)."""
+        ...
+
+    def signing_key(self, kid: str | None) -> tuple[Any, str] | None:
+        """``(prepared key, its one algorithm)`` for ``kid``, or None when not held."""
+        ...
+
+    async def reload(self, kid: str | None, *, trusted: bool) -> bool:
+        """Fetch the keys again when allowed, and say whether ``kid`` is now held.
+
+        ``trusted`` is True for a token the provider itself just handed us (a token
+        endpoint answer); False for one a client presented, whose reloads are rate-limited so
+        that forged key ids cannot make us hammer the provider. Never raises for a provider
+        that is down: the keys already held stay in use.
+        """
+        ...
+
+
 class _Key(NamedTuple):
     key: Any
     algorithms: list[str]  # exactly one: the algorithm this key is used with
@@ -149,6 +188,7 @@ class TokenVerifier:
         "_leeway",
         "_max_lifetime",
         "_options",
+        "_source",
         "_typ",
     )
 
@@ -156,7 +196,7 @@ class TokenVerifier:
         self,
         *,
         key: object | Mapping[str, object],
-        algorithms: Sequence[str] | str,
+        algorithms: Sequence[str] | str | None = None,
         audience: str | Sequence[str] | None = None,
         issuer: str | None = None,
         leeway: float = 0,
@@ -164,13 +204,27 @@ class TokenVerifier:
         max_lifetime: float = 24 * 3600,
         cache_size: int = 100_000,
     ) -> None:
-        default = _single_algorithm(algorithms)
+        self._source: KeySource | None = None
+        if isinstance(key, KeySource):
+            if algorithms is not None:
+                raise ConfigurationError(
+                    "a key set carries its own algorithms; do not pass algorithms=... with it"
+                )
+            if not key.algorithms or key.algorithms & HMAC_ALGORITHMS:
+                raise ConfigurationError("a key set must name asymmetric algorithms only")
+            self._source = key
+            default = ""
+        else:
+            default = _single_algorithm(algorithms if algorithms is not None else ("HS256",))
         # RFC 8725 §3.11: explicit typing keeps other JWTs (ID tokens, another service's
         # tokens signed with a shared key) from passing as access tokens.
         if typ is not None and (not isinstance(typ, str) or not typ):
             raise ConfigurationError("token_typ must be a non-empty string such as 'at+jwt'")
         self._typ = typ.lower().removeprefix("application/") if typ else None
-        if isinstance(key, Mapping):
+        if self._source is not None:
+            self._keys_by_id: dict[str, _Key] | None = None
+            self._key: _Key | None = None
+        elif isinstance(key, Mapping):
             if not key:
                 raise ConfigurationError("token_key mapping must hold at least one key id")
             keys: dict[str, _Key] = {}
@@ -189,8 +243,8 @@ class TokenVerifier:
             if len(kinds) > 1:
                 # One secret read two ways is the classic algorithm-confusion attack.
                 raise ConfigurationError("token_key must not mix HMAC and asymmetric keys")
-            self._keys_by_id: dict[str, _Key] | None = keys
-            self._key: _Key | None = None
+            self._keys_by_id = keys
+            self._key = None
         else:
             if key is None or key == "" or key == b"":
                 raise ConfigurationError("token_key is required to verify access tokens")
@@ -231,10 +285,37 @@ class TokenVerifier:
     def leeway(self) -> float:
         return self._leeway
 
+    @property
+    def key_source(self) -> KeySource | None:
+        """The key set behind ``token_key``, when it is one that can reload."""
+        return self._source
+
+    async def reload_keys_for(self, token: str, *, trusted: bool) -> bool:
+        """When ``token`` names a key id the key set does not hold, ask the key set to
+        reload (the I/O is the key set's); True when it now holds it. False at once for
+        static keys, for a kid already held and for a token whose header cannot be read."""
+        source = self._source
+        if source is None or len(token) > MAX_TOKEN_BYTES:
+            return False
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except Exception:
+            return False
+        if (kid is not None and not isinstance(kid, str)) or source.signing_key(kid) is not None:
+            return False
+        return await source.reload(kid, trusted=trusted)
+
     def _select_key(self, token: str) -> _Key:
         if self._key is not None:
             return self._key
         kid = jwt.get_unverified_header(token).get("kid")
+        if self._source is not None:
+            if kid is not None and not isinstance(kid, str):
+                raise TokenError("kid must be a string")
+            found = self._source.signing_key(kid)
+            if found is None:
+                raise UnknownKeyError("no key held for this key id", kid)
+            return _Key(found[0], [found[1]])
         # A plain dict lookup: the kid never reaches a file system, a URL or a query.
         if not isinstance(kid, str) or self._keys_by_id is None or kid not in self._keys_by_id:
             raise TokenError("unknown or missing key id")

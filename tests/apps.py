@@ -64,6 +64,8 @@ def build_store(clock: Clock, recorder: Recorder | None, **overrides: Any) -> Au
         "secret_key": SECRET_KEY,
         "token_key": TOKEN_KEY,
         "clock": clock,
+        # Exact time boundaries: the external-mode default leeway has tests of its own.
+        "leeway": 0,
         "refresh": (
             create_refresh(interval=60, refresh_api_callback=recorder, timeout=2)
             if recorder is not None

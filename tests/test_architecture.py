@@ -32,6 +32,9 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "stores.base",
                 "stores.memory",
                 "stores.redis",
+                "stores.redis_keys",
+                "stores.redis_topology",
+                "stores.redis_urls",
                 "stores.sealing",
                 "stores.subscriber",
                 "stores.view",
@@ -39,19 +42,26 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         ),
     ),
     ("pure parts", frozenset({"tokens", "cookies", "csrf", "origins", "userstate"})),
-    ("token sources", frozenset({"source", "tokenissuer"})),
+    # The identity-provider glue is a token source too: keys, discovery, the refresh grant.
+    (
+        "token sources",
+        frozenset(
+            {"source", "tokenissuer", "oidc.http", "oidc.jwks", "oidc.discovery", "oidc.grant"}
+        ),
+    ),
     ("configuration", frozenset({"config"})),
     ("reading a request", frozenset({"reader", "session"})),
     ("the request's state", frozenset({"state"})),
     ("changing a request's session", frozenset({"refresh", "issuer"})),
     ("ASGI", frozenset({"middleware"})),
-    ("FastAPI", frozenset({"dependencies"})),
-    ("public API", frozenset({"__init__"})),
+    # The OIDC client builds a FastAPI router for the code flow (oidc.signin).
+    ("FastAPI", frozenset({"dependencies", "oidc.signin", "oidc.client"})),
+    ("public API", frozenset({"__init__", "oidc"})),
 )
 LAYER_OF = {module: rank for rank, (_, modules) in enumerate(LAYERS) for module in modules}
 # Only the FastAPI layer (and the package's re-exports) may import FastAPI: the middleware
 # and everything below it run under plain Starlette.
-FASTAPI_ALLOWED = frozenset({"dependencies", "__init__"})
+FASTAPI_ALLOWED = frozenset({"dependencies", "__init__", "oidc.signin", "oidc.client", "oidc"})
 
 
 def _modules() -> dict[str, Path]:

@@ -1,6 +1,6 @@
-"""README stays true to the code: every option of create_store, create_refresh and
-create_issuer is in its configuration table and nothing else is; every public name has a
-docstring."""
+"""README and the docs site stay true to the code: every option of create_store,
+create_refresh and create_issuer is in its configuration table (in README.md and in
+docs/reference/configuration.md) and nothing else is; every public name has a docstring."""
 
 from __future__ import annotations
 
@@ -13,14 +13,19 @@ import pytest
 
 import fastapi_authkit
 from fastapi_authkit import create_issuer, create_refresh, create_store
+from fastapi_authkit.stores import RedisStore
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = {
+    "README.md": (ROOT / "README.md").read_text(),
+    "docs/reference/configuration.md": (ROOT / "docs/reference/configuration.md").read_text(),
+}
 
 
-def table_options(heading: str) -> list[str]:
+def table_options(text: str, heading: str) -> list[str]:
     """Backticked names in the first column of the table that follows ``heading``."""
-    start = README.index(heading)
-    lines = README[start:].splitlines()[1:]
+    start = text.index(heading)
+    lines = text[start:].splitlines()[1:]
     rows: list[str] = []
     in_table = False
     for line in lines:
@@ -34,16 +39,20 @@ def table_options(heading: str) -> list[str]:
     return rows
 
 
+@pytest.mark.parametrize("document", sorted(DOCUMENTS))
 @pytest.mark.parametrize(
     ("heading", "function"),
     [
         ("`create_store(...)` (keyword-only", create_store),
         ("`create_refresh(...)`:", create_refresh),
         ("`create_issuer(...)` options", create_issuer),
+        ("`RedisStore.from_url(...)` options", RedisStore.from_url),
     ],
 )
-def test_configuration_tables_match_the_signatures(heading: str, function: Any) -> None:
-    documented = table_options(heading)
+def test_configuration_tables_match_the_signatures(
+    document: str, heading: str, function: Any
+) -> None:
+    documented = table_options(DOCUMENTS[document], heading)
     parameters = list(inspect.signature(function).parameters)
     assert sorted(documented) == sorted(parameters)
     assert len(documented) == len(set(documented))

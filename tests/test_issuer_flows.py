@@ -5,7 +5,7 @@ stores, is tests/security/test_rotation.py."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,21 +28,10 @@ from fastapi_authkit import (
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
 from apps import issuer_app, set_cookies
-from conftest import SECRET_KEY, Clock
+from conftest import SECRET_KEY, Clock, redis_store
 from servers import RedisServer, until_unavailable
 
 AUTH_COOKIES = {"_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf"}
-
-
-@pytest.fixture(params=["memory", "redis"])
-def backend(request: pytest.FixtureRequest) -> Iterator[SessionStore]:
-    if request.param == "memory":
-        yield MemoryStore()
-    else:
-        server = request.getfixturevalue("redis_server")
-        # Connections open lazily inside the TestClient's event loop and are closed by the
-        # app's shutdown (the client is used as a context manager).
-        yield RedisStore.from_url(server.url, prefix=f"t-{uuid.uuid4().hex}:")
 
 
 def open_client(app: FastAPI) -> TestClient:
@@ -93,12 +82,13 @@ def _external_app(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
 async def test_two_workers_sharing_redis_call_the_callback_once(
-    redis_server: RedisServer, clock: Clock
+    request: pytest.FixtureRequest, kind: str, clock: Clock
 ) -> None:
     from conftest import make_token
 
-    shared = RedisStore.from_url(redis_server.url, prefix=f"t-{uuid.uuid4().hex}:")
+    shared = redis_store(request, kind)
     calls: list[str] = []
     # Two middleware instances with their own in-process single flight: two "workers".
     workers = [_external_app(shared, clock, calls), _external_app(shared, clock, calls)]
@@ -196,3 +186,80 @@ def test_redis_slow_fails_closed_quickly(own_redis: RedisServer, clock: Clock) -
         assert response.headers.get_list("set-cookie") == []
         assert elapsed < 5  # bounded by the timeout (one retry), not hanging
         assert tc.get("/me").status_code == 200
+
+
+NEW_KEY = "another-token-key-0123456789abcdef0123456789"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", ["unusable-everywhere", "unusable-in-the-second-worker"])
+async def test_workers_sharing_redis_keep_the_rotated_refresh_token(
+    redis_server: RedisServer, clock: Clock, case: str
+) -> None:
+    """Issue 16 across processes: the first worker's callback rotates the refresh token but
+    its access token cannot be used (by anyone, or only by the second worker, which lacks
+    the new key). The shared result carries the successor: the second worker emits it too
+    and never calls the callback with the rotated-out token."""
+    from conftest import TOKEN_KEY, make_token
+
+    shared = RedisStore.from_url(redis_server.url, prefix=f"t-{uuid.uuid4().hex}:")
+    calls: list[str] = []
+    new_key = "wrong-key" if case == "unusable-everywhere" else "k2"
+
+    async def callback(param: RefreshParam) -> RefreshResult:
+        calls.append(param.refresh_token)
+        return RefreshResult(
+            is_success=True,
+            new_auth_token=make_token(clock, key=NEW_KEY, headers={"kid": new_key}),
+            new_refresh_token=f"rotated-{len(calls)}",
+            new_refresh_token_expires_in=600,
+        )
+
+    def worker(keys: dict[str, str]) -> FastAPI:
+        store = create_store(
+            secret_key=SECRET_KEY,
+            token_key=keys,
+            clock=clock,
+            shared_store=shared,
+            refresh=create_refresh(interval=30, refresh_api_callback=callback),
+        )
+        app = FastAPI()
+        app.add_middleware(AuthKitMiddleware, store=store)
+
+        @app.get("/me")
+        async def me(user: CurrentUser) -> Any:
+            return user
+
+        return app
+
+    first = worker({"k1": TOKEN_KEY, "k2": NEW_KEY})
+    second = worker({"k1": TOKEN_KEY})
+    cookie = f"_auth={make_token(clock, ttl=10, headers={'kid': 'k1'})}; _auth_refresh=original"
+    clock.advance(20)
+    responses = []
+    for app in (first, second):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="https://t") as http:
+            responses.append(await http.get("/me", headers={"cookie": cookie}))
+    await shared.aclose()
+    assert calls == ["original"]
+    kept = []
+    for response in responses:
+        written = {
+            header.split("=", 1)[0]: header.split(";", 1)[0].split("=", 1)[1]
+            for header in response.headers.get_list("set-cookie")
+        }
+        kept.append(written["_auth_refresh"])
+        assert "_auth" not in written or case == "unusable-in-the-second-worker"
+    assert kept == ["rotated-1", "rotated-1"]
+    if case == "unusable-everywhere":
+        assert [r.status_code for r in responses] == [503, 503]
+    else:
+        # The first worker signs in with the new token; the second keeps the successor
+        # (the same state, refresh and CSRF cookies) without the access cookie it cannot
+        # verify.
+        assert [r.status_code for r in responses] == [200, 503]
+        assert "_auth=" not in " ".join(responses[1].headers.get_list("set-cookie"))
+        assert set(responses[1].headers.get_list("set-cookie")) < set(
+            responses[0].headers.get_list("set-cookie")
+        )

@@ -36,7 +36,13 @@ def never_called(param: Any) -> Any:
 
 
 def store_for(clock: Clock, **options: Any) -> AuthStore:
-    settings: dict[str, Any] = {"secret_key": SECRET_KEY, "token_key": TOKEN_KEY, "clock": clock}
+    # leeway=0: the time windows below are exact (external mode's default leeway is 10 s).
+    settings: dict[str, Any] = {
+        "secret_key": SECRET_KEY,
+        "token_key": TOKEN_KEY,
+        "clock": clock,
+        "leeway": 0,
+    }
     settings.update(options)
     return create_store(**settings)
 

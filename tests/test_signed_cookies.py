@@ -223,7 +223,9 @@ def test_state_signed_at_a_given_time_is_what_the_clock_would_sign_then(clock: C
 
 
 def test_store_state_codec_uses_state_max_age(clock: Clock) -> None:
-    s = create_store(secret_key=SECRET_KEY, token_key=TOKEN_KEY, clock=clock, state_max_age=10)
+    s = create_store(
+        secret_key=SECRET_KEY, token_key=TOKEN_KEY, clock=clock, state_max_age=10, leeway=0
+    )
     value = s.state_codec.dumps("sid-1", None, BOUND)
     clock.advance(10)
     assert s.state_codec.loads(value) is not None

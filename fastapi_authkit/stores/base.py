@@ -30,7 +30,7 @@ class RotateOutcome:
     """What :meth:`SessionStore.rotate` decided.
 
     ``active``: the token is current and no successor was offered (peek), or one was offered
-    for another family or subject than the token's (the hints did not match); mint one for
+    for another subject than the family's (the hint did not match); mint one for
     ``family_id`` and ``subject`` and call again. ``rotated``: the offered successor is now
     current. ``replay``: the token was rotated within the grace window and is the immediate
     predecessor; ``sealed`` holds the same successor as before. ``reuse``: a rotated-out
@@ -75,19 +75,21 @@ class SessionStore(Protocol):
         self,
         token_id: str,
         *,
+        family_id: str | None,
         now: float,
         grace: float,
         idle_ttl: float,
         successor_id: str | None,
         sealed: bytes | None,
-        family_hint: str | None = None,
         subject_hint: str | None = None,
     ) -> RotateOutcome:
         """Atomically rotate ``token_id`` to ``successor_id`` (see :class:`RotateOutcome`).
 
-        ``family_hint``/``subject_hint`` say whom the offered successor was minted for
-        (taken from the old access token, so that one call suffices); when they do not match
-        the token's family, nothing is rotated and the answer is ``active``."""
+        ``family_id`` is the family the presented token names (its slot in a cluster), or
+        None for a token that names none (one issued by an earlier version); the successor
+        belongs to the same family. ``subject_hint`` says whom the offered successor was
+        minted for (taken from the old access token, so that one call suffices); when it is
+        not the family's subject, nothing is rotated and the answer is ``active``."""
 
     def known_active(self, family_id: str, now: float) -> bool | None:
         """:meth:`family_active` answered from this process's view, without I/O: True or
@@ -98,8 +100,9 @@ class SessionStore(Protocol):
         """Whether the family exists, is not revoked and is within its absolute lifetime
         (asking the backend; the answer also teaches :meth:`known_active`)."""
 
-    async def revoke_token_family(self, token_id: str) -> str | None:
-        """Revoke the family that ``token_id`` belongs to; returns its id if known."""
+    async def revoke_token_family(self, token_id: str, *, family_id: str | None) -> str | None:
+        """Revoke the family that ``token_id`` belongs to; returns its id if the token is
+        known. ``family_id`` as for :meth:`rotate`."""
 
     async def revoke_subject(self, subject: str) -> int:
         """Revoke every family of ``subject``; returns how many were active."""

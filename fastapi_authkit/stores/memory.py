@@ -86,15 +86,15 @@ class MemoryStore:
         self,
         token_id: str,
         *,
+        family_id: str | None,
         now: float,
         grace: float,
         idle_ttl: float,
         successor_id: str | None,
         sealed: bytes | None,
-        family_hint: str | None = None,
         subject_hint: str | None = None,
     ) -> RotateOutcome:
-        record = self._tokens.get(token_id)
+        record = self._record(token_id, family_id)
         if record is None or record.expires <= now:
             return RotateOutcome("unknown")
         family = self._families.get(record.family_id)
@@ -108,7 +108,7 @@ class MemoryStore:
             return RotateOutcome("expired", fid, subject)
         absolute = family.absolute_expires
         if record.rotated_at is None:
-            mismatch = family_hint is not None and (family_hint, subject_hint) != (fid, subject)
+            mismatch = subject_hint is not None and subject_hint != subject
             if successor_id is None or mismatch:
                 return RotateOutcome("active", fid, subject, None, absolute)
             self._sweep(now)
@@ -131,8 +131,15 @@ class MemoryStore:
     async def family_active(self, family_id: str, now: float) -> bool:
         return self.known_active(family_id, now) is True
 
-    async def revoke_token_family(self, token_id: str) -> str | None:
+    def _record(self, token_id: str, family_id: str | None) -> _Token | None:
+        # As in Redis, where a token is looked up under the family it names.
         record = self._tokens.get(token_id)
+        if record is not None and family_id is not None and record.family_id != family_id:
+            return None
+        return record
+
+    async def revoke_token_family(self, token_id: str, *, family_id: str | None) -> str | None:
+        record = self._record(token_id, family_id)
         if record is None:
             return None
         family = self._families.get(record.family_id)

@@ -156,20 +156,27 @@ class RevocationSubscriber:
         task, self._task = self._task, None
         if task is not None and self._loop is asyncio.get_running_loop():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # A cancellation that arrives while the client library finishes a connect can
+            # be lost inside it (redis-py 8.1): ask again until the task has ended (it
+            # also checks _closed between its steps).
+            while not (await asyncio.wait({task}, timeout=0.5))[0]:
+                task.cancel()
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("revocation subscriber ended with an error", exc_info=task.exception())
         self._view.reset()
 
     async def _run(self) -> None:
         delay = _FIRST_RETRY
         try:
-            while True:
+            while not self._closed:
                 try:
                     subscription = await self._open()
                 except (RedisError, OSError, TimeoutError) as exc:
                     self._lost("could not subscribe", exc)
                 else:
                     try:
+                        if self._closed:
+                            return
                         self._view.subscribed()
                         if self._lost_since is not None:
                             logger.info("revocation subscription re-established")

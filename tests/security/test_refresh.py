@@ -35,6 +35,7 @@ from .helpers import (
 )
 from apps import Recorder, build_store, login
 from conftest import Clock, make_token
+from servers import CookieKeeper
 
 
 def app_with(clock: Clock, callback: Any, **options: Any) -> FastAPI:
@@ -284,19 +285,19 @@ def _assert_refresh_result_rejected(
     return tc
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "not-a-jwt",
-        "other-key",
-        "alg-none",
-        "hs512",
-        "already-expired",
-        "future-nbf",
-        "exp-years-ahead",
-        "no-exp",
-    ],
-)
+UNUSABLE_KINDS = [
+    "not-a-jwt",
+    "other-key",
+    "alg-none",
+    "hs512",
+    "already-expired",
+    "future-nbf",
+    "exp-years-ahead",
+    "no-exp",
+]
+
+
+@pytest.mark.parametrize("kind", UNUSABLE_KINDS)
 def test_callback_token_that_does_not_verify_is_not_stored(
     clock: Clock,
     app: FastAPI,
@@ -305,18 +306,59 @@ def test_callback_token_that_does_not_verify_is_not_stored(
     kind: str,
 ) -> None:
     async def bad(param: RefreshParam) -> RefreshResult:
-        return RefreshResult(
-            is_success=True,
-            new_auth_token=_unusable_tokens(clock)[kind],
-            new_refresh_token="stolen-rotation",
-        )
+        return RefreshResult(is_success=True, new_auth_token=_unusable_tokens(clock)[kind])
 
     recorder.behaviour = bad
     tc = _assert_refresh_result_rejected(app, clock, caplog)
     assert "does not verify" in caplog.text
-    # Not remembered either: the next request asks again.
+    # Not remembered either: the next request asks again, with the same refresh token.
     tc.get("/me")
-    assert len(recorder.calls) == 2
+    assert [call.refresh_token for call in recorder.calls] == ["refresh-0", "refresh-0"]
+
+
+@pytest.mark.parametrize("kind", UNUSABLE_KINDS)
+def test_callback_token_that_does_not_verify_still_keeps_the_rotated_refresh_token(
+    clock: Clock,
+    app: FastAPI,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+) -> None:
+    """Issue 16: the auth server consumed the old refresh token when it rotated it, so the
+    successor must reach the browser even though the access token is refused, and the old
+    one must never be presented again (a rotating server would take it for theft)."""
+
+    async def bad(param: RefreshParam) -> RefreshResult:
+        return RefreshResult(
+            is_success=True,
+            new_auth_token=_unusable_tokens(clock)[kind],
+            new_refresh_token="rotated-1",
+            new_refresh_token_expires_in=600,
+        )
+
+    recorder.behaviour = bad
+    tc = safe_client(app)
+    login(tc, clock, ttl=100)
+    old_access = tc.cookies["_auth"]
+    clock.advance(200)
+    with caplog.at_level(logging.ERROR, logger="fastapi_authkit"):
+        response = tc.get("/me")
+    assert response.status_code == 503  # no usable access token: try again later
+    written = CookieKeeper().update(response)
+    # The successor and the state/CSRF cookies bound to it; the access cookie untouched.
+    assert set(written) == {"_auth_state", "_auth_refresh", "_auth_csrf"}
+    assert written["_auth_refresh"]["value"] == "rotated-1"
+    assert written["_auth_refresh"]["max-age"] == "600"
+    assert all(attrs["max-age"] != "0" for attrs in written.values())
+    assert tc.cookies["_auth"] == old_access
+    assert "the rotated refresh token is kept" in caplog.text
+
+    # Once the cause is gone, the session continues with the successor.
+    recorder.behaviour = None
+    response = tc.get("/me")
+    assert response.status_code == 200
+    assert [call.refresh_token for call in recorder.calls] == ["refresh-0", "rotated-1"]
+    assert CookieKeeper().update(response)["_auth_refresh"]["value"] == "refresh-1"
 
 
 # itsdangerous compresses the state payload, so a large state must be incompressible.
@@ -435,21 +477,35 @@ async def test_fifty_concurrent_requests_during_an_outage_delete_nothing(
     assert all(r.header_values(b"set-cookie") == [] for r in replies)
 
 
+@pytest.mark.parametrize("expires_in", [float("inf"), float("nan"), "14 days"])
+def test_rotated_refresh_token_with_an_unreadable_lifetime_is_kept_with_the_default_one(
+    clock: Clock, app: FastAPI, recorder: Recorder, expires_in: Any
+) -> None:
+    # The result cannot be used as given, but the refresh token was rotated: losing it would
+    # lose the session, so it is kept with the lifetime the kit would pick without one.
+    async def odd(param: RefreshParam) -> RefreshResult:
+        return RefreshResult(
+            is_success=True,
+            new_auth_token=make_token(clock),
+            new_refresh_token="r1",
+            new_refresh_token_expires_in=expires_in,
+        )
+
+    recorder.behaviour = odd
+    tc = safe_client(app)
+    login(tc, clock, ttl=100)
+    clock.advance(200)
+    response = tc.get("/me")
+    assert response.status_code == 503
+    written = CookieKeeper().update(response)
+    assert written["_auth_refresh"]["value"] == "r1"
+    assert written["_auth_refresh"]["max-age"] == str(14 * 86400)  # refresh_max_age
+    assert "_auth" not in written
+
+
 @pytest.mark.parametrize(
     "fields",
     [
-        pytest.param(
-            {"new_refresh_token": "r1", "new_refresh_token_expires_in": float("inf")},
-            id="refresh-expires-in-inf",
-        ),
-        pytest.param(
-            {"new_refresh_token": "r1", "new_refresh_token_expires_in": float("nan")},
-            id="refresh-expires-in-nan",
-        ),
-        pytest.param(
-            {"new_refresh_token": "r1", "new_refresh_token_expires_in": "14 days"},
-            id="refresh-expires-in-text",
-        ),
         pytest.param({"new_auth_token_expire_in": float("inf")}, id="expire-in-inf"),
         pytest.param({"new_auth_token_expire_in": "x"}, id="expire-in-text"),
         pytest.param({"new_auth_token_type": None}, id="token-type-none"),
@@ -475,3 +531,30 @@ def test_callback_result_with_fields_of_the_wrong_type_is_not_stored(
 
     recorder.behaviour = odd
     _assert_refresh_result_rejected(app, clock, caplog)
+
+
+def test_a_kept_successor_is_shared_with_requests_still_carrying_the_old_token(
+    clock: Clock, app: FastAPI, recorder: Recorder
+) -> None:
+    """Within the grace period a request that still carries the rotated-out refresh token
+    (it was in flight) gets the same kept successor, and the callback never sees the old
+    token again."""
+
+    async def other_key(param: RefreshParam) -> RefreshResult:
+        return RefreshResult(
+            is_success=True,
+            new_auth_token=make_token(clock, key=OTHER_KEY),  # a key we do not hold
+            new_refresh_token=f"rotated-{len(recorder.calls)}",
+        )
+
+    tc = safe_client(app)
+    login(tc, clock, ttl=100)
+    stale = dict(tc.cookies.items())
+    clock.advance(200)
+    recorder.behaviour = other_key
+    first = tc.get("/me")
+    tc.cookies.clear()
+    second = tc.get("/me", headers={"cookie": cookie_header(stale)})
+    assert first.status_code == second.status_code == 503
+    assert set_cookies(first) == set_cookies(second)  # byte-identical successor cookies
+    assert [call.refresh_token for call in recorder.calls] == ["refresh-0"]

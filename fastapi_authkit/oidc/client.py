@@ -1,0 +1,157 @@
+"""OIDCClient: one identity provider, everything the store and the sign-in routes need."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, TypedDict
+
+from fastapi import APIRouter
+
+from ..config import RefreshConfig, create_refresh
+from ..errors import ConfigurationError
+from .discovery import ProviderMetadata, discover
+from .grant import AuthMethod, RefreshTokenGrant, TokenEndpoint
+from .http import ProviderHTTP, check_url
+from .jwks import JWKSKeySet
+from .signin import sign_in_router
+
+__all__ = ["OIDCClient", "StoreOptions", "default_user_state"]
+
+# What the default user state keeps of the ID token: who it is and how to greet them.
+_USER_CLAIMS: Final = ("sub", "name", "preferred_username", "email")
+
+
+def default_user_state(id_claims: Mapping[str, Any]) -> dict[str, Any]:
+    """The ID token's ``sub``, ``name``, ``preferred_username`` and ``email``, where given."""
+    return {name: id_claims[name] for name in _USER_CLAIMS if name in id_claims}
+
+
+class StoreOptions(TypedDict):
+    """The ``create_store`` arguments an :class:`OIDCClient` provides."""
+
+    token_key: JWKSKeySet
+    issuer: str
+    audience: str | Sequence[str] | None
+    token_typ: str | None
+    refresh: RefreshConfig
+
+
+class OIDCClient:
+    """A client (relying party) of one OpenID Connect provider.
+
+    ``issuer``: the provider's issuer URL; its discovery document is fetched lazily (at the
+    first sign-in, refresh or key lookup) and must name exactly this issuer.
+    ``client_id``/``client_secret``/``auth_method``: how this app authenticates at the token
+    endpoint (``client_secret_basic`` by default with a secret, ``none`` for a public
+    client). ``audience``: the ``aud`` access tokens must carry (this API's identifier;
+    pass None explicitly only if your provider sets none). ``resource``: the RFC 8707
+    resource indicator sent with the authorization and token requests (providers that
+    issue JWT access tokens per API want it; defaults to None). ``scope``: requested at
+    sign-in (add ``offline_access`` where your provider needs it for a refresh token).
+    ``algorithms``: the signature algorithms accepted (asymmetric only). ``token_typ``:
+    require this JWT ``typ`` on access tokens (``"at+jwt"`` for RFC 9068 providers).
+    ``redirect_uri``: the callback URL registered at the provider (default: this app's
+    callback route as the request reached it). ``user_state``: turns the verified ID token's
+    claims into the session's user state. ``timeout``: seconds per provider call.
+    ``min_key_reload_interval``: seconds between key-set reloads caused by unknown key ids
+    in tokens that clients present. ``http_client``: an ``httpx2.AsyncClient`` to pool
+    connections (else one per call). ``allow_insecure_http``: accept http provider URLs
+    off loopback (never in production).
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        client_id: str,
+        audience: str | Sequence[str] | None,
+        client_secret: str | None = None,
+        auth_method: AuthMethod | None = None,
+        scope: str = "openid",
+        resource: str | None = None,
+        algorithms: Sequence[str] = ("RS256",),
+        token_typ: str | None = None,
+        redirect_uri: str | None = None,
+        user_state: Callable[[Mapping[str, Any]], Any] = default_user_state,
+        timeout: float = 5.0,
+        min_key_reload_interval: float = 10.0,
+        http_client: Any = None,
+        allow_insecure_http: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.issuer = check_url("issuer", issuer, allow_http=allow_insecure_http)
+        if redirect_uri is not None:
+            check_url("redirect_uri", redirect_uri, allow_http=allow_insecure_http)
+        if not isinstance(scope, str) or not scope.strip():
+            raise ConfigurationError("scope must be a non-empty, space-separated string")
+        if not callable(user_state):
+            raise ConfigurationError("user_state must be callable")
+        self.client_id = client_id
+        self.audience = audience
+        self.scope = scope
+        self.resource = resource
+        self.token_typ = token_typ
+        self.redirect_uri = redirect_uri
+        self.user_state = user_state
+        self._allow_http = allow_insecure_http
+        self._http = ProviderHTTP(http_client, timeout)
+        self._metadata: ProviderMetadata | None = None
+        self.keys = JWKSKeySet(
+            self._jwks_uri,
+            algorithms=algorithms,
+            min_reload_interval=min_key_reload_interval,
+            timeout=timeout,
+            http_client=http_client,
+            clock=clock,
+        )
+        self.token_endpoint = TokenEndpoint(
+            self._token_endpoint_url,
+            client_id=client_id,
+            client_secret=client_secret,
+            auth_method=auth_method,
+            http=self._http,
+        )
+        self.refresh_grant = RefreshTokenGrant(self.token_endpoint, resource=resource)
+
+    def __repr__(self) -> str:
+        return f"OIDCClient(issuer={self.issuer!r}, client_id={self.client_id!r})"
+
+    async def metadata(self) -> ProviderMetadata:
+        """The provider's discovery document, fetched once (again after a failure);
+        raises :class:`ProviderError` while it cannot be had."""
+        if self._metadata is None:
+            self._metadata = await discover(
+                self.issuer, http=self._http, allow_http=self._allow_http
+            )
+        return self._metadata
+
+    async def _jwks_uri(self) -> str:
+        return (await self.metadata()).jwks_uri
+
+    async def _token_endpoint_url(self) -> str:
+        return (await self.metadata()).token_endpoint
+
+    def store_options(
+        self, *, interval: float = 60.0, timeout: float = 10.0, grace_period: float = 10.0
+    ) -> StoreOptions:
+        """``create_store(secret_key=..., **oidc.store_options())``: the provider's key set,
+        issuer, audience and ``typ`` verify access tokens, and the refresh-token grant
+        refreshes them ``interval`` seconds before they expire."""
+        return StoreOptions(
+            token_key=self.keys,
+            issuer=self.issuer,
+            audience=self.audience,
+            token_typ=self.token_typ,
+            refresh=create_refresh(
+                interval=interval,
+                refresh_api_callback=self.refresh_grant,
+                timeout=timeout,
+                grace_period=grace_period,
+            ),
+        )
+
+    def router(self, *, prefix: str = "/auth") -> APIRouter:
+        """``GET {prefix}/login`` and ``GET {prefix}/callback``: the authorization-code flow
+        with PKCE, ending in ``sign_in``. Register ``{prefix}/callback`` at the provider."""
+        return sign_in_router(self, prefix=prefix)

@@ -1,0 +1,180 @@
+"""The OAuth 2.0 token endpoint: the refresh-token grant (RFC 6749 §6) as a ready-made
+``refresh_api_callback``, and the answer mapping the authorization-code exchange shares.
+
+What the answers mean for the session:
+
+* 200 with an ``access_token`` → ``is_success=True`` (a rotated ``refresh_token`` is kept,
+  ``expires_in`` / ``refresh_expires_in`` cap the cookies' lifetimes);
+* 400/401 ``invalid_grant`` → ``is_success=False``: the grant is over (revoked, expired,
+  reused), every auth cookie is cleared;
+* anything else — a refusal of *our* client (``invalid_client``, ``unauthorized_client``:
+  a configuration problem no user caused), 5xx, a timeout, a network error, a body that
+  is not the JSON the standard describes — raises :class:`ProviderError`: transient,
+  nothing is cleared, protected routes answer 503 until the provider answers properly.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal
+from urllib.parse import quote_plus
+
+from ..callback import RefreshParam, RefreshResult
+from ..errors import ConfigurationError, ProviderError
+from ..tokens import is_number
+from .http import Answer, ProviderHTTP, check_url
+
+__all__ = [
+    "AuthMethod",
+    "RefreshTokenGrant",
+    "TokenEndpoint",
+    "refresh_token_grant",
+    "token_result",
+]
+
+logger = logging.getLogger("fastapi_authkit")
+
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
+
+
+def _seconds(value: object) -> int | None:
+    # Keycloak answers refresh_expires_in=0 for tokens that do not expire: no cap, then.
+    if isinstance(value, int | float) and is_number(value) and value > 0:
+        return int(value)
+    return None
+
+
+def token_result(answer: Answer) -> RefreshResult:
+    """Map a token endpoint answer to a :class:`RefreshResult`, or raise
+    :class:`ProviderError` (see the module docstring)."""
+    status, body = answer
+    if status == 200 and isinstance(body, dict):
+        access, refresh = body.get("access_token"), body.get("refresh_token")
+        if not isinstance(refresh, str) or not refresh:
+            refresh = None
+        if not isinstance(access, str) or not access:
+            if refresh is None:
+                raise ProviderError("the token endpoint answered 200 without an access_token")
+            access = None  # the kit keeps the rotated refresh token all the same
+        token_type = body.get("token_type")
+        return RefreshResult(
+            is_success=True,
+            new_auth_token=access,
+            new_auth_token_type=token_type if isinstance(token_type, str) else "Bearer",
+            new_refresh_token=refresh,
+            new_auth_token_expire_in=_seconds(body.get("expires_in")),
+            new_refresh_token_expires_in=_seconds(body.get("refresh_expires_in")),
+        )
+    error = body.get("error") if isinstance(body, dict) else None
+    if status in (400, 401) and error == "invalid_grant":
+        return RefreshResult(is_success=False)
+    if isinstance(error, str):
+        description = body.get("error_description")
+        raise ProviderError(
+            f"the token endpoint refused with HTTP {status} {error!r}"
+            + (f" ({description})" if isinstance(description, str) else "")
+        )
+    raise ProviderError(f"the token endpoint answered HTTP {status} without an OAuth error")
+
+
+class TokenEndpoint:
+    """POSTs to the token endpoint with the client's authentication (RFC 6749 §2.3)."""
+
+    __slots__ = ("_auth_method", "_client_id", "_client_secret", "_http", "_url")
+
+    def __init__(
+        self,
+        url: str | Callable[[], Awaitable[str]],
+        *,
+        client_id: str,
+        client_secret: str | None,
+        auth_method: AuthMethod | None,
+        http: ProviderHTTP,
+    ) -> None:
+        if not isinstance(client_id, str) or not client_id:
+            raise ConfigurationError("client_id must be a non-empty string")
+        if auth_method is None:
+            auth_method = "client_secret_basic" if client_secret else "none"
+        if auth_method not in ("client_secret_basic", "client_secret_post", "none"):
+            raise ConfigurationError(
+                "auth_method must be 'client_secret_basic', 'client_secret_post' or 'none'"
+            )
+        if (auth_method == "none") != (client_secret is None):
+            raise ConfigurationError(
+                "a public client (auth_method='none') has no client_secret; the other "
+                "methods need one"
+            )
+        self._url = url
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._auth_method = auth_method
+        self._http = http
+
+    async def post(self, form: Mapping[str, str]) -> Answer:
+        body = dict(form)
+        headers: dict[str, str] = {}
+        if self._auth_method == "client_secret_basic":
+            # RFC 6749 §2.3.1: both parts are form-urlencoded before the Basic encoding.
+            pair = f"{quote_plus(self._client_id)}:{quote_plus(self._client_secret or '')}"
+            headers["authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        else:
+            body["client_id"] = self._client_id
+            if self._auth_method == "client_secret_post":
+                body["client_secret"] = self._client_secret or ""
+        url = self._url if isinstance(self._url, str) else await self._url()
+        return await self._http.post_form(url, body, headers)
+
+
+class RefreshTokenGrant:
+    """``refresh_api_callback`` for the standard refresh-token grant (RFC 6749 §6).
+
+    ``scope`` narrows the refreshed token's scope; ``resource`` (RFC 8707) names the API the
+    access token is for (providers with resource indicators, such as oidc-provider, issue a
+    JWT access token for it only when asked).
+    """
+
+    __slots__ = ("_endpoint", "_resource", "_scope")
+
+    def __init__(
+        self, endpoint: TokenEndpoint, *, scope: str | None = None, resource: str | None = None
+    ) -> None:
+        self._endpoint = endpoint
+        self._scope = scope
+        self._resource = resource
+
+    async def __call__(self, param: RefreshParam) -> RefreshResult:
+        form = {"grant_type": "refresh_token", "refresh_token": param.refresh_token}
+        if self._scope:
+            form["scope"] = self._scope
+        if self._resource:
+            form["resource"] = self._resource
+        result = token_result(await self._endpoint.post(form))
+        if not result.is_success:
+            logger.info("the identity provider ended the grant (invalid_grant)")
+        return result
+
+
+def refresh_token_grant(
+    token_endpoint: str,
+    *,
+    client_id: str,
+    client_secret: str | None = None,
+    auth_method: AuthMethod | None = None,
+    scope: str | None = None,
+    resource: str | None = None,
+    timeout: float = 5.0,
+    http_client: Any = None,
+) -> RefreshTokenGrant:
+    """A refresh callback for ``create_refresh(refresh_api_callback=...)`` calling
+    ``token_endpoint`` with ``grant_type=refresh_token``. ``auth_method`` defaults to
+    ``client_secret_basic`` with a secret and ``none`` (a public client) without."""
+    endpoint = TokenEndpoint(
+        check_url("token_endpoint", token_endpoint, allow_http=False),
+        client_id=client_id,
+        client_secret=client_secret,
+        auth_method=auth_method,
+        http=ProviderHTTP(http_client, timeout),
+    )
+    return RefreshTokenGrant(endpoint, scope=scope, resource=resource)

@@ -1,0 +1,142 @@
+"""Test helpers for the real-provider tests: an app behind oidc-provider, and the browser's
+part of the authorization-code flow (following redirects, typing the login)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx2
+from fastapi import FastAPI
+from starlette.testclient import TestClient
+
+from fastapi_authkit import AuthKitMiddleware, AuthStore, CurrentUser, OptionalUser, create_store
+from fastapi_authkit.oidc import OIDCClient
+
+from conftest import SECRET_KEY
+from oidc_server import API, OIDCProviderServer
+
+REDIRECT_URI = "https://app.test/auth/callback"
+
+
+def oidc_client(
+    provider: OIDCProviderServer, clock: Callable[[], float], **options: Any
+) -> OIDCClient:
+    settings: dict[str, Any] = {
+        "issuer": provider.issuer,
+        **provider.client_options,
+        "audience": API,
+        "resource": API,
+        "scope": "openid profile email api",
+        "token_typ": "at+jwt",
+        "redirect_uri": REDIRECT_URI,
+        "clock": clock,
+        **options,
+    }
+    return OIDCClient(**settings)
+
+
+def oidc_app(
+    oidc: OIDCClient, clock: Callable[[], float], **store_options: Any
+) -> tuple[FastAPI, AuthStore]:
+    """The README's smallest app behind an identity provider, plus a public route."""
+    options: dict[str, Any] = {**oidc.store_options(interval=10), **store_options}
+    store = create_store(secret_key=SECRET_KEY, clock=clock, **options)
+    app = FastAPI()
+    app.add_middleware(AuthKitMiddleware, store=store)
+    app.include_router(oidc.router())
+
+    @app.get("/me")
+    async def me(user: CurrentUser) -> Any:
+        return user
+
+    @app.get("/public")
+    async def public(user: OptionalUser) -> dict[str, Any]:
+        return {"user": user}
+
+    return app, store
+
+
+def browser(app: FastAPI) -> TestClient:
+    return TestClient(app, base_url="https://testserver")
+
+
+def code_flow(
+    tc: Any, provider: OIDCProviderServer, *, login: str = "alice", redirect: str = REDIRECT_URI
+) -> Any:
+    """Sign in through the real provider: our /auth/login, the provider's login form and
+    consent, back to our callback. Returns the callback's response."""
+    start = tc.get("/auth/login", params={"next": "/me"}, follow_redirects=False)
+    assert start.status_code == 302, start.text
+    location = start.headers["location"]
+    with httpx2.Client(timeout=10.0) as at_provider:  # the browser's provider cookies
+        for _ in range(20):
+            if location.startswith(redirect):
+                break
+            url = urljoin(provider.issuer + "/", location)
+            response = at_provider.get(url)
+            if response.status_code == 200 and "<form" in response.text:
+                path = urlsplit(url).path
+                response = at_provider.post(f"{provider.issuer}{path}/login", data={"login": login})
+            assert response.status_code in (302, 303), response.text
+            location = response.headers["location"]
+        else:  # pragma: no cover - a provider that never redirects back
+            raise AssertionError("the provider never redirected back")
+    query = urlsplit(location).query
+    return tc.get(f"/auth/callback?{query}", follow_redirects=False)
+
+
+class StaticJSON:
+    """A loopback HTTP server answering every GET with ``self.body`` (a JWKS mirror that
+    lags behind the provider, as a CDN-cached one does, or a provider answering garbage)."""
+
+    def __init__(
+        self, body: Any, *, port: int = 0, raw: bytes | None = None, status: int = 200
+    ) -> None:
+        self.body = body
+        self.raw = raw
+        self.status = status
+        # (method, path, headers, body) of every request, for tests that check what was sent.
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self._answer()
+
+            def do_POST(self) -> None:
+                self._answer()
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                outer.requests.append((self.command, self.path, headers, body))
+                payload = outer.raw if outer.raw is not None else json.dumps(outer.body).encode()
+                self.send_response(outer.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @contextmanager
+    def running(self) -> Iterator[StaticJSON]:
+        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
+            thread.join(timeout=5)

@@ -1,0 +1,425 @@
+"""The Python code blocks of the documentation site (docs/) run, and do what the pages say.
+
+Every ```python block carries, on the line before its opening fence, one of two markers
+(docs/development.md explains them to authors):
+
+* ``<!-- docs-test: NAME -->``: the block is executed as a module by ``test_example_NAME``
+  below, which drives the app it builds (TestClient; a real redis-server; a real loopback
+  auth server) and asserts what its page claims;
+* ``<!-- docs-fragment: REASON -->``: the block is only compiled; REASON says why it cannot
+  run by itself.
+
+An unmarked block, a name without its test, or a test without its block fails here, so a
+page cannot gain an example that nothing runs.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import time
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.cookiejar import Cookie
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.testclient import TestClient
+
+from apps import set_cookies
+from conftest import SECRET_KEY, TOKEN_KEY
+from servers import REPO_ROOT, RedisServer, free_port
+
+DOCS = REPO_ROOT / "docs"
+AUTH_COOKIES = {"_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf"}
+FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w-]*)")
+MARKER = re.compile(r"^\s*<!-- docs-(?P<kind>test|fragment): (?P<label>\S.*?) -->\s*$")
+
+
+@dataclass(frozen=True)
+class Block:
+    path: Path
+    line: int  # of the opening fence, 1-based
+    code: str  # dedented, preceded by blank lines so that tracebacks show the page's lines
+    kind: str | None  # "test", "fragment", or None (unmarked)
+    label: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.relative_to(REPO_ROOT)}:{self.line}"
+
+
+def read_blocks(path: Path) -> list[Block]:
+    lines = path.read_text().splitlines()
+    blocks: list[Block] = []
+    i = 0
+    while i < len(lines):
+        fence = FENCE.match(lines[i])
+        if fence is None:
+            i += 1
+            continue
+        indent = fence["indent"]
+        end = i + 1
+        while end < len(lines) and lines[end] != f"{indent}```":
+            end += 1
+        if fence["lang"] in ("python", "py"):
+            body = [line.removeprefix(indent) for line in lines[i + 1 : end]]
+            before = [line for line in lines[:i] if line.strip()]
+            marker = MARKER.match(before[-1]) if before else None
+            blocks.append(
+                Block(
+                    path=path,
+                    line=i + 1,
+                    code="\n" * (i + 1) + "\n".join(body) + "\n",
+                    kind=marker["kind"] if marker else None,
+                    label=marker["label"] if marker else "",
+                )
+            )
+        i = end + 1
+    return blocks
+
+
+BLOCKS = [block for page in sorted(DOCS.rglob("*.md")) for block in read_blocks(page)]
+EXAMPLES = {block.label: block for block in BLOCKS if block.kind == "test"}
+FRAGMENTS = [block for block in BLOCKS if block.kind == "fragment"]
+
+
+def test_every_python_block_is_marked_as_a_test_or_a_fragment() -> None:
+    assert [block.where for block in BLOCKS if block.kind is None] == []
+    # The parser finds the examples at all (an empty list would make the rest vacuous).
+    assert len(EXAMPLES) >= 5
+
+
+def test_each_example_name_is_used_once_and_has_its_test() -> None:
+    labels = [block.label for block in BLOCKS if block.kind == "test"]
+    assert len(labels) == len(set(labels))
+    tests = {
+        name.removeprefix("test_example_") for name in globals() if name.startswith("test_example_")
+    }
+    assert set(labels) == tests
+
+
+@pytest.mark.parametrize("block", FRAGMENTS, ids=[block.where for block in FRAGMENTS])
+def test_fragments_are_valid_python(block: Block) -> None:
+    compile(block.code, str(block.path), "exec")
+
+
+class Examples:
+    """Runs the docs' blocks as modules, registered in sys.modules while the test runs (as
+    an imported ``app.py`` would be)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch = monkeypatch
+
+    def run(self, label: str, into: types.ModuleType | None = None) -> Any:
+        block = EXAMPLES[label]
+        module = into
+        if module is None:
+            module = types.ModuleType(f"docs_example_{label}")
+            self.monkeypatch.setitem(sys.modules, module.__name__, module)
+        exec(compile(block.code, str(block.path), "exec"), module.__dict__)  # noqa: S102
+        return module
+
+
+@pytest.fixture
+def examples(monkeypatch: pytest.MonkeyPatch) -> Examples:
+    monkeypatch.setenv("TOKEN_SECRET", TOKEN_KEY)
+    monkeypatch.setenv("COOKIE_SECRET", SECRET_KEY)
+    return Examples(monkeypatch)
+
+
+def browser(app: Any) -> TestClient:
+    # https, so that the cookie jar sends the Secure cookies back as a browser would.
+    return TestClient(app, base_url="https://testserver")
+
+
+def cookies_of(client: TestClient) -> list[Cookie]:
+    """A copy of the client's cookie jar: one device's cookies."""
+    return list(client.cookies.jar)
+
+
+def use(client: TestClient, device: list[Cookie]) -> None:
+    """Make ``client`` the device whose cookies ``device`` holds."""
+    client.cookies.clear()
+    for cookie in device:
+        client.cookies.jar.set_cookie(cookie)
+
+
+def csrf(client: TestClient) -> dict[str, str]:
+    """The header page JavaScript sends on unsafe requests."""
+    return {"X-CSRF-Token": client.cookies["_auth_csrf"]}
+
+
+# --- getting-started.md -----------------------------------------------------------------------
+
+
+def test_example_smallest_app(examples: Examples) -> None:
+    """Signs Alice in with HttpOnly cookies (all but the CSRF one); /me is 401 for others."""
+    app = examples.run("smallest_app").app
+    with browser(app) as client:
+        assert client.get("/me").status_code == 401
+        response = client.post("/login")
+        assert response.json() == {"ok": True}
+        cookies = set_cookies(response)
+        assert set(cookies) == AUTH_COOKIES
+        assert {name for name, value in cookies.items() if "HttpOnly" not in value} == {
+            "_auth_csrf"
+        }
+        assert client.get("/me").json() == {"name": "Alice"}
+        client.cookies.clear()
+        assert client.get("/me").status_code == 401
+
+
+# --- performance.md ---------------------------------------------------------------------------
+
+
+def test_example_hot_route(examples: Examples) -> None:
+    """The /hot route, added to the smallest app, answers 401 signed out and the subject
+    signed in, without a dependency."""
+    module = examples.run("smallest_app")
+    examples.run("hot_route", into=module)
+    with browser(module.app) as client:
+        response = client.get("/hot")
+        assert response.status_code == 401
+        client.post("/login")
+        assert client.get("/hot").json() == {"sub": "alice"}
+
+
+# --- deployments/one-process.md --------------------------------------------------------------
+
+
+def test_example_one_process(examples: Examples) -> None:
+    """Login form, pages, CSRF-guarded sign-out and sign-out everywhere, as the page says."""
+    app = examples.run("one_process").app
+    alice = {"username": "alice", "password": "wonderland"}
+    with browser(app) as client:
+        assert client.get("/").json() == {"hello": "stranger"}
+        assert client.get("/api/me").status_code == 401
+        assert client.post("/login", data={**alice, "password": "nope"}).status_code == 401
+
+        response = client.post("/login", data=alice, follow_redirects=False)
+        assert (response.status_code, response.headers["location"]) == (303, "/")
+        assert client.get("/").json() == {"hello": "Alice"}
+        assert client.get("/api/me").json() == {"name": "Alice"}
+        # The form is posted without JavaScript, so without the CSRF header, also when a
+        # session exists already: csrf_exempt_paths lets it through.
+        assert client.post("/login", data=alice, follow_redirects=False).status_code == 303
+        laptop = cookies_of(client)
+
+        client.cookies.clear()
+        client.post("/login", data=alice)  # a second device
+        phone = cookies_of(client)
+
+        # Sign-out is an unsafe request: without the CSRF header it is refused.
+        assert client.post("/logout").status_code == 403
+        assert client.post("/logout", headers=csrf(client)).json() == {"ok": True}
+        assert client.get("/api/me").status_code == 401
+
+        use(client, phone)
+        assert client.get("/api/me").status_code == 401  # revoked server-side, not only cleared
+
+        use(client, laptop)
+        assert client.get("/api/me").json() == {"name": "Alice"}
+        client.cookies.clear()
+        client.post("/login", data=alice)  # a third device signs out everywhere
+        assert client.post("/logout-everywhere", headers=csrf(client)).json() == {"ok": True}
+        assert client.get("/api/me").status_code == 401
+        use(client, laptop)
+        assert client.get("/api/me").status_code == 401
+
+
+# --- deployments/redis.md --------------------------------------------------------------------
+
+
+def test_example_redis_issuer(
+    examples: Examples, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two copies of the app (two workers) share sessions through a real Redis: a session
+    started on one is known to the other, and signing out everywhere on one ends it on both."""
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    worker_a = examples.run("redis_issuer").app
+    worker_b = examples.run("redis_issuer").app  # a second module: its own Redis client
+    alice = {"username": "alice", "password": "wonderland"}
+    with browser(worker_a) as a, browser(worker_b) as b:
+        assert a.post("/login", data=alice, follow_redirects=False).status_code == 303
+        assert b.get("/api/me").status_code == 401  # b's own jar: nobody
+        use(b, cookies_of(a))
+        assert b.get("/api/me").json() == {"name": "Alice"}
+
+        b.cookies.clear()
+        assert b.post("/login", data=alice, follow_redirects=False).status_code == 303
+        assert b.get("/api/me").json() == {"name": "Alice"}
+
+        assert a.post("/logout-everywhere", headers=csrf(a)).json() == {"ok": True}
+        assert a.get("/api/me").status_code == 401
+        assert b.get("/api/me").status_code == 401  # b's session ended too, through Redis
+
+
+# --- deployments/identity-provider.md --------------------------------------------------------
+
+
+class AuthServer:
+    """A stand-in for the identity provider, served on loopback by a real uvicorn: RS256
+    access tokens, rotating refresh tokens, and a downstream API that echoes the
+    Authorization header it receives. ``failing`` makes the refresh endpoint answer 503."""
+
+    def __init__(self) -> None:
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.url = ""
+        self.access_ttl = 30  # shorter than the app's interval (60 s): the next request refreshes
+        self.failing = False
+        self.live: dict[str, str] = {}  # refresh token -> subject
+        self.refresh_calls: list[str] = []
+        self.app = FastAPI()
+        self.app.post("/token")(self.token)
+        self.app.post("/token/refresh")(self.refresh)
+        self.app.get("/orders")(self.orders)
+
+    def public_pem(self) -> str:
+        return (
+            self.key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+
+    def pair(self, subject: str) -> dict[str, Any]:
+        now = int(time.time())
+        claims = {"sub": subject, "iss": self.url, "iat": now, "exp": now + self.access_ttl}
+        refresh_token = f"rt-{len(self.refresh_calls)}-{len(self.live)}-{time.monotonic_ns()}"
+        self.live[refresh_token] = subject
+        return {
+            "access_token": jwt.encode(claims, self.key, algorithm="RS256"),
+            "refresh_token": refresh_token,
+            "refresh_expires_in": 3600,
+        }
+
+    async def token(self, request: Request) -> JSONResponse:
+        creds = await request.json()
+        if creds != {"username": "alice", "password": "wonderland"}:
+            return JSONResponse({"error": "invalid_grant"}, status_code=401)
+        return JSONResponse({**self.pair("alice"), "name": "Alice"})
+
+    async def refresh(self, request: Request) -> JSONResponse:
+        presented = (await request.json())["refresh_token"]
+        self.refresh_calls.append(presented)
+        if self.failing:
+            return JSONResponse({"error": "temporarily_unavailable"}, status_code=503)
+        subject = self.live.pop(presented, None)
+        if subject is None:
+            return JSONResponse({"error": "invalid_grant"}, status_code=401)
+        return JSONResponse(self.pair(subject))
+
+    async def orders(self, request: Request) -> dict[str, str | None]:
+        return {"authorization": request.headers.get("authorization")}
+
+
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port in a thread; bounded start and stop."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            pytest.fail(f"the auth server did not start on port {port}", pytrace=False)
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_example_identity_provider(
+    examples: Examples, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Login through the auth server, refresh through the callback before the route runs
+    (rotating the refresh token), the header forwarded downstream, a transient refresh
+    failure that keeps the session, 401 from the auth server ending it, sign-out."""
+    idp = AuthServer()
+    with serve(idp.app) as url:
+        idp.url = url
+        monkeypatch.setenv("AUTH_SERVER", url)
+        monkeypatch.setenv("ORDERS_API", f"{url}/orders")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # loopback only, whatever the environment
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "auth-server-public.pem").write_text(idp.public_pem())
+        app = examples.run("identity_provider").app
+        alice = {"username": "alice", "password": "wonderland"}
+
+        with browser(app) as client:
+            assert client.get("/").json() == {"hello": "stranger"}
+            assert (
+                client.get(
+                    "/dashboard", headers={"accept": "text/html"}, follow_redirects=False
+                ).headers["location"]
+                == "/login"
+            )
+            assert client.get("/dashboard").status_code == 401
+
+            assert client.post("/login", json=alice).json() == {"ok": True}
+            first_refresh = client.cookies["_auth_refresh"]
+            first_token = client.cookies["_auth"]
+
+            # The token has 30 s left, inside the 60 s interval: this request refreshes
+            # before the route runs, and the route already sees the session.
+            idp.access_ttl = 600
+            response = client.get("/api/me")
+            assert response.json() == {"name": "Alice"}
+            assert idp.refresh_calls == [first_refresh]
+            assert {"_auth", "_auth_refresh"} <= set(set_cookies(response))
+            assert client.cookies["_auth"] != first_token
+            assert client.cookies["_auth_refresh"] != first_refresh  # rotated
+
+            # Not due any more: no further call.
+            assert client.get("/").json() == {"hello": "Alice"}
+            assert client.get("/dashboard").json() == {"name": "Alice"}
+            assert len(idp.refresh_calls) == 1
+
+            forwarded = client.get("/orders").json()
+            assert forwarded == {"authorization": f"Bearer {client.cookies['_auth']}"}
+
+            # A transient failure (503 from the auth server): nothing cleared, and the old
+            # token, still valid, keeps the user signed in.
+            idp.access_ttl = 30
+            client.cookies.clear()
+            client.post("/login", json=alice)
+            idp.failing = True
+            response = client.get("/api/me")
+            assert response.json() == {"name": "Alice"}
+            assert set_cookies(response) == {}
+            assert len(idp.refresh_calls) == 2
+
+            # The auth server ends the session (401): every auth cookie is deleted.
+            idp.failing = False
+            idp.live.clear()
+            response = client.get("/api/me")
+            assert response.status_code == 401
+            assert set(set_cookies(response)) == AUTH_COOKIES
+            assert dict(client.cookies) == {}
+
+            client.post("/login", json=alice)
+            idp.access_ttl = 600
+            assert client.get("/api/me").status_code == 200
+            response = client.post("/logout", headers=csrf(client))
+            assert response.json() == {"ok": True}
+            assert set(set_cookies(response)) == AUTH_COOKIES
+            assert client.get("/api/me").status_code == 401

@@ -1,0 +1,532 @@
+"""fastapi_authkit.oidc without a provider process: key-set parsing and reload limits, the
+token endpoint's answers and client authentication, discovery validation, the HTTP bounds,
+and the sign-in routes' refusals. Small loopback HTTP servers stand in for the network
+(tests/test_oidc_provider.py runs the real provider)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from functools import partial
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI
+from jwt.algorithms import RSAAlgorithm
+
+from fastapi_authkit import (
+    AuthKitMiddleware,
+    ConfigurationError,
+    CurrentUser,
+    ProviderError,
+    RefreshParam,
+    create_issuer,
+    create_store,
+)
+from fastapi_authkit.oidc import (
+    JWKSKeySet,
+    OIDCClient,
+    ProviderMetadata,
+    default_user_state,
+    parse_jwks,
+    refresh_token_grant,
+    token_result,
+)
+from fastapi_authkit.oidc.http import Answer, ProviderHTTP, check_url
+from fastapi_authkit.oidc.signin import _local_path, _Transaction
+from fastapi_authkit.stores import MemoryStore
+from fastapi_authkit.tokens import EXTERNAL_LEEWAY, TokenVerifier
+
+from conftest import SECRET_KEY, TOKEN_KEY, Clock
+from oidc_flow import StaticJSON, browser
+from oidc_server import ec_jwk, public_jwks, rsa_jwk
+from servers import free_port
+
+RS256 = frozenset({"RS256"})
+
+
+def _private(kid: str) -> tuple[Any, dict[str, Any]]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key, {**json.loads(RSAAlgorithm.to_jwk(key.public_key())), "kid": kid}
+
+
+# --- parse_jwks ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("document", [None, [], {"keys": "x"}, {"nokeys": []}, "text"])
+def test_a_document_that_is_not_a_jwks_is_refused(document: Any) -> None:
+    with pytest.raises(ProviderError, match="not a JSON object"):
+        parse_jwks(document, RS256, 16)
+
+
+def test_only_usable_signing_keys_are_held() -> None:
+    good = public_jwks([rsa_jwk("good")])["keys"][0]
+    no_alg = {k: v for k, v in good.items() if k not in ("alg", "key_ops")}
+    document = {
+        "keys": [
+            "not-an-object",
+            {**good, "kid": "enc", "use": "enc"},
+            {**good, "kid": "wrap", "key_ops": ["wrapKey"]},
+            {**good, "kid": "ops-odd", "key_ops": "verify"},
+            {**good, "kid": 7},
+            {**good, "kid": "hs", "alg": "HS256"},
+            {"kty": "oct", "k": "c2VjcmV0", "kid": "oct"},
+            {**good, "kid": "broken", "n": "!!"},
+            public_jwks([ec_jwk("ec")])["keys"][0],  # ES256 is not configured
+            good,
+            {**good, "kid": "good", "n": "different"},  # a duplicate kid: the first wins
+            {**no_alg, "kid": "inferred"},
+            {**good, "kid": "verify-op", "key_ops": ["verify"]},
+        ]
+    }
+    keys = parse_jwks(document, RS256, 16)
+    assert list(keys) == ["good", "inferred", "verify-op"]
+    assert all(alg == "RS256" for _, alg in keys.values())
+
+
+def test_a_key_without_alg_that_fits_several_algorithms_is_ambiguous_and_skipped() -> None:
+    key = public_jwks([rsa_jwk("k")])["keys"][0]
+    del key["alg"]
+    with pytest.raises(ProviderError, match="no usable signing key"):
+        parse_jwks({"keys": [key]}, frozenset({"RS256", "PS256"}), 16)
+
+
+def test_ec_and_okp_keys_take_their_curve_s_algorithm() -> None:
+    ec_key = public_jwks([ec_jwk("ec")])["keys"][0]
+    del ec_key["alg"]
+    okp = {"kty": "OKP", "crv": "Ed25519", "x": base64.urlsafe_b64encode(b"x" * 32).decode()[:43]}
+    keys = parse_jwks({"keys": [ec_key, {**okp, "kid": "ed"}]}, frozenset({"ES256", "EdDSA"}), 16)
+    assert {kid: alg for kid, (_, alg) in keys.items()} == {"ec": "ES256", "ed": "EdDSA"}
+
+
+def test_the_key_set_is_bounded_in_size_in_the_provider_s_order() -> None:
+    document = public_jwks([rsa_jwk(f"k{i}") for i in range(4)])
+    assert list(parse_jwks(document, RS256, 2)) == ["k0", "k1"]
+
+
+def test_a_kid_less_key_is_held_only_alone_and_private_halves_are_dropped() -> None:
+    private = rsa_jwk("x")
+    del private["kid"]
+    keys = parse_jwks({"keys": [private]}, RS256, 16)
+    ((key, _),) = keys.values()
+    assert list(keys) == [None]
+    assert not hasattr(key, "private_numbers")  # the public half only
+    both = parse_jwks({"keys": [private, rsa_jwk("named")]}, RS256, 16)
+    assert list(both) == ["named"]
+
+
+# --- JWKSKeySet ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"algorithms": ["HS256"]}, "not an asymmetric"),
+        ({"algorithms": []}, "non-empty list"),
+        ({"algorithms": "RS256"}, "non-empty list"),
+        ({"algorithms": ["none"]}, "not accepted"),
+        ({"max_keys": 0}, "max_keys"),
+        ({"jwks": {"keys": []}}, "jwks: "),
+    ],
+)
+def test_key_set_configuration_errors(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        JWKSKeySet("https://id.example/jwks", **options)
+
+
+def test_key_set_needs_a_uri_and_only_a_key_set_carries_algorithms() -> None:
+    with pytest.raises(ConfigurationError, match="jwks_uri"):
+        JWKSKeySet(42)  # type: ignore[arg-type]
+    keys = JWKSKeySet("https://id.example/jwks", jwks=public_jwks([rsa_jwk("a")]))
+    assert "https://id.example/jwks" in repr(keys)
+    assert "keys=1" in repr(keys)
+    with pytest.raises(ConfigurationError, match="carries its own algorithms"):
+        create_store(secret_key=SECRET_KEY, token_key=keys, algorithms=["RS256"])
+
+
+def test_tokens_signed_by_held_keys_verify_and_unknown_kids_reload_with_a_rate_limit(
+    clock: Clock,
+) -> None:
+    private, public = _private("k1")
+    other, other_public = _private("k2")
+    with StaticJSON({"keys": [public]}).running() as server:
+        keys = JWKSKeySet(server.url, min_reload_interval=30, clock=clock)
+        verifier = TokenVerifier(key=keys, leeway=0)
+        token = jwt.encode(
+            {"sub": "a", "exp": int(clock()) + 60}, private, "RS256", headers={"kid": "k1"}
+        )
+        assert anyio.run(partial(verifier.reload_keys_for, token, trusted=False))
+        assert verifier.verify(token, clock())["sub"] == "a"
+        assert len(server.requests) == 1
+        # A kid held needs no reload; a forged kid reloads once, then not for 30 s.
+        assert not anyio.run(partial(verifier.reload_keys_for, token, trusted=False))
+        clock.advance(31)
+        forged = jwt.encode({"sub": "a", "exp": 1}, other, "RS256", headers={"kid": "zz"})
+        for _ in range(5):
+            assert not anyio.run(partial(verifier.reload_keys_for, forged, trusted=False))
+        assert len(server.requests) == 2
+        # The provider publishes a new key: a token from the token endpoint reloads at once
+        # (after the one-second floor), a client's token waits for the interval.
+        server.body = {"keys": [other_public, public]}
+        clock.advance(2)
+        new = jwt.encode(
+            {"sub": "b", "exp": int(clock()) + 60}, other, "RS256", headers={"kid": "k2"}
+        )
+        assert anyio.run(partial(verifier.reload_keys_for, new, trusted=True))
+        assert keys.key_ids == ("k2", "k1")
+        # Hostile headers never reach the network.
+        int_kid = ".".join(
+            base64.urlsafe_b64encode(part).decode().rstrip("=")
+            for part in (b'{"alg":"RS256","kid":5}', b"{}", b"sig")
+        )
+        for junk in ("x" * 9000, "not.a.jwt", int_kid):
+            assert not anyio.run(partial(verifier.reload_keys_for, junk, trusted=True))
+        assert len(server.requests) == 3
+
+
+def test_a_provider_that_is_down_keeps_the_keys_held(clock: Clock) -> None:
+    keys = JWKSKeySet(
+        f"http://127.0.0.1:{free_port()}/jwks", jwks=public_jwks([rsa_jwk("a")]), clock=clock
+    )
+    assert not anyio.run(partial(keys.reload, "b", trusted=True))
+    assert keys.key_ids == ("a",)
+    with pytest.raises(ProviderError):
+        anyio.run(keys.load)
+    with StaticJSON({"error": "x"}, status=500).running() as server:
+        keys = JWKSKeySet(server.url, clock=clock)
+        with pytest.raises(ProviderError, match="HTTP 500"):
+            anyio.run(keys.load)
+
+
+def test_cookie_token_with_a_new_kid_reloads_the_key_set_in_the_middleware(clock: Clock) -> None:
+    """Another worker verified a token with a key this one does not hold yet: the request
+    reloads the key set and is signed in, not anonymous."""
+    private, public = _private("k1")
+    with StaticJSON({"keys": []}).running() as server:
+        keys = JWKSKeySet(server.url, clock=clock)
+        store = create_store(secret_key=SECRET_KEY, token_key=keys, clock=clock)
+        app = FastAPI()
+        app.add_middleware(AuthKitMiddleware, store=store)
+
+        @app.get("/me")
+        async def me(user: CurrentUser) -> Any:
+            return user
+
+        token = jwt.encode(
+            {"sub": "alice", "exp": int(clock()) + 60}, private, "RS256", headers={"kid": "k1"}
+        )
+        tc = browser(app)
+        tc.cookies.set("_auth", token)
+        assert tc.get("/me").status_code == 401  # the JWKS holds nothing usable yet
+        server.body = {"keys": [public]}
+        assert tc.get("/me").status_code == 401  # a client's kid: rate-limited
+        clock.advance(11)
+        response = tc.get("/me")
+        assert response.status_code == 200
+        assert response.json() == {"sub": "alice", "exp": int(clock()) - 11 + 60}
+
+
+def test_default_leeway_is_ten_seconds_for_external_tokens_and_zero_for_the_issuer() -> None:
+    assert create_store(secret_key=SECRET_KEY, token_key=TOKEN_KEY).verifier.leeway == 10
+    assert EXTERNAL_LEEWAY == 10
+    issuer = create_issuer(backend=MemoryStore(), signing_key=TOKEN_KEY)
+    assert create_store(secret_key=SECRET_KEY, token_issuer=issuer).verifier.leeway == 0
+
+
+# --- the token endpoint ------------------------------------------------------------------------
+
+
+def test_token_answers_map_to_refresh_results() -> None:
+    ok = token_result(
+        Answer(
+            200,
+            {
+                "access_token": "at",
+                "token_type": "Bearer",
+                "refresh_token": "rt",
+                "expires_in": 300,
+                "refresh_expires_in": 0,  # Keycloak's "does not expire"
+            },
+        )
+    )
+    assert (ok.is_success, ok.new_auth_token, ok.new_refresh_token) == (True, "at", "rt")
+    assert (ok.new_auth_token_expire_in, ok.new_refresh_token_expires_in) == (300, None)
+    plain = token_result(Answer(200, {"access_token": "at", "expires_in": "soon"}))
+    assert (plain.new_refresh_token, plain.new_auth_token_expire_in) == (None, None)
+    assert plain.new_auth_token_type == "Bearer"
+    # A rotated refresh token without an access token is kept by the kit (issue 16).
+    rotated_only = token_result(Answer(200, {"refresh_token": "rt2"}))
+    assert (rotated_only.new_auth_token, rotated_only.new_refresh_token) == (None, "rt2")
+    for status in (400, 401):
+        assert not token_result(Answer(status, {"error": "invalid_grant"})).is_success
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (Answer(200, {"token_type": "Bearer"}), "without an access_token"),
+        (Answer(200, None), "without an OAuth error"),
+        (Answer(401, {"error": "invalid_client", "error_description": "bad"}), "invalid_client"),
+        (Answer(400, {"error": "invalid_scope"}), "invalid_scope"),
+        (Answer(503, None), "HTTP 503"),
+        (Answer(500, {"error": "server_error"}), "server_error"),
+    ],
+)
+def test_token_answers_that_say_nothing_about_the_grant_raise(answer: Answer, message: str) -> None:
+    with pytest.raises(ProviderError, match=message):
+        token_result(answer)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"client_id": ""}, "client_id"),
+        ({"client_id": "c", "auth_method": "private_key_jwt"}, "auth_method"),
+        ({"client_id": "c", "auth_method": "none", "client_secret": "s"}, "public client"),
+        ({"client_id": "c", "auth_method": "client_secret_post"}, "public client"),
+    ],
+)
+def test_grant_configuration_errors(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        refresh_token_grant("https://id.example/token", **options)
+
+
+def test_grant_refuses_a_plain_http_token_endpoint_off_loopback() -> None:
+    with pytest.raises(ConfigurationError, match="plain http"):
+        refresh_token_grant("http://id.example/token", client_id="c")
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post", "none"])
+def test_refresh_grant_sends_the_standard_request(method: str) -> None:
+    secret = None if method == "none" else "s3cr:t é"
+    with StaticJSON({"access_token": "at", "refresh_token": "rt2"}).running() as server:
+        grant = refresh_token_grant(
+            f"{server.url}/token",
+            client_id="my app",
+            client_secret=secret,
+            auth_method=method,  # type: ignore[arg-type]
+            scope="openid api",
+            resource="https://api.test",
+        )
+        result = anyio.run(grant, RefreshParam(auth_token=None, refresh_token="rt1"))
+        assert result.new_refresh_token == "rt2"
+        ((verb, path, headers, body),) = server.requests
+    form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+    assert (verb, path) == ("POST", "/token")
+    assert headers["content-type"] == "application/x-www-form-urlencoded"
+    expected = {
+        "grant_type": "refresh_token",
+        "refresh_token": "rt1",
+        "scope": "openid api",
+        "resource": "https://api.test",
+    }
+    if method == "client_secret_basic":
+        # RFC 6749 2.3.1: id and secret form-urlencoded, then Basic.
+        decoded = base64.b64decode(headers["authorization"].removeprefix("Basic ")).decode()
+        assert decoded == "my+app:s3cr%3At+%C3%A9"
+        assert form == expected
+    elif method == "client_secret_post":
+        assert "authorization" not in headers
+        assert form == {**expected, "client_id": "my app", "client_secret": "s3cr:t é"}
+    else:
+        assert "authorization" not in headers
+        assert form == {**expected, "client_id": "my app"}
+
+
+# --- HTTP bounds and discovery -----------------------------------------------------------------
+
+
+def test_provider_http_failures_are_provider_errors() -> None:
+    http = ProviderHTTP(None, timeout=2.0)
+    with pytest.raises(ProviderError, match="ConnectError"):
+        anyio.run(http.get, f"http://127.0.0.1:{free_port()}/x")
+    with StaticJSON(None, raw=b"x" * 300_000).running() as server:
+        with pytest.raises(ProviderError, match="larger than"):
+            anyio.run(http.get, server.url)
+        server.raw = b"<html>not json</html>"
+        assert anyio.run(http.get, server.url) == Answer(200, None)
+        server.raw = b"[" * 100_000  # deeply nested: not JSON we can read, not a crash
+        assert anyio.run(http.get, server.url) == Answer(200, None)
+    with pytest.raises(ConfigurationError, match=r"httpx2\.AsyncClient"):
+        ProviderHTTP(object(), timeout=1.0)  # type: ignore[arg-type]
+
+
+def test_provider_http_times_out() -> None:
+    import socket
+
+    with socket.socket() as listener:  # accepts, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(ProviderError, match="timed out"):
+            anyio.run(ProviderHTTP(None, timeout=0.3).get, f"http://127.0.0.1:{port}/")
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://id.example", True),
+        ("http://127.0.0.1:8080", True),
+        ("http://localhost", True),
+        ("http://[::1]:9000", True),
+        ("http://id.example", False),
+        ("ftp://id.example", False),
+        ("/relative", False),
+        (None, False),
+    ],
+)
+def test_provider_urls_must_be_https_off_loopback(url: Any, allowed: bool) -> None:
+    if allowed:
+        assert check_url("issuer", url, allow_http=False) == url
+    else:
+        with pytest.raises(ConfigurationError):
+            check_url("issuer", url, allow_http=False)
+    if isinstance(url, str) and url.startswith("http://"):
+        assert check_url("issuer", url, allow_http=True) == url
+
+
+ISSUER = "https://id.example"
+DOCUMENT = {
+    "issuer": ISSUER,
+    "jwks_uri": f"{ISSUER}/jwks",
+    "token_endpoint": f"{ISSUER}/token",
+    "authorization_endpoint": f"{ISSUER}/auth",
+}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ([], "not a JSON object"),
+        ({**DOCUMENT, "issuer": "https://id.example/"}, "identical"),
+        ({**DOCUMENT, "issuer": "https://evil.example"}, "identical"),
+        ({k: v for k, v in DOCUMENT.items() if k != "jwks_uri"}, "no jwks_uri"),
+        ({k: v for k, v in DOCUMENT.items() if k != "token_endpoint"}, "no token_endpoint"),
+        ({**DOCUMENT, "jwks_uri": "http://evil.example/jwks"}, "plain http"),
+        ({**DOCUMENT, "token_endpoint": 5}, "URL string"),
+    ],
+)
+def test_discovery_documents_that_cannot_be_trusted_are_refused(
+    document: Any, message: str
+) -> None:
+    with pytest.raises(ProviderError, match=message):
+        ProviderMetadata.from_document(document, issuer=ISSUER)
+
+
+def test_discovery_takes_the_endpoints() -> None:
+    metadata = ProviderMetadata.from_document(
+        {**DOCUMENT, "revocation_endpoint": None}, issuer=ISSUER
+    )
+    assert metadata.jwks_uri == f"{ISSUER}/jwks"
+    assert metadata.revocation_endpoint is None
+
+
+# --- OIDCClient and the sign-in routes -----------------------------------------------------------
+
+
+def _client(issuer: str, **options: Any) -> OIDCClient:
+    return OIDCClient(issuer=issuer, client_id="kit", client_secret="s", audience="api", **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"scope": " "}, "scope"),
+        ({"user_state": "name"}, "user_state"),
+        ({"redirect_uri": "http://app.example/cb"}, "plain http"),
+    ],
+)
+def test_oidc_client_configuration_errors(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        _client("https://id.example", **options)
+
+
+def test_default_user_state_keeps_who_it_is() -> None:
+    claims = {"sub": "a", "name": "A", "email": "a@x", "nonce": "n", "aud": "kit"}
+    assert default_user_state(claims) == {"sub": "a", "name": "A", "email": "a@x"}
+    assert repr(_client("https://id.example")) == (
+        "OIDCClient(issuer='https://id.example', client_id='kit')"
+    )
+
+
+def _sign_in_app(oidc: OIDCClient, clock: Clock) -> Any:
+    store = create_store(secret_key=SECRET_KEY, clock=clock, **oidc.store_options())
+    app = FastAPI()
+    app.add_middleware(AuthKitMiddleware, store=store)
+    app.include_router(oidc.router())
+    return browser(app)
+
+
+def test_sign_in_routes_answer_clearly_when_the_provider_is_down(clock: Clock) -> None:
+    tc = _sign_in_app(_client(f"http://127.0.0.1:{free_port()}"), clock)
+    response = tc.get("/auth/login", follow_redirects=False)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+
+
+def test_sign_in_without_an_authorization_endpoint_is_a_502(clock: Clock) -> None:
+    with StaticJSON(None).running() as server:
+        server.body = {k: v.replace(ISSUER, server.url) for k, v in DOCUMENT.items()}
+        del server.body["authorization_endpoint"]
+        tc = _sign_in_app(_client(server.url), clock)
+        assert tc.get("/auth/login", follow_redirects=False).status_code == 502
+
+
+def test_callback_refusals_are_clear_400s(clock: Clock) -> None:
+    with StaticJSON(None).running() as server:
+        server.body = {k: v.replace(ISSUER, server.url) for k, v in DOCUMENT.items()}
+        tc = _sign_in_app(_client(server.url), clock)
+        start = tc.get("/auth/login", params={"next": "//evil.example"}, follow_redirects=False)
+        assert start.status_code == 302
+        assert start.headers["location"].startswith(f"{server.url}/auth?")
+        query = parse_qs(start.headers["location"].split("?", 1)[1])
+        assert query["code_challenge_method"] == ["S256"]
+        assert query["redirect_uri"] == ["https://testserver/auth/callback"]
+        state = query["state"][0]
+        refused = tc.get("/auth/callback", params={"error": "access_denied"})
+        assert refused.status_code == 400
+        assert "access_denied" in refused.json()["detail"]
+        assert tc.get("/auth/callback", params={"code": "c", "state": "other"}).status_code == 400
+        assert tc.get("/auth/callback", params={"state": state}).status_code == 400
+        # The token endpoint refuses the code (reused, expired): start again.
+        server.body = {"error": "invalid_grant"}
+        server.status = 400
+        response = tc.get("/auth/callback", params={"code": "c", "state": state})
+        assert response.status_code == 400
+        assert "start again" in response.json()["detail"]
+        # It answers garbage: 503; a token that does not verify here: 502.
+        server.status, server.raw = 502, b"<html>bad gateway</html>"
+        assert tc.get("/auth/callback", params={"code": "c", "state": state}).status_code == 503
+        server.status, server.raw, server.body = 200, None, {"access_token": "not-a-jwt"}
+        assert tc.get("/auth/callback", params={"code": "c", "state": state}).status_code == 502
+        server.body = {"access_token": "not-a-jwt", "id_token": 5}
+        assert tc.get("/auth/callback", params={"code": "c", "state": state}).status_code == 502
+        tc.cookies.clear()
+        assert tc.get("/auth/callback", params={"code": "c", "state": state}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("/me", "/me"),
+        ("/a?b=c", "/a?b=c"),
+        (None, "/"),
+        ("", "/"),
+        ("https://evil.example", "/"),
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("/a b", "/"),
+        ("/\x7f", "/"),
+    ],
+)
+def test_next_is_a_local_path_or_home(value: Any, expected: str) -> None:
+    assert _local_path(value) == expected
+
+
+@pytest.mark.parametrize("value", [None, "", "a.b.c", "a..c.d", "a.b.c.gA"])
+def test_a_malformed_transaction_cookie_is_no_transaction(value: Any) -> None:
+    assert _Transaction.loads(value) is None
