@@ -9,7 +9,9 @@ booleans, which are ints in Python).
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
 
@@ -62,9 +64,17 @@ EXTERNAL_LEEWAY: Final = 10.0
 MAX_TOKEN_BYTES: Final = 8192
 
 
+_FLOAT_MAX: Final = sys.float_info.max
+
+
 def is_number(value: object) -> bool:
-    # bool is an int subclass; a JSON true must not pass as a timestamp.
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (a usable number of seconds or a timestamp)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    # bool is an int subclass; a JSON true must not pass as a timestamp. JSON integers have
+    # no size limit: one beyond a float's range (10**400) overflows math.isfinite and any
+    # arithmetic with the clock, so it is no number of seconds either.
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= _FLOAT_MAX
 
 
 def _prepare_key(algorithm: str, key: object, label: str) -> Any:
@@ -134,6 +144,20 @@ def _require_utf8_json_objects(token: str) -> None:
         # never has outside an escape; json.loads would sniff it and decode it anyway.
         if b"\x00" in raw or raw.lstrip(b" \t\r\n")[:1] != b"{":
             raise TokenError("JWT header and payload must be UTF-8 JSON objects")
+        # A \u escape can spell half of a surrogate pair, which is no Unicode text: no UTF-8
+        # response could carry it (a `sub` returned as the user would make every response of
+        # the session a 500). Only text with escapes can hold one, so only that is checked.
+        if b"\\u" in raw and not _is_unicode(json.loads(raw)):
+            raise TokenError("JWT header and payload must not hold lone surrogates")
+
+
+def _is_unicode(value: Any) -> bool:
+    """Whether every string in the JSON value ``value`` encodes to UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @runtime_checkable
