@@ -83,12 +83,13 @@ def read_cookies(
 
 
 def cookie_header(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """The request's Cookie header; HTTP/2 may split it, and the pairs are the same joined."""
-    joined = b""
-    for name, value in headers:
-        if name == b"cookie":
-            joined = value if not joined else joined + b"; " + value
-    return joined
+    """The request's Cookie header; HTTP/2 may split it, and the pairs are the same joined.
+
+    Joined once, at the end: adding each header to the result in turn copies it again for
+    every header that follows, quadratic in their number (a request may send thousands).
+    """
+    values = [value for name, value in headers if name == b"cookie"]
+    return values[0] if len(values) == 1 else b"; ".join(values)
 
 
 def parse_cookie_header(header: bytes, wanted: frozenset[bytes]) -> Mapping[str, str]:

@@ -69,7 +69,12 @@ class AuthKitMiddleware:
             return
         method = scope["method"] if kind == "http" else None
         decision = self._read(
-            scope["headers"], method, scope["path"], scope.get("scheme", "http"), self._clock()
+            scope["headers"],
+            method,
+            scope["path"],
+            scope.get("scheme", "http"),
+            self._clock(),
+            root_path=scope.get("root_path", ""),
         )
         if decision.__class__ is Reading and decision.then & RELOAD:
             # The access token names a key the key set does not hold: reload it
@@ -81,6 +86,7 @@ class AuthKitMiddleware:
                 scope["path"],
                 scope.get("scheme", "http"),
                 self._clock(),
+                root_path=scope.get("root_path", ""),
                 keys_reloaded=True,
             )
         if decision.__class__ is Remembered:

@@ -78,24 +78,30 @@ def cross_site_refused(
     """Why a cookie-carrying request must be refused as cross-site, or None to let it on.
 
     A missing ``Origin`` passes (non-browser clients send none; the CSRF token still
-    applies to unsafe methods); ``null``, malformed, foreign or repeated origins do not.
+    applies to unsafe methods); ``null``, malformed, foreign or repeated origins do not. An
+    origin in ``allowed`` passes whatever ``Sec-Fetch-Site`` says; otherwise
+    ``Sec-Fetch-Site: cross-site`` is refused (with ``check_fetch_site``).
     """
     origins = [v for k, v in headers if k == b"origin"]
+    if len(origins) > 1:
+        return "several Origin headers"
+    origin = None
+    if origins:
+        try:
+            origin = normalize_origin(origins[0].decode("ascii"))
+        except UnicodeDecodeError:
+            origin = None
+        if origin is None:
+            return "Origin is null or malformed"
+        if origin in allowed:
+            # Configured to be let in, and usually on another site: a browser says
+            # Sec-Fetch-Site: cross-site for it, which must not overrule the configuration.
+            return None
     if check_fetch_site:
         for key, value in headers:
             if key == b"sec-fetch-site" and value.strip().lower() == b"cross-site":
                 return "Sec-Fetch-Site: cross-site"
-    if not origins:
-        return None
-    if len(origins) > 1:
-        return "several Origin headers"
-    try:
-        origin = normalize_origin(origins[0].decode("ascii"))
-    except UnicodeDecodeError:
-        origin = None
     if origin is None:
-        return "Origin is null or malformed"
-    if origin in allowed:
         return None
     host = next((v for k, v in headers if k == b"host"), None)
     if origin == own_origin(scheme, host):

@@ -66,6 +66,16 @@ def needs_refresh(exp: float, now: float, interval: float) -> bool:
     return exp - now <= interval
 
 
+def _route_path(path: str, root_path: str) -> str:
+    """The path as the app's routes (and ``csrf_exempt_paths``) see it: the scope's path
+    without the ``root_path`` it includes, by the rule Starlette's router uses."""
+    if path == root_path:
+        return ""
+    if path.startswith(root_path) and path[len(root_path)] == "/":
+        return path[len(root_path) :]
+    return path
+
+
 class Refused(NamedTuple):
     """Refuse the request (403, or a WebSocket close before accept): it looks forged."""
 
@@ -133,14 +143,17 @@ class RequestReader:
         scheme: str,
         now: float,
         *,
+        root_path: str = "",
         keys_reloaded: bool = False,
     ) -> Decision:
         """Decide what the request's credentials mean at ``now``; see the module docstring.
 
         ``headers`` are the raw header pairs (lower-case names, as ASGI gives them),
         ``method`` None for a WebSocket handshake, ``scheme`` the scope's (``https``,
-        ``wss``...), which with ``Host`` makes the app's own origin. ``keys_reloaded``: the
-        second read after a :data:`RELOAD`; a key id still unknown is a foreign token.
+        ``wss``...), which with ``Host`` makes the app's own origin. ``path`` is the scope's
+        (it includes ``root_path``, which ``csrf_exempt_paths`` do not, as routes do not).
+        ``keys_reloaded``: the second read after a :data:`RELOAD`; a key id still unknown
+        is a foreign token.
         """
         if self._header_mode:
             return self._bearer(headers, now)
@@ -152,6 +165,8 @@ class RequestReader:
                 if hot[0] <= now < hot[1]:
                     return hot
                 del self._hot[header]
+        if root_path:
+            path = _route_path(path, root_path)
         return self._cookies(header, headers, method, path, scheme, now, safe, keys_reloaded)
 
     def _debug(self, message: str, *args: object) -> None:

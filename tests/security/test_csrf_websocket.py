@@ -260,6 +260,44 @@ def test_allowed_origins_adds_an_origin_and_only_that_one(clock: Clock, recorder
         assert tc.post("/write", headers=bad).status_code == 403
 
 
+def test_allowed_origins_admits_a_cross_site_origin(clock: Clock, recorder: Recorder) -> None:
+    # A browser sends Sec-Fetch-Site: cross-site with every request from an origin on
+    # another site, so an allowed origin on another site (the usual reason to list one) was
+    # refused by the Sec-Fetch-Site check before its Origin was looked at (issue 17, item 9).
+    app = security_app(build_store(clock, recorder, allowed_origins=["https://app.other.example"]))
+    tc, jar = signed_in(app, clock)
+    headers = {
+        "x-csrf-token": jar["_auth_csrf"],
+        "origin": "https://app.other.example",
+        "sec-fetch-site": "cross-site",
+    }
+    assert tc.post("/write", headers=headers).status_code == 200
+    # The allowed origin is what admits it: another cross-site origin, or none, still fails.
+    for origin in ("https://evil.example", None):
+        bad = {k: v for k, v in headers.items() if k != "origin"}
+        if origin is not None:
+            bad["origin"] = origin
+        assert tc.post("/write", headers=bad).status_code == 403, origin
+
+
+def test_csrf_exempt_paths_are_route_paths_under_a_root_path(
+    clock: Clock, recorder: Recorder
+) -> None:
+    # Mounted under a root path (uvicorn --root-path /api, a proxy prefix), the ASGI scope's
+    # path includes the root path while routes, and csrf_exempt_paths, do not (issue 17,
+    # item 9: the exempt path never matched there).
+    app = security_app(build_store(clock, recorder, csrf_exempt_paths={"/write"}))
+    _, jar = signed_in(app, clock)
+    cookies = [(b"cookie", cookie_header(jar).encode())]
+    exempt = call(app, "POST", "/api/write", cookies, root_path="/api")
+    assert exempt.status == 200, exempt
+    assert exempt.json() == {"written": True}
+    # Only that route: another one under the same root path still needs the token.
+    assert call(app, "POST", "/api/whoami", cookies, root_path="/api").status == 403
+    # And a path that merely ends like it does not match.
+    assert call(app, "POST", "/api/api/write", cookies, root_path="/api").status == 403
+
+
 def test_safe_methods_are_not_refused_on_origin(clock: Clock, app: FastAPI) -> None:
     # GET/HEAD/OPTIONS change nothing, so a cross-site navigation or image load stays allowed
     # (SameSite decides whether cookies come along at all).
