@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .callback import RefreshParam
 from .config import AuthStore
 from .errors import ConfigurationError, StoreUnavailableError
+from .jsoncopy import private_copy
 from .reader import CHECK, REFRESH, RELOAD, Reading, Remembered, RequestReader
 from .refresh import Ended, Refreshed, SingleFlight, flight_alias, run_callback, run_shared
 from .session import clear_session
@@ -209,8 +210,14 @@ class AuthKitMiddleware:
         )
         if isinstance(outcome, Refreshed):
             self._debug("refresh succeeded; new cookies queued")
+            # The outcome is shared by every request that waited on the call and by those
+            # given it within the grace period: each route gets claims and a user state of
+            # its own to change.
             state.set_identity(
-                outcome.token, outcome.token_type, outcome.claims, outcome.user_state
+                outcome.token,
+                outcome.token_type,
+                private_copy(outcome.claims),
+                private_copy(outcome.user_state),
             )
             state.sid = outcome.sid
             state.refresh_token = outcome.refresh_token
@@ -230,7 +237,7 @@ class AuthKitMiddleware:
                 # The refresh token was rotated although its access token is unusable here:
                 # the browser must hold the successor, never present the old one again.
                 self._debug("refresh token rotated, access token unusable; successor kept")
-                state.sid, state.user_state = successor.sid, successor.user_state
+                state.sid, state.user_state = successor.sid, private_copy(successor.user_state)
                 state.refresh_token = successor.refresh_token
                 state.queue_refresh_cookies(successor.set_cookies)
         return state

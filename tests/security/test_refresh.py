@@ -17,7 +17,7 @@ import anyio
 import pytest
 from fastapi import FastAPI
 
-from fastapi_authkit import RefreshParam, RefreshResult, create_refresh
+from fastapi_authkit import AuthState, AuthStateDep, RefreshParam, RefreshResult, create_refresh
 
 from .helpers import (
     AUTH_COOKIES,
@@ -558,3 +558,92 @@ def test_a_kept_successor_is_shared_with_requests_still_carrying_the_old_token(
     assert first.status_code == second.status_code == 503
     assert set_cookies(first) == set_cookies(second)  # byte-identical successor cookies
     assert [call.refresh_token for call in recorder.calls] == ["refresh-0"]
+
+
+# --- a refresh result is shared; what each request is given is its own (issue 17, item 5) ----
+
+
+def _app_with_mutating_routes(clock: Clock, recorder: Recorder) -> FastAPI:
+    async def with_state(param: RefreshParam) -> RefreshResult:
+        recorder.calls.append(param)
+        if recorder.delay:
+            await anyio.sleep(recorder.delay)
+        return RefreshResult(
+            is_success=True,
+            new_auth_token=make_token(clock, ttl=300, sub="alice-1", org={"id": "o1"}),
+            new_refresh_token="refresh-1",
+            new_auth_user_state={"name": "Alice", "roles": ["user"]},
+        )
+
+    app = app_with(clock, with_state)
+    edited = anyio.Event()
+
+    @app.get("/escalate")
+    async def escalate(state: AuthStateDep) -> dict[str, bool]:
+        assert state.claims is not None
+        state.claims["sub"] = "mallory"
+        state.claims["org"]["id"] = "other-org"
+        state.user_state["roles"].append("admin")
+        edited.set()
+        return {"edited": True}
+
+    async def identity(state: AuthState) -> dict[str, Any]:
+        assert state.claims is not None
+        return {"sub": state.claims["sub"], "org": state.claims["org"], "user": state.user_state}
+
+    @app.get("/look")
+    async def look(state: AuthStateDep) -> dict[str, Any]:
+        return await identity(state)
+
+    @app.get("/look-after-the-edit")
+    async def look_later(state: AuthStateDep) -> dict[str, Any]:
+        await edited.wait()
+        return await identity(state)
+
+    return app
+
+
+UNTOUCHED = {"sub": "alice-1", "org": {"id": "o1"}, "user": {"name": "Alice", "roles": ["user"]}}
+
+
+def test_a_route_editing_a_refreshed_identity_leaves_the_grace_replay_untouched(
+    clock: Clock, recorder: Recorder
+) -> None:
+    # The result of a refresh is remembered for the grace period and handed to requests
+    # still carrying the old cookies; what one route does to its claims and user state must
+    # not reach them (it did: they were the same objects).
+    app = _app_with_mutating_routes(clock, recorder)
+    tc = safe_client(app)
+    login(tc, clock, ttl=100, user_state={"name": "Alice", "roles": ["user"]})
+    stale = cookie_header(dict(tc.cookies.items()))
+    clock.advance(50)
+    tc.cookies.clear()
+    assert tc.get("/escalate", headers={"cookie": stale}).json() == {"edited": True}
+    replayed = tc.get("/look", headers={"cookie": stale})
+    assert replayed.json() == UNTOUCHED
+    assert len(recorder.calls) == 1  # the second request was given the remembered result
+
+
+@pytest.mark.anyio
+async def test_requests_sharing_one_refresh_call_get_their_own_identity(
+    clock: Clock, recorder: Recorder
+) -> None:
+    # Requests that waited on one refresh call (single flight) share its result: one
+    # route's edits must not show in another's.
+    recorder.delay = 0.05  # both requests wait on the one call
+    app = _app_with_mutating_routes(clock, recorder)
+    tc = safe_client(app)
+    login(tc, clock, ttl=100, user_state={"name": "Alice", "roles": ["user"]})
+    headers = [(b"cookie", cookie_header(dict(tc.cookies.items())).encode())]
+    clock.advance(50)
+    replies: dict[str, Reply] = {}
+
+    async def get(path: str) -> None:
+        replies[path] = await asgi_http(app, "GET", path, headers)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(get, "/look-after-the-edit")
+        tg.start_soon(get, "/escalate")
+    assert len(recorder.calls) == 1
+    assert replies["/escalate"].json() == {"edited": True}
+    assert replies["/look-after-the-edit"].json() == UNTOUCHED
