@@ -83,6 +83,26 @@ def create_refresh(
     )
 
 
+def _check_grace(refresh: RefreshConfig) -> None:
+    """With a token source's own refresh as the callback (``issuer.refresh``), the
+    middleware's grace period must not outlast the source's: within it, a rotated-out refresh
+    token gets the remembered result without the source being asked, so a longer window
+    would answer for the issuer where the issuer says "reuse". A shorter one is safe: the
+    issuer answers those replays itself."""
+    callback = refresh.refresh_api_callback
+    source = getattr(callback, "__self__", None)
+    if (
+        getattr(callback, "__name__", None) == "refresh"
+        and isinstance(source, TokenSource)
+        and refresh.grace_period > source.grace
+    ):
+        raise ConfigurationError(
+            f"create_refresh(grace_period={refresh.grace_period:g}) is longer than the "
+            f"issuer's grace ({source.grace:g} s) whose refresh it calls: pass "
+            f"grace_period={source.grace:g} (or less), or leave refresh= out with token_issuer"
+        )
+
+
 def _secret_keys(secret_key: object) -> tuple[bytes, ...]:
     raw_keys = [secret_key] if isinstance(secret_key, str | bytes) else secret_key
     if not isinstance(raw_keys, Sequence) or not raw_keys:
@@ -291,6 +311,8 @@ def create_store(
             )
         if shared_store is None:
             shared_store = token_issuer.shared_store
+    if refresh is not None:
+        _check_grace(refresh)
     if shared_store is not None:
         if not isinstance(shared_store, SessionStore):
             raise ConfigurationError("shared_store must be a SessionStore such as RedisStore")

@@ -23,7 +23,11 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from fastapi_authkit import (
+    ConfigurationError,
     Issuer,
+    create_issuer,
+    create_refresh,
+    create_store,
 )
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
@@ -36,7 +40,7 @@ from .helpers import (
     set_cookies,
 )
 from apps import issuer_app
-from conftest import Clock
+from conftest import SECRET_KEY, Clock
 from servers import RedisServer
 
 
@@ -363,3 +367,42 @@ def test_redis_down_at_sign_out_still_clears_the_cookies(
         assert response.json() == {"revoked": False}  # said plainly, and logged
         assert all("Max-Age=0" in v for v in set_cookies(response).values())
         own_redis.start()
+
+
+# --- the in-process grace never outlasts the issuer's (issue 17, item 7) --------------------------
+
+
+def test_in_process_grace_longer_than_the_issuers_is_a_configuration_error(clock: Clock) -> None:
+    # The middleware hands a remembered refresh result to a rotated-out refresh token for
+    # create_refresh's grace_period (10 s by default) without asking the issuer: with the
+    # issuer's own refresh as the callback, a longer window than the issuer's grace would
+    # answer for the issuer where it says "reuse". create_issuer(grace=2) with a default
+    # create_refresh kept the middleware at 10 s.
+    issuer = create_issuer(
+        backend=MemoryStore(), signing_key="grace-test-signing-key-0123456789abcdef", grace=2
+    )
+    for grace_period in (None, 2.5, 30):
+        options: dict[str, Any] = {} if grace_period is None else {"grace_period": grace_period}
+        refresh = create_refresh(interval=30, refresh_api_callback=issuer.refresh, **options)
+        with pytest.raises(ConfigurationError, match=r"grace_period=.* the issuer's grace \(2"):
+            create_store(secret_key=SECRET_KEY, token_issuer=issuer, refresh=refresh)
+        # The same callback over the issuer's key, without token_issuer: the same mismatch.
+        with pytest.raises(ConfigurationError, match=r"grace_period=.* the issuer's grace \(2"):
+            create_store(
+                secret_key=SECRET_KEY,
+                token_key=issuer.token_key,
+                algorithms=[issuer.algorithm],
+                refresh=refresh,
+            )
+    # Agreeing, or shorter (the issuer itself answers the replays the middleware does not).
+    for grace_period in (2, 1, 0):
+        refresh = create_refresh(
+            interval=30, refresh_api_callback=issuer.refresh, grace_period=grace_period
+        )
+        store = create_store(secret_key=SECRET_KEY, token_issuer=issuer, refresh=refresh)
+        assert store.refresh is not None
+        assert store.refresh.grace_period == grace_period
+    # Without refresh=..., the store takes the issuer's grace.
+    default = create_store(secret_key=SECRET_KEY, token_issuer=issuer).refresh
+    assert default is not None
+    assert default.grace_period == 2
