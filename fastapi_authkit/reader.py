@@ -291,7 +291,13 @@ class RequestReader:
             and refresh_token is not None
             and (claims is None or needs_refresh(claims["exp"], now, refresh.interval))
         ):
-            then = REFRESH
+            if session is not None:
+                then = REFRESH
+            else:
+                # Anyone can send a refresh cookie; only one paired with the signed state
+                # cookie issued with it is a session's. Without that, the auth server is
+                # not asked (each unpaired cookie used to cost it a call).
+                self._debug("refresh cookie without its session's state cookie; not refreshed")
         if claims is not None and store.session_check is not None:
             then |= CHECK
         reading = Reading(

@@ -14,7 +14,9 @@ The callback's answer becomes one of three outcomes:
 :class:`SingleFlight` makes concurrent requests carrying the same refresh token share one
 callback call, and keeps a success for ``grace_period`` seconds so requests that were
 already in flight with the old cookies get the same new cookies instead of a second call
-(which a rotating auth server would take for token reuse).
+(which a rotating auth server would take for token reuse), and a definitive failure for
+:data:`ENDED_MEMORY` seconds, so the ended session's cookies replayed do not ask the auth
+server again.
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ logger = logging.getLogger("fastapi_authkit")
 
 # Bounds the memory of recent results; entries also expire after the grace period.
 _MAX_RECENT: Final = 32_768
+# How long a definitive "session over" (is_success=False) is remembered for its refresh
+# token: that session's cookies replayed meanwhile (a script, requests still in flight) are
+# answered without asking the auth server again. The answer cannot change (it is definitive),
+# so the time only bounds the memory.
+ENDED_MEMORY: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,7 @@ class Unavailable:
 
 
 Outcome: TypeAlias = Refreshed | Ended | Unavailable
+_ENDED_OUTCOME: Final = Ended()
 
 
 def successor_token(outcome: Outcome) -> str | None:
@@ -275,11 +283,14 @@ class SingleFlight:
     piece of mutable state in the middleware, and it is per process.
     """
 
-    __slots__ = ("_by_successor", "_clock", "_inflight", "_recent")
+    __slots__ = ("_by_successor", "_clock", "_ended", "_inflight", "_recent")
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._inflight: dict[bytes, _Flight] = {}
+        # Refresh tokens whose session the callback ended -> until when that is remembered
+        # (one lifetime for all, so insertion order is expiry order here too).
+        self._ended: OrderedDict[bytes, float] = OrderedDict()
         # Successes kept for the grace period. The grace period is the same for every entry,
         # so insertion order is expiry order: pruning only ever looks at the front.
         # OrderedDict for O(1) pruning at the front (see fifo.py); pruning here is by expiry.
@@ -296,6 +307,11 @@ class SingleFlight:
             if recent[0] > self._clock():
                 return recent[1]
             self._drop(key)
+        ended = self._ended.get(key)
+        if ended is not None:
+            if ended > self._clock():
+                return _ENDED_OUTCOME
+            del self._ended[key]
         flight = self._inflight.get(key)
         if flight is not None:
             await flight.done.wait()
@@ -312,6 +328,8 @@ class SingleFlight:
         successor = successor_token(flight.outcome)
         if successor is not None and grace > 0:
             self._remember(key, grace, flight.outcome, successor)
+        elif isinstance(flight.outcome, Ended):
+            self._remember_ended(key)
         return flight.outcome
 
     def forget(self, refresh_token: str) -> None:
@@ -327,6 +345,17 @@ class SingleFlight:
         entry = self._recent.pop(key, None)
         if entry is not None:
             self._by_successor.pop(_digest(successor_token(entry[1]) or ""), None)
+
+    def _remember_ended(self, key: bytes) -> None:
+        now = self._clock()
+        ended = self._ended
+        while ended:
+            oldest = next(iter(ended))
+            if ended[oldest] > now and len(ended) < _MAX_RECENT:
+                break
+            del ended[oldest]
+        ended.pop(key, None)
+        ended[key] = now + ENDED_MEMORY
 
     def _remember(self, key: bytes, grace: float, outcome: Outcome, successor: str) -> None:
         now = self._clock()
@@ -439,6 +468,8 @@ async def _publish(
         # As in SingleFlight: the previous rotation's answer must not serve a grandparent.
         await shared.flight_forget(flight_alias(param.refresh_token))
     elif isinstance(outcome, Ended):
+        # Remembered as long as in one process, for every process.
+        ttl = max(ttl, ENDED_MEMORY)
         await shared.flight_finish(key, owner, _ENDED, now=now, ttl=ttl, alias=None)
     else:
         await shared.flight_release(key, owner)

@@ -76,6 +76,14 @@ def build_store(clock: Clock, recorder: Recorder | None, **overrides: Any) -> Au
     return create_store(**options)
 
 
+def state_cookie(
+    store: AuthStore, refresh_token: str, *, sid: str = "sid-0", user_state: Any = None
+) -> str:
+    """The signed state cookie a sign-in with ``refresh_token`` issues (for requests whose
+    cookies a test writes by hand: a refresh needs the state cookie of its session)."""
+    return store.state_codec.dumps(sid, user_state, refresh_token)
+
+
 def build_app(store: AuthStore) -> FastAPI:
     """Routes that exercise the public API: sign-in, protected and public reads, writes."""
     app = FastAPI()

@@ -27,7 +27,7 @@ from fastapi_authkit import (
 )
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
-from apps import issuer_app, set_cookies
+from apps import issuer_app, set_cookies, state_cookie
 from conftest import SECRET_KEY, Clock
 from servers import RedisServer
 
@@ -102,7 +102,9 @@ async def test_two_workers_sharing_redis_call_the_callback_once(
     calls: list[str] = []
     # Two middleware instances with their own in-process single flight: two "workers".
     workers = [_external_app(shared, clock, calls), _external_app(shared, clock, calls)]
-    cookie = f"_auth={make_token(clock, ttl=10)}; _auth_refresh=original"
+    access = make_token(clock, ttl=10)
+    state = state_cookie(workers[0].user_middleware[0].kwargs["store"], "original")
+    cookie = f"_auth={access}; _auth_refresh=original; _auth_state={state}"
     clock.advance(20)
     responses: list[httpx2.Response] = []
 
@@ -155,8 +157,11 @@ def test_redis_down_during_refresh_with_shared_flight(own_redis: RedisServer, cl
 
     backend = RedisStore.from_url(own_redis.url, prefix="outage2:", timeout=0.3)
     calls: list[str] = []
-    with open_client(_external_app(backend, clock, calls, close_on_shutdown=True)) as tc:
-        cookie = {"cookie": f"_auth={make_token(clock, ttl=10)}; _auth_refresh=r0"}
+    app = _external_app(backend, clock, calls, close_on_shutdown=True)
+    with open_client(app) as tc:
+        state = state_cookie(app.user_middleware[0].kwargs["store"], "r0")
+        access = make_token(clock, ttl=10)
+        cookie = {"cookie": f"_auth={access}; _auth_refresh=r0; _auth_state={state}"}
         clock.advance(20)
         own_redis.kill()
         response = tc.get("/me", headers=cookie)
@@ -244,7 +249,9 @@ async def test_workers_sharing_redis_keep_the_rotated_refresh_token(
 
     first = worker({"k1": TOKEN_KEY, "k2": NEW_KEY})
     second = worker({"k1": TOKEN_KEY})
-    cookie = f"_auth={make_token(clock, ttl=10, headers={'kid': 'k1'})}; _auth_refresh=original"
+    access = make_token(clock, ttl=10, headers={"kid": "k1"})
+    state = state_cookie(first.user_middleware[0].kwargs["store"], "original")
+    cookie = f"_auth={access}; _auth_refresh=original; _auth_state={state}"
     clock.advance(20)
     responses = []
     for app in (first, second):

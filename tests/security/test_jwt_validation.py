@@ -43,7 +43,7 @@ from .helpers import (
     segment,
     unsigned,
 )
-from apps import Recorder, build_store
+from apps import Recorder, build_store, state_cookie
 from conftest import TOKEN_KEY, Clock, make_token
 
 REFRESH = "refresh-0"
@@ -60,8 +60,14 @@ def bearer_app(clock: Clock) -> FastAPI:
 
 
 def via_cookie(app: FastAPI, token: str | bytes, *, refresh: bool = True) -> Reply:
+    """The token in the access cookie; with ``refresh``, beside the refresh cookie and the
+    state cookie of that session, so that a refresh wrongly attempted for it would happen."""
     raw = token if isinstance(token, bytes) else token.encode("utf-8", "surrogatepass")
-    cookie = b"_auth=" + raw + (b"; _auth_refresh=" + REFRESH.encode() if refresh else b"")
+    cookie = b"_auth=" + raw
+    if refresh:
+        store = app.user_middleware[0].kwargs["store"]
+        state = state_cookie(store, REFRESH)
+        cookie += f"; _auth_refresh={REFRESH}; _auth_state={state}".encode()
     return call(app, "GET", "/whoami", [(b"cookie", cookie)])
 
 

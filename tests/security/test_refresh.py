@@ -28,6 +28,7 @@ from .helpers import (
     claims_at,
     cookie_header,
     forge,
+    jar_without,
     safe_client,
     security_app,
     set_cookies,
@@ -647,3 +648,81 @@ async def test_requests_sharing_one_refresh_call_get_their_own_identity(
     assert len(recorder.calls) == 1
     assert replies["/escalate"].json() == {"edited": True}
     assert replies["/look-after-the-edit"].json() == UNTOUCHED
+
+
+# --- the callback is the auth server's door: only a session's own cookies open it ----------------
+# (issue 17, item 3)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param({}, id="refresh-cookie-alone"),
+        pytest.param({"_auth": "expired"}, id="with-an-expired-access-token"),
+        pytest.param({"_auth_state": "another-session"}, id="with-another-sessions-state"),
+        pytest.param({"_auth_state": "forged"}, id="with-a-forged-state"),
+    ],
+)
+def test_a_refresh_cookie_without_its_sessions_state_never_reaches_the_callback(
+    clock: Clock, app: FastAPI, recorder: Recorder, extra: dict[str, str]
+) -> None:
+    # Anyone can send a refresh cookie; each used to cost the auth server a call (500
+    # requests, 500 calls, on any method and path). Only a refresh cookie paired with the
+    # signed state cookie issued with it is a session's.
+    tc = safe_client(app)
+    login(tc, clock, ttl=100)  # a real session, whose state cookie the attacker may hold
+    other_state = tc.cookies["_auth_state"]
+    tc.cookies.clear()
+    values = {
+        "expired": make_token(clock, ttl=-1000),
+        "another-session": other_state,
+        "forged": other_state[:-4] + "AAAA",
+    }
+    for i in range(60):
+        jar = {"_auth_refresh": secrets.token_urlsafe(24)}
+        jar.update({name: values[value] for name, value in extra.items()})
+        headers = {"cookie": cookie_header(jar)}
+        method, path = [("GET", "/me"), ("HEAD", "/public"), ("OPTIONS", "/whoami")][i % 3]
+        assert tc.request(method, path, headers=headers).status_code in (200, 401, 405)
+        assert tc.get("/no-such-page", headers=headers).status_code == 404
+        # Refused POSTs were a way in too (the CSRF check needs the state as well).
+        assert tc.post("/write", headers=headers).status_code == 403
+    assert recorder.calls == []
+
+
+def test_a_refresh_cookie_with_its_state_cookie_still_refreshes(
+    clock: Clock, app: FastAPI, recorder: Recorder
+) -> None:
+    # The control: the browser's access cookie gone (Max-Age), its refresh and state
+    # cookies left: the session goes on, on any path.
+    tc = safe_client(app)
+    login(tc, clock, ttl=100)
+    tc.cookies.delete("_auth")
+    clock.advance(500)
+    assert tc.get("/no-such-page").status_code == 404
+    assert tc.get("/me").json()["sub"] == "alice-1"
+    assert len(recorder.calls) == 1
+
+
+def test_a_definitive_failure_is_remembered(clock: Clock, app: FastAPI, recorder: Recorder) -> None:
+    # A session the auth server ended (is_success=False) stays ended: its cookies replayed
+    # (by a script, or requests already in flight) do not ask the auth server again.
+    async def ended(param: RefreshParam) -> RefreshResult:
+        return RefreshResult(is_success=False)
+
+    recorder.behaviour = ended
+    tc = safe_client(app)
+    login(tc, clock, ttl=100)
+    dead = cookie_header(jar_without(dict(tc.cookies.items()), "_auth"))
+    clock.advance(500)
+    tc.cookies.clear()
+    for _ in range(50):
+        response = tc.get("/me", headers={"cookie": dead})
+        assert response.status_code == 401
+        assert all("Max-Age=0" in v for v in set_cookies(response).values())
+        assert set(set_cookies(response)) == set(AUTH_COOKIES)
+    assert len(recorder.calls) == 1
+    # Briefly: a minute later the auth server is asked again.
+    clock.advance(61)
+    assert tc.get("/me", headers={"cookie": dead}).status_code == 401
+    assert len(recorder.calls) == 2
