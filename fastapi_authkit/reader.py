@@ -32,7 +32,7 @@ from .errors import TokenError, TokenExpiredError, UnknownKeyError
 from .fifo import Fifo
 from .origins import cross_site_refused
 from .tokens import MAX_TOKEN_BYTES
-from .userstate import SessionData, binding_of
+from .userstate import SessionData, belongs
 
 __all__ = [
     "CHECK",
@@ -242,14 +242,21 @@ class RequestReader:
         refresh_token = cookies.get(names.refresh)
         raw_state = cookies.get(names.state)
         session = store.state_codec.loads(raw_state) if raw_state is not None else None
+        migrate = False
         if raw_state is not None and session is None:
             self._debug("state cookie rejected (tampered, foreign or too old)")
         elif session is not None:
-            bound_to = refresh_token if refresh_token is not None else access
-            if bound_to is None or session.binding != binding_of(bound_to):
-                # An old state cookie (an old user state, another session's CSRF binding)
-                # paired with a newer session's tokens: ignore it.
-                self._debug("state cookie belongs to another session; ignored")
+            bound = belongs(session, access, refresh_token)
+            if bound is None and store.refresh is not None:
+                # A state cookie from version 0.1.0 (bound to the refresh token only): it
+                # carries its session into a refresh now, which issues the cookies bound to
+                # the access token too, so nobody is signed out by the upgrade.
+                self._debug("state cookie from version 0.1.0; refreshing to re-bind it")
+                migrate = True
+            elif not bound:
+                # Another session's state (its user state, its CSRF binding), or an older
+                # one of this session (an old user state) next to a newer access token.
+                self._debug("state cookie belongs to another session or access token; ignored")
                 session = None
 
         if (access is not None or refresh_token is not None) and not safe:
@@ -289,7 +296,7 @@ class RequestReader:
         if (
             refresh is not None
             and refresh_token is not None
-            and (claims is None or needs_refresh(claims["exp"], now, refresh.interval))
+            and (migrate or claims is None or needs_refresh(claims["exp"], now, refresh.interval))
         ):
             if session is not None:
                 then = REFRESH

@@ -43,7 +43,7 @@ from .errors import (
     RefreshTimeoutError,
     StoreUnavailableError,
 )
-from .session import issue_session, issue_successor, new_sid, without_access_cookies
+from .session import issue_session, issue_successor, new_sid, successor_cookies
 from .stores.base import SessionStore
 from .stores.sealing import open_sealed, seal, token_id
 from .tokens import is_number
@@ -184,7 +184,7 @@ def _accept(store: AuthStore, result: object, param: RefreshParam, sid: str | No
     except InvalidRefreshResultError as exc:
         if not new_refresh or new_refresh == param.refresh_token:
             raise  # nothing was rotated: the presented refresh token still works
-        return _keep_successor(store, exc, result, new_refresh, sid, user_state, now)
+        return _keep_successor(store, exc, result, param, new_refresh, sid, user_state, now)
     return Refreshed(
         token=token,
         token_type=result.new_auth_token_type,
@@ -200,6 +200,7 @@ def _keep_successor(
     store: AuthStore,
     error: InvalidRefreshResultError,
     result: RefreshResult,
+    param: RefreshParam,
     refresh_token: str,
     sid: str,
     user_state: Any,
@@ -211,12 +212,14 @@ def _keep_successor(
     if not is_number(expires_in):
         expires_in = None  # unreadable: the token's own exp or refresh_max_age decides
     try:
+        new_token = result.new_auth_token
         cookies = issue_successor(
             store,
             sid=sid,
             user_state=user_state,
             refresh_token=refresh_token,
             refresh_expires_in=expires_in,
+            access_tokens=(param.auth_token, new_token if isinstance(new_token, str) else None),
             now=now,
         )
     except AuthKitError as exc:
@@ -411,10 +414,10 @@ def _encode(outcome: Refreshed | Successor) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-async def _decode(store: AuthStore, refresh_token: str, value: bytes) -> Outcome:
+async def _decode(store: AuthStore, param: RefreshParam, value: bytes) -> Outcome:
     if value == _ENDED:
         return Ended()
-    opened = open_sealed(refresh_token, value[1:]) if value[:1] == b"R" else None
+    opened = open_sealed(param.refresh_token, value[1:]) if value[:1] == b"R" else None
     if opened is None:
         return Unavailable(RefreshError("another process's refresh result cannot be opened"))
     data = json.loads(opened)
@@ -432,9 +435,15 @@ async def _decode(store: AuthStore, refresh_token: str, value: bytes) -> Outcome
     except AuthKitError as exc:
         # Its refresh token was rotated all the same: keep the successor here too.
         logger.error("shared refresh result does not verify here; successor kept: %s", exc)
-        successor = Successor(
-            data["s"], data["u"], data["r"], without_access_cookies(store, cookies)
+        kept = successor_cookies(
+            store,
+            cookies,
+            sid=data["s"],
+            user_state=data["u"],
+            refresh_token=data["r"],
+            access_tokens=(param.auth_token, token),
         )
+        successor = Successor(data["s"], data["u"], data["r"], kept)
         return Unavailable(RefreshError(f"shared refresh result does not verify: {exc}"), successor)
     return Refreshed(
         token=token,
@@ -509,7 +518,7 @@ async def run_shared(
                 logger.warning("refresh result not shared, store unavailable: %s", exc)
             return outcome
         if flight.status == "done" and flight.value is not None:
-            return await _decode(store, param.refresh_token, flight.value)
+            return await _decode(store, param, flight.value)
         if anyio.current_time() >= deadline:
             return Unavailable(RefreshTimeoutError("another process's refresh did not finish"))
         await anyio.sleep(delay)

@@ -77,11 +77,17 @@ def build_store(clock: Clock, recorder: Recorder | None, **overrides: Any) -> Au
 
 
 def state_cookie(
-    store: AuthStore, refresh_token: str, *, sid: str = "sid-0", user_state: Any = None
+    store: AuthStore,
+    refresh_token: str,
+    access: str | None = None,
+    *,
+    sid: str = "sid-0",
+    user_state: Any = None,
 ) -> str:
-    """The signed state cookie a sign-in with ``refresh_token`` issues (for requests whose
-    cookies a test writes by hand: a refresh needs the state cookie of its session)."""
-    return store.state_codec.dumps(sid, user_state, refresh_token)
+    """The signed state cookie a sign-in with ``refresh_token`` and ``access`` issues (for
+    requests whose cookies a test writes by hand: a refresh needs the state cookie of its
+    session, and the state cookie pairs only with the access token it was issued with)."""
+    return store.state_codec.dumps(sid, user_state, refresh_token, (access,))
 
 
 def build_app(store: AuthStore) -> FastAPI:

@@ -66,7 +66,7 @@ def via_cookie(app: FastAPI, token: str | bytes, *, refresh: bool = True) -> Rep
     cookie = b"_auth=" + raw
     if refresh:
         store = app.user_middleware[0].kwargs["store"]
-        state = state_cookie(store, REFRESH)
+        state = state_cookie(store, REFRESH, raw.decode("latin-1"))
         cookie += f"; _auth_refresh={REFRESH}; _auth_state={state}".encode()
     return call(app, "GET", "/whoami", [(b"cookie", cookie)])
 

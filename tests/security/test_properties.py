@@ -118,7 +118,7 @@ def _session_cookies() -> dict[str, str]:
 SESSION = _session_cookies()
 # The state cookie of the session whose refresh cookie is GOOD_REFRESH.
 REFRESH_STATE = "_auth_state=" + state_cookie(
-    COOKIE_APP.user_middleware[0].kwargs["store"], GOOD_REFRESH
+    COOKIE_APP.user_middleware[0].kwargs["store"], GOOD_REFRESH, EXPIRED
 )
 
 
