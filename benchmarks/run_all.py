@@ -27,6 +27,7 @@ BENCHMARKS = {
     "refresh_cost": "benchmarks.refresh_cost",
     "uvicorn_rps": "benchmarks.uvicorn_rps",
     "storm": "benchmarks.storm",
+    "memory": "benchmarks.memory",
 }
 TIMEOUT = 240.0
 

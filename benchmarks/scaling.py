@@ -96,7 +96,7 @@ def sessions(store: AuthStore, count: int) -> list[Headers]:
         cookies = {
             names.access: token,
             names.type: "Bearer",
-            names.state: store.state_codec.dumps(sid, user_state, refresh),
+            names.state: store.state_codec.dumps(sid, user_state, refresh, (token,)),
             names.refresh: refresh,
             names.csrf: store.csrf.token_for(sid),
         }

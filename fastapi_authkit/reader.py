@@ -23,7 +23,7 @@ per-process memory, bounded, and part of the decision, which is why they live he
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final, NamedTuple
 
 from .config import AuthStore
@@ -122,18 +122,68 @@ Decision = Remembered | Reading | Refused
 _ANONYMOUS: Final = Reading()
 
 
+# What a remembered outcome is known by: the session's own cookies (access, state, refresh),
+# never the whole Cookie header, so that other cookies (any value, changed on every request)
+# cannot make one session's outcomes many. A tuple of the strings the entry holds anyway.
+_SessionKey = tuple[str | None, str | None, str | None]
+
+
+class _Header:
+    """A parsed Cookie header: the kit's cookies, their session key, the token type, and
+    the session's remembered outcome last served for this header (a shortcut to it, which
+    the per-session entry still bounds: it is that very entry)."""
+
+    __slots__ = ("cookies", "hot", "key", "token_type")
+
+    def __init__(self, cookies: Mapping[str, str], key: _SessionKey, token_type: str) -> None:
+        self.cookies = cookies
+        self.key = key
+        self.token_type = token_type
+        self.hot: Remembered | None = None
+
+
 class RequestReader:
     """Reads requests for one configuration. Everything it holds is per-process memory of
-    outcomes it already decided (signed-in Cookie headers), bounded like the token cache."""
+    outcomes it already decided (signed-in sessions), bounded like the token cache."""
 
-    __slots__ = ("_header_mode", "_hot", "_store")
+    __slots__ = ("_header_mode", "_hot", "_parsed", "_store")
 
     def __init__(self, store: AuthStore) -> None:
         self._store = store
         self._header_mode = store.auth_type == "header"
         # As many as the verified tokens (verified_token_cache): an entry needs its token
-        # remembered anyway, and each costs the header (at most CACHED_HEADER_BYTES) on top.
-        self._hot: Fifo[bytes, Remembered] = Fifo(store.verifier.cache_size)
+        # and its state cookie remembered anyway. Keyed by the session's signed cookies, so
+        # at most one entry per session; entries are dropped at their validity end.
+        self._hot: Fifo[_SessionKey, Remembered] = Fifo(store.verifier.cache_size)
+        # A browser repeats its Cookie header: parsed once, for 4,096 headers of at most
+        # CACHED_HEADER_BYTES (so at most 16 MiB of them), oldest out.
+        self._parsed: Fifo[bytes, _Header] = Fifo(4096)
+
+    def _parse(self, header: bytes) -> _Header:
+        names = self._store.names
+        cookies = parse_cookie_header(header, names.wanted)
+        key = (cookies.get(names.access), cookies.get(names.state), cookies.get(names.refresh))
+        parsed = _Header(cookies, key, cookies.get(names.type, "Bearer"))
+        if len(header) <= CACHED_HEADER_BYTES:
+            self._parsed.put(header, parsed)
+        return parsed
+
+    def _remembered(self, parsed: _Header, now: float) -> Remembered | None:
+        """The session's remembered outcome, when it holds at ``now`` for this header."""
+        if not parsed.cookies:
+            return None
+        hot = self._hot.get(parsed.key)
+        if hot is None:
+            return None
+        if not hot[0] <= now < hot[1]:
+            del self._hot[parsed.key]
+            return None
+        if hot[3] != parsed.token_type:
+            # The token-type cookie is not signed, so it is not part of the key: one that
+            # differs is read in full, and its outcome replaces this one.
+            return None
+        parsed.hot = hot
+        return hot
 
     def read(
         self,
@@ -158,16 +208,20 @@ class RequestReader:
         if self._header_mode:
             return self._bearer(headers, now)
         header = cookie_header(headers)
+        parsed = self._parsed.get(header)
+        if parsed is None:
+            parsed = self._parse(header)
         safe = method in SAFE_METHODS
         if safe:
-            hot = self._hot.get(header)
+            hot = parsed.hot
+            if hot is not None and hot[0] <= now < hot[1]:
+                return hot
+            hot = self._remembered(parsed, now)
             if hot is not None:
-                if hot[0] <= now < hot[1]:
-                    return hot
-                del self._hot[header]
+                return hot
         if root_path:
             path = _route_path(path, root_path)
-        return self._cookies(header, headers, method, path, scheme, now, safe, keys_reloaded)
+        return self._cookies(parsed, headers, method, path, scheme, now, safe, keys_reloaded)
 
     def _debug(self, message: str, *args: object) -> None:
         if self._store.debug:
@@ -223,7 +277,7 @@ class RequestReader:
 
     def _cookies(
         self,
-        header: bytes,
+        parsed: _Header,
         headers: Collection[tuple[bytes, bytes]],
         method: str | None,
         path: str,
@@ -235,7 +289,7 @@ class RequestReader:
         """The full read: the cookies, the state cookie's binding, the forgery checks, the
         access token, and whether a session check or a refresh is needed."""
         store, names = self._store, self._store.names
-        cookies = parse_cookie_header(header, names.wanted)
+        cookies = parsed.cookies
         if not cookies:
             return _ANONYMOUS  # none of the kit's cookies: nothing to check or refresh
         access = cookies.get(names.access)
@@ -318,41 +372,51 @@ class RequestReader:
             and raw_state is not None
             and sid is not None
         ):
-            self._remember(header, reading, token, claims, raw_state)
+            self._remember(parsed, reading, token, claims, raw_state, now)
         return reading
 
     def _remember(
         self,
-        header: bytes,
+        parsed: _Header,
         reading: Reading,
         access: str,
         claims: dict[str, Any],
         raw_state: str,
+        now: float,
     ) -> None:
-        """Remember a signed-in header's outcome for as long as it stays the same: the
+        """Remember a signed-in session's outcome for as long as it stays the same: the
         token's and the state cookie's validity windows, and (with refresh configured) until
         a refresh falls due. Only outcomes that needed no I/O are remembered, so a store with
         a session check never takes this path; unsafe methods never read it."""
         store = self._store
         token = store.verifier.remembered(access)
         cookie = store.state_codec.remembered(raw_state)
-        if token is None or cookie is None or len(header) > CACHED_HEADER_BYTES:
+        if token is None or cookie is None:
             return  # (verified_token_cache=0 remembers no token, so nothing here either)
         until = min(token[1], cookie[1])
         if store.refresh is not None and reading.refresh_token is not None:
             until = min(until, claims["exp"] - store.refresh.interval)
+        hot = self._hot
+        # Entries whose window has closed are dropped from the front as new ones arrive: the
+        # oldest entries close first (tokens of one issuer live alike), so a session that
+        # went away leaves nothing behind for long, whatever the cache's size.
+        for _ in range(2):
+            if not hot:
+                break
+            oldest = next(iter(hot))
+            if hot[oldest][1] > now:
+                break
+            del hot[oldest]
         # The claims and the user state are the verifier's and the codec's own remembered
         # values (the same token, the same cookie): an entry adds no copy of its own.
-        self._hot.put(
-            header,
-            Remembered(
-                valid_from=max(token[0], cookie[0]),
-                valid_until=until,
-                access=access,
-                token_type=reading.token_type or "Bearer",
-                claims=token[2].copy,
-                sid=reading.sid,
-                user_state=cookie[2].copy,
-                refresh_token=reading.refresh_token,
-            ),
+        parsed.hot = entry = Remembered(
+            valid_from=max(token[0], cookie[0]),
+            valid_until=until,
+            access=access,
+            token_type=reading.token_type or "Bearer",
+            claims=token[2].copy,
+            sid=reading.sid,
+            user_state=cookie[2].copy,
+            refresh_token=reading.refresh_token,
         )
+        hot.put(parsed.key, entry)

@@ -8,7 +8,6 @@ itsdangerous accepts any age otherwise. The clock is injected.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
@@ -34,9 +33,12 @@ class SessionData(NamedTuple):
     access: tuple[str, ...] | None
 
 
-@functools.lru_cache(maxsize=65_536)  # the same tokens come back on every request
 def binding_of(token: str) -> str:
-    """A short, non-reversible fingerprint of the session token a state cookie belongs to."""
+    """A short, non-reversible fingerprint of the session token a state cookie belongs to.
+
+    Not remembered per token: the tokens it is given are whatever a request sends (a new
+    refresh cookie on every request would fill any cache keyed by them), and a hash of a
+    token costs less than a microsecond."""
     return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
