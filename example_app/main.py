@@ -10,7 +10,11 @@ Run it with ``uvicorn example_app.main:app``. Environment:
 * ``AUTHKIT_REFRESH_GRACE``: seconds during which the refresh token that was just rotated
   out still gets the same successor (default 10).
 * ``AUTHKIT_REDIS_URL``: share sessions through Redis so that ``uvicorn --workers N`` works
-  (unset: the embedded in-memory store, one process). Requires ``AUTHKIT_SECRET``.
+  (unset: the embedded in-memory store, one process). Requires ``AUTHKIT_SECRET``. One
+  server (``redis://``), a cluster (``redis+cluster://host:port,...``) or the primary a
+  Sentinel names (``redis+sentinel://host:26379/service``).
+* ``AUTHKIT_REDIS_WAIT_REPLICAS``: confirm every rotation, revocation and sign-in with this
+  many replicas (``WAIT``) before answering (default 0: no waiting).
 * ``AUTHKIT_DEBUG``: ``1`` logs every auth decision.
 
 The app is its own auth server: the kit's built-in issuer mints access JWTs and rotating
@@ -39,6 +43,7 @@ from fastapi_authkit import (
     AuthKitMiddleware,
     AuthStateDep,
     CurrentUser,
+    StoreUnavailableError,
     create_issuer,
     create_refresh,
     create_store,
@@ -57,6 +62,7 @@ class Settings:
     debug: bool = False
     grace: float = 10.0
     redis_url: str | None = None
+    redis_wait_replicas: int = 0
 
     def __post_init__(self) -> None:
         # A token that is already expired when minted would make every login fail.
@@ -68,6 +74,8 @@ class Settings:
             raise ValueError("AUTHKIT_REFRESH_TTL must be longer than AUTHKIT_ACCESS_TTL")
         if not 0 <= self.grace < self.refresh_ttl:
             raise ValueError("AUTHKIT_REFRESH_GRACE must be between 0 and AUTHKIT_REFRESH_TTL")
+        if self.redis_wait_replicas < 0 or (self.redis_wait_replicas and not self.redis_url):
+            raise ValueError("AUTHKIT_REDIS_WAIT_REPLICAS must be >= 0 and needs AUTHKIT_REDIS_URL")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -92,6 +100,7 @@ class Settings:
             debug=env.get("AUTHKIT_DEBUG", "") not in ("", "0"),
             grace=float(env.get("AUTHKIT_REFRESH_GRACE", "10")),
             redis_url=redis_url,
+            redis_wait_replicas=int(env.get("AUTHKIT_REDIS_WAIT_REPLICAS", "0")),
         )
 
 
@@ -166,7 +175,11 @@ def create_app(
 ) -> FastAPI:
     """Build the demo site; tests call this with their own settings, clock and backend."""
     if backend is None:
-        backend = RedisStore.from_url(settings.redis_url) if settings.redis_url else MemoryStore()
+        backend = (
+            RedisStore.from_url(settings.redis_url, wait_replicas=settings.redis_wait_replicas)
+            if settings.redis_url
+            else MemoryStore()
+        )
     issuer = create_issuer(
         backend=backend,
         signing_key=_derive(settings.secret, "access-token"),
@@ -220,9 +233,16 @@ def create_app(
         if user is None or not hmac.compare_digest(user["password"], password):
             page = LOGIN_PAGE.format(error='<p role="alert">Wrong username or password.</p>')
             return HTMLResponse(page, status_code=401)
-        await issuer.sign_in(
-            request, username, user_state={"username": username, "name": user["name"]}
-        )
+        try:
+            await issuer.sign_in(
+                request, username, user_state={"username": username, "name": user["name"]}
+            )
+        except StoreUnavailableError:
+            # Redis down or failing over: nothing was issued; the user can simply retry.
+            page = LOGIN_PAGE.format(
+                error='<p role="alert">Signing in is unavailable right now; try again.</p>'
+            )
+            return HTMLResponse(page, status_code=503, headers={"Retry-After": "5"})
         return RedirectResponse("/", status_code=303)
 
     @app.get("/", response_class=HTMLResponse)

@@ -12,6 +12,7 @@ Everything the kit raises derives from :class:`AuthKitError`::
      │    └── CookieTooLargeError
      ├── UserStateError          user state that cannot be serialized into its cookie
      ├── StoreUnavailableError   the shared store (Redis) cannot be reached: fail closed
+     │    └── ReplicaConfirmationError  ... or its replicas did not confirm a write in time
      ├── ProviderError           the identity provider (oidc) could not give a usable answer
      └── RefreshError            the refresh callback could not give an answer
           ├── RefreshTimeoutError
@@ -35,6 +36,7 @@ __all__ = [
     "ProviderError",
     "RefreshError",
     "RefreshTimeoutError",
+    "ReplicaConfirmationError",
     "StoreUnavailableError",
     "TokenError",
     "TokenExpiredError",
@@ -106,6 +108,23 @@ class StoreUnavailableError(AuthKitError):
     The kit fails closed on it: no session is accepted that could not be checked, no cookie
     is cleared and no refresh token is consumed; protected routes answer 503.
     """
+
+
+class ReplicaConfirmationError(StoreUnavailableError):
+    """Fewer replicas than ``RedisStore(wait_replicas=...)`` confirmed a write in time.
+
+    A write the primary holds alone may vanish in a failover, so it is treated like an
+    outage: nothing is handed out or cleared for that request (an unconfirmed rotation is
+    undone), and the next request tries again.
+    """
+
+    def __init__(self, operation: str, wanted: int, confirmed: int, timeout: float) -> None:
+        super().__init__(
+            f"{operation}: {confirmed} of {wanted} replicas confirmed within {timeout}s"
+        )
+        self.operation = operation
+        self.wanted = wanted
+        self.confirmed = confirmed
 
 
 class ProviderError(AuthKitError):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,25 @@ logger = logging.getLogger("fastapi_authkit")
 
 # RFC 9068: tells access tokens apart from other JWTs.
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
+# A family id as new_family_id makes them (base64url), within a bound.
+_FAMILY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def new_family_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def new_refresh_token(family_id: str) -> str:
+    """An opaque refresh token that names its family (``<family id>.<secret>``), so that
+    a sharded store finds the family's slot from the token alone. The family id is not a
+    secret (it is the access token's ``sid``); the token's id in the store covers all of it."""
+    return f"{family_id}.{secrets.token_urlsafe(32)}"
+
+
+def family_of(refresh_token: str) -> str | None:
+    """The family a refresh token names, or None (an earlier version's token, or junk)."""
+    family_id, dot, secret = refresh_token.partition(".")
+    return family_id if dot and secret and _FAMILY_ID.fullmatch(family_id) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +151,8 @@ class TokenIssuer:
         if not isinstance(subject, str) or not subject:
             raise ValueError("subject must be a non-empty string")
         now = self.clock()
-        family_id = secrets.token_urlsafe(16)
-        refresh_token = secrets.token_urlsafe(32)
+        family_id = new_family_id()
+        refresh_token = new_refresh_token(family_id)
         await self.backend.create_family(
             family_id=family_id,
             subject=subject,
@@ -168,14 +188,21 @@ class TokenIssuer:
         tid = token_id(presented, "refresh")
         now = self.clock()
         options = {"now": now, "grace": self.grace, "idle_ttl": self.idle_ttl}
+        family = family_of(presented)
         # Look first, so a replay within the grace window mints nothing at all.
-        outcome = await self.backend.rotate(tid, successor_id=None, sealed=None, **options)
+        outcome = await self.backend.rotate(
+            tid, family_id=family, successor_id=None, sealed=None, **options
+        )
         if outcome.status == "active" and outcome.family_id and outcome.subject:
             access = self.mint_access(outcome.subject, outcome.family_id, now)
-            successor = secrets.token_urlsafe(32)
+            successor = new_refresh_token(outcome.family_id)
             sealed = seal(presented, json.dumps({"a": access, "r": successor}).encode())
             outcome = await self.backend.rotate(
-                tid, successor_id=token_id(successor, "refresh"), sealed=sealed, **options
+                tid,
+                family_id=family,
+                successor_id=token_id(successor, "refresh"),
+                sealed=sealed,
+                **options,
             )
             if outcome.status == "rotated":
                 return self._success(access, successor)
@@ -206,9 +233,9 @@ class TokenIssuer:
 
     async def revoke(self, refresh_token: str) -> bool:
         """Revoke the session family of ``refresh_token``; False if it was unknown."""
-        return (
-            await self.backend.revoke_token_family(token_id(refresh_token, "refresh")) is not None
-        )
+        tid = token_id(refresh_token, "refresh")
+        family = family_of(refresh_token)
+        return await self.backend.revoke_token_family(tid, family_id=family) is not None
 
     async def revoke_subject(self, subject: str) -> int:
         """Revoke every session of ``subject`` ("sign out everywhere")."""

@@ -12,7 +12,7 @@ import pytest
 
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
-from servers import RedisServer
+from servers import RedisClusterServers, RedisServer
 
 TOKEN_KEY = "test-token-key-0123456789abcdef0123456789"
 SECRET_KEY = "test-secret-key-0123456789abcdef012345678"
@@ -71,13 +71,40 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """One real 3-primary Redis Cluster for the whole session; tests isolate by prefix."""
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def redis_store(request: pytest.FixtureRequest, kind: str, label: str = "t") -> RedisStore:
+    """A RedisStore with a fresh prefix on the session's server (``redis``) or cluster
+    (``cluster``)."""
+    fixture = "redis_server" if kind == "redis" else "redis_cluster"
+    server = request.getfixturevalue(fixture)
+    return RedisStore.from_url(server.url, prefix=f"{label}-{uuid.uuid4().hex}:")
+
+
+async def keys_under(store: RedisStore, prefix: str) -> dict[int, list[bytes]]:
+    """Every key under ``prefix`` in ``store``'s deployment, by the port of the primary
+    that holds it."""
+    found: dict[int, list[bytes]] = {}
+    for primary in await store.topology.primaries():
+        port = primary.connection_pool.connection_kwargs["port"]
+        found[port] = [key async for key in primary.scan_iter(match=f"{prefix}*")]
+    return found
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
-    """Each store in turn; Redis tests share the session's server, isolated by prefix."""
+    """Each store in turn: in memory, one real redis-server and a real 3-primary cluster
+    (shared by the session, isolated by prefix)."""
     if request.param == "memory":
         yield MemoryStore()
         return
-    server = request.getfixturevalue("redis_server")
-    store = RedisStore.from_url(server.url, prefix=f"t-{uuid.uuid4().hex}:")
+    store = redis_store(request, request.param)
     yield store
     await store.aclose()

@@ -1,4 +1,5 @@
-"""Real processes for tests: a redis-server and free loopback ports.
+"""Real processes for tests: redis-server (alone, as a cluster, as primary + replica +
+Sentinel), uvicorn, and free loopback ports.
 
 Nothing here skips: a missing binary is a test failure with a message saying how to get it
 (``bash scripts/test`` installs redis-server when it is missing).
@@ -13,12 +14,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
 import pytest
+import redis
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
@@ -39,48 +41,59 @@ def _ping(port: int) -> bool:
         return False
 
 
+def _redis_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail(
+            "redis-server is not installed: run `bash scripts/test`, which installs it "
+            "(apt-get install redis-server), or install it yourself",
+            pytrace=False,
+        )
+    return binary
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = STARTUP_TIMEOUT) -> float:
+    """Poll ``check`` until it holds; fail (with ``what``) after ``timeout`` seconds.
+    Returns the seconds it took."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
 class RedisServer:
     """A redis-server on a loopback port with an append-only file, so that a restart after
-    a kill comes back with the same data (as a production Redis with persistence would)."""
+    a kill comes back with the same data (as a production Redis with persistence would).
+    ``extra`` adds command-line options (cluster mode, replicaof)."""
 
-    def __init__(self, data_dir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail(
-                "redis-server is not installed: run `bash scripts/test`, which installs it "
-                "(apt-get install redis-server), or install it yourself",
-                pytrace=False,
-            )
-        self.binary = binary
+    def __init__(self, data_dir: Path, *, extra: Sequence[str] = ()) -> None:
+        self.binary = _redis_binary()
         self.dir = data_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.extra = list(extra)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def control(self) -> redis.Redis:
+        """A plain synchronous client for the test's own commands (INFO, CLUSTER ...)."""
+        return redis.Redis(port=self.port, socket_timeout=5, decode_responses=True)
+
     def start(self) -> None:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always"]
+        command += ["--save", "", "--protected-mode", "yes", "--logfile", "redis.log"]
+        command += self.extra
+        self._spawn(command)
+
+    def _spawn(self, command: list[str]) -> None:
         self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.dir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-                "--protected-mode",
-                "yes",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 10
         while not _ping(self.port):
@@ -96,6 +109,18 @@ class RedisServer:
             self.process.wait(timeout=10)
             self.process = None
 
+    def is_primary(self) -> bool:
+        """Whether the server answers and takes writes (role master)."""
+        try:
+            with self.control() as control:
+                return bool(control.info("replication")["role"] == "master")
+        except redis.RedisError:
+            return False
+
+    def signal(self, sig: int) -> None:
+        assert self.process is not None, "the server is not running"
+        self.process.send_signal(sig)
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
@@ -105,6 +130,229 @@ class RedisServer:
                 self.process.kill()
                 self.process.wait(timeout=10)
             self.process = None
+
+
+class RedisClusterServers:
+    """A Redis Cluster of ``size`` primaries (no replicas) on loopback ports, the 16384
+    slots split evenly, formed with CLUSTER ADDSLOTSRANGE and CLUSTER MEET."""
+
+    def __init__(self, base_dir: Path, size: int = 3) -> None:
+        self.bus_ports = [free_port() for _ in range(size)]
+        self.nodes = [
+            RedisServer(
+                base_dir / f"node{i}",
+                extra=[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-port",
+                    str(bus_port),
+                    "--cluster-node-timeout",
+                    "5000",
+                    "--appendonly",
+                    "no",
+                ],
+            )
+            for i, bus_port in enumerate(self.bus_ports)
+        ]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self) -> None:
+        try:
+            self._form()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _form(self) -> None:
+        for node in self.nodes:
+            node.start()
+        size = len(self.nodes)
+        for i, node in enumerate(self.nodes):
+            first, last = 16384 * i // size, 16384 * (i + 1) // size - 1
+            with node.control() as control:
+                control.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+        with self.nodes[0].control() as control:
+            for node, bus_port in zip(self.nodes[1:], self.bus_ports[1:], strict=True):
+                # The bus port is not port + 10000 here, so MEET is told it.
+                control.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port, bus_port)
+
+        def formed() -> bool:
+            for node in self.nodes:
+                with node.control() as control:
+                    info = control.execute_command("CLUSTER", "INFO")
+                if "cluster_state:ok" not in info or f"cluster_known_nodes:{size}" not in info:
+                    return False
+            return True
+
+        wait_until("the cluster to form", formed)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+SENTINEL_SERVICE = "authkit"
+
+
+class SentinelSet:
+    """A primary, its replica and one Sentinel watching them (quorum 1, a primary is taken
+    for down after ``down_after_ms``), as redis-server processes on loopback ports."""
+
+    def __init__(self, base_dir: Path, *, down_after_ms: int = 1000) -> None:
+        # A full sync starts at once (Redis waits 5 s for more replicas by default), and no
+        # fsync per write: on a busy disk it can stall a replica's acknowledgement (WAIT)
+        # for longer than the test's wait_timeout. A killed server rejoins from its peer.
+        fast_sync = ["--repl-diskless-sync-delay", "0", "--appendonly", "no"]
+        first = RedisServer(base_dir / "a", extra=fast_sync)
+        second = RedisServer(
+            base_dir / "b", extra=[*fast_sync, "--replicaof", "127.0.0.1", str(first.port)]
+        )
+        self.servers = [first, second]
+        self.sentinel_dir = base_dir / "sentinel"
+        self.sentinel_dir.mkdir(parents=True, exist_ok=True)
+        self.sentinel_port = free_port()
+        self.down_after_ms = down_after_ms
+        self.sentinel: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/{SENTINEL_SERVICE}"
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        for server in self.servers:
+            server.start()
+        self.wait_replicated(self.servers[0], self.servers[1])
+        conf = self.sentinel_dir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.sentinel_dir}\n"
+            "logfile sentinel.log\n"
+            f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {self.servers[0].port} 1\n"
+            f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {self.down_after_ms}\n"
+            # Also the pause between two failovers of the same primary (twice this).
+            f"sentinel failover-timeout {SENTINEL_SERVICE} 1000\n"
+        )
+        self.sentinel = subprocess.Popen(
+            [_redis_binary(), str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until("Sentinel to answer", lambda: _ping(self.sentinel_port), 10)
+        self.wait_watched(self.servers[1])
+
+    def _sentinel(self) -> redis.Redis:
+        return redis.Redis(port=self.sentinel_port, socket_timeout=5, decode_responses=True)
+
+    def promoted(self, old: RedisServer) -> bool:
+        """Whether Sentinel names another primary than ``old`` and that one takes writes."""
+        current = self.primary()
+        return current is not old and current.is_primary()
+
+    def primary(self) -> RedisServer:
+        """The server Sentinel names as the primary now."""
+        with self._sentinel() as sentinel:
+            _, port = sentinel.sentinel_get_master_addr_by_name(SENTINEL_SERVICE)
+        return next(s for s in self.servers if s.port == int(port))
+
+    def replica(self) -> RedisServer:
+        primary = self.primary()
+        return next(s for s in self.servers if s is not primary)
+
+    @staticmethod
+    def replicated(primary: RedisServer, replica: RedisServer) -> bool:
+        """Whether ``replica`` has everything ``primary`` has, ``primary`` counts it as an
+        online replica (the only kind WAIT counts) and a write is confirmed promptly (right
+        after a full sync a replica may leave WAIT unanswered for up to a second, until its
+        first own acknowledgement)."""
+        try:
+            with replica.control() as control:
+                info = control.info("replication")
+            with primary.control() as control:
+                own = control.info("replication")
+                offset = own["master_repl_offset"]
+                online = [
+                    v for k, v in own.items() if k.startswith("slave") and isinstance(v, dict)
+                ]
+                if not (
+                    info.get("role") == "slave"
+                    and info.get("master_port") == primary.port
+                    and info.get("master_link_status") == "up"
+                    and info.get("slave_repl_offset", -1) >= offset
+                    and any(
+                        r.get("port") == replica.port
+                        and r.get("state") == "online"
+                        and r.get("offset", -1) >= offset
+                        for r in online
+                    )
+                ):
+                    return False
+                pipe = control.pipeline(transaction=False)
+                pipe.set("fixture:probe", time.monotonic())
+                pipe.execute_command("WAIT", 1, 50)
+                return bool(pipe.execute()[1] == 1)
+        except redis.RedisError:  # not up yet, or (a spurious failover) no longer primary
+            return False
+
+    def wait_replicated(self, primary: RedisServer, replica: RedisServer) -> None:
+        wait_until(
+            f"port {replica.port} to replicate port {primary.port}",
+            lambda: self.replicated(primary, replica),
+        )
+
+    def wait_watched(self, replica: RedisServer) -> None:
+        """Until Sentinel sees ``replica`` as a healthy replica it could promote."""
+
+        def watched() -> bool:
+            with self._sentinel() as sentinel:
+                replicas = sentinel.sentinel_slaves(SENTINEL_SERVICE)
+            # (Its replication state Sentinel reads by INFO, every second once a primary
+            # is down: fresh enough when it has to choose.)
+            return any(
+                r["port"] == replica.port and not r["is_sdown"] and not r["is_disconnected"]
+                for r in replicas
+            )
+
+        wait_until(f"Sentinel to watch the replica on port {replica.port}", watched)
+
+    def rejoin(self, server: RedisServer) -> None:
+        """Restart a killed server as a replica of the new primary (what Sentinel would
+        make of it too, but only at its next INFO round, up to 10 s later)."""
+        primary = self.primary()
+        extra = server.extra
+        if "--replicaof" in extra:
+            at = extra.index("--replicaof")
+            del extra[at : at + 3]
+        extra += ["--replicaof", "127.0.0.1", str(primary.port)]
+        server.start()
+
+        def settled() -> bool:
+            # Whichever Sentinel names now: on a loaded machine it may have failed over
+            # once more (a late PING reply), and then the pair settles the other way round.
+            current = self.primary()
+            other = next(s for s in self.servers if s is not current)
+            return current.is_primary() and self.replicated(current, other)
+
+        wait_until("the primary and its replica to settle", settled)
+        self.wait_watched(self.replica())
+
+    def stop(self) -> None:
+        if self.sentinel is not None:
+            self.sentinel.terminate()
+            self.sentinel.wait(timeout=10)
+            self.sentinel = None
+        for server in self.servers:
+            server.stop()
 
 
 @contextmanager

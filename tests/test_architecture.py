@@ -26,7 +26,18 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("foundations", frozenset({"errors", "fifo", "jsoncopy", "callback"})),
     (
         "stores (know nothing of requests)",
-        frozenset({"stores", "stores.base", "stores.memory", "stores.redis", "stores.sealing"}),
+        frozenset(
+            {
+                "stores",
+                "stores.base",
+                "stores.memory",
+                "stores.redis",
+                "stores.redis_keys",
+                "stores.redis_topology",
+                "stores.redis_urls",
+                "stores.sealing",
+            }
+        ),
     ),
     ("pure parts", frozenset({"tokens", "cookies", "csrf", "origins", "userstate"})),
     # The identity-provider glue is a token source too: keys, discovery, the refresh grant.

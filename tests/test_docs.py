@@ -13,6 +13,7 @@ import pytest
 
 import fastapi_authkit
 from fastapi_authkit import create_issuer, create_refresh, create_store
+from fastapi_authkit.stores import RedisStore
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = {
@@ -45,6 +46,7 @@ def table_options(text: str, heading: str) -> list[str]:
         ("`create_store(...)` (keyword-only", create_store),
         ("`create_refresh(...)`:", create_refresh),
         ("`create_issuer(...)` options", create_issuer),
+        ("`RedisStore.from_url(...)` options", RedisStore.from_url),
     ],
 )
 def test_configuration_tables_match_the_signatures(

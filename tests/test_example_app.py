@@ -432,6 +432,34 @@ def test_from_env_parses_refresh_ttl_and_debug() -> None:
     assert Settings.from_env({"AUTHKIT_SECRET": "s3cret", "AUTHKIT_DEBUG": "0"}).debug is False
 
 
+def test_from_env_reads_the_redis_deployment() -> None:
+    env = {
+        "AUTHKIT_SECRET": "s3cret",
+        "AUTHKIT_REDIS_URL": "redis+sentinel://127.0.0.1:26379/authkit",
+        "AUTHKIT_REDIS_WAIT_REPLICAS": "1",
+    }
+    settings = Settings.from_env(env)
+    assert (settings.redis_url, settings.redis_wait_replicas) == (env["AUTHKIT_REDIS_URL"], 1)
+    with pytest.raises(ValueError, match="needs AUTHKIT_REDIS_URL"):
+        Settings.from_env({"AUTHKIT_SECRET": "s3cret", "AUTHKIT_REDIS_WAIT_REPLICAS": "1"})
+
+
+def test_sign_in_while_redis_is_down_is_a_503_not_a_500(clock: Clock) -> None:
+    from fastapi_authkit.stores import RedisStore
+
+    from servers import free_port
+
+    # A real client to a port where no Redis listens: a real outage.
+    backend = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
+    app = create_app(Settings(secret=SECRET, access_ttl=ACCESS_TTL), clock=clock, backend=backend)
+    with TestClient(app, base_url=BASE_URL) as client:
+        response = client.post("/login", data={"username": "demo", "password": "demo"})
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+        assert "unavailable" in response.text
+        assert response.headers.get_list("set-cookie") == []
+
+
 def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTHKIT_SECRET", "from-the-environment")
     monkeypatch.setenv("AUTHKIT_ACCESS_TTL", "7")

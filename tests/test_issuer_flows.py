@@ -5,7 +5,7 @@ stores, is tests/security/test_rotation.py."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -29,21 +29,10 @@ from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 from fastapi_authkit.userstate import belongs
 
 from apps import issuer_app, set_cookies, state_cookie
-from conftest import SECRET_KEY, Clock
+from conftest import SECRET_KEY, Clock, redis_store
 from servers import RedisServer
 
 AUTH_COOKIES = {"_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf"}
-
-
-@pytest.fixture(params=["memory", "redis"])
-def backend(request: pytest.FixtureRequest) -> Iterator[SessionStore]:
-    if request.param == "memory":
-        yield MemoryStore()
-    else:
-        server = request.getfixturevalue("redis_server")
-        # Connections open lazily inside the TestClient's event loop and are closed by the
-        # app's shutdown (the client is used as a context manager).
-        yield RedisStore.from_url(server.url, prefix=f"t-{uuid.uuid4().hex}:")
 
 
 def open_client(app: FastAPI) -> TestClient:
@@ -94,12 +83,13 @@ def _external_app(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
 async def test_two_workers_sharing_redis_call_the_callback_once(
-    redis_server: RedisServer, clock: Clock
+    request: pytest.FixtureRequest, kind: str, clock: Clock
 ) -> None:
     from conftest import make_token
 
-    shared = RedisStore.from_url(redis_server.url, prefix=f"t-{uuid.uuid4().hex}:")
+    shared = redis_store(request, kind)
     calls: list[str] = []
     # Two middleware instances with their own in-process single flight: two "workers".
     workers = [_external_app(shared, clock, calls), _external_app(shared, clock, calls)]

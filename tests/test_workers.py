@@ -1,5 +1,6 @@
-"""The example app under a real ``uvicorn --workers 2`` sharing a real redis-server:
-exactly-once refresh across processes, reuse detection, and a Redis outage mid-run."""
+"""The example app under a real ``uvicorn --workers 2`` sharing a real redis-server (and a
+real 3-primary Redis Cluster): exactly-once refresh across processes, reuse detection, and
+a Redis outage mid-run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import anyio
 import httpx2
 import pytest
 
-from servers import CookieKeeper, RedisServer, run_example_app
+from servers import CookieKeeper, RedisClusterServers, RedisServer, run_example_app
 
 pytestmark = pytest.mark.realserver
 
@@ -21,7 +22,7 @@ SECRET = "workers-test-secret-0123456789abcdef0123"
 AUTH_COOKIES = {"_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf"}
 
 
-def _env(redis: RedisServer) -> dict[str, str]:
+def _env(redis: RedisServer | RedisClusterServers) -> dict[str, str]:
     return {
         "AUTHKIT_SECRET": SECRET,
         "AUTHKIT_ACCESS_TTL": str(ACCESS_TTL),
@@ -30,26 +31,42 @@ def _env(redis: RedisServer) -> dict[str, str]:
     }
 
 
+def _server_logs(tmp_path: Path) -> str:
+    return "\n".join(p.read_text(errors="replace")[-4000:] for p in tmp_path.glob("uvicorn-*.log"))
+
+
 def _login(client: httpx2.Client, cookies: CookieKeeper) -> None:
     response = client.post("/login", data={"username": "demo", "password": "demo"})
     assert response.status_code == 303, response.text
     cookies.update(response)
 
 
-async def _storm_on_both_workers(
-    base_url: str, cookies: CookieKeeper, n: int
-) -> tuple[list[httpx2.Response], dict[str, str]]:
-    """``n`` concurrent requests with the same expired access token, on keep-alive
-    connections known to be held by both workers; returns the responses and the (stale)
-    request headers.
+async def _sign_in(base_url: str) -> CookieKeeper:
+    cookies = CookieKeeper()
+    async with httpx2.AsyncClient(base_url=base_url, timeout=10.0) as client:
+        response = await client.post("/login", data={"username": "demo", "password": "demo"})
+    assert response.status_code == 303, response.text
+    cookies.update(response)
+    return cookies
 
-    Connections are opened first, one at a time, while the token is still valid (the
-    example refreshes only once it has expired: interval min(10, ttl // 3) = 0), and each
-    is asked which worker holds it: a burst of new connections would be accepted by
-    whichever worker wakes first (asyncio accepts a whole backlog at once), so both workers
-    are only certain to take part this way. Then the token expires, and the storm runs.
+
+async def _storm_on_both_workers(
+    base_url: str, n: int
+) -> tuple[list[httpx2.Response], CookieKeeper, dict[str, str], dict[str, str]]:
+    """``n`` concurrent requests with the same expired access token, on keep-alive
+    connections known to be held by both workers; returns the responses, the session's
+    cookies before the storm and the (stale) request headers.
+
+    Connections are opened first, one at a time, and each is asked which worker holds it:
+    a burst of new connections would be accepted by whichever worker wakes first (asyncio
+    accepts a whole backlog at once), so both workers are only certain to take part this
+    way. A scout session asks, following its own refreshes as a browser does: on a busy
+    machine this can outlast the 2 s access token, and a session whose refresh token was
+    rotated in the meantime would meet the storm as a reused token. Then the storm's own
+    session signs in, its access token expires (the example refreshes only then: interval
+    min(10, ttl // 3) = 0), and the storm runs.
     """
-    fresh = cookies.headers()
+    scout = await _sign_in(base_url)
     by_worker: dict[int, list[httpx2.AsyncClient]] = {}
     clients: list[httpx2.AsyncClient] = []
     try:
@@ -60,12 +77,16 @@ async def _storm_on_both_workers(
                 base_url=base_url, timeout=20.0, limits=httpx2.Limits(max_connections=1)
             )
             clients.append(client)
-            response = await client.get("/api/me", headers=fresh)
+            response = await client.get("/api/me", headers=scout.headers())
+            client.cookies.clear()
             assert response.status_code == 200, response.text
+            scout.update(response)
             by_worker.setdefault(response.json()["worker"], []).append(client)
         assert len(by_worker) == 2, f"only worker {set(by_worker)} accepted connections"
         # Alternating between the workers.
         chosen = [c for pair in zip_longest(*by_worker.values()) for c in pair if c is not None][:n]
+        cookies = await _sign_in(base_url)
+        before = cookies.values()
         await anyio.sleep(ACCESS_TTL + 0.5)  # the access token expires (the keeper drops it)
         stale = cookies.headers()
         responses: list[httpx2.Response] = []
@@ -76,23 +97,25 @@ async def _storm_on_both_workers(
         async with anyio.create_task_group() as tg:
             for client in chosen:
                 tg.start_soon(one, client)
-        return responses, stale
+        return responses, cookies, before, stale
     finally:
         for client in clients:
             await client.aclose()
 
 
-def test_two_workers_refresh_exactly_once(tmp_path: Path, own_redis: RedisServer) -> None:
+@pytest.mark.parametrize("deployment", ["own_redis", "redis_cluster"])
+def test_two_workers_refresh_exactly_once(
+    tmp_path: Path, request: pytest.FixtureRequest, deployment: str
+) -> None:
+    redis: RedisServer | RedisClusterServers = request.getfixturevalue(deployment)
     with (
-        run_example_app(tmp_path, _env(own_redis), workers=2) as base_url,
+        run_example_app(tmp_path, _env(redis), workers=2) as base_url,
         httpx2.Client(base_url=base_url, timeout=10.0) as client,
     ):
-        cookies = CookieKeeper()
-        _login(client, cookies)
-        before = cookies.values()
-        responses, stale = anyio.run(_storm_on_both_workers, base_url, cookies, 40)
+        responses, cookies, before, stale = anyio.run(_storm_on_both_workers, base_url, 40)
 
-        assert [r.status_code for r in responses] == [200] * 40
+        codes = [r.status_code for r in responses]
+        assert codes == [200] * 40, (codes, responses[0].text, _server_logs(tmp_path))
         workers = {r.json()["worker"] for r in responses}
         assert len(workers) == 2, f"expected both workers to answer, got {workers}"
         refresh_cookies = set()

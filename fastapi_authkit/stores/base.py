@@ -71,19 +71,25 @@ class SessionStore(Protocol):
         self,
         token_id: str,
         *,
+        family_id: str | None,
         now: float,
         grace: float,
         idle_ttl: float,
         successor_id: str | None,
         sealed: bytes | None,
     ) -> RotateOutcome:
-        """Atomically rotate ``token_id`` to ``successor_id`` (see :class:`RotateOutcome`)."""
+        """Atomically rotate ``token_id`` to ``successor_id`` (see :class:`RotateOutcome`).
+
+        ``family_id`` is the family the presented token names (its slot in a cluster), or
+        None for a token that names none (one issued by an earlier version); the successor
+        belongs to the same family."""
 
     async def family_active(self, family_id: str, now: float) -> bool:
         """Whether the family exists, is not revoked and is within its absolute lifetime."""
 
-    async def revoke_token_family(self, token_id: str) -> str | None:
-        """Revoke the family that ``token_id`` belongs to; returns its id if known."""
+    async def revoke_token_family(self, token_id: str, *, family_id: str | None) -> str | None:
+        """Revoke the family that ``token_id`` belongs to; returns its id if the token is
+        known. ``family_id`` as for :meth:`rotate`."""
 
     async def revoke_subject(self, subject: str) -> int:
         """Revoke every family of ``subject``; returns how many were active."""

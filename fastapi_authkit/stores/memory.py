@@ -86,13 +86,14 @@ class MemoryStore:
         self,
         token_id: str,
         *,
+        family_id: str | None,
         now: float,
         grace: float,
         idle_ttl: float,
         successor_id: str | None,
         sealed: bytes | None,
     ) -> RotateOutcome:
-        record = self._tokens.get(token_id)
+        record = self._record(token_id, family_id)
         if record is None or record.expires <= now:
             return RotateOutcome("unknown")
         family = self._families.get(record.family_id)
@@ -123,8 +124,15 @@ class MemoryStore:
         family = self._families.get(family_id)
         return family is not None and not family.revoked and now < family.absolute_expires
 
-    async def revoke_token_family(self, token_id: str) -> str | None:
+    def _record(self, token_id: str, family_id: str | None) -> _Token | None:
+        # As in Redis, where a token is looked up under the family it names.
         record = self._tokens.get(token_id)
+        if record is not None and family_id is not None and record.family_id != family_id:
+            return None
+        return record
+
+    async def revoke_token_family(self, token_id: str, *, family_id: str | None) -> str | None:
+        record = self._record(token_id, family_id)
         if record is None:
             return None
         family = self._families.get(record.family_id)

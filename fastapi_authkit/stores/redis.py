@@ -1,48 +1,59 @@
-"""Shared state in Redis, for several workers or machines.
+"""Shared state in Redis, for several workers or machines: one server, a primary managed by
+Sentinel, or a Redis Cluster.
 
 Install with ``pip install 'fastapi-authkit[redis]'``.
 
 Every decision is one Lua script, so it is atomic in Redis: two workers rotating the same
-refresh token at once see one ``rotated`` and one ``replay``, never two successors. Times
-are passed in by the caller (the store's injected clock); Redis key expiry is only a
-backstop that cleans up after them.
+refresh token at once see one ``rotated`` and one ``replay``, never two successors. Every
+key a script touches is passed in KEYS and all of them are in one slot (the session
+family's; see :mod:`~fastapi_authkit.stores.redis_keys`), so the scripts run unchanged on a
+cluster. Times are passed in by the caller (the store's injected clock); Redis key expiry
+is only a backstop that cleans up after them.
 
-Keys (``prefix`` defaults to ``authkit:``)::
+Replication is asynchronous: a write the primary acknowledged can be lost when it dies and
+a replica is promoted. With ``wait_replicas=N`` every rotation, revocation and new session
+is followed by ``WAIT N`` on the connection that wrote it; if fewer replicas confirm within
+``wait_timeout``, the request gets :class:`~fastapi_authkit.errors.ReplicaConfirmationError`
+(a store outage: 503, nothing cleared) and a rotation is undone, rather than a successor
+being handed out that a failover may take back.
 
-    {prefix}rt:{token id}   hash  fam, exp, rat (rotated at), succ, sealed
-    {prefix}fam:{family}    hash  sub, abs (absolute expiry), cur (current token id), rev
-    {prefix}sub:{subject}   set   family ids, for "sign out everywhere"
-    {prefix}fl:{flight}     hash  v (P:<owner> or the sealed result), x (expires at)
-    {prefix}fla:{alias}     str   the flight key a successor's result is stored under
-
-Any Redis error (down, slow past ``socket_timeout``) becomes
+Any Redis error (down, slow past the client's ``socket_timeout``) becomes
 :class:`~fastapi_authkit.errors.StoreUnavailableError`, on which the kit fails closed.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Awaitable
 from typing import Any, Final, TypeVar, cast
 
-from ..errors import ConfigurationError, StoreUnavailableError
+from ..errors import ConfigurationError, ReplicaConfirmationError, StoreUnavailableError
 from .base import FlightState, RotateOutcome, RotateStatus
+from .redis_keys import KeyLayout
 
 try:
     from redis.asyncio import Redis
-    from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError
-    from redis.retry import Retry
+    from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.sentinel import Sentinel
+    from redis.commands.core import AsyncScript
+    from redis.exceptions import RedisClusterException, RedisError
+
+    from .redis_topology import Command, Topology
+    from .redis_urls import client_from_url
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("RedisStore needs redis-py: pip install 'fastapi-authkit[redis]'") from exc
 
 __all__ = ["RedisStore"]
+
+logger = logging.getLogger("fastapi_authkit")
 
 T = TypeVar("T")
 
 # Real-time slack on every backstop expiry, beyond the logical expiry it protects.
 _BACKSTOP_MS: Final = 60_000
 
+# KEYS: family, token. A new family and its first refresh token.
 _CREATE: Final = """
 local now = tonumber(ARGV[3])
 local abs = now + tonumber(ARGV[5])
@@ -51,65 +62,74 @@ redis.call('HSET', KEYS[1], 'sub', ARGV[2], 'abs', tostring(abs), 'cur', ARGV[1]
 redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[5]) * 1000) + tonumber(ARGV[6]))
 redis.call('HSET', KEYS[2], 'fam', ARGV[7], 'exp', tostring(exp))
 redis.call('PEXPIRE', KEYS[2], math.ceil((exp - now) * 1000) + tonumber(ARGV[6]))
-redis.call('SADD', KEYS[3], ARGV[7])
-local ttl = redis.call('PTTL', KEYS[3])
-local want = math.ceil(tonumber(ARGV[5]) * 1000) + tonumber(ARGV[6])
-if ttl < want then redis.call('PEXPIRE', KEYS[3], want) end
 return 1
 """
 
+# KEYS: subject. Remembers a family for "sign out everywhere" as long as it may live.
+_ADD_TO_SUBJECT: Final = """
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+# KEYS: token, family[, successor]. ARGV[7] = '1' (replicas are waited for): a replay also
+# writes, so that the WAIT behind it covers the rotation it repeats.
 _ROTATE: Final = """
-local p, now = ARGV[1], tonumber(ARGV[2])
-local grace, idle, backstop = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[7])
+local now = tonumber(ARGV[1])
+local grace, idle, backstop = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[6])
 local r = redis.call('HMGET', KEYS[1], 'fam', 'exp', 'rat', 'succ', 'sealed')
 if not r[1] or tonumber(r[2]) <= now then return {'unknown'} end
-local famkey = p .. 'fam:' .. r[1]
-local f = redis.call('HMGET', famkey, 'sub', 'abs', 'cur', 'rev')
+local f = redis.call('HMGET', KEYS[2], 'sub', 'abs', 'cur', 'rev')
 if not f[1] then return {'unknown'} end
 if f[4] == '1' then return {'revoked', r[1], f[1]} end
 if now >= tonumber(f[2]) then
-  redis.call('HSET', famkey, 'rev', '1')
+  redis.call('HSET', KEYS[2], 'rev', '1')
   return {'expired', r[1], f[1]}
 end
 if not r[3] then
-  if ARGV[5] == '' then return {'active', r[1], f[1]} end
+  if ARGV[4] == '' then return {'active', r[1], f[1]} end
   local keep = math.max(tonumber(r[2]), now + grace)
-  redis.call('HSET', KEYS[1], 'rat', ARGV[2], 'succ', ARGV[5], 'sealed', ARGV[6],
+  redis.call('HSET', KEYS[1], 'rat', ARGV[1], 'succ', ARGV[4], 'sealed', ARGV[5],
              'exp', tostring(keep))
   redis.call('PEXPIRE', KEYS[1], math.ceil((keep - now) * 1000) + backstop)
   local newexp = math.min(now + idle, tonumber(f[2]))
-  local newkey = p .. 'rt:' .. ARGV[5]
-  redis.call('HSET', newkey, 'fam', r[1], 'exp', tostring(newexp))
-  redis.call('PEXPIRE', newkey, math.ceil((newexp - now) * 1000) + backstop)
-  redis.call('HSET', famkey, 'cur', ARGV[5])
+  redis.call('HSET', KEYS[3], 'fam', r[1], 'exp', tostring(newexp))
+  redis.call('PEXPIRE', KEYS[3], math.ceil((newexp - now) * 1000) + backstop)
+  redis.call('HSET', KEYS[2], 'cur', ARGV[4])
   return {'rotated', r[1], f[1]}
 end
 if now - tonumber(r[3]) <= grace and f[3] == r[4] then
+  if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'rep', ARGV[1]) end
   return {'replay', r[1], f[1], r[5]}
 end
-redis.call('HSET', famkey, 'rev', '1')
+redis.call('HSET', KEYS[2], 'rev', '1')
 return {'reuse', r[1], f[1]}
 """
 
-_REVOKE_FAMILY_OF: Final = """
-local fam = redis.call('HGET', KEYS[1], 'fam')
-if not fam then return false end
-local famkey = ARGV[1] .. 'fam:' .. fam
-if redis.call('EXISTS', famkey) == 1 then redis.call('HSET', famkey, 'rev', '1') end
-return fam
+# KEYS: token, family, successor. Undoes a rotation the replicas did not confirm, unless
+# the family has moved on since.
+_UNROTATE: Final = """
+if redis.call('HGET', KEYS[1], 'succ') ~= ARGV[2] then return 0 end
+if redis.call('HGET', KEYS[2], 'cur') ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], 'rat', 'succ', 'sealed')
+redis.call('DEL', KEYS[3])
+redis.call('HSET', KEYS[2], 'cur', ARGV[1])
+return 1
 """
 
-_REVOKE_SUBJECT: Final = """
-local n = 0
-for _, fam in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local famkey = ARGV[1] .. 'fam:' .. fam
-  local rev = redis.call('HGET', famkey, 'rev')
-  if rev == '0' then
-    redis.call('HSET', famkey, 'rev', '1')
-    n = n + 1
-  end
+# KEYS: family[, token: only if this refresh token exists]. ARGV: confirm, family id.
+# 1 revoked now, 0 already, -1 no such family, -2 no such token. ARGV[1] = '1': an earlier
+# revocation is written again, so that the WAIT behind it covers it.
+_REVOKE: Final = """
+if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
+local rev = redis.call('HGET', KEYS[1], 'rev')
+if not rev then return -1 end
+if rev == '0' then
+  redis.call('HSET', KEYS[1], 'rev', '1')
+  return 1
 end
-return n
+if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'rev', '1') end
+return 0
 """
 
 _FLIGHT_CLAIM: Final = """
@@ -126,7 +146,6 @@ _FLIGHT_FINISH: Final = """
 if redis.call('HGET', KEYS[1], 'v') ~= 'P:' .. ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'x', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if ARGV[5] == '1' then redis.call('SET', KEYS[2], KEYS[1], 'PX', ARGV[4]) end
 return 1
 """
 
@@ -135,12 +154,15 @@ if redis.call('HGET', KEYS[1], 'v') == 'P:' .. ARGV[1] then redis.call('DEL', KE
 return 1
 """
 
-_FLIGHT_FORGET: Final = """
-local key = redis.call('GET', KEYS[1])
-if key then redis.call('DEL', key) end
-redis.call('DEL', KEYS[1])
+# A published result only: a claim still pending belongs to a refresh in progress.
+_FLIGHT_DROP: Final = """
+local v = redis.call('HGET', KEYS[1], 'v')
+if v and string.sub(v, 1, 2) ~= 'P:' then redis.call('DEL', KEYS[1]) end
 return 1
 """
+
+# The outcomes that hand out or take away a session: with wait_replicas, confirmed.
+_CONFIRMED: Final = frozenset({"rotated", "replay", "expired", "reuse"})
 
 
 def _ms(seconds: float) -> int:
@@ -152,39 +174,131 @@ def _text(value: Any) -> str | None:
 
 
 class RedisStore:
-    """:class:`~fastapi_authkit.stores.base.SessionStore` on redis-py's ``redis.asyncio``."""
+    """:class:`~fastapi_authkit.stores.base.SessionStore` on redis-py's ``redis.asyncio``.
 
-    def __init__(self, client: Redis, *, prefix: str = "authkit:") -> None:
-        if not isinstance(prefix, str) or not prefix:
-            raise ConfigurationError("RedisStore prefix must be a non-empty string")
+    ``client``: a ``redis.asyncio.Redis`` (one server, or ``Sentinel(...).master_for(name)``,
+    which follows a failover) or a ``redis.asyncio.cluster.RedisCluster``. Give it a
+    ``socket_timeout``: it bounds every call, so a slow Redis becomes a fast 503.
+    ``prefix`` starts every key. ``wait_replicas``: after each rotation, revocation and
+    new session, wait for this many replicas to confirm the write (``WAIT``), at most
+    ``wait_timeout`` seconds (default: half the client's ``socket_timeout``, and it must be
+    shorter than that).
+    """
+
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        *,
+        prefix: str = "authkit:",
+        wait_replicas: int = 0,
+        wait_timeout: float | None = None,
+    ) -> None:
+        self._topology = Topology(client)
+        self._keys = KeyLayout(prefix)
         self._redis = client
-        self._p = prefix
+        self._sentinel: Sentinel | None = None
+        # Tokens of the earlier layout exist only where that layout could be written:
+        # one server, or a cluster whose prefix pins one slot.
+        self._legacy = self._topology.kind != "cluster" or self._keys.one_slot
+        self._wait, self._wait_timeout = self._check_wait(wait_replicas, wait_timeout)
+        self._wait_ms = math.ceil(self._wait_timeout * 1000)
+        self._flag = "1" if self._wait else "0"
         self._create = client.register_script(_CREATE)
+        self._add_to_subject = client.register_script(_ADD_TO_SUBJECT)
         self._rotate = client.register_script(_ROTATE)
-        self._revoke_token_family = client.register_script(_REVOKE_FAMILY_OF)
-        self._revoke_subject = client.register_script(_REVOKE_SUBJECT)
+        self._unrotate = client.register_script(_UNROTATE)
+        self._revoke = client.register_script(_REVOKE)
         self._claim = client.register_script(_FLIGHT_CLAIM)
         self._finish = client.register_script(_FLIGHT_FINISH)
         self._release = client.register_script(_FLIGHT_RELEASE)
-        self._forget = client.register_script(_FLIGHT_FORGET)
+        self._drop = client.register_script(_FLIGHT_DROP)
+
+    def _check_wait(self, replicas: object, timeout: object) -> tuple[int, float]:
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+            raise ConfigurationError(f"wait_replicas must be an int >= 0, got {replicas!r}")
+        socket_timeout = self._topology.socket_timeout()
+        if timeout is None:
+            timeout = socket_timeout / 2 if socket_timeout else 0.25
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout < math.inf
+        ):
+            raise ConfigurationError(f"wait_timeout must be a positive number, got {timeout!r}")
+        if replicas and socket_timeout is not None and timeout >= socket_timeout:
+            # WAIT answers only after its timeout; the read would give up first.
+            raise ConfigurationError(
+                f"wait_timeout ({timeout}s) must be shorter than the client's "
+                f"socket_timeout ({socket_timeout}s)"
+            )
+        return replicas, float(timeout)
+
+    @property
+    def topology(self) -> Topology:
+        """The deployment behind the client: its kind and its primaries."""
+        return self._topology
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "authkit:", timeout: float = 0.5) -> RedisStore:
-        """Connect lazily to ``url``. ``timeout`` bounds each Redis call (connect and
-        read); one retry, no backoff: a slow Redis must turn into a fast 503."""
-        client = Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1),
-        )
-        return cls(client, prefix=prefix)
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "authkit:",
+        timeout: float = 0.5,
+        wait_replicas: int = 0,
+        wait_timeout: float | None = None,
+    ) -> RedisStore:
+        """Connect lazily to ``url``: ``redis://`` / ``rediss://`` / ``unix://`` (one
+        server), ``redis+cluster://host:port[,host:port...]`` (a cluster, from any of its
+        nodes), ``redis+sentinel://host[:port][,host[:port]...]/service[/db]`` (the
+        primary the Sentinels name ``service``); see
+        :mod:`~fastapi_authkit.stores.redis_urls`. ``timeout`` bounds each Redis call
+        (connect and read); one retry, no backoff: a slow Redis must turn into a fast
+        503. The other options are the constructor's."""
+        seconds = timeout
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+            raise ConfigurationError(f"timeout must be a positive number, got {timeout!r}")
+        client, sentinel = client_from_url(url, timeout=float(seconds))
+        store = cls(client, prefix=prefix, wait_replicas=wait_replicas, wait_timeout=wait_timeout)
+        store._sentinel = sentinel
+        return store
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
         try:
             return await awaitable
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
+            # RedisClusterException (no node for a slot, cluster not ready) is not a
+            # RedisError, but it is the same outage.
             raise StoreUnavailableError(f"Redis unavailable: {exc}") from exc
+
+    def _eval(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Command:
+        return Command(("EVAL", script.script, len(keys), *keys, *args), keys[0])
+
+    async def _run(self, commands: list[Command], *, confirm: bool) -> tuple[list[Any], int]:
+        wait = self._wait if confirm else 0
+        return await self._call(
+            self._topology.run(commands, wait_replicas=wait, wait_ms=self._wait_ms)
+        )
+
+    async def _script(
+        self, script: AsyncScript, keys: list[str], args: list[Any]
+    ) -> tuple[Any, int]:
+        """One script; with ``wait_replicas``, pipelined with its WAIT. Returns the reply
+        and how many replicas confirmed."""
+        if not self._wait:
+            return await self._call(script(keys=keys, args=args)), 0
+        (reply,), acked = await self._run([self._eval(script, keys, args)], confirm=True)
+        return reply, acked
+
+    def _unconfirmed(self, operation: str, acked: int) -> ReplicaConfirmationError:
+        return ReplicaConfirmationError(operation, self._wait, acked, self._wait_timeout)
+
+    async def _legacy_family(self, token_id: str) -> str | None:
+        """The family of a refresh token written by the earlier layout, if there is one."""
+        if not self._legacy:
+            return None
+        found = await self._call(self._redis.hget(self._keys.legacy_token(token_id), "fam"))
+        return _text(found)
 
     async def create_family(
         self,
@@ -196,9 +310,11 @@ class RedisStore:
         idle_ttl: float,
         absolute_ttl: float,
     ) -> None:
-        p = self._p
-        keys = [f"{p}fam:{family_id}", f"{p}rt:{token_id}", f"{p}sub:{subject}"]
-        args: list[str | int] = [
+        k = self._keys
+        # Two slots, one pipeline per node. Listed under the subject first: a family that
+        # "sign out everywhere" could miss must never get a token (an error in either
+        # write fails the sign-in, so no token is handed out).
+        args: list[Any] = [
             token_id,
             subject,
             repr(now),
@@ -207,60 +323,116 @@ class RedisStore:
             _BACKSTOP_MS,
             family_id,
         ]
-        await self._call(self._create(keys=keys, args=args))
+        commands = [
+            self._eval(self._add_to_subject, [k.subject(subject)], [family_id, _ms(absolute_ttl)]),
+            self._eval(self._create, [k.family(family_id), k.token(family_id, token_id)], args),
+        ]
+        _, acked = await self._run(commands, confirm=True)
+        if acked < self._wait:
+            raise self._unconfirmed("sign-in", acked)
 
     async def rotate(
         self,
         token_id: str,
         *,
+        family_id: str | None,
         now: float,
         grace: float,
         idle_ttl: float,
         successor_id: str | None,
         sealed: bytes | None,
     ) -> RotateOutcome:
-        reply = await self._call(
-            self._rotate(
-                keys=[f"{self._p}rt:{token_id}"],
-                args=[
-                    self._p,
-                    repr(now),
-                    repr(grace),
-                    repr(idle_ttl),
-                    successor_id or "",
-                    sealed or b"",
-                    _BACKSTOP_MS,
-                ],
-            )
-        )
+        k = self._keys
+        if family_id is None:
+            family_id = await self._legacy_family(token_id)
+            if family_id is None:
+                return RotateOutcome("unknown")
+            token_key = k.legacy_token(token_id)
+        else:
+            token_key = k.token(family_id, token_id)
+        keys = [token_key, k.family(family_id)]
+        if successor_id:
+            keys.append(k.token(family_id, successor_id))
+        args: list[Any] = [
+            repr(now),
+            repr(grace),
+            repr(idle_ttl),
+            successor_id or "",
+            sealed or b"",
+            _BACKSTOP_MS,
+            self._flag,
+        ]
+        reply, acked = await self._script(self._rotate, keys, args)
         status = cast(RotateStatus, _text(reply[0]))
+        if status in _CONFIRMED and acked < self._wait:
+            error = self._unconfirmed(f"refresh ({status})", acked)
+            if status == "rotated" and successor_id:
+                await self._undo_rotation(keys, token_id, successor_id, error)
+            raise error
         family = _text(reply[1]) if len(reply) > 1 else None
         subject = _text(reply[2]) if len(reply) > 2 else None
         blob = reply[3] if len(reply) > 3 else None
         return RotateOutcome(status, family, subject, blob)
 
+    async def _undo_rotation(
+        self, keys: list[str], token_id: str, successor_id: str, error: Exception
+    ) -> None:
+        # The successor was never handed out (this request gets a 503, and concurrent
+        # requests with the same token wait on this one's refresh flight), so the presented
+        # token becomes current again and a retry rotates it anew. Without the undo the
+        # retry would find the token rotated out, and after the grace window take it for
+        # theft. If the primary is gone, whatever reached the replica stands.
+        try:
+            await self._call(self._unrotate(keys=keys, args=[token_id, successor_id]))
+        except StoreUnavailableError as exc:
+            logger.error("unconfirmed rotation could not be undone (%s): %s", error, exc)
+
     async def family_active(self, family_id: str, now: float) -> bool:
         rev, absolute = await self._call(
-            self._redis.hmget(f"{self._p}fam:{family_id}", "rev", "abs")
+            self._redis.hmget(self._keys.family(family_id), "rev", "abs")
         )
         return rev == b"0" and absolute is not None and now < float(absolute)
 
-    async def revoke_token_family(self, token_id: str) -> str | None:
-        reply = await self._call(
-            self._revoke_token_family(keys=[f"{self._p}rt:{token_id}"], args=[self._p])
+    async def revoke_token_family(self, token_id: str, *, family_id: str | None) -> str | None:
+        k = self._keys
+        if family_id is None:
+            family_id = await self._legacy_family(token_id)
+            if family_id is None:
+                return None
+            token_key = k.legacy_token(token_id)
+        else:
+            token_key = k.token(family_id, token_id)
+        reply, acked = await self._script(
+            self._revoke, [k.family(family_id), token_key], [self._flag, family_id]
         )
-        return _text(reply)
+        if reply == -2:
+            return None
+        if acked < self._wait:
+            raise self._unconfirmed("sign-out", acked)
+        return family_id
 
     async def revoke_subject(self, subject: str) -> int:
-        reply = await self._call(
-            self._revoke_subject(keys=[f"{self._p}sub:{subject}"], args=[self._p])
-        )
-        return int(reply)
+        k = self._keys
+        members = await self._call(self._redis.smembers(k.subject(subject)))
+        families = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+        if not families:
+            return 0
+        # The families live in many slots: each is revoked in its own (one pipeline per
+        # node). A session started meanwhile may or may not be included, as if it had
+        # started just before or just after.
+        commands = [self._eval(self._revoke, [k.family(f)], [self._flag, f]) for f in families]
+        replies, acked = await self._run(commands, confirm=True)
+        if acked < self._wait:
+            raise self._unconfirmed("sign-out everywhere", acked)
+        gone = [f for f, reply in zip(families, replies, strict=True) if reply == -1]
+        if gone:  # expired families: nothing left to revoke, so forget them
+            await self._call(self._redis.srem(k.subject(subject), *gone))
+        return sum(1 for reply in replies if reply == 1)
 
     async def flight_claim(self, key: str, owner: str, *, now: float, lease: float) -> FlightState:
         reply = await self._call(
             self._claim(
-                keys=[f"{self._p}fl:{key}"], args=[owner, repr(now), repr(lease), _ms(lease)]
+                keys=[self._keys.flight(key)], args=[owner, repr(now), repr(lease), _ms(lease)]
             )
         )
         if reply is None:
@@ -272,19 +444,32 @@ class RedisStore:
     async def flight_finish(
         self, key: str, owner: str, value: bytes, *, now: float, ttl: float, alias: str | None
     ) -> None:
-        alias_key = f"{self._p}fla:{alias}" if alias else f"{self._p}fla:-"
-        await self._call(
-            self._finish(
-                keys=[f"{self._p}fl:{key}", alias_key],
-                args=[owner, value, repr(now + ttl), _ms(ttl), "1" if alias else "0"],
-            )
-        )
+        flight_key = self._keys.flight(key)
+        args: list[Any] = [owner, value, repr(now + ttl), _ms(ttl)]
+        if alias is None:
+            await self._call(self._finish(keys=[flight_key], args=args))
+            return
+        # The alias is in another slot, so it is its own command, sent first: a sign-out
+        # that finds it drops the result whenever that is published (see flight_forget).
+        alias_key = self._keys.alias(alias)
+        link = Command(("SET", alias_key, flight_key, "PX", _ms(ttl)), alias_key)
+        await self._run([link, self._eval(self._finish, [flight_key], args)], confirm=False)
 
     async def flight_release(self, key: str, owner: str) -> None:
-        await self._call(self._release(keys=[f"{self._p}fl:{key}"], args=[owner]))
+        await self._call(self._release(keys=[self._keys.flight(key)], args=[owner]))
 
     async def flight_forget(self, alias: str) -> None:
-        await self._call(self._forget(keys=[f"{self._p}fla:{alias}"], args=[]))
+        alias_key = self._keys.alias(alias)
+        found = _text(await self._call(self._redis.get(alias_key)))
+        if found is None:
+            return
+        commands = [Command(("DEL", alias_key), alias_key)]
+        # Only a flight key of this store's (the value is data read back from Redis).
+        if found.startswith(self._keys.flight("")):
+            commands.append(self._eval(self._drop, [found], []))
+        await self._run(commands, confirm=False)
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        await self._topology.aclose()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()

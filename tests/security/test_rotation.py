@@ -13,7 +13,6 @@ memory-store counterpart: an in-process dict cannot be unreachable.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -40,7 +39,7 @@ from .helpers import (
     set_cookies,
 )
 from apps import issuer_app
-from conftest import SECRET_KEY, Clock
+from conftest import SECRET_KEY, Clock, redis_store
 from servers import RedisServer
 
 
@@ -74,14 +73,13 @@ def two_workers(first: FastAPI, second: FastAPI) -> Any:
     return app
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def backend(request: pytest.FixtureRequest) -> Iterator[SessionStore]:
     if request.param == "memory":
         yield MemoryStore()
     else:
-        server = request.getfixturevalue("redis_server")
         # Connections open lazily inside the client's event loop; the app's shutdown closes.
-        yield RedisStore.from_url(server.url, prefix=f"sec-{uuid.uuid4().hex}:")
+        yield redis_store(request, request.param, "sec")
 
 
 def open_client(app: FastAPI) -> SafeClient:

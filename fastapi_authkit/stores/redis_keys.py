@@ -1,0 +1,82 @@
+"""The Redis key layout: which keys a session family uses, and why they share one slot.
+
+Redis Cluster stores a key in the slot of its *hash tag* (the text between the first ``{``
+and the next ``}``, when not empty) or, without one, of the whole key; a script may only
+touch keys of one slot, all of them passed in KEYS. So every key of one session family is
+placed in the slot of its family key: the family key has no tag (it hashes as a whole) and
+each refresh-token key carries the family key as its tag. The family id itself travels
+inside the refresh token (``<family id>.<secret>``), so the presented token alone names
+both keys, and different families spread over every slot of the cluster::
+
+    <prefix>fam:<family>                      hash  sub, abs (absolute expiry), cur, rev
+    <prefix>rt:{<prefix>fam:<family>}:<id>    hash  fam, exp, rat (rotated at), succ, sealed
+    <prefix>sub:<subject>                     set   family ids, for "sign out everywhere"
+    <prefix>fl:<flight>                       hash  v (P:<owner> or the result), x (expiry)
+    <prefix>fla:<alias>                       str   the flight key a successor's result is under
+
+A subject's families live in many slots, so "sign out everywhere" reads the subject's set
+and then revokes each family in its own slot; a flight and its alias are two slots, written
+by two commands. Both are single-key steps that need no cross-slot atomicity (see
+``RedisStore``).
+
+The layout of earlier versions differs only in the token key, ``<prefix>rt:<id>`` (no tag,
+no family in the token): the family, subject and flight keys are the same, so sessions
+written by it keep working; its token records are read (never written) by ``RedisStore``.
+
+A prefix that carries a hash tag of its own (``{authkit}:``) puts every key in that one
+slot: correct, but nothing shards.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ..errors import ConfigurationError
+
+__all__ = ["KeyLayout"]
+
+_BRACES: Final = frozenset("{}")
+
+
+def _has_hash_tag(text: str) -> bool:
+    start = text.find("{")
+    return start >= 0 and text.find("}", start + 1) > start + 1
+
+
+class KeyLayout:
+    """Key names under one prefix (see the module docstring)."""
+
+    __slots__ = ("one_slot", "prefix")
+
+    def __init__(self, prefix: str) -> None:
+        if not isinstance(prefix, str) or not prefix:
+            raise ConfigurationError("RedisStore prefix must be a non-empty string")
+        # A complete tag decides the slot of every key under the prefix. A stray brace
+        # would instead combine with the family tag of token keys into a tag of its own,
+        # sending a family's keys to different slots.
+        self.one_slot = _has_hash_tag(prefix)
+        if not self.one_slot and _BRACES & set(prefix):
+            raise ConfigurationError(
+                f"RedisStore prefix {prefix!r} has a '{{' or '}}' that is not a complete "
+                "hash tag; use a prefix without braces (keys then spread over the cluster)"
+            )
+        self.prefix = prefix
+
+    def family(self, family_id: str) -> str:
+        return f"{self.prefix}fam:{family_id}"
+
+    def token(self, family_id: str, token_id: str) -> str:
+        return f"{self.prefix}rt:{{{self.prefix}fam:{family_id}}}:{token_id}"
+
+    def legacy_token(self, token_id: str) -> str:
+        """Where earlier versions kept a refresh token's record."""
+        return f"{self.prefix}rt:{token_id}"
+
+    def subject(self, subject: str) -> str:
+        return f"{self.prefix}sub:{subject}"
+
+    def flight(self, key: str) -> str:
+        return f"{self.prefix}fl:{key}"
+
+    def alias(self, alias: str) -> str:
+        return f"{self.prefix}fla:{alias}"

@@ -1,0 +1,156 @@
+"""Which kind of Redis deployment a client talks to, and what differs between the kinds.
+
+* ``single``: one server, a ``redis.asyncio.Redis``.
+* ``sentinel``: the ``Redis`` that ``Sentinel(...).master_for(name)`` returns. It asks
+  Sentinel for the current primary whenever it connects, so after a failover it reaches
+  the promoted replica; to the store it is one server.
+* ``cluster``: a ``redis.asyncio.cluster.RedisCluster``, which sends each command to the
+  primary that holds its key's slot.
+
+The store issues single-key-slot commands through the client as usual. What needs to know
+the kind lives here: sending a batch of commands as one pipeline per node, optionally with
+``WAIT`` behind each node's part, and listing the primaries (one per shard), for anything
+that has to reach all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import SentinelConnectionPool
+from redis.exceptions import AskError, MovedError, SlotNotCoveredError
+
+from ..errors import ConfigurationError
+
+__all__ = ["Command", "Kind", "Topology"]
+
+Kind = Literal["single", "sentinel", "cluster"]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One command of a batch, and a key it touches (its slot decides its node)."""
+
+    args: tuple[Any, ...]
+    key: str
+
+
+class Topology:
+    """The client, its kind, and the operations that differ by kind."""
+
+    __slots__ = ("_node_clients", "client", "kind")
+
+    def __init__(self, client: object) -> None:
+        if isinstance(client, RedisCluster):
+            self.kind: Kind = "cluster"
+        elif isinstance(client, Redis):
+            pool = client.connection_pool
+            if isinstance(pool, SentinelConnectionPool) and not pool.is_master:
+                raise ConfigurationError(
+                    "RedisStore needs the primary: use Sentinel(...).master_for(name), "
+                    "not slave_for/replica_for (replicas refuse writes)"
+                )
+            self.kind = "sentinel" if isinstance(pool, SentinelConnectionPool) else "single"
+        else:
+            raise ConfigurationError(
+                "RedisStore needs a redis.asyncio client: Redis (one server, or "
+                "Sentinel(...).master_for(name)) or redis.asyncio.cluster.RedisCluster, "
+                f"got {type(client).__name__}"
+            )
+        self.client: Redis | RedisCluster = client
+        self._node_clients: dict[str, Redis] = {}
+
+    def socket_timeout(self) -> float | None:
+        """The client's per-call timeout, when it has one."""
+        client = self.client
+        kwargs = (
+            client.get_connection_kwargs()
+            if isinstance(client, RedisCluster)
+            else client.connection_pool.connection_kwargs
+        )
+        value = kwargs.get("socket_timeout")
+        return float(value) if isinstance(value, int | float) else None
+
+    async def run(
+        self, commands: Sequence[Command], *, wait_replicas: int = 0, wait_ms: int = 0
+    ) -> tuple[list[Any], int]:
+        """Send ``commands`` as one pipeline per node (in order within a node), not as a
+        transaction. With ``wait_replicas``, each node's part ends with ``WAIT``, on the
+        same connection as the writes it confirms (``WAIT`` counts only the writes of its
+        own connection). Returns the replies and the fewest replicas any node confirmed
+        (``wait_replicas`` when not waiting). Commands must be safe to send twice: a batch
+        that met a redirection is sent again.
+        """
+        if not isinstance(self.client, RedisCluster):
+            pipe = self.client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command.args)
+            if wait_replicas:
+                pipe.execute_command("WAIT", wait_replicas, wait_ms)
+            replies = await pipe.execute()
+            acked = replies.pop() if wait_replicas else wait_replicas
+            return replies, int(acked)
+        return await self._run_cluster(self.client, commands, wait_replicas, wait_ms)
+
+    async def _run_cluster(
+        self, client: RedisCluster, commands: Sequence[Command], wait_replicas: int, wait_ms: int
+    ) -> tuple[list[Any], int]:
+        await client.initialize()
+        for attempt in (1, 2):
+            pipe = client.pipeline(transaction=False)
+            nodes: dict[str, ClusterNode] = {}
+            for command in commands:
+                pipe.execute_command(*command.args)
+                node = client.get_node_from_key(command.key)
+                if node is None:
+                    raise SlotNotCoveredError(f"no primary holds the slot of {command.key!r}")
+                nodes[node.name] = node
+            if wait_replicas:
+                for node in nodes.values():
+                    pipe.execute_command("WAIT", wait_replicas, wait_ms, target_nodes=node)
+            try:
+                # A redirected command would be re-sent on another connection, where this
+                # node's WAIT no longer covers it: with WAIT, redirections are errors.
+                replies = await pipe.execute(allow_redirections=not wait_replicas)
+            except (MovedError, AskError):
+                if attempt == 2:
+                    raise
+                # A slot moved (resharding, failover). A plain command follows the
+                # redirection and updates the client's slot map; then the batch is resent.
+                for command in commands:
+                    await client.execute_command("EXISTS", command.key)
+                continue
+            if not wait_replicas:
+                return replies, wait_replicas
+            acks = replies[len(commands) :]
+            return replies[: len(commands)], min(int(ack) for ack in acks)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def primaries(self) -> list[Redis]:
+        """A client for each primary: the client itself for one server or Sentinel (which
+        follows the failover), one per shard for a cluster (made once, closed by
+        :meth:`aclose`)."""
+        client = self.client
+        if not isinstance(client, RedisCluster):
+            return [client]
+        await client.initialize()
+        found = []
+        for node in client.get_primaries():
+            node_client = self._node_clients.get(node.name)
+            if node_client is None:
+                pool = ConnectionPool(
+                    connection_class=node.connection_class, **node.connection_kwargs
+                )
+                node_client = self._node_clients[node.name] = Redis.from_pool(pool)
+            found.append(node_client)
+        return found
+
+    async def aclose(self) -> None:
+        for node_client in self._node_clients.values():
+            await node_client.aclose()
+        self._node_clients.clear()
+        await self.client.aclose()

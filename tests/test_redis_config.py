@@ -1,0 +1,190 @@
+"""RedisStore's configuration: the URLs ``from_url`` takes (one server, a cluster, Sentinel),
+the clients the constructor accepts, and every misconfiguration as a ConfigurationError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+from redis.asyncio import Redis, SSLConnection
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedSSLConnection
+
+from fastapi_authkit import ConfigurationError, StoreUnavailableError
+from fastapi_authkit.stores import RedisStore
+from fastapi_authkit.stores.redis_keys import KeyLayout
+
+from conftest import Clock
+from servers import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_one_server_urls() -> None:
+    for url, kind in [
+        ("redis://127.0.0.1:6379/0", "single"),
+        ("rediss://user:pw@127.0.0.1:6380/1", "single"),
+        ("unix:///run/redis.sock?db=2", "single"),
+    ]:
+        store = RedisStore.from_url(url, timeout=0.3)
+        assert store.topology.kind == kind
+        assert store.topology.socket_timeout() == 0.3
+        await store.aclose()
+    store = RedisStore.from_url("rediss://user:pw@127.0.0.1:6380/1")
+    client = store.topology.client
+    assert isinstance(client, Redis)
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("user", "pw", 1)
+    assert client.connection_pool.connection_class is SSLConnection
+    await store.aclose()
+
+
+async def test_cluster_url_lists_its_startup_nodes() -> None:
+    store = RedisStore.from_url(
+        "redis+cluster://:pw@127.0.0.1:7000,127.0.0.2,[::1]:7002", timeout=0.4
+    )
+    client = store.topology.client
+    assert isinstance(client, RedisCluster)
+    assert store.topology.kind == "cluster"
+    assert set(client.nodes_manager.startup_nodes) == {
+        "127.0.0.1:7000",
+        "127.0.0.2:6379",
+        "::1:7002",
+    }
+    assert client.get_connection_kwargs()["password"] == "pw"
+    assert store.topology.socket_timeout() == 0.4
+    await store.aclose()
+
+
+async def test_sentinel_url_names_the_service_and_its_sentinels() -> None:
+    store = RedisStore.from_url(
+        "redis+sentinel://:pw@127.0.0.1,127.0.0.2:26380/mymaster/2?sentinel_password=sp"
+    )
+    client = store.topology.client
+    assert store.topology.kind == "sentinel"
+    assert isinstance(client, Redis)
+    pool = client.connection_pool
+    assert isinstance(pool, SentinelConnectionPool)
+    assert pool.service_name == "mymaster"
+    assert pool.is_master
+    assert (pool.connection_kwargs["password"], pool.connection_kwargs["db"]) == ("pw", 2)
+    sentinels = [s.connection_pool.connection_kwargs for s in pool.sentinel_manager.sentinels]
+    assert [(s["host"], s["port"], s["password"]) for s in sentinels] == [
+        ("127.0.0.1", 26379, "sp"),
+        ("127.0.0.2", 26380, "sp"),
+    ]
+    await store.aclose()
+    store = RedisStore.from_url("rediss+sentinel://127.0.0.1/mymaster")
+    pool = store.topology.client.connection_pool  # type: ignore[union-attr]
+    assert pool.connection_class is SentinelManagedSSLConnection
+    await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1", "unsupported Redis URL scheme 'http'"),
+        ("127.0.0.1:6379", "unsupported Redis URL scheme"),
+        ("redis+replica://h", "unsupported"),
+        ("unix+cluster:///tmp/s", "over TCP"),
+        ("redis+cluster://127.0.0.1:7000/3", "no numbered databases"),
+        ("redis+cluster://127.0.0.1:x", "bad port"),
+        ("redis+cluster://:pw@", "host is missing"),
+        ("redis+sentinel://127.0.0.1:26379", "service name is missing"),
+        ("redis+sentinel://127.0.0.1:99999/m", "bad port"),
+        ("redis://127.0.0.1:notaport", "bad redis:// URL"),
+    ],
+)
+def test_bad_urls_are_configuration_errors(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        RedisStore.from_url(url)
+
+
+def test_a_bad_url_does_not_echo_its_password() -> None:
+    for url in (
+        "redis+sentinel://:hunter2@127.0.0.1/",
+        "redis+cluster://:hunter2@127.0.0.1:x",
+        "redis://:hunter2@h:x",
+    ):
+        with pytest.raises(ConfigurationError) as raised:
+            RedisStore.from_url(url)
+        assert "hunter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "client",
+    [object(), "redis://127.0.0.1", redis.Redis()],
+    ids=["object", "url", "sync-client"],
+)
+def test_the_constructor_takes_async_clients_only(client: Any) -> None:
+    with pytest.raises(ConfigurationError, match=r"redis\.asyncio client"):
+        RedisStore(client)
+
+
+async def test_a_sentinel_replica_client_is_refused() -> None:
+    sentinel = Sentinel([("127.0.0.1", 26379)])
+    replica = sentinel.slave_for("mymaster")
+    with pytest.raises(ConfigurationError, match="master_for"):
+        RedisStore(replica)
+    store = RedisStore(sentinel.master_for("mymaster"))
+    assert store.topology.kind == "sentinel"
+    await store.aclose()
+    await replica.aclose()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"wait_replicas": -1}, "wait_replicas"),
+        ({"wait_replicas": True}, "wait_replicas"),
+        ({"wait_replicas": "1"}, "wait_replicas"),
+        ({"wait_replicas": 1, "wait_timeout": 0}, "wait_timeout"),
+        ({"wait_replicas": 1, "wait_timeout": float("nan")}, "wait_timeout"),
+        ({"wait_replicas": 1, "wait_timeout": 0.5}, "shorter than the client's socket_timeout"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": "1"}, "timeout"),
+        ({"prefix": ""}, "non-empty"),
+        ({"prefix": "auth{kit:"}, "not a complete hash tag"),
+        ({"prefix": "auth}kit:"}, "not a complete hash tag"),
+        ({"prefix": "{}:"}, "not a complete hash tag"),
+    ],
+)
+def test_store_options_are_checked(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        RedisStore.from_url("redis://127.0.0.1", **options)
+
+
+async def test_wait_timeout_defaults_to_half_the_store_timeout() -> None:
+    store = RedisStore.from_url("redis://127.0.0.1", timeout=0.4, wait_replicas=1)
+    assert store._wait_timeout == pytest.approx(0.2)
+    await store.aclose()
+    # A client without a socket timeout: a fixed default, nothing to be shorter than.
+    store = RedisStore(Redis(socket_timeout=None), wait_replicas=1)
+    assert store.topology.socket_timeout() is None
+    assert store._wait_timeout == 0.25
+    await store.aclose()
+
+
+def test_a_prefix_with_its_own_hash_tag_pins_one_slot() -> None:
+    assert KeyLayout("{authkit}:").one_slot
+    assert KeyLayout("a{b}c{:").one_slot  # the first complete tag decides
+    assert not KeyLayout("authkit:").one_slot
+
+
+async def test_cluster_url_to_a_server_without_cluster_mode_is_a_store_outage(
+    redis_server: RedisServer, clock: Clock
+) -> None:
+    """redis-py's cluster errors are not RedisErrors; they must still fail closed."""
+    store = RedisStore.from_url(f"redis+cluster://127.0.0.1:{redis_server.port}", timeout=0.5)
+    try:
+        with pytest.raises(StoreUnavailableError):
+            await store.family_active("f", clock())
+    finally:
+        await store.aclose()
+
+
+async def test_primaries_of_one_server_is_the_client_itself(redis_server: RedisServer) -> None:
+    store = RedisStore.from_url(redis_server.url)
+    assert await store.topology.primaries() == [store.topology.client]
+    await store.aclose()
