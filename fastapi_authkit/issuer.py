@@ -20,7 +20,7 @@ from starlette.requests import HTTPConnection
 
 from .config import seconds
 from .errors import ConfigurationError, StoreUnavailableError
-from .state import get_auth_state, sign_in, sign_out
+from .state import get_auth_state, refuse_cross_site, sign_in, sign_out
 from .stores.base import SessionStore
 from .tokenissuer import ACCESS_TOKEN_TYPE, IssuedTokens, TokenIssuer
 from .tokens import HMAC_ALGORITHMS, check_algorithm
@@ -44,7 +44,18 @@ class Issuer(TokenIssuer):
     async def sign_in(
         self, conn: HTTPConnection, subject: str, *, user_state: Any = None
     ) -> IssuedTokens:
-        """Issue a pair for ``subject`` and :func:`~fastapi_authkit.sign_in` with it."""
+        """Issue a pair for ``subject`` and :func:`~fastapi_authkit.sign_in` with it.
+
+        The session the request already had (its refresh cookie) is revoked first: a new
+        sign-in replaces it, and it must not stay live at the issuer with nobody holding it
+        (a store that cannot be reached fails the sign-in, as issuing would). A cross-site
+        request raises :class:`~fastapi_authkit.CrossSiteRequestError` before anything is
+        issued or revoked.
+        """
+        state = get_auth_state(conn)
+        refuse_cross_site(conn, state.store)
+        if state.refresh_token is not None:
+            await self.revoke(state.refresh_token)
         tokens = await self.issue(subject)
         sign_in(
             conn,

@@ -291,6 +291,15 @@ class RequestReader:
         store, names = self._store, self._store.names
         cookies = parsed.cookies
         if not cookies:
+            if not safe and method is not None and path in store.csrf_exempt_paths:
+                # An exempt path is a login form: posted from another site without cookies,
+                # it signs the victim in to the attacker's account (login CSRF). The token
+                # check is what it is exempt from, not the Origin and Fetch-Metadata ones.
+                reason = cross_site_refused(
+                    scheme, headers, store.allowed_origins, check_fetch_site=True
+                )
+                if reason is not None:
+                    return Refused(reason)
             return _ANONYMOUS  # none of the kit's cookies: nothing to check or refresh
         access = cookies.get(names.access)
         refresh_token = cookies.get(names.refresh)

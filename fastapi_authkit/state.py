@@ -15,10 +15,19 @@ from typing import Any, Final
 from starlette.requests import HTTPConnection
 
 from .config import AuthStore
-from .errors import ConfigurationError, TokenError
+from .errors import ConfigurationError, CrossSiteRequestError, TokenError
+from .origins import cross_site_refused
+from .reader import SAFE_METHODS
 from .session import clear_session, issue_session, new_sid
 
-__all__ = ["SCOPE_KEY", "AuthState", "get_auth_state", "sign_in", "sign_out"]
+__all__ = [
+    "SCOPE_KEY",
+    "AuthState",
+    "get_auth_state",
+    "refuse_cross_site",
+    "sign_in",
+    "sign_out",
+]
 
 SCOPE_KEY: Final = "fastapi_authkit"
 
@@ -121,6 +130,28 @@ def get_auth_state(conn: HTTPConnection) -> AuthState:
     return state
 
 
+def refuse_cross_site(conn: HTTPConnection, store: AuthStore) -> None:
+    """Raise :class:`CrossSiteRequestError` when ``conn`` is an unsafe-method request from
+    another site (``Sec-Fetch-Site: cross-site``, a foreign or ``null`` Origin), by the
+    rules of the CSRF check: a session is never started for one. A request carrying no
+    cookies has no CSRF token to check, which is exactly how login CSRF works. Safe methods
+    pass: an identity provider's redirect back (the OIDC callback) is a cross-site GET,
+    protected by its state and PKCE.
+    """
+    scope = conn.scope
+    # (A bare connection built without a method, as tools do to mint cookies, is no request.)
+    if scope["type"] != "http" or scope.get("method", "GET") in SAFE_METHODS:
+        return
+    reason = cross_site_refused(
+        scope.get("scheme", "http"),
+        scope.get("headers", ()),
+        store.allowed_origins,
+        check_fetch_site=True,
+    )
+    if reason is not None:
+        raise CrossSiteRequestError(reason)
+
+
 def sign_in(
     conn: HTTPConnection,
     *,
@@ -136,11 +167,17 @@ def sign_in(
     verify, and nothing is queued. ``refresh`` is the refresh token (its cookie lives
     ``refresh_expires_in`` seconds, else until the token's own ``exp`` if it is a JWT, else
     ``refresh_max_age``). The route's state reflects the new session at once.
+
+    An unsafe-method request from another site raises :class:`CrossSiteRequestError` (a
+    403) and queues nothing (login CSRF). A session the request already had is replaced:
+    what the middleware remembers of it is dropped, as at sign-out (the built-in issuer's
+    ``sign_in`` also revokes it).
     """
     state = get_auth_state(conn)
     store = state.store
     if store.auth_type != "cookie":
         raise ConfigurationError("sign_in sets cookies; it needs auth_type='cookie'")
+    refuse_cross_site(conn, store)
     token = auth.get("token")
     token_type = auth.get("type", "Bearer")
     if not isinstance(token, str) or not isinstance(token_type, str):
@@ -166,6 +203,8 @@ def sign_in(
     )
     state._route_cookies = cookies
     state._cookies_queued = True
+    if state.refresh_token is not None and state.refresh_token != refresh:
+        state.signed_out_refresh_token = state.refresh_token
     state.set_identity(token, token_type, claims, user_state)
     state.sid, state.refresh_token = sid, refresh
     state.unavailable = False

@@ -40,7 +40,7 @@ PARTLY_PUBLIC_MODULES = {
     "config": {"AuthType"},
     "issuer": {"ACCESS_TOKEN_TYPE"},
     "tokenissuer": {"ACCESS_TOKEN_TYPE", "TokenIssuer"},
-    "state": {"SCOPE_KEY"},
+    "state": {"SCOPE_KEY", "refuse_cross_site"},
 }
 
 # Building blocks with no place in the application-facing API.
