@@ -31,9 +31,11 @@ class RotateOutcome:
 
     ``active``: the token is current and no successor was offered (peek); mint one and call
     again. ``rotated``: the offered successor is now current. ``replay``: the token was
-    rotated within the grace window and is the immediate predecessor; ``sealed`` holds the
-    same successor as before. ``reuse``: a rotated-out token outside that rule; the family
-    is now revoked. ``unknown``/``revoked``/``expired``: no session (expired revokes it).
+    rotated and is the immediate predecessor of a successor nobody has used yet (within the
+    grace window, or later: its holder may never have received the successor); ``sealed``
+    holds the same successor as before. ``reuse``: a rotated-out token whose successor has
+    been used, or an older one; the family is now revoked. ``unknown``/``revoked``/
+    ``expired``: no session (expired revokes it).
     """
 
     status: RotateStatus
