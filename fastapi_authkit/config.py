@@ -71,7 +71,8 @@ def create_refresh(
     in a worker thread. ``timeout``: seconds the callback may take before the refresh counts
     as a transient failure. ``grace_period``: seconds during which a request still carrying
     the refresh token that was just used (a browser's requests already in flight) receives
-    the same new cookies instead of calling the callback again.
+    the same new cookies instead of calling the callback again (with the built-in issuer's
+    ``refresh`` as the callback, at most the issuer's ``grace``: ``create_store`` checks).
     """
     if not callable(refresh_api_callback):
         raise ConfigurationError("refresh_api_callback must be callable")
@@ -212,7 +213,9 @@ def create_store(
     ``auth_type="header"`` reads ``Authorization: Bearer`` instead of cookies (API clients:
     no cookies, no CSRF, no refresh). ``user_loader(claims, user_state)`` (sync or async)
     turns a verified identity into the object ``current_user`` returns.
-    ``csrf_exempt_paths`` are exact paths (a login form posted without JavaScript).
+    ``csrf_exempt_paths`` are exact route paths, without the ``root_path`` (a login form
+    posted without JavaScript): they skip the CSRF token check, not the ``Origin`` and
+    ``Sec-Fetch-Site`` checks, which run there even without cookies.
     ``allowed_origins`` are origins (``https://app.example.com``) besides the app's own that
     may send cookie-authenticated unsafe requests and WebSocket handshakes.
     ``token_issuer`` (from :func:`~fastapi_authkit.create_issuer`) makes the app its own auth
