@@ -30,7 +30,6 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -38,7 +37,6 @@ from benchmarks.common import (
     Exchange,
     Headers,
     Target,
-    UnexpectedRefresh,
     bench_parser,
     cookie_header,
     finish,
@@ -50,30 +48,10 @@ from benchmarks.common import (
     session_cookies,
     stop_on_sigterm,
 )
-from fastapi_authkit import AuthKitMiddleware, AuthStore, CurrentUser, create_refresh, create_store
+from benchmarks.scaling import NEVER_DUE, SECRET, build
 
-SECRET = b"memory-benchmark-token-key-0123456789abcdef"
-COOKIE_SECRET = "memory-benchmark-cookie-secret-0123456789"
 JUNK = 2000
 LIMIT = 64  # bytes of RSS per attacker request
-
-NEVER_DUE = UnexpectedRefresh()
-
-
-def build() -> tuple[FastAPI, AuthStore]:
-    store = create_store(
-        secret_key=COOKIE_SECRET,
-        token_key=SECRET,
-        refresh=create_refresh(interval=60, refresh_api_callback=NEVER_DUE),
-    )
-    app = FastAPI()
-    app.add_middleware(AuthKitMiddleware, store=store)
-
-    @app.api_route("/me", methods=["GET", "POST"])
-    async def me(user: CurrentUser) -> dict[str, Any]:
-        return {"sub": user["sub"]}
-
-    return app, store
 
 
 # Each attack: request number -> (method, headers), and the statuses it must get.
@@ -119,7 +97,7 @@ async def run(app: FastAPI, attack: Attack, start: int, n: int) -> Counter[int]:
 
 
 async def measure(requests: int, warm_up: int) -> list[Target]:
-    app, store = build()
+    app, store = build(methods=("GET", "POST"))
     now = int(time.time())
     token = mint_hs256({"sub": "alice", "iat": now, "exp": now + 3600}, SECRET)
     cookies = session_cookies(
@@ -155,7 +133,7 @@ async def measure(requests: int, warm_up: int) -> list[Target]:
                 Target(
                     f"RSS growth per attacker request, {name}",
                     per_request <= LIMIT,
-                    f"{per_request:+.0f} bytes (target ≤ {LIMIT}; +{(after - before) / 2**20:.1f} "
+                    f"{per_request:+.0f} bytes (target ≤ {LIMIT}; {(after - before) / 2**20:+.1f} "
                     f"MiB over {requests:,} requests)",
                 )
             )

@@ -28,8 +28,17 @@ STATE = {"role": "user"}
 ADMIN = {"role": "admin"}
 
 
-def login(app: FastAPI, clock: Clock, *, ttl: float = 300) -> dict[str, str]:
-    body = {"token": make_token(clock, ttl=ttl), "refresh": "refresh-0", "user_state": STATE}
+def login(
+    app: FastAPI,
+    clock: Clock,
+    *,
+    ttl: float = 300,
+    sub: str = "alice",
+    refresh: str = "refresh-0",
+    user_state: Any = STATE,
+) -> dict[str, str]:
+    body = {"token": make_token(clock, ttl=ttl, sub=sub), "refresh": refresh}
+    body["user_state"] = user_state
     reply = call(
         app,
         "POST",
@@ -38,6 +47,11 @@ def login(app: FastAPI, clock: Clock, *, ttl: float = 300) -> dict[str, str]:
         body=json.dumps(body).encode(),
     )
     assert reply.status == 200
+    return written(reply)
+
+
+def written(reply: Reply) -> dict[str, str]:
+    """The cookie values ``reply`` sets, by name."""
     return {k: v.split(";", 1)[0].split("=", 1)[1] for k, v in reply.set_cookies().items()}
 
 
@@ -265,22 +279,11 @@ def test_an_old_state_does_not_pair_with_a_newer_access_token(clock: Clock) -> N
         )
 
     app = _session_app(clock, demote)
-    body = {"token": make_token(clock, ttl=100), "refresh": "refresh-0", "user_state": ADMIN}
-    reply = call(
-        app,
-        "POST",
-        "/login",
-        [(b"content-type", b"application/json")],
-        body=json.dumps(body).encode(),
-    )
-    old = {k: v.split(";", 1)[0].split("=", 1)[1] for k, v in reply.set_cookies().items()}
+    old = login(app, clock, ttl=100, user_state=ADMIN)
     clock.advance(50)
     refreshed = me(app, old)
     assert refreshed.json()["user"] == {"role": "user"}
-    new = {
-        **old,
-        **{k: v.split(";", 1)[0].split("=", 1)[1] for k, v in refreshed.set_cookies().items()},
-    }
+    new = {**old, **written(refreshed)}
     assert new["_auth_refresh"] == "refresh-0"  # not rotated
     assert new["_auth"] != old["_auth"]
     assert me(app, new).json()["user"] == {"role": "user"}
@@ -299,23 +302,8 @@ def test_another_sessions_state_and_refresh_do_not_pair_with_someones_access_tok
     # user state (and Bob's CSRF binding) was a session nobody signed in to.
     app = security_app(build_store(clock, recorder))
 
-    def signed_in(sub: str, refresh: str, user_state: Any) -> dict[str, str]:
-        body = {
-            "token": make_token(clock, ttl=100, sub=sub),
-            "refresh": refresh,
-            "user_state": user_state,
-        }
-        reply = call(
-            app,
-            "POST",
-            "/login",
-            [(b"content-type", b"application/json")],
-            body=json.dumps(body).encode(),
-        )
-        return {k: v.split(";", 1)[0].split("=", 1)[1] for k, v in reply.set_cookies().items()}
-
-    alice = signed_in("alice", "refresh-alice", {"name": "Alice"})
-    bob = signed_in("bob", "refresh-bob", {"name": "Bob"})
+    alice = login(app, clock, ttl=100, refresh="refresh-alice", user_state={"name": "Alice"})
+    bob = login(app, clock, ttl=100, sub="bob", refresh="refresh-bob", user_state={"name": "Bob"})
     mixed = {**bob, "_auth": alice["_auth"], "_auth_type": alice["_auth_type"]}
     reply = me(app, mixed)
     assert reply.status == 200
@@ -365,10 +353,7 @@ def test_a_state_cookie_from_version_0_1_moves_its_session_to_the_new_binding(
     assert reply.status == 200
     assert reply.json()["user"] == STATE
     assert [c.auth_user_state for c in recorder.calls] == [STATE]
-    moved = {
-        **jar,
-        **{k: v.split(";", 1)[0].split("=", 1)[1] for k, v in reply.set_cookies().items()},
-    }
+    moved = {**jar, **written(reply)}
     assert store.state_codec.loads(moved["_auth_state"]).access is not None
     assert_state_accepted(app, moved)
     assert len(recorder.calls) == 1
