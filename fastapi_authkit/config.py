@@ -17,6 +17,7 @@ from .callback import RefreshCallback
 from .cookies import CookieNames, CookiePolicy, SameSite, is_token
 from .csrf import CsrfSigner
 from .errors import ConfigurationError
+from .notices import Notices
 from .origins import validate_origins
 from .source import TokenSource
 from .stores.base import SessionStore
@@ -136,6 +137,8 @@ class AuthStore:
     session_check: SessionCheck | None = field(repr=False)
     # Where concurrent refreshes in different processes meet (cross-process single flight).
     shared_store: SessionStore | None = field(repr=False)
+    # Advice logged once, and the refresh failure streak: the one mutable part, per store.
+    notices: Notices = field(repr=False, compare=False)
 
 
 def create_store(
@@ -204,8 +207,10 @@ def create_store(
     ``state_max_age`` bounds the state cookie's age; ``refresh_max_age`` is the refresh
     cookie's Max-Age when neither the callback nor the token itself says. ``retry_after`` is
     sent with 503 answers while the refresh callback is failing. ``debug`` logs every
-    decision on the ``fastapi_authkit`` logger (DEBUG level). ``clock`` returns the current
-    Unix time and exists for tests.
+    decision on the ``fastapi_authkit`` logger (DEBUG level); when that logger has no level
+    of its own and no handler would print its records (the case under uvicorn), the
+    middleware sets it to DEBUG and gives it a handler printing to stderr (never the root
+    logger's). ``clock`` returns the current Unix time and exists for tests.
     """
     keys = _secret_keys(secret_key)
     if auth_type not in ("cookie", "header"):
@@ -262,6 +267,7 @@ def create_store(
             raise ConfigurationError(f"{label} must be a positive integer of seconds")
     if not callable(clock):
         raise ConfigurationError("clock must be callable")
+    notices = Notices(clock)
     session_check: SessionCheck | None = None
     if token_issuer is not None:
         if not isinstance(token_issuer, TokenSource):
@@ -341,4 +347,5 @@ def create_store(
         csrf_header=csrf_header_name.lower().encode("ascii"),
         session_check=session_check,
         shared_store=shared_store,
+        notices=notices,
     )

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .callback import RefreshParam
 from .config import AuthStore
 from .errors import ConfigurationError, StoreUnavailableError
+from .notices import show_debug_output
 from .reader import CHECK, REFRESH, RELOAD, Reading, Remembered, RequestReader
 from .refresh import Ended, Refreshed, SingleFlight, flight_alias, run_callback, run_shared
 from .session import clear_session
@@ -57,6 +58,10 @@ class AuthKitMiddleware:
             raise ConfigurationError("AuthKitMiddleware needs store=create_store(...)")
         self.app = app
         self.store = store
+        if store.debug:
+            # Here rather than in create_store: Starlette builds the middleware at startup,
+            # after the app (and uvicorn) configured logging, so a handler they set wins.
+            show_debug_output()
         self._flights = SingleFlight(store.clock)
         self._clock = store.clock
         self._reader = RequestReader(store)

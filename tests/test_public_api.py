@@ -56,6 +56,7 @@ INTERNAL_MODULES = (
     "fifo",
     "reader",
     "source",
+    "notices",
 )
 
 

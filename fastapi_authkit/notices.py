@@ -1,0 +1,63 @@
+"""What the kit tells the operator about its own use: said once, not on every request.
+
+A mistake that makes every request fail the same way (a Secure cookie set over plain http,
+a refresh interval longer than the token's life, an auth server that is down) would
+otherwise either stay silent or flood the log. :class:`Notices` belongs to one
+configuration (an :class:`~fastapi_authkit.AuthStore`, in practice one per process): each
+advice is logged the first time its situation arises, and a streak of transient refresh
+failures logs its traceback once and counts the rest.
+
+Everything goes to ``logging.getLogger("fastapi_authkit")``. :func:`show_debug_output`
+makes ``debug=True`` visible when nothing else would print it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Final
+
+__all__ = ["DEBUG_FORMAT", "Notices", "show_debug_output"]
+
+logger = logging.getLogger("fastapi_authkit")
+
+DEBUG_FORMAT: Final = "%(asctime)s %(levelname)s fastapi_authkit: %(message)s"
+
+
+def show_debug_output() -> None:
+    """For ``debug=True``: let the kit's DEBUG records through and, when no handler would
+    show them (no handler on the ``fastapi_authkit`` logger or above it, which is the case
+    under uvicorn: it configures its own loggers, not the root), attach one that prints to
+    stderr. The root logger is never touched, and a logger the app configured itself (a
+    level, a handler of its own or on the root) is left as it is."""
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.DEBUG)
+    if not logger.hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(DEBUG_FORMAT))
+        logger.addHandler(handler)
+
+
+class Notices:
+    """Once-only advice of one configuration.
+
+    ``clock`` is the configuration's (for advice that depends on time).
+    """
+
+    __slots__ = ("_clock", "_given")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._given: set[str] = set()
+
+    def once(self, key: str, level: int, message: str, *args: object) -> bool:
+        """Log ``message`` the first time ``key`` comes up; True when it was logged now."""
+        if key in self._given:
+            return False
+        self._given.add(key)
+        logger.log(level, message, *args)
+        return True
+
+    def given(self, key: str) -> bool:
+        """Whether the advice ``key`` was logged already (to skip checking again)."""
+        return key in self._given

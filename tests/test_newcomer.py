@@ -1,0 +1,124 @@
+"""Issue 15: the usual mistakes of a new user each say what to do, at the earliest point and
+once per configuration (in practice once per process), on the ``fastapi_authkit`` logger, or
+fail loudly. Each test makes the mistake and checks the message (or the loud failure)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from fastapi import FastAPI
+
+from fastapi_authkit.notices import DEBUG_FORMAT
+
+from apps import Recorder, build_app, build_store, client, login
+from conftest import Clock
+from servers import run_example_app
+
+LOGGER = "fastapi_authkit"
+
+
+def records(caplog: pytest.LogCaptureFixture, needle: str) -> list[logging.LogRecord]:
+    """The kit's records whose message contains ``needle``."""
+    return [r for r in caplog.records if r.name == LOGGER and needle in r.getMessage()]
+
+
+# --- debug=True visible by default ----------------------------------------------------------
+
+
+@pytest.fixture
+def bare_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[logging.Logger]:
+    """Logging as uvicorn leaves it for an app: no handler would print the kit's records and
+    its logger has no level. pytest attaches its capture handlers to the root logger (and
+    to loggers that do not propagate) for each test phase, so the kit's logger stops
+    propagating for the test, and the test calls :func:`without_capture` first."""
+    kit = logging.getLogger(LOGGER)
+    monkeypatch.setattr(kit, "handlers", [])
+    monkeypatch.setattr(kit, "level", logging.NOTSET)
+    monkeypatch.setattr(kit, "propagate", False)
+    kit.manager._clear_cache()  # isEnabledFor() caches per level
+    yield kit
+    kit.manager._clear_cache()
+
+
+def without_capture(kit: logging.Logger) -> None:
+    """Drop the capture handlers pytest attached to the (non-propagating) kit logger for
+    this test's call phase; pytest's own removal at the end of the phase finds nothing."""
+    kit.handlers.clear()
+
+
+def _debug_app(clock: Clock, **options: Any) -> FastAPI:
+    return build_app(build_store(clock, Recorder(clock), **options))
+
+
+def test_debug_true_prints_to_stderr_without_touching_the_root_logger(
+    clock: Clock, bare_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    without_capture(bare_logging)
+    root_handlers, root_level = list(logging.root.handlers), logging.root.level
+    with client(_debug_app(clock, debug=True)) as tc:  # the middleware is built at startup
+        login(tc, clock, ttl=100)
+        clock.advance(50)
+        tc.get("/me")  # due: a refresh, explained at DEBUG level
+    (handler,) = bare_logging.handlers
+    assert isinstance(handler, logging.StreamHandler)
+    assert handler.formatter is not None
+    assert handler.formatter._fmt == DEBUG_FORMAT
+    assert bare_logging.level == logging.DEBUG
+    assert logging.root.handlers == root_handlers
+    assert logging.root.level == root_level
+    err = capsys.readouterr().err
+    assert "DEBUG fastapi_authkit: refreshing (access token near expiry)" in err
+    assert "DEBUG fastapi_authkit: refresh succeeded; new cookies queued" in err
+
+
+def test_debug_false_attaches_nothing(clock: Clock, bare_logging: logging.Logger) -> None:
+    without_capture(bare_logging)
+    with client(_debug_app(clock)) as tc:
+        login(tc, clock)
+    assert bare_logging.handlers == []
+    assert bare_logging.level == logging.NOTSET
+
+
+def test_debug_true_keeps_the_logging_the_app_configured(
+    clock: Clock, bare_logging: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A handler the app configured (on the root logger, where records propagate) and a
+    level it set on the kit's logger are left alone: no second handler, so no line is
+    printed twice, and the app's level holds."""
+    without_capture(bare_logging)
+    bare_logging.propagate = True  # to the root logger, which has (pytest's) handler
+    bare_logging.setLevel(logging.INFO)
+    with client(_debug_app(clock, debug=True)) as tc:
+        login(tc, clock, ttl=100)
+        clock.advance(50)
+        tc.get("/me")
+    assert bare_logging.handlers == []
+    assert bare_logging.level == logging.INFO
+    assert "refreshing" not in capsys.readouterr().err  # INFO, as the app chose
+
+
+def test_two_debug_stores_attach_one_handler(clock: Clock, bare_logging: logging.Logger) -> None:
+    without_capture(bare_logging)
+    for _ in range(2):
+        with client(_debug_app(clock, debug=True)) as tc:
+            login(tc, clock)
+    assert len(bare_logging.handlers) == 1
+
+
+@pytest.mark.realserver
+def test_debug_true_under_a_real_uvicorn_prints_each_decision(tmp_path: Path) -> None:
+    """The report: ``debug=True`` under uvicorn printed nothing (uvicorn configures its own
+    loggers, not the root). The example app with AUTHKIT_DEBUG=1 now prints the kit's
+    decisions on its own, with no logging set up by the app."""
+    env = {"AUTHKIT_SECRET": "newcomer-debug-secret-0123456789abcdef", "AUTHKIT_DEBUG": "1"}
+    with run_example_app(tmp_path, env) as base_url:
+        response = httpx2.get(f"{base_url}/api/me", headers={"cookie": "_auth=not-a-token"})
+        assert response.status_code == 401
+    (log,) = tmp_path.glob("uvicorn-*.log")
+    output = log.read_text()
+    assert "DEBUG fastapi_authkit: access token rejected: token does not verify" in output
