@@ -11,12 +11,14 @@ from typing import Any
 
 import httpx2
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
+from starlette.testclient import TestClient
 
+from fastapi_authkit import sign_in
 from fastapi_authkit.notices import DEBUG_FORMAT
 
 from apps import Recorder, build_app, build_store, client, login
-from conftest import Clock
+from conftest import Clock, make_token
 from servers import run_example_app
 
 LOGGER = "fastapi_authkit"
@@ -25,6 +27,79 @@ LOGGER = "fastapi_authkit"
 def records(caplog: pytest.LogCaptureFixture, needle: str) -> list[logging.LogRecord]:
     """The kit's records whose message contains ``needle``."""
     return [r for r in caplog.records if r.name == LOGGER and needle in r.getMessage()]
+
+
+# --- Secure cookies over plain http ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "base_url", ["http://app.example.test", "http://192.168.1.20:8000", "ws://app.example.test"]
+)
+def test_secure_cookies_set_over_http_to_a_real_host_warn_once(
+    clock: Clock, caplog: pytest.LogCaptureFixture, base_url: str
+) -> None:
+    """The sign-in "works" but the browser (or httpx) never sends the cookies back: the first
+    response that sets them says why and what to do; the next ones say nothing more."""
+    app = build_app(build_store(clock, Recorder(clock)))
+    tc = TestClient(app, base_url=base_url.replace("ws://", "http://"))
+    if base_url.startswith("ws://"):
+        # A WebSocket handshake that signs in: the cookies go on the accept.
+        @app.websocket("/ws-login")
+        async def ws_login(websocket: WebSocket) -> None:
+            sign_in(websocket, auth={"token": make_token(clock)}, refresh="refresh-0")
+            await websocket.accept()
+            await websocket.close()
+
+        with (
+            caplog.at_level(logging.WARNING, logger=LOGGER),
+            tc.websocket_connect("/ws-login", headers={"host": "app.example.test"}),
+        ):
+            pass
+    else:
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            login(tc, clock)
+            assert tc.get("/me").status_code == 401  # the jar did not send them back
+            login(tc, clock)
+    (warning,) = records(caplog, "Secure auth cookies were set on a plain-http request")
+    message = warning.getMessage()
+    host = base_url.split("//")[1].split(":")[0]
+    assert f"to {host!r}" in message
+    assert "--proxy-headers" in message
+    assert "cookie_secure=False" in message
+    assert warning.levelno == logging.WARNING
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://app.example.test",  # the normal case
+        "http://localhost:8000",  # browsers accept Secure cookies from loopback over http
+        "http://127.0.0.1:8000",
+        "http://127.8.9.10",
+        "http://[::1]:8000",
+        "http://app.localhost",
+    ],
+)
+def test_secure_cookies_over_https_or_to_loopback_say_nothing(
+    clock: Clock, caplog: pytest.LogCaptureFixture, base_url: str
+) -> None:
+    tc = TestClient(build_app(build_store(clock, Recorder(clock))), base_url=base_url)
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        login(tc, clock)
+    assert records(caplog, "plain-http") == []
+
+
+def test_cookie_secure_false_over_http_says_nothing(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What the warning recommends for local development over http: it then works, and
+    nothing is logged."""
+    store = build_store(clock, Recorder(clock), cookie_secure=False)
+    tc = TestClient(build_app(store), base_url="http://dev.example.test")
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        login(tc, clock)
+        assert tc.get("/me").status_code == 200
+    assert records(caplog, "plain-http") == []
 
 
 # --- debug=True visible by default ----------------------------------------------------------
