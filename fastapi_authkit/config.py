@@ -288,7 +288,9 @@ def create_store(
         token_typ = token_issuer.token_typ
         max_token_lifetime = max(max_token_lifetime, token_issuer.access_ttl + 1)
         session_check = token_issuer.is_active
-        if refresh is None:
+        if refresh is not None:
+            notices.interval_beyond_lifetime(refresh.interval, token_issuer.access_ttl)
+        else:
             refresh = create_refresh(
                 # Refresh in the last fifth of the token's life, at most a minute before exp.
                 interval=min(60.0, token_issuer.access_ttl / 5),

@@ -61,3 +61,19 @@ class Notices:
     def given(self, key: str) -> bool:
         """Whether the advice ``key`` was logged already (to skip checking again)."""
         return key in self._given
+
+    def interval_beyond_lifetime(self, interval: float, lifetime: float) -> None:
+        """``create_refresh(interval=...)`` at or beyond the access token's whole lifetime:
+        the token is due as soon as it is issued, so every request refreshes it."""
+        if interval >= lifetime:
+            self.once(
+                "refresh-interval-beyond-lifetime",
+                logging.WARNING,
+                "create_refresh(interval=%g) is at or beyond the access token's whole lifetime "
+                "(%g s): every token is due for refresh as soon as it is issued, so every "
+                "request refreshes it (and rotates the refresh token). Choose an interval well "
+                "below the lifetime, such as a fifth of it (%g s)",
+                interval,
+                lifetime,
+                max(lifetime / 5, 0),
+            )

@@ -14,11 +14,11 @@ import pytest
 from fastapi import FastAPI, WebSocket
 from starlette.testclient import TestClient
 
-from fastapi_authkit import sign_in
+from fastapi_authkit import create_refresh, create_store, sign_in
 from fastapi_authkit.notices import DEBUG_FORMAT
 
 from apps import Recorder, build_app, build_store, client, login
-from conftest import Clock, make_token
+from conftest import SECRET_KEY, Clock, make_token
 from servers import run_example_app
 
 LOGGER = "fastapi_authkit"
@@ -100,6 +100,60 @@ def test_cookie_secure_false_over_http_says_nothing(
         login(tc, clock)
         assert tc.get("/me").status_code == 200
     assert records(caplog, "plain-http") == []
+
+
+# --- a refresh interval beyond the token's lifetime ----------------------------------------
+
+
+@pytest.mark.parametrize("interval", [300, 301, 1000])
+def test_refresh_interval_at_or_beyond_the_token_lifetime_warns_at_the_first_token(
+    clock: Clock, caplog: pytest.LogCaptureFixture, interval: float
+) -> None:
+    recorder = Recorder(clock)
+    store = build_store(
+        clock, None, refresh=create_refresh(interval=interval, refresh_api_callback=recorder)
+    )
+    tc = client(build_app(store))
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        login(tc, clock, ttl=300)  # the first token: the warning
+        tc.get("/me")  # refreshes at once (the mistake), and mints another such token
+        tc.get("/me")
+    assert len(recorder.calls) == 2  # what the warning is about: every request refreshes
+    (warning,) = records(caplog, "at or beyond the access token's whole lifetime")
+    assert f"create_refresh(interval={interval:g})" in warning.getMessage()
+    assert "(300 s)" in warning.getMessage()
+    assert "every request refreshes it" in warning.getMessage()
+
+
+def test_refresh_interval_below_the_token_lifetime_says_nothing(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    tc = client(build_app(build_store(clock, Recorder(clock))))  # interval 60
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        login(tc, clock, ttl=300)
+        clock.advance(250)
+        tc.get("/me")  # a refresh in the last minute, as configured
+    assert records(caplog, "whole lifetime") == []
+
+
+def test_refresh_interval_beyond_the_issuer_lifetime_warns_at_create_store(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the built-in issuer the lifetime is known before any token: create_store says."""
+    from fastapi_authkit import create_issuer
+    from fastapi_authkit.stores import MemoryStore
+
+    issuer = create_issuer(
+        backend=MemoryStore(), signing_key="issuer-signing-key-0123456789abcdef", access_ttl=60
+    )
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        create_store(
+            secret_key=SECRET_KEY,
+            token_issuer=issuer,
+            refresh=create_refresh(interval=60, refresh_api_callback=issuer.refresh),
+        )
+    (warning,) = records(caplog, "whole lifetime")
+    assert "create_refresh(interval=60)" in warning.getMessage()
 
 
 # --- debug=True visible by default ----------------------------------------------------------
