@@ -77,3 +77,18 @@ class Notices:
                 lifetime,
                 max(lifetime / 5, 0),
             )
+
+    def session_without_refresh_token(self, expires_in: float) -> None:
+        """``sign_in`` without ``refresh=`` while refresh is configured: nothing will ever
+        refresh this session, which ends when its access token expires."""
+        self.once(
+            "sign-in-without-refresh-token",
+            logging.WARNING,
+            "sign_in(...) was given no refresh= although refresh is configured "
+            "(create_refresh): this session has no refresh token, so it ends when its access "
+            "token expires (in %d s) instead of being refreshed. Pass the auth server's "
+            "refresh token and its lifetime: sign_in(request, auth=..., refresh=<refresh "
+            "token>, refresh_expires_in=<seconds>). Behind an OpenID Connect provider that "
+            "issued none, ask for the offline_access scope",
+            expires_in,
+        )

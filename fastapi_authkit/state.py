@@ -135,7 +135,9 @@ def sign_in(
     is verified with the store's keys first; :class:`TokenError` is raised when it does not
     verify, and nothing is queued. ``refresh`` is the refresh token (its cookie lives
     ``refresh_expires_in`` seconds, else until the token's own ``exp`` if it is a JWT, else
-    ``refresh_max_age``). The route's state reflects the new session at once.
+    ``refresh_max_age``); without one, the session ends when the access token expires (a
+    warning says so once when refresh is configured). The route's state reflects the new
+    session at once.
     """
     state = get_auth_state(conn)
     store = state.store
@@ -150,6 +152,8 @@ def sign_in(
         claims = store.verifier.verify(token, now)
     except TokenError as exc:
         raise TokenError(f"sign_in: the access token does not verify: {exc}") from exc
+    if refresh is None and store.refresh is not None:
+        store.notices.session_without_refresh_token(claims["exp"] - now)
     sid = new_sid()
     cookies = issue_session(
         store,

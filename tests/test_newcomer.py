@@ -251,3 +251,34 @@ def test_debug_true_under_a_real_uvicorn_prints_each_decision(tmp_path: Path) ->
     (log,) = tmp_path.glob("uvicorn-*.log")
     output = log.read_text()
     assert "DEBUG fastapi_authkit: access token rejected: token does not verify" in output
+
+
+# --- sign_in without refresh= ---------------------------------------------------------------
+
+
+def test_sign_in_without_a_refresh_token_while_refresh_is_configured_warns_once(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The session silently died at expiry: sign_in now says so at the first such sign-in."""
+    tc = client(build_app(build_store(clock, Recorder(clock))))
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        login(tc, clock, ttl=300, refresh=None)
+        tc.cookies.clear()  # another browser
+        login(tc, clock, ttl=300, refresh=None)
+    (warning,) = records(caplog, "was given no refresh=")
+    message = warning.getMessage()
+    assert "ends when its access token expires (in 300 s)" in message
+    assert "refresh=<refresh token>, refresh_expires_in=<seconds>" in message
+    assert "offline_access" in message
+    # What it warns about: past expiry the session is gone, nothing to refresh it with.
+    clock.advance(301)
+    assert tc.get("/me").status_code == 401
+
+
+def test_sign_in_with_a_refresh_token_or_without_refresh_configured_says_nothing(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        login(client(build_app(build_store(clock, Recorder(clock)))), clock)
+        login(client(build_app(build_store(clock, None))), clock, refresh=None)
+    assert records(caplog, "no refresh=") == []
