@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from starlette.requests import HTTPConnection
 
+from .callback import check_lifetime
 from .config import AuthStore
 from .errors import ConfigurationError, TokenError
 from .session import clear_session, issue_session, new_sid
@@ -147,6 +148,9 @@ def sign_in(
     token_type = auth.get("type", "Bearer")
     if not isinstance(token, str) or not isinstance(token_type, str):
         raise TokenError("sign_in: auth must be {'token': <str>, 'type': <str>}")
+    if refresh is not None and not isinstance(refresh, str):
+        raise TypeError(f"sign_in: refresh must be a str or None, got {type(refresh).__name__}")
+    check_lifetime("sign_in: refresh_expires_in", refresh_expires_in)
     now = store.clock()
     try:
         claims = store.verifier.verify(token, now)

@@ -11,10 +11,16 @@ from typing import Any
 
 import httpx2
 import pytest
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, Request, WebSocket
 from starlette.testclient import TestClient
 
-from fastapi_authkit import create_refresh, create_store, sign_in
+from fastapi_authkit import (
+    AuthKitMiddleware,
+    RefreshResult,
+    create_refresh,
+    create_store,
+    sign_in,
+)
 from fastapi_authkit.notices import DEBUG_FORMAT
 
 from apps import Recorder, build_app, build_store, client, login
@@ -282,3 +288,94 @@ def test_sign_in_with_a_refresh_token_or_without_refresh_configured_says_nothing
         login(client(build_app(build_store(clock, Recorder(clock)))), clock)
         login(client(build_app(build_store(clock, None))), clock, refresh=None)
     assert records(caplog, "no refresh=") == []
+
+
+# --- RefreshResult and sign_in lifetimes are checked when given --------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "message"),
+    [
+        ({"is_success": "yes"}, TypeError, "RefreshResult.is_success must be a bool, got str"),
+        ({"is_success": 1}, TypeError, "RefreshResult.is_success must be a bool, got int"),
+        ({"new_auth_token": b"jwt"}, TypeError, "new_auth_token must be a str or None"),
+        ({"new_auth_token_type": None}, TypeError, "new_auth_token_type must be a str, got"),
+        ({"new_refresh_token": 7}, TypeError, "new_refresh_token must be a str or None"),
+        (
+            {"new_refresh_token_expires_in": "3600"},
+            TypeError,
+            "new_refresh_token_expires_in must be a number of seconds or None, got str '3600'",
+        ),
+        (
+            {"new_refresh_token_expires_in": True},
+            TypeError,
+            "new_refresh_token_expires_in must be a number of seconds",
+        ),
+        (
+            {"new_refresh_token_expires_in": -60},
+            ValueError,
+            "new_refresh_token_expires_in must be a positive number of seconds or None, got -60",
+        ),
+        (
+            {"new_refresh_token_expires_in": 0},
+            ValueError,
+            "(an auth server's 0 for 'does not expire' is None here)",
+        ),
+        (
+            {"new_auth_token_expire_in": float("inf")},
+            ValueError,
+            "new_auth_token_expire_in must be a finite number",
+        ),
+        (
+            {"new_auth_token_expire_in": -1.5},
+            ValueError,
+            "would be deleted at once",
+        ),
+    ],
+)
+def test_refresh_result_refuses_wrong_types_and_lifetimes_when_built(
+    fields: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """It accepted anything, and a negative refresh lifetime silently deleted the refresh
+    cookie (Max-Age below zero): now the callback's own line fails, naming the field."""
+    options: dict[str, Any] = {"is_success": True, "new_auth_token": "t", **fields}
+    with pytest.raises(error) as raised:
+        RefreshResult(**options)
+    assert message in str(raised.value)
+
+
+def test_refresh_result_accepts_what_the_documentation_shows() -> None:
+    assert RefreshResult(is_success=False).new_auth_token_type == "Bearer"
+    result = RefreshResult(
+        is_success=True,
+        new_auth_token="t",
+        new_refresh_token="r",
+        new_auth_token_expire_in=300,
+        new_refresh_token_expires_in=1209600.0,
+        new_auth_user_state={"name": "Alice"},
+    )
+    assert result.new_refresh_token_expires_in == 1209600.0
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"refresh_expires_in": -5}, ValueError, "sign_in: refresh_expires_in must be a positive"),
+        ({"refresh_expires_in": "3600"}, TypeError, "sign_in: refresh_expires_in must be a"),
+        ({"refresh": 1234}, TypeError, "sign_in: refresh must be a str or None, got int"),
+    ],
+)
+def test_sign_in_refuses_a_refresh_lifetime_that_would_delete_the_cookie(
+    clock: Clock, options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    app = FastAPI()
+    app.add_middleware(AuthKitMiddleware, store=build_store(clock, Recorder(clock)))
+
+    @app.post("/login")
+    async def bad_login(request: Request) -> dict[str, bool]:
+        sign_in(request, auth={"token": make_token(clock)}, **{"refresh": "r", **options})
+        return {"ok": True}
+
+    with pytest.raises(error) as raised:
+        client(app).post("/login")
+    assert message in str(raised.value)
