@@ -137,6 +137,8 @@ class AuthStore:
     session_check: SessionCheck | None = field(repr=False)
     # Where concurrent refreshes in different processes meet (cross-process single flight).
     shared_store: SessionStore | None = field(repr=False)
+    # The built-in issuer when the app is its own auth server (create_store(token_issuer=)).
+    token_issuer: TokenSource | None = field(repr=False)
     # Advice logged once, and the refresh failure streak: the one mutable part, per store.
     notices: Notices = field(repr=False, compare=False)
 
@@ -349,5 +351,6 @@ def create_store(
         csrf_header=csrf_header_name.lower().encode("ascii"),
         session_check=session_check,
         shared_store=shared_store,
+        token_issuer=token_issuer,
         notices=notices,
     )

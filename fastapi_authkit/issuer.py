@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from jwt.algorithms import get_default_algorithms
@@ -41,10 +41,26 @@ class Issuer(TokenIssuer):
     the session has not been revoked.
     """
 
-    async def sign_in(
+    # sign_in and sign_out do I/O (the store), so they are awaited, while the plain sign_in
+    # and sign_out only queue cookies and are not. A forgotten await used to answer 200 and
+    # do nothing; these are plain methods returning the coroutine, registered on the
+    # request's state first, so that the middleware refuses to start a response while it
+    # was never awaited (a ConfigurationError naming the call: a 500 and a traceback).
+    # `await issuer.sign_in(...)` works exactly as before.
+
+    def sign_in(
         self, conn: HTTPConnection, subject: str, *, user_state: Any = None
-    ) -> IssuedTokens:
-        """Issue a pair for ``subject`` and :func:`~fastapi_authkit.sign_in` with it."""
+    ) -> Coroutine[Any, Any, IssuedTokens]:
+        """Issue a pair for ``subject`` and :func:`~fastapi_authkit.sign_in` with it:
+        ``await issuer.sign_in(request, subject, user_state=...)``.
+
+        Must be awaited: a response started while the call was not awaited is refused with
+        a :class:`ConfigurationError` saying so."""
+        return get_auth_state(conn).must_be_awaited(
+            "issuer.sign_in", lambda: self._sign_in(conn, subject, user_state)
+        )
+
+    async def _sign_in(self, conn: HTTPConnection, subject: str, user_state: Any) -> IssuedTokens:
         tokens = await self.issue(subject)
         sign_in(
             conn,
@@ -55,10 +71,18 @@ class Issuer(TokenIssuer):
         )
         return tokens
 
-    async def sign_out(self, conn: HTTPConnection, *, everywhere: bool = False) -> bool:
+    def sign_out(
+        self, conn: HTTPConnection, *, everywhere: bool = False
+    ) -> Coroutine[Any, Any, bool]:
         """Revoke this session (or, with ``everywhere``, every session of its subject) and
-        clear the cookies. The cookies are cleared even when the store is down; the return
-        value says whether the server-side revocation happened (False is logged)."""
+        clear the cookies: ``await issuer.sign_out(request)``. The cookies are cleared even
+        when the store is down; the result says whether the server-side revocation happened
+        (False is logged). Must be awaited, like :meth:`sign_in`."""
+        return get_auth_state(conn).must_be_awaited(
+            "issuer.sign_out", lambda: self._sign_out(conn, everywhere)
+        )
+
+    async def _sign_out(self, conn: HTTPConnection, everywhere: bool) -> bool:
         state = get_auth_state(conn)
         subject = state.claims.get("sub") if state.claims else None
         try:

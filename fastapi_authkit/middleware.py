@@ -125,6 +125,7 @@ class AuthKitMiddleware:
     ) -> None:
         """A response start with the cookie writes the request queued (a refresh, sign_in,
         sign_out); after a sign-out, what was remembered for the session is dropped first."""
+        state.raise_if_unawaited()
         if state.signed_out_refresh_token is not None:
             await self._forget(state.signed_out_refresh_token)
         cookies = state.pending_cookies()

@@ -9,8 +9,8 @@ response the route returns, so they work with dicts, redirects and streaming res
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Final, TypeVar
 
 from starlette.requests import HTTPConnection
 
@@ -22,6 +22,8 @@ from .session import clear_session, issue_session, new_sid
 __all__ = ["SCOPE_KEY", "AuthState", "get_auth_state", "sign_in", "sign_out"]
 
 SCOPE_KEY: Final = "fastapi_authkit"
+
+T = TypeVar("T")
 
 
 class AuthState:
@@ -50,6 +52,9 @@ class AuthState:
     _cookies_queued: bool = False
     _user: Any = None
     _user_loaded: bool = False
+    # Calls such as issuer.sign_in(...) that returned a coroutine nobody has awaited yet:
+    # (what was called, the coroutine). The middleware refuses to answer with any left.
+    _unawaited: tuple[tuple[str, Coroutine[Any, Any, Any]], ...] = ()
 
     def __init__(self, store: AuthStore) -> None:
         self.store = store
@@ -91,6 +96,38 @@ class AuthState:
     def queue_refresh_cookies(self, cookies: tuple[bytes, ...]) -> None:
         self._auto_cookies = cookies
         self._cookies_queued = True
+
+    def must_be_awaited(
+        self, what: str, work: Callable[[], Awaitable[T]]
+    ) -> Coroutine[Any, Any, T]:
+        """``work()`` as a coroutine that the route must await: until it starts running it
+        is listed in ``_unawaited``, and the middleware turns a response started with it
+        still listed into a loud :class:`ConfigurationError` (see
+        :meth:`raise_if_unawaited`) instead of a 200 that silently did nothing."""
+
+        async def run() -> T:
+            self._unawaited = tuple(entry for entry in self._unawaited if entry[1] is not call)
+            return await work()
+
+        call = run()
+        self._unawaited = (*self._unawaited, (what, call))
+        self._cookies_queued = True  # so that the middleware looks at the response start
+        return call
+
+    def raise_if_unawaited(self) -> None:
+        """Refuse to start a response while a call that must be awaited was not: the route
+        forgot ``await`` (``issuer.sign_in(request, ...)`` alone does nothing)."""
+        if not self._unawaited:
+            return
+        names = sorted({what for what, _ in self._unawaited})
+        for _, call in self._unawaited:
+            call.close()  # never run; closing spares Python's own "never awaited" warning
+        self._unawaited = ()
+        raise ConfigurationError(
+            f"{' and '.join(names)}(...) returned a coroutine that was never awaited, so it "
+            "did nothing (no session started or ended, no cookie written): write "
+            f"`await {names[0]}(request, ...)` in the route"
+        )
 
     def pending_cookies(self) -> tuple[bytes, ...]:
         """The Set-Cookie values to emit: what the route did wins over an automatic refresh."""
@@ -155,7 +192,14 @@ def sign_in(
     try:
         claims = store.verifier.verify(token, now)
     except TokenError as exc:
-        raise TokenError(f"sign_in: the access token does not verify: {exc}") from exc
+        hint = ""
+        if store.token_issuer is not None:
+            # The issuer mints the tokens it verifies; one made elsewhere is the usual cause.
+            hint = (
+                "; with create_store(token_issuer=...) the issuer mints the tokens: sign in "
+                "with `await issuer.sign_in(request, subject)` instead of sign_in(...)"
+            )
+        raise TokenError(f"sign_in: the access token does not verify: {exc}{hint}") from exc
     if refresh is None and store.refresh is not None:
         store.notices.session_without_refresh_token(claims["exp"] - now)
     sid = new_sid()

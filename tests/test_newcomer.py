@@ -16,7 +16,10 @@ from starlette.testclient import TestClient
 
 from fastapi_authkit import (
     AuthKitMiddleware,
+    ConfigurationError,
+    CurrentUser,
     RefreshResult,
+    TokenError,
     create_refresh,
     create_store,
     sign_in,
@@ -379,3 +382,121 @@ def test_sign_in_refuses_a_refresh_lifetime_that_would_delete_the_cookie(
     with pytest.raises(error) as raised:
         client(app).post("/login")
     assert message in str(raised.value)
+
+
+# --- issuer.sign_in / issuer.sign_out without await ---------------------------------------
+
+ISSUER_KEY = "issuer-signing-key-0123456789abcdef"
+
+
+def _issuer_app(clock: Clock) -> tuple[FastAPI, Any]:
+    from fastapi_authkit import create_issuer
+    from fastapi_authkit.stores import MemoryStore
+
+    issuer = create_issuer(backend=MemoryStore(), signing_key=ISSUER_KEY, clock=clock)
+    app = FastAPI()
+    app.add_middleware(
+        AuthKitMiddleware,
+        store=create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock),
+    )
+    return app, issuer
+
+
+def test_issuer_sign_in_without_await_fails_loudly_instead_of_a_silent_200(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Forgetting the await answered 200 with no cookies. Now the response is refused: the
+    route's error names the call and the fix (a 500 with a traceback in the server log),
+    and Python's own "never awaited" warning is spared (warnings are errors here)."""
+    app, issuer = _issuer_app(clock)
+
+    @app.post("/login")
+    async def login(request: Request) -> dict[str, bool]:
+        issuer.sign_in(request, "alice")  # the mistake: no await
+        return {"ok": True}
+
+    with pytest.raises(ConfigurationError) as raised:
+        client(app).post("/login")
+    assert str(raised.value) == (
+        "issuer.sign_in(...) returned a coroutine that was never awaited, so it did nothing "
+        "(no session started or ended, no cookie written): write "
+        "`await issuer.sign_in(request, ...)` in the route"
+    )
+    response = TestClient(app, raise_server_exceptions=False).post("/login")
+    assert response.status_code == 500
+    assert "set-cookie" not in response.headers
+
+
+def test_issuer_sign_out_without_await_fails_loudly(clock: Clock) -> None:
+    app, issuer = _issuer_app(clock)
+
+    @app.post("/login")
+    async def login(request: Request) -> dict[str, bool]:
+        await issuer.sign_in(request, "alice")
+        return {"ok": True}
+
+    @app.post("/logout")
+    async def logout(request: Request) -> dict[str, bool]:
+        issuer.sign_out(request)  # the mistake: the session would stay signed in
+        return {"ok": True}
+
+    tc = client(app)
+    assert tc.post("/login").json() == {"ok": True}
+    with pytest.raises(ConfigurationError, match=r"^issuer\.sign_out\(\.\.\.\) returned"):
+        tc.post("/logout", headers={"X-CSRF-Token": tc.cookies["_auth_csrf"]})
+
+
+def test_issuer_sign_in_awaited_works_as_documented(clock: Clock) -> None:
+    """The public API is unchanged for the documented use: ``await issuer.sign_in(...)``
+    returns the issued pair, and a coroutine passed around before being awaited is fine."""
+    app, issuer = _issuer_app(clock)
+
+    @app.post("/login")
+    async def login(request: Request) -> dict[str, str]:
+        pending = issuer.sign_in(request, "alice", user_state={"name": "Alice"})
+        tokens = await pending
+        return {"family": tokens.family_id}
+
+    @app.get("/me")
+    async def me(user: CurrentUser) -> Any:
+        return user
+
+    tc = client(app)
+    assert tc.post("/login").json()["family"]
+    assert tc.get("/me").json() == {"name": "Alice"}
+
+
+def test_issuer_sign_in_that_raises_when_awaited_is_not_taken_for_a_missing_await(
+    clock: Clock,
+) -> None:
+    app, issuer = _issuer_app(clock)
+
+    @app.post("/login")
+    async def login(request: Request) -> dict[str, bool]:
+        try:
+            await issuer.sign_in(request, "")  # an empty subject is refused
+        except ValueError:
+            return {"refused": True}
+        return {"refused": False}
+
+    assert client(app).post("/login").json() == {"refused": True}
+
+
+def test_plain_sign_in_with_a_token_the_issuer_did_not_mint_names_issuer_sign_in(
+    clock: Clock,
+) -> None:
+    """The issue's case: a token signed with the issuer's own key by hand (no ``typ``)."""
+    app, _ = _issuer_app(clock)
+
+    @app.post("/login")
+    async def login(request: Request) -> dict[str, bool]:
+        sign_in(request, auth={"token": make_token(clock, key=ISSUER_KEY)}, refresh="r")
+        return {"ok": True}
+
+    with pytest.raises(TokenError) as raised:
+        client(app).post("/login")
+    message = str(raised.value)
+    assert "token typ must be 'at+jwt'" in message
+    assert "sign in with `await issuer.sign_in(request, subject)` instead of sign_in(...)" in (
+        message
+    )
