@@ -500,3 +500,117 @@ def test_plain_sign_in_with_a_token_the_issuer_did_not_mint_names_issuer_sign_in
     assert "sign in with `await issuer.sign_in(request, subject)` instead of sign_in(...)" in (
         message
     )
+
+
+# --- keys that do not fit their algorithm -----------------------------------------------------
+
+
+def _pem(key: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    if hasattr(key, "private_bytes"):
+        return key.private_bytes(  # type: ignore[no-any-return]
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+    return key.public_bytes(  # type: ignore[no-any-return]
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def _keys() -> dict[str, Any]:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    return {
+        "rsa": rsa_key,
+        "p384": p384,
+        "ed25519": ed25519.Ed25519PrivateKey.generate(),
+    }
+
+
+KEYS = _keys()
+
+
+@pytest.mark.parametrize(
+    ("token_key", "algorithm", "message"),
+    [
+        (
+            _pem(KEYS["rsa"].public_key()),
+            "ES256",
+            "token_key is an RSA public key (PEM), but ES256 needs an EC public key on the "
+            "curve P-256 (secp256r1) (PEM text or a cryptography key object)",
+        ),
+        (
+            _pem(KEYS["p384"].public_key()),
+            "ES256",
+            "token_key is an EC public key on secp384r1 (PEM), but ES256 needs an EC public "
+            "key on the curve P-256 (secp256r1)",
+        ),
+        (
+            KEYS["p384"].public_key(),
+            "RS256",
+            "token_key is an EC public key on secp384r1, but RS256 needs an RSA public key",
+        ),
+        (
+            KEYS["ed25519"].public_key(),
+            "PS256",
+            "token_key is an Ed25519 public key, but PS256 needs an RSA public key",
+        ),
+        (
+            _pem(KEYS["rsa"].public_key()),
+            "EdDSA",
+            "token_key is an RSA public key (PEM), but EdDSA needs an Ed25519 or Ed448 public key",
+        ),
+        (
+            "a-secret-that-is-no-public-key",
+            "RS256",
+            "token_key is a str that is not a PEM key, but RS256 needs an RSA public key",
+        ),
+        (
+            "-----BEGIN PUBLIC KEY-----\ngarbage\n-----END PUBLIC KEY-----\n",
+            "RS256",
+            "token_key is a PEM text that cannot be read (or is password-protected), but RS256",
+        ),
+        (
+            12345,
+            "RS256",
+            "token_key is a value of type int, but RS256 needs an RSA public key",
+        ),
+        (
+            12345,
+            "HS256",
+            "token_key is a value of type int, but HS256 needs a secret (str or bytes) of at "
+            "least 32 bytes",
+        ),
+    ],
+)
+def test_a_key_of_the_wrong_kind_says_what_it_is_and_what_is_needed(
+    token_key: Any, algorithm: str, message: str
+) -> None:
+    """PyJWT's own message was "Expected one of <generator object ...>"."""
+    with pytest.raises(ConfigurationError) as raised:
+        create_store(secret_key=SECRET_KEY, token_key=token_key, algorithms=[algorithm])
+    assert message in str(raised.value)
+    assert "generator object" not in str(raised.value)
+    assert "BEGIN" not in str(raised.value)  # the key itself is never quoted
+
+
+def test_sign_in_with_a_token_of_another_algorithm_names_both(clock: Clock) -> None:
+    app = FastAPI()
+    app.add_middleware(AuthKitMiddleware, store=build_store(clock, None))
+
+    @app.post("/login")
+    async def login(request: Request) -> dict[str, bool]:
+        token = make_token(clock, key="k" * 64, algorithm="HS512")
+        sign_in(request, auth={"token": token})
+        return {"ok": True}
+
+    with pytest.raises(TokenError) as raised:
+        client(app).post("/login")
+    assert str(raised.value) == (
+        "sign_in: the access token does not verify: token is signed with 'HS512', but its "
+        "key accepts only 'HS256' (create_store(algorithms=...))"
+    )
