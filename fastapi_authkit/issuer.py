@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from jwt.algorithms import get_default_algorithms
 from starlette.requests import HTTPConnection
 
 from .config import seconds
@@ -23,7 +22,7 @@ from .errors import ConfigurationError, StoreUnavailableError
 from .state import get_auth_state, sign_in, sign_out
 from .stores.base import SessionStore
 from .tokenissuer import ACCESS_TOKEN_TYPE, IssuedTokens, TokenIssuer
-from .tokens import HMAC_ALGORITHMS, check_algorithm
+from .tokens import HMAC_ALGORITHMS, check_algorithm, describe_key, prepare_key
 
 __all__ = ["ACCESS_TOKEN_TYPE", "IssuedTokens", "Issuer", "create_issuer"]
 
@@ -127,12 +126,18 @@ def create_issuer(
     if not isinstance(backend, SessionStore):
         raise ConfigurationError("backend must be a SessionStore (MemoryStore or RedisStore)")
     check_algorithm(algorithm)
-    try:
-        prepared = get_default_algorithms()[algorithm].prepare_key(signing_key)
-    except Exception as exc:
-        raise ConfigurationError(f"signing_key is not a valid {algorithm} key: {exc}") from exc
-    # HMAC verifies with the secret itself; asymmetric keys with their public half.
-    verification = signing_key if algorithm in HMAC_ALGORITHMS else prepared.public_key()
+    # The same checks as create_store's token_key (an HMAC secret's minimum length
+    # included), named after this argument, so a weak or wrong key fails here.
+    prepared = prepare_key(algorithm, signing_key, "signing_key", kind="private")
+    if algorithm in HMAC_ALGORITHMS:
+        verification = signing_key  # HMAC verifies with the secret itself
+    elif hasattr(prepared, "public_key"):
+        verification = prepared.public_key()  # asymmetric keys verify with their public half
+    else:
+        raise ConfigurationError(
+            f"signing_key is {describe_key(signing_key)}: signing with {algorithm} needs the "
+            "private key (its public half is what verifies)"
+        )
     if key_id is not None and (not isinstance(key_id, str) or not key_id):
         raise ConfigurationError("key_id must be a non-empty string")
     if previous_keys and key_id is None:

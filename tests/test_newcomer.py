@@ -614,3 +614,55 @@ def test_sign_in_with_a_token_of_another_algorithm_names_both(clock: Clock) -> N
         "sign_in: the access token does not verify: token is signed with 'HS512', but its "
         "key accepts only 'HS256' (create_store(algorithms=...))"
     )
+
+
+# --- create_issuer's signing key ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"signing_key": "too-short"},
+            "signing_key: HS256 needs a key of at least 32 bytes, got 9",
+        ),
+        (
+            {"signing_key": "s" * 40, "algorithm": "HS512"},
+            "signing_key: HS512 needs a key of at least 64 bytes, got 40",
+        ),
+        (
+            {"signing_key": _pem(KEYS["rsa"].public_key()), "algorithm": "RS256"},
+            "signing_key is an RSA public key (PEM): signing with RS256 needs the private key",
+        ),
+        (
+            {"signing_key": _pem(KEYS["p384"]), "algorithm": "RS256"},
+            "signing_key is an EC private key on secp384r1 (PEM), but RS256 needs an RSA "
+            "private key",
+        ),
+    ],
+)
+def test_create_issuer_refuses_a_signing_key_that_cannot_sign_and_names_it(
+    options: dict[str, Any], message: str
+) -> None:
+    """A short HMAC key was accepted by create_issuer and refused later by create_store, as
+    'token_key'; a public key crashed with an AttributeError. Both fail here, by name."""
+    from fastapi_authkit import create_issuer
+    from fastapi_authkit.stores import MemoryStore
+
+    with pytest.raises(ConfigurationError) as raised:
+        create_issuer(backend=MemoryStore(), **options)
+    assert message in str(raised.value)
+    assert "token_key" not in str(raised.value)
+
+
+def test_create_issuer_accepts_private_keys_of_each_kind() -> None:
+    from fastapi_authkit import create_issuer
+    from fastapi_authkit.stores import MemoryStore
+
+    for key, algorithm in ((KEYS["rsa"], "RS256"), (_pem(KEYS["ed25519"]), "EdDSA")):
+        issuer = create_issuer(backend=MemoryStore(), signing_key=key, algorithm=algorithm)
+        store = create_store(secret_key=SECRET_KEY, token_issuer=issuer)
+        now = issuer.clock()
+        # Signed with the private key, verified with its public half.
+        token = issuer.mint_access("alice", "family-1", now)
+        assert store.verifier.verify(token, now)["sub"] == "alice"
