@@ -22,6 +22,8 @@ __all__ = ["DEBUG_FORMAT", "Notices", "show_debug_output"]
 logger = logging.getLogger("fastapi_authkit")
 
 DEBUG_FORMAT: Final = "%(asctime)s %(levelname)s fastapi_authkit: %(message)s"
+# While the refresh callback keeps failing, a one-line reminder with the count this often.
+_STREAK_REMINDER_SECONDS: Final = 60.0
 
 
 def show_debug_output() -> None:
@@ -39,16 +41,18 @@ def show_debug_output() -> None:
 
 
 class Notices:
-    """Once-only advice of one configuration.
+    """Once-only advice and the refresh failure streak of one configuration.
 
-    ``clock`` is the configuration's (for advice that depends on time).
+    ``clock`` is the configuration's, so the streak's reminders follow injected time.
     """
 
-    __slots__ = ("_clock", "_given")
+    __slots__ = ("_clock", "_given", "_streak", "_streak_logged_at")
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._given: set[str] = set()
+        self._streak = 0
+        self._streak_logged_at = 0.0
 
     def once(self, key: str, level: int, message: str, *args: object) -> bool:
         """Log ``message`` the first time ``key`` comes up; True when it was logged now."""
@@ -92,3 +96,30 @@ class Notices:
             "issued none, ask for the offline_access scope",
             expires_in,
         )
+
+    def refresh_failed(self, message: str, *args: object, exc: BaseException | None) -> None:
+        """A transient refresh failure: the first of a streak is logged with its traceback,
+        the others are counted, with a one-line reminder at most once a minute."""
+        self._streak += 1
+        now = self._clock()
+        if self._streak == 1:
+            self._streak_logged_at = now
+            logger.warning(message, *args, exc_info=exc)
+        elif now - self._streak_logged_at >= _STREAK_REMINDER_SECONDS:
+            self._streak_logged_at = now
+            logger.warning(
+                "refresh still failing transiently (%d failures in a row, traceback logged "
+                "at the first); latest: " + message,
+                self._streak,
+                *args,
+            )
+
+    def refresh_answered(self) -> None:
+        """The refresh callback answered again: end the failure streak, saying how long it
+        was (at WARNING, like its start, so that whoever saw one sees the other)."""
+        if self._streak:
+            logger.warning(
+                "refresh callback answers again after %d transient failure(s) in a row",
+                self._streak,
+            )
+            self._streak = 0

@@ -231,18 +231,23 @@ async def run_callback(
     store: AuthStore, refresh: RefreshConfig, param: RefreshParam, sid: str | None
 ) -> Outcome:
     """Call the refresh callback once and classify its answer. Never raises an Exception."""
+    # While the auth server is down every refresh fails the same way: the first failure of
+    # a streak is logged with its traceback, the rest are counted (store.notices).
     try:
         result = await _invoke(refresh, param)
     except TimeoutError:
         error: RefreshError = RefreshTimeoutError(
             f"refresh_api_callback did not answer within {refresh.timeout}s"
         )
-        logger.warning("refresh failed transiently; session kept: %s", error)
+        store.notices.refresh_failed(
+            "refresh failed transiently; session kept: %s", error, exc=None
+        )
         return Unavailable(error)
     except Exception as exc:
         error = RefreshError(f"refresh_api_callback raised {type(exc).__name__}: {exc}")
-        logger.warning("refresh failed transiently; session kept: %s", error, exc_info=exc)
+        store.notices.refresh_failed("refresh failed transiently; session kept: %s", error, exc=exc)
         return Unavailable(error)
+    store.notices.refresh_answered()
     token = getattr(result, "new_auth_token", None)
     if isinstance(token, str):
         # A key id we do not hold in a token the auth server itself just handed us is a key

@@ -18,6 +18,7 @@ from fastapi_authkit import (
     AuthKitMiddleware,
     ConfigurationError,
     CurrentUser,
+    RefreshParam,
     RefreshResult,
     TokenError,
     create_refresh,
@@ -666,3 +667,54 @@ def test_create_issuer_accepts_private_keys_of_each_kind() -> None:
         # Signed with the private key, verified with its public half.
         token = issuer.mint_access("alice", "family-1", now)
         assert store.verifier.verify(token, now)["sub"] == "alice"
+
+
+# --- a streak of transient refresh failures -------------------------------------------------
+
+
+def test_a_streak_of_transient_refresh_failures_logs_one_traceback_and_counts_the_rest(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The auth server is down: every request tried to refresh and logged a full traceback.
+    Now the first failure of a streak carries the traceback, the others are counted (a
+    one-line reminder with the count at most once a minute), and the end of the streak is
+    logged with its length."""
+    down = True
+
+    async def callback(param: RefreshParam) -> RefreshResult:
+        if down:
+            raise ConnectionError("auth server unreachable")
+        return RefreshResult(is_success=True, new_auth_token=make_token(clock, ttl=300))
+
+    refresh = create_refresh(interval=60, refresh_api_callback=callback, grace_period=0)
+    tc = client(build_app(build_store(clock, None, refresh=refresh)))
+    login(tc, clock, ttl=100)
+    clock.advance(101)  # expired: every request needs the refresh
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        for _ in range(5):
+            assert tc.get("/me").status_code == 503
+        clock.advance(60)
+        assert tc.get("/me").status_code == 503  # a minute on: the reminder
+        assert tc.get("/me").status_code == 503
+        down = False
+        assert tc.get("/me").status_code == 200  # the streak ends
+        clock.advance(400)
+        down = True
+        assert tc.get("/me").status_code == 503  # a new streak: a traceback again
+
+    failures = records(caplog, "refresh failed transiently")
+    assert [r.exc_info is not None for r in failures] == [True, False, True]
+    first, reminder, _ = failures
+    assert first.getMessage() == (
+        "refresh failed transiently; session kept: refresh_api_callback raised "
+        "ConnectionError: auth server unreachable"
+    )
+    assert reminder.getMessage().startswith(
+        "refresh still failing transiently (6 failures in a row, traceback logged at the "
+        "first); latest: refresh failed transiently; session kept:"
+    )
+    (recovered,) = records(caplog, "answers again")
+    assert recovered.getMessage() == (
+        "refresh callback answers again after 7 transient failure(s) in a row"
+    )
+    assert recovered.levelno == logging.WARNING
