@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-__all__ = ["RefreshCallback", "RefreshParam", "RefreshResult", "check_lifetime"]
+__all__ = ["RefreshCallback", "RefreshParam", "RefreshResult", "RevokeCallback", "check_lifetime"]
 
 
 def check_lifetime(name: str, value: object) -> None:
@@ -102,3 +102,9 @@ class RefreshResult:
 
 
 RefreshCallback: TypeAlias = Callable[[RefreshParam], "Awaitable[RefreshResult] | RefreshResult"]
+
+RevokeCallback: TypeAlias = Callable[[str], "Awaitable[object] | object"]
+"""The revocation hook: ``revoke(refresh_token)``, a method of the refresh callback object
+(RFC 7009 token revocation at the auth server), sync or async. ``sign_out`` calls it with
+the session's refresh token; raising means "not revoked" (logged, the cookies are cleared
+all the same). Its return value is ignored."""

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
-from .callback import RefreshCallback
+from .callback import RefreshCallback, RevokeCallback
 from .cookies import CookieNames, CookiePolicy, SameSite, is_token
 from .csrf import CsrfSigner
 from .errors import ConfigurationError
@@ -55,6 +55,9 @@ class RefreshConfig:
     refresh_api_callback: RefreshCallback = field(repr=False)
     timeout: float
     grace_period: float
+    # The callback object's revoke(refresh_token) method, when it has one: sign_out calls
+    # it (RFC 7009 revocation at the auth server).
+    revoke: RevokeCallback | None = field(default=None, repr=False)
 
 
 def create_refresh(
@@ -73,14 +76,23 @@ def create_refresh(
     as a transient failure. ``grace_period``: seconds during which a request still carrying
     the refresh token that was just used (a browser's requests already in flight) receives
     the same new cookies instead of calling the callback again.
+
+    A callback object with a ``revoke(refresh_token)`` method (sync or async; the OIDC
+    refresh grant has one) is also the revocation hook: ``sign_out`` calls it with the
+    session's refresh token, within ``timeout``, to end the session at the auth server
+    (RFC 7009) as well.
     """
     if not callable(refresh_api_callback):
         raise ConfigurationError("refresh_api_callback must be callable")
+    revoke = getattr(refresh_api_callback, "revoke", None)
+    if revoke is not None and not callable(revoke):
+        raise ConfigurationError("refresh_api_callback.revoke must be callable (the hook)")
     return RefreshConfig(
         interval=seconds("interval", interval),
         refresh_api_callback=refresh_api_callback,
         timeout=seconds("timeout", timeout, positive=True),
         grace_period=seconds("grace_period", grace_period),
+        revoke=revoke,
     )
 
 
@@ -293,11 +305,16 @@ def create_store(
         if refresh is not None:
             notices.interval_beyond_lifetime(refresh.interval, token_issuer.access_ttl)
         else:
-            refresh = create_refresh(
-                # Refresh in the last fifth of the token's life, at most a minute before exp.
-                interval=min(60.0, token_issuer.access_ttl / 5),
-                refresh_api_callback=token_issuer.refresh,
-                grace_period=token_issuer.grace,
+            refresh = replace(
+                create_refresh(
+                    # Refresh in the last fifth of the token's life, at most a minute before
+                    # exp.
+                    interval=min(60.0, token_issuer.access_ttl / 5),
+                    refresh_api_callback=token_issuer.refresh,
+                    grace_period=token_issuer.grace,
+                ),
+                # So that a plain sign_out(request) revokes the session in the store too.
+                revoke=token_issuer.revoke,
             )
         if shared_store is None:
             shared_store = token_issuer.shared_store

@@ -94,6 +94,7 @@ class Issuer(TokenIssuer):
             logger.error("sign-out could not revoke the session server-side: %s", exc)
             revoked = False
         sign_out(conn)
+        state.revoke_signed_out = False  # done above (or failed, and said so)
         return revoked
 
 

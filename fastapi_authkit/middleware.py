@@ -24,7 +24,15 @@ from .errors import ConfigurationError, StoreUnavailableError
 from .notices import show_debug_output
 from .origins import insecure_host
 from .reader import CHECK, REFRESH, RELOAD, Reading, Remembered, RequestReader
-from .refresh import Ended, Refreshed, SingleFlight, flight_alias, run_callback, run_shared
+from .refresh import (
+    Ended,
+    Refreshed,
+    SingleFlight,
+    flight_alias,
+    revoke_at_auth_server,
+    run_callback,
+    run_shared,
+)
 from .session import clear_session
 from .state import SCOPE_KEY, AuthState
 
@@ -128,6 +136,10 @@ class AuthKitMiddleware:
         state.raise_if_unawaited()
         if state.signed_out_refresh_token is not None:
             await self._forget(state.signed_out_refresh_token)
+            refresh = self.store.refresh
+            if state.revoke_signed_out and refresh is not None:
+                state.revoke_signed_out = False  # once, whatever else the route sends
+                await revoke_at_auth_server(refresh, state.signed_out_refresh_token)
         cookies = state.pending_cookies()
         if cookies:
             if self.store.cookie_secure and not self.store.notices.given(_INSECURE_NOTICE):

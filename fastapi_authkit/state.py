@@ -33,6 +33,9 @@ class AuthState:
     unauthenticated); ``user_state`` is the verified user state; ``unavailable`` is
     True when the session could not be checked or refreshed because the refresh callback or
     the shared store failed transiently (protected routes answer 503, not 401).
+    ``refresh_token`` is the session's refresh token (the refresh cookie, or the one a
+    refresh in this request rotated in; None without one), for a route that calls its auth
+    server with it (revocation, RFC 7009) itself.
     """
 
     # Class-level defaults: a request that only reads its state pays for one attribute
@@ -44,8 +47,10 @@ class AuthState:
     sid: str | None = None
     refresh_token: str | None = None
     unavailable: bool = False
-    # Set by sign_out, so the middleware forgets refresh results remembered for it.
+    # Set by sign_out, so the middleware forgets refresh results remembered for it and, with
+    # revoke_signed_out, calls the revocation hook (the issuer's sign_out revokes itself).
     signed_out_refresh_token: str | None = None
+    revoke_signed_out: bool = False
     _auto_cookies: tuple[bytes, ...] = ()
     _route_cookies: tuple[bytes, ...] | None = None
     # Whether anything above was queued: the middleware's per-message check reads only this.
@@ -226,7 +231,10 @@ def sign_in(
 def sign_out(conn: HTTPConnection) -> None:
     """End the session: queue deletion of every auth cookie; the request is now anonymous.
 
-    Overrides a refresh the middleware performed for this same request.
+    Overrides a refresh the middleware performed for this same request. When the refresh
+    callback has a revocation hook (``refresh_api_callback.revoke``: the OIDC grant, the
+    built-in issuer, your own callback object), the middleware also revokes the session's
+    refresh token at the auth server before the response goes out.
     """
     state = get_auth_state(conn)
     if state.store.auth_type != "cookie":
@@ -235,5 +243,6 @@ def sign_out(conn: HTTPConnection) -> None:
     state._cookies_queued = True
     if state.refresh_token is not None:
         state.signed_out_refresh_token = state.refresh_token
+        state.revoke_signed_out = True
     state.clear_identity()
     state.unavailable = False

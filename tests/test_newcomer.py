@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from fastapi import FastAPI, Request, WebSocket
@@ -16,6 +17,7 @@ from starlette.testclient import TestClient
 
 from fastapi_authkit import (
     AuthKitMiddleware,
+    AuthStateDep,
     ConfigurationError,
     CurrentUser,
     RefreshParam,
@@ -24,6 +26,7 @@ from fastapi_authkit import (
     create_refresh,
     create_store,
     sign_in,
+    sign_out,
 )
 from fastapi_authkit.notices import DEBUG_FORMAT
 
@@ -718,3 +721,180 @@ def test_a_streak_of_transient_refresh_failures_logs_one_traceback_and_counts_th
         "refresh callback answers again after 7 transient failure(s) in a row"
     )
     assert recovered.levelno == logging.WARNING
+
+
+# --- sign-out revokes at the auth server (the revocation hook) -------------------------------
+
+
+class RevokingServer:
+    """A refresh callback object with the revocation hook, as an external auth server's
+    client would be: it records what was revoked, and can fail or hang when told to."""
+
+    def __init__(self, clock: Clock, *, sync: bool = False) -> None:
+        self.clock = clock
+        self.revoked: list[str] = []
+        self.failure: Exception | None = None
+        self.hang = False
+        self.rotate_to: str | None = None
+        if sync:
+            self.revoke = self._revoke_sync  # type: ignore[method-assign]
+
+    async def __call__(self, param: RefreshParam) -> RefreshResult:
+        return RefreshResult(
+            is_success=True,
+            new_auth_token=make_token(self.clock),
+            new_refresh_token=self.rotate_to,
+        )
+
+    async def revoke(self, refresh_token: str) -> None:
+        if self.hang:
+            await anyio.sleep(10)
+        if self.failure is not None:
+            raise self.failure
+        self.revoked.append(refresh_token)
+
+    def _revoke_sync(self, refresh_token: str) -> None:
+        self.revoked.append(refresh_token)
+
+
+def _revoking_client(clock: Clock, server: RevokingServer) -> TestClient:
+    refresh = create_refresh(interval=60, refresh_api_callback=server, timeout=0.2)
+    tc = client(build_app(build_store(clock, None, refresh=refresh)))
+    login(tc, clock, refresh="refresh-at-the-server")
+    return tc
+
+
+def _sign_out(tc: TestClient) -> Any:
+    response = tc.post("/logout", headers={"X-CSRF-Token": tc.cookies["_auth_csrf"]})
+    assert response.json() == {"ok": True}
+    assert tc.cookies.get("_auth_refresh") is None  # cleared in every case
+    return response
+
+
+@pytest.mark.parametrize("sync", [False, True], ids=["async-revoke", "sync-revoke"])
+def test_sign_out_revokes_the_refresh_token_through_the_callback_objects_hook(
+    clock: Clock, sync: bool
+) -> None:
+    server = RevokingServer(clock, sync=sync)
+    tc = _revoking_client(clock, server)
+    assert server.revoked == []
+    _sign_out(tc)
+    assert server.revoked == ["refresh-at-the-server"]
+    tc.post("/logout")  # signed out already: no refresh token, nothing to revoke
+    assert server.revoked == ["refresh-at-the-server"]
+
+
+def test_sign_out_revokes_the_current_refresh_token_also_when_it_refreshes_first(
+    clock: Clock,
+) -> None:
+    """The sign-out request itself is due for a refresh, which rotates the refresh token
+    before the route runs: the token revoked is the rotated-in one, the session's current."""
+    server = RevokingServer(clock)
+    refresh = create_refresh(interval=60, refresh_api_callback=server)
+    tc = client(build_app(build_store(clock, None, refresh=refresh)))
+    login(tc, clock, ttl=100, refresh="first")
+    server.rotate_to = "second"
+    clock.advance(50)  # due
+    _sign_out(tc)
+    assert server.revoked == ["second"]
+
+
+@pytest.mark.parametrize("failure", ["raises", "hangs"])
+def test_a_failing_revocation_hook_is_logged_and_the_cookies_are_cleared_anyway(
+    clock: Clock, caplog: pytest.LogCaptureFixture, failure: str
+) -> None:
+    server = RevokingServer(clock)
+    tc = _revoking_client(clock, server)
+    if failure == "raises":
+        server.failure = ConnectionError("auth server unreachable")
+    else:
+        server.hang = True
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        response = _sign_out(tc)
+    assert response.status_code == 200
+    (error,) = records(caplog, "sign-out could not revoke the session at the auth server")
+    if failure == "raises":
+        assert "ConnectionError: auth server unreachable" in error.getMessage()
+    else:
+        assert "did not answer within 0.2s" in error.getMessage()
+
+
+def test_a_callback_without_the_hook_signs_out_as_before(clock: Clock) -> None:
+    recorder = Recorder(clock)  # no revoke method
+    tc = client(build_app(build_store(clock, recorder)))
+    login(tc, clock)
+    _sign_out(tc)
+    assert build_store(clock, recorder).refresh.revoke is None  # type: ignore[union-attr]
+
+
+def test_a_revoke_attribute_that_is_not_callable_is_a_configuration_error(clock: Clock) -> None:
+    server = RevokingServer(clock)
+    server.revoke = "https://auth.example.com/revoke"  # type: ignore[assignment,method-assign]
+    with pytest.raises(ConfigurationError, match=r"refresh_api_callback\.revoke must be callable"):
+        create_refresh(interval=60, refresh_api_callback=server)
+
+
+def test_the_route_sees_the_refresh_token_to_revoke_it_itself(clock: Clock) -> None:
+    """For a plain-function callback: the refresh token is on the auth state."""
+    app = build_app(build_store(clock, Recorder(clock)))
+
+    @app.get("/refresh-token")
+    async def refresh_token(state: AuthStateDep) -> dict[str, str | None]:
+        return {"refresh_token": state.refresh_token}
+
+    tc = client(app)
+    assert tc.get("/refresh-token").json() == {"refresh_token": None}
+    login(tc, clock, refresh="refresh-0")
+    assert tc.get("/refresh-token").json() == {"refresh_token": "refresh-0"}
+
+
+def test_plain_sign_out_with_the_built_in_issuer_revokes_the_session_once(clock: Clock) -> None:
+    """With token_issuer the issuer is the hook: a plain sign_out(request) ends the session in
+    the store too (its cookies, replayed, are refused); issuer.sign_out revokes once."""
+    from fastapi_authkit import create_issuer
+    from fastapi_authkit.stores import MemoryStore
+
+    issuer = create_issuer(backend=MemoryStore(), signing_key=ISSUER_KEY, clock=clock)
+    calls: list[str] = []
+    revoke = issuer.revoke
+
+    async def counted(refresh_token: str) -> bool:
+        calls.append(refresh_token)
+        return await revoke(refresh_token)
+
+    issuer.revoke = counted  # type: ignore[method-assign]
+    app = FastAPI()
+    app.add_middleware(
+        AuthKitMiddleware,
+        store=create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock),
+    )
+
+    @app.post("/login")
+    async def login_route(request: Request) -> dict[str, bool]:
+        await issuer.sign_in(request, "alice")
+        return {"ok": True}
+
+    @app.post("/plain-logout")
+    async def plain_logout(request: Request) -> dict[str, bool]:
+        sign_out(request)
+        return {"ok": True}
+
+    @app.post("/issuer-logout")
+    async def issuer_logout(request: Request) -> dict[str, bool]:
+        return {"ok": await issuer.sign_out(request)}
+
+    @app.get("/me")
+    async def me(user: CurrentUser) -> Any:
+        return user
+
+    for logout in ("/plain-logout", "/issuer-logout"):
+        tc = client(app)
+        tc.post("/login")
+        device = dict(tc.cookies.items())
+        assert tc.post(logout, headers={"X-CSRF-Token": device["_auth_csrf"]}).json() == {
+            "ok": True
+        }
+        tc.cookies.clear()
+        replayed = "; ".join(f"{name}={value}" for name, value in device.items())
+        assert tc.get("/me", headers={"cookie": replayed}).status_code == 401
+    assert len(calls) == 2  # one per sign-out
