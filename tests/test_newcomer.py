@@ -173,18 +173,22 @@ def test_refresh_interval_beyond_the_issuer_lifetime_warns_at_create_store(
 
 
 @pytest.fixture
-def bare_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[logging.Logger]:
+def bare_logging() -> Iterator[logging.Logger]:
     """Logging as uvicorn leaves it for an app: no handler would print the kit's records and
     its logger has no level. pytest attaches its capture handlers to the root logger (and
     to loggers that do not propagate) for each test phase, so the kit's logger stops
-    propagating for the test, and the test calls :func:`without_capture` first."""
+    propagating for the test, and the test calls :func:`without_capture` first. Restored
+    here, then the loggers' level cache is cleared (a stale one would let DEBUG records
+    through in later tests)."""
     kit = logging.getLogger(LOGGER)
-    monkeypatch.setattr(kit, "handlers", [])
-    monkeypatch.setattr(kit, "level", logging.NOTSET)
-    monkeypatch.setattr(kit, "propagate", False)
-    kit.manager._clear_cache()  # isEnabledFor() caches per level
-    yield kit
+    saved = (kit.handlers, kit.level, kit.propagate)
+    kit.handlers, kit.level, kit.propagate = [], logging.NOTSET, False
     kit.manager._clear_cache()
+    try:
+        yield kit
+    finally:
+        kit.handlers, kit.level, kit.propagate = saved
+        kit.manager._clear_cache()
 
 
 def without_capture(kit: logging.Logger) -> None:
