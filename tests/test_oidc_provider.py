@@ -295,7 +295,8 @@ def test_sign_out_revokes_the_refresh_token_at_the_provider(
         response = tc.post("/logout", headers={"X-CSRF-Token": tc.cookies["_auth_csrf"]})
     assert response.json() == {"ok": True}
     assert set(CookieKeeper().update(response)) == AUTH_COOKIES  # all cleared
-    assert caplog.records == []  # revoked without a complaint
+    # Revoked without a complaint.
+    assert [r.getMessage() for r in caplog.records if r.name == "fastapi_authkit"] == []
     dead = _refresh_at_the_provider(provider, refresh_token)
     assert dead.status_code == 400
     assert dead.json()["error"] == "invalid_grant"
@@ -313,26 +314,3 @@ def test_sign_out_while_the_provider_is_down_clears_the_cookies_and_says_so(
     assert "sign-out could not revoke the session at the auth server: ProviderError" in (
         caplog.text
     )
-
-
-def test_the_readme_app_behind_an_identity_provider_signs_in(
-    provider: OIDCProviderServer,
-) -> None:
-    """The README's smallest app, as printed, pointed at the real provider."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme[readme.index("### Behind an identity provider") :]
-    code = section[section.index("```python\n") + 10 : section.index("```\n", 10)]
-    code = (
-        code.replace("https://id.example.com/realms/main", provider.issuer)
-        .replace('"my-app"', repr(provider.client_options["client_id"]))
-        .replace('"..."', repr(provider.client_options["client_secret"]))
-        .replace("https://api.example.com", API)
-    )
-    namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
-    tc = browser(namespace["app"])
-    signed_in = code_flow(tc, provider, redirect="https://testserver/auth/callback")
-    assert signed_in.status_code == 303, signed_in.text
-    me = tc.get("/me")
-    assert me.status_code == 200
-    assert me.json() == {"sub": "alice"}  # scope "openid": the ID token carries sub only
