@@ -5,7 +5,7 @@ fail loudly. Each test makes the mistake and checks the message (or the loud fai
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -397,11 +397,15 @@ def test_sign_in_refuses_a_refresh_lifetime_that_would_delete_the_cookie(
 ISSUER_KEY = "issuer-signing-key-0123456789abcdef"
 
 
-def _issuer_app(clock: Clock) -> tuple[FastAPI, Any]:
+def _issuer_app(clock: Clock, prepare: Callable[[Any], None] | None = None) -> tuple[FastAPI, Any]:
+    """An app on the built-in issuer (in memory), without routes; ``prepare`` sees the
+    issuer before the store is built from it."""
     from fastapi_authkit import create_issuer
     from fastapi_authkit.stores import MemoryStore
 
     issuer = create_issuer(backend=MemoryStore(), signing_key=ISSUER_KEY, clock=clock)
+    if prepare is not None:
+        prepare(issuer)
     app = FastAPI()
     app.add_middleware(
         AuthKitMiddleware,
@@ -855,23 +859,18 @@ def test_the_route_sees_the_refresh_token_to_revoke_it_itself(clock: Clock) -> N
 def test_plain_sign_out_with_the_built_in_issuer_revokes_the_session_once(clock: Clock) -> None:
     """With token_issuer the issuer is the hook: a plain sign_out(request) ends the session in
     the store too (its cookies, replayed, are refused); issuer.sign_out revokes once."""
-    from fastapi_authkit import create_issuer
-    from fastapi_authkit.stores import MemoryStore
-
-    issuer = create_issuer(backend=MemoryStore(), signing_key=ISSUER_KEY, clock=clock)
     calls: list[str] = []
-    revoke = issuer.revoke
 
-    async def counted(refresh_token: str) -> bool:
-        calls.append(refresh_token)
-        return await revoke(refresh_token)
+    def count_revocations(issuer: Any) -> None:
+        revoke = issuer.revoke
 
-    issuer.revoke = counted  # type: ignore[method-assign]
-    app = FastAPI()
-    app.add_middleware(
-        AuthKitMiddleware,
-        store=create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock),
-    )
+        async def counted(refresh_token: str) -> bool:
+            calls.append(refresh_token)
+            return await revoke(refresh_token)  # type: ignore[no-any-return]
+
+        issuer.revoke = counted
+
+    app, issuer = _issuer_app(clock, count_revocations)
 
     @app.post("/login")
     async def login_route(request: Request) -> dict[str, bool]:
