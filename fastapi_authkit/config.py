@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
-from .callback import RefreshCallback
+from .callback import RefreshCallback, RevokeCallback
 from .cookies import CookieNames, CookiePolicy, SameSite, is_token
 from .csrf import CsrfSigner
 from .errors import ConfigurationError
+from .notices import Notices
 from .origins import validate_origins
 from .source import TokenSource
 from .stores.base import SessionStore
@@ -54,6 +55,9 @@ class RefreshConfig:
     refresh_api_callback: RefreshCallback = field(repr=False)
     timeout: float
     grace_period: float
+    # The callback object's revoke(refresh_token) method, when it has one: sign_out calls
+    # it (RFC 7009 revocation at the auth server).
+    revoke: RevokeCallback | None = field(default=None, repr=False)
 
 
 def create_refresh(
@@ -73,14 +77,23 @@ def create_refresh(
     the refresh token that was just used (a browser's requests already in flight) receives
     the same new cookies instead of calling the callback again (with the built-in issuer's
     ``refresh`` as the callback, at most the issuer's ``grace``: ``create_store`` checks).
+
+    A callback object with a ``revoke(refresh_token)`` method (sync or async; the OIDC
+    refresh grant has one) is also the revocation hook: ``sign_out`` calls it with the
+    session's refresh token, within ``timeout``, to end the session at the auth server
+    (RFC 7009) as well.
     """
     if not callable(refresh_api_callback):
         raise ConfigurationError("refresh_api_callback must be callable")
+    revoke = getattr(refresh_api_callback, "revoke", None)
+    if revoke is not None and not callable(revoke):
+        raise ConfigurationError("refresh_api_callback.revoke must be callable (the hook)")
     return RefreshConfig(
         interval=seconds("interval", interval),
         refresh_api_callback=refresh_api_callback,
         timeout=seconds("timeout", timeout, positive=True),
         grace_period=seconds("grace_period", grace_period),
+        revoke=revoke,
     )
 
 
@@ -157,6 +170,10 @@ class AuthStore:
     session_check: SessionCheck | None = field(repr=False)
     # Where concurrent refreshes in different processes meet (cross-process single flight).
     shared_store: SessionStore | None = field(repr=False)
+    # The built-in issuer when the app is its own auth server (create_store(token_issuer=)).
+    token_issuer: TokenSource | None = field(repr=False)
+    # Advice logged once, and the refresh failure streak: the one mutable part, per store.
+    notices: Notices = field(repr=False, compare=False)
 
 
 def create_store(
@@ -227,8 +244,10 @@ def create_store(
     ``state_max_age`` bounds the state cookie's age; ``refresh_max_age`` is the refresh
     cookie's Max-Age when neither the callback nor the token itself says. ``retry_after`` is
     sent with 503 answers while the refresh callback is failing. ``debug`` logs every
-    decision on the ``fastapi_authkit`` logger (DEBUG level). ``clock`` returns the current
-    Unix time and exists for tests.
+    decision on the ``fastapi_authkit`` logger (DEBUG level); when that logger has no level
+    of its own and no handler would print its records (the case under uvicorn), the
+    middleware sets it to DEBUG and gives it a handler printing to stderr (never the root
+    logger's). ``clock`` returns the current Unix time and exists for tests.
     """
     keys = _secret_keys(secret_key)
     if auth_type not in ("cookie", "header"):
@@ -285,6 +304,7 @@ def create_store(
             raise ConfigurationError(f"{label} must be a positive integer of seconds")
     if not callable(clock):
         raise ConfigurationError("clock must be callable")
+    notices = Notices(clock)
     session_check: SessionCheck | None = None
     if token_issuer is not None:
         if not isinstance(token_issuer, TokenSource):
@@ -305,12 +325,19 @@ def create_store(
         token_typ = token_issuer.token_typ
         max_token_lifetime = max(max_token_lifetime, token_issuer.access_ttl + 1)
         session_check = token_issuer.is_active
-        if refresh is None:
-            refresh = create_refresh(
-                # Refresh in the last fifth of the token's life, at most a minute before exp.
-                interval=min(60.0, token_issuer.access_ttl / 5),
-                refresh_api_callback=token_issuer.refresh,
-                grace_period=token_issuer.grace,
+        if refresh is not None:
+            notices.interval_beyond_lifetime(refresh.interval, token_issuer.access_ttl)
+        else:
+            refresh = replace(
+                create_refresh(
+                    # Refresh in the last fifth of the token's life, at most a minute before
+                    # exp.
+                    interval=min(60.0, token_issuer.access_ttl / 5),
+                    refresh_api_callback=token_issuer.refresh,
+                    grace_period=token_issuer.grace,
+                ),
+                # So that a plain sign_out(request) revokes the session in the store too.
+                revoke=token_issuer.revoke,
             )
         if shared_store is None:
             shared_store = token_issuer.shared_store
@@ -366,4 +393,6 @@ def create_store(
         csrf_header=csrf_header_name.lower().encode("ascii"),
         session_check=session_check,
         shared_store=shared_store,
+        token_issuer=token_issuer,
+        notices=notices,
     )

@@ -22,8 +22,18 @@ from .callback import RefreshParam
 from .config import AuthStore
 from .errors import ConfigurationError, StoreUnavailableError
 from .jsoncopy import private_copy
+from .notices import show_debug_output
+from .origins import insecure_host
 from .reader import CHECK, REFRESH, RELOAD, Reading, Remembered, RequestReader
-from .refresh import Ended, Refreshed, SingleFlight, flight_alias, run_callback, run_shared
+from .refresh import (
+    Ended,
+    Refreshed,
+    SingleFlight,
+    flight_alias,
+    revoke_at_auth_server,
+    run_callback,
+    run_shared,
+)
 from .session import clear_session
 from .state import SCOPE_KEY, AuthState
 
@@ -34,6 +44,7 @@ logger = logging.getLogger("fastapi_authkit")
 _RESPONSE_STARTS: Final = frozenset(
     {"http.response.start", "websocket.accept", "websocket.http.response.start"}
 )
+_INSECURE_NOTICE: Final = "secure-cookie-over-http"
 _CSRF_BODY: Final = b'{"detail":"CSRF token missing or invalid"}'
 _CSRF_START: Final[Message] = {
     "type": "http.response.start",
@@ -58,6 +69,10 @@ class AuthKitMiddleware:
             raise ConfigurationError("AuthKitMiddleware needs store=create_store(...)")
         self.app = app
         self.store = store
+        if store.debug:
+            # Here rather than in create_store: Starlette builds the middleware at startup,
+            # after the app (and uvicorn) configured logging, so a handler they set wins.
+            show_debug_output()
         self._flights = SingleFlight(store.clock)
         self._clock = store.clock
         self._reader = RequestReader(store)
@@ -115,18 +130,27 @@ class AuthKitMiddleware:
         # read when the request queued no cookie writes.
         def send_with_cookies(message: Message) -> Awaitable[None]:
             if state._cookies_queued and message["type"] in _RESPONSE_STARTS:
-                return self._send_with_cookies(state, message, send)
+                return self._send_with_cookies(scope, state, message, send)
             return send(message)
 
         await self.app(scope, receive, send_with_cookies)
 
-    async def _send_with_cookies(self, state: AuthState, message: Message, send: Send) -> None:
+    async def _send_with_cookies(
+        self, scope: Scope, state: AuthState, message: Message, send: Send
+    ) -> None:
         """A response start with the cookie writes the request queued (a refresh, sign_in,
         sign_out); after a sign-out, what was remembered for the session is dropped first."""
+        state.raise_if_unawaited()
         if state.signed_out_refresh_token is not None:
             await self._forget(state.signed_out_refresh_token)
+            refresh = self.store.refresh
+            if state.revoke_signed_out and refresh is not None:
+                state.revoke_signed_out = False  # once, whatever else the route sends
+                await revoke_at_auth_server(refresh, state.signed_out_refresh_token)
         cookies = state.pending_cookies()
         if cookies:
+            if self.store.cookie_secure and not self.store.notices.given(_INSECURE_NOTICE):
+                self._check_secure_transport(scope)
             headers = [
                 (k, v) for k, v in message.get("headers", ()) if k.lower() != b"cache-control"
             ]
@@ -135,6 +159,24 @@ class AuthKitMiddleware:
             headers.append((b"cache-control", b"no-store"))
             message["headers"] = headers
         await send(message)
+
+    def _check_secure_transport(self, scope: Scope) -> None:
+        """Secure cookies set over plain http to a host other than localhost never come
+        back: the sign-in "works" and the next request is anonymous. Say so, once."""
+        host = insecure_host(scope.get("scheme", "http"), scope["headers"])
+        if host is not None:
+            self.store.notices.once(
+                _INSECURE_NOTICE,
+                logging.WARNING,
+                "Secure auth cookies were set on a plain-http request to %r: browsers keep "
+                "Secure cookies from http only on localhost and 127.0.0.1, and HTTP clients "
+                "(httpx, requests) send them back only over https, so the next request is "
+                "anonymous. Serve the app over https (behind a TLS-terminating proxy, let "
+                "the server trust it: uvicorn --proxy-headers --forwarded-allow-ips=<proxy "
+                "address>, so that the app sees https), or, for local development over "
+                "http only, create_store(cookie_secure=False)",
+                host,
+            )
 
     async def _forget(self, refresh_token: str) -> None:
         """After a sign-out, drop remembered refresh results that lead to that session, so a

@@ -56,6 +56,7 @@ __all__ = [
     "Successor",
     "Unavailable",
     "flight_alias",
+    "revoke_at_auth_server",
     "run_callback",
     "run_shared",
 ]
@@ -118,20 +119,47 @@ def successor_token(outcome: Outcome) -> str | None:
     return None
 
 
-async def _invoke(refresh: RefreshConfig, param: RefreshParam) -> object:
-    callback = refresh.refresh_api_callback
-    with anyio.fail_after(refresh.timeout):
+async def _invoke(callback: Callable[[Any], object], argument: object, limit: float) -> object:
+    """Call one of the app's callbacks (refresh, revoke), sync or async, within ``limit``
+    seconds (the configured callback timeout)."""
+    with anyio.fail_after(limit):
         if inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
             getattr(callback, "__call__", None)  # noqa: B004 - async callable objects
         ):
-            result: object = await callback(param)  # type: ignore[misc]
+            result: object = await callback(argument)  # type: ignore[misc]
         else:
             # A sync callback may block (requests, a DB driver); keep it off the event loop.
             # If it hangs, the request stops waiting; the thread is abandoned.
-            result = await anyio.to_thread.run_sync(callback, param, abandon_on_cancel=True)
+            result = await anyio.to_thread.run_sync(callback, argument, abandon_on_cancel=True)
             if inspect.isawaitable(result):
                 result = await result
     return result
+
+
+async def revoke_at_auth_server(refresh: RefreshConfig, refresh_token: str) -> None:
+    """After a sign-out, call the revocation hook (``refresh.revoke``, RFC 7009) with the
+    session's refresh token, within the callback timeout. Never raises: a hook that fails
+    is logged as an error, and the cookies are cleared all the same."""
+    if refresh.revoke is None:
+        return
+    try:
+        # Shielded: a client that goes away mid-logout must not leave the session alive.
+        with anyio.CancelScope(shield=True):
+            await _invoke(refresh.revoke, refresh_token, refresh.timeout)
+    except TimeoutError:
+        logger.error(
+            "sign-out could not revoke the session at the auth server: the revocation hook "
+            "did not answer within %ss (the cookies are cleared)",
+            refresh.timeout,
+        )
+    except Exception as exc:
+        logger.error(
+            "sign-out could not revoke the session at the auth server: %s: %s (the cookies "
+            "are cleared)",
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
 
 
 def _accept(store: AuthStore, result: object, param: RefreshParam, sid: str | None) -> Outcome:
@@ -242,18 +270,23 @@ async def run_callback(
     store: AuthStore, refresh: RefreshConfig, param: RefreshParam, sid: str | None
 ) -> Outcome:
     """Call the refresh callback once and classify its answer. Never raises an Exception."""
+    # While the auth server is down every refresh fails the same way: the first failure of
+    # a streak is logged with its traceback, the rest are counted (store.notices).
     try:
-        result = await _invoke(refresh, param)
+        result = await _invoke(refresh.refresh_api_callback, param, refresh.timeout)
     except TimeoutError:
         error: RefreshError = RefreshTimeoutError(
             f"refresh_api_callback did not answer within {refresh.timeout}s"
         )
-        logger.warning("refresh failed transiently; session kept: %s", error)
+        store.notices.refresh_failed(
+            "refresh failed transiently; session kept: %s", error, exc=None
+        )
         return Unavailable(error)
     except Exception as exc:
         error = RefreshError(f"refresh_api_callback raised {type(exc).__name__}: {exc}")
-        logger.warning("refresh failed transiently; session kept: %s", error, exc_info=exc)
+        store.notices.refresh_failed("refresh failed transiently; session kept: %s", error, exc=exc)
         return Unavailable(error)
+    store.notices.refresh_answered()
     token = getattr(result, "new_auth_token", None)
     if isinstance(token, str):
         # A key id we do not hold in a token the auth server itself just handed us is a key

@@ -77,6 +77,12 @@ def issue_session(
             raise CookieError(f"the {label} must be a str, got {type(value).__name__}")
     refresh_expires_in = _seconds("refresh token expires_in", refresh_expires_in)
     access_expires_in = _seconds("access token expire_in", access_expires_in)
+    if store.refresh is not None:
+        # Every new token passes here (sign-in and refresh): the first one whose whole life
+        # is inside the refresh interval says so.
+        iat = claims.get("iat")
+        lifetime = claims["exp"] - (iat if is_number(iat) else now)
+        store.notices.interval_beyond_lifetime(store.refresh.interval, lifetime)
     names, policy = store.names, store.policy
     # The cookie never outlives the token; the leeway keeps it while the token is accepted.
     access_age = int(claims["exp"] - now + store.verifier.leeway)
