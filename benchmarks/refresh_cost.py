@@ -107,26 +107,28 @@ class KitApp:
         signed_in = session_cookies(
             self.store, access_token(), refresh="x", user_state={"sub": "alice"}
         )
-        self.state_cookies = {
-            name: value
-            for name, value in signed_in.items()
-            if name not in (self.store.names.access, self.store.names.refresh)
-        }
+        if set(signed_in) != set(self.store.names.all()):
+            raise RuntimeError(f"sign_in sets {sorted(signed_in)}, expected all five cookies")
 
     def stale_requests(self, n: int) -> list[Headers]:
-        """``n`` requests, each with its own refresh token and a token due for refresh."""
-        names = self.store.names
+        """``n`` requests, each a session of its own (its refresh token, and the state and
+        CSRF cookies issued with it and with its access token) due for refresh. Built from
+        the parts ``sign_in`` uses, as benchmarks/scaling.py does: a refresh needs the
+        state cookie of its session."""
+        names, codec = self.store.names, self.store.state_codec
         token = access_token(self.token_ttl)  # a negative ttl gives an expired token
-        return [
-            request_headers(
-                {
-                    names.access: token,
-                    **self.state_cookies,
-                    names.refresh: secrets.token_urlsafe(32),
-                }
-            )
-            for _ in range(n)
-        ]
+        requests = []
+        for _ in range(n):
+            sid, refresh = secrets.token_urlsafe(18), secrets.token_urlsafe(32)
+            cookies = {
+                names.access: token,
+                names.type: "Bearer",
+                names.state: codec.dumps(sid, {"sub": "alice"}, refresh, (token,)),
+                names.refresh: refresh,
+                names.csrf: self.store.csrf.token_for(sid),
+            }
+            requests.append(request_headers(cookies))
+        return requests
 
     async def check(self) -> None:
         before = self.calls

@@ -9,9 +9,9 @@ reported), it is revoked through one of them (alternating), and then both are as
 and again, back to back on open keep-alive connections, until they refuse it:
 
 * sign-out (``POST /logout``), "sign out everywhere" (``POST /logout-everywhere``), and
-  reuse detection (the rotated-out refresh token presented again after its grace period;
-  the grace period is 0 here): latency from the revoking response to each worker's first
-  refusal of the session's still-valid access token;
+  reuse detection (the rotated-out refresh token presented again after its successor was
+  used; the grace period is 0 here): latency from the revoking response to each worker's
+  first refusal of the session's still-valid access token;
 * the end of the absolute lifetime, on a second app whose sessions live 3 s (their access
   tokens, refreshed 1.2 s after sign-in, are still valid when it ends): latency from the
   end of the lifetime (sign-in request sent + 3 s) to each worker's first refusal. No
@@ -182,11 +182,15 @@ async def revoke(workers: Workers, pid: int, kind: str, jar: dict[str, str]) -> 
         response = await workers.request(pid, "/logout", jar, method="POST")
     elif kind == "everywhere":
         response = await workers.request(pid, "/logout-everywhere", jar, method="POST")
-    else:  # reuse: rotate once, then present the rotated-out refresh token again
+    else:  # reuse: rotate, use the successor, then present the rotated-out token again
         stale = {k: v for k, v in jar.items() if k != ACCESS}
         rotated = await workers.request(pid, "/me", stale)
         if rotated.status != 200 or REFRESH not in rotated.set_cookies():
             raise RuntimeError(f"no rotation: {rotated.status} {rotated.set_cookies()}")
+        successor = {k: v for k, v in jar_after(stale, rotated).items() if k != ACCESS}
+        used = await workers.request(pid, "/me", successor)
+        if used.status != 200:
+            raise RuntimeError(f"the successor did not work: {used.status}")
         response = await workers.request(pid, "/me", stale)
         if response.status != 401:
             raise RuntimeError(f"reuse not detected: {response.status}")

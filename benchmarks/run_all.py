@@ -28,6 +28,7 @@ BENCHMARKS = {
     "uvicorn_rps": "benchmarks.uvicorn_rps",
     "storm": "benchmarks.storm",
     "revocation": "benchmarks.revocation",
+    "memory": "benchmarks.memory",
 }
 TIMEOUT = 240.0
 

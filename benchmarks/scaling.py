@@ -21,6 +21,7 @@ import asyncio
 import gc
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -61,7 +62,9 @@ COOKIE_SECRET = "scaling-benchmark-cookie-secret-0123456789"
 NEVER_DUE = UnexpectedRefresh()
 
 
-def build() -> tuple[FastAPI, AuthStore]:
+def build(methods: Sequence[str] = ("GET",)) -> tuple[FastAPI, AuthStore]:
+    """The benchmarked app: ``/me`` (for ``methods``) behind the kit, refresh configured
+    but never due. benchmarks/memory.py drives it too."""
     store = create_store(
         secret_key=COOKIE_SECRET,
         token_key=SECRET,
@@ -70,7 +73,7 @@ def build() -> tuple[FastAPI, AuthStore]:
     app = FastAPI()
     app.add_middleware(AuthKitMiddleware, store=store)
 
-    @app.get("/me")
+    @app.api_route("/me", methods=list(methods))
     async def me(user: CurrentUser) -> dict[str, Any]:
         return {"sub": user["sub"]}
 
@@ -96,7 +99,7 @@ def sessions(store: AuthStore, count: int) -> list[Headers]:
         cookies = {
             names.access: token,
             names.type: "Bearer",
-            names.state: store.state_codec.dumps(sid, user_state, refresh),
+            names.state: store.state_codec.dumps(sid, user_state, refresh, (token,)),
             names.refresh: refresh,
             names.csrf: store.csrf.token_for(sid),
         }

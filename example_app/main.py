@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
-import logging
 import os
 import secrets
 import time
@@ -215,11 +214,6 @@ def create_app(
         debug=settings.debug,
         clock=clock,
     )
-    if settings.debug:
-        log = logging.getLogger("fastapi_authkit")
-        log.setLevel(logging.DEBUG)
-        if not log.handlers:
-            log.addHandler(logging.StreamHandler())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -6,11 +6,41 @@ Names follow React Auth Kit's ``refreshApiCallback``: the callback receives a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-__all__ = ["RefreshCallback", "RefreshParam", "RefreshResult"]
+__all__ = ["RefreshCallback", "RefreshParam", "RefreshResult", "RevokeCallback", "check_lifetime"]
+
+
+def check_lifetime(name: str, value: object) -> None:
+    """``value`` must be None or a positive, finite number of seconds: a cookie lifetime.
+
+    Raises :class:`TypeError` or :class:`ValueError` naming ``name``. Zero and negative
+    lifetimes are refused because they would silently delete the cookie they size.
+    """
+    if value is None:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TypeError(
+            f"{name} must be a number of seconds or None, got {type(value).__name__} {value!r}"
+        )
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number of seconds or None, got {value!r}")
+    if value <= 0:
+        hint = " (an auth server's 0 for 'does not expire' is None here)" if value == 0 else ""
+        raise ValueError(
+            f"{name} must be a positive number of seconds or None, got {value!r}{hint}: "
+            "a cookie with that lifetime would be deleted at once"
+        )
+
+
+def _check_str(name: str, value: object, *, optional: bool) -> None:
+    if (value is None and optional) or isinstance(value, str):
+        return
+    kind = "a str or None" if optional else "a str"
+    raise TypeError(f"RefreshResult.{name} must be {kind}, got {type(value).__name__} {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +70,12 @@ class RefreshResult:
     current one is kept. ``new_auth_user_state`` replaces the user state when not None.
     ``new_auth_token_expire_in`` and ``new_refresh_token_expires_in`` (seconds) cap the
     cookies' Max-Age; the access cookie never outlives the token's own ``exp``.
+
+    The fields are checked here, when the callback builds its answer: a wrong type is a
+    :class:`TypeError`, a lifetime that is not a positive, finite number of seconds a
+    :class:`ValueError` (an auth server's ``refresh_expires_in: 0`` for "never expires" is
+    ``None``). Raised inside the callback, either is a transient failure, logged with its
+    message, and nothing is cleared.
     """
 
     is_success: bool
@@ -50,5 +86,25 @@ class RefreshResult:
     new_refresh_token_expires_in: int | None = None
     new_auth_user_state: Any = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.is_success, bool):
+            raise TypeError(
+                "RefreshResult.is_success must be a bool, got "
+                f"{type(self.is_success).__name__} {self.is_success!r}"
+            )
+        _check_str("new_auth_token", self.new_auth_token, optional=True)
+        _check_str("new_auth_token_type", self.new_auth_token_type, optional=False)
+        _check_str("new_refresh_token", self.new_refresh_token, optional=True)
+        check_lifetime("RefreshResult.new_auth_token_expire_in", self.new_auth_token_expire_in)
+        check_lifetime(
+            "RefreshResult.new_refresh_token_expires_in", self.new_refresh_token_expires_in
+        )
+
 
 RefreshCallback: TypeAlias = Callable[[RefreshParam], "Awaitable[RefreshResult] | RefreshResult"]
+
+RevokeCallback: TypeAlias = Callable[[str], "Awaitable[object] | object"]
+"""The revocation hook: ``revoke(refresh_token)``, a method of the refresh callback object
+(RFC 7009 token revocation at the auth server), sync or async. ``sign_out`` calls it with
+the session's refresh token; raising means "not revoked" (logged, the cookies are cleared
+all the same). Its return value is ignored."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
-from .callback import RefreshCallback
+from .callback import RefreshCallback, RevokeCallback
 from .cookies import CookieNames, CookiePolicy, SameSite, is_token
 from .csrf import CsrfSigner
 from .errors import ConfigurationError
+from .notices import Notices
 from .origins import validate_origins
 from .source import Rotate, TokenSource
 from .stores.base import SessionStore
@@ -55,6 +56,9 @@ class RefreshConfig:
     refresh_api_callback: RefreshCallback = field(repr=False)
     timeout: float
     grace_period: float
+    # The callback object's revoke(refresh_token) method, when it has one: sign_out calls
+    # it (RFC 7009 revocation at the auth server).
+    revoke: RevokeCallback | None = field(default=None, repr=False)
 
 
 def create_refresh(
@@ -72,16 +76,46 @@ def create_refresh(
     in a worker thread. ``timeout``: seconds the callback may take before the refresh counts
     as a transient failure. ``grace_period``: seconds during which a request still carrying
     the refresh token that was just used (a browser's requests already in flight) receives
-    the same new cookies instead of calling the callback again.
+    the same new cookies instead of calling the callback again (with the built-in issuer's
+    ``refresh`` as the callback, at most the issuer's ``grace``: ``create_store`` checks).
+
+    A callback object with a ``revoke(refresh_token)`` method (sync or async; the OIDC
+    refresh grant has one) is also the revocation hook: ``sign_out`` calls it with the
+    session's refresh token, within ``timeout``, to end the session at the auth server
+    (RFC 7009) as well.
     """
     if not callable(refresh_api_callback):
         raise ConfigurationError("refresh_api_callback must be callable")
+    revoke = getattr(refresh_api_callback, "revoke", None)
+    if revoke is not None and not callable(revoke):
+        raise ConfigurationError("refresh_api_callback.revoke must be callable (the hook)")
     return RefreshConfig(
         interval=seconds("interval", interval),
         refresh_api_callback=refresh_api_callback,
         timeout=seconds("timeout", timeout, positive=True),
         grace_period=seconds("grace_period", grace_period),
+        revoke=revoke,
     )
+
+
+def _check_grace(refresh: RefreshConfig) -> None:
+    """With a token source's own refresh as the callback (``issuer.refresh``), the
+    middleware's grace period must not outlast the source's: within it, a rotated-out refresh
+    token gets the remembered result without the source being asked, so a longer window
+    would answer for the issuer where the issuer says "reuse". A shorter one is safe: the
+    issuer answers those replays itself."""
+    callback = refresh.refresh_api_callback
+    source = getattr(callback, "__self__", None)
+    if (
+        getattr(callback, "__name__", None) == "refresh"
+        and isinstance(source, TokenSource)
+        and refresh.grace_period > source.grace
+    ):
+        raise ConfigurationError(
+            f"create_refresh(grace_period={refresh.grace_period:g}) is longer than the "
+            f"issuer's grace ({source.grace:g} s) whose refresh it calls: pass "
+            f"grace_period={source.grace:g} (or less), or leave refresh= out with token_issuer"
+        )
 
 
 def _secret_keys(secret_key: object) -> tuple[bytes, ...]:
@@ -142,6 +176,10 @@ class AuthStore:
     # The token source's own rotation, when the refresh callback is the source's: one store
     # call per refresh, exactly-once by itself (no cross-process flight needed).
     rotation: Rotate | None = field(repr=False)
+    # The built-in issuer when the app is its own auth server (create_store(token_issuer=)).
+    token_issuer: TokenSource | None = field(repr=False)
+    # Advice logged once, and the refresh failure streak: the one mutable part, per store.
+    notices: Notices = field(repr=False, compare=False)
 
 
 def create_store(
@@ -198,7 +236,9 @@ def create_store(
     ``auth_type="header"`` reads ``Authorization: Bearer`` instead of cookies (API clients:
     no cookies, no CSRF, no refresh). ``user_loader(claims, user_state)`` (sync or async)
     turns a verified identity into the object ``current_user`` returns.
-    ``csrf_exempt_paths`` are exact paths (a login form posted without JavaScript).
+    ``csrf_exempt_paths`` are exact route paths, without the ``root_path`` (a login form
+    posted without JavaScript): they skip the CSRF token check, not the ``Origin`` and
+    ``Sec-Fetch-Site`` checks, which run there even without cookies.
     ``allowed_origins`` are origins (``https://app.example.com``) besides the app's own that
     may send cookie-authenticated unsafe requests and WebSocket handshakes.
     ``token_issuer`` (from :func:`~fastapi_authkit.create_issuer`) makes the app its own auth
@@ -213,8 +253,10 @@ def create_store(
     ``state_max_age`` bounds the state cookie's age; ``refresh_max_age`` is the refresh
     cookie's Max-Age when neither the callback nor the token itself says. ``retry_after`` is
     sent with 503 answers while the refresh callback is failing. ``debug`` logs every
-    decision on the ``fastapi_authkit`` logger (DEBUG level). ``clock`` returns the current
-    Unix time and exists for tests.
+    decision on the ``fastapi_authkit`` logger (DEBUG level); when that logger has no level
+    of its own and no handler would print its records (the case under uvicorn), the
+    middleware sets it to DEBUG and gives it a handler printing to stderr (never the root
+    logger's). ``clock`` returns the current Unix time and exists for tests.
     """
     keys = _secret_keys(secret_key)
     if auth_type not in ("cookie", "header"):
@@ -271,6 +313,7 @@ def create_store(
             raise ConfigurationError(f"{label} must be a positive integer of seconds")
     if not callable(clock):
         raise ConfigurationError("clock must be callable")
+    notices = Notices(clock)
     session_check: SessionCheck | None = None
     session_known: SessionKnown | None = None
     rotation: Rotate | None = None
@@ -293,18 +336,27 @@ def create_store(
         token_typ = token_issuer.token_typ
         max_token_lifetime = max(max_token_lifetime, token_issuer.access_ttl + 1)
         session_check, session_known = token_issuer.is_active, token_issuer.known_active
-        if refresh is None:
-            refresh = create_refresh(
-                # Refresh in the last fifth of the token's life, at most a minute before exp.
-                interval=min(60.0, token_issuer.access_ttl / 5),
-                refresh_api_callback=token_issuer.refresh,
-                grace_period=token_issuer.grace,
+        if refresh is not None:
+            notices.interval_beyond_lifetime(refresh.interval, token_issuer.access_ttl)
+        else:
+            refresh = replace(
+                create_refresh(
+                    # Refresh in the last fifth of the token's life, at most a minute before
+                    # exp.
+                    interval=min(60.0, token_issuer.access_ttl / 5),
+                    refresh_api_callback=token_issuer.refresh,
+                    grace_period=token_issuer.grace,
+                ),
+                # So that a plain sign_out(request) revokes the session in the store too.
+                revoke=token_issuer.revoke,
             )
         if refresh.refresh_api_callback == token_issuer.refresh:
             rotation = token_issuer.rotate
         elif shared_store is None:
             # A callback of the app's own around the issuer: the generic cross-process flight.
             shared_store = token_issuer.shared_store
+    if refresh is not None:
+        _check_grace(refresh)
     if shared_store is not None:
         if not isinstance(shared_store, SessionStore):
             raise ConfigurationError("shared_store must be a SessionStore such as RedisStore")
@@ -357,4 +409,6 @@ def create_store(
         session_known=session_known,
         shared_store=shared_store,
         rotation=rotation,
+        token_issuer=token_issuer,
+        notices=notices,
     )

@@ -8,7 +8,6 @@ does a quoted, oversized or non-ASCII value. Nothing here decodes a value.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -76,37 +75,43 @@ def read_cookies(
 ) -> Mapping[str, str]:
     """Return the wanted cookies that appear exactly once with a well-formed value.
 
-    The mapping may be shared between requests (it is remembered per header value): read
-    it, never change it.
+    The mapping may be shared between requests (a reader remembers it per header value):
+    read it, never change it.
     """
     return parse_cookie_header(cookie_header(headers), wanted)
 
 
 def cookie_header(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """The request's Cookie header; HTTP/2 may split it, and the pairs are the same joined."""
-    joined = b""
+    """The request's Cookie header; HTTP/2 may split it, and the pairs are the same joined.
+
+    Joined once, at the end: adding each header to the result in turn copies it again for
+    every header that follows, quadratic in their number (a request may send thousands).
+    """
+    first: bytes | None = None
+    more: list[bytes] | None = None
     for name, value in headers:
         if name == b"cookie":
-            joined = value if not joined else joined + b"; " + value
-    return joined
+            if first is None:
+                first = value
+            elif more is None:
+                more = [first, value]
+            else:
+                more.append(value)
+    if more is not None:
+        return b"; ".join(more)
+    return b"" if first is None else first
+
+
+# A browser sends the same Cookie header on every request of a session, so a reader may
+# remember parsed headers: those up to this size (bounded in count and size).
+CACHED_HEADER_BYTES: Final = 4096
+_EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 def parse_cookie_header(header: bytes, wanted: frozenset[bytes]) -> Mapping[str, str]:
     """:func:`read_cookies` for an already joined Cookie header."""
     if not header:
         return _EMPTY
-    if len(header) > CACHED_HEADER_BYTES:
-        return _parse(header, wanted)
-    return _parse_cached(header, wanted)
-
-
-# A browser sends the same Cookie header on every request of a session, so parsed headers
-# are remembered (bounded in count and size; the result is read-only).
-CACHED_HEADER_BYTES: Final = 4096
-_EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
-
-
-def _parse(header: bytes, wanted: frozenset[bytes]) -> Mapping[str, str]:
     found: dict[bytes, bytes | None] = {}
     for chunk in header.split(b";"):
         name, sep, value = chunk.partition(b"=")
@@ -125,9 +130,6 @@ def _parse(header: bytes, wanted: frozenset[bytes]) -> Mapping[str, str]:
             found[name] = value
     # A plain dict (its .get is faster than a mappingproxy's); callers only read it.
     return {name.decode(): value.decode() for name, value in found.items() if value is not None}
-
-
-_parse_cached = functools.lru_cache(maxsize=4096)(_parse)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ Everything the kit raises derives from :class:`AuthKitError`::
      ├── CookieError             a cookie that cannot be issued
      │    └── CookieTooLargeError
      ├── UserStateError          user state that cannot be serialized into its cookie
+     ├── CrossSiteRequestError   sign_in from another site (login CSRF): a 403
      ├── StoreUnavailableError   the shared store (Redis) cannot be reached: fail closed
      │    └── ReplicaConfirmationError  ... or its replicas did not confirm a write in time
      ├── ProviderError           the identity provider (oidc) could not give a usable answer
@@ -19,19 +20,23 @@ Everything the kit raises derives from :class:`AuthKitError`::
           └── InvalidRefreshResultError
 
 Foreign errors (PyJWT, itsdangerous, json) are translated at the boundary with
-``raise ... from exc``; mapping to HTTP status codes happens only in the FastAPI layer
-and the middleware's CSRF refusal.
+``raise ... from exc``; mapping to HTTP status codes happens only in the FastAPI layer,
+the middleware's CSRF refusal and :class:`CrossSiteRequestError`, which is Starlette's
+``HTTPException`` too, so that any Starlette or FastAPI app answers it with 403.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 __all__ = [
     "AuthKitError",
     "ConfigurationError",
     "CookieError",
     "CookieTooLargeError",
+    "CrossSiteRequestError",
     "InvalidRefreshResultError",
     "ProviderError",
     "RefreshError",
@@ -96,6 +101,19 @@ class CookieTooLargeError(CookieError):
         self.name = name
         self.size = size
         self.limit = limit
+
+
+class CrossSiteRequestError(AuthKitError, HTTPException):
+    """``sign_in`` was called for a request from another site (login CSRF: a form on an
+    attacker's page signing the victim in to the attacker's account).
+
+    Raised from the route; as a Starlette ``HTTPException`` it is answered with 403 and
+    nothing is queued. ``reason`` says what gave the request away.
+    """
+
+    def __init__(self, reason: str) -> None:
+        HTTPException.__init__(self, 403, f"cross-site sign-in refused: {reason}")
+        self.reason = reason
 
 
 class UserStateError(AuthKitError):

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from jwt.algorithms import get_default_algorithms
 from starlette.requests import HTTPConnection
 
 from .config import seconds
 from .errors import ConfigurationError, StoreUnavailableError
-from .state import get_auth_state, sign_in, sign_out
+from .state import get_auth_state, refuse_cross_site, sign_in, sign_out
 from .stores.base import SessionStore
 from .tokenissuer import ACCESS_TOKEN_TYPE, IssuedTokens, TokenIssuer
-from .tokens import HMAC_ALGORITHMS, check_algorithm
+from .tokens import HMAC_ALGORITHMS, check_algorithm, describe_key, prepare_key
 
 __all__ = ["ACCESS_TOKEN_TYPE", "IssuedTokens", "Issuer", "create_issuer"]
 
@@ -41,10 +40,36 @@ class Issuer(TokenIssuer):
     the session has not been revoked.
     """
 
-    async def sign_in(
+    # sign_in and sign_out do I/O (the store), so they are awaited, while the plain sign_in
+    # and sign_out only queue cookies and are not. A forgotten await used to answer 200 and
+    # do nothing; these are plain methods returning the coroutine, registered on the
+    # request's state first, so that the middleware refuses to start a response while it
+    # was never awaited (a ConfigurationError naming the call: a 500 and a traceback).
+    # `await issuer.sign_in(...)` works exactly as before.
+
+    def sign_in(
         self, conn: HTTPConnection, subject: str, *, user_state: Any = None
-    ) -> IssuedTokens:
-        """Issue a pair for ``subject`` and :func:`~fastapi_authkit.sign_in` with it."""
+    ) -> Coroutine[Any, Any, IssuedTokens]:
+        """Issue a pair for ``subject`` and :func:`~fastapi_authkit.sign_in` with it:
+        ``await issuer.sign_in(request, subject, user_state=...)``.
+
+        The session the request already had (its refresh cookie) is revoked first: a new
+        sign-in replaces it, and it must not stay live at the issuer with nobody holding it
+        (a store that cannot be reached fails the sign-in, as issuing would). A cross-site
+        request raises :class:`~fastapi_authkit.CrossSiteRequestError` before anything is
+        issued or revoked.
+
+        Must be awaited: a response started while the call was not awaited is refused with
+        a :class:`ConfigurationError` saying so."""
+        return get_auth_state(conn).must_be_awaited(
+            "issuer.sign_in", lambda: self._sign_in(conn, subject, user_state)
+        )
+
+    async def _sign_in(self, conn: HTTPConnection, subject: str, user_state: Any) -> IssuedTokens:
+        state = get_auth_state(conn)
+        refuse_cross_site(conn, state.store)
+        if state.refresh_token is not None:
+            await self.revoke(state.refresh_token)
         tokens = await self.issue(subject)
         sign_in(
             conn,
@@ -53,12 +78,21 @@ class Issuer(TokenIssuer):
             refresh_expires_in=tokens.refresh_expires_in,
             user_state=user_state,
         )
+        state.revoke_signed_out = False  # the replaced session: revoked above
         return tokens
 
-    async def sign_out(self, conn: HTTPConnection, *, everywhere: bool = False) -> bool:
+    def sign_out(
+        self, conn: HTTPConnection, *, everywhere: bool = False
+    ) -> Coroutine[Any, Any, bool]:
         """Revoke this session (or, with ``everywhere``, every session of its subject) and
-        clear the cookies. The cookies are cleared even when the store is down; the return
-        value says whether the server-side revocation happened (False is logged)."""
+        clear the cookies: ``await issuer.sign_out(request)``. The cookies are cleared even
+        when the store is down; the result says whether the server-side revocation happened
+        (False is logged). Must be awaited, like :meth:`sign_in`."""
+        return get_auth_state(conn).must_be_awaited(
+            "issuer.sign_out", lambda: self._sign_out(conn, everywhere)
+        )
+
+    async def _sign_out(self, conn: HTTPConnection, everywhere: bool) -> bool:
         state = get_auth_state(conn)
         subject = state.claims.get("sub") if state.claims else None
         try:
@@ -71,6 +105,7 @@ class Issuer(TokenIssuer):
             logger.error("sign-out could not revoke the session server-side: %s", exc)
             revoked = False
         sign_out(conn)
+        state.revoke_signed_out = False  # done above (or failed, and said so)
         return revoked
 
 
@@ -103,12 +138,18 @@ def create_issuer(
     if not isinstance(backend, SessionStore):
         raise ConfigurationError("backend must be a SessionStore (MemoryStore or RedisStore)")
     check_algorithm(algorithm)
-    try:
-        prepared = get_default_algorithms()[algorithm].prepare_key(signing_key)
-    except Exception as exc:
-        raise ConfigurationError(f"signing_key is not a valid {algorithm} key: {exc}") from exc
-    # HMAC verifies with the secret itself; asymmetric keys with their public half.
-    verification = signing_key if algorithm in HMAC_ALGORITHMS else prepared.public_key()
+    # The same checks as create_store's token_key (an HMAC secret's minimum length
+    # included), named after this argument, so a weak or wrong key fails here.
+    prepared = prepare_key(algorithm, signing_key, "signing_key", kind="private")
+    if algorithm in HMAC_ALGORITHMS:
+        verification = signing_key  # HMAC verifies with the secret itself
+    elif hasattr(prepared, "public_key"):
+        verification = prepared.public_key()  # asymmetric keys verify with their public half
+    else:
+        raise ConfigurationError(
+            f"signing_key is {describe_key(signing_key)}: signing with {algorithm} needs the "
+            "private key (its public half is what verifies)"
+        )
     if key_id is not None and (not isinstance(key_id, str) or not key_id):
         raise ConfigurationError("key_id must be a non-empty string")
     if previous_keys and key_id is None:

@@ -17,7 +17,7 @@ from functools import partial
 from itertools import repeat
 from typing import Any, NamedTuple
 
-__all__ = ["Remembered", "remember"]
+__all__ = ["Remembered", "private_copy", "remember"]
 
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -43,3 +43,9 @@ def remember(value: Any) -> Remembered:
         return Remembered(value, repeat(value).__next__)
     text = json.dumps(value)
     return Remembered(json.loads(text), partial(json.loads, text))
+
+
+def private_copy(value: Any) -> Any:
+    """One private copy of ``value`` (JSON data), for a value handed out only a few times
+    (a refresh result shared by the requests that waited on it)."""
+    return remember(value).copy()

@@ -21,12 +21,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .callback import RefreshParam
 from .config import AuthStore
 from .errors import ConfigurationError, StoreUnavailableError
-from .reader import ANONYMOUS, CHECK, CLEAR, REFRESH, RELOAD, Reading, Remembered, RequestReader
+from .jsoncopy import private_copy
+from .notices import show_debug_output
+from .origins import insecure_host
+from .reader import CHECK, CLEAR, REFRESH, RELOAD, Reading, Remembered, RequestReader
 from .refresh import (
     Ended,
     Refreshed,
     SingleFlight,
     flight_alias,
+    revoke_at_auth_server,
     run_callback,
     run_rotation,
     run_shared,
@@ -42,6 +46,7 @@ logger = logging.getLogger("fastapi_authkit")
 _RESPONSE_STARTS: Final = frozenset(
     {"http.response.start", "websocket.accept", "websocket.http.response.start"}
 )
+_INSECURE_NOTICE: Final = "secure-cookie-over-http"
 _CSRF_BODY: Final = b'{"detail":"CSRF token missing or invalid"}'
 _CSRF_START: Final[Message] = {
     "type": "http.response.start",
@@ -66,6 +71,10 @@ class AuthKitMiddleware:
             raise ConfigurationError("AuthKitMiddleware needs store=create_store(...)")
         self.app = app
         self.store = store
+        if store.debug:
+            # Here rather than in create_store: Starlette builds the middleware at startup,
+            # after the app (and uvicorn) configured logging, so a handler they set wins.
+            show_debug_output()
         self._flights = SingleFlight(store.clock)
         self._clock = store.clock
         self._reader = RequestReader(store)
@@ -78,7 +87,12 @@ class AuthKitMiddleware:
             return
         method = scope["method"] if kind == "http" else None
         decision = self._read(
-            scope["headers"], method, scope["path"], scope.get("scheme", "http"), self._clock()
+            scope["headers"],
+            method,
+            scope["path"],
+            scope.get("scheme", "http"),
+            self._clock(),
+            root_path=scope.get("root_path", ""),
         )
         if decision.__class__ is Reading and decision.then & RELOAD:
             # The access token names a key the key set does not hold: reload it
@@ -90,6 +104,7 @@ class AuthKitMiddleware:
                 scope["path"],
                 scope.get("scheme", "http"),
                 self._clock(),
+                root_path=scope.get("root_path", ""),
                 keys_reloaded=True,
             )
         if decision.__class__ is Remembered:
@@ -102,20 +117,9 @@ class AuthKitMiddleware:
             state.claims, state.user_state = claims(), user_state()
             state.sid, state.refresh_token = sid, refresh
         elif decision.__class__ is Reading:
-            # The state a route will see for this reading, before any I/O step changes it
-            # (inline: every request that the remembered outcomes do not serve comes here).
-            state = _new_state(AuthState)
-            state.store = self.store
-            if decision is not ANONYMOUS:
-                if decision.claims is not None:
-                    state.token, state.token_type = decision.token, decision.token_type
-                    state.claims = decision.claims
-                if decision.sid is not None:
-                    state.sid, state.user_state = decision.sid, decision.user_state
-                if decision.refresh_token is not None:
-                    state.refresh_token = decision.refresh_token
-                if decision.then:
-                    state = await self._settle(state, decision)
+            state = _published(self.store, decision)
+            if decision.then:
+                state = await self._settle(state, decision)
         else:
             # Before any refresh: a forged request must not even rotate tokens.
             logger.info("refused %s %s: %s", scope.get("method", "WS"), scope["path"], decision[0])
@@ -128,18 +132,27 @@ class AuthKitMiddleware:
         # read when the request queued no cookie writes.
         def send_with_cookies(message: Message) -> Awaitable[None]:
             if state._cookies_queued and message["type"] in _RESPONSE_STARTS:
-                return self._send_with_cookies(state, message, send)
+                return self._send_with_cookies(scope, state, message, send)
             return send(message)
 
         await self.app(scope, receive, send_with_cookies)
 
-    async def _send_with_cookies(self, state: AuthState, message: Message, send: Send) -> None:
+    async def _send_with_cookies(
+        self, scope: Scope, state: AuthState, message: Message, send: Send
+    ) -> None:
         """A response start with the cookie writes the request queued (a refresh, sign_in,
         sign_out); after a sign-out, what was remembered for the session is dropped first."""
+        state.raise_if_unawaited()
         if state.signed_out_refresh_token is not None:
             await self._forget(state.signed_out_refresh_token)
+            refresh = self.store.refresh
+            if state.revoke_signed_out and refresh is not None:
+                state.revoke_signed_out = False  # once, whatever else the route sends
+                await revoke_at_auth_server(refresh, state.signed_out_refresh_token)
         cookies = state.pending_cookies()
         if cookies:
+            if self.store.cookie_secure and not self.store.notices.given(_INSECURE_NOTICE):
+                self._check_secure_transport(scope)
             headers = [
                 (k, v) for k, v in message.get("headers", ()) if k.lower() != b"cache-control"
             ]
@@ -148,6 +161,24 @@ class AuthKitMiddleware:
             headers.append((b"cache-control", b"no-store"))
             message["headers"] = headers
         await send(message)
+
+    def _check_secure_transport(self, scope: Scope) -> None:
+        """Secure cookies set over plain http to a host other than localhost never come
+        back: the sign-in "works" and the next request is anonymous. Say so, once."""
+        host = insecure_host(scope.get("scheme", "http"), scope["headers"])
+        if host is not None:
+            self.store.notices.once(
+                _INSECURE_NOTICE,
+                logging.WARNING,
+                "Secure auth cookies were set on a plain-http request to %r: browsers keep "
+                "Secure cookies from http only on localhost and 127.0.0.1, and HTTP clients "
+                "(httpx, requests) send them back only over https, so the next request is "
+                "anonymous. Serve the app over https (behind a TLS-terminating proxy, let "
+                "the server trust it: uvicorn --proxy-headers --forwarded-allow-ips=<proxy "
+                "address>, so that the app sees https), or, for local development over "
+                "http only, create_store(cookie_secure=False)",
+                host,
+            )
 
     async def _forget(self, refresh_token: str) -> None:
         """After a sign-out, drop remembered refresh results that lead to that session, so a
@@ -244,8 +275,14 @@ class AuthKitMiddleware:
         )
         if isinstance(outcome, Refreshed):
             self._debug("refresh succeeded; new cookies queued")
+            # The outcome is shared by every request that waited on the call and by those
+            # given it within the grace period: each route gets claims and a user state of
+            # its own to change.
             state.set_identity(
-                outcome.token, outcome.token_type, outcome.claims, outcome.user_state
+                outcome.token,
+                outcome.token_type,
+                private_copy(outcome.claims),
+                private_copy(outcome.user_state),
             )
             state.sid = outcome.sid
             state.refresh_token = outcome.refresh_token
@@ -266,12 +303,29 @@ class AuthKitMiddleware:
                 # The refresh token was rotated although its access token is unusable here:
                 # the browser must hold the successor, never present the old one again.
                 self._debug("refresh token rotated, access token unusable; successor kept")
-                state.sid, state.user_state = successor.sid, successor.user_state
+                state.sid, state.user_state = successor.sid, private_copy(successor.user_state)
                 state.refresh_token = successor.refresh_token
                 state.queue_refresh_cookies(successor.set_cookies)
             if check:
+                # The identity's liveness is still unknown (the rotation did not answer).
                 await self._session_live(state)
         return state
+
+
+def _published(store: AuthStore, reading: Reading) -> AuthState:
+    """The state a route will see for ``reading`` (before any I/O step changes it)."""
+    state = AuthState(store)
+    if reading.claims is not None:
+        state.token, state.token_type, state.claims = (
+            reading.token,
+            reading.token_type,
+            reading.claims,
+        )
+    if reading.sid is not None:
+        state.sid, state.user_state = reading.sid, reading.user_state
+    if reading.refresh_token is not None:
+        state.refresh_token = reading.refresh_token
+    return state
 
 
 # AuthState without __init__: the hot path sets every field itself.

@@ -10,16 +10,24 @@ headers: only a server configured to trust a proxy rewrites the scope.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Collection, Iterable
 from typing import Final
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
-__all__ = ["cross_site_refused", "normalize_origin", "own_origin", "validate_origins"]
+__all__ = [
+    "cross_site_refused",
+    "insecure_host",
+    "normalize_origin",
+    "own_origin",
+    "validate_origins",
+]
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _SCHEMES: Final = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+_INSECURE_SCHEMES: Final = frozenset({"http", "ws"})
 
 
 def normalize_origin(value: str) -> str | None:
@@ -55,6 +63,34 @@ def own_origin(scheme: str, host: bytes | None) -> str | None:
     return normalize_origin(f"{web_scheme}://{text}")
 
 
+def _trustworthy_host(host: str) -> bool:
+    """Secure Contexts §3.1: loopback hosts are potentially trustworthy over plain http, and
+    browsers accept (and send) Secure cookies there."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_host(scheme: str, headers: Collection[tuple[bytes, bytes]]) -> str | None:
+    """The request's host when the request is plain http (or ws) to a host that is not a
+    trustworthy origin, where a browser drops any cookie marked Secure; else None."""
+    if scheme not in _INSECURE_SCHEMES:
+        return None
+    host = next((v for k, v in headers if k == b"host"), None)
+    if not host:
+        return None  # nothing to judge by
+    try:
+        hostname = urlsplit(f"http://{host.decode('ascii')}").hostname
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if hostname is None or _trustworthy_host(hostname):
+        return None
+    return hostname
+
+
 def validate_origins(origins: Iterable[str]) -> frozenset[str]:
     """Normalize configured origins; a malformed one is a configuration error."""
     if isinstance(origins, str):
@@ -78,24 +114,30 @@ def cross_site_refused(
     """Why a cookie-carrying request must be refused as cross-site, or None to let it on.
 
     A missing ``Origin`` passes (non-browser clients send none; the CSRF token still
-    applies to unsafe methods); ``null``, malformed, foreign or repeated origins do not.
+    applies to unsafe methods); ``null``, malformed, foreign or repeated origins do not. An
+    origin in ``allowed`` passes whatever ``Sec-Fetch-Site`` says; otherwise
+    ``Sec-Fetch-Site: cross-site`` is refused (with ``check_fetch_site``).
     """
     origins = [v for k, v in headers if k == b"origin"]
+    if len(origins) > 1:
+        return "several Origin headers"
+    origin = None
+    if origins:
+        try:
+            origin = normalize_origin(origins[0].decode("ascii"))
+        except UnicodeDecodeError:
+            origin = None
+        if origin is None:
+            return "Origin is null or malformed"
+        if origin in allowed:
+            # Configured to be let in, and usually on another site: a browser says
+            # Sec-Fetch-Site: cross-site for it, which must not overrule the configuration.
+            return None
     if check_fetch_site:
         for key, value in headers:
             if key == b"sec-fetch-site" and value.strip().lower() == b"cross-site":
                 return "Sec-Fetch-Site: cross-site"
-    if not origins:
-        return None
-    if len(origins) > 1:
-        return "several Origin headers"
-    try:
-        origin = normalize_origin(origins[0].decode("ascii"))
-    except UnicodeDecodeError:
-        origin = None
     if origin is None:
-        return "Origin is null or malformed"
-    if origin in allowed:
         return None
     host = next((v for k, v in headers if k == b"host"), None)
     if origin == own_origin(scheme, host):

@@ -27,28 +27,26 @@ per-process memory, bounded, and part of the decision, which is why they live he
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
-from typing import Any, Final, NamedTuple, Protocol
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Final, NamedTuple
 
 from .config import AuthStore
-from .cookies import CACHED_HEADER_BYTES, parse_cookie_header
+from .cookies import CACHED_HEADER_BYTES, cookie_header, parse_cookie_header
 from .errors import TokenError, TokenExpiredError, UnknownKeyError
 from .fifo import Fifo
 from .origins import cross_site_refused
 from .source import SESSION_CLAIM
 from .tokens import MAX_TOKEN_BYTES
-from .userstate import SessionData, binding_of
+from .userstate import SessionData, belongs
 
 __all__ = [
     "CHECK",
-    "ANONYMOUS",
     "CLEAR",
     "DONE",
     "REFRESH",
     "RELOAD",
     "SAFE_METHODS",
     "Decision",
-    "ReadFunction",
     "Reading",
     "Refused",
     "Remembered",
@@ -75,6 +73,16 @@ def needs_refresh(exp: float, now: float, interval: float) -> bool:
     return exp - now <= interval
 
 
+def _route_path(path: str, root_path: str) -> str:
+    """The path as the app's routes (and ``csrf_exempt_paths``) see it: the scope's path
+    without the ``root_path`` it includes, by the rule Starlette's router uses."""
+    if path == root_path:
+        return ""
+    if path.startswith(root_path) and path[len(root_path)] == "/":
+        return path[len(root_path) :]
+    return path
+
+
 class Refused(NamedTuple):
     """Refuse the request (403, or a WebSocket close before accept): it looks forged."""
 
@@ -88,8 +96,7 @@ class Reading(NamedTuple):
     None otherwise); ``sid`` and ``user_state`` come from a valid state cookie of this
     session; ``refresh_token`` is the refresh cookie. ``access`` is the access token as
     presented (also when expired: it goes to the refresh callback), ``expired`` whether it
-    was correctly signed but past ``exp``; ``expired_claims`` are then its claims (authentic,
-    not valid: they only say whom a refresh is for).
+    was correctly signed but past ``exp``.
     """
 
     token: str | None = None
@@ -101,6 +108,7 @@ class Reading(NamedTuple):
     access: str | None = None
     expired: bool = False
     then: int = DONE
+    # An expired token's claims (authentic, not valid): whom a refresh is for.
     expired_claims: dict[str, Any] | None = None
 
 
@@ -120,32 +128,36 @@ class Remembered(NamedTuple):
 
 Decision = Remembered | Reading | Refused
 
-
-class ReadFunction(Protocol):
-    """:attr:`RequestReader.read`."""
-
-    def __call__(
-        self,
-        headers: Collection[tuple[bytes, bytes]],
-        method: str | None,
-        path: str,
-        scheme: str,
-        now: float,
-        *,
-        keys_reloaded: bool = False,
-    ) -> Decision: ...
-
-
 # No cookies, or nothing valid in them: one shared answer. And one for a session known over.
-ANONYMOUS: Final = Reading()
+_ANONYMOUS: Final = Reading()
 _SESSION_OVER: Final = Reading(then=CLEAR)
+
+
+# What a remembered outcome is known by: the session's own cookies (access, state, refresh),
+# never the whole Cookie header, so that other cookies (any value, changed on every request)
+# cannot make one session's outcomes many. A tuple of the strings the entry holds anyway.
+_SessionKey = tuple[str | None, str | None, str | None]
+
+
+class _Header:
+    """A parsed Cookie header: the kit's cookies, their session key, the token type, and
+    the session's remembered outcome last served for this header (a shortcut to it, which
+    the per-session entry still bounds: it is that very entry)."""
+
+    __slots__ = ("cookies", "hot", "key", "token_type")
+
+    def __init__(self, cookies: Mapping[str, str], key: _SessionKey, token_type: str) -> None:
+        self.cookies = cookies
+        self.key = key
+        self.token_type = token_type
+        self.hot: Remembered | None = None
 
 
 class RequestReader:
     """Reads requests for one configuration. Everything it holds is per-process memory of
-    outcomes it already decided (signed-in Cookie headers), bounded like the token cache."""
+    outcomes it already decided (signed-in sessions), bounded like the token cache."""
 
-    __slots__ = ("_header_mode", "_hot", "_known", "_store")
+    __slots__ = ("_header_mode", "_hot", "_known", "_parsed", "_store")
 
     def __init__(self, store: AuthStore) -> None:
         self._store = store
@@ -153,27 +165,48 @@ class RequestReader:
         # The session check's view in this process (the issuer's store), bound once.
         self._known = store.session_known
         # As many as the verified tokens (verified_token_cache): an entry needs its token
-        # remembered anyway, and each costs the header (at most CACHED_HEADER_BYTES) on top.
-        self._hot: Fifo[bytes, Remembered] = Fifo(store.verifier.cache_size)
+        # and its state cookie remembered anyway. Keyed by the session's signed cookies, so
+        # at most one entry per session; entries are dropped at their validity end.
+        self._hot: Fifo[_SessionKey, Remembered] = Fifo(store.verifier.cache_size)
+        # A browser repeats its Cookie header: parsed once, for 4,096 headers of at most
+        # CACHED_HEADER_BYTES (so at most 16 MiB of them), oldest out.
+        self._parsed: Fifo[bytes, _Header] = Fifo(4096)
 
-    @property
-    def read(self) -> ReadFunction:
-        """``read(headers, method, path, scheme, now) -> Decision``: what the request's
-        credentials mean at ``now``; see the module docstring. (The reading function of this
-        configuration's mode, the cookies or the bearer header: bind it once.)
+    def _parse(self, header: bytes) -> _Header:
+        names = self._store.names
+        cookies = parse_cookie_header(header, names.wanted)
+        key = (cookies.get(names.access), cookies.get(names.state), cookies.get(names.refresh))
+        parsed = _Header(cookies, key, cookies.get(names.type, "Bearer"))
+        if len(header) <= CACHED_HEADER_BYTES:
+            self._parsed.put(header, parsed)
+        return parsed
 
-        ``headers`` are the raw header pairs (lower-case names, as ASGI gives them),
-        ``method`` None for a WebSocket handshake, ``scheme`` the scope's (``https``,
-        ``wss``...), which with ``Host`` makes the app's own origin. ``keys_reloaded``: the
-        second read after a :data:`RELOAD`; a key id still unknown is a foreign token.
-        """
-        return self._bearer if self._header_mode else self._cookies
+    def _remembered(self, parsed: _Header, now: float) -> Remembered | None:
+        """The session's remembered outcome, when it holds at ``now`` for this header."""
+        if not parsed.cookies:
+            return None
+        hot = self._hot.get(parsed.key)
+        if hot is None:
+            return None
+        if not hot[0] <= now < hot[1]:
+            del self._hot[parsed.key]
+            return None
+        if hot[3] != parsed.token_type:
+            # The token-type cookie is not signed, so it is not part of the key: one that
+            # differs is read in full, and its outcome replaces this one.
+            return None
+        family = hot[8]
+        if family is not None:
+            known = self._known(family, now)  # type: ignore[misc]
+            if known is not True:
+                if known is False:  # over for good; unknown: the entry may serve again
+                    del self._hot[parsed.key]
+                    parsed.hot = None
+                return None  # the full read says what the request is now
+        parsed.hot = hot
+        return hot
 
-    def _debug(self, message: str, *args: object) -> None:
-        if self._store.debug:
-            logger.debug(message, *args)
-
-    def _bearer(
+    def read(
         self,
         headers: Collection[tuple[bytes, bytes]],
         method: str | None,
@@ -181,28 +214,61 @@ class RequestReader:
         scheme: str,
         now: float,
         *,
+        root_path: str = "",
         keys_reloaded: bool = False,
-    ) -> Reading:
+    ) -> Decision:
+        """Decide what the request's credentials mean at ``now``; see the module docstring.
+
+        ``headers`` are the raw header pairs (lower-case names, as ASGI gives them),
+        ``method`` None for a WebSocket handshake, ``scheme`` the scope's (``https``,
+        ``wss``...), which with ``Host`` makes the app's own origin. ``path`` is the scope's
+        (it includes ``root_path``, which ``csrf_exempt_paths`` do not, as routes do not).
+        ``keys_reloaded``: the second read after a :data:`RELOAD`; a key id still unknown
+        is a foreign token.
+        """
+        if self._header_mode:
+            return self._bearer(headers, now)
+        header = cookie_header(headers)
+        parsed = self._parsed.get(header)
+        if parsed is None:
+            parsed = self._parse(header)
+        safe = method in SAFE_METHODS
+        if safe:
+            hot = parsed.hot
+            if (
+                hot is not None
+                and hot[0] <= now < hot[1]
+                and (hot[8] is None or self._known(hot[8], now) is True)  # type: ignore[misc]
+            ):
+                return hot
+            hot = self._remembered(parsed, now)
+            if hot is not None:
+                return hot
+        if root_path:
+            path = _route_path(path, root_path)
+        return self._cookies(parsed, headers, method, path, scheme, now, safe, keys_reloaded)
+
+    def _debug(self, message: str, *args: object) -> None:
+        if self._store.debug:
+            logger.debug(message, *args)
+
+    def _bearer(self, headers: Collection[tuple[bytes, bytes]], now: float) -> Reading:
         values = [v for k, v in headers if k == b"authorization"]
         if len(values) != 1:
             self._debug("bearer: %d Authorization headers, unauthenticated", len(values))
-            return ANONYMOUS
-        kind, _, token = values[0].partition(b" ")
+            return _ANONYMOUS
+        scheme, _, token = values[0].partition(b" ")
         token = token.strip(b" ")
-        if kind.lower() != b"bearer" or not token or len(token) > MAX_TOKEN_BYTES:
+        if scheme.lower() != b"bearer" or not token or len(token) > MAX_TOKEN_BYTES:
             self._debug("bearer: malformed Authorization header, unauthenticated")
-            return ANONYMOUS
+            return _ANONYMOUS
         try:
             text = token.decode("ascii")
             claims = self._store.verifier.verify(text, now)
         except (TokenError, UnicodeDecodeError) as exc:
             self._debug("bearer: token rejected: %s", exc)
-            return ANONYMOUS
-        # tuple.__new__: the same Reading without NamedTuple's Python-level __new__ (this is
-        # every request of an API client).
-        return tuple.__new__(
-            Reading, (text, "Bearer", claims, None, None, None, text, False, 0, None)
-        )
+            return _ANONYMOUS
+        return Reading(text, "Bearer", claims, access=text)
 
     def _forgery(
         self,
@@ -236,54 +302,49 @@ class RequestReader:
 
     def _cookies(
         self,
+        parsed: _Header,
         headers: Collection[tuple[bytes, bytes]],
         method: str | None,
         path: str,
         scheme: str,
         now: float,
-        *,
-        keys_reloaded: bool = False,
-    ) -> Decision:
-        """The remembered outcome of a repeated header, or the full read: the cookies, the
-        state cookie's binding, the forgery checks, the access token, and whether a session
-        check or a refresh is needed. (One function, and cookies.cookie_header inlined: this
-        runs for every request.)"""
-        header = b""  # HTTP/2 may split the Cookie header; the pairs are the same joined
-        for name, value in headers:
-            if name == b"cookie":
-                header = value if not header else header + b"; " + value
-        safe = method in SAFE_METHODS
-        if safe:
-            hot = self._hot.get(header)
-            if hot is not None:
-                if hot[0] <= now < hot[1]:
-                    family = hot[8]
-                    if family is None:
-                        return hot
-                    known = self._known(family, now)  # type: ignore[misc]
-                    if known is True:
-                        return hot
-                    if known is False:  # over for good; unknown: the entry may serve again
-                        del self._hot[header]
-                    # Either way the full read says what the request is now.
-                else:
-                    del self._hot[header]
+        safe: bool,
+        keys_reloaded: bool,
+    ) -> Reading | Refused:
+        """The full read: the cookies, the state cookie's binding, the forgery checks, the
+        access token, and whether a session check or a refresh is needed."""
         store, names = self._store, self._store.names
-        cookies = parse_cookie_header(header, names.wanted)
+        cookies = parsed.cookies
         if not cookies:
-            return ANONYMOUS  # none of the kit's cookies: nothing to check or refresh
+            if not safe and method is not None and path in store.csrf_exempt_paths:
+                # An exempt path is a login form: posted from another site without cookies,
+                # it signs the victim in to the attacker's account (login CSRF). The token
+                # check is what it is exempt from, not the Origin and Fetch-Metadata ones.
+                reason = cross_site_refused(
+                    scheme, headers, store.allowed_origins, check_fetch_site=True
+                )
+                if reason is not None:
+                    return Refused(reason)
+            return _ANONYMOUS  # none of the kit's cookies: nothing to check or refresh
         access = cookies.get(names.access)
         refresh_token = cookies.get(names.refresh)
         raw_state = cookies.get(names.state)
         session = store.state_codec.loads(raw_state) if raw_state is not None else None
+        migrate = False
         if raw_state is not None and session is None:
             self._debug("state cookie rejected (tampered, foreign or too old)")
         elif session is not None:
-            bound_to = refresh_token if refresh_token is not None else access
-            if bound_to is None or session.binding != binding_of(bound_to):
-                # An old state cookie (an old user state, another session's CSRF binding)
-                # paired with a newer session's tokens: ignore it.
-                self._debug("state cookie belongs to another session; ignored")
+            bound = belongs(session, access, refresh_token)
+            if bound is None and store.refresh is not None:
+                # A state cookie from version 0.1.0 (bound to the refresh token only): it
+                # carries its session into a refresh now, which issues the cookies bound to
+                # the access token too, so nobody is signed out by the upgrade.
+                self._debug("state cookie from version 0.1.0; refreshing to re-bind it")
+                migrate = True
+            elif not bound:
+                # Another session's state (its user state, its CSRF binding), or an older
+                # one of this session (an old user state) next to a newer access token.
+                self._debug("state cookie belongs to another session or access token; ignored")
                 session = None
 
         if (access is not None or refresh_token is not None) and not safe:
@@ -323,9 +384,15 @@ class RequestReader:
         if (
             refresh is not None
             and refresh_token is not None
-            and (claims is None or needs_refresh(claims["exp"], now, refresh.interval))
+            and (migrate or claims is None or needs_refresh(claims["exp"], now, refresh.interval))
         ):
-            then = REFRESH
+            if session is not None:
+                then = REFRESH
+            else:
+                # Anyone can send a refresh cookie; only one paired with the signed state
+                # cookie issued with it is a session's. Without that, the auth server is
+                # not asked (each unpaired cookie used to cost it a call).
+                self._debug("refresh cookie without its session's state cookie; not refreshed")
         family = None
         if claims is not None and self._known is not None:
             family = claims.get(SESSION_CLAIM)
@@ -335,21 +402,19 @@ class RequestReader:
                 return _SESSION_OVER
             if known is None:
                 then |= CHECK
-        # tuple.__new__: the same Reading without NamedTuple's Python-level __new__.
-        reading = tuple.__new__(
-            Reading,
-            (
-                token,
-                token_type,
-                claims,
-                sid,
-                user_state,
-                refresh_token,
-                access,
-                expired,
-                then,
-                expired_claims,
-            ),
+        elif claims is not None and store.session_check is not None:
+            then |= CHECK
+        reading = Reading(
+            token,
+            token_type,
+            claims,
+            sid,
+            user_state,
+            refresh_token,
+            access,
+            expired,
+            then,
+            expired_claims,
         )
         if (
             then == DONE
@@ -359,19 +424,20 @@ class RequestReader:
             and raw_state is not None
             and sid is not None
         ):
-            self._remember(header, reading, token, claims, raw_state, family)
+            self._remember(parsed, reading, token, claims, raw_state, now, family)
         return reading
 
     def _remember(
         self,
-        header: bytes,
+        parsed: _Header,
         reading: Reading,
         access: str,
         claims: dict[str, Any],
         raw_state: str,
+        now: float,
         family: str | None,
     ) -> None:
-        """Remember a signed-in header's outcome for as long as it stays the same: the
+        """Remember a signed-in session's outcome for as long as it stays the same: the
         token's and the state cookie's validity windows, and (with refresh configured) until
         a refresh falls due. Only outcomes that needed no I/O are remembered; with a session
         check, the family is asked of its view again on every use. Unsafe methods never read
@@ -379,24 +445,33 @@ class RequestReader:
         store = self._store
         token = store.verifier.remembered(access)
         cookie = store.state_codec.remembered(raw_state)
-        if token is None or cookie is None or len(header) > CACHED_HEADER_BYTES:
+        if token is None or cookie is None:
             return  # (verified_token_cache=0 remembers no token, so nothing here either)
         until = min(token[1], cookie[1])
         if store.refresh is not None and reading.refresh_token is not None:
             until = min(until, claims["exp"] - store.refresh.interval)
+        hot = self._hot
+        # Entries whose window has closed are dropped from the front as new ones arrive: the
+        # oldest entries close first (tokens of one issuer live alike), so a session that
+        # went away leaves nothing behind for long, whatever the cache's size.
+        for _ in range(2):
+            if not hot:
+                break
+            oldest = next(iter(hot))
+            if hot[oldest][1] > now:
+                break
+            del hot[oldest]
         # The claims and the user state are the verifier's and the codec's own remembered
         # values (the same token, the same cookie): an entry adds no copy of its own.
-        self._hot.put(
-            header,
-            Remembered(
-                valid_from=max(token[0], cookie[0]),
-                valid_until=until,
-                access=access,
-                token_type=reading.token_type or "Bearer",
-                claims=token[2].copy,
-                sid=reading.sid,
-                user_state=cookie[2].copy,
-                refresh_token=reading.refresh_token,
-                family=family,
-            ),
+        parsed.hot = entry = Remembered(
+            valid_from=max(token[0], cookie[0]),
+            valid_until=until,
+            access=access,
+            token_type=reading.token_type or "Bearer",
+            claims=token[2].copy,
+            sid=reading.sid,
+            user_state=cookie[2].copy,
+            refresh_token=reading.refresh_token,
+            family=family,
         )
+        hot.put(parsed.key, entry)

@@ -14,7 +14,9 @@ The callback's answer becomes one of three outcomes:
 :class:`SingleFlight` makes concurrent requests carrying the same refresh token share one
 callback call, and keeps a success for ``grace_period`` seconds so requests that were
 already in flight with the old cookies get the same new cookies instead of a second call
-(which a rotating auth server would take for token reuse).
+(which a rotating auth server would take for token reuse), and a definitive failure for
+:data:`ENDED_MEMORY` seconds, so the ended session's cookies replayed do not ask the auth
+server again.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from .errors import (
     RefreshTimeoutError,
     StoreUnavailableError,
 )
-from .session import issue_session, issue_successor, new_sid, without_access_cookies
+from .session import issue_session, issue_successor, new_sid, successor_cookies
 from .source import Rotate
 from .stores.base import SessionStore
 from .stores.sealing import open_sealed, seal, token_id
@@ -55,6 +57,7 @@ __all__ = [
     "Successor",
     "Unavailable",
     "flight_alias",
+    "revoke_at_auth_server",
     "run_callback",
     "run_rotation",
     "run_shared",
@@ -64,6 +67,11 @@ logger = logging.getLogger("fastapi_authkit")
 
 # Bounds the memory of recent results; entries also expire after the grace period.
 _MAX_RECENT: Final = 32_768
+# How long a definitive "session over" (is_success=False) is remembered for its refresh
+# token: that session's cookies replayed meanwhile (a script, requests still in flight) are
+# answered without asking the auth server again. The answer cannot change (it is definitive),
+# so the time only bounds the memory.
+ENDED_MEMORY: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +109,7 @@ class Unavailable:
 
 
 Outcome: TypeAlias = Refreshed | Ended | Unavailable
+_ENDED_OUTCOME: Final = Ended()
 
 
 def successor_token(outcome: Outcome) -> str | None:
@@ -112,20 +121,47 @@ def successor_token(outcome: Outcome) -> str | None:
     return None
 
 
-async def _invoke(refresh: RefreshConfig, param: RefreshParam) -> object:
-    callback = refresh.refresh_api_callback
-    with anyio.fail_after(refresh.timeout):
+async def _invoke(callback: Callable[[Any], object], argument: object, limit: float) -> object:
+    """Call one of the app's callbacks (refresh, revoke), sync or async, within ``limit``
+    seconds (the configured callback timeout)."""
+    with anyio.fail_after(limit):
         if inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
             getattr(callback, "__call__", None)  # noqa: B004 - async callable objects
         ):
-            result: object = await callback(param)  # type: ignore[misc]
+            result: object = await callback(argument)  # type: ignore[misc]
         else:
             # A sync callback may block (requests, a DB driver); keep it off the event loop.
             # If it hangs, the request stops waiting; the thread is abandoned.
-            result = await anyio.to_thread.run_sync(callback, param, abandon_on_cancel=True)
+            result = await anyio.to_thread.run_sync(callback, argument, abandon_on_cancel=True)
             if inspect.isawaitable(result):
                 result = await result
     return result
+
+
+async def revoke_at_auth_server(refresh: RefreshConfig, refresh_token: str) -> None:
+    """After a sign-out, call the revocation hook (``refresh.revoke``, RFC 7009) with the
+    session's refresh token, within the callback timeout. Never raises: a hook that fails
+    is logged as an error, and the cookies are cleared all the same."""
+    if refresh.revoke is None:
+        return
+    try:
+        # Shielded: a client that goes away mid-logout must not leave the session alive.
+        with anyio.CancelScope(shield=True):
+            await _invoke(refresh.revoke, refresh_token, refresh.timeout)
+    except TimeoutError:
+        logger.error(
+            "sign-out could not revoke the session at the auth server: the revocation hook "
+            "did not answer within %ss (the cookies are cleared)",
+            refresh.timeout,
+        )
+    except Exception as exc:
+        logger.error(
+            "sign-out could not revoke the session at the auth server: %s: %s (the cookies "
+            "are cleared)",
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
 
 
 def _accept(
@@ -188,7 +224,7 @@ def _accept(
     except InvalidRefreshResultError as exc:
         if not new_refresh or new_refresh == param.refresh_token:
             raise  # nothing was rotated: the presented refresh token still works
-        return _keep_successor(store, exc, result, new_refresh, sid, user_state, now)
+        return _keep_successor(store, exc, result, param, new_refresh, sid, user_state, now)
     return Refreshed(
         token=token,
         token_type=result.new_auth_token_type,
@@ -204,6 +240,7 @@ def _keep_successor(
     store: AuthStore,
     error: InvalidRefreshResultError,
     result: RefreshResult,
+    param: RefreshParam,
     refresh_token: str,
     sid: str,
     user_state: Any,
@@ -215,12 +252,14 @@ def _keep_successor(
     if not is_number(expires_in):
         expires_in = None  # unreadable: the token's own exp or refresh_max_age decides
     try:
+        new_token = result.new_auth_token
         cookies = issue_successor(
             store,
             sid=sid,
             user_state=user_state,
             refresh_token=refresh_token,
             refresh_expires_in=expires_in,
+            access_tokens=(param.auth_token, new_token if isinstance(new_token, str) else None),
             now=now,
         )
     except AuthKitError as exc:
@@ -243,18 +282,23 @@ async def run_callback(
     store: AuthStore, refresh: RefreshConfig, param: RefreshParam, sid: str | None
 ) -> Outcome:
     """Call the refresh callback once and classify its answer. Never raises an Exception."""
+    # While the auth server is down every refresh fails the same way: the first failure of
+    # a streak is logged with its traceback, the rest are counted (store.notices).
     try:
-        result = await _invoke(refresh, param)
+        result = await _invoke(refresh.refresh_api_callback, param, refresh.timeout)
     except TimeoutError:
         error: RefreshError = RefreshTimeoutError(
             f"refresh_api_callback did not answer within {refresh.timeout}s"
         )
-        logger.warning("refresh failed transiently; session kept: %s", error)
+        store.notices.refresh_failed(
+            "refresh failed transiently; session kept: %s", error, exc=None
+        )
         return Unavailable(error)
     except Exception as exc:
         error = RefreshError(f"refresh_api_callback raised {type(exc).__name__}: {exc}")
-        logger.warning("refresh failed transiently; session kept: %s", error, exc_info=exc)
+        store.notices.refresh_failed("refresh failed transiently; session kept: %s", error, exc=exc)
         return Unavailable(error)
+    store.notices.refresh_answered()
     token = getattr(result, "new_auth_token", None)
     if isinstance(token, str):
         # A key id we do not hold in a token the auth server itself just handed us is a key
@@ -309,12 +353,13 @@ async def run_rotation(
             now=now,
         )
     except StoreUnavailableError as exc:
-        logger.warning("refresh failed transiently; session kept: %s", exc)
+        store.notices.refresh_failed("refresh failed transiently; session kept: %s", exc, exc=None)
         return Unavailable(exc)
     except Exception as exc:
         error = RefreshError(f"the session could not be rotated: {exc!r}")
-        logger.error("refresh failed; session kept: %s", error, exc_info=exc)
+        store.notices.refresh_failed("refresh failed; session kept: %s", error, exc=exc)
         return Unavailable(error)
+    store.notices.refresh_answered()
     if rotation.access_token is None:
         return Ended()
     try:
@@ -347,11 +392,14 @@ class SingleFlight:
     piece of mutable state in the middleware, and it is per process.
     """
 
-    __slots__ = ("_by_successor", "_clock", "_inflight", "_recent")
+    __slots__ = ("_by_successor", "_clock", "_ended", "_inflight", "_recent")
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._inflight: dict[bytes, _Flight] = {}
+        # Refresh tokens whose session the callback ended -> until when that is remembered
+        # (one lifetime for all, so insertion order is expiry order here too).
+        self._ended: OrderedDict[bytes, float] = OrderedDict()
         # Successes kept for the grace period. The grace period is the same for every entry,
         # so insertion order is expiry order: pruning only ever looks at the front.
         # OrderedDict for O(1) pruning at the front (see fifo.py); pruning here is by expiry.
@@ -368,6 +416,11 @@ class SingleFlight:
             if recent[0] > self._clock():
                 return recent[1]
             self._drop(key)
+        ended = self._ended.get(key)
+        if ended is not None:
+            if ended > self._clock():
+                return _ENDED_OUTCOME
+            del self._ended[key]
         flight = self._inflight.get(key)
         if flight is not None:
             await flight.done.wait()
@@ -384,6 +437,8 @@ class SingleFlight:
         successor = successor_token(flight.outcome)
         if successor is not None and grace > 0:
             self._remember(key, grace, flight.outcome, successor)
+        elif isinstance(flight.outcome, Ended):
+            self._remember_ended(key)
         return flight.outcome
 
     def forget(self, refresh_token: str) -> None:
@@ -399,6 +454,17 @@ class SingleFlight:
         entry = self._recent.pop(key, None)
         if entry is not None:
             self._by_successor.pop(_digest(successor_token(entry[1]) or ""), None)
+
+    def _remember_ended(self, key: bytes) -> None:
+        now = self._clock()
+        ended = self._ended
+        while ended:
+            oldest = next(iter(ended))
+            if ended[oldest] > now and len(ended) < _MAX_RECENT:
+                break
+            del ended[oldest]
+        ended.pop(key, None)
+        ended[key] = now + ENDED_MEMORY
 
     def _remember(self, key: bytes, grace: float, outcome: Outcome, successor: str) -> None:
         now = self._clock()
@@ -454,10 +520,10 @@ def _encode(outcome: Refreshed | Successor) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-async def _decode(store: AuthStore, refresh_token: str, value: bytes) -> Outcome:
+async def _decode(store: AuthStore, param: RefreshParam, value: bytes) -> Outcome:
     if value == _ENDED:
         return Ended()
-    opened = open_sealed(refresh_token, value[1:]) if value[:1] == b"R" else None
+    opened = open_sealed(param.refresh_token, value[1:]) if value[:1] == b"R" else None
     if opened is None:
         return Unavailable(RefreshError("another process's refresh result cannot be opened"))
     data = json.loads(opened)
@@ -475,9 +541,15 @@ async def _decode(store: AuthStore, refresh_token: str, value: bytes) -> Outcome
     except AuthKitError as exc:
         # Its refresh token was rotated all the same: keep the successor here too.
         logger.error("shared refresh result does not verify here; successor kept: %s", exc)
-        successor = Successor(
-            data["s"], data["u"], data["r"], without_access_cookies(store, cookies)
+        kept = successor_cookies(
+            store,
+            cookies,
+            sid=data["s"],
+            user_state=data["u"],
+            refresh_token=data["r"],
+            access_tokens=(param.auth_token, token),
         )
+        successor = Successor(data["s"], data["u"], data["r"], kept)
         return Unavailable(RefreshError(f"shared refresh result does not verify: {exc}"), successor)
     return Refreshed(
         token=token,
@@ -511,6 +583,8 @@ async def _publish(
         # As in SingleFlight: the previous rotation's answer must not serve a grandparent.
         await shared.flight_forget(flight_alias(param.refresh_token))
     elif isinstance(outcome, Ended):
+        # Remembered as long as in one process, for every process.
+        ttl = max(ttl, ENDED_MEMORY)
         await shared.flight_finish(key, owner, _ENDED, now=now, ttl=ttl, alias=None)
     else:
         await shared.flight_release(key, owner)
@@ -550,7 +624,7 @@ async def run_shared(
                 logger.warning("refresh result not shared, store unavailable: %s", exc)
             return outcome
         if flight.status == "done" and flight.value is not None:
-            return await _decode(store, param.refresh_token, flight.value)
+            return await _decode(store, param, flight.value)
         if anyio.current_time() >= deadline:
             return Unavailable(RefreshTimeoutError("another process's refresh did not finish"))
         await anyio.sleep(delay)

@@ -18,7 +18,7 @@ __all__ = [
     "issue_session",
     "issue_successor",
     "new_sid",
-    "without_access_cookies",
+    "successor_cookies",
 ]
 
 
@@ -68,14 +68,21 @@ def issue_session(
     ``session_refresh_token`` is the session's refresh token after this (the new one, the
     kept one, or None). It decides how long the session cookies live, and the state cookie
     is bound to it (or to the access token without one), so that an old state cookie cannot
-    be paired with a newer session. Raises :class:`CookieError`/:class:`UserStateError`
-    before anything is emitted.
+    be paired with a newer session, and to the access token, so that an old state cookie
+    (an old user state) cannot be paired with a newer access token of the same session.
+    Raises :class:`CookieError`/:class:`UserStateError` before anything is emitted.
     """
     for label, value in (("token type", token_type), ("refresh token", refresh_token)):
         if value is not None and not isinstance(value, str):
             raise CookieError(f"the {label} must be a str, got {type(value).__name__}")
     refresh_expires_in = _seconds("refresh token expires_in", refresh_expires_in)
     access_expires_in = _seconds("access token expire_in", access_expires_in)
+    if store.refresh is not None:
+        # Every new token passes here (sign-in and refresh): the first one whose whole life
+        # is inside the refresh interval says so.
+        iat = claims.get("iat")
+        lifetime = claims["exp"] - (iat if is_number(iat) else now)
+        store.notices.interval_beyond_lifetime(store.refresh.interval, lifetime)
     names, policy = store.names, store.policy
     # The cookie never outlives the token; the leeway keeps it while the token is accepted.
     access_age = int(claims["exp"] - now + store.verifier.leeway)
@@ -91,6 +98,7 @@ def issue_session(
             sid=sid,
             user_state=user_state,
             bound_to=session_refresh_token or token,
+            access_tokens=(token,),
             session_age=session_age,
             refresh_token=refresh_token,
             refresh_expires_in=refresh_expires_in,
@@ -106,14 +114,18 @@ def issue_successor(
     user_state: Any,
     refresh_token: str,
     refresh_expires_in: int | None,
+    access_tokens: tuple[str | None, ...],
     now: float,
 ) -> tuple[bytes, ...]:
     """Set-Cookie values that keep a rotated refresh token when its access token cannot be
     used here: the refresh cookie, the state cookie re-bound to it, and the CSRF cookie. The
     access cookie is left as it is (still valid, or expired and so refreshed next time).
 
-    Exactly the tail of what :func:`issue_session` emits for the same inputs, so a result
-    shared between processes can fall back to it. Raises like :func:`issue_session`.
+    ``access_tokens``: the access token the browser keeps (None when it sent none) and the
+    unusable new one. The state cookie is bound to both: another process that can use the
+    new token writes it with a state cookie bound to it alone, and whichever of the two
+    responses the browser stores last, its access and state cookies pair. Raises like
+    :func:`issue_session`.
     """
     if not isinstance(refresh_token, str):
         raise CookieError(f"the refresh token must be a str, got {type(refresh_token).__name__}")
@@ -122,6 +134,7 @@ def issue_successor(
         sid=sid,
         user_state=user_state,
         bound_to=refresh_token,
+        access_tokens=access_tokens,
         session_age=store.state_max_age,
         refresh_token=refresh_token,
         refresh_expires_in=_seconds("refresh token expires_in", refresh_expires_in),
@@ -129,11 +142,32 @@ def issue_successor(
     )
 
 
-def without_access_cookies(store: AuthStore, cookies: tuple[bytes, ...]) -> tuple[bytes, ...]:
-    """``cookies`` from :func:`issue_session` less the access and type cookies: what
-    :func:`issue_successor` would have emitted for the same session."""
-    skip = (f"{store.names.access}=".encode(), f"{store.names.type}=".encode())
-    return tuple(cookie for cookie in cookies if not cookie.startswith(skip))
+def successor_cookies(
+    store: AuthStore,
+    cookies: tuple[bytes, ...],
+    *,
+    sid: str,
+    user_state: Any,
+    refresh_token: str,
+    access_tokens: tuple[str | None, ...],
+) -> tuple[bytes, ...]:
+    """``cookies`` from :func:`issue_session` (another process's refresh, whose access token
+    does not verify here) as :func:`issue_successor` would have written them: without the
+    access and type cookies, the state cookie bound to ``access_tokens`` (the refresh and
+    CSRF cookies, and their lifetimes, are the other process's)."""
+    names = store.names
+    skip = (f"{names.access}=".encode(), f"{names.type}=".encode())
+    state = f"{names.state}=".encode()
+    rebound = store.policy.set(
+        names.state,
+        store.state_codec.dumps(sid, user_state, refresh_token, access_tokens),
+        max_age=store.state_max_age,
+    )
+    return tuple(
+        rebound if cookie.startswith(state) else cookie
+        for cookie in cookies
+        if not cookie.startswith(skip)
+    )
 
 
 def _session_cookies(
@@ -142,13 +176,14 @@ def _session_cookies(
     sid: str,
     user_state: Any,
     bound_to: str,
+    access_tokens: tuple[str | None, ...],
     session_age: int,
     refresh_token: str | None,
     refresh_expires_in: int | None,
     now: float,
 ) -> tuple[bytes, ...]:
     names, policy = store.names, store.policy
-    state = store.state_codec.dumps(sid, user_state, bound_to, now)
+    state = store.state_codec.dumps(sid, user_state, bound_to, access_tokens, now=now)
     cookies = [policy.set(names.state, state, max_age=session_age)]
     if refresh_token is not None:
         age = _refresh_max_age(store, refresh_token, refresh_expires_in, now)

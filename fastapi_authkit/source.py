@@ -56,6 +56,7 @@ class TokenSource(Protocol):
     Verification settings: ``token_key`` (a key, or ``{kid: key}``), its one ``algorithm``,
     the ``issuer``/``audience`` claims its tokens carry, their ``typ`` header
     (``token_typ``) and lifetime (``access_ttl``). ``grace`` is the refresh grace period.
+    ``revoke`` ends a session on sign-out.
     ``shared_store`` is where concurrent refreshes in several processes meet (None when the
     source's state lives in one process).
     """
@@ -73,6 +74,10 @@ class TokenSource(Protocol):
 
     async def refresh(self, param: RefreshParam) -> RefreshResult:
         """The refresh callback: rotate ``param.refresh_token``."""
+        ...
+
+    async def revoke(self, refresh_token: str) -> bool:
+        """End the session of ``refresh_token`` (sign-out); False when it was unknown."""
         ...
 
     async def is_active(self, claims: Mapping[str, Any]) -> bool:

@@ -9,18 +9,30 @@ response the route returns, so they work with dicts, redirects and streaming res
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Final, TypeVar
 
 from starlette.requests import HTTPConnection
 
+from .callback import check_lifetime
 from .config import AuthStore
-from .errors import ConfigurationError, TokenError
+from .errors import ConfigurationError, CrossSiteRequestError, TokenError
+from .origins import cross_site_refused
+from .reader import SAFE_METHODS
 from .session import clear_session, issue_session, new_sid
 
-__all__ = ["SCOPE_KEY", "AuthState", "get_auth_state", "sign_in", "sign_out"]
+__all__ = [
+    "SCOPE_KEY",
+    "AuthState",
+    "get_auth_state",
+    "refuse_cross_site",
+    "sign_in",
+    "sign_out",
+]
 
 SCOPE_KEY: Final = "fastapi_authkit"
+
+T = TypeVar("T")
 
 
 class AuthState:
@@ -30,6 +42,9 @@ class AuthState:
     unauthenticated); ``user_state`` is the verified user state; ``unavailable`` is
     True when the session could not be checked or refreshed because the refresh callback or
     the shared store failed transiently (protected routes answer 503, not 401).
+    ``refresh_token`` is the session's refresh token (the refresh cookie, or the one a
+    refresh in this request rotated in; None without one), for a route that calls its auth
+    server with it (revocation, RFC 7009) itself.
     """
 
     # Class-level defaults: a request that only reads its state pays for one attribute
@@ -41,14 +56,19 @@ class AuthState:
     sid: str | None = None
     refresh_token: str | None = None
     unavailable: bool = False
-    # Set by sign_out, so the middleware forgets refresh results remembered for it.
+    # Set by sign_out, so the middleware forgets refresh results remembered for it and, with
+    # revoke_signed_out, calls the revocation hook (the issuer's sign_out revokes itself).
     signed_out_refresh_token: str | None = None
+    revoke_signed_out: bool = False
     _auto_cookies: tuple[bytes, ...] = ()
     _route_cookies: tuple[bytes, ...] | None = None
     # Whether anything above was queued: the middleware's per-message check reads only this.
     _cookies_queued: bool = False
     _user: Any = None
     _user_loaded: bool = False
+    # Calls such as issuer.sign_in(...) that returned a coroutine nobody has awaited yet:
+    # (what was called, the coroutine). The middleware refuses to answer with any left.
+    _unawaited: tuple[tuple[str, Coroutine[Any, Any, Any]], ...] = ()
 
     def __init__(self, store: AuthStore) -> None:
         self.store = store
@@ -91,6 +111,38 @@ class AuthState:
         self._auto_cookies = cookies
         self._cookies_queued = True
 
+    def must_be_awaited(
+        self, what: str, work: Callable[[], Awaitable[T]]
+    ) -> Coroutine[Any, Any, T]:
+        """``work()`` as a coroutine that the route must await: until it starts running it
+        is listed in ``_unawaited``, and the middleware turns a response started with it
+        still listed into a loud :class:`ConfigurationError` (see
+        :meth:`raise_if_unawaited`) instead of a 200 that silently did nothing."""
+
+        async def run() -> T:
+            self._unawaited = tuple(entry for entry in self._unawaited if entry[1] is not call)
+            return await work()
+
+        call = run()
+        self._unawaited = (*self._unawaited, (what, call))
+        self._cookies_queued = True  # so that the middleware looks at the response start
+        return call
+
+    def raise_if_unawaited(self) -> None:
+        """Refuse to start a response while a call that must be awaited was not: the route
+        forgot ``await`` (``issuer.sign_in(request, ...)`` alone does nothing)."""
+        if not self._unawaited:
+            return
+        names = sorted({what for what, _ in self._unawaited})
+        for _, call in self._unawaited:
+            call.close()  # never run; closing spares Python's own "never awaited" warning
+        self._unawaited = ()
+        raise ConfigurationError(
+            f"{' and '.join(names)}(...) returned a coroutine that was never awaited, so it "
+            "did nothing (no session started or ended, no cookie written): write "
+            f"`await {names[0]}(request, ...)` in the route"
+        )
+
     def pending_cookies(self) -> tuple[bytes, ...]:
         """The Set-Cookie values to emit: what the route did wins over an automatic refresh."""
         return self._auto_cookies if self._route_cookies is None else self._route_cookies
@@ -121,6 +173,28 @@ def get_auth_state(conn: HTTPConnection) -> AuthState:
     return state
 
 
+def refuse_cross_site(conn: HTTPConnection, store: AuthStore) -> None:
+    """Raise :class:`CrossSiteRequestError` when ``conn`` is an unsafe-method request from
+    another site (``Sec-Fetch-Site: cross-site``, a foreign or ``null`` Origin), by the
+    rules of the CSRF check: a session is never started for one. A request carrying no
+    cookies has no CSRF token to check, which is exactly how login CSRF works. Safe methods
+    pass: an identity provider's redirect back (the OIDC callback) is a cross-site GET,
+    protected by its state and PKCE.
+    """
+    scope = conn.scope
+    # (A bare connection built without a method, as tools do to mint cookies, is no request.)
+    if scope["type"] != "http" or scope.get("method", "GET") in SAFE_METHODS:
+        return
+    reason = cross_site_refused(
+        scope.get("scheme", "http"),
+        scope.get("headers", ()),
+        store.allowed_origins,
+        check_fetch_site=True,
+    )
+    if reason is not None:
+        raise CrossSiteRequestError(reason)
+
+
 def sign_in(
     conn: HTTPConnection,
     *,
@@ -135,21 +209,42 @@ def sign_in(
     is verified with the store's keys first; :class:`TokenError` is raised when it does not
     verify, and nothing is queued. ``refresh`` is the refresh token (its cookie lives
     ``refresh_expires_in`` seconds, else until the token's own ``exp`` if it is a JWT, else
-    ``refresh_max_age``). The route's state reflects the new session at once.
+    ``refresh_max_age``); without one, the session ends when the access token expires (a
+    warning says so once when refresh is configured). The route's state reflects the new
+    session at once.
+
+    An unsafe-method request from another site raises :class:`CrossSiteRequestError` (a
+    403) and queues nothing (login CSRF). A session the request already had is replaced
+    and ended as at sign-out: what the middleware remembers of it is dropped, and it is
+    revoked through the refresh callback's revocation hook when there is one (the built-in
+    issuer's ``sign_in`` revokes it itself).
     """
     state = get_auth_state(conn)
     store = state.store
     if store.auth_type != "cookie":
         raise ConfigurationError("sign_in sets cookies; it needs auth_type='cookie'")
+    refuse_cross_site(conn, store)
     token = auth.get("token")
     token_type = auth.get("type", "Bearer")
     if not isinstance(token, str) or not isinstance(token_type, str):
         raise TokenError("sign_in: auth must be {'token': <str>, 'type': <str>}")
+    if refresh is not None and not isinstance(refresh, str):
+        raise TypeError(f"sign_in: refresh must be a str or None, got {type(refresh).__name__}")
+    check_lifetime("sign_in: refresh_expires_in", refresh_expires_in)
     now = store.clock()
     try:
         claims = store.verifier.verify(token, now)
     except TokenError as exc:
-        raise TokenError(f"sign_in: the access token does not verify: {exc}") from exc
+        hint = ""
+        if store.token_issuer is not None:
+            # The issuer mints the tokens it verifies; one made elsewhere is the usual cause.
+            hint = (
+                "; with create_store(token_issuer=...) the issuer mints the tokens: sign in "
+                "with `await issuer.sign_in(request, subject)` instead of sign_in(...)"
+            )
+        raise TokenError(f"sign_in: the access token does not verify: {exc}{hint}") from exc
+    if refresh is None and store.refresh is not None:
+        store.notices.session_without_refresh_token(claims["exp"] - now)
     sid = new_sid()
     cookies = issue_session(
         store,
@@ -166,6 +261,11 @@ def sign_in(
     )
     state._route_cookies = cookies
     state._cookies_queued = True
+    if state.refresh_token is not None and state.refresh_token != refresh:
+        # The session this one replaces ends as at sign-out, not left live with nobody
+        # holding it.
+        state.signed_out_refresh_token = state.refresh_token
+        state.revoke_signed_out = True
     state.set_identity(token, token_type, claims, user_state)
     state.sid, state.refresh_token = sid, refresh
     state.unavailable = False
@@ -174,7 +274,10 @@ def sign_in(
 def sign_out(conn: HTTPConnection) -> None:
     """End the session: queue deletion of every auth cookie; the request is now anonymous.
 
-    Overrides a refresh the middleware performed for this same request.
+    Overrides a refresh the middleware performed for this same request. When the refresh
+    callback has a revocation hook (``refresh_api_callback.revoke``: the OIDC grant, the
+    built-in issuer, your own callback object), the middleware also revokes the session's
+    refresh token at the auth server before the response goes out.
     """
     state = get_auth_state(conn)
     if state.store.auth_type != "cookie":
@@ -183,5 +286,6 @@ def sign_out(conn: HTTPConnection) -> None:
     state._cookies_queued = True
     if state.refresh_token is not None:
         state.signed_out_refresh_token = state.refresh_token
+        state.revoke_signed_out = True
     state.clear_identity()
     state.unavailable = False

@@ -9,7 +9,9 @@ booleans, which are ints in Python).
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
 
@@ -29,7 +31,9 @@ __all__ = [
     "KeySource",
     "TokenVerifier",
     "check_algorithm",
+    "describe_key",
     "is_number",
+    "prepare_key",
     "unverified_expiry",
 ]
 
@@ -62,27 +66,106 @@ EXTERNAL_LEEWAY: Final = 10.0
 MAX_TOKEN_BYTES: Final = 8192
 
 
+_FLOAT_MAX: Final = sys.float_info.max
+
+
 def is_number(value: object) -> bool:
-    # bool is an int subclass; a JSON true must not pass as a timestamp.
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (a usable number of seconds or a timestamp)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    # bool is an int subclass; a JSON true must not pass as a timestamp. JSON integers have
+    # no size limit: one beyond a float's range (10**400) overflows math.isfinite and any
+    # arithmetic with the clock, so it is no number of seconds either.
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= _FLOAT_MAX
 
 
-def _prepare_key(algorithm: str, key: object, label: str) -> Any:
-    """Validate ``key`` for ``algorithm`` and return it in PyJWT's prepared form."""
+# What each asymmetric algorithm needs, to say so when a key does not fit (PyJWT's own
+# messages name its internals: "Expected one of <generator object ...>").
+_EC_CURVES: Final = {
+    "ES256": "P-256 (secp256r1)",
+    "ES256K": "secp256k1",
+    "ES384": "P-384 (secp384r1)",
+    "ES512": "P-521 (secp521r1)",
+}
+
+
+def _needed_key(algorithm: str, kind: str) -> str:
+    if algorithm in HMAC_ALGORITHMS:
+        return f"a secret (str or bytes) of at least {_HMAC_MIN_KEY_BYTES[algorithm]} bytes"
+    if algorithm in _EC_CURVES:
+        return f"an EC {kind} key on the curve {_EC_CURVES[algorithm]}"
+    if algorithm == "EdDSA":
+        return f"an Ed25519 or Ed448 {kind} key"
+    return f"an RSA {kind} key"
+
+
+def describe_key(key: object) -> str:
+    """What ``key`` is, in words, for an error message: "an RSA public key (PEM)", "an EC
+    private key on secp384r1", "a str that is not a PEM key". Never the key itself."""
+    if isinstance(key, str | bytes):
+        raw = key.encode() if isinstance(key, str) else key
+        if b"-----BEGIN" not in raw and not raw.startswith(b"ssh-"):
+            return f"a {type(key).__name__} that is not a PEM key"
+        from cryptography.hazmat.primitives import serialization
+
+        loaders: tuple[Any, ...] = (
+            serialization.load_pem_public_key,
+            lambda data: serialization.load_pem_private_key(data, password=None),
+            serialization.load_ssh_public_key,
+        )
+        for load in loaders:
+            try:
+                return f"{describe_key(load(raw))} (PEM)"
+            except Exception:  # noqa: S112 - try the next format
+                continue
+        return "a PEM text that cannot be read (or is password-protected)"
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    kinds: tuple[tuple[type, str], ...] = (
+        (rsa.RSAPublicKey, "an RSA public key"),
+        (rsa.RSAPrivateKey, "an RSA private key"),
+        (ec.EllipticCurvePublicKey, "an EC public key"),
+        (ec.EllipticCurvePrivateKey, "an EC private key"),
+        (ed25519.Ed25519PublicKey, "an Ed25519 public key"),
+        (ed25519.Ed25519PrivateKey, "an Ed25519 private key"),
+        (ed448.Ed448PublicKey, "an Ed448 public key"),
+        (ed448.Ed448PrivateKey, "an Ed448 private key"),
+    )
+    for cls, words in kinds:
+        if isinstance(key, cls):
+            curve = getattr(key, "curve", None)
+            return f"{words} on {curve.name}" if curve is not None else words
+    return f"a value of type {type(key).__name__}"
+
+
+def prepare_key(algorithm: str, key: object, label: str, *, kind: str = "public") -> Any:
+    """Validate ``key`` for ``algorithm`` and return it in PyJWT's prepared form; raise a
+    :class:`ConfigurationError` that names ``label``, what the key is and what
+    ``algorithm`` needs. ``kind`` is "public" to verify, "private" to sign."""
     if algorithm in HMAC_ALGORITHMS:
         raw = key.encode() if isinstance(key, str) else key
         if not isinstance(raw, bytes):
-            raise ConfigurationError(f"{label}: an HMAC key must be str or bytes")
+            raise ConfigurationError(
+                f"{label} is {describe_key(key)}, but {algorithm} needs "
+                f"{_needed_key(algorithm, kind)}"
+            )
         if len(raw) < _HMAC_MIN_KEY_BYTES[algorithm]:
             raise ConfigurationError(
                 f"{label}: {algorithm} needs a key of at least "
-                f"{_HMAC_MIN_KEY_BYTES[algorithm]} bytes"
+                f"{_HMAC_MIN_KEY_BYTES[algorithm]} bytes, got {len(raw)} "
+                "(generate one with: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(64))')"
             )
     try:
         return get_default_algorithms()[algorithm].prepare_key(key)
     except (jwt.InvalidKeyError, ValueError, TypeError) as exc:
-        # PyJWT refuses PEM/JWK public keys as HMAC secrets (algorithm confusion).
-        raise ConfigurationError(f"{label} is not a valid key for {algorithm}: {exc}") from exc
+        if algorithm in HMAC_ALGORITHMS:
+            # PyJWT refuses PEM/JWK public keys as HMAC secrets (algorithm confusion).
+            raise ConfigurationError(f"{label} is not a valid key for {algorithm}: {exc}") from exc
+        raise ConfigurationError(
+            f"{label} is {describe_key(key)}, but {algorithm} needs "
+            f"{_needed_key(algorithm, kind)} (PEM text or a cryptography key object)"
+        ) from exc
 
 
 def check_algorithm(name: object) -> str:
@@ -134,6 +217,20 @@ def _require_utf8_json_objects(token: str) -> None:
         # never has outside an escape; json.loads would sniff it and decode it anyway.
         if b"\x00" in raw or raw.lstrip(b" \t\r\n")[:1] != b"{":
             raise TokenError("JWT header and payload must be UTF-8 JSON objects")
+        # A \u escape can spell half of a surrogate pair, which is no Unicode text: no UTF-8
+        # response could carry it (a `sub` returned as the user would make every response of
+        # the session a 500). Only text with escapes can hold one, so only that is checked.
+        if b"\\u" in raw and not _is_unicode(json.loads(raw)):
+            raise TokenError("JWT header and payload must not hold lone surrogates")
+
+
+def _is_unicode(value: Any) -> bool:
+    """Whether every string in the JSON value ``value`` encodes to UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @runtime_checkable
@@ -238,7 +335,7 @@ class TokenVerifier:
                 else:
                     raw, alg = value, default
                 label = f"token_key[{kid!r}]"
-                keys[kid] = _Key(_prepare_key(alg, raw, label), [alg])
+                keys[kid] = _Key(prepare_key(alg, raw, label), [alg])
             kinds = {k.algorithms[0] in HMAC_ALGORITHMS for k in keys.values()}
             if len(kinds) > 1:
                 # One secret read two ways is the classic algorithm-confusion attack.
@@ -249,7 +346,7 @@ class TokenVerifier:
             if key is None or key == "" or key == b"":
                 raise ConfigurationError("token_key is required to verify access tokens")
             self._keys_by_id = None
-            self._key = _Key(_prepare_key(default, key, "token_key"), [default])
+            self._key = _Key(prepare_key(default, key, "token_key"), [default])
         if not is_number(leeway) or leeway < 0:
             raise ConfigurationError("leeway must be a non-negative number of seconds")
         if not is_number(max_lifetime) or max_lifetime <= 0:
@@ -380,6 +477,14 @@ class TokenVerifier:
             )
         except TokenError:
             raise
+        except jwt.InvalidAlgorithmError as exc:
+            # Say which algorithm the token has and which one is configured: the usual cause
+            # is an auth server signing with another algorithm than create_store expects.
+            alg = jwt.get_unverified_header(token).get("alg")
+            raise TokenError(
+                f"token is signed with {str(alg)[:20]!r}, but its key accepts only "
+                f"{key.algorithms[0]!r} (create_store(algorithms=...))"
+            ) from exc
         except Exception as exc:
             # Hostile input must end as "not authenticated", never as a 500, whatever
             # corner of base64/JSON/crypto it reaches.

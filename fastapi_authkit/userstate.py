@@ -8,10 +8,9 @@ itsdangerous accepts any age otherwise. The clock is injected.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
@@ -20,22 +19,52 @@ from .errors import UserStateError
 from .fifo import Fifo
 from .jsoncopy import Remembered, remember
 
-__all__ = ["SessionData", "StateCodec", "binding_of"]
-
-
-_SALT = "fastapi-authkit.state"
+__all__ = ["SessionData", "StateCodec", "binding_of", "belongs"]
 
 
 class SessionData(NamedTuple):
     sid: str
     user_state: Any
-    binding: str  # binding_of() the token the state belongs to
+    # binding_of() the session's refresh token (its access token, for a session without one).
+    binding: str
+    # binding_of() each access token the state was issued with (one, or the kept one and an
+    # unusable new one); None for a cookie issued by version 0.1.0, which bound only the
+    # refresh token.
+    access: tuple[str, ...] | None
 
 
-@functools.lru_cache(maxsize=65_536)  # the same tokens come back on every request
 def binding_of(token: str) -> str:
-    """A short, non-reversible fingerprint of the session token a state cookie belongs to."""
+    """A short, non-reversible fingerprint of the session token a state cookie belongs to.
+
+    Not remembered per token: the tokens it is given are whatever a request sends (a new
+    refresh cookie on every request would fill any cache keyed by them), and a hash of a
+    token costs less than a microsecond."""
     return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def belongs(session: SessionData, access: str | None, refresh_token: str | None) -> bool | None:
+    """Whether the state ``session`` was issued with these access and refresh cookies.
+
+    False for another session's state, or an older issue of this session's (an old user
+    state next to a newer access token). The refresh token decides alone when the access
+    cookie is absent (the browser drops it at its Max-Age; the state carries the session
+    into the refresh); without a refresh token the binding is the access token itself. None
+    for a cookie from version 0.1.0 with both tokens: it matches the refresh token but cannot
+    say which access token it was issued with.
+    """
+    bound_to = refresh_token if refresh_token is not None else access
+    if bound_to is None or session.binding != binding_of(bound_to):
+        return False
+    if access is None or refresh_token is None:
+        return True
+    if session.access is None:
+        return None
+    return binding_of(access) in session.access
+
+
+# The payload's keys; version 0.1.0 wrote no "a" (access-token bindings).
+_FIELDS = frozenset({"s", "u", "b", "a"})
+_FIELDS_0_1 = frozenset({"s", "u", "b"})
 
 
 def _clocked_signer(clock: Callable[[], float]) -> type[TimestampSigner]:
@@ -44,6 +73,9 @@ def _clocked_signer(clock: Callable[[], float]) -> type[TimestampSigner]:
             return int(clock())
 
     return ClockedTimestampSigner
+
+
+_SALT = "fastapi-authkit.state"
 
 
 class _SignerAt(TimestampSigner):
@@ -73,12 +105,14 @@ class StateCodec:
         cache_size: int = 100_000,
     ) -> None:
         self._max_age = max_age
+        self._keys = list(secret_keys)
         self._clock = clock
         self._leeway = leeway
-        # value -> (sid, user state, binding, signed at): a cookie that verified once is
-        # not verified again; its age still is, on every read.
-        self._cache: Fifo[str, tuple[str, Remembered, str, int]] = Fifo(cache_size)
-        self._keys = list(secret_keys)
+        # value -> (sid, user state, binding, signed at, access bindings): a cookie that
+        # verified once is not verified again; its age still is, on every read.
+        self._cache: Fifo[str, tuple[str, Remembered, str, int, tuple[str, ...] | None]] = Fifo(
+            cache_size
+        )
         options: dict[str, Any] = {
             "salt": _SALT,
             "signer_kwargs": {"digest_method": hashlib.sha256},
@@ -92,10 +126,25 @@ class StateCodec:
             list(secret_keys), signer=_clocked_signer(lambda: clock() + leeway), **options
         )
 
-    def dumps(self, sid: str, user_state: Any, bound_to: str, now: float | None = None) -> str:
-        """Sign the session id and user state, bound to the token ``bound_to``, with the
-        timestamp of ``now`` (default: the clock's now)."""
-        data = {"s": sid, "u": user_state, "b": binding_of(bound_to)}
+    def dumps(
+        self,
+        sid: str,
+        user_state: Any,
+        bound_to: str,
+        access: Iterable[str | None] = (),
+        *,
+        now: float | None = None,
+    ) -> str:
+        """Sign the session id and user state, bound to the session's token ``bound_to``
+        (its refresh token, else its access token) and to the access tokens it is issued
+        with (``access``; None entries are skipped), with the timestamp of ``now``
+        (default: the clock's now)."""
+        data = {
+            "s": sid,
+            "u": user_state,
+            "b": binding_of(bound_to),
+            "a": [binding_of(token) for token in access if token is not None],
+        }
         try:
             if now is None:
                 return self._serializer.dumps(data)
@@ -125,12 +174,12 @@ class StateCodec:
         """The session data, or None when the value is tampered, foreign or too old."""
         cached = self._cache.get(value)
         if cached is not None:
-            sid, user, binding, signed_at = cached
+            sid, user, binding, signed_at, access = cached
             # The same rule as itsdangerous: 0 <= age <= max_age, in whole seconds, on a clock
             # running ``leeway`` ahead so a cookie from a slightly fast peer is accepted.
             if 0 <= int(self._clock() + self._leeway) - signed_at <= self._max_age:
                 # tuple.__new__: the same SessionData without NamedTuple's Python __new__.
-                return tuple.__new__(SessionData, (sid, user.copy(), binding))
+                return tuple.__new__(SessionData, (sid, user.copy(), binding, access))
             del self._cache[value]
             return None
         try:
@@ -139,12 +188,18 @@ class StateCodec:
             return None
         if (
             not isinstance(data, dict)
-            or set(data) != {"s", "u", "b"}
+            or not (data.keys() == _FIELDS or data.keys() == _FIELDS_0_1)
             or not isinstance(data["s"], str)
             or not isinstance(data["b"], str)
         ):
             return None
+        access = None
+        if "a" in data:
+            if not isinstance(data["a"], list) or not all(isinstance(a, str) for a in data["a"]):
+                return None
+            access = tuple(data["a"])
         if self._cache.size:
             user = remember(data["u"])
-            self._cache.put(value, (data["s"], user, data["b"], int(signed.timestamp())))
-        return SessionData(data["s"], data["u"], data["b"])
+            entry = (data["s"], user, data["b"], int(signed.timestamp()), access)
+            self._cache.put(value, entry)
+        return SessionData(data["s"], data["u"], data["b"], access)

@@ -149,9 +149,10 @@ def _build() -> SimpleNamespace:
     cookie_app, header_app = app("cookie"), app("header")
     store = cookie_app.state.store
     exp = int(NOW) + 300
+    expired = token(ttl=-100)
     pieces = (
         token(),
-        token(ttl=-100),
+        expired,
         token(key=OTHER_KEY),
         token(ttl=10 * 365 * 86400),
         forge({"alg": "none"}, {"sub": "x", "exp": exp}, TOKEN_KEY).rsplit(".", 1)[0] + ".",
@@ -160,7 +161,10 @@ def _build() -> SimpleNamespace:
         forge({"alg": "HS256", "kid": "../../dev/null"}, {"sub": "x", "exp": exp}, ""),
         forge({"alg": "HS256"}, b'{"sub": "x", "exp": NaN}', TOKEN_KEY),
         forge({"alg": "HS256"}, b"[1]", TOKEN_KEY),
+        # The state cookie of the refresh token's session: alone (the access cookie gone)
+        # and with the expired access token it was issued with, so both refresh.
         store.state_codec.dumps("sid-1", {"n": 1}, GOOD_REFRESH),
+        store.state_codec.dumps("sid-1", {"n": 1}, GOOD_REFRESH, (expired,)),
         store.csrf.token_for("sid-1"),
         GOOD_REFRESH,
         "https://testserver",

@@ -76,6 +76,20 @@ def build_store(clock: Clock, recorder: Recorder | None, **overrides: Any) -> Au
     return create_store(**options)
 
 
+def state_cookie(
+    store: AuthStore,
+    refresh_token: str,
+    access: str | None = None,
+    *,
+    sid: str = "sid-0",
+    user_state: Any = None,
+) -> str:
+    """The signed state cookie a sign-in with ``refresh_token`` and ``access`` issues (for
+    requests whose cookies a test writes by hand: a refresh needs the state cookie of its
+    session, and the state cookie pairs only with the access token it was issued with)."""
+    return store.state_codec.dumps(sid, user_state, refresh_token, (access,))
+
+
 def build_app(store: AuthStore) -> FastAPI:
     """Routes that exercise the public API: sign-in, protected and public reads, writes."""
     app = FastAPI()

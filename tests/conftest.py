@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -35,6 +36,17 @@ class Clock:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+@pytest.fixture(autouse=True)
+def kit_logger_as_found() -> Iterator[None]:
+    """A store with debug=True sets the kit's logger to DEBUG (and may give it a handler)
+    when it is built: put the logger back after each test, so no test sees another's."""
+    kit = logging.getLogger("fastapi_authkit")
+    saved = (list(kit.handlers), kit.level, kit.propagate)
+    yield
+    kit.handlers[:], kit.level, kit.propagate = saved
+    kit.manager._clear_cache()
 
 
 def make_token(

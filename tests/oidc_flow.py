@@ -12,10 +12,17 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx2
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.testclient import TestClient
 
-from fastapi_authkit import AuthKitMiddleware, AuthStore, CurrentUser, OptionalUser, create_store
+from fastapi_authkit import (
+    AuthKitMiddleware,
+    AuthStore,
+    CurrentUser,
+    OptionalUser,
+    create_store,
+    sign_out,
+)
 from fastapi_authkit.oidc import OIDCClient
 
 from conftest import SECRET_KEY
@@ -44,7 +51,8 @@ def oidc_client(
 def oidc_app(
     oidc: OIDCClient, clock: Callable[[], float], **store_options: Any
 ) -> tuple[FastAPI, AuthStore]:
-    """The README's smallest app behind an identity provider, plus a public route."""
+    """The README's smallest app behind an identity provider, plus a public route and
+    sign-out (which revokes the refresh token at the provider through the grant's hook)."""
     options: dict[str, Any] = {**oidc.store_options(interval=10), **store_options}
     store = create_store(secret_key=SECRET_KEY, clock=clock, **options)
     app = FastAPI()
@@ -58,6 +66,11 @@ def oidc_app(
     @app.get("/public")
     async def public(user: OptionalUser) -> dict[str, Any]:
         return {"user": user}
+
+    @app.post("/logout")
+    async def logout(request: Request) -> dict[str, bool]:
+        sign_out(request)
+        return {"ok": True}
 
     return app, store
 

@@ -1,4 +1,5 @@
-"""The Python code blocks of the documentation site (docs/) run, and do what the pages say.
+"""The Python code blocks of the documentation site (docs/) and of README.md run, and do
+what the pages say.
 
 Every ```python block carries, on the line before its opening fence, one of two markers
 (docs/development.md explains them to authors):
@@ -10,7 +11,9 @@ Every ```python block carries, on the line before its opening fence, one of two 
   run by itself.
 
 An unmarked block, a name without its test, or a test without its block fails here, so a
-page cannot gain an example that nothing runs.
+page cannot gain an example that nothing runs. The README repeats some of the docs' examples:
+a name used on several pages must mark the very same code, so the copies cannot drift apart
+and each runs as its name's test runs it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from starlette.testclient import TestClient
 
 from apps import set_cookies
 from conftest import SECRET_KEY, TOKEN_KEY
+from oidc_flow import code_flow
+from oidc_server import API, OIDCProviderServer
 from servers import REPO_ROOT, RedisServer, free_port
 
 DOCS = REPO_ROOT / "docs"
@@ -89,7 +94,8 @@ def read_blocks(path: Path) -> list[Block]:
     return blocks
 
 
-BLOCKS = [block for page in sorted(DOCS.rglob("*.md")) for block in read_blocks(page)]
+PAGES = [REPO_ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+BLOCKS = [block for page in PAGES for block in read_blocks(page)]
 EXAMPLES = {block.label: block for block in BLOCKS if block.kind == "test"}
 FRAGMENTS = [block for block in BLOCKS if block.kind == "fragment"]
 
@@ -100,13 +106,28 @@ def test_every_python_block_is_marked_as_a_test_or_a_fragment() -> None:
     assert len(EXAMPLES) >= 5
 
 
-def test_each_example_name_is_used_once_and_has_its_test() -> None:
-    labels = [block.label for block in BLOCKS if block.kind == "test"]
-    assert len(labels) == len(set(labels))
+def test_each_example_name_marks_one_code_and_has_its_test() -> None:
+    copies: dict[str, set[str]] = {}
+    for block in BLOCKS:
+        if block.kind == "test":
+            copies.setdefault(block.label, set()).add(block.code.lstrip("\n"))
+    assert {label for label, codes in copies.items() if len(codes) > 1} == set()
     tests = {
         name.removeprefix("test_example_") for name in globals() if name.startswith("test_example_")
     }
-    assert set(labels) == tests
+    assert set(copies) == tests
+
+
+def test_the_readme_examples_are_marked_and_run() -> None:
+    """README.md's complete apps run here too, as its copies of the docs' examples."""
+    readme = [block for block in BLOCKS if block.path.name == "README.md"]
+    assert {block.label for block in readme} >= {
+        "smallest_app",
+        "oidc_smallest_app",
+        "identity_provider",
+        "one_process",
+        "hot_route",
+    }
 
 
 @pytest.mark.parametrize("block", FRAGMENTS, ids=[block.where for block in FRAGMENTS])
@@ -121,13 +142,25 @@ class Examples:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.monkeypatch = monkeypatch
 
-    def run(self, label: str, into: types.ModuleType | None = None) -> Any:
+    def run(
+        self,
+        label: str,
+        into: types.ModuleType | None = None,
+        replace: dict[str, str] | None = None,
+    ) -> Any:
+        """Run the example ``label`` (into ``into``'s namespace, for one that extends
+        another), with each ``replace`` key (a placeholder such as a provider's URL, which
+        must occur) replaced by its value."""
         block = EXAMPLES[label]
+        code = block.code
+        for placeholder, value in (replace or {}).items():
+            assert placeholder in code, f"{placeholder!r} is not in {block.where}"
+            code = code.replace(placeholder, value)
         module = into
         if module is None:
             module = types.ModuleType(f"docs_example_{label}")
             self.monkeypatch.setitem(sys.modules, module.__name__, module)
-        exec(compile(block.code, str(block.path), "exec"), module.__dict__)  # noqa: S102
+        exec(compile(code, str(block.path), "exec"), module.__dict__)  # noqa: S102
         return module
 
 
@@ -270,7 +303,7 @@ def test_example_redis_issuer(
 
 class AuthServer:
     """A stand-in for the identity provider, served on loopback by a real uvicorn: RS256
-    access tokens, rotating refresh tokens, and a downstream API that echoes the
+    access tokens, rotating refresh tokens, revocation, and a downstream API that echoes the
     Authorization header it receives. ``failing`` makes the refresh endpoint answer 503."""
 
     def __init__(self) -> None:
@@ -280,9 +313,11 @@ class AuthServer:
         self.failing = False
         self.live: dict[str, str] = {}  # refresh token -> subject
         self.refresh_calls: list[str] = []
+        self.revoked: list[str] = []
         self.app = FastAPI()
         self.app.post("/token")(self.token)
         self.app.post("/token/refresh")(self.refresh)
+        self.app.post("/token/revoke")(self.revoke)
         self.app.get("/orders")(self.orders)
 
     def public_pem(self) -> str:
@@ -321,6 +356,12 @@ class AuthServer:
             return JSONResponse({"error": "invalid_grant"}, status_code=401)
         return JSONResponse(self.pair(subject))
 
+    async def revoke(self, request: Request) -> JSONResponse:
+        token = (await request.json())["token"]
+        self.revoked.append(token)
+        self.live.pop(token, None)
+        return JSONResponse({})
+
     async def orders(self, request: Request) -> dict[str, str | None]:
         return {"authorization": request.headers.get("authorization")}
 
@@ -351,9 +392,11 @@ def serve(app: FastAPI) -> Iterator[str]:
 def test_example_identity_provider(
     examples: Examples, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Login through the auth server, refresh through the callback before the route runs
+    """Login through the auth server (a wrong password is a 401, the refresh cookie lives
+    as long as the auth server says), refresh through the callback before the route runs
     (rotating the refresh token), the header forwarded downstream, a transient refresh
-    failure that keeps the session, 401 from the auth server ending it, sign-out."""
+    failure that keeps the session, 401 from the auth server ending it, sign-out revoking
+    the refresh token at the auth server."""
     idp = AuthServer()
     with serve(idp.app) as url:
         idp.url = url
@@ -374,8 +417,13 @@ def test_example_identity_provider(
                 == "/login"
             )
             assert client.get("/dashboard").status_code == 401
+            wrong = client.post("/login", json={**alice, "password": "nope"})
+            assert wrong.status_code == 401
+            assert wrong.json() == {"detail": "wrong username or password"}
 
-            assert client.post("/login", json=alice).json() == {"ok": True}
+            response = client.post("/login", json=alice)
+            assert response.json() == {"ok": True}
+            assert "Max-Age=3600;" in set_cookies(response)["_auth_refresh"]  # the server's
             first_refresh = client.cookies["_auth_refresh"]
             first_token = client.cookies["_auth"]
 
@@ -419,7 +467,44 @@ def test_example_identity_provider(
             client.post("/login", json=alice)
             idp.access_ttl = 600
             assert client.get("/api/me").status_code == 200
+            # Signed in already, with the CSRF cookie of that session: the login form
+            # posted again without the header is let through (csrf_exempt_paths), and the
+            # session it replaces is ended at the auth server.
+            replaced = client.cookies["_auth_refresh"]
+            assert client.post("/login", json=alice).json() == {"ok": True}
+            assert idp.revoked == [replaced]
+            session_refresh = client.cookies["_auth_refresh"]
             response = client.post("/logout", headers=csrf(client))
             assert response.json() == {"ok": True}
             assert set(set_cookies(response)) == AUTH_COOKIES
             assert client.get("/api/me").status_code == 401
+            assert idp.revoked == [replaced, session_refresh]  # ended at the auth server too
+            assert session_refresh not in idp.live
+
+
+@pytest.fixture
+def provider(tmp_path: Path) -> Iterator[OIDCProviderServer]:
+    server = OIDCProviderServer(tmp_path, redirect_uris=["https://testserver/auth/callback"])
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.realserver
+def test_example_oidc_smallest_app(examples: Examples, provider: OIDCProviderServer) -> None:
+    """The smallest app behind an identity provider, as printed, pointed at panva's
+    oidc-provider on loopback: the code flow signs Alice in and /me answers her claims."""
+    app = examples.run(
+        "oidc_smallest_app",
+        replace={
+            "https://id.example.com/realms/main": provider.issuer,
+            '"my-app"': repr(provider.client_options["client_id"]),
+            '"..."': repr(provider.client_options["client_secret"]),
+            "https://api.example.com": API,
+        },
+    ).app
+    with browser(app) as client:
+        assert client.get("/me").status_code == 401
+        signed_in = code_flow(client, provider, redirect="https://testserver/auth/callback")
+        assert signed_in.status_code == 303, signed_in.text
+        assert client.get("/me").json() == {"sub": "alice"}  # scope openid: the sub only

@@ -285,9 +285,11 @@ def test_old_refresh_token_is_consumed_by_rotation(
     clock.advance(ACCESS_TTL + 1)
     assert signed_in.get("/api/me").status_code == 200
     assert jar(signed_in)["_auth_refresh"] != old["_auth_refresh"]
+    clock.advance(ACCESS_TTL + 1)
+    assert signed_in.get("/api/me").status_code == 200  # the successor rotates in turn
     clock.advance(GRACE + 1)
-    # The old cookies again, after the grace window: the demo token service no longer
-    # knows the old refresh token and answers is_success=False, so the session is over.
+    # The old cookies again, after their successor was used: reuse, so the issuer ends
+    # the session (is_success=False).
     response = replay.get("/api/me", headers=cookie_header(old))
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"

@@ -26,8 +26,9 @@ from fastapi_authkit import (
     create_store,
 )
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
+from fastapi_authkit.userstate import belongs
 
-from apps import issuer_app, set_cookies
+from apps import issuer_app, set_cookies, state_cookie
 from conftest import SECRET_KEY, Clock, redis_store
 from servers import RedisServer, until_unavailable
 
@@ -92,7 +93,9 @@ async def test_two_workers_sharing_redis_call_the_callback_once(
     calls: list[str] = []
     # Two middleware instances with their own in-process single flight: two "workers".
     workers = [_external_app(shared, clock, calls), _external_app(shared, clock, calls)]
-    cookie = f"_auth={make_token(clock, ttl=10)}; _auth_refresh=original"
+    access = make_token(clock, ttl=10)
+    state = state_cookie(workers[0].user_middleware[0].kwargs["store"], "original", access)
+    cookie = f"_auth={access}; _auth_refresh=original; _auth_state={state}"
     clock.advance(20)
     responses: list[httpx2.Response] = []
 
@@ -144,8 +147,11 @@ def test_redis_down_during_refresh_with_shared_flight(own_redis: RedisServer, cl
 
     backend = RedisStore.from_url(own_redis.url, prefix="outage2:", timeout=0.3)
     calls: list[str] = []
-    with open_client(_external_app(backend, clock, calls, close_on_shutdown=True)) as tc:
-        cookie = {"cookie": f"_auth={make_token(clock, ttl=10)}; _auth_refresh=r0"}
+    app = _external_app(backend, clock, calls, close_on_shutdown=True)
+    with open_client(app) as tc:
+        access = make_token(clock, ttl=10)
+        state = state_cookie(app.user_middleware[0].kwargs["store"], "r0", access)
+        cookie = {"cookie": f"_auth={access}; _auth_refresh=r0; _auth_state={state}"}
         clock.advance(20)
         own_redis.kill()
         response = tc.get("/me", headers=cookie)
@@ -234,7 +240,9 @@ async def test_workers_sharing_redis_keep_the_rotated_refresh_token(
 
     first = worker({"k1": TOKEN_KEY, "k2": NEW_KEY})
     second = worker({"k1": TOKEN_KEY})
-    cookie = f"_auth={make_token(clock, ttl=10, headers={'kid': 'k1'})}; _auth_refresh=original"
+    access = make_token(clock, ttl=10, headers={"kid": "k1"})
+    state = state_cookie(first.user_middleware[0].kwargs["store"], "original", access)
+    cookie = f"_auth={access}; _auth_refresh=original; _auth_state={state}"
     clock.advance(20)
     responses = []
     for app in (first, second):
@@ -256,10 +264,23 @@ async def test_workers_sharing_redis_keep_the_rotated_refresh_token(
         assert [r.status_code for r in responses] == [503, 503]
     else:
         # The first worker signs in with the new token; the second keeps the successor
-        # (the same state, refresh and CSRF cookies) without the access cookie it cannot
-        # verify.
+        # (the same refresh and CSRF cookies) without the access cookie it cannot verify,
+        # and with a state cookie that pairs with the access token its browser keeps as
+        # well as with the new one (whichever response the browser stores last, its access
+        # and state cookies pair).
         assert [r.status_code for r in responses] == [200, 503]
         assert "_auth=" not in " ".join(responses[1].headers.get_list("set-cookie"))
-        assert set(responses[1].headers.get_list("set-cookie")) < set(
-            responses[0].headers.get_list("set-cookie")
+        by_worker = [
+            {c.split("=", 1)[0]: c.split(";", 1)[0].split("=", 1)[1] for c in cookies}
+            for cookies in (r.headers.get_list("set-cookie") for r in responses)
+        ]
+        assert set(by_worker[1]) == {"_auth_state", "_auth_refresh", "_auth_csrf"}
+        assert by_worker[1]["_auth_refresh"] == by_worker[0]["_auth_refresh"]
+        assert by_worker[1]["_auth_csrf"] == by_worker[0]["_auth_csrf"]
+        new_access = by_worker[0]["_auth"]
+        state = (
+            second.user_middleware[0].kwargs["store"].state_codec.loads(by_worker[1]["_auth_state"])
         )
+        assert state is not None
+        assert belongs(state, access, "rotated-1") is True
+        assert belongs(state, new_access, "rotated-1") is True

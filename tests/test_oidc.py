@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,6 +26,7 @@ from fastapi_authkit import (
     ProviderError,
     RefreshParam,
     create_issuer,
+    create_refresh,
     create_store,
 )
 from fastapi_authkit.oidc import (
@@ -335,6 +337,56 @@ def test_refresh_grant_sends_the_standard_request(method: str) -> None:
     else:
         assert "authorization" not in headers
         assert form == {**expected, "client_id": "my app"}
+
+
+def test_refresh_grant_revokes_with_the_standard_request() -> None:
+    """RFC 7009 §2.1: token and token_type_hint, with the token endpoint's client
+    authentication, to the revocation endpoint; 200 is revoked."""
+    with StaticJSON(None).running() as server:
+        grant = refresh_token_grant(
+            f"{server.url}/token",
+            client_id="app",
+            client_secret="secret",
+            revocation_endpoint=f"{server.url}/revoke",
+        )
+        assert create_refresh(interval=60, refresh_api_callback=grant).revoke == grant.revoke
+        anyio.run(grant.revoke, "rt1")
+        ((verb, path, headers, body),) = server.requests
+    assert (verb, path) == ("POST", "/revoke")
+    assert base64.b64decode(headers["authorization"].removeprefix("Basic ")) == b"app:secret"
+    assert parse_qs(body.decode()) == {"token": ["rt1"], "token_type_hint": ["refresh_token"]}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (503, {"error": "temporarily_unavailable"}, "HTTP 503 'temporarily_unavailable'"),
+        (400, {"error": "unsupported_token_type"}, "HTTP 400 'unsupported_token_type'"),
+        (500, None, "HTTP 500 without an OAuth error"),
+    ],
+)
+def test_revocation_refusals_raise_provider_errors(status: int, body: Any, message: str) -> None:
+    with StaticJSON(body, status=status).running() as server:
+        grant = refresh_token_grant(
+            f"{server.url}/token", client_id="app", revocation_endpoint=f"{server.url}/revoke"
+        )
+        with pytest.raises(ProviderError, match=message):
+            anyio.run(grant.revoke, "rt1")
+
+
+def test_a_grant_without_a_revocation_endpoint_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    grant = refresh_token_grant("https://id.example/token", client_id="app")
+    with caplog.at_level(logging.WARNING, logger="fastapi_authkit"):
+        anyio.run(grant.revoke, "rt1")  # no request: nowhere to send it
+        anyio.run(grant.revoke, "rt2")
+    (record,) = caplog.records
+    assert "has no revocation_endpoint (RFC 7009)" in record.getMessage()
+    with pytest.raises(ConfigurationError, match="plain http"):
+        refresh_token_grant(
+            "https://id.example/token", client_id="app", revocation_endpoint="http://id.example/r"
+        )
 
 
 # --- HTTP bounds and discovery -----------------------------------------------------------------

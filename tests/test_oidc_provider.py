@@ -6,12 +6,14 @@ here while their refresh token was rotated."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 
 from fastapi_authkit.oidc import JWKSKeySet
@@ -265,24 +267,55 @@ def test_wrong_audience_keeps_the_session_until_it_is_fixed(
     assert len(provider.presented_refresh_tokens()) == 3
 
 
-def test_the_readme_app_behind_an_identity_provider_signs_in(
-    provider: OIDCProviderServer,
-) -> None:
-    """The README's smallest app, as printed, pointed at the real provider."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme[readme.index("### Behind an identity provider") :]
-    code = section[section.index("```python\n") + 10 : section.index("```\n", 10)]
-    code = (
-        code.replace("https://id.example.com/realms/main", provider.issuer)
-        .replace('"my-app"', repr(provider.client_options["client_id"]))
-        .replace('"..."', repr(provider.client_options["client_secret"]))
-        .replace("https://api.example.com", API)
+def _refresh_at_the_provider(provider: OIDCProviderServer, refresh_token: str) -> Any:
+    """Present ``refresh_token`` to the provider's token endpoint directly, as our app would."""
+    return httpx2.post(
+        f"{provider.issuer}/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token, "resource": API},
+        auth=(provider.client_options["client_id"], provider.client_options["client_secret"]),
+        timeout=10.0,
     )
-    namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
-    tc = browser(namespace["app"])
-    signed_in = code_flow(tc, provider, redirect="https://testserver/auth/callback")
-    assert signed_in.status_code == 303, signed_in.text
-    me = tc.get("/me")
-    assert me.status_code == 200
-    assert me.json() == {"sub": "alice"}  # scope "openid": the ID token carries sub only
+
+
+def test_sign_out_revokes_the_refresh_token_at_the_provider(
+    provider: OIDCProviderServer, wall_clock: SharedTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 15: sign-out in external mode only cleared the cookies; the grant stayed live at
+    the provider. sign_out now calls the refresh grant's revocation hook (RFC 7009, the
+    endpoint from discovery), so the refresh token is dead at the provider."""
+    # Control: a signed-in session's refresh token is live at the provider (the assertion
+    # below can fail), and presenting it rotates it, so take the rotated one from the answer.
+    tc, _ = _signed_in(provider, wall_clock)
+    live = _refresh_at_the_provider(provider, tc.cookies["_auth_refresh"])
+    assert live.status_code == 200, live.text
+
+    tc, _ = _signed_in(provider, wall_clock)
+    refresh_token = tc.cookies["_auth_refresh"]
+    with caplog.at_level(logging.WARNING, logger="fastapi_authkit"):
+        response = tc.post("/logout", headers={"X-CSRF-Token": tc.cookies["_auth_csrf"]})
+    assert response.json() == {"ok": True}
+    assert set(CookieKeeper().update(response)) == AUTH_COOKIES  # all cleared
+    # Revoked without a complaint.
+    complaints = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "fastapi_authkit" and r.levelno >= logging.WARNING
+    ]
+    assert complaints == []
+    dead = _refresh_at_the_provider(provider, refresh_token)
+    assert dead.status_code == 400
+    assert dead.json()["error"] == "invalid_grant"
+
+
+def test_sign_out_while_the_provider_is_down_clears_the_cookies_and_says_so(
+    provider: OIDCProviderServer, wall_clock: SharedTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    tc, _ = _signed_in(provider, wall_clock)
+    provider.stop()
+    with caplog.at_level(logging.ERROR, logger="fastapi_authkit"):
+        response = tc.post("/logout", headers={"X-CSRF-Token": tc.cookies["_auth_csrf"]})
+    assert response.status_code == 200
+    assert set(CookieKeeper().update(response)) == AUTH_COOKIES
+    assert "sign-out could not revoke the session at the auth server: ProviderError" in (
+        caplog.text
+    )

@@ -36,11 +36,11 @@ FULLY_PUBLIC_MODULES = ("errors", "dependencies", "middleware")
 # Modules that export some of their names; what they keep internal is listed explicitly so
 # that a new public name has to be decided on, not forgotten.
 PARTLY_PUBLIC_MODULES = {
-    "callback": {"RefreshCallback"},
+    "callback": {"RefreshCallback", "RevokeCallback", "check_lifetime"},
     "config": {"AuthType"},
     "issuer": {"ACCESS_TOKEN_TYPE"},
     "tokenissuer": {"ACCESS_TOKEN_TYPE", "TokenIssuer"},
-    "state": {"SCOPE_KEY"},
+    "state": {"SCOPE_KEY", "refuse_cross_site"},
 }
 
 # Building blocks with no place in the application-facing API.
@@ -56,6 +56,7 @@ INTERNAL_MODULES = (
     "fifo",
     "reader",
     "source",
+    "notices",
 )
 
 

@@ -103,7 +103,8 @@ async def test_unconfirmed_sign_in_and_revocations_are_refused(pair: Pair, clock
         await pair.waiting_issuer.revoke_subject("alice")
     # Reuse detection revokes too, and is confirmed like any revocation.
     other = await pair.issuer.issue("bob")
-    await refresh(pair.issuer, other.refresh_token)
+    first = await refresh(pair.issuer, other.refresh_token)
+    await refresh(pair.issuer, first.new_refresh_token or "")  # its successor used
     clock.advance(20)
     with pytest.raises(ReplicaConfirmationError, match="reuse"):
         await refresh(pair.waiting_issuer, other.refresh_token)

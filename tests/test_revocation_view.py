@@ -113,16 +113,14 @@ async def test_every_kind_of_revocation_is_published(two: tuple[Worker, Worker])
         await eventually(lambda family=family: b.served_from_view(family))
     # "Sign out everywhere": every family of the subject, one message.
     assert await a.store.revoke_subject("carol") == 2
-    # Reuse detection: rotate, then present the rotated-out token after the grace window.
-    options: dict[str, Any] = {"grace": 0.0, "idle_ttl": 3600.0}
+    # Reuse detection: rotate, use the successor, then present the rotated-out token again.
+    options: dict[str, Any] = {"grace": 0.0, "idle_ttl": 3600.0, "family_id": reused}
     tid = token_id(reused_refresh, "refresh")
-    first = await a.store.rotate(
-        tid, family_id=reused, now=T0, successor_id="s1", sealed=b"x", **options
-    )
+    first = await a.store.rotate(tid, now=T0, successor_id="s1", sealed=b"x", **options)
     assert first.status == "rotated"
-    reuse = await a.store.rotate(
-        tid, family_id=reused, now=T0 + 1, successor_id="s2", sealed=b"x", **options
-    )
+    used = await a.store.rotate("s1", now=T0 + 1, successor_id="s2", sealed=b"y", **options)
+    assert used.status == "rotated"
+    reuse = await a.store.rotate(tid, now=T0 + 2, successor_id="s3", sealed=b"z", **options)
     assert reuse.status == "reuse"
     for family in (laptop, phone, reused):
         await eventually(lambda family=family: b.known(family) is False)

@@ -105,20 +105,59 @@ async def test_immediate_predecessor_within_grace_gets_the_same_pair(
     assert (await refresh(issuer, successor(first))).is_success  # and it still rotates
 
 
-async def test_predecessor_after_grace_revokes_the_family(
+async def test_predecessor_after_grace_replays_its_unused_successor(
+    backend: SessionStore, clock: Clock
+) -> None:
+    # Its holder may never have received the successor (issue 17, item 6): the same
+    # successor refresh token, with an access token alive now.
+    issuer = make_issuer(backend, clock)
+    tokens = await issuer.issue("alice")
+    first = await refresh(issuer, tokens.refresh_token)
+    clock.advance(600)
+    late = await refresh(issuer, tokens.refresh_token)
+    assert late.is_success
+    assert successor(late) == successor(first)
+    assert late.new_auth_token != first.new_auth_token  # the sealed one had expired
+    claims = jwt.decode(late.new_auth_token or "", options={"verify_signature": False})
+    assert claims["exp"] > clock()
+    assert (await refresh(issuer, successor(late))).is_success  # and it rotates in turn
+
+
+async def test_predecessor_after_its_successor_was_used_revokes_the_family(
     backend: SessionStore, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     issuer = make_issuer(backend, clock)
     tokens = await issuer.issue("alice")
     first = await refresh(issuer, tokens.refresh_token)
+    clock.advance(1)
+    second = await refresh(issuer, successor(first))
     clock.advance(11)
     with caplog.at_level(logging.WARNING, logger="fastapi_authkit"):
         assert not (await refresh(issuer, tokens.refresh_token)).is_success
     assert "reuse detected" in caplog.text
     # The whole family is gone: the legitimate successor too, and its access token.
-    assert not (await refresh(issuer, successor(first))).is_success
-    claims = jwt.decode(first.new_auth_token or "", options={"verify_signature": False})
+    assert not (await refresh(issuer, successor(second))).is_success
+    claims = jwt.decode(second.new_auth_token or "", options={"verify_signature": False})
     assert not await issuer.is_active(claims)
+
+
+async def test_a_successor_replayed_late_is_not_replayed_late_itself(
+    backend: SessionStore, clock: Clock
+) -> None:
+    # Handed out twice (to the holder, then to a late predecessor), it may be held by two:
+    # when one of them has rotated it, the other coming back with it is a reuse. Otherwise
+    # a thief one rotation behind could follow the session for ever.
+    issuer = make_issuer(backend, clock)
+    tokens = await issuer.issue("alice")
+    first = await refresh(issuer, tokens.refresh_token)
+    clock.advance(11)
+    assert successor(await refresh(issuer, tokens.refresh_token)) == successor(first)
+    second = await refresh(issuer, successor(first))
+    clock.advance(5)  # within the grace window of that rotation: in-flight requests
+    assert successor(await refresh(issuer, successor(first))) == successor(second)
+    clock.advance(6)
+    assert not (await refresh(issuer, successor(first))).is_success
+    assert not (await refresh(issuer, successor(second))).is_success
 
 
 async def test_grandparent_within_grace_revokes_the_family(
@@ -251,7 +290,7 @@ def test_sealed_successor_opens_only_with_its_predecessor() -> None:
     [
         ({"backend": object()}, "SessionStore"),
         ({"algorithm": "none"}, "is not accepted"),
-        ({"algorithm": "RS256", "signing_key": "not a pem"}, "not a valid RS256 key"),
+        ({"algorithm": "RS256", "signing_key": "not a pem"}, "needs an RSA private key"),
         ({"access_ttl": 0}, "access_ttl"),
         ({"access_ttl": 4000}, "access_ttl < idle_ttl"),
         ({"grace": -1}, "grace"),

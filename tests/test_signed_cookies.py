@@ -120,7 +120,7 @@ def test_store_csrf_signer_uses_the_secret_keys() -> None:
 def test_state_round_trips(clock: Clock, user_state: Any) -> None:
     c = codec(clock)
     value = c.dumps("sid-1", user_state, BOUND)
-    assert c.loads(value) == SessionData("sid-1", user_state, binding_of(BOUND))
+    assert c.loads(value) == SessionData("sid-1", user_state, binding_of(BOUND), ())
 
 
 def test_state_value_is_cookie_safe(clock: Clock) -> None:
@@ -170,7 +170,7 @@ def test_csrf_token_offered_as_state_is_ignored(clock: Clock) -> None:
     body = genuine.rsplit(".", 1)[0]
     forged = f"{body}.{csrf.token_for(body)}"
 
-    assert c.loads(genuine) == SessionData("sid-1", None, binding_of(BOUND))
+    assert c.loads(genuine) == SessionData("sid-1", None, binding_of(BOUND), ())
     assert forged != genuine
     assert c.loads(forged) is None
     assert c.loads(csrf.token_for("sid-1")) is None
@@ -204,7 +204,7 @@ def test_state_older_than_max_age_is_ignored(clock: Clock) -> None:
     value = c.dumps("sid-1", {"name": "alice"}, BOUND)
 
     clock.advance(60)
-    assert c.loads(value) == SessionData("sid-1", {"name": "alice"}, binding_of(BOUND))
+    assert c.loads(value) == SessionData("sid-1", {"name": "alice"}, binding_of(BOUND), ())
     clock.advance(1)
     assert c.loads(value) is None
 
@@ -216,10 +216,10 @@ def test_state_signed_at_a_given_time_is_what_the_clock_would_sign_then(clock: C
     now = clock()
     at_now = c.dumps("sid-1", {"name": "alice"}, BOUND)
     clock.advance(30)
-    assert c.dumps("sid-1", {"name": "alice"}, BOUND, now) == at_now
+    assert c.dumps("sid-1", {"name": "alice"}, BOUND, now=now) == at_now
     assert c.dumps("sid-1", {"name": "alice"}, BOUND) != at_now  # the clock's own time
     clock.advance(31)
-    assert c.loads(c.dumps("sid-1", {"name": "alice"}, BOUND, now)) is None  # and its age
+    assert c.loads(c.dumps("sid-1", {"name": "alice"}, BOUND, now=now)) is None  # and its age
 
 
 def test_store_state_codec_uses_state_max_age(clock: Clock) -> None:
@@ -241,18 +241,18 @@ def test_state_with_a_timestamp_in_the_future_is_ignored(clock: Clock) -> None:
 
     assert c.loads(from_the_future) is None
     clock.now = T0 + 120
-    assert c.loads(from_the_future) == SessionData("sid-1", None, binding_of(BOUND))
+    assert c.loads(from_the_future) == SessionData("sid-1", None, binding_of(BOUND), ())
 
 
 def test_overlap_key_is_accepted_and_a_removed_key_is_not(clock: Clock) -> None:
     signed_with_old = codec(clock, (OLD,)).dumps("sid-1", {"v": 1}, BOUND)
     rotated = codec(clock, (OLD, NEW))
 
-    assert rotated.loads(signed_with_old) == SessionData("sid-1", {"v": 1}, binding_of(BOUND))
+    assert rotated.loads(signed_with_old) == SessionData("sid-1", {"v": 1}, binding_of(BOUND), ())
     assert codec(clock, (NEW,)).loads(signed_with_old) is None
     # The newest key signs, so dropping the old key later keeps new values valid.
     assert codec(clock, (NEW,)).loads(rotated.dumps("sid-2", None, BOUND)) == SessionData(
-        "sid-2", None, binding_of(BOUND)
+        "sid-2", None, binding_of(BOUND), ()
     )
 
 
@@ -264,6 +264,13 @@ def test_payload_not_in_the_state_shape_is_ignored(clock: Clock) -> None:
     serializer = c._serializer
     assert c.loads(serializer.dumps({"s": "sid-1", "u": None})) is None  # no binding
     assert c.loads(serializer.dumps({"s": "sid-1", "u": None, "b": 5})) is None
+    b = binding_of(BOUND)
+    for access in ("x", [1], {"a": "b"}, None):
+        assert c.loads(serializer.dumps({"s": "sid-1", "u": None, "b": b, "a": access})) is None
+    assert c.loads(serializer.dumps({"s": "sid-1", "u": None, "b": b, "a": [], "x": 1})) is None
+    # Version 0.1.0's shape (no access-token bindings) still reads, marked as such.
+    legacy = c.loads(serializer.dumps({"s": "sid-1", "u": None, "b": b}))
+    assert legacy == SessionData("sid-1", None, b, None)
 
 
 class Unserializable:

@@ -137,13 +137,18 @@ def test_two_workers_refresh_exactly_once(
         (successor,) = refresh_cookies
         assert successor != before["_auth_refresh"]
 
-        # The successor works.
+        # The successor works, and rotates in turn once its access token has expired.
         cookies.update(responses[0])
         assert client.get("/api/me", headers=cookies.headers()).status_code == 200
         client.cookies.clear()
+        time.sleep(max(ACCESS_TTL, GRACE) + 0.5)
+        rotated = client.get("/api/me", headers=cookies.headers())
+        client.cookies.clear()
+        assert rotated.status_code == 200
+        cookies.update(rotated)
+        assert cookies.headers() != stale
 
-        # The rotated-out refresh token after the grace window: theft. Family revoked.
-        time.sleep(GRACE + 0.5)
+        # The rotated-out refresh token after its successor was used: theft. Family revoked.
         reuse = client.get("/api/me", headers=stale)
         client.cookies.clear()
         assert reuse.status_code == 401

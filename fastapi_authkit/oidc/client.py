@@ -112,7 +112,11 @@ class OIDCClient:
             auth_method=auth_method,
             http=self._http,
         )
-        self.refresh_grant = RefreshTokenGrant(self.token_endpoint, resource=resource)
+        self.refresh_grant = RefreshTokenGrant(
+            self.token_endpoint,
+            resource=resource,
+            revocation_endpoint=self._revocation_endpoint_url,
+        )
 
     def __repr__(self) -> str:
         return f"OIDCClient(issuer={self.issuer!r}, client_id={self.client_id!r})"
@@ -131,6 +135,9 @@ class OIDCClient:
 
     async def _token_endpoint_url(self) -> str:
         return (await self.metadata()).token_endpoint
+
+    async def _revocation_endpoint_url(self) -> str | None:
+        return (await self.metadata()).revocation_endpoint
 
     def store_options(
         self, *, interval: float = 60.0, timeout: float = 10.0, grace_period: float = 10.0

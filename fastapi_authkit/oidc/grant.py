@@ -31,6 +31,7 @@ __all__ = [
     "RefreshTokenGrant",
     "TokenEndpoint",
     "refresh_token_grant",
+    "revocation_result",
     "token_result",
 ]
 
@@ -112,7 +113,9 @@ class TokenEndpoint:
         self._auth_method = auth_method
         self._http = http
 
-    async def post(self, form: Mapping[str, str]) -> Answer:
+    async def post(self, form: Mapping[str, str], *, url: str | None = None) -> Answer:
+        """POST ``form`` to the token endpoint (or to ``url``, another endpoint taking the
+        same client authentication, such as revocation's)."""
         body = dict(form)
         headers: dict[str, str] = {}
         if self._auth_method == "client_secret_basic":
@@ -123,26 +126,68 @@ class TokenEndpoint:
             body["client_id"] = self._client_id
             if self._auth_method == "client_secret_post":
                 body["client_secret"] = self._client_secret or ""
-        url = self._url if isinstance(self._url, str) else await self._url()
+        if url is None:
+            url = self._url if isinstance(self._url, str) else await self._url()
         return await self._http.post_form(url, body, headers)
 
 
+def revocation_result(answer: Answer) -> None:
+    """Map a revocation endpoint answer (RFC 7009 §2.2) to None (revoked, or the token was
+    unknown already, which the RFC answers the same way) or raise :class:`ProviderError`."""
+    status, body = answer
+    if status == 200:
+        return
+    error = body.get("error") if isinstance(body, dict) else None
+    raise ProviderError(
+        f"the revocation endpoint answered HTTP {status}"
+        + (f" {error!r}" if isinstance(error, str) else " without an OAuth error")
+    )
+
+
 class RefreshTokenGrant:
-    """``refresh_api_callback`` for the standard refresh-token grant (RFC 6749 §6).
+    """``refresh_api_callback`` for the standard refresh-token grant (RFC 6749 §6), and its
+    revocation hook (RFC 7009), which ``sign_out`` calls.
 
     ``scope`` narrows the refreshed token's scope; ``resource`` (RFC 8707) names the API the
     access token is for (providers with resource indicators, such as oidc-provider, issue a
-    JWT access token for it only when asked).
+    JWT access token for it only when asked). ``revocation_endpoint`` is the provider's
+    RFC 7009 endpoint (a URL, or an async function returning it or None, as discovery does);
+    without one, :meth:`revoke` says once that sign-out cannot revoke at the provider.
     """
 
-    __slots__ = ("_endpoint", "_resource", "_scope")
+    __slots__ = ("_endpoint", "_resource", "_revocation", "_scope", "_told_no_endpoint")
 
     def __init__(
-        self, endpoint: TokenEndpoint, *, scope: str | None = None, resource: str | None = None
+        self,
+        endpoint: TokenEndpoint,
+        *,
+        scope: str | None = None,
+        resource: str | None = None,
+        revocation_endpoint: str | Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._scope = scope
         self._resource = resource
+        self._revocation = revocation_endpoint
+        self._told_no_endpoint = False
+
+    async def revoke(self, refresh_token: str) -> None:
+        """Revoke ``refresh_token`` (and so its grant) at the provider: the revocation hook
+        :func:`~fastapi_authkit.sign_out` calls. Raises :class:`ProviderError` when the
+        provider cannot be reached or refuses."""
+        revocation = self._revocation
+        url = await revocation() if callable(revocation) else revocation
+        if url is None:
+            if not self._told_no_endpoint:
+                self._told_no_endpoint = True
+                logger.warning(
+                    "the identity provider has no revocation_endpoint (RFC 7009): sign-out "
+                    "clears the cookies, but the refresh token stays valid at the provider "
+                    "until it expires"
+                )
+            return
+        form = {"token": refresh_token, "token_type_hint": "refresh_token"}
+        revocation_result(await self._endpoint.post(form, url=url))
 
     async def __call__(self, param: RefreshParam) -> RefreshResult:
         form = {"grant_type": "refresh_token", "refresh_token": param.refresh_token}
@@ -166,10 +211,14 @@ def refresh_token_grant(
     resource: str | None = None,
     timeout: float = 5.0,
     http_client: Any = None,
+    revocation_endpoint: str | None = None,
 ) -> RefreshTokenGrant:
     """A refresh callback for ``create_refresh(refresh_api_callback=...)`` calling
     ``token_endpoint`` with ``grant_type=refresh_token``. ``auth_method`` defaults to
-    ``client_secret_basic`` with a secret and ``none`` (a public client) without."""
+    ``client_secret_basic`` with a secret and ``none`` (a public client) without. With
+    ``revocation_endpoint`` (RFC 7009), ``sign_out`` revokes the refresh token there too."""
+    if revocation_endpoint is not None:
+        check_url("revocation_endpoint", revocation_endpoint, allow_http=False)
     endpoint = TokenEndpoint(
         check_url("token_endpoint", token_endpoint, allow_http=False),
         client_id=client_id,
@@ -177,4 +226,6 @@ def refresh_token_grant(
         auth_method=auth_method,
         http=ProviderHTTP(http_client, timeout),
     )
-    return RefreshTokenGrant(endpoint, scope=scope, resource=resource)
+    return RefreshTokenGrant(
+        endpoint, scope=scope, resource=resource, revocation_endpoint=revocation_endpoint
+    )

@@ -32,11 +32,13 @@ class RotateOutcome:
     ``active``: the token is current and no successor was offered (peek), or one was offered
     for another subject than the family's (the hint did not match); mint one for
     ``family_id`` and ``subject`` and call again. ``rotated``: the offered successor is now
-    current. ``replay``: the token was rotated within the grace window and is the immediate
-    predecessor; ``sealed`` holds the same successor as before. ``reuse``: a rotated-out
-    token outside that rule; the family is now revoked. ``unknown``/``revoked``/``expired``:
-    no session (expired revokes it). ``absolute_expiry`` is the family's absolute expiry
-    when it is live (``active``, ``rotated``, ``replay``).
+    current. ``replay``: the token was
+    rotated and is the immediate predecessor of a successor nobody has used yet (within the
+    grace window, or later: its holder may never have received the successor); ``sealed``
+    holds the same successor as before. ``reuse``: a rotated-out token whose successor has
+    been used, or an older one; the family is now revoked. ``unknown``/``revoked``/
+    ``expired``: no session (expired revokes it). ``absolute_expiry`` is the family's
+    absolute expiry when it is live (``active``, ``rotated``, ``replay``).
     """
 
     status: RotateStatus

@@ -23,6 +23,8 @@ class _Family:
     absolute_expires: float
     current: str
     revoked: bool = False
+    # The last successor handed out a second time after the grace window (a late replay).
+    replayed: str | None = None
 
 
 @dataclass(slots=True)
@@ -113,12 +115,23 @@ class MemoryStore:
                 return RotateOutcome("active", fid, subject, None, absolute)
             self._sweep(now)
             record.rotated_at, record.successor, record.sealed = now, successor_id, sealed
-            # Kept until its own expiry so that a late replay is recognised as reuse.
+            # Kept until its own expiry: a late replay is recognised (as a replay while the
+            # successor is unused, as reuse after).
             record.expires = max(record.expires, now + grace)
             self._tokens[successor_id] = _Token(fid, min(now + idle_ttl, family.absolute_expires))
             family.current = successor_id
             return RotateOutcome("rotated", fid, subject, None, absolute)
-        if now - record.rotated_at <= grace and family.current == record.successor:
+        if family.current == record.successor and (
+            now - record.rotated_at <= grace or family.replayed != token_id
+        ):
+            # The immediate predecessor of a successor nobody has used: within the grace
+            # window a request that was in flight; after it, a holder that may never have
+            # received the successor (a reply lost, a client gone mid-refresh), so it gets
+            # the same one again for as long as it lives rather than being taken for theft.
+            # Once: a successor handed out that way cannot be replayed late itself, or a
+            # thief one rotation behind could follow the session for ever.
+            if now - record.rotated_at > grace:
+                family.replayed = record.successor
             return RotateOutcome("replay", fid, subject, record.sealed, absolute)
         family.revoked = True
         return RotateOutcome("reuse", fid, subject)

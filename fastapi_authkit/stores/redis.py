@@ -82,14 +82,18 @@ return 1
 
 # KEYS: token, family[, successor]. ARGV[7] = '1' (replicas are waited for): a replay also
 # writes, so that the WAIT behind it covers the rotation it repeats. ARGV[8]: the revocation
-# channel; ARGV[9]: whom the offered successor was minted for ('' when not said). The live
-# outcomes answer with the family's absolute expiry, for the processes' views.
+# channel; ARGV[9]: whom the offered successor was minted for ('' when not said); ARGV[10]:
+# the token's id. The live outcomes answer with the family's absolute expiry, for the
+# processes' views. The immediate predecessor of an unused successor replays it within the
+# grace window, and once later (its holder may never have received it: a reply lost, a
+# client gone), the family's 'dup' naming the successor so handed out twice, which cannot
+# replay late itself.
 _ROTATE: Final = """
 local now = tonumber(ARGV[1])
 local grace, idle, backstop = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[6])
 local r = redis.call('HMGET', KEYS[1], 'fam', 'exp', 'rat', 'succ', 'sealed')
 if not r[1] or tonumber(r[2]) <= now then return {'unknown'} end
-local f = redis.call('HMGET', KEYS[2], 'sub', 'abs', 'cur', 'rev')
+local f = redis.call('HMGET', KEYS[2], 'sub', 'abs', 'cur', 'rev', 'dup')
 if not f[1] then return {'unknown'} end
 if f[4] == '1' then return {'revoked', r[1], f[1]} end
 if now >= tonumber(f[2]) then
@@ -111,7 +115,9 @@ if not r[3] then
   redis.call('HSET', KEYS[2], 'cur', ARGV[4])
   return {'rotated', r[1], f[1], '', f[2]}
 end
-if now - tonumber(r[3]) <= grace and f[3] == r[4] then
+local late = now - tonumber(r[3]) > grace
+if f[3] == r[4] and (not late or f[5] ~= ARGV[10]) then
+  if late then redis.call('HSET', KEYS[2], 'dup', r[4]) end
   if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'rep', ARGV[1]) end
   return {'replay', r[1], f[1], r[5], f[2]}
 end
@@ -427,6 +433,7 @@ class RedisStore:
             self._flag,
             self._channel,
             subject_hint or "",
+            token_id,
         ]
         self._listen()
         ticket = self._view.ticket()

@@ -107,6 +107,7 @@ def http_scope(
     *,
     scheme: str = "https",
     host: bytes | None = b"testserver",
+    root_path: str = "",
 ) -> Json:
     all_headers = [(b"host", host)] if host is not None else []
     all_headers.extend(headers)
@@ -118,7 +119,7 @@ def http_scope(
         "scheme": scheme,
         "path": path,
         "raw_path": path.encode("latin-1"),
-        "root_path": "",
+        "root_path": root_path,
         "query_string": b"",
         "headers": all_headers,
         "client": ("203.0.113.7", 50000),
@@ -136,9 +137,11 @@ async def asgi_http(
     body: bytes = b"",
     scheme: str = "https",
     host: bytes | None = b"testserver",
+    root_path: str = "",
 ) -> Reply:
-    """One HTTP request as raw ASGI messages; exceptions escaping the app propagate."""
-    scope = http_scope(method, path, headers, scheme=scheme, host=host)
+    """One HTTP request as raw ASGI messages; exceptions escaping the app propagate.
+    ``path`` is the full path, which includes ``root_path`` (as servers send it)."""
+    scope = http_scope(method, path, headers, scheme=scheme, host=host, root_path=root_path)
     messages: list[Json] = []
     request_sent = False
 

@@ -20,6 +20,8 @@ from fastapi import FastAPI
 from itsdangerous.encoding import base64_decode
 from starlette.websockets import WebSocketDisconnect
 
+from fastapi_authkit.stores import MemoryStore
+
 from .helpers import (
     UNSAFE_METHODS,
     SafeClient,
@@ -31,8 +33,8 @@ from .helpers import (
     safe_client,
     security_app,
 )
-from apps import Recorder, build_store, login
-from conftest import Clock
+from apps import Recorder, build_store, issuer_app, login, set_cookies
+from conftest import Clock, make_token
 
 CSRF_BODY = {"detail": "CSRF token missing or invalid"}
 
@@ -260,6 +262,46 @@ def test_allowed_origins_adds_an_origin_and_only_that_one(clock: Clock, recorder
         assert tc.post("/write", headers=bad).status_code == 403
 
 
+def test_allowed_origins_admits_a_cross_site_origin(clock: Clock, recorder: Recorder) -> None:
+    # A browser sends Sec-Fetch-Site: cross-site with every request from an origin on
+    # another site, so an allowed origin on another site (the usual reason to list one) was
+    # refused by the Sec-Fetch-Site check before its Origin was looked at (issue 17, item 9).
+    app = security_app(build_store(clock, recorder, allowed_origins=["https://app.other.example"]))
+    tc, jar = signed_in(app, clock)
+    headers = {
+        "x-csrf-token": jar["_auth_csrf"],
+        "origin": "https://app.other.example",
+        "sec-fetch-site": "cross-site",
+    }
+    assert tc.post("/write", headers=headers).status_code == 200
+    # The allowed origin is what admits it: another cross-site origin, or none, still fails.
+    for origin in ("https://evil.example", None):
+        bad = {k: v for k, v in headers.items() if k != "origin"}
+        if origin is not None:
+            bad["origin"] = origin
+        assert tc.post("/write", headers=bad).status_code == 403, origin
+
+
+def test_csrf_exempt_paths_are_route_paths_under_a_root_path(
+    clock: Clock, recorder: Recorder
+) -> None:
+    # Mounted under a root path (uvicorn --root-path /api, a proxy prefix), the ASGI scope's
+    # path includes the root path while routes, and csrf_exempt_paths, do not (issue 17,
+    # item 9: the exempt path never matched there).
+    app = security_app(build_store(clock, recorder, csrf_exempt_paths={"/write"}))
+    _, jar = signed_in(app, clock)
+    cookies = [(b"cookie", cookie_header(jar).encode())]
+    exempt = call(app, "POST", "/api/write", cookies, root_path="/api")
+    assert exempt.status == 200, exempt
+    assert exempt.json() == {"written": True}
+    # Only that route: another one under the same root path still needs the token.
+    assert call(app, "POST", "/api/whoami", cookies, root_path="/api").status == 403
+    # And a path that merely ends like it, or is not under the root path at all, does not
+    # match (Starlette's rule: the root path itself is the route path "").
+    for path in ("/api/api/write", "/apiwrite", "/api"):
+        assert call(app, "POST", path, cookies, root_path="/api").status == 403, path
+
+
 def test_safe_methods_are_not_refused_on_origin(clock: Clock, app: FastAPI) -> None:
     # GET/HEAD/OPTIONS change nothing, so a cross-site navigation or image load stays allowed
     # (SameSite decides whether cookies come along at all).
@@ -365,3 +407,76 @@ def test_websocket_without_cookies_is_closed_by_current_user(app: FastAPI) -> No
     ):
         pass  # pragma: no cover
     assert refused.value.code == 1008  # not authenticated (no cookies: no forgery question)
+
+
+# --- login CSRF: nobody is signed in from another site (issue 17, item 2) -------------------------
+
+
+CROSS_SITE = [
+    pytest.param({"origin": "https://evil.example", "sec-fetch-site": "cross-site"}, id="both"),
+    pytest.param({"origin": "https://evil.example"}, id="foreign-origin"),
+    pytest.param({"origin": "null"}, id="null-origin"),
+    pytest.param({"sec-fetch-site": "cross-site"}, id="sec-fetch-site"),
+]
+
+
+def _login_from(app: FastAPI, clock: Clock, headers: dict[str, str]) -> Any:
+    """A browser without cookies (SameSite keeps them off a cross-site POST anyway) posting
+    the attacker's credentials: here, the attacker's own valid token."""
+    tc = safe_client(app)
+    body = {"token": make_token(clock, sub="attacker"), "refresh": "attackers-refresh"}
+    return tc.post("/login", json=body, headers=headers)
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE)
+def test_cross_site_post_to_an_exempt_login_path_is_refused_without_cookies(
+    clock: Clock, recorder: Recorder, headers: dict[str, str]
+) -> None:
+    # An exempt login form posted from another site signed the victim in as the attacker:
+    # without cookies, the Origin and Fetch-Metadata checks were skipped.
+    app = security_app(build_store(clock, recorder, csrf_exempt_paths={"/login"}))
+    response = _login_from(app, clock, headers)
+    assert response.status_code == 403
+    assert response.headers.get_list("set-cookie") == []
+    # The control: the same form from the site itself (or a client sending neither
+    # header) signs in.
+    assert set_cookies(_login_from(app, clock, {"origin": "https://testserver"}))
+    assert set_cookies(_login_from(app, clock, {"sec-fetch-site": "same-origin"}))
+    assert set_cookies(_login_from(app, clock, {}))
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE)
+def test_sign_in_refuses_a_cross_site_request_on_any_path(
+    clock: Clock, app: FastAPI, headers: dict[str, str]
+) -> None:
+    # Not exempt, no cookies: nothing for the CSRF check to look at, but sign_in itself
+    # refuses to start a session for another site (403, not a 500).
+    response = _login_from(app, clock, headers)
+    assert response.status_code == 403
+    assert "cross-site" in response.json()["detail"]
+    assert response.headers.get_list("set-cookie") == []
+    assert set_cookies(_login_from(app, clock, {"origin": "https://testserver"}))
+
+
+def test_an_allowed_origin_may_sign_in(clock: Clock, recorder: Recorder) -> None:
+    app = security_app(build_store(clock, recorder, allowed_origins=["https://app.other.example"]))
+    headers = {"origin": "https://app.other.example", "sec-fetch-site": "cross-site"}
+    assert set_cookies(_login_from(app, clock, headers))
+
+
+def test_sign_in_over_an_existing_session_revokes_it(clock: Clock) -> None:
+    # Signing in again (as another user, or the same) replaced the cookies but left the
+    # previous session live at the issuer: its refresh token still worked.
+    with SafeClient(issuer_app(MemoryStore(), clock), base_url="https://testserver") as tc:
+        assert tc.post("/login?as=alice").status_code == 200
+        alice = dict(tc.cookies.items())
+        response = tc.post("/login?as=bob", headers={"x-csrf-token": alice["_auth_csrf"]})
+        assert response.status_code == 200
+        assert tc.get("/me").json()["user"] == {"name": "bob"}
+        # Alice's cookies, replayed: her session is over, access and refresh token alike.
+        tc.cookies.clear()
+        replayed = tc.get("/me", headers={"cookie": cookie_header(alice)})
+        assert replayed.status_code == 401
+        clock.advance(61)
+        dropped = cookie_header(jar_without(alice, "_auth"))
+        assert tc.get("/me", headers={"cookie": dropped}).status_code == 401

@@ -43,7 +43,7 @@ from .helpers import (
     segment,
     unsigned,
 )
-from apps import Recorder, build_store
+from apps import Recorder, build_store, state_cookie
 from conftest import TOKEN_KEY, Clock, make_token
 
 REFRESH = "refresh-0"
@@ -60,8 +60,14 @@ def bearer_app(clock: Clock) -> FastAPI:
 
 
 def via_cookie(app: FastAPI, token: str | bytes, *, refresh: bool = True) -> Reply:
+    """The token in the access cookie; with ``refresh``, beside the refresh cookie and the
+    state cookie of that session, so that a refresh wrongly attempted for it would happen."""
     raw = token if isinstance(token, bytes) else token.encode("utf-8", "surrogatepass")
-    cookie = b"_auth=" + raw + (b"; _auth_refresh=" + REFRESH.encode() if refresh else b"")
+    cookie = b"_auth=" + raw
+    if refresh:
+        store = app.user_middleware[0].kwargs["store"]
+        state = state_cookie(store, REFRESH, raw.decode("latin-1"))
+        cookie += f"; _auth_refresh={REFRESH}; _auth_state={state}".encode()
     return call(app, "GET", "/whoami", [(b"cookie", cookie)])
 
 
@@ -754,3 +760,54 @@ def test_malformed_work_is_bounded(
     for name in ("payload-nested-json", "header-nested-json"):
         assert_anonymous(via_bearer(bearer_app, MALFORMED[name]))
     assert max(parsed) <= 8192
+
+
+# --- numbers beyond a float's range, text that is not Unicode (issue 17, item 8) -----------------
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", [10**400, -(10**400)], ids=["1e400", "-1e400"])
+def test_time_claim_beyond_a_floats_range_is_unauthenticated(
+    clock: Clock,
+    cookie_app: FastAPI,
+    bearer_app: FastAPI,
+    recorder: Recorder,
+    claim: str,
+    value: int,
+) -> None:
+    # JSON integers have no size limit and PyJWT passes them through: a correctly signed
+    # token with exp = 10**400 must be an anonymous request, not an OverflowError (a 500)
+    # from comparing it with the clock.
+    claims: dict[str, Any] = claims_at(clock())
+    claims[claim] = value
+    token = forge({"alg": "HS256", "typ": "JWT"}, json.dumps(claims).encode())
+    assert_rejected_everywhere(token, cookie_app, bearer_app, recorder)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"sub": "\\ud800", "iat": %d, "exp": %d}',
+        b'{"sub": "alice", "name": "x\\udfffy", "iat": %d, "exp": %d}',
+        b'{"sub": "alice", "org": {"names": ["\\udc00"]}, "iat": %d, "exp": %d}',
+    ],
+    ids=["sub", "other-claim", "nested"],
+)
+def test_lone_surrogate_in_a_claim_is_unauthenticated(
+    clock: Clock, cookie_app: FastAPI, bearer_app: FastAPI, recorder: Recorder, payload: bytes
+) -> None:
+    # A JSON \u escape can spell half a surrogate pair, which no UTF-8 response can carry:
+    # returned as the user (the claims), it made every response of the session a 500.
+    now = int(clock())
+    token = forge({"alg": "HS256", "typ": "JWT"}, payload % (now, now + 300))
+    assert_rejected_everywhere(token, cookie_app, bearer_app, recorder)
+
+
+def test_escaped_surrogate_pair_is_ordinary_text(clock: Clock, cookie_app: FastAPI) -> None:
+    # The control: a complete pair escaped in JSON is one character and verifies.
+    now = int(clock())
+    payload = b'{"sub": "\\ud83d\\ude00", "iat": %d, "exp": %d}' % (now, now + 300)
+    token = forge({"alg": "HS256", "typ": "JWT"}, payload)
+    reply = via_cookie(cookie_app, token, refresh=False)
+    assert reply.json()["auth"] is True
+    assert reply.json()["sub"] == "\U0001f600"

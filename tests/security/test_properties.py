@@ -37,6 +37,7 @@ from fastapi_authkit import (
 
 from .conftest import PROPERTY_SETTINGS
 from .helpers import LONG_KEY, OTHER_KEY, Reply, asgi_http, forge, unsigned
+from apps import state_cookie
 from conftest import SECRET_KEY, T0, TOKEN_KEY, Clock, make_token
 
 CLOCK = Clock(T0)  # never moves: valid tokens stay valid for the whole run
@@ -115,6 +116,10 @@ def _session_cookies() -> dict[str, str]:
 
 
 SESSION = _session_cookies()
+# The state cookie of the session whose refresh cookie is GOOD_REFRESH.
+REFRESH_STATE = "_auth_state=" + state_cookie(
+    COOKIE_APP.user_middleware[0].kwargs["store"], GOOD_REFRESH, EXPIRED
+)
 
 
 @pytest.fixture(scope="module")
@@ -297,6 +302,8 @@ def test_arbitrary_token_in_the_access_cookie(
         header += b"; _auth_refresh=" + refresh.encode()
     if session:
         header += b"; " + b"; ".join(f"{k}={v}".encode() for k, v in SESSION.items())
+    elif refresh == GOOD_REFRESH:
+        header += b"; " + REFRESH_STATE.encode()  # the refresh cookie's session: it refreshes
     headers = [(b"cookie", header)]
     check(run(runner, COOKIE_APP, "GET", "/whoami", headers), header)
     csrf = [(b"x-csrf-token", SESSION["_auth_csrf"].encode())] if session else []
@@ -376,7 +383,12 @@ def test_the_oracle_accepts_what_it_should() -> None:
             COOKIE_APP,
             "GET",
             "/whoami",
-            [(b"cookie", f"_auth={EXPIRED}; _auth_refresh={GOOD_REFRESH}".encode())],
+            [
+                (
+                    b"cookie",
+                    f"_auth={EXPIRED}; _auth_refresh={GOOD_REFRESH}; {REFRESH_STATE}".encode(),
+                )
+            ],
         )
         assert refreshed.json()["auth"] is True
         assert refreshed.json()["token"] in MINTED

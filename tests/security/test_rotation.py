@@ -22,10 +22,16 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from fastapi_authkit import (
+    ConfigurationError,
     Issuer,
+    create_issuer,
+    create_refresh,
+    create_store,
 )
+from fastapi_authkit.errors import StoreUnavailableError
 from fastapi_authkit.source import Rotation
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
+from fastapi_authkit.stores.base import RotateOutcome
 
 from .helpers import (
     AUTH_COOKIES,
@@ -36,7 +42,7 @@ from .helpers import (
     set_cookies,
 )
 from apps import issuer_app
-from conftest import Clock, redis_store
+from conftest import SECRET_KEY, Clock, redis_store
 from servers import RedisServer, until_unavailable
 
 
@@ -147,7 +153,7 @@ def sign_in(tc: TestClient, subject: str = "alice") -> dict[str, str]:
 # --- reuse detection ------------------------------------------------------------------------------
 
 
-def test_rotated_out_token_after_grace_revokes_the_family(
+def test_rotated_out_token_after_its_successor_was_used_revokes_the_family(
     backend: SessionStore, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     with open_client(issuer_app(backend, clock)) as tc:
@@ -157,15 +163,42 @@ def test_rotated_out_token_after_grace_revokes_the_family(
         assert rotated.status_code == 200
         jar1 = jar_after(jar0, rotated)
         assert jar1["_auth_refresh"] != jar0["_auth_refresh"]
-        clock.advance(11)  # past the grace window of that rotation
+        clock.advance(55)  # the legitimate holder refreshes with its successor in turn
+        jar2 = jar_after(jar1, send_as(tc, jar1, "/me"))
+        assert jar2["_auth_refresh"] != jar1["_auth_refresh"]
+        clock.advance(11)  # past the grace window of both rotations
         with caplog.at_level(logging.WARNING, logger="fastapi_authkit"):
-            stolen = send_as(tc, jar0, "/me")  # the thief's copy (its access token expired)
+            stolen = send_as(tc, jar_without(jar0, "_auth"), "/me")  # the thief's copy
         assert_session_ended(stolen)
         assert "refresh token reuse detected" in caplog.text
         # The whole family is gone: the legitimate holder's still-valid access token too...
-        assert_session_ended(send_as(tc, jar1, "/me"))
+        assert_session_ended(send_as(tc, jar2, "/me"))
         # ...and its refresh token once the access token is gone.
-        assert_session_ended(send_as(tc, jar_without(jar1, "_auth"), "/me"))
+        assert_session_ended(send_as(tc, jar_without(jar2, "_auth"), "/me"))
+
+
+def test_a_stolen_predecessor_shares_the_successor_until_one_of_them_is_used(
+    backend: SessionStore, clock: Clock
+) -> None:
+    # The price of never consuming a token without handing out its successor: the
+    # immediate predecessor of an unused successor gets that same successor once after the
+    # grace window (the browser may never have received it). A successor handed out twice
+    # is never replayed late itself: whoever of the two comes back with it after the other
+    # has rotated it is a reuse, and the family ends.
+    with open_client(issuer_app(backend, clock)) as tc:
+        jar0 = sign_in(tc)
+        clock.advance(55)
+        jar1 = jar_after(jar0, send_as(tc, jar0, "/me"))
+        clock.advance(30)  # past the grace window; the successor not used yet
+        thief = send_as(tc, jar_without(jar0, "_auth"), "/me")
+        assert thief.status_code == 200
+        assert cookie_values(thief)["_auth_refresh"] == jar1["_auth_refresh"]
+        clock.advance(30)
+        jar2 = jar_after(jar1, send_as(tc, jar1, "/me"))  # the holder rotates first
+        assert jar2["_auth_refresh"] != jar1["_auth_refresh"]
+        clock.advance(11)
+        assert_session_ended(send_as(tc, jar_without(jar_after(jar0, thief), "_auth"), "/me"))
+        assert_session_ended(send_as(tc, jar2, "/me"))
 
 
 @pytest.mark.parametrize("worker", ["same-worker", "another-worker"])
@@ -329,6 +362,75 @@ async def test_two_workers_same_refresh_token_at_once_mint_exactly_one_successor
         await backend.aclose()
 
 
+# --- a rotation whose answer never arrived is not reuse (issue 17, item 6) -----------------------
+
+
+class LosesOneRotationReply:
+    """The real store, except that its next rotation is written but its reply never comes
+    back (the connection dropped it, or the store timed out after writing): the fault
+    itself, injected where the network would cause it."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
+        self.armed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def rotate(self, token_id: str, **options: Any) -> RotateOutcome:
+        outcome = await self._store.rotate(token_id, **options)
+        if self.armed and outcome.status == "rotated":
+            self.armed = False
+            raise StoreUnavailableError("the rotation's reply was lost")
+        return outcome
+
+
+def test_a_rotation_whose_reply_was_lost_is_not_taken_for_reuse(
+    backend: SessionStore, clock: Clock
+) -> None:
+    # The store rotated the refresh token but the issuer never heard back: the request got
+    # no new cookies (nothing to hand out), so the browser still holds the rotated-out
+    # token. Presented again after the grace window, it was taken for theft and the user
+    # signed out; "never consumes a refresh token without handing out its successor".
+    lossy = LosesOneRotationReply(backend)
+    with open_client(issuer_app(lossy, clock)) as tc:  # type: ignore[arg-type]
+        jar0 = sign_in(tc)
+        clock.advance(55)
+        lossy.armed = True
+        lost = send_as(tc, jar0, "/me")
+        assert lost.status_code == 200  # the old access token, still valid
+        assert lost.headers.get_list("set-cookie") == []
+        assert not lossy.armed  # the rotation did happen
+        clock.advance(600)  # long past the grace window and the access token's life
+        back = send_as(tc, jar_without(jar0, "_auth"), "/me")
+        assert back.status_code == 200, back.text
+        jar1 = jar_after(jar0, back)
+        assert jar1["_auth_refresh"] != jar0["_auth_refresh"]
+        # The session goes on: the successor rotates in turn, and only then is the old
+        # token a rotated-out one.
+        clock.advance(55)
+        assert send_as(tc, jar1, "/me").status_code == 200
+
+
+def test_a_refresh_whose_response_never_reached_the_browser_is_not_taken_for_reuse(
+    backend: SessionStore, clock: Clock
+) -> None:
+    # The client went away during the refresh (a closed tab, a dropped connection): the
+    # successor was handed out, to nobody. The browser comes back with the old cookies.
+    with open_client(issuer_app(backend, clock)) as tc:
+        jar0 = sign_in(tc)
+        clock.advance(55)
+        unseen = send_as(tc, jar0, "/me")  # its Set-Cookie headers are lost with it
+        assert unseen.status_code == 200
+        clock.advance(3000)  # within the refresh token's idle life (1 h)
+        back = send_as(tc, jar_without(jar0, "_auth"), "/me")
+        assert back.status_code == 200, back.text
+        # The successor it was given then, with an access token that is alive now.
+        assert cookie_values(back)["_auth_refresh"] == cookie_values(unseen)["_auth_refresh"]
+        assert cookie_values(back)["_auth"] != cookie_values(unseen)["_auth"]
+        assert send_as(tc, jar_after(jar0, back), "/me").status_code == 200
+
+
 # --- Redis outages --------------------------------------------------------------------------------
 # The memory store lives in the process and cannot be "down"; these run on Redis only.
 
@@ -376,3 +478,42 @@ def test_redis_down_at_sign_out_still_clears_the_cookies(
         assert response.json() == {"revoked": False}  # said plainly, and logged
         assert all("Max-Age=0" in v for v in set_cookies(response).values())
         own_redis.start()
+
+
+# --- the in-process grace never outlasts the issuer's (issue 17, item 7) --------------------------
+
+
+def test_in_process_grace_longer_than_the_issuers_is_a_configuration_error(clock: Clock) -> None:
+    # The middleware hands a remembered refresh result to a rotated-out refresh token for
+    # create_refresh's grace_period (10 s by default) without asking the issuer: with the
+    # issuer's own refresh as the callback, a longer window than the issuer's grace would
+    # answer for the issuer where it says "reuse". create_issuer(grace=2) with a default
+    # create_refresh kept the middleware at 10 s.
+    issuer = create_issuer(
+        backend=MemoryStore(), signing_key="grace-test-signing-key-0123456789abcdef", grace=2
+    )
+    for grace_period in (None, 2.5, 30):
+        options: dict[str, Any] = {} if grace_period is None else {"grace_period": grace_period}
+        refresh = create_refresh(interval=30, refresh_api_callback=issuer.refresh, **options)
+        with pytest.raises(ConfigurationError, match=r"grace_period=.* the issuer's grace \(2"):
+            create_store(secret_key=SECRET_KEY, token_issuer=issuer, refresh=refresh)
+        # The same callback over the issuer's key, without token_issuer: the same mismatch.
+        with pytest.raises(ConfigurationError, match=r"grace_period=.* the issuer's grace \(2"):
+            create_store(
+                secret_key=SECRET_KEY,
+                token_key=issuer.token_key,
+                algorithms=[issuer.algorithm],
+                refresh=refresh,
+            )
+    # Agreeing, or shorter (the issuer itself answers the replays the middleware does not).
+    for grace_period in (2, 1, 0):
+        refresh = create_refresh(
+            interval=30, refresh_api_callback=issuer.refresh, grace_period=grace_period
+        )
+        store = create_store(secret_key=SECRET_KEY, token_issuer=issuer, refresh=refresh)
+        assert store.refresh is not None
+        assert store.refresh.grace_period == grace_period
+    # Without refresh=..., the store takes the issuer's grace.
+    default = create_store(secret_key=SECRET_KEY, token_issuer=issuer).refresh
+    assert default is not None
+    assert default.grace_period == 2

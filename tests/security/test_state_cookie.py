@@ -16,6 +16,8 @@ import pytest
 from fastapi import FastAPI
 from itsdangerous import TimestampSigner, URLSafeSerializer, URLSafeTimedSerializer
 
+from fastapi_authkit import RefreshParam, RefreshResult, create_refresh
+
 from .helpers import Reply, b64url, call, flip_char, security_app
 from apps import Recorder, build_store
 from conftest import SECRET_KEY, Clock, make_token
@@ -23,10 +25,20 @@ from conftest import SECRET_KEY, Clock, make_token
 OLD_KEY = "old-secret-key-0123456789abcdef0123456789"
 NEW_KEY = "new-secret-key-0123456789abcdef0123456789"
 STATE = {"role": "user"}
+ADMIN = {"role": "admin"}
 
 
-def login(app: FastAPI, clock: Clock, *, ttl: float = 300) -> dict[str, str]:
-    body = {"token": make_token(clock, ttl=ttl), "refresh": "refresh-0", "user_state": STATE}
+def login(
+    app: FastAPI,
+    clock: Clock,
+    *,
+    ttl: float = 300,
+    sub: str = "alice",
+    refresh: str = "refresh-0",
+    user_state: Any = STATE,
+) -> dict[str, str]:
+    body = {"token": make_token(clock, ttl=ttl, sub=sub), "refresh": refresh}
+    body["user_state"] = user_state
     reply = call(
         app,
         "POST",
@@ -35,6 +47,11 @@ def login(app: FastAPI, clock: Clock, *, ttl: float = 300) -> dict[str, str]:
         body=json.dumps(body).encode(),
     )
     assert reply.status == 200
+    return written(reply)
+
+
+def written(reply: Reply) -> dict[str, str]:
+    """The cookie values ``reply`` sets, by name."""
     return {k: v.split(";", 1)[0].split("=", 1)[1] for k, v in reply.set_cookies().items()}
 
 
@@ -74,7 +91,8 @@ def test_control_the_state_cookie_is_accepted(clock: Clock, app: FastAPI) -> Non
 
 
 def _altered(value: str) -> dict[str, str]:
-    payload, timestamp, signature = value.split(".")
+    # rsplit: a payload that compresses well is zlib-compressed, marked by a leading ".".
+    payload, timestamp, signature = value.rsplit(".", 2)
     # Never the last character: unpadded base64 leaves unused bits there (see flip_char).
     edited_payload = flip_char(payload, len(payload) // 2)
     edited_timestamp = flip_char(timestamp, 0)
@@ -109,10 +127,19 @@ def test_tampered_or_truncated_state_cookie_is_ignored(
     assert recorder.calls == []
 
 
-def _signed_elsewhere(sid: str, clock: Clock, user_state: Any, binding: str) -> dict[str, str]:
-    """The victim's session id (and binding) and chosen user state, signed every way but
-    the right one (and, as the control, the right way), stamped with the app's clock."""
-    data = {"s": sid, "u": user_state, "b": binding}
+def _signed_elsewhere(
+    sid: str,
+    clock: Clock,
+    user_state: Any,
+    binding: str,
+    access: tuple[str, ...] | None = (),
+) -> dict[str, str]:
+    """The victim's session id (and bindings) and chosen user state, signed every way but
+    the right one (and, as the control, the right way), stamped with the app's clock.
+    ``access`` None leaves the access-token binding out, as version 0.1.0 did."""
+    data: dict[str, Any] = {"s": sid, "u": user_state, "b": binding}
+    if access is not None:
+        data["a"] = list(access)
     sha256 = {"digest_method": hashlib.sha256}
 
     class Stamped(TimestampSigner):
@@ -143,7 +170,7 @@ def test_control_a_state_signed_the_right_way_is_accepted(clock: Clock, app: Fas
     jar = login(app, clock)
     store = app.user_middleware[0].kwargs["store"]
     victim = store.state_codec.loads(jar["_auth_state"])
-    forged = _signed_elsewhere(victim.sid, clock, STATE, victim.binding)
+    forged = _signed_elsewhere(victim.sid, clock, STATE, victim.binding, victim.access)
     assert_state_accepted(app, jar, auth_state=forged["control"])
 
 
@@ -165,7 +192,7 @@ def test_state_signed_under_another_salt_key_or_digest_is_ignored(
     jar = login(app, clock)
     store = app.user_middleware[0].kwargs["store"]
     victim = store.state_codec.loads(jar["_auth_state"])  # the victim's own session
-    forged = _signed_elsewhere(victim.sid, clock, {"role": "admin"}, victim.binding)[how]
+    forged = _signed_elsewhere(victim.sid, clock, ADMIN, victim.binding, victim.access)[how]
     assert_state_ignored(app, jar, auth_state=forged)
 
 
@@ -185,12 +212,14 @@ def test_another_sessions_state_cookie_does_not_carry_this_sessions_csrf(
 def test_tampered_state_is_not_handed_to_the_refresh_callback(
     clock: Clock, app: FastAPI, recorder: Recorder
 ) -> None:
+    # Nor does its refresh cookie reach the callback at all: a refresh needs the state
+    # cookie of its session (issue 17, item 3).
     jar = login(app, clock, ttl=10)
     forged = _altered(jar["_auth_state"])["signature-of-other-value"]
     clock.advance(20)
     reply = me(app, jar, auth_state=forged)
-    assert reply.status == 200
-    assert recorder.calls[0].auth_user_state is None
+    assert reply.status == 401
+    assert recorder.calls == []
 
 
 # --- age and keys ---------------------------------------------------------------------------------
@@ -227,3 +256,104 @@ def test_state_signed_with_a_removed_key_is_ignored_overlap_key_accepted(clock: 
     fresh = login(overlap_app, clock)
     assert_state_accepted(new_app, fresh)
     assert_state_ignored(old_app, fresh)
+
+
+# --- bound to the session: its refresh token and its access token (issue 17, item 4) -------------
+
+
+def _session_app(clock: Clock, callback: Any) -> FastAPI:
+    return security_app(
+        build_store(clock, None, refresh=create_refresh(interval=60, refresh_api_callback=callback))
+    )
+
+
+def test_an_old_state_does_not_pair_with_a_newer_access_token(clock: Clock) -> None:
+    # The callback changes the user state without rotating the refresh token (a role taken
+    # away). The old state cookie, kept by the user, was bound to the refresh token only, so
+    # it still paired with the new access token: role admin again.
+    async def demote(param: RefreshParam) -> RefreshResult:
+        return RefreshResult(
+            is_success=True,
+            new_auth_token=make_token(clock, ttl=300),
+            new_auth_user_state={"role": "user"},
+        )
+
+    app = _session_app(clock, demote)
+    old = login(app, clock, ttl=100, user_state=ADMIN)
+    clock.advance(50)
+    refreshed = me(app, old)
+    assert refreshed.json()["user"] == {"role": "user"}
+    new = {**old, **written(refreshed)}
+    assert new["_auth_refresh"] == "refresh-0"  # not rotated
+    assert new["_auth"] != old["_auth"]
+    assert me(app, new).json()["user"] == {"role": "user"}
+    # The old state with the new access token: not this session's state any more.
+    mixed = me(app, new, auth_state=old["_auth_state"])
+    assert mixed.status == 200
+    assert mixed.json()["user"]["sub"] == "alice"  # the claims, not a user state
+    assert "role" not in mixed.json()["user"]
+    assert write(app, new, auth_state=old["_auth_state"]).status == 403
+
+
+def test_another_sessions_state_and_refresh_do_not_pair_with_someones_access_token(
+    clock: Clock, recorder: Recorder
+) -> None:
+    # Bob's state and refresh cookies with Alice's access token: Alice's claims with Bob's
+    # user state (and Bob's CSRF binding) was a session nobody signed in to.
+    app = security_app(build_store(clock, recorder))
+
+    alice = login(app, clock, ttl=100, refresh="refresh-alice", user_state={"name": "Alice"})
+    bob = login(app, clock, ttl=100, sub="bob", refresh="refresh-bob", user_state={"name": "Bob"})
+    mixed = {**bob, "_auth": alice["_auth"], "_auth_type": alice["_auth_type"]}
+    reply = me(app, mixed)
+    assert reply.status == 200
+    assert reply.json()["user"] == reply.json()["user"] | {"sub": "alice"}  # the claims
+    assert "name" not in reply.json()["user"]
+    assert (
+        call(
+            app, "POST", "/write", [cookie(mixed), (b"x-csrf-token", bob["_auth_csrf"].encode())]
+        ).status
+        == 403
+    )
+    # Due for a refresh, the mixed pair is not refreshed either: Bob's refresh token with
+    # Alice's (expired) access token is not a session.
+    clock.advance(150)
+    assert me(app, mixed).status == 401
+    assert recorder.calls == []
+    # The controls: each session's own cookies refresh as usual.
+    assert me(app, bob).json()["user"] == {"name": "Bob"}
+    assert [c.refresh_token for c in recorder.calls] == ["refresh-bob"]
+
+
+def test_a_state_cookie_without_its_access_token_still_carries_the_session_into_a_refresh(
+    clock: Clock, app: FastAPI, recorder: Recorder
+) -> None:
+    # The browser drops the access cookie at its Max-Age; the state cookie (bound to the
+    # refresh token too) then carries the user state and the session id into the refresh.
+    jar = login(app, clock, ttl=100)
+    clock.advance(500)
+    reply = me(app, {k: v for k, v in jar.items() if k != "_auth"})
+    assert reply.status == 200
+    assert recorder.calls[0].auth_user_state == STATE
+    assert reply.json()["user"] == STATE
+
+
+def test_a_state_cookie_from_version_0_1_moves_its_session_to_the_new_binding(
+    clock: Clock, app: FastAPI, recorder: Recorder
+) -> None:
+    # 0.1.0 bound the state cookie to the refresh token only. Such a cookie still carries
+    # its session (nobody is signed out by the upgrade), through a refresh at once, which
+    # issues the cookies bound to the access token too; it is never published next to an
+    # access token it was not issued with.
+    jar = login(app, clock)
+    store = app.user_middleware[0].kwargs["store"]
+    session = store.state_codec.loads(jar["_auth_state"])
+    legacy = _signed_elsewhere(session.sid, clock, STATE, session.binding, access=None)["control"]
+    reply = me(app, jar, auth_state=legacy)
+    assert reply.status == 200
+    assert reply.json()["user"] == STATE
+    assert [c.auth_user_state for c in recorder.calls] == [STATE]
+    moved = {**jar, **written(reply)}
+    assert store.state_codec.loads(moved["_auth_state"]).access is not None
+    assert_state_accepted(app, moved)
+    assert len(recorder.calls) == 1

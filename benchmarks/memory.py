@@ -1,0 +1,154 @@
+"""How much memory can one signed-in attacker make a worker hold? RSS growth per request.
+
+fastapi-authkit (refresh configured, not due; ``Depends(current_user)``) serves ``GET /me``
+in-process. One session is signed in; then, each for 100,000 requests after a warm-up of
+10,000 (which fills what is bounded by count, such as the 4,096 parsed Cookie headers):
+
+* ``same cookies``: the browser's own requests, the baseline;
+* ``junk cookie``: the session's cookies plus a 2 KB cookie whose value changes on every
+  request (the remembered outcomes were keyed by the whole Cookie header: +447 MiB after
+  110,000 requests in the security review, issue 17);
+* ``junk token type``: the session's cookies with a 2 KB token-type cookie (not signed)
+  that changes on every request;
+* ``new refresh cookies``: the session's valid state cookie with a new 2 KB refresh cookie
+  on every request, half of them refused POSTs (the state binding was remembered per raw
+  refresh token: +281 MiB after 70,000).
+
+RSS (VmRSS) is read after a garbage collection before and after each run. Target: every
+attack grows RSS by at most 64 bytes per request (one kept header is over 2,000), which
+means its memory is bounded by the session, not by the number of requests; the baseline
+is printed alongside for comparison.
+
+    .venv/bin/python -m benchmarks.memory [--requests 100000] [--warm-up 10000]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+from benchmarks.common import (
+    Exchange,
+    Headers,
+    Target,
+    bench_parser,
+    cookie_header,
+    finish,
+    http_scope,
+    mib,
+    mint_hs256,
+    request_headers,
+    rss_bytes,
+    session_cookies,
+    stop_on_sigterm,
+)
+from benchmarks.scaling import NEVER_DUE, SECRET, build
+
+JUNK = 2000
+LIMIT = 64  # bytes of RSS per attacker request
+
+
+# Each attack: request number -> (method, headers), and the statuses it must get.
+Attack = Callable[[int], tuple[str, Headers]]
+
+
+def attacks(cookies: dict[str, str]) -> dict[str, tuple[Attack, set[int]]]:
+    signed_in = cookie_header(cookies)
+    base = request_headers()
+
+    def same(i: int) -> tuple[str, Headers]:
+        return "GET", [*base, (b"cookie", signed_in)]
+
+    def junk_cookie(i: int) -> tuple[str, Headers]:
+        junk = b"; junk=%d%s" % (i, b"x" * JUNK)
+        return "GET", [*base, (b"cookie", signed_in + junk)]
+
+    def junk_type(i: int) -> tuple[str, Headers]:
+        jar = {**cookies, "_auth_type": f"T{i}{'x' * JUNK}"}
+        return "GET", [*base, (b"cookie", cookie_header(jar))]
+
+    def new_refresh(i: int) -> tuple[str, Headers]:
+        jar = {"_auth_state": cookies["_auth_state"], "_auth_refresh": f"{i}{'r' * JUNK}"}
+        return ("GET" if i % 2 else "POST"), [*base, (b"cookie", cookie_header(jar))]
+
+    return {
+        "same cookies (baseline)": (same, {200}),
+        "junk cookie": (junk_cookie, {200}),
+        "junk token type": (junk_type, {200}),
+        "new refresh cookies": (new_refresh, {401, 403}),
+    }
+
+
+async def run(app: FastAPI, attack: Attack, start: int, n: int) -> Counter[int]:
+    statuses: Counter[int] = Counter()
+    for i in range(start, start + n):
+        method, headers = attack(i)
+        exchange = Exchange()
+        scope = http_scope("/me", headers, method)
+        await app(scope, exchange.receive, exchange.send)
+        statuses[exchange.status] += 1
+    return statuses
+
+
+async def measure(requests: int, warm_up: int) -> list[Target]:
+    app, store = build(methods=("GET", "POST"))
+    now = int(time.time())
+    token = mint_hs256({"sub": "alice", "iat": now, "exp": now + 3600}, SECRET)
+    cookies = session_cookies(
+        store, token, refresh=secrets.token_urlsafe(32), user_state={"sub": "alice"}
+    )
+    print(
+        f"memory: RSS growth over {requests:,} requests of one signed-in session, after "
+        f"{warm_up:,} of warm-up"
+    )
+    print(
+        f"{'requests':24s} {'RSS before':>12s} {'RSS after':>12s} {'growth':>10s} {'per req':>9s}"
+    )
+    targets = []
+    for name, (attack, expected) in attacks(cookies).items():
+        statuses = await run(app, attack, 0, warm_up)
+        gc.collect()
+        before = rss_bytes()
+        started = time.perf_counter()
+        statuses += await run(app, attack, warm_up, requests)
+        elapsed = time.perf_counter() - started
+        gc.collect()
+        after = rss_bytes()
+        if not set(statuses) <= expected:
+            raise RuntimeError(f"{name}: expected statuses {expected}, got {dict(statuses)}")
+        per_request = (after - before) / requests
+        print(
+            f"{name:24s} {mib(before):>12s} {mib(after):>12s} "
+            f"{(after - before) / 2**20:+9.1f}M {per_request:+8.0f}B "
+            f"({elapsed / requests * 1e6:.0f} µs/request)"
+        )
+        if "baseline" not in name:
+            targets.append(
+                Target(
+                    f"RSS growth per attacker request, {name}",
+                    per_request <= LIMIT,
+                    f"{per_request:+.0f} bytes (target ≤ {LIMIT}; {(after - before) / 2**20:+.1f} "
+                    f"MiB over {requests:,} requests)",
+                )
+            )
+    NEVER_DUE.check("memory")
+    return targets
+
+
+def main() -> None:
+    parser = bench_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--warm-up", type=int, default=10_000)
+    args = parser.parse_args()
+    stop_on_sigterm()
+    finish(asyncio.run(measure(args.requests, args.warm_up)), args.json)
+
+
+if __name__ == "__main__":
+    main()
