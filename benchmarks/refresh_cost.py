@@ -171,10 +171,18 @@ class IssuerApp:
         requests = []
         for i in range(n):
             tokens = await self.issuer.issue(f"user-{i}")
-            cookies = session_cookies(self.store, tokens.access_token, refresh=tokens.refresh_token)
-            cookies[self.store.names.access] = self.issuer.mint_access(
-                f"user-{i}", tokens.family_id, time.time() - 700
-            )
+            # An access token that has expired, and the cookies sign_in sets with such a
+            # session (the state cookie is bound to the access token it was issued with),
+            # built from sign_in's parts as stale_requests does.
+            expired = self.issuer.mint_access(f"user-{i}", tokens.family_id, time.time() - 700)
+            names, codec, sid = self.store.names, self.store.state_codec, secrets.token_urlsafe(18)
+            cookies = {
+                names.access: expired,
+                names.type: "Bearer",
+                names.state: codec.dumps(sid, None, tokens.refresh_token, (expired,)),
+                names.refresh: tokens.refresh_token,
+                names.csrf: self.store.csrf.token_for(sid),
+            }
             # The session's earlier requests verified its state cookie already.
             self.store.state_codec.loads(cookies[self.store.names.state])
             requests.append(request_headers(cookies))
