@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             {
                 "stores",
                 "stores.base",
+                "stores.cluster_subscription",
                 "stores.memory",
                 "stores.redis",
                 "stores.redis_keys",

@@ -13,10 +13,9 @@ import logging
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 import pytest
 from redis.asyncio import Redis
 
@@ -26,56 +25,9 @@ from fastapi_authkit.stores.sealing import token_id
 
 from conftest import T0
 from servers import RedisServer
+from views import ABSOLUTE, Worker, eventually
 
 pytestmark = pytest.mark.anyio
-
-ABSOLUTE = 7200.0
-
-
-async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s")
-        await anyio.sleep(0.005)
-
-
-class Worker:
-    """One process's RedisStore, and a family it created."""
-
-    def __init__(self, store: RedisStore) -> None:
-        self.store = store
-
-    async def sign_in(self, subject: str = "alice") -> tuple[str, str]:
-        family, refresh = uuid.uuid4().hex, uuid.uuid4().hex
-        await self.store.create_family(
-            family_id=family,
-            subject=subject,
-            token_id=token_id(refresh, "refresh"),
-            now=T0,
-            idle_ttl=3600,
-            absolute_ttl=ABSOLUTE,
-        )
-        return family, refresh
-
-    async def revoke(self, family: str, refresh: str) -> str | None:
-        return await self.store.revoke_token_family(token_id(refresh, "refresh"), family_id=family)
-
-    def known(self, family: str) -> bool | None:
-        return self.store.known_active(family, T0)
-
-    async def served_from_view(self, family: str) -> bool:
-        """Ask as a request would: the view, else the store (which teaches the view);
-        True once the view answers "live" by itself."""
-        if self.known(family) is True:
-            return True
-        assert await self.store.family_active(family, T0)
-        return False
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ try:
 
     from .redis_topology import Command, Topology
     from .redis_urls import client_from_url
-    from .subscriber import RevocationSubscriber, node_subscription
+    from .subscriber import RevocationSubscriber
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("RedisStore needs redis-py: pip install 'fastapi-authkit[redis]'") from exc
 
@@ -255,10 +255,9 @@ class RedisStore:
         self._channel = f"{prefix}rev"
         self._view = RevocationView(max_lag=float(max_lag), size=view_size)
         self.known_active = self._view.lookup  # the hot path: no wrapper frame
-        channel = self._channel
         self._subscriber = (
-            RevocationSubscriber(self._view, lambda: node_subscription(client, channel))
-            if self._topology.kind == "single" and isinstance(client, Redis) and view_size
+            RevocationSubscriber(self._view, self._topology.subscriptions(self._channel))
+            if view_size
             else None
         )
 

@@ -9,8 +9,10 @@
 
 The store issues single-key-slot commands through the client as usual. What needs to know
 the kind lives here: sending a batch of commands as one pipeline per node, optionally with
-``WAIT`` behind each node's part, and listing the primaries (one per shard), for anything
-that has to reach all of them.
+``WAIT`` behind each node's part, listing the primaries (one per shard), for anything
+that has to reach all of them, and subscribing to the revocation channel where every
+revocation is heard: on the one server, on whichever primary Sentinel names now, or on
+every primary of a cluster (:mod:`~fastapi_authkit.stores.cluster_subscription`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import AskError, MovedError, SlotNotCoveredError
 
 from ..errors import ConfigurationError
+from .cluster_subscription import ClusterOpener
+from .subscriber import SubscriptionOpener, node_subscription
 
 __all__ = ["Command", "Kind", "Topology"]
 
@@ -42,11 +46,18 @@ class Command:
 class Topology:
     """The client, its kind, and the operations that differ by kind."""
 
-    __slots__ = ("_node_clients", "client", "kind")
+    __slots__ = ("_nodes", "client", "kind")
 
     def __init__(self, client: object) -> None:
         if isinstance(client, RedisCluster):
             self.kind: Kind = "cluster"
+            if client.read_from_replicas or client.load_balancing_strategy is not None:
+                # A replica may not have a revocation yet: a "live" read from it could be
+                # kept by a process's view for good (see cluster_subscription).
+                raise ConfigurationError(
+                    "RedisStore reads sessions from the primaries: use a RedisCluster "
+                    "without read_from_replicas / load_balancing_strategy"
+                )
         elif isinstance(client, Redis):
             pool = client.connection_pool
             if isinstance(pool, SentinelConnectionPool) and not pool.is_master:
@@ -62,7 +73,7 @@ class Topology:
                 f"got {type(client).__name__}"
             )
         self.client: Redis | RedisCluster = client
-        self._node_clients: dict[str, Redis] = {}
+        self._nodes: _ClusterNodes | None = None
 
     def socket_timeout(self) -> float | None:
         """The client's per-call timeout, when it has one."""
@@ -138,19 +149,76 @@ class Topology:
         if not isinstance(client, RedisCluster):
             return [client]
         await client.initialize()
-        found = []
-        for node in client.get_primaries():
-            node_client = self._node_clients.get(node.name)
-            if node_client is None:
-                pool = ConnectionPool(
-                    connection_class=node.connection_class, **node.connection_kwargs
-                )
-                node_client = self._node_clients[node.name] = Redis.from_pool(pool)
-            found.append(node_client)
-        return found
+        nodes = self._cluster_nodes(client)
+        return [nodes.client(node.host, int(node.port)) for node in client.get_primaries()]
+
+    def subscriptions(self, channel: str) -> SubscriptionOpener:
+        """How to subscribe to ``channel`` so that every revocation is heard, and every
+        change of primary ends the subscription."""
+        client = self.client
+        if isinstance(client, RedisCluster):
+            nodes = self._cluster_nodes(client)
+            return ClusterOpener(nodes.seeds, nodes.client, channel)
+        pool = client.connection_pool
+        if isinstance(pool, SentinelConnectionPool):
+            # The subscription's connection asks Sentinel for the primary when it connects
+            # (which also points the pool's connections there); if the pool learns of
+            # another primary later, the subscription is on the old one: start over.
+            return lambda: node_subscription(client, channel, primary=lambda: pool.master_address)
+        return lambda: node_subscription(client, channel)
+
+    def _cluster_nodes(self, client: RedisCluster) -> _ClusterNodes:
+        if self._nodes is None:
+            self._nodes = _ClusterNodes(client)
+        return self._nodes
 
     async def aclose(self) -> None:
-        for node_client in self._node_clients.values():
-            await node_client.aclose()
-        self._node_clients.clear()
+        if self._nodes is not None:
+            await self._nodes.aclose()
         await self.client.aclose()
+
+
+class _ClusterNodes:
+    """Clients for single nodes of a cluster, with the cluster client's settings (one per
+    address, made on first use): for the commands that go to every primary."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self._cluster = cluster
+        self._clients: dict[str, Redis] = {}
+
+    def client(self, host: str, port: int) -> Redis:
+        """The client for ``host:port`` (after the cluster client's address remapping).
+        ``CLUSTER INFO`` and ``CLUSTER NODES`` answer raw bytes."""
+        cluster = self._cluster
+        host, port = cluster.nodes_manager.remap_host_port(host, port)
+        kwargs: dict[str, Any] = dict(cluster.get_connection_kwargs())
+        node = ClusterNode(host, port, **kwargs)
+        found = self._clients.get(node.name)
+        if found is None:
+            pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+            found = self._clients[node.name] = Redis.from_pool(pool)
+            for command in ("CLUSTER INFO", "CLUSTER NODES"):
+                found.set_response_callback(command, _raw)
+        return found
+
+    async def seeds(self) -> list[tuple[str, int]]:
+        """Nodes to ask for the cluster's node table: the primaries in the client's slot
+        map first, then the other nodes it knows, then the ones it started from."""
+        cluster = self._cluster
+        await cluster.initialize()
+        primaries = cluster.get_primaries()
+        others = [n for n in cluster.get_nodes() if n not in primaries]
+        startup = list(cluster.nodes_manager.startup_nodes.values())
+        seen: dict[tuple[str, int], None] = {}
+        for node in (*primaries, *others, *startup):
+            seen.setdefault((node.host, int(node.port)), None)
+        return list(seen)
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+
+def _raw(response: Any, **kwargs: Any) -> Any:
+    return response

@@ -13,7 +13,11 @@ revocation published while no subscription exists is therefore not lost: it is i
 and the store is what every request asks until the view is current again.
 
 The connection itself sits behind a small seam (:class:`Subscription`, opened by a
-:data:`SubscriptionOpener`); :func:`node_subscription` is the one for a single Redis node.
+:data:`SubscriptionOpener`); :func:`node_subscription` is the one for a single Redis node
+(one server, or the primary Sentinel names), and
+:class:`~fastapi_authkit.stores.cluster_subscription.ClusterSubscription` subscribes to
+every primary of a cluster. Which one a store uses is the topology's choice
+(:meth:`~fastapi_authkit.stores.redis_topology.Topology.subscriptions`).
 """
 
 from __future__ import annotations
@@ -27,11 +31,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
 
 from .view import RevocationView
 
-__all__ = ["RevocationSubscriber", "Subscription", "SubscriptionOpener", "node_subscription"]
+__all__ = [
+    "LOST",
+    "Address",
+    "RevocationSubscriber",
+    "Subscription",
+    "SubscriptionOpener",
+    "node_subscription",
+]
 
 logger = logging.getLogger("fastapi_authkit")
 
@@ -39,6 +51,9 @@ logger = logging.getLogger("fastapi_authkit")
 # refused at once, so this paces the attempts; requests ask Redis meanwhile).
 _FIRST_RETRY: Final = 0.05
 _MAX_RETRY: Final = 1.0
+# What ends a subscription (or an attempt to make one) without being a bug. A cluster
+# client's own errors (no node reachable, a slot not covered) are not RedisErrors.
+LOST: Final = (RedisError, RedisClusterException, OSError, TimeoutError)
 
 
 class Subscription(Protocol):
@@ -58,14 +73,27 @@ class Subscription(Protocol):
 SubscriptionOpener = Callable[[], Awaitable[Subscription]]
 
 
+Address = tuple[str, int]
+
+
 class _NodeSubscription:
     """A dedicated connection (not the client's pool, and no hidden reconnects: a silent
     reconnect would hide the gap in which messages were missed)."""
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, primary: Callable[[], Address | None] | None) -> None:
         self._connection = connection
+        self._primary = primary
 
     async def ping(self, payload: bytes) -> None:
+        if self._primary is not None:
+            # The client's own idea of the primary, checked with every heartbeat: once it
+            # names another server, revocations are executed there, not here.
+            address = (self._connection.host, self._connection.port)
+            current = self._primary()
+            if current is not None and tuple(current) != address:
+                raise RedisConnectionError(
+                    f"the primary moved from {address[0]}:{address[1]} to {current[0]}:{current[1]}"
+                )
         await self._connection.send_command("PING", payload)
 
     async def next(self) -> tuple[bytes, bytes]:
@@ -82,9 +110,13 @@ class _NodeSubscription:
         await self._connection.disconnect()
 
 
-async def node_subscription(client: Redis, channel: str) -> Subscription:
+async def node_subscription(
+    client: Redis, channel: str, *, primary: Callable[[], Address | None] | None = None
+) -> Subscription:
     """Subscribe to ``channel`` on the node ``client`` talks to, on a connection of its own
-    made with the client's settings (address, credentials, TLS, timeouts for writes)."""
+    made with the client's settings (address, credentials, TLS, timeouts for writes).
+    ``primary``: where the client's other connections go now (Sentinel), if that can
+    change; a heartbeat sent while it names another node ends the subscription."""
     pool = client.connection_pool
     options = dict(pool.connection_kwargs)
     # Bytes in RESP2: pushes then arrive as plain replies, in order with the heartbeats.
@@ -106,7 +138,7 @@ async def node_subscription(client: Redis, channel: str) -> Subscription:
     except BaseException:
         await connection.disconnect()
         raise
-    return _NodeSubscription(connection)
+    return _NodeSubscription(connection, primary)
 
 
 class RevocationSubscriber:
@@ -171,7 +203,7 @@ class RevocationSubscriber:
             while not self._closed:
                 try:
                     subscription = await self._open()
-                except (RedisError, OSError, TimeoutError) as exc:
+                except LOST as exc:
                     self._lost("could not subscribe", exc)
                 else:
                     try:
@@ -183,11 +215,11 @@ class RevocationSubscriber:
                             self._lost_since = None
                         delay = _FIRST_RETRY
                         await self._serve(subscription)
-                    except (RedisError, OSError, TimeoutError, _Stalled) as exc:
+                    except (*LOST, _Stalled) as exc:
                         self._lost("subscription lost", exc)
                     finally:
                         self._view.reset()
-                        with contextlib.suppress(RedisError, OSError):
+                        with contextlib.suppress(*LOST):
                             await subscription.aclose()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _MAX_RETRY)

@@ -1,0 +1,339 @@
+"""Keeping a revocation view current on a Redis Cluster: one subscription per primary, and
+the cluster's shape checked with every heartbeat.
+
+A script that revokes runs on the primary that holds its family's slot, and its
+``PUBLISH`` reaches that primary's own subscribers in execution order (it also travels the
+cluster bus to every other node, but that path is not ordered with anything a client can
+see). So the proof of currency is per primary: a heartbeat ``PING`` on a primary's
+subscription that has come back proves that every revocation that primary executed before
+it was sent has been seen. :class:`ClusterSubscription` holds one subscription per
+primary and reports a heartbeat as back only when it is back from *every* primary. The
+copies of each message that arrive over the bus from the other primaries are harmless:
+revocation is idempotent.
+
+That proof covers only the primaries subscribed to. A node that starts executing writes
+afterwards (a replica promoted by a failover, a node added and given slots, a slot being
+imported by a node that was not a primary before) would publish where nobody listens. So
+each heartbeat round also asks every subscribed primary for its ``CLUSTER INFO`` and
+compares the part that changes with the cluster's shape (its state, the current epoch,
+this node's config epoch, the known nodes, the failed slots) with what it said right after
+the subscriptions were made; any difference ends the subscription (the view is reset, the
+primaries are found again and subscribed to anew). The heartbeat counts only when that
+check came back unchanged too. Why that suffices:
+
+* a failover (automatic or ``CLUSTER FAILOVER`` [``FORCE``]) needs the votes of a majority
+  of the primaries, and each voter raises its current epoch *before* it votes, so before
+  the promoted replica executes anything, most subscribed primaries report a new epoch;
+* a node joins by a handshake that raises every node's known-node count, and can only be
+  given slots (migrated to it) by a primary that knows it;
+* a migration between subscribed primaries needs nothing: the importing node is
+  subscribed to, and it publishes in order on its own subscribers too;
+* a primary that dies or is cut off stops answering heartbeats, and one on the minority
+  side of a partition reports ``cluster_state:fail``.
+
+What is left is what the cluster bus itself leaves open: ``CLUSTER FAILOVER TAKEOVER``
+(no vote) announces the new primary only by the bus, and a change made just before the
+first check can be missed until the next one (see the module's callers' docs).
+
+The primaries are listed from ``CLUSTER NODES``, not from the slot map, so that a primary
+that holds no slots yet (a node just added, about to import some) is subscribed to as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .subscriber import LOST, Subscription, node_subscription
+
+__all__ = [
+    "ClusterOpener",
+    "ClusterSubscription",
+    "NodeTable",
+    "Primary",
+    "TopologyChanged",
+    "parse_info",
+    "parse_nodes",
+]
+
+# The CLUSTER INFO fields that change when the set of nodes that may execute writes does
+# (or is about to): the rest are counters that change all the time.
+_SHAPE: Final = (
+    b"cluster_state",
+    b"cluster_current_epoch",
+    b"cluster_my_epoch",
+    b"cluster_known_nodes",
+    b"cluster_size",
+    b"cluster_slots_fail",
+)
+# Flags of a node that cannot execute anything: a primary with none of its own slots and
+# one of these is left out (a failed primary whose slots a replica took over stays listed
+# as a failed primary with no slots until it comes back as that replica's replica).
+_GONE: Final = (b"fail", b"handshake", b"noaddr")
+
+
+class TopologyChanged(RedisError):
+    """The set of primaries is not (or no longer) what the subscriptions cover."""
+
+
+@dataclass(frozen=True, slots=True)
+class Primary:
+    """A primary as ``CLUSTER NODES`` lists it."""
+
+    node_id: bytes
+    host: str
+    port: int
+
+
+def parse_info(reply: bytes) -> tuple[bytes, ...]:
+    """The shape of the cluster as one node's ``CLUSTER INFO`` describes it."""
+    fields = dict(line.partition(b":")[::2] for line in reply.split(b"\r\n") if line)
+    return tuple(fields.get(name, b"") for name in _SHAPE)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTable:
+    """What one node's ``CLUSTER NODES`` says: the primaries by node id (every node flagged
+    ``master``, except those that hold no slots and are failed or not yet known), and the
+    highest config epoch of any node."""
+
+    primaries: dict[bytes, Primary]
+    top_epoch: int
+
+
+def parse_nodes(reply: bytes, asked_host: str) -> NodeTable:
+    found = {}
+    top = 0
+    for line in reply.splitlines():
+        parts = line.split()
+        if len(parts) < 8:
+            continue
+        node_id, address, flags = parts[0], parts[1], parts[2].split(b",")
+        if parts[6].isdigit():
+            top = max(top, int(parts[6]))
+        if b"master" not in flags:
+            continue
+        # Slot ranges; "[slot->-id]" entries are migrations in progress, not owned slots.
+        owns_slots = any(not part.startswith(b"[") for part in parts[8:])
+        if not owns_slots and any(flag in flags for flag in _GONE):
+            continue
+        endpoint = address.split(b"@", 1)[0]
+        host, _, port = endpoint.rpartition(b":")
+        found[node_id] = Primary(
+            node_id, host.decode() or asked_host, int(port) if port.isdigit() else 0
+        )
+    return NodeTable(found, top)
+
+
+class _Round:
+    __slots__ = ("checked", "waiting")
+
+    def __init__(self, count: int) -> None:
+        self.waiting = set(range(count))  # the primaries whose PING has not come back
+        self.checked = False  # the shape check came back unchanged
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    client: Redis  # for the shape checks (the subscription's connection takes no commands)
+    subscription: Subscription
+    shape: tuple[bytes, ...]  # its CLUSTER INFO right after subscribing
+
+
+class ClusterSubscription:
+    """The subscriptions to every primary, seen as one :class:`Subscription`: messages from
+    any of them, and a heartbeat back once every primary has answered it and none has
+    reported a new shape of the cluster."""
+
+    def __init__(self, nodes: Sequence[_Node]) -> None:
+        self._nodes = list(nodes)
+        self._queue: asyncio.Queue[tuple[bytes, bytes] | BaseException] = asyncio.Queue()
+        self._rounds: dict[bytes, _Round] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        for index, node in enumerate(self._nodes):
+            self._spawn(self._read(index, node.subscription))
+
+    @property
+    def primaries(self) -> int:
+        return len(self._nodes)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def ping(self, payload: bytes) -> None:
+        self._rounds[payload] = _Round(len(self._nodes))
+        for node in self._nodes:
+            await node.subscription.ping(payload)
+        self._spawn(self._check(payload))
+
+    async def next(self) -> tuple[bytes, bytes]:
+        item = await self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for node in self._nodes:
+            with contextlib.suppress(*LOST):
+                await node.subscription.aclose()
+
+    async def _read(self, index: int, subscription: Subscription) -> None:
+        try:
+            while True:
+                kind, data = await subscription.next()
+                if kind == b"message":
+                    self._queue.put_nowait((kind, data))
+                elif kind == b"pong":
+                    round_ = self._rounds.get(data)
+                    if round_ is not None:
+                        # Every message this primary sent before its PONG is queued
+                        # already, so the heartbeat is reported after them.
+                        round_.waiting.discard(index)
+                        self._complete(data, round_)
+        except Exception as exc:  # a lost connection, or a bug: next() raises it
+            self._queue.put_nowait(exc)
+
+    async def _check(self, payload: bytes) -> None:
+        try:
+            replies = await asyncio.gather(
+                *(cast(Any, node.client).execute_command("CLUSTER INFO") for node in self._nodes)
+            )
+        except Exception as exc:
+            self._queue.put_nowait(exc)
+            return
+        for node, reply in zip(self._nodes, replies, strict=True):
+            shape = parse_info(reply)
+            if shape != node.shape:
+                self._queue.put_nowait(
+                    TopologyChanged(f"the cluster changed shape: {_describe(node.shape, shape)}")
+                )
+                return
+        round_ = self._rounds.get(payload)
+        if round_ is not None:
+            round_.checked = True
+            self._complete(payload, round_)
+
+    def _complete(self, payload: bytes, round_: _Round) -> None:
+        if round_.checked and not round_.waiting:
+            del self._rounds[payload]
+            self._queue.put_nowait((b"pong", payload))
+
+
+def _describe(before: tuple[bytes, ...], after: tuple[bytes, ...]) -> str:
+    changed = [
+        f"{name.decode()} {old.decode()} -> {new.decode()}"
+        for name, old, new in zip(_SHAPE, before, after, strict=True)
+        if old != new
+    ]
+    return ", ".join(changed)
+
+
+# A current epoch above every node's config epoch: an election has begun whose winner has
+# not yet announced itself, or one that nobody won. Wait this long for it to settle.
+_SETTLE: Final = 1.0
+
+
+class ClusterOpener:
+    """Opens a :class:`ClusterSubscription` on every primary (a
+    :data:`~fastapi_authkit.stores.subscriber.SubscriptionOpener`). ``seeds`` lists nodes
+    to ask for the cluster's nodes (the client's slot map); ``node_client`` gives a client
+    for one node, with raw replies for ``CLUSTER INFO`` and ``CLUSTER NODES``.
+
+    Opening raises :class:`TopologyChanged` while the cluster is changing (the primaries
+    do not all list the same primaries, or an election is under way): the subscriber tries
+    again shortly, and requests ask Redis meanwhile."""
+
+    def __init__(
+        self,
+        seeds: Callable[[], Awaitable[list[tuple[str, int]]]],
+        node_client: Callable[[str, int], Redis],
+        channel: str,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._seeds = seeds
+        self._node_client = node_client
+        self._channel = channel
+        self._monotonic = monotonic
+        self._unsettled: tuple[bytes, float] | None = None  # (current epoch, first seen)
+        self._accepted = b""  # a current epoch seen to have settled
+
+    async def __call__(self) -> ClusterSubscription:
+        listed = await self._primaries()
+        clients = [self._node_client(p.host, p.port) for p in listed]
+        opened: list[Subscription] = []
+        try:
+            for client in clients:
+                opened.append(await node_subscription(client, self._channel))
+            # Taken after subscribing: a change from here on shows in a later check, and
+            # one before it shows here.
+            shapes = await asyncio.gather(
+                *(_shape(client, p.host) for client, p in zip(clients, listed, strict=True))
+            )
+            ids = {p.node_id for p in listed}
+            for primary, (shape, table) in zip(listed, shapes, strict=True):
+                if table.primaries.keys() != ids:
+                    raise TopologyChanged(
+                        f"primary {primary.host}:{primary.port} lists other primaries than "
+                        "the others (the cluster is changing)"
+                    )
+                self._settled(shape, table)
+        except BaseException:
+            for subscription in opened:
+                with contextlib.suppress(*LOST):
+                    await subscription.aclose()
+            raise
+        return ClusterSubscription(
+            [
+                _Node(client, subscription, shape)
+                for client, subscription, (shape, _) in zip(clients, opened, shapes, strict=True)
+            ]
+        )
+
+    async def _primaries(self) -> list[Primary]:
+        error: Exception | None = None
+        for host, port in await self._seeds():
+            try:
+                _, table = await _shape(self._node_client(host, port), host)
+            except LOST as exc:
+                error = exc
+                continue
+            if table.primaries:
+                return sorted(table.primaries.values(), key=lambda p: (p.host, p.port))
+        raise error or TopologyChanged("no node of the cluster lists a primary")
+
+    def _settled(self, shape: tuple[bytes, ...], table: NodeTable) -> None:
+        """Raise unless the node's current epoch is some node's config epoch, or has stayed
+        the same for :data:`_SETTLE` seconds once (an election nobody won, or a primary
+        turned into a replica, leaves the current epoch above every config epoch)."""
+        epoch = shape[1]
+        if not epoch.isdigit() or int(epoch) <= table.top_epoch or epoch == self._accepted:
+            return
+        now = self._monotonic()
+        if self._unsettled is None or self._unsettled[0] != epoch:
+            self._unsettled = (epoch, now)
+        if now - self._unsettled[1] < _SETTLE:
+            raise TopologyChanged(f"an election may be under way (epoch {epoch.decode()})")
+        self._accepted = epoch
+
+
+async def _shape(client: Redis, asked_host: str) -> tuple[tuple[bytes, ...], NodeTable]:
+    """One node's shape and node table, in one pipeline (the shape first: a change between
+    the two replies shows in the next check)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command("CLUSTER INFO")
+    pipe.execute_command("CLUSTER NODES")
+    info, nodes = await pipe.execute()
+    return parse_info(info), parse_nodes(nodes, asked_host)

@@ -1,0 +1,84 @@
+"""Helpers for the tests of each process's view of revoked sessions: a store standing for
+one worker process, bounded waits, and counting the commands a client sends."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from fastapi_authkit.stores import RedisStore
+from fastapi_authkit.stores.sealing import token_id
+
+from conftest import T0
+
+ABSOLUTE = 7200.0
+
+
+async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within} s")
+        await anyio.sleep(0.005)
+
+
+class Worker:
+    """One process's RedisStore, and families it created."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+
+    async def sign_in(self, subject: str = "alice", family: str | None = None) -> tuple[str, str]:
+        family, refresh = family or uuid.uuid4().hex, uuid.uuid4().hex
+        await self.store.create_family(
+            family_id=family,
+            subject=subject,
+            token_id=token_id(refresh, "refresh"),
+            now=T0,
+            idle_ttl=3600,
+            absolute_ttl=ABSOLUTE,
+        )
+        return family, refresh
+
+    async def revoke(self, family: str, refresh: str) -> str | None:
+        return await self.store.revoke_token_family(token_id(refresh, "refresh"), family_id=family)
+
+    def known(self, family: str) -> bool | None:
+        return self.store.known_active(family, T0)
+
+    @property
+    def current(self) -> bool:
+        """Whether the view trusts its "live" answers now."""
+        return self.store._view.current
+
+    async def served_from_view(self, family: str) -> bool:
+        """Ask as a request would: the view, else the store (which teaches the view);
+        True once the view answers "live" by itself."""
+        if self.known(family) is True:
+            return True
+        assert await self.store.family_active(family, T0)
+        return False
+
+
+class Commands:
+    """Counts the commands a redis-py client sends (each a round trip, or part of a
+    pipeline's), by wrapping its ``execute_command``: what the store asks Redis."""
+
+    def __init__(self, client: Any) -> None:
+        self.count = 0
+        send = client.execute_command
+
+        async def counted(*args: Any, **options: Any) -> Any:
+            self.count += 1
+            return await send(*args, **options)
+
+        client.execute_command = counted
