@@ -7,20 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import FlightState, RotateOutcome, SessionInfo, SessionStore
+from .base import FlightState, RotateOutcome, SessionStore
 from .memory import MemoryStore
 
 if TYPE_CHECKING:
     from .redis import RedisStore
 
-__all__ = [
-    "FlightState",
-    "MemoryStore",
-    "RedisStore",
-    "RotateOutcome",
-    "SessionInfo",
-    "SessionStore",
-]
+__all__ = ["FlightState", "MemoryStore", "RedisStore", "RotateOutcome", "SessionStore"]
 
 
 def __getattr__(name: str) -> Any:
