@@ -20,11 +20,11 @@ from fastapi import FastAPI, Request, WebSocket
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from example_app.main import Settings, create_app
 from fastapi_authkit import AuthKitMiddleware, AuthStore, CurrentUser, OptionalUser, sign_in
 
 from apps import build_store, client, set_cookies
 from conftest import Clock, make_token
-from example_app.main import Settings, create_app
 
 ALICE = {"name": "Alice"}
 
@@ -126,9 +126,11 @@ def test_on_a_websocket_the_handshake_is_closed_never_the_claims(clock: Clock, h
     with client(app).websocket_connect("/ws", headers=header(jar)) as ws:
         assert ws.receive_json() == {"name": "Alice"}  # the control
     lost = lose_state(jar, how, clock, store)
-    with pytest.raises(WebSocketDisconnect) as closed:
-        with client(app).websocket_connect("/ws", headers=header(lost)):
-            pass  # pragma: no cover - the handshake is refused
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        client(app).websocket_connect("/ws", headers=header(lost)),
+    ):
+        pass  # pragma: no cover - the handshake is refused
     assert closed.value.code == 1008
 
 
