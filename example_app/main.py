@@ -20,7 +20,11 @@ Run it with ``uvicorn example_app.main:app``. Environment:
 * ``AUTHKIT_DEBUG``: ``1`` logs every auth decision.
 
 The app is its own auth server: the kit's built-in issuer mints access JWTs and rotating
-refresh tokens, detects reuse of rotated-out ones, and revokes sessions on sign-out.
+refresh tokens, detects reuse of rotated-out ones, and revokes sessions on sign-out. The
+signed-in page (templates/home.html, static/app.js) shows the access token counting down,
+a timeline of the silent refreshes as they happen, the user's sessions (revoke one, or
+sign out everywhere), and a switch that makes the token endpoint fail (switch.py), to
+watch a transient failure keep the user signed in.
 """
 
 from __future__ import annotations
@@ -35,22 +39,29 @@ import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from string import Template
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 from fastapi_authkit import (
     AuthKitMiddleware,
     AuthStateDep,
     CurrentUser,
+    SessionInfo,
     StoreUnavailableError,
     create_issuer,
     create_refresh,
     create_store,
     require_auth,
 )
-from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
+from fastapi_authkit.stores import SessionStore
+
+from .switch import FailureSwitch, SwitchedMemoryStore, SwitchedRedisStore
 
 USERS = {"demo": {"password": "demo", "name": "Demo User"}}
 
@@ -116,62 +127,21 @@ def _derive(secret: str, purpose: str) -> bytes:
     return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).digest()
 
 
-LOGIN_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Sign in · fastapi-authkit demo</title></head>
-<body>
-<h1>Sign in</h1>
-{error}
-<form method="post" action="/login">
-  <label>Username <input name="username" autocomplete="username" value="demo"></label>
-  <label>Password <input name="password" type="password" autocomplete="current-password"></label>
-  <button type="submit">Sign in</button>
-</form>
-<p>Demo account: <code>demo</code> / <code>demo</code>.</p>
-</body></html>
-"""
+HERE = Path(__file__).resolve().parent
+# Plain HTML with $placeholders (string.Template: no clash with CSS or JS braces); the
+# stylesheet and the script are static files. No build step, no dependency.
+LOGIN_PAGE = Template((HERE / "templates" / "login.html").read_text())
+HOME_PAGE = Template((HERE / "templates" / "home.html").read_text())
+LOGIN_ERROR = '<p class="alert" role="alert">$message</p>'
 
-HOME_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>fastapi-authkit demo</title></head>
-<body>
-<h1>Signed in as <span id="user">{name}</span></h1>
-<p>Access token expires in <span id="remaining" data-exp="{exp}">{remaining}</span> s
-   (it is refreshed on the server, silently, when it nears expiry).</p>
-<p><button id="me">Call /api/me</button> <button id="ping">POST /api/ping</button>
-   <button id="logout">Sign out</button>
-   <button id="logout-everywhere">Sign out everywhere</button></p>
-<pre id="out"></pre>
-<script>
-function csrf() {{
-  const m = document.cookie.match(/(?:^|; )_auth_csrf=([^;]*)/);
-  return m ? decodeURIComponent(m[1]) : "";
-}}
-const out = document.getElementById("out");
-const remaining = document.getElementById("remaining");
-setInterval(() => {{
-  const left = Math.round(Number(remaining.dataset.exp) - Date.now() / 1000);
-  remaining.textContent = Math.max(0, left);
-}}, 1000);
-document.getElementById("me").onclick = async () => {{
-  const r = await fetch("/api/me", {{credentials: "include"}});
-  const body = await r.json();
-  if (body.exp) remaining.dataset.exp = body.exp;
-  out.textContent = r.status + " " + JSON.stringify(body);
-}};
-document.getElementById("ping").onclick = async () => {{
-  const r = await fetch("/api/ping", {{method: "POST", credentials: "include",
-                                       headers: {{"X-CSRF-Token": csrf()}}}});
-  out.textContent = r.status + " " + await r.text();
-}};
-for (const [id, path] of [["logout", "/logout"], ["logout-everywhere", "/logout-everywhere"]]) {{
-  document.getElementById(id).onclick = async () => {{
-    await fetch(path, {{method: "POST", credentials: "include",
-                       headers: {{"X-CSRF-Token": csrf()}}}});
-    location.href = "/login";
-  }};
-}}
-</script>
-</body></html>
-"""
+
+class SwitchBody(BaseModel):
+    failing: bool
+
+
+def login_page(error: str = "") -> str:
+    alert = Template(LOGIN_ERROR).substitute(message=html.escape(error)) if error else ""
+    return LOGIN_PAGE.substitute(error=alert)
 
 
 def create_app(
@@ -183,10 +153,14 @@ def create_app(
     """Build the demo site; tests call this with their own settings, clock and backend."""
     if backend is None:
         backend = (
-            RedisStore.from_url(settings.redis_url, wait_replicas=settings.redis_wait_replicas)
+            SwitchedRedisStore.connect(
+                settings.redis_url, wait_replicas=settings.redis_wait_replicas, clock=clock
+            )
             if settings.redis_url
-            else MemoryStore()
+            else SwitchedMemoryStore(clock)
         )
+    # The "make the token endpoint fail" switch (None for a backend a test brought).
+    switch: FailureSwitch | None = getattr(backend, "switch", None)
     issuer = create_issuer(
         backend=backend,
         signing_key=_derive(settings.secret, "access-token"),
@@ -200,12 +174,13 @@ def create_app(
         grace=settings.grace,
         clock=clock,
     )
+    interval = min(10, settings.access_ttl // 3)
     store = create_store(
         secret_key=_derive(settings.secret, "cookies"),
         token_issuer=issuer,
         refresh=create_refresh(
             # Refresh in the last third of the token's life (at most 10 s before exp).
-            interval=min(10, settings.access_ttl // 3),
+            interval=interval,
             refresh_api_callback=issuer.refresh,
             grace_period=settings.grace,
         ),
@@ -222,11 +197,22 @@ def create_app(
 
     app = FastAPI(title="fastapi-authkit demo", lifespan=lifespan)
     app.add_middleware(AuthKitMiddleware, store=store)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.state.issuer = issuer
+    app.state.failure_switch = switch
+
+    @app.exception_handler(StoreUnavailableError)
+    async def store_unavailable(request: Request, exc: StoreUnavailableError) -> JSONResponse:
+        # Redis down or failing over (a session list, a revocation): try again shortly.
+        return JSONResponse(
+            {"detail": "the session store is unavailable; try again"},
+            status_code=503,
+            headers={"Retry-After": str(store.retry_after)},
+        )
 
     @app.get("/login", response_class=HTMLResponse)
     async def login_form() -> str:
-        return LOGIN_PAGE.format(error="")
+        return login_page()
 
     @app.post("/login", response_model=None)
     async def login(
@@ -237,17 +223,14 @@ def create_app(
     ) -> RedirectResponse | HTMLResponse:
         user = USERS.get(username)
         if user is None or not hmac.compare_digest(user["password"], password):
-            page = LOGIN_PAGE.format(error='<p role="alert">Wrong username or password.</p>')
-            return HTMLResponse(page, status_code=401)
+            return HTMLResponse(login_page("Wrong username or password."), status_code=401)
         try:
             await issuer.sign_in(
                 request, username, user_state={"username": username, "name": user["name"]}
             )
         except StoreUnavailableError:
             # Redis down or failing over: nothing was issued; the user can simply retry.
-            page = LOGIN_PAGE.format(
-                error='<p role="alert">Signing in is unavailable right now; try again.</p>'
-            )
+            page = login_page("Signing in is unavailable right now; try again.")
             return HTMLResponse(page, status_code=503, headers={"Retry-After": "5"})
         return RedirectResponse("/", status_code=303)
 
@@ -256,11 +239,15 @@ def create_app(
         user: Annotated[Any, Depends(require_auth(fallback_path="/login"))],
         state: AuthStateDep,
     ) -> str:
-        exp = int(state.claims["exp"]) if state.claims else 0
-        return HOME_PAGE.format(
+        claims = state.claims or {}
+        exp = int(claims.get("exp", 0))
+        return HOME_PAGE.substitute(
             name=html.escape(str(user.get("name", ""))),
             exp=exp,
             remaining=max(0, exp - int(clock())),
+            jti=html.escape(str(claims.get("jti", ""))),
+            sid=html.escape(str(claims.get("sid", ""))),
+            refresh_when=f"in its last {interval} s" if interval else "once it has expired",
         )
 
     @app.get("/api/me")
@@ -268,6 +255,54 @@ def create_app(
         # "worker" shows which uvicorn process answered when running with --workers N.
         exp = state.claims["exp"] if state.claims else None
         return {"user": user, "exp": exp, "worker": os.getpid()}
+
+    @app.get("/api/token")
+    async def token(request: Request, user: CurrentUser, state: AuthStateDep) -> dict[str, Any]:
+        """The access token this request ended up with, for the page's countdown and its
+        timeline of silent refreshes (a new ``jti`` is a new token)."""
+        claims = state.claims or {}
+        presented = request.cookies.get(store.names.access)
+        return {
+            "jti": claims.get("jti"),
+            "sid": claims.get("sid"),
+            "iat": claims.get("iat"),
+            "exp": claims.get("exp"),
+            "now": clock(),
+            # The middleware refreshed before this route ran: the cookie it came with (if
+            # the browser still had one) is not the token it has now.
+            "refreshed": presented != state.token,
+            "refresh_failing": state.unavailable,  # still valid, its refresh failed
+            "worker": os.getpid(),
+        }
+
+    @app.get("/api/sessions")
+    async def sessions(request: Request, user: CurrentUser) -> list[SessionInfo]:
+        return await issuer.sessions(request)
+
+    @app.delete("/api/sessions/{session_id}")
+    async def revoke_session(
+        request: Request, session_id: str, user: CurrentUser, state: AuthStateDep
+    ) -> dict[str, bool]:
+        current = (state.claims or {}).get("sid") == session_id
+        if not await issuer.revoke_session(request, session_id):
+            raise HTTPException(404, "no such session")
+        return {"revoked": True, "signed_out": current}
+
+    @app.get("/api/token-endpoint")
+    async def token_endpoint() -> dict[str, bool]:
+        if switch is None:
+            raise HTTPException(404, "this app has no failure switch")
+        return {"failing": await switch.is_on()}
+
+    @app.put("/api/token-endpoint")
+    async def set_token_endpoint(body: SwitchBody) -> dict[str, bool]:
+        # Public on purpose: once the access token has expired during the "outage", the
+        # page must still be able to turn it off. (The CSRF check applies all the
+        # same when the request carries the session's cookies.)
+        if switch is None:
+            raise HTTPException(404, "this app has no failure switch")
+        await switch.turn(body.failing)
+        return {"failing": body.failing}
 
     @app.post("/api/ping")
     async def ping(user: CurrentUser) -> dict[str, Any]:

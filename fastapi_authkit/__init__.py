@@ -40,7 +40,7 @@ from .errors import (
     UnknownKeyError,
     UserStateError,
 )
-from .issuer import IssuedTokens, Issuer, create_issuer
+from .issuer import IssuedTokens, Issuer, SessionInfo, create_issuer
 from .middleware import AuthKitMiddleware
 from .state import AuthState, get_auth_state, sign_in, sign_out
 
@@ -70,6 +70,7 @@ __all__ = [
     "RefreshResult",
     "RefreshTimeoutError",
     "ReplicaConfirmationError",
+    "SessionInfo",
     "StoreUnavailableError",
     "TokenError",
     "TokenExpiredError",

@@ -17,14 +17,16 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
+from .clientinfo import client_info
 from .config import seconds
 from .errors import ConfigurationError, StoreUnavailableError
+from .source import SESSION_CLAIM
 from .state import get_auth_state, refuse_cross_site, sign_in, sign_out
-from .stores.base import SessionStore
-from .tokenissuer import ACCESS_TOKEN_TYPE, IssuedTokens, TokenIssuer
+from .stores.base import SessionInfo, SessionStore
+from .tokenissuer import ACCESS_TOKEN_TYPE, MAX_SESSIONS_LISTED, IssuedTokens, TokenIssuer
 from .tokens import HMAC_ALGORITHMS, check_algorithm, describe_key, prepare_key
 
-__all__ = ["ACCESS_TOKEN_TYPE", "IssuedTokens", "Issuer", "create_issuer"]
+__all__ = ["ACCESS_TOKEN_TYPE", "IssuedTokens", "Issuer", "SessionInfo", "create_issuer"]
 
 logger = logging.getLogger("fastapi_authkit")
 
@@ -70,7 +72,7 @@ class Issuer(TokenIssuer):
         refuse_cross_site(conn, state.store)
         if state.refresh_token is not None:
             await self.revoke(state.refresh_token)
-        tokens = await self.issue(subject)
+        tokens = await self.issue(subject, client=client_info(conn.scope))
         sign_in(
             conn,
             auth={"token": tokens.access_token, "type": "Bearer"},
@@ -107,6 +109,62 @@ class Issuer(TokenIssuer):
         sign_out(conn)
         state.revoke_signed_out = False  # done above (or failed, and said so)
         return revoked
+
+    # --- the signed-in user's sessions ---------------------------------------------------
+
+    async def sessions(
+        self, conn: HTTPConnection, *, limit: int = MAX_SESSIONS_LISTED
+    ) -> list[SessionInfo]:
+        """The live sessions of the connection's signed-in user, for a "your sessions"
+        page: this one first (``current=True``), then the most recently active, at most
+        ``limit`` (1 to 100). Each is a :class:`SessionInfo` (a dataclass: FastAPI answers
+        it as JSON). Signed out, the list is empty; use it behind ``current_user`` or
+        ``require_auth``. Raises :class:`StoreUnavailableError` when the store cannot
+        answer."""
+        subject, current = _identity(conn)
+        if subject is None:
+            return []
+        return await self.list_sessions(subject, current=current, limit=limit)
+
+    def revoke_session(self, conn: HTTPConnection, session_id: str) -> Coroutine[Any, Any, bool]:
+        """End one of the signed-in user's sessions by its id (a :class:`SessionInfo`'s
+        ``id``): ``await issuer.revoke_session(request, session_id)``. True when this ended
+        it; False when the user has no such live session: an unknown or malformed id, one
+        already ended, or **another user's** session, which is never touched (only the
+        connection's own subject's sessions can be revoked here). Every worker refuses the
+        ended session from then on. Ending the connection's own session also signs it out
+        (its cookies are cleared on the response), as :meth:`sign_out` does.
+
+        Call it from an unsafe-method route (POST, DELETE), so that the kit's CSRF check
+        applies. Raises :class:`StoreUnavailableError` when the store cannot answer (nothing
+        is revoked or cleared). Must be awaited, like :meth:`sign_in`."""
+        return get_auth_state(conn).must_be_awaited(
+            "issuer.revoke_session", lambda: self._revoke_session(conn, session_id)
+        )
+
+    async def _revoke_session(self, conn: HTTPConnection, session_id: str) -> bool:
+        subject, current = _identity(conn)
+        if subject is None:
+            return False
+        ended = await self.revoke_subject_session(subject, session_id)
+        if session_id == current:
+            # Its own session: signed out here as well (also when it had ended already).
+            state = get_auth_state(conn)
+            sign_out(conn)
+            state.revoke_signed_out = False  # revoked above
+        return ended
+
+
+def _identity(conn: HTTPConnection) -> tuple[str | None, str | None]:
+    """The connection's subject and session id (its access token's ``sid``), or Nones."""
+    claims = get_auth_state(conn).claims
+    if not claims:
+        return None, None
+    subject, family = claims.get("sub"), claims.get(SESSION_CLAIM)
+    return (
+        subject if isinstance(subject, str) and subject else None,
+        family if isinstance(family, str) else None,
+    )
 
 
 def create_issuer(

@@ -19,6 +19,7 @@ from typing import Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .callback import RefreshParam
+from .clientinfo import client_info
 from .config import AuthStore
 from .errors import ConfigurationError, StoreUnavailableError
 from .jsoncopy import private_copy
@@ -119,7 +120,7 @@ class AuthKitMiddleware:
         elif decision.__class__ is Reading:
             state = _published(self.store, decision)
             if decision.then:
-                state = await self._settle(state, decision)
+                state = await self._settle(state, decision, scope)
         else:
             # Before any refresh: a forged request must not even rotate tokens.
             logger.info("refused %s %s: %s", scope.get("method", "WS"), scope["path"], decision[0])
@@ -233,7 +234,7 @@ class AuthKitMiddleware:
         await send(_CSRF_START)
         await send({"type": "http.response.body", "body": _CSRF_BODY})
 
-    async def _settle(self, state: AuthState, reading: Reading) -> AuthState:
+    async def _settle(self, state: AuthState, reading: Reading, scope: Scope) -> AuthState:
         """The I/O part: the session check (revocation), then a refresh when one is due."""
         store, then = self.store, reading.then
         if then & CLEAR:
@@ -266,7 +267,8 @@ class AuthKitMiddleware:
             refresh_token,
             refresh.grace_period,
             lambda: (
-                run_rotation(store, rotation, param, hint, state.sid)
+                # Who refreshes is recorded with the rotation (the session list shows it).
+                run_rotation(store, rotation, param, hint, state.sid, client_info(scope))
                 if rotation is not None
                 else run_callback(store, refresh, param, state.sid)
                 if shared is None

@@ -94,7 +94,10 @@ class Reading(NamedTuple):
 
     ``token``/``token_type``/``claims`` describe a verified, unexpired access token (all
     None otherwise); ``sid`` and ``user_state`` come from a valid state cookie of this
-    session; ``refresh_token`` is the refresh cookie. ``access`` is the access token as
+    session. In cookie mode there are claims only with that state cookie: an access token
+    without its session's state cookie is no identity, so the user is always the user
+    state ``sign_in`` gave (or the claims when it gave none), never one for the other.
+    ``refresh_token`` is the refresh cookie. ``access`` is the access token as
     presented (also when expired: it goes to the refresh callback), ``expired`` whether it
     was correctly signed but past ``exp``.
     """
@@ -335,12 +338,14 @@ class RequestReader:
             self._debug("state cookie rejected (tampered, foreign or too old)")
         elif session is not None:
             bound = belongs(session, access, refresh_token)
-            if bound is None and store.refresh is not None:
+            if bound is None:
                 # A state cookie from version 0.1.0 (bound to the refresh token only): it
-                # carries its session into a refresh now, which issues the cookies bound to
-                # the access token too, so nobody is signed out by the upgrade.
-                self._debug("state cookie from version 0.1.0; refreshing to re-bind it")
-                migrate = True
+                # still holds its session, and with refresh configured it carries it into a
+                # refresh now, which issues the cookies bound to the access token too, so
+                # nobody is signed out by the upgrade.
+                if store.refresh is not None:
+                    self._debug("state cookie from version 0.1.0; refreshing to re-bind it")
+                    migrate = True
             elif not bound:
                 # Another session's state (its user state, its CSRF binding), or an older
                 # one of this session (an old user state) next to a newer access token.
@@ -352,8 +357,21 @@ class RequestReader:
             if reason is not None:
                 # Before any refresh: a forged request must not even rotate tokens.
                 return Refused(reason)
+        if session is None:
+            # An identity is the access token *and* its session's state cookie (the session
+            # id, the user state, the binding to these tokens). Without the state cookie the
+            # user would be the bare claims instead of the user state sign_in gave, so a
+            # route reading user["name"] would fail: the request is anonymous, its cookies
+            # are left as they are, and no refresh is attempted (anyone can send a refresh
+            # cookie; only one paired with its signed state cookie is a session's).
+            if access is not None or refresh_token is not None:
+                self._debug(
+                    "no valid state cookie for these tokens (missing, rejected, or issued "
+                    "with other tokens): anonymous, cookies left as they are"
+                )
+            return Reading(refresh_token=refresh_token)
 
-        sid, user_state = (session.sid, session.user_state) if session is not None else (None, None)
+        sid, user_state = session.sid, session.user_state
         token = token_type = claims = expired_claims = None
         expired = False
         if access is not None:
@@ -386,13 +404,7 @@ class RequestReader:
             and refresh_token is not None
             and (migrate or claims is None or needs_refresh(claims["exp"], now, refresh.interval))
         ):
-            if session is not None:
-                then = REFRESH
-            else:
-                # Anyone can send a refresh cookie; only one paired with the signed state
-                # cookie issued with it is a session's. Without that, the auth server is
-                # not asked (each unpaired cookie used to cost it a call).
-                self._debug("refresh cookie without its session's state cookie; not refreshed")
+            then = REFRESH
         family = None
         if claims is not None and self._known is not None:
             family = claims.get(SESSION_CLAIM)
@@ -422,7 +434,6 @@ class RequestReader:
             and token is not None
             and claims is not None
             and raw_state is not None
-            and sid is not None
         ):
             self._remember(parsed, reading, token, claims, raw_state, now, family)
         return reading

@@ -35,6 +35,7 @@ import anyio
 import anyio.to_thread
 
 from .callback import RefreshParam, RefreshResult
+from .clientinfo import ClientInfo
 from .config import AuthStore, RefreshConfig
 from .errors import (
     AuthKitError,
@@ -333,13 +334,15 @@ async def run_rotation(
     param: RefreshParam,
     hint: Mapping[str, Any] | None,
     sid: str | None,
+    client: ClientInfo | None = None,
 ) -> Outcome:
     """Refresh through the token source's own rotation (the built-in issuer): one call to
     its store, exactly-once across processes by itself, so no cross-process flight around
     it. ``hint`` is the old access token's verified claims (also when expired): whom to mint
     the successor for before that call. What the cookies are built from (this process's
     time, the session id, the user state) is sealed with the pair, so a process that gets
-    the pair again within the grace period builds the same cookies. Never raises an
+    the pair again within the grace period builds the same cookies. ``client`` (who
+    refreshes) is recorded with the rotation, in that same call. Never raises an
     Exception."""
     now = store.clock()
     sid = sid or new_sid()
@@ -351,6 +354,7 @@ async def run_rotation(
             subject=subject if isinstance(subject, str) else None,
             context=context,
             now=now,
+            client=client,
         )
     except StoreUnavailableError as exc:
         store.notices.refresh_failed("refresh failed transiently; session kept: %s", exc, exc=None)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
 from .callback import RefreshParam, RefreshResult
+from .clientinfo import ClientInfo
 from .stores.base import SessionStore
 
 __all__ = ["SESSION_CLAIM", "Rotate", "Rotation", "TokenSource"]
@@ -40,11 +41,18 @@ class Rotate(Protocol):
     ``subject`` (the old access token's, when there is one) lets the successor be offered in
     the first call to the store; ``context`` is sealed with the pair, so that every process
     handing out this pair (within the grace period) builds the same cookies from it, and
-    comes back in :attr:`Rotation.context`.
+    comes back in :attr:`Rotation.context`. ``client`` made the request that refreshes (the
+    session's list records it).
     """
 
     def __call__(
-        self, refresh_token: str, *, subject: str | None, context: str, now: float
+        self,
+        refresh_token: str,
+        *,
+        subject: str | None,
+        context: str,
+        now: float,
+        client: ClientInfo | None = None,
     ) -> Awaitable[Rotation]: ...
 
 

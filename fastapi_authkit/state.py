@@ -259,6 +259,11 @@ def sign_in(
         session_refresh_token=refresh,
         now=now,
     )
+    if refresh is None and state.refresh_token is not None:
+        # A session without a refresh token replaces one with it: the old refresh cookie
+        # goes, or the new state cookie (bound to the access token) would be read against
+        # it, and the new session would be anonymous.
+        cookies += (store.policy.delete(store.names.refresh),)
     state._route_cookies = cookies
     state._cookies_queued = True
     if state.refresh_token is not None and state.refresh_token != refresh:

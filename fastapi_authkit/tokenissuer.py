@@ -24,14 +24,15 @@ import math
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jwt
 
 from .callback import RefreshParam, RefreshResult
+from .clientinfo import ClientInfo
 from .source import SESSION_CLAIM, Rotation
-from .stores.base import SessionStore
+from .stores.base import SessionInfo, SessionStore
 from .stores.memory import MemoryStore
 from .stores.sealing import open_sealed, seal, token_id
 from .tokens import unverified_expiry
@@ -44,6 +45,8 @@ logger = logging.getLogger("fastapi_authkit")
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 # A family id as new_family_id makes them (base64url), within a bound.
 _FAMILY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# The most sessions one call lists (and its default): a page, not a dump.
+MAX_SESSIONS_LISTED = 100
 
 
 def new_family_id() -> str:
@@ -150,8 +153,9 @@ class TokenIssuer:
             claims, self._signing_key, algorithm=self.algorithm, headers=self._headers
         )
 
-    async def issue(self, subject: str) -> IssuedTokens:
-        """Start a new session family for ``subject`` and return its first pair."""
+    async def issue(self, subject: str, *, client: ClientInfo | None = None) -> IssuedTokens:
+        """Start a new session family for ``subject`` and return its first pair; ``client``
+        (who signs in) is recorded for :meth:`list_sessions`."""
         if not isinstance(subject, str) or not subject:
             raise ValueError("subject must be a non-empty string")
         now = self.clock()
@@ -164,6 +168,7 @@ class TokenIssuer:
             now=now,
             idle_ttl=self.idle_ttl,
             absolute_ttl=self.absolute_ttl,
+            client=client,
         )
         return IssuedTokens(
             access_token=self.mint_access(subject, family_id, now),
@@ -190,6 +195,7 @@ class TokenIssuer:
         subject: str | None = None,
         context: str = "",
         now: float | None = None,
+        client: ClientInfo | None = None,
     ) -> Rotation:
         """Rotate ``refresh_token``: its successor pair, or the same pair again for the
         immediate predecessor within the grace period, or the end of the session.
@@ -200,7 +206,8 @@ class TokenIssuer:
         other within the grace period ``replay`` with that caller's sealed pair); a
         successor offered by a caller that did not win is discarded, never handed out.
         Without them (no access token left, or a token of an earlier version) the store is
-        asked first. Raises :class:`StoreUnavailableError` when the store cannot answer.
+        asked first. ``client`` (who refreshes) is recorded with the rotation, in the same
+        call. Raises :class:`StoreUnavailableError` when the store cannot answer.
         """
         presented = refresh_token
         tid = token_id(presented, "refresh")
@@ -220,6 +227,7 @@ class TokenIssuer:
                 successor_id=token_id(successor, "refresh"),
                 sealed=sealed,
                 subject_hint=subject,
+                client=client,
                 **options,
             )
             if outcome.status == "rotated":
@@ -236,6 +244,7 @@ class TokenIssuer:
                 successor_id=token_id(successor, "refresh"),
                 sealed=sealed,
                 subject_hint=outcome.subject,
+                client=client,
                 **options,
             )
             if outcome.status == "rotated":
@@ -302,6 +311,45 @@ class TokenIssuer:
     async def revoke_subject(self, subject: str) -> int:
         """Revoke every session of ``subject`` ("sign out everywhere")."""
         return await self.backend.revoke_subject(subject)
+
+    # --- a subject's sessions ------------------------------------------------------------
+
+    async def list_sessions(
+        self, subject: str, *, current: str | None = None, limit: int = MAX_SESSIONS_LISTED
+    ) -> list[SessionInfo]:
+        """The live sessions of ``subject``, for a "your sessions" page: the one whose id is
+        ``current`` first (marked ``current``), then the most recently refreshed or signed
+        in; at most ``limit`` (1 to 100). Raises
+        :class:`StoreUnavailableError` when the store cannot answer.
+
+        For the signed-in user's own sessions, :meth:`Issuer.sessions` takes the request
+        instead. This one is for the app's own tools (support staff looking at a user)."""
+        if not isinstance(subject, str) or not subject:
+            raise ValueError("subject must be a non-empty string")
+        if (
+            not isinstance(limit, int)
+            or isinstance(limit, bool)
+            or not 1 <= limit <= MAX_SESSIONS_LISTED
+        ):
+            raise ValueError(f"limit must be an int from 1 to {MAX_SESSIONS_LISTED}")
+        found = await self.backend.sessions(subject, now=self.clock())
+        found.sort(key=lambda s: (s.id != current, -(s.refreshed_at or s.created_at or 0.0), s.id))
+        return [
+            replace(session, current=True) if session.id == current else session
+            for session in found[:limit]
+        ]
+
+    async def revoke_subject_session(self, subject: str, session_id: str) -> bool:
+        """End the session ``session_id`` of ``subject``: True when this call ended it,
+        False when ``subject`` has no such live session (an unknown id, a session already
+        ended, or another subject's: never revoked through here). Every worker refuses it
+        from then on, as after a sign-out. Raises :class:`StoreUnavailableError` when the
+        store cannot answer."""
+        if not isinstance(subject, str) or not subject:
+            raise ValueError("subject must be a non-empty string")
+        if not isinstance(session_id, str) or not _FAMILY_ID.fullmatch(session_id):
+            return False  # not an id this issuer makes: no session of anyone's
+        return await self.backend.revoke_family(session_id, subject=subject)
 
 
 def _unverified_claims(token: str | None) -> dict[str, Any]:

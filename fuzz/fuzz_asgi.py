@@ -150,7 +150,7 @@ def _build() -> SimpleNamespace:
     store = cookie_app.state.store
     exp = int(NOW) + 300
     expired = token(ttl=-100)
-    pieces = (
+    tokens = (
         token(),
         expired,
         token(key=OTHER_KEY),
@@ -161,6 +161,13 @@ def _build() -> SimpleNamespace:
         forge({"alg": "HS256", "kid": "../../dev/null"}, {"sub": "x", "exp": exp}, ""),
         forge({"alg": "HS256"}, b'{"sub": "x", "exp": NaN}', TOKEN_KEY),
         forge({"alg": "HS256"}, b"[1]", TOKEN_KEY),
+    )
+    pieces = (
+        *tokens,
+        # An identity is the access cookie with its session's state cookie: one bound to
+        # each token (a session without a refresh token), so that the token's signature is
+        # what decides whether it authenticates.
+        *(store.state_codec.dumps("sid-1", {"n": 1}, t, (t,)) for t in tokens),
         # The state cookie of the refresh token's session: alone (the access cookie gone)
         # and with the expired access token it was issued with, so both refresh.
         store.state_codec.dumps("sid-1", {"n": 1}, GOOD_REFRESH),

@@ -23,7 +23,10 @@ ROOT = Path(fastapi_authkit.__file__).resolve().parent
 # policy), so it sits above them; the reader decides with the configuration; the request
 # state sits on the reader's layer and below everything that changes a request.
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("foundations", frozenset({"errors", "fifo", "jsoncopy", "callback", "notices"})),
+    (
+        "foundations",
+        frozenset({"errors", "fifo", "jsoncopy", "callback", "notices", "clientinfo"}),
+    ),
     (
         "stores (know nothing of requests)",
         frozenset(

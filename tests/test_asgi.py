@@ -421,6 +421,7 @@ def test_debug_logs_each_decision(clock: Clock, caplog: pytest.LogCaptureFixture
     assert "access token expired" in caplog.text
     assert "refresh succeeded" in caplog.text
     assert "state cookie rejected" in caplog.text
+    assert "no valid state cookie for these tokens" in caplog.text  # so: anonymous
 
 
 def test_without_debug_no_decision_is_logged(
@@ -438,14 +439,16 @@ def test_without_debug_no_decision_is_logged(
 
 def test_two_differently_configured_apps_coexist(clock: Clock) -> None:
     a = client(build_app(create_store(secret_key=SECRET_KEY, token_key=TOKEN_KEY, clock=clock)))
-    b = client(
-        build_app(
-            create_store(secret_key=SECRET_KEY, token_key="b" * 40, auth_name="other", clock=clock)
-        )
+    b_store = create_store(
+        secret_key=SECRET_KEY, token_key="b" * 40, auth_name="other", clock=clock
     )
+    b = client(build_app(b_store))
     login(a, clock)
     assert "_auth" in a.cookies
-    b.cookies.set("other", a.cookies["_auth"])
+    token = a.cookies["_auth"]
+    b.cookies.set("other", token)
+    # With b's state cookie for that token: only the token's key can make it anonymous.
+    b.cookies.set("other_state", b_store.state_codec.dumps("sid-0", None, token, (token,)))
     assert b.get("/me").status_code == 401  # signed with a's key: not b's
     b.cookies.clear()
     response = b.post("/login", json={"token": make_token(clock, key="b" * 40)})

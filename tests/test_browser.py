@@ -8,15 +8,24 @@ response really rotate the browser's cookie jar, and the page's own JavaScript s
 CSRF header. The auth cookies are ``Secure``; Chromium accepts them on ``http://127.0.0.1``
 (a potentially trustworthy origin).
 
+And the signed-in page itself, feature by feature: the access token counting down and the
+timeline of silent refreshes (old -> new token id) as they happen, the list of sessions
+with "revoke" and "sign out everywhere" across three browsers, and the switch that makes
+the token endpoint fail: the 503 + Retry-After period, then recovery of the same session.
+Each leaves a screenshot in test-artifacts/.
+
 No browser is ever downloaded: ``bash scripts/test`` installs Debian's ``chromium``, and a
 missing ``/usr/bin/chromium`` is a failure, not a skip.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +70,27 @@ CSRF_JS = """
 """
 
 
+PHONE_UA = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1"
+)
+TABLET_UA = (
+    "Mozilla/5.0 (Linux; Android 15; Pixel Tablet) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/139.0.0.0 Safari/537.36"
+)
+VIEWPORT = {"width": 1200, "height": 900}
+
+
+@contextmanager
+def example_site(tmp_path: Path, access_ttl: int) -> Iterator[str]:
+    env = {"AUTHKIT_SECRET": SECRET, "AUTHKIT_ACCESS_TTL": str(access_ttl)}
+    with run_example_app(tmp_path, env) as base_url:
+        yield base_url
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    env = {"AUTHKIT_SECRET": SECRET, "AUTHKIT_ACCESS_TTL": str(ACCESS_TTL)}
-    with run_example_app(tmp_path, env) as base_url:
+    with example_site(tmp_path, ACCESS_TTL) as base_url:
         yield base_url
 
 
@@ -98,6 +124,46 @@ def context(browser: Browser, server: str) -> Iterator[BrowserContext]:
         context.close()
 
 
+def new_context(browser: Browser, server: str, user_agent: str | None = None) -> BrowserContext:
+    context = browser.new_context(base_url=server, user_agent=user_agent, viewport=VIEWPORT)
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
+    return context
+
+
+def sign_in(context: BrowserContext, server: str, errors: list[str]) -> Page:
+    """Sign in through the form, as a person would: the signed-in page (its script errors
+    are appended to ``errors``)."""
+    page = context.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("/login")
+    page.fill("input[name=username]", "demo")
+    page.fill("input[name=password]", "demo")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server}/")
+    expect(page.locator("#user")).to_have_text("Demo User")
+    return page
+
+
+def screenshot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    path.unlink(missing_ok=True)
+    page.screenshot(path=path, full_page=True)
+    assert path.is_file()
+    assert path.stat().st_size > 10_000  # a rendered page, not an empty one
+    return path
+
+
+def claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT (no verification: the browser's own cookie, read back)."""
+    payload = token.split(".")[1]
+    parsed: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return parsed
+
+
 def jar(context: BrowserContext) -> dict[str, Any]:
     """The browser's own cookie jar: name -> cookie."""
     return {cookie["name"]: cookie for cookie in context.cookies()}
@@ -121,6 +187,9 @@ def page_fetch(page: Page, method: str, path: str, csrf: str | None = None) -> d
 def test_sign_in_refresh_csrf_and_sign_out_in_chromium(
     context: BrowserContext, server: str
 ) -> None:
+    # This test is about the refreshes that navigations and fetch() bring about, so the
+    # page's own polling (the countdown, the sessions list, the switch) is held back.
+    context.route(re.compile(r".*/api/(token|sessions|token-endpoint)$"), lambda r: r.abort())
     page = context.new_page()
     page_errors: list[str] = []
     page.on("pageerror", lambda error: page_errors.append(str(error)))
@@ -213,3 +282,182 @@ def test_sign_in_refresh_csrf_and_sign_out_in_chromium(
     assert redirect.status == 303
 
     assert page_errors == []
+
+
+# --- the signed-in page, feature by feature ----------------------------------------------------
+
+
+def timeline(page: Page, kind: str) -> list[dict[str, str]]:
+    """The timeline's entries of one kind, newest first: their data attributes."""
+    entries: list[dict[str, str]] = page.eval_on_selector_all(
+        f"#timeline li.ev-{kind}", "items => items.map(item => ({...item.dataset}))"
+    )
+    return entries
+
+
+def wait_for_entries(page: Page, kind: str, count: int, within: float) -> list[dict[str, str]]:
+    deadline = time.monotonic() + within
+    while len(entries := timeline(page, kind)) < count:
+        if time.monotonic() > deadline:
+            pytest.fail(f"fewer than {count} {kind!r} entries after {within}s: {entries}")
+        time.sleep(0.1)
+    return entries
+
+
+def test_the_countdown_and_the_timeline_of_silent_refreshes(browser: Browser, server: str) -> None:
+    context = new_context(browser, server)
+    errors: list[str] = []
+    page = sign_in(context, server, errors)
+    first = claims(jar(context)["_auth"]["value"])
+    assert page.locator("#jti").inner_text() == first["jti"]
+    assert page.locator("#sid").inner_text() == first["sid"]
+
+    # The countdown runs: whole seconds down to 0.
+    seen = set()
+    deadline = time.monotonic() + ACCESS_TTL + 1
+    while time.monotonic() < deadline:
+        seen.add(int(page.locator("#remaining").inner_text()))
+        time.sleep(0.1)
+    assert len(seen) >= 2, seen
+    assert seen <= set(range(ACCESS_TTL + 2)), seen  # exp is rounded up
+
+    # The page only asks GET /api/token; the server refreshes silently on one of those
+    # requests, and every new token id shows up as "old -> new".
+    refreshes = wait_for_entries(page, "refresh", 3, within=6 * (ACCESS_TTL + 1))
+    loaded = timeline(page, "loaded")
+    assert [entry["to"] for entry in loaded] == [first["jti"]]
+    chain = [first["jti"], *(entry["to"] for entry in reversed(refreshes))]
+    assert [entry["from"] for entry in reversed(refreshes)] == chain[:-1]
+    assert len(set(chain)) == len(chain)  # a new token each time
+    # The newest entry is the token the browser holds (once the page has seen the latest
+    # response), in the same session.
+    deadline = time.monotonic() + 5
+    while (held := jar(context).get("_auth")) is None or (
+        claims(held["value"])["jti"] != page.locator("#jti").inner_text()
+    ):
+        assert time.monotonic() < deadline, "the page does not show the token the browser holds"
+        time.sleep(0.05)
+    assert claims(held["value"])["sid"] == first["sid"]
+    expect(page.locator("#refresh-count")).not_to_have_text("0")
+    expect(page.locator("#timeline li.ev-refresh").first).to_contain_text("same session")
+    screenshot(page, "timeline.png")
+    assert errors == []
+    context.close()
+
+
+def session_rows(page: Page) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = page.eval_on_selector_all(
+        "#sessions tr",
+        """rows => rows.map(row => ({id: row.dataset.id, current: row.classList.contains("current"),
+                                     text: row.innerText}))""",
+    )
+    return rows
+
+
+def wait_for_rows(page: Page, count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 10
+    while len(rows := session_rows(page)) != count:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the sessions list shows {len(rows)} sessions, not {count}: {rows}")
+        time.sleep(0.1)
+    return rows
+
+
+def test_the_sessions_list_revoke_and_sign_out_everywhere(browser: Browser, server: str) -> None:
+    errors: list[str] = []
+    laptop_context = new_context(browser, server)
+    phone_context = new_context(browser, server, PHONE_UA)
+    tablet_context = new_context(browser, server, TABLET_UA)
+    phone = sign_in(phone_context, server, errors)
+    tablet = sign_in(tablet_context, server, errors)
+    laptop = sign_in(laptop_context, server, errors)
+    sid = {
+        name: claims(jar(context)["_auth"]["value"])["sid"]
+        for name, context in (
+            ("laptop", laptop_context),
+            ("phone", phone_context),
+            ("tablet", tablet_context),
+        )
+    }
+
+    # The laptop's page lists all three, its own first and marked as this browser.
+    laptop.reload()  # without waiting for the list's next round
+    rows = wait_for_rows(laptop, 3)
+    assert rows[0]["id"] == sid["laptop"]
+    assert [row["current"] for row in rows] == [True, False, False]
+    assert "this browser" in rows[0]["text"]
+    by_id = {row["id"]: row["text"] for row in rows}
+    assert "Safari on iPhone" in by_id[sid["phone"]]
+    assert "Chrome on Android" in by_id[sid["tablet"]]
+    assert "127.0.0.1" in by_id[sid["phone"]]  # the address uvicorn put in the scope
+    screenshot(laptop, "sessions.png")
+
+    # Revoke the phone from the laptop: the row goes, and the phone's page (which asks
+    # every second) is signed out and sent to the login form.
+    with laptop.expect_response(lambda r: "/api/sessions/" in r.url) as revoked:
+        laptop.click(f"#sessions tr[data-id='{sid['phone']}'] button.revoke")
+    assert revoked.value.status == 200
+    assert revoked.value.request.headers.get("x-csrf-token")  # the page sent the header
+    rows = wait_for_rows(laptop, 2)
+    assert sid["phone"] not in {row["id"] for row in rows}
+    phone.wait_for_url(f"{server}/login")
+    assert not set(jar(phone_context)) & set(AUTH_COOKIES)
+    # The other two are untouched.
+    assert laptop.url == f"{server}/"
+    expect(tablet.locator("#user")).to_have_text("Demo User")
+
+    # "Sign out everywhere" from the laptop ends the tablet's session too.
+    laptop.click("#logout-everywhere")
+    laptop.wait_for_url(f"{server}/login")
+    tablet.wait_for_url(f"{server}/login")
+    assert not set(jar(laptop_context)) & set(AUTH_COOKIES)
+    assert not set(jar(tablet_context)) & set(AUTH_COOKIES)
+    assert errors == []
+    for context in (laptop_context, phone_context, tablet_context):
+        context.close()
+
+
+OUTAGE_TTL = 9  # refreshed in its last 3 s: a failed refresh shows while it is still valid
+
+
+def test_a_failing_token_endpoint_keeps_you_signed_in(browser: Browser, tmp_path: Path) -> None:
+    with example_site(tmp_path, OUTAGE_TTL) as server:
+        context = new_context(browser, server)
+        errors: list[str] = []
+        page = sign_in(context, server, errors)
+        before = jar(context)
+        session = claims(before["_auth"]["value"])["sid"]
+
+        # Switch the token endpoint to fail (a PUT with the CSRF header).
+        page.click("label.switch")
+        expect(page.locator("#switch-label")).to_contain_text("Failing")
+        # Its refresh fails while the token is still valid: the page keeps working...
+        wait_for_entries(page, "failed", 1, within=OUTAGE_TTL + 2)
+        expect(page.locator("#timeline li.ev-failed").first).to_contain_text("still valid")
+        # ...then it expires, and protected routes answer 503 with Retry-After.
+        [unavailable] = wait_for_entries(page, "unavailable", 1, within=OUTAGE_TTL + 2)
+        assert unavailable["retry"] == "5"  # create_store's retry_after
+        expect(page.locator("#outage-title")).to_have_text("503 with Retry-After: 5")
+        expect(page.locator("#status")).to_contain_text("503")
+        # Still signed in: nothing cleared, the refresh token not consumed.
+        during = jar(context)
+        assert during["_auth_refresh"]["value"] == before["_auth_refresh"]["value"]
+        assert during["_auth_state"]["value"] == before["_auth_state"]["value"]
+        assert page.url == f"{server}/"
+        screenshot(page, "outage.png")
+
+        # The endpoint comes back: the next request refreshes the same session.
+        page.click("label.switch")
+        expect(page.locator("#switch-label")).to_have_text("Working")
+        [recovered] = wait_for_entries(page, "recovered", 1, within=12)
+        expect(page.locator("#outage")).to_be_hidden()
+        expect(page.locator("#status")).to_have_text("valid")
+        after = jar(context)
+        assert after["_auth_refresh"]["value"] != before["_auth_refresh"]["value"]
+        renewed = claims(after["_auth"]["value"])
+        assert renewed["sid"] == session
+        assert recovered["to"] in {renewed["jti"], *(e["to"] for e in timeline(page, "refresh"))}
+        expect(page.locator("#timeline li.ev-recovered")).to_contain_text("same session")
+        screenshot(page, "recovered.png")
+        assert errors == []
+        context.close()

@@ -6,6 +6,8 @@ client's cookie jar sends the ``Secure`` auth cookies back, as a browser would.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -17,6 +19,8 @@ from starlette.testclient import TestClient
 
 import example_app.main as example_main
 from example_app.main import Settings, create_app
+from example_app.switch import SWITCH_TTL
+from fastapi_authkit.stores import MemoryStore
 
 from conftest import T0, Clock
 
@@ -533,3 +537,161 @@ def test_module_app_without_secret_warns_when_built(monkeypatch: pytest.MonkeyPa
 def test_module_has_no_other_lazy_attributes() -> None:
     with pytest.raises(AttributeError):
         _ = example_main.not_an_attribute
+
+
+# --- the signed-in page's JSON: the token, the sessions, the failure switch ------------------
+
+
+def token_claims(client: TestClient) -> dict[str, Any]:
+    payload = jar(client)["_auth"].split(".")[1]
+    parsed: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return parsed
+
+
+def test_the_page_and_its_static_files(signed_in: TestClient) -> None:
+    page = signed_in.get("/", headers=HTML).text
+    assert '<link rel="stylesheet" href="/static/app.css">' in page
+    assert '<script src="/static/app.js" defer></script>' in page
+    claims = token_claims(signed_in)
+    assert f'<code id="jti">{claims["jti"]}</code>' in page
+    assert f'<code id="sid">{claims["sid"]}</code>' in page
+    assert "in its last 10 s" in page  # interval = min(10, access_ttl // 3)
+    script = signed_in.get("/static/app.js")
+    assert script.status_code == 200
+    assert "javascript" in script.headers["content-type"]
+    assert '"X-CSRF-Token"' in script.text  # every unsafe fetch sends the header
+    assert signed_in.get("/static/app.css").headers["content-type"].startswith("text/css")
+
+
+def test_api_token_says_which_token_this_request_ended_up_with(
+    signed_in: TestClient, clock: Clock
+) -> None:
+    claims = token_claims(signed_in)
+    response = signed_in.get("/api/token")
+    assert response.status_code == 200
+    body = response.json()
+    assert {k: body[k] for k in ("jti", "sid", "iat", "exp")} == {
+        k: claims[k] for k in ("jti", "sid", "iat", "exp")
+    }
+    assert (body["now"], body["refreshed"], body["refresh_failing"]) == (T0, False, False)
+    clock.advance(ACCESS_TTL - 5)  # in the refresh window: this very request refreshes
+    body = signed_in.get("/api/token").json()
+    assert body["refreshed"] is True
+    assert body["jti"] != claims["jti"]
+    assert body["sid"] == claims["sid"]
+    assert body["jti"] == token_claims(signed_in)["jti"]  # the cookie the browser now has
+    assert signed_in.get("/api/token").json()["refreshed"] is False
+
+
+def test_api_token_signed_out_is_401(client: TestClient) -> None:
+    assert client.get("/api/token").status_code == 401
+
+
+def test_the_failure_switch_keeps_the_session_through_a_failing_token_endpoint(
+    signed_in: TestClient, clock: Clock
+) -> None:
+    csrf = {"X-CSRF-Token": jar(signed_in)["_auth_csrf"]}
+    before, before_sid = jar(signed_in), token_claims(signed_in)["sid"]
+    assert signed_in.get("/api/token-endpoint").json() == {"failing": False}
+    switched = signed_in.put("/api/token-endpoint", json={"failing": True}, headers=csrf)
+    assert switched.json() == {"failing": True}
+    assert signed_in.get("/api/token-endpoint").json() == {"failing": True}
+    # In the refresh window: the refresh fails, the token still works, nothing is cleared.
+    clock.advance(ACCESS_TTL - 5)
+    response = signed_in.get("/api/token")
+    assert response.status_code == 200
+    assert response.json()["refresh_failing"] is True
+    assert response.headers.get_list("set-cookie") == []
+    # Past its expiry: 503 with Retry-After on protected routes, public ones still answer.
+    clock.advance(10)
+    response = signed_in.get("/api/token")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.headers.get_list("set-cookie") == []
+    assert signed_in.get("/login").status_code == 200
+    assert jar(signed_in) == before
+    # Back (a public route: its own request's refresh still failed, before it ran)...
+    back = signed_in.put("/api/token-endpoint", json={"failing": False}, headers=csrf)
+    assert back.status_code == 200
+    assert back.headers.get_list("set-cookie") == []
+    # ...and the next request refreshes the same session.
+    response = signed_in.get("/api/token")
+    assert response.status_code == 200
+    assert response.json()["refreshed"] is True
+    assert response.json()["sid"] == token_claims(signed_in)["sid"] == before_sid
+    assert jar(signed_in)["_auth_refresh"] != before["_auth_refresh"]
+
+
+def test_the_failure_switch_turns_itself_off(signed_in: TestClient, clock: Clock) -> None:
+    csrf = {"X-CSRF-Token": jar(signed_in)["_auth_csrf"]}
+    signed_in.put("/api/token-endpoint", json={"failing": True}, headers=csrf)
+    clock.advance(SWITCH_TTL)
+    assert signed_in.get("/api/token-endpoint").json() == {"failing": False}
+
+
+@pytest.mark.parametrize("body", [{}, {"failing": "maybe"}, {"failing": None}, []])
+def test_the_failure_switch_refuses_a_bad_body_with_a_422(client: TestClient, body: Any) -> None:
+    assert client.put("/api/token-endpoint", json=body).status_code == 422
+    assert client.get("/api/token-endpoint").json() == {"failing": False}
+
+
+def test_an_app_given_its_own_backend_has_no_switch(clock: Clock) -> None:
+    app = create_app(Settings(secret=SECRET), clock=clock, backend=MemoryStore())
+    with TestClient(app, base_url=BASE_URL) as client:
+        assert client.get("/api/token-endpoint").status_code == 404
+        assert client.put("/api/token-endpoint", json={"failing": True}).status_code == 404
+
+
+def test_the_sessions_of_the_signed_in_user(
+    signed_in: TestClient, replay: TestClient, clock: Clock
+) -> None:
+    mine = token_claims(signed_in)["sid"]
+    clock.advance(5)
+    assert login(replay).status_code == 303  # a second browser
+    other_sid = token_claims(replay)["sid"]
+    listed = signed_in.get("/api/sessions").json()
+    assert [(s["id"], s["current"]) for s in listed] == [(mine, True), (other_sid, False)]
+    assert listed[0]["user_agent"] == "testclient"  # Starlette's TestClient says so
+    assert listed[0]["ip"] == "testclient"  # and puts this in the scope as its address
+    csrf = {"X-CSRF-Token": jar(signed_in)["_auth_csrf"]}
+    # Revoke the other browser's session: it is signed out, this one is not.
+    response = signed_in.delete(f"/api/sessions/{other_sid}", headers=csrf)
+    assert response.json() == {"revoked": True, "signed_out": False}
+    assert response.headers.get_list("set-cookie") == []
+    assert replay.get("/api/me").status_code == 401
+    assert signed_in.delete(f"/api/sessions/{other_sid}", headers=csrf).status_code == 404
+    assert signed_in.delete("/api/sessions/nope", headers=csrf).status_code == 404
+    # Its own: signed out, every cookie cleared.
+    response = signed_in.delete(f"/api/sessions/{mine}", headers=csrf)
+    assert response.json() == {"revoked": True, "signed_out": True}
+    assert_all_deleted(response)
+    assert signed_in.get("/api/me").status_code == 401
+
+
+def test_revoking_a_session_needs_the_csrf_header(signed_in: TestClient) -> None:
+    mine = token_claims(signed_in)["sid"]
+    assert signed_in.delete(f"/api/sessions/{mine}").status_code == 403
+    assert signed_in.get("/api/me").status_code == 200
+
+
+def test_the_sessions_list_while_redis_is_down_is_a_503(clock: Clock) -> None:
+    from fastapi_authkit.stores import RedisStore
+
+    from servers import free_port
+
+    app = create_app(Settings(secret=SECRET, access_ttl=ACCESS_TTL), clock=clock)
+    issuer = app.state.issuer
+    down = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
+    with TestClient(app, base_url=BASE_URL) as client:
+        assert login(client).status_code == 303
+        memory = issuer.backend
+        issuer.backend = down  # the sessions' store goes away
+        try:
+            response = client.get("/api/sessions")
+        finally:
+            issuer.backend = memory
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+        assert client.get("/api/sessions").status_code == 200

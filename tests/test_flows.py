@@ -432,8 +432,10 @@ def test_tampered_state_cookie_is_ignored(clock: Clock, app: FastAPI) -> None:
     forged = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB") + "." + rest
     tc.cookies.set("_auth_state", forged)
     response = tc.get("/me")
-    assert response.status_code == 200
-    assert response.json()["user"]["sub"] == "alice"  # claims, not the forged state
+    # No identity without the session's state cookie: never the claims in its place.
+    assert response.status_code == 401
+    assert set_cookies(response) == {}  # the cookies are left as they are
+    assert tc.get("/public").json() == {"user": None}
     # Without a verifiable session there is no CSRF binding either.
     csrf = tc.cookies["_auth_csrf"]
     assert tc.post("/write", headers={"x-csrf-token": csrf}).status_code == 403
@@ -497,7 +499,10 @@ def test_sign_in_and_out_on_redirect_and_streaming_responses(clock: Clock) -> No
     response = tc.get("/stream-login")
     assert response.text == "one,two,three"
     assert "_auth" in set_cookies(response)
-    assert "_auth_refresh" not in set_cookies(response)
+    # A session without a refresh token: the replaced session's refresh cookie goes, so
+    # that the new state cookie (bound to the access token) pairs with the new session.
+    assert "Max-Age=0" in set_cookies(response)["_auth_refresh"]
+    assert tc.get("/me").status_code == 200
 
     response = tc.get("/stream-logout")
     assert response.text == "bye"
@@ -518,6 +523,7 @@ def test_old_state_cookie_is_not_accepted_with_a_newer_session(
     tc.cookies.delete("_auth_state")
     tc.cookies.set("_auth_state", old_state)
     response = tc.get("/me")
-    assert response.json()["user"]["sub"] == "alice-1"  # the claims, not the old state
+    assert response.status_code == 401  # neither the old state nor the claims in its place
+    assert set_cookies(response) == {}
     csrf = tc.cookies["_auth_csrf"]
     assert tc.post("/write", headers={"x-csrf-token": csrf}).status_code == 403

@@ -267,7 +267,8 @@ def test_debug_true_under_a_real_uvicorn_prints_each_decision(tmp_path: Path) ->
         assert response.status_code == 401
     (log,) = tmp_path.glob("uvicorn-*.log")
     output = log.read_text()
-    assert "DEBUG fastapi_authkit: access token rejected: token does not verify" in output
+    # An access cookie alone (no state cookie of its session) is no identity, and says so.
+    assert "DEBUG fastapi_authkit: no valid state cookie for these tokens" in output
 
 
 # --- sign_in without refresh= ---------------------------------------------------------------

@@ -223,6 +223,8 @@ def test_cookie_token_with_a_new_kid_reloads_the_key_set_in_the_middleware(clock
         )
         tc = browser(app)
         tc.cookies.set("_auth", token)
+        # The state cookie of that session (an identity needs it): only the key is missing.
+        tc.cookies.set("_auth_state", store.state_codec.dumps("sid-0", None, token, (token,)))
         assert tc.get("/me").status_code == 401  # the JWKS holds nothing usable yet
         server.body = {"keys": [public]}
         assert tc.get("/me").status_code == 401  # a client's kid: rate-limited

@@ -57,6 +57,7 @@ INTERNAL_MODULES = (
     "reader",
     "source",
     "notices",
+    "clientinfo",
 )
 
 

@@ -26,6 +26,7 @@ from fastapi_authkit.reader import (
 from fastapi_authkit.state import SCOPE_KEY, sign_in
 from fastapi_authkit.stores import MemoryStore, RedisStore
 
+from apps import state_cookie
 from conftest import SECRET_KEY, TOKEN_KEY, Clock, make_token
 
 HOST = (b"host", b"app.example")
@@ -66,7 +67,8 @@ def signed_in(
     jar = {}
     for raw in state.pending_cookies():
         name, _, rest = raw.decode().partition("=")
-        jar[name] = rest.split(";", 1)[0]
+        if "Max-Age=0;" not in rest:  # a deletion (the refresh cookie, without refresh=)
+            jar[name] = rest.split(";", 1)[0]
     return jar
 
 
@@ -214,8 +216,10 @@ def test_no_refresh_without_a_refresh_cookie_or_configuration(clock: Clock) -> N
 
 def test_a_forged_token_is_anonymous_and_never_refreshed(clock: Clock) -> None:
     store = with_refresh(clock)
+    forged = make_token(clock, ttl=-10, key="forged-key-" * 4)  # expired *and* forged
     jar = signed_in(store, make_token(clock), refresh="r-1")
-    jar["_auth"] = make_token(clock, ttl=-10, key="forged-key-" * 4)  # expired *and* forged
+    # With a state cookie bound to the forged token, so that the signature is what decides.
+    jar["_auth"], jar["_auth_state"] = forged, state_cookie(store, "r-1", forged)
     decision = read(RequestReader(store), headers(jar), clock())
     assert decision.then == DONE
     assert decision.claims is None
@@ -345,19 +349,30 @@ def test_a_state_cookie_of_another_session_is_ignored(clock: Clock) -> None:
     mine = signed_in(store, make_token(clock), refresh="r-mine", user_state={"role": "user"})
     theirs = signed_in(store, make_token(clock), refresh="r-old", user_state={"role": "admin"})
     jar = {**mine, "_auth_state": theirs["_auth_state"]}
-    decision = read(RequestReader(store), headers(jar), clock())
-    assert decision.claims is not None  # the token is fine...
-    assert decision.sid is None
-    assert decision.user_state is None
+    assert read(RequestReader(store), headers(mine), clock()).claims is not None  # the control
+    # The token is fine, but without its session's state cookie it is no identity (the
+    # user would be the claims instead of the user state): anonymous, nothing to do.
+    assert read(RequestReader(store), headers(jar), clock()) == Reading(refresh_token="r-mine")
 
 
 def test_a_tampered_state_cookie_is_ignored(clock: Clock) -> None:
     store = store_for(clock)
     jar = signed_in(store, make_token(clock), user_state={"role": "user"})
     jar["_auth_state"] = jar["_auth_state"][:-2] + "xx"
-    decision = read(RequestReader(store), headers(jar), clock())
-    assert decision.claims is not None
-    assert decision.sid is None
+    assert read(RequestReader(store), headers(jar), clock()) == Reading()
+
+
+@pytest.mark.parametrize("method", ["GET", None])
+def test_an_access_token_without_its_state_cookie_is_anonymous(
+    clock: Clock, method: str | None
+) -> None:
+    # On HTTP and on a WebSocket handshake (method None) alike, and never remembered.
+    store = store_for(clock)
+    jar = signed_in(store, make_token(clock), user_state={"name": "Alice"})
+    del jar["_auth_state"]
+    reader = RequestReader(store)
+    for _ in range(2):
+        assert read(reader, headers(jar), clock(), method=method) == Reading()
 
 
 # --- bearer mode ----------------------------------------------------------------------------------

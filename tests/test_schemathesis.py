@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import anyio
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -56,7 +57,9 @@ def set_cookies(response: schemathesis.Response) -> dict[str, str]:
 
 
 def sign_in() -> dict[str, str]:
-    """A fresh session for demo/demo through the real login route: its cookies."""
+    """A fresh session for demo/demo through the real login route: its cookies. The demo's
+    failure switch (which an earlier example may have turned on: a 503 by design) is off."""
+    anyio.run(APP.state.failure_switch.turn, False)
     login = schema["/login"]["POST"].Case(
         body={"username": "demo", "password": "demo"}, media_type=FORM
     )

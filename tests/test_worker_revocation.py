@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -91,6 +92,13 @@ class Site:
     def post(self, worker: int, jar: dict[str, str], path: str) -> httpx2.Response:
         headers = {**_cookie(jar), "x-csrf-token": jar["_auth_csrf"]}
         return self.workers[worker].post(path, headers=headers)
+
+    def send(
+        self, method: str, worker: int, jar: dict[str, str], path: str, **options: Any
+    ) -> httpx2.Response:
+        """An unsafe-method request with the CSRF header (``options`` as for httpx)."""
+        headers = {**_cookie(jar), "x-csrf-token": jar["_auth_csrf"]}
+        return self.workers[worker].request(method, path, headers=headers, **options)
 
     def store_reads(self) -> int:
         return int(self.redis.info("commandstats").get("cmdstat_hmget", {}).get("calls", 0))
@@ -184,6 +192,42 @@ def test_reuse_detected_in_one_worker_is_refused_by_the_other(site: Site) -> Non
     assert site.get(revoking, successor).status_code == 200  # the successor is used...
     assert site.get(revoking, stale).status_code == 401  # ...so the old token again: theft
     site.refused_by(other, jar)  # its access token is unexpired, but the family is revoked
+
+
+def test_a_session_revoked_by_id_in_one_worker_is_refused_by_the_other(site: Site) -> None:
+    laptop, phone = site.sign_in(), site.sign_in()
+    site.served_from_views(laptop)
+    site.served_from_views(phone)
+    revoking, other = sorted(site.workers)
+    listed = site.get(revoking, laptop, "/api/sessions").json()
+    assert _family(phone) in {session["id"] for session in listed}
+    # From the laptop, on one worker: "revoke" on the phone's row of the sessions page.
+    response = site.send("DELETE", revoking, laptop, f"/api/sessions/{_family(phone)}")
+    assert response.json() == {"revoked": True, "signed_out": False}
+    site.refused_by(other, phone)  # its access token is unexpired, but the family is revoked
+    site.refused_by(revoking, phone)
+    for worker in site.workers:  # the laptop is untouched
+        assert site.get(worker, laptop).status_code == 200
+    listed = site.get(other, laptop, "/api/sessions").json()
+    assert _family(phone) not in {session["id"] for session in listed}
+
+
+def test_the_demos_failure_switch_is_shared_by_the_workers(site: Site) -> None:
+    jar = site.sign_in()
+    first, second = sorted(site.workers)
+    stale = {k: v for k, v in jar.items() if k != "_auth"}  # no access token: must refresh
+    try:
+        switched = site.send("PUT", first, jar, "/api/token-endpoint", json={"failing": True})
+        assert switched.json() == {"failing": True}
+        failed = site.get(second, stale)
+        assert failed.status_code == 503
+        assert failed.headers["retry-after"] == "5"
+        assert failed.headers.get_list("set-cookie") == []  # nothing cleared
+    finally:
+        site.send("PUT", second, jar, "/api/token-endpoint", json={"failing": False})
+    recovered = site.get(first, stale)
+    assert recovered.status_code == 200
+    assert "_auth_refresh" in CookieKeeper().update(recovered)  # the same session, rotated
 
 
 def test_killed_subscriber_connections_fall_back_then_recover(site: Site) -> None:

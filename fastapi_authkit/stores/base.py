@@ -16,9 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
+from ..clientinfo import ClientInfo
+
 __all__ = [
     "FlightState",
     "RotateOutcome",
+    "SessionInfo",
     "SessionStore",
 ]
 
@@ -49,6 +52,34 @@ class RotateOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One live session of a subject, as a "your sessions" page shows it.
+
+    ``id`` is the session's family id: the ``sid`` claim of its access tokens, not a secret
+    (a refresh token names its family, but the family id is not enough to refresh or to
+    read anything). ``created_at`` is when it was signed in, ``refreshed_at`` its last
+    refresh (None before the first; requests in between do not reach the store, so this
+    is as precise as the access token's lifetime), ``expires_at`` when it ends unless it is
+    refreshed (``idle_ttl`` after the last refresh, at most its absolute lifetime).
+    ``user_agent`` and ``ip`` are the client's at the last refresh (or at sign-in),
+    ``signed_in_user_agent`` and ``signed_in_ip`` at sign-in: what the client said and the
+    address the server saw (see :mod:`fastapi_authkit.clientinfo`), None when unknown (a
+    session signed in before this was recorded). ``current`` marks the session of the
+    request that asked. Times are seconds since the epoch.
+    """
+
+    id: str
+    created_at: float | None
+    refreshed_at: float | None
+    expires_at: float
+    user_agent: str | None
+    ip: str | None
+    signed_in_user_agent: str | None
+    signed_in_ip: str | None
+    current: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class FlightState:
     """A cross-process refresh flight: claimed by us, pending elsewhere, or done."""
 
@@ -70,8 +101,10 @@ class SessionStore(Protocol):
         now: float,
         idle_ttl: float,
         absolute_ttl: float,
+        client: ClientInfo | None = None,
     ) -> None:
-        """Start a session family whose first (current) refresh token is ``token_id``."""
+        """Start a session family whose first (current) refresh token is ``token_id``,
+        signed in by ``client`` (recorded for :meth:`sessions`)."""
 
     async def rotate(
         self,
@@ -84,6 +117,7 @@ class SessionStore(Protocol):
         successor_id: str | None,
         sealed: bytes | None,
         subject_hint: str | None = None,
+        client: ClientInfo | None = None,
     ) -> RotateOutcome:
         """Atomically rotate ``token_id`` to ``successor_id`` (see :class:`RotateOutcome`).
 
@@ -91,7 +125,9 @@ class SessionStore(Protocol):
         None for a token that names none (one issued by an earlier version); the successor
         belongs to the same family. ``subject_hint`` says whom the offered successor was
         minted for (taken from the old access token, so that one call suffices); when it is
-        not the family's subject, nothing is rotated and the answer is ``active``."""
+        not the family's subject, nothing is rotated and the answer is ``active``.
+        ``client`` made the request that refreshes: when this call rotates, it is recorded
+        as the session's last refresh (in the same round trip)."""
 
     def known_active(self, family_id: str, now: float) -> bool | None:
         """:meth:`family_active` answered from this process's view, without I/O: True or
@@ -108,6 +144,15 @@ class SessionStore(Protocol):
 
     async def revoke_subject(self, subject: str) -> int:
         """Revoke every family of ``subject``; returns how many were active."""
+
+    async def sessions(self, subject: str, *, now: float) -> list[SessionInfo]:
+        """The live sessions of ``subject`` (not revoked, within their idle and absolute
+        lifetimes), in no particular order; ``current`` is False in all of them."""
+
+    async def revoke_family(self, family_id: str, *, subject: str) -> bool:
+        """Revoke the family ``family_id`` if it is one of ``subject``'s; True when this
+        call revoked it, False when it is unknown, another subject's or already revoked
+        (not told apart: the answer says nothing about other subjects' sessions)."""
 
     async def flight_claim(self, key: str, owner: str, *, now: float, lease: float) -> FlightState:
         """Claim the refresh flight ``key`` for ``owner`` until ``now + lease``, or report

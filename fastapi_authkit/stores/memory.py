@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .base import FlightState, RotateOutcome
+from ..clientinfo import ClientInfo
+from .base import FlightState, RotateOutcome, SessionInfo
 
 __all__ = ["MemoryStore"]
 
 _SWEEP_EVERY = 1024
+
+
+_NO_CLIENT = ClientInfo()
 
 
 @dataclass(slots=True)
@@ -22,9 +26,14 @@ class _Family:
     subject: str
     absolute_expires: float
     current: str
+    created: float
+    signed_in: ClientInfo
     revoked: bool = False
     # The last successor handed out a second time after the grace window (a late replay).
     replayed: str | None = None
+    # The last refresh and who made it (for the session list).
+    refreshed: float | None = None
+    seen: ClientInfo | None = None
 
 
 @dataclass(slots=True)
@@ -77,10 +86,11 @@ class MemoryStore:
         now: float,
         idle_ttl: float,
         absolute_ttl: float,
+        client: ClientInfo | None = None,
     ) -> None:
         self._sweep(now)
         absolute = now + absolute_ttl
-        self._families[family_id] = _Family(subject, absolute, token_id)
+        self._families[family_id] = _Family(subject, absolute, token_id, now, client or _NO_CLIENT)
         self._tokens[token_id] = _Token(family_id, min(now + idle_ttl, absolute))
         self._subjects.setdefault(subject, set()).add(family_id)
 
@@ -95,6 +105,7 @@ class MemoryStore:
         successor_id: str | None,
         sealed: bytes | None,
         subject_hint: str | None = None,
+        client: ClientInfo | None = None,
     ) -> RotateOutcome:
         record = self._record(token_id, family_id)
         if record is None or record.expires <= now:
@@ -120,6 +131,8 @@ class MemoryStore:
             record.expires = max(record.expires, now + grace)
             self._tokens[successor_id] = _Token(fid, min(now + idle_ttl, family.absolute_expires))
             family.current = successor_id
+            if client is not None:
+                family.refreshed, family.seen = now, client
             return RotateOutcome("rotated", fid, subject, None, absolute)
         if family.current == record.successor and (
             now - record.rotated_at <= grace or family.replayed != token_id
@@ -168,6 +181,44 @@ class MemoryStore:
                 family.revoked = True
                 count += 1
         return count
+
+    async def sessions(self, subject: str, *, now: float) -> list[SessionInfo]:
+        members = self._subjects.get(subject)
+        if not members:
+            return []
+        found = []
+        for fid in list(members):
+            family = self._families.get(fid)
+            if family is None or family.revoked:
+                members.discard(fid)  # over for good: no need to list or revoke it again
+                continue
+            token = self._tokens.get(family.current)
+            expires = min(token.expires if token else now, family.absolute_expires)
+            if now >= expires:
+                continue  # idle or too old: ended, though nobody has revoked it yet
+            seen = family.seen or family.signed_in
+            found.append(
+                SessionInfo(
+                    id=fid,
+                    created_at=family.created,
+                    refreshed_at=family.refreshed,
+                    expires_at=expires,
+                    user_agent=seen.user_agent,
+                    ip=seen.ip,
+                    signed_in_user_agent=family.signed_in.user_agent,
+                    signed_in_ip=family.signed_in.ip,
+                )
+            )
+        if not members:
+            del self._subjects[subject]
+        return found
+
+    async def revoke_family(self, family_id: str, *, subject: str) -> bool:
+        family = self._families.get(family_id)
+        if family is None or family.subject != subject or family.revoked:
+            return False
+        family.revoked = True
+        return True
 
     # --- refresh flights (one process only, so mainly a reference for RedisStore) ----------
 

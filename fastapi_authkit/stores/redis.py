@@ -34,8 +34,9 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar, cast
 
+from ..clientinfo import ClientInfo
 from ..errors import ConfigurationError, ReplicaConfirmationError, StoreUnavailableError
-from .base import FlightState, RotateOutcome, RotateStatus
+from .base import FlightState, RotateOutcome, RotateStatus, SessionInfo
 from .redis_keys import KeyLayout
 from .view import RevocationView
 
@@ -44,7 +45,7 @@ try:
     from redis.asyncio.cluster import RedisCluster
     from redis.asyncio.sentinel import Sentinel
     from redis.commands.core import AsyncScript
-    from redis.exceptions import RedisClusterException, RedisError
+    from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
     from .redis_topology import Command, Topology
     from .redis_urls import client_from_url
@@ -153,6 +154,20 @@ if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'rev', '1') end
 return 0
 """
 
+# KEYS: family, session record. ARGV: the offered successor's id, now, user agent, address,
+# backstop. Sent right behind _ROTATE in the same pipeline (same slot, same connection), so
+# recording a refresh costs no round trip and _ROTATE stays as it is: it records only if
+# that rotation made the offered successor current, so a replay, a refused or a forged
+# refresh (a junk token naming someone's family) writes nothing.
+_RECORD_REFRESH: Final = """
+local f = redis.call('HMGET', KEYS[1], 'cur', 'rev', 'abs')
+if f[1] ~= ARGV[1] or f[2] ~= '0' then return 0 end
+redis.call('HSET', KEYS[2], 't', ARGV[2], 'ua', ARGV[3], 'ip', ARGV[4])
+local ttl = math.ceil((tonumber(f[3]) - tonumber(ARGV[2])) * 1000)
+redis.call('PEXPIRE', KEYS[2], math.max(ttl, 1) + tonumber(ARGV[5]))
+return 1
+"""
+
 _FLIGHT_CLAIM: Final = """
 local x = redis.call('HGET', KEYS[1], 'x')
 if x and tonumber(x) > tonumber(ARGV[2]) then return redis.call('HGET', KEYS[1], 'v') end
@@ -184,6 +199,8 @@ return 1
 
 # The outcomes that hand out or take away a session: with wait_replicas, confirmed.
 _CONFIRMED: Final = frozenset({"rotated", "replay", "expired", "reuse"})
+# Families read per pipeline when listing a subject's sessions.
+_LIST_BATCH: Final = 256
 
 
 def _ms(seconds: float) -> int:
@@ -192,6 +209,20 @@ def _ms(seconds: float) -> int:
 
 def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _client_fields(client: ClientInfo | None) -> tuple[str, str]:
+    # "" for unknown: a hash field holds a string.
+    if client is None:
+        return "", ""
+    return client.user_agent or "", client.ip or ""
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, b"") else None
+    except ValueError:
+        return None
 
 
 class RedisStore:
@@ -252,6 +283,7 @@ class RedisStore:
         self._finish = client.register_script(_FLIGHT_FINISH)
         self._release = client.register_script(_FLIGHT_RELEASE)
         self._drop = client.register_script(_FLIGHT_DROP)
+        self._record_refresh = client.register_script(_RECORD_REFRESH)
         self._channel = f"{prefix}rev"
         self._view = RevocationView(max_lag=float(max_lag), size=view_size)
         self.known_active = self._view.lookup  # the hot path: no wrapper frame
@@ -337,6 +369,9 @@ class RedisStore:
     def _eval(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Command:
         return Command(("EVAL", script.script, len(keys), *keys, *args), keys[0])
 
+    def _evalsha(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Command:
+        return Command(("EVALSHA", script.sha, len(keys), *keys, *args), keys[0])
+
     async def _run(self, commands: list[Command], *, confirm: bool) -> tuple[list[Any], int]:
         wait = self._wait if confirm else 0
         return await self._call(
@@ -372,6 +407,7 @@ class RedisStore:
         now: float,
         idle_ttl: float,
         absolute_ttl: float,
+        client: ClientInfo | None = None,
     ) -> None:
         k = self._keys
         # Two slots, one pipeline per node. Listed under the subject first: a family that
@@ -386,9 +422,14 @@ class RedisStore:
             _BACKSTOP_MS,
             family_id,
         ]
+        user_agent, ip = _client_fields(client)
+        record = k.session(family_id)
         commands = [
             self._eval(self._add_to_subject, [k.subject(subject)], [family_id, _ms(absolute_ttl)]),
             self._eval(self._create, [k.family(family_id), k.token(family_id, token_id)], args),
+            # The session record, in the family's slot: for the subject's list of sessions.
+            Command(("HSET", record, "c", repr(now), "ua0", user_agent, "ip0", ip), record),
+            Command(("PEXPIRE", record, _ms(absolute_ttl)), record),
         ]
         self._listen()
         ticket = self._view.ticket()
@@ -410,6 +451,7 @@ class RedisStore:
         successor_id: str | None,
         sealed: bytes | None,
         subject_hint: str | None = None,
+        client: ClientInfo | None = None,
     ) -> RotateOutcome:
         k = self._keys
         if family_id is None:
@@ -436,7 +478,13 @@ class RedisStore:
         ]
         self._listen()
         ticket = self._view.ticket()
-        reply, acked = await self._script(self._rotate, keys, args)
+        if successor_id and client is not None:
+            user_agent, ip = _client_fields(client)
+            record = [k.family(family_id), k.session(family_id)]
+            record_args = [successor_id, repr(now), user_agent, ip, _BACKSTOP_MS]
+            reply, acked = await self._rotate_and_record(keys, args, record, record_args)
+        else:
+            reply, acked = await self._script(self._rotate, keys, args)
         status = cast(RotateStatus, _text(reply[0]))
         if status in _CONFIRMED and acked < self._wait:
             error = self._unconfirmed(f"refresh ({status})", acked)
@@ -451,6 +499,31 @@ class RedisStore:
             # The script just saw the family: live (with its absolute expiry) or not.
             self._view.learn(family, absolute, ticket)
         return RotateOutcome(status, family, subject, blob, absolute)
+
+    async def _rotate_and_record(
+        self, keys: list[str], args: list[Any], record: list[str], record_args: list[Any]
+    ) -> tuple[Any, int]:
+        """_ROTATE and, right behind it in one pipeline (one round trip: the keys share a
+        slot), _RECORD_REFRESH; with wait_replicas, the WAIT after both."""
+        wait = self._wait
+        recording = self._eval(self._record_refresh, record, record_args)
+
+        async def run(rotation: Command) -> tuple[list[Any], int]:
+            return await self._topology.run(
+                [rotation, recording], wait_replicas=wait, wait_ms=self._wait_ms
+            )
+
+        async def attempt() -> tuple[list[Any], int]:
+            # The rotation by its SHA, as a lone script call would be; a server that does
+            # not hold it (restarted, SCRIPT FLUSH) refused it unrun, and the recording
+            # behind it found no successor of its own to record: resent with the text.
+            try:
+                return await run(self._evalsha(self._rotate, keys, args))
+            except NoScriptError:
+                return await run(self._eval(self._rotate, keys, args))
+
+        (reply, _), acked = await self._call(attempt())
+        return reply, acked
 
     async def _undo_rotation(
         self, keys: list[str], token_id: str, successor_id: str, error: Exception
@@ -518,6 +591,95 @@ class RedisStore:
         if gone:  # expired families: nothing left to revoke, so forget them
             await self._call(self._redis.srem(k.subject(subject), *gone))
         return sum(1 for reply in replies if reply == 1)
+
+    async def sessions(self, subject: str, *, now: float) -> list[SessionInfo]:
+        k = self._keys
+        members = await self._call(self._redis.smembers(k.subject(subject)))
+        families = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+        found: list[SessionInfo] = []
+        revoked: list[str] = []
+        for start in range(0, len(families), _LIST_BATCH):
+            batch = families[start : start + _LIST_BATCH]
+            found += await self._sessions_of(subject, batch, now, revoked)
+        if revoked:
+            # Revocation is for good: no list or "sign out everywhere" needs them again.
+            # (A family not found is not dropped: it may be one being signed in right now,
+            # listed under its subject a moment before its own record is written.)
+            await self._call(self._redis.srem(k.subject(subject), *revoked))
+        return found
+
+    async def _sessions_of(
+        self, subject: str, families: list[str], now: float, revoked: list[str]
+    ) -> list[SessionInfo]:
+        """The live sessions among ``families`` (a batch of ``subject``'s set): their family
+        and session records, then the current refresh token of each that is still live
+        (its expiry is the session's idle expiry), one pipeline per node each."""
+        k = self._keys
+        commands = []
+        for family in families:
+            family_key, record = k.family(family), k.session(family)
+            commands.append(Command(("HMGET", family_key, "sub", "rev", "abs", "cur"), family_key))
+            commands.append(Command(("HMGET", record, "c", "t", "ua", "ip", "ua0", "ip0"), record))
+        replies, _ = await self._run(commands, confirm=False)
+        live: list[tuple[str, float, str, list[Any]]] = []
+        for i, family in enumerate(families):
+            sub, rev, absolute, current = (_text(v) for v in replies[2 * i])
+            until = _number(absolute)
+            if rev == "1":
+                revoked.append(family)
+            elif sub == subject and rev == "0" and until is not None and now < until and current:
+                live.append((family, until, current, replies[2 * i + 1]))
+        if not live:
+            return []
+        tokens = []
+        for family, _until, current, _record in live:
+            key = k.token(family, current)
+            tokens.append(Command(("HGET", key, "exp"), key))
+            if self._legacy:  # a session not refreshed since the earlier layout
+                legacy = k.legacy_token(current)
+                tokens.append(Command(("HGET", legacy, "exp"), legacy))
+        expiries, _ = await self._run(tokens, confirm=False)
+        step = 2 if self._legacy else 1
+        found = []
+        for i, (family, until, _current, fields) in enumerate(live):
+            idle = next(
+                (e for e in map(_number, expiries[step * i : step * i + step]) if e is not None),
+                None,
+            )
+            if idle is None or now >= idle:
+                continue  # idle for too long: ended, though nobody has revoked it yet
+            created, refreshed, user_agent, ip, signed_in_ua, signed_in_ip = (
+                _text(v) or None for v in fields
+            )
+            found.append(
+                SessionInfo(
+                    id=family,
+                    created_at=_number(created),
+                    refreshed_at=_number(refreshed),
+                    expires_at=min(idle, until),
+                    user_agent=user_agent if refreshed else signed_in_ua,
+                    ip=ip if refreshed else signed_in_ip,
+                    signed_in_user_agent=signed_in_ua,
+                    signed_in_ip=signed_in_ip,
+                )
+            )
+        return found
+
+    async def revoke_family(self, family_id: str, *, subject: str) -> bool:
+        k = self._keys
+        # The subject of a family never changes (its id is random and never reused), so
+        # reading it first and revoking after leaves no window that matters.
+        owner = _text(await self._call(self._redis.hget(k.family(family_id), "sub")))
+        if owner != subject:
+            return False
+        reply, acked = await self._script(
+            self._revoke, [k.family(family_id)], [self._flag, family_id, self._channel]
+        )
+        if reply in (0, 1):
+            self._view.revoked((family_id,))  # this process refuses it now, not on the echo
+        if acked < self._wait:
+            raise self._unconfirmed("revoking a session", acked)
+        return bool(reply == 1)
 
     async def flight_claim(self, key: str, owner: str, *, now: float, lease: float) -> FlightState:
         reply = await self._call(

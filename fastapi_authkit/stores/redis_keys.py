@@ -4,12 +4,15 @@ Redis Cluster stores a key in the slot of its *hash tag* (the text between the f
 and the next ``}``, when not empty) or, without one, of the whole key; a script may only
 touch keys of one slot, all of them passed in KEYS. So every key of one session family is
 placed in the slot of its family key: the family key has no tag (it hashes as a whole) and
-each refresh-token key carries the family key as its tag. The family id itself travels
-inside the refresh token (``<family id>.<secret>``), so the presented token alone names
-both keys, and different families spread over every slot of the cluster::
+each refresh-token key, like the family's session record (what a "your sessions" page
+shows), carries the family key as its tag. The family id itself travels inside the refresh
+token (``<family id>.<secret>``), so the presented token alone names every key of its
+family, and different families spread over every slot of the cluster::
 
     <prefix>fam:<family>                      hash  sub, abs (absolute expiry), cur, rev
     <prefix>rt:{<prefix>fam:<family>}:<id>    hash  fam, exp, rat (rotated at), succ, sealed
+    <prefix>ses:{<prefix>fam:<family>}        hash  c, ua0, ip0 (signed in: when, user agent,
+                                                    address), t, ua, ip (the last refresh)
     <prefix>sub:<subject>                     set   family ids, for "sign out everywhere"
     <prefix>fl:<flight>                       hash  v (P:<owner> or the result), x (expiry)
     <prefix>fla:<alias>                       str   the flight key a successor's result is under
@@ -67,6 +70,10 @@ class KeyLayout:
 
     def token(self, family_id: str, token_id: str) -> str:
         return f"{self.prefix}rt:{{{self.prefix}fam:{family_id}}}:{token_id}"
+
+    def session(self, family_id: str) -> str:
+        """The family's session record: when and by whom it was signed in and refreshed."""
+        return f"{self.prefix}ses:{{{self.prefix}fam:{family_id}}}"
 
     def legacy_token(self, token_id: str) -> str:
         """Where earlier versions kept a refresh token's record."""

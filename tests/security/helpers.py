@@ -74,6 +74,17 @@ def jar_without(jar: dict[str, str], *names: str) -> dict[str, str]:
     return {k: v for k, v in jar.items() if k not in names}
 
 
+def state_for(app: FastAPI, access: str | None, refresh: str | None = None) -> bytes:
+    """``_auth_state=<value>``: the state cookie a session of these tokens carries (an
+    identity needs it beside the access cookie), for a Cookie header a test writes by hand,
+    so that what the test sends is rejected for the reason it names and for no other."""
+    store = app.user_middleware[0].kwargs["store"]
+    bound_to = refresh if refresh is not None else access
+    assert bound_to is not None
+    value = store.state_codec.dumps("sid-0", None, bound_to, (access,))
+    return b"_auth_state=" + value.encode()
+
+
 # --- raw ASGI -----------------------------------------------------------------------------------
 
 

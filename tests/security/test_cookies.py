@@ -30,7 +30,7 @@ from fastapi_authkit.reader import Reading, RequestReader
 from fastapi_authkit.tokens import TokenVerifier
 from fastapi_authkit.userstate import StateCodec
 
-from .helpers import AUTH_COOKIES, Reply, asgi_websocket, call, security_app
+from .helpers import AUTH_COOKIES, Reply, asgi_websocket, call, security_app, state_for
 from apps import Recorder, build_store
 from conftest import Clock, make_token
 
@@ -78,7 +78,8 @@ def test_access_cookie_over_4096_bytes_is_ignored_before_decoding(
 ) -> None:
     at_limit = sized_token(clock, LIMIT - len("_auth"))
     over = sized_token(clock, LIMIT - len("_auth") + 1)
-    assert whoami(app, f"_auth={at_limit}".encode()).json()["auth"] is True  # the control
+    control = f"_auth={at_limit}; ".encode() + state_for(app, at_limit)
+    assert whoami(app, control).json()["auth"] is True
 
     verified: list[int] = []
     real = TokenVerifier.verify
@@ -88,7 +89,7 @@ def test_access_cookie_over_4096_bytes_is_ignored_before_decoding(
         return real(self, token, now)
 
     monkeypatch.setattr(TokenVerifier, "verify", spy)
-    reply = whoami(app, f"_auth={over}".encode())
+    reply = whoami(app, f"_auth={over}; ".encode() + state_for(app, over))
     assert reply.json()["auth"] is False
     assert verified == []  # never reached the verifier
 
@@ -112,8 +113,9 @@ def test_state_cookie_over_4096_bytes_is_ignored_before_decoding(
     reply = call(
         app, "GET", "/me", [(b"cookie", f"_auth={token}; _auth_state={big_state}".encode())]
     )
-    assert reply.status == 200
-    assert reply.json()["user"]["sub"] == "alice"  # the claims: the state was ignored
+    # The state cookie is absent, so the token is no identity (the user would be the claims
+    # instead of the user state): anonymous, and the oversized value never decoded.
+    assert reply.status == 401
     assert loaded == []
 
 
@@ -121,7 +123,9 @@ def test_refresh_cookie_over_4096_bytes_is_ignored(
     clock: Clock, app: FastAPI, recorder: Recorder
 ) -> None:
     huge = "r" * LIMIT
-    reply = whoami(app, f"_auth={make_token(clock, ttl=-10)}; _auth_refresh={huge}".encode())
+    expired = make_token(clock, ttl=-10)
+    header = f"_auth={expired}; _auth_refresh={huge}; ".encode() + state_for(app, expired, huge)
+    reply = whoami(app, header)
     assert reply.json()["auth"] is False
     assert recorder.calls == []
 
@@ -166,8 +170,9 @@ def test_64_kib_of_junk_around_a_valid_session_still_authenticates(
 ) -> None:
     junk = b"; ".join(b"c%d=%s" % (i, b"v" * 60) for i in range(1000))
     token = make_token(clock)
-    assert whoami(app, junk + b"; _auth=" + token.encode() + b"; " + junk).json()["auth"] is True
-    many_headers = [junk] * 16 + [b"_auth=" + token.encode()]
+    session = b"_auth=" + token.encode() + b"; " + state_for(app, token)
+    assert whoami(app, junk + b"; " + session + b"; " + junk).json()["auth"] is True
+    many_headers = [junk] * 16 + [session]
     assert whoami(app, *many_headers).json()["auth"] is True
 
 
@@ -176,9 +181,12 @@ def test_many_cookie_headers_cost_what_one_header_of_their_size_costs(clock: Clo
     # linear (issue 17, item 9: it was quadratic). Measured against the same bytes in one
     # header in the same run, so machine load cancels out; quadratic joining of these
     # 20,000 headers is over a hundred times the single header, linear about one time.
-    reader = RequestReader(build_store(clock, None))
+    store = build_store(clock, None, verified_token_cache=0)  # every read a full one
+    reader = RequestReader(store)
     token = make_token(clock).encode()
-    crumbs = [b"c%d=%s" % (i, b"v" * 40) for i in range(20_000)] + [b"_auth=" + token]
+    state = store.state_codec.dumps("sid-0", None, token.decode(), (token.decode(),))
+    crumbs = [b"c%d=%s" % (i, b"v" * 40) for i in range(20_000)]
+    crumbs += [b"_auth=" + token, b"_auth_state=" + state.encode()]
     split = [(b"cookie", crumb) for crumb in crumbs]
     whole = [(b"cookie", b"; ".join(crumbs))]
 
@@ -188,7 +196,7 @@ def test_many_cookie_headers_cost_what_one_header_of_their_size_costs(clock: Clo
             started = time.perf_counter()
             decision = reader.read(headers, "GET", "/", "https", clock())
             best = min(best, time.perf_counter() - started)
-            assert isinstance(decision, Reading)  # no state cookie: never a remembered one
+            assert isinstance(decision, Reading)  # nothing remembered: the full read
             assert decision.token == token.decode()
         return best
 
@@ -227,7 +235,9 @@ ODD = list(_odd_access_cookies(b"x" * 20))
 def test_quoted_escaped_nameless_or_latin1_access_cookie_is_absent(
     clock: Clock, app: FastAPI, recorder: Recorder, kind: str
 ) -> None:
-    header = _odd_access_cookies(make_token(clock).encode())[kind]
+    token = make_token(clock)
+    # With the state cookie of that token: only the odd access cookie is wrong.
+    header = _odd_access_cookies(token.encode())[kind] + b"; " + state_for(app, token)
     assert whoami(app, header).json()["auth"] is False
     assert call(app, "GET", "/me", [(b"cookie", header)]).status == 401
     assert recorder.calls == []
@@ -241,9 +251,13 @@ def test_quoted_escaped_nameless_or_latin1_access_cookie_is_absent(
 def test_malformed_refresh_cookie_is_absent_and_never_sent_to_the_callback(
     clock: Clock, app: FastAPI, recorder: Recorder, refresh: bytes
 ) -> None:
-    expired = make_token(clock, ttl=-10).encode()
-    assert whoami(app, b"_auth=" + expired + b"; _auth_refresh=" + refresh).json()["auth"] is False
-    assert whoami(app, b"_auth_refresh=" + refresh).json()["auth"] is False
+    expired = make_token(clock, ttl=-10)
+    # With the state cookie of refresh-0's session: only the odd refresh cookie is wrong.
+    state = state_for(app, expired, "refresh-0")
+    header = b"_auth=" + expired.encode() + b"; _auth_refresh=" + refresh + b"; " + state
+    assert whoami(app, header).json()["auth"] is False
+    state = state_for(app, None, "refresh-0")
+    assert whoami(app, b"_auth_refresh=" + refresh + b"; " + state).json()["auth"] is False
     assert recorder.calls == []
 
 
@@ -253,6 +267,8 @@ def test_malformed_refresh_cookie_is_absent_and_never_sent_to_the_callback(
 def test_duplicate_access_cookie_is_not_authenticated(clock: Clock, app: FastAPI) -> None:
     good = make_token(clock).encode()
     forged = make_token(clock, key="attacker-key-0123456789abcdef0123456789").encode()
+    state = state_for(app, good.decode())
+    assert whoami(app, b"_auth=" + good, state).json()["auth"] is True  # the control
     for headers in (
         [b"_auth=" + good + b"; _auth=" + good],
         [b"_auth=" + forged + b"; _auth=" + good],  # Starlette alone would keep the last
@@ -262,7 +278,7 @@ def test_duplicate_access_cookie_is_not_authenticated(clock: Clock, app: FastAPI
         [b'_auth="x"; _auth=' + good],
         [b" _auth=" + good + b";_auth =" + good],
     ):
-        assert whoami(app, *headers).json()["auth"] is False, headers
+        assert whoami(app, *headers, state).json()["auth"] is False, headers
 
 
 def test_duplicate_refresh_cookie_is_never_refreshed(
@@ -270,7 +286,13 @@ def test_duplicate_refresh_cookie_is_never_refreshed(
 ) -> None:
     expired = make_token(clock, ttl=-10)
     header = f"_auth={expired}; _auth_refresh=refresh-0; _auth_refresh=refresh-attacker"
-    assert whoami(app, header.encode()).json()["auth"] is False
+    for refresh in ("refresh-0", "refresh-attacker"):  # the state cookie of either session
+        assert whoami(app, header.encode(), state_for(app, expired, refresh)).json() == {
+            "auth": False,
+            "token": None,
+            "sub": None,
+            "unavailable": False,
+        }
     assert recorder.calls == []
 
 
@@ -280,8 +302,9 @@ def test_duplicate_state_cookie_is_ignored(clock: Clock, app: FastAPI) -> None:
     assert reply.json()["user"] == {"role": "user"}  # the control
     doubled = header_of(jar) + b"; _auth_state=" + jar["_auth_state"].encode()
     reply = call(app, "GET", "/me", [(b"cookie", doubled)])
-    assert reply.status == 200
-    assert reply.json()["user"]["sub"] == "alice"  # claims: no state
+    # No state cookie (a doubled one is absent), so no identity: never the claims instead.
+    assert reply.status == 401
+    assert reply.set_cookies() == {}  # the cookies are left as they are
 
 
 # --- every Set-Cookie carries exactly the configured flags ----------------------------------------

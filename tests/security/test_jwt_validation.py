@@ -59,15 +59,24 @@ def bearer_app(clock: Clock) -> FastAPI:
     return security_app(build_store(clock, None, auth_type="header"))
 
 
-def via_cookie(app: FastAPI, token: str | bytes, *, refresh: bool = True) -> Reply:
-    """The token in the access cookie; with ``refresh``, beside the refresh cookie and the
-    state cookie of that session, so that a refresh wrongly attempted for it would happen."""
+def session_cookies(app: FastAPI, token: str | bytes, *, refresh: bool = True) -> bytes:
+    """A Cookie header with the token in the access cookie and the state cookie of its
+    session (an identity needs both); with ``refresh``, beside the refresh cookie, so that a
+    refresh wrongly attempted for it would happen, else as a session without a refresh
+    token (the state cookie bound to the access token)."""
     raw = token if isinstance(token, bytes) else token.encode("utf-8", "surrogatepass")
+    store = app.user_middleware[0].kwargs["store"]
+    access = raw.decode("latin-1")
     cookie = b"_auth=" + raw
     if refresh:
-        store = app.user_middleware[0].kwargs["store"]
-        state = state_cookie(store, REFRESH, raw.decode("latin-1"))
-        cookie += f"; _auth_refresh={REFRESH}; _auth_state={state}".encode()
+        state = state_cookie(store, REFRESH, access)
+        return cookie + f"; _auth_refresh={REFRESH}; _auth_state={state}".encode()
+    return cookie + f"; _auth_state={state_cookie(store, access, access)}".encode()
+
+
+def via_cookie(app: FastAPI, token: str | bytes, *, refresh: bool = True) -> Reply:
+    """The token in the access cookie, with its session's cookies (see session_cookies)."""
+    cookie = session_cookies(app, token, refresh=refresh)
     return call(app, "GET", "/whoami", [(b"cookie", cookie)])
 
 
@@ -90,7 +99,7 @@ def assert_rejected_everywhere(
     assert_anonymous(via_cookie(cookie_app, token))
     assert recorder.calls == [], "the refresh callback was called for a token that never verified"
     raw = token if isinstance(token, bytes) else token.encode("utf-8", "surrogatepass")
-    me = call(cookie_app, "GET", "/me", [(b"cookie", b"_auth=" + raw)])
+    me = call(cookie_app, "GET", "/me", [(b"cookie", session_cookies(cookie_app, raw))])
     assert me.status == 401
     assert me.header_values(b"www-authenticate") == [b"Bearer"]
     assert_anonymous(via_bearer(bearer_app, token))
@@ -131,7 +140,7 @@ def test_claims_a_route_sees_are_exactly_what_the_key_signed(clock: Clock) -> No
         return state.claims or {}
 
     token = make_token(clock, roles=["user"], org={"id": "acme"})
-    cookie = [(b"cookie", f"_auth={token}".encode())]
+    cookie = [(b"cookie", session_cookies(app, token, refresh=False))]
     signed = call(app, "GET", "/claims", cookie).json()
     assert call(app, "GET", "/escalate", cookie).json() == {"ok": True}
     assert call(app, "GET", "/claims", cookie).json() == signed
@@ -550,7 +559,8 @@ def test_expired_within_leeway_is_accepted_beyond_it_is_not(clock: Clock) -> Non
     token = make_token(clock, ttl=60)
     clock.advance(60 + 29)
     assert via_cookie(app, token, refresh=False).json()["auth"] is True
-    assert call(app, "GET", "/me", [(b"cookie", f"_auth={token}".encode())]).status == 200
+    me = call(app, "GET", "/me", [(b"cookie", session_cookies(app, token, refresh=False))])
+    assert me.status == 200
     clock.advance(1)
     assert_anonymous(via_cookie(app, token, refresh=False))
 
@@ -685,7 +695,9 @@ def test_malformed_token_is_unauthenticated(
 ) -> None:
     assert_anonymous(via_cookie(cookie_app, token, refresh=False))
     raw = token if isinstance(token, bytes) else token.encode()
-    assert call(cookie_app, "GET", "/me", [(b"cookie", b"_auth=" + raw)]).status == 401
+    cookie = session_cookies(cookie_app, raw, refresh=False)
+    me = call(cookie_app, "GET", "/me", [(b"cookie", cookie)])
+    assert me.status == 401
     assert_anonymous(via_bearer(bearer_app, token))
     assert recorder.calls == []
 
