@@ -308,7 +308,8 @@ class RedisClusterServers:
                     "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys
                 )
         for node in (target, source, *self.nodes):
-            if node.process is not None:
+            # Replicas refuse SETSLOT; they learn the owner from their primaries.
+            if node.process is not None and node.is_primary():
                 with node.control() as control:
                     control.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
         self.wait_settled()

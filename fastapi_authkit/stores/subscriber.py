@@ -31,14 +31,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
 from .view import RevocationView
 
 __all__ = [
     "LOST",
-    "Address",
+    "PrimaryCheck",
     "RevocationSubscriber",
     "Subscription",
     "SubscriptionOpener",
@@ -73,27 +72,24 @@ class Subscription(Protocol):
 SubscriptionOpener = Callable[[], Awaitable[Subscription]]
 
 
-Address = tuple[str, int]
+# Raises unless the node at (host, port) is the deployment's one primary now (Sentinel).
+PrimaryCheck = Callable[[str, int], Awaitable[None]]
 
 
 class _NodeSubscription:
     """A dedicated connection (not the client's pool, and no hidden reconnects: a silent
     reconnect would hide the gap in which messages were missed)."""
 
-    def __init__(self, connection: Any, primary: Callable[[], Address | None] | None) -> None:
+    def __init__(self, connection: Any, check: PrimaryCheck | None) -> None:
         self._connection = connection
-        self._primary = primary
+        self._check = check
 
     async def ping(self, payload: bytes) -> None:
-        if self._primary is not None:
-            # The client's own idea of the primary, checked with every heartbeat: once it
-            # names another server, revocations are executed there, not here.
-            address = (self._connection.host, self._connection.port)
-            current = self._primary()
-            if current is not None and tuple(current) != address:
-                raise RedisConnectionError(
-                    f"the primary moved from {address[0]}:{address[1]} to {current[0]}:{current[1]}"
-                )
+        if self._check is not None:
+            # Before the PING, and after the subscriber noted the heartbeat's send time:
+            # the node was still the only primary after that time, so every revocation
+            # executed before it was executed here, and its message precedes the PONG.
+            await self._check(self._connection.host, int(self._connection.port))
         await self._connection.send_command("PING", payload)
 
     async def next(self) -> tuple[bytes, bytes]:
@@ -111,12 +107,12 @@ class _NodeSubscription:
 
 
 async def node_subscription(
-    client: Redis, channel: str, *, primary: Callable[[], Address | None] | None = None
+    client: Redis, channel: str, *, check: PrimaryCheck | None = None
 ) -> Subscription:
     """Subscribe to ``channel`` on the node ``client`` talks to, on a connection of its own
     made with the client's settings (address, credentials, TLS, timeouts for writes).
-    ``primary``: where the client's other connections go now (Sentinel), if that can
-    change; a heartbeat sent while it names another node ends the subscription."""
+    ``check``: for a node that may stop being the primary (Sentinel), run before every
+    heartbeat; when it raises, the subscription ends."""
     pool = client.connection_pool
     options = dict(pool.connection_kwargs)
     # Bytes in RESP2: pushes then arrive as plain replies, in order with the heartbeats.
@@ -138,7 +134,7 @@ async def node_subscription(
     except BaseException:
         await connection.disconnect()
         raise
-    return _NodeSubscription(connection, primary)
+    return _NodeSubscription(connection, check)
 
 
 class RevocationSubscriber:

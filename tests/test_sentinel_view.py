@@ -1,0 +1,116 @@
+"""Each process's view of revoked sessions on a Sentinel-managed primary (real primary,
+replica and Sentinel processes): the subscription is on the primary Sentinel names, every
+heartbeat asks Sentinel whether it still is, and a failover ends it (the view falls back
+to asking Redis per request) until it is subscribed again on the promoted replica.
+
+Two RedisStore instances on one prefix stand for two worker processes. Waits are bounded
+polls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import pytest
+
+from fastapi_authkit.errors import StoreUnavailableError
+from fastapi_authkit.stores import RedisStore
+
+from servers import SENTINEL_SERVICE, RedisServer, SentinelSet
+from views import Commands, Worker, eventually
+
+pytestmark = pytest.mark.anyio
+
+
+def numsub(node: RedisServer, channel: str) -> int:
+    with node.control() as control:
+        return int(control.pubsub_numsub(channel)[0][1])
+
+
+@pytest.fixture(scope="module")
+def sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    servers = SentinelSet(tmp_path_factory.mktemp("sentinel-view"))
+    servers.start()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture
+async def two(sentinel_set: SentinelSet) -> AsyncIterator[tuple[Worker, Worker]]:
+    prefix = f"sv-{uuid.uuid4().hex}:"
+    a = RedisStore.from_url(sentinel_set.url, prefix=prefix)
+    # b's revocations confirmed by the replica: one made on the old primary in the middle
+    # of the failover (and then lost with it) is an error, not a success.
+    b = RedisStore.from_url(
+        sentinel_set.url, prefix=prefix, timeout=1.0, wait_replicas=1, wait_timeout=0.5
+    )
+    yield Worker(a), Worker(b)
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_a_revocation_reaches_the_other_process_with_no_round_trip_per_request(
+    two: tuple[Worker, Worker], sentinel_set: SentinelSet
+) -> None:
+    a, b = two
+    family, refresh = await a.sign_in()
+    await eventually(lambda: a.served_from_view(family))
+    assert numsub(sentinel_set.primary(), a.store._channel) >= 1
+    commands = Commands(a.store._redis)
+    for _ in range(100):
+        assert a.known(family) is True
+        await anyio.sleep(0.002)  # heartbeats (and their Sentinel checks) go on meanwhile
+    assert commands.count == 0
+    assert await b.revoke(family, refresh) == family
+    await eventually(lambda: a.known(family) is False)
+
+
+async def test_a_failover_falls_back_then_follows_the_new_primary(
+    two: tuple[Worker, Worker], sentinel_set: SentinelSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``SENTINEL FAILOVER``: the old primary stays up (it becomes a replica), so no
+    connection is lost; Sentinel naming another primary is what ends the subscription. A
+    revocation made on the new primary in the middle of it is never answered "live"."""
+    a, b = two
+    revoked, revoked_refresh = await a.sign_in()
+    kept, _ = await a.sign_in()
+    for family in (revoked, kept):
+        await eventually(lambda family=family: a.served_from_view(family))
+    old = sentinel_set.primary()
+    channel = a.store._channel
+    with caplog.at_level(logging.WARNING, logger="fastapi_authkit"):
+        with sentinel_set._sentinel() as sentinel:
+            sentinel.execute_command("SENTINEL", "FAILOVER", SENTINEL_SERVICE)
+        # Revoke through b as soon as the new primary takes it and its replica confirms it
+        # (b follows the failover by itself: a READONLY reply makes it ask Sentinel again).
+        deadline = time.monotonic() + 20
+        while True:
+            if sentinel_set.primary() is not old:
+                try:
+                    if await b.revoke(revoked, revoked_refresh) == revoked:
+                        break
+                except StoreUnavailableError:
+                    pass
+            assert time.monotonic() < deadline, "no failover within 20 s"
+            await anyio.sleep(0.02)
+        revoked_at = time.monotonic()
+        new = sentinel_set.primary()
+        assert new is not old
+        # From max_lag after the revocation on, never "live" (fallback, or heard).
+        seen: set[bool | None] = set()
+        while time.monotonic() < revoked_at + 3:
+            if time.monotonic() > revoked_at + a.store._view.max_lag:
+                seen.add(a.known(revoked))
+            await anyio.sleep(0.005)
+        assert True not in seen
+        assert "names" in caplog.text  # the Sentinel check ended the old subscription
+    # (a's own reads may still reach the old primary, demoted now; it has the revocation
+    # once it resyncs from the new one.)
+    await eventually(lambda: a.known(revoked) is False, within=10)
+    await eventually(lambda: a.served_from_view(kept), within=10)  # current again
+    await eventually(lambda: numsub(new, channel) >= 1)
+    await eventually(lambda: numsub(old, channel) == 0)
