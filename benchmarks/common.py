@@ -434,23 +434,114 @@ def _redis_ping(port: int) -> bool:
         return False
 
 
+def _wait(what: str, check: Callable[[], bool], *, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.02)
+
+
 @contextlib.contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
-    """A throwaway redis-server on a free loopback port (no persistence); yields its URL."""
+def _redis_process(
+    directory: Path, *, extra: Sequence[str] = (), sentinel: bool = False
+) -> Iterator[int]:
+    """One redis-server (or Sentinel) on a free loopback port, in its own ``directory``
+    (no persistence); yields the port once it answers PING."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+    directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    command += ["--appendonly", "no", "--dir", str(directory), "--protected-mode", "yes"]
     log = directory / "redis.log"
+    if sentinel:
+        conf = directory / "sentinel.conf"
+        conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {directory}\n" + "".join(extra))
+        command = [binary, str(conf), "--sentinel"]
+    else:
+        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "no", "--dir", str(directory), "--protected-mode", "yes"]
+        command += list(extra)
     with managed_process(command, log=log) as process:
         deadline = time.monotonic() + 10
         while not _redis_ping(port):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not start:\n{log.read_text()}")
             time.sleep(0.02)
+        yield port
+
+
+@contextlib.contextmanager
+def redis_server(directory: Path) -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port (no persistence); yields its URL."""
+    with _redis_process(directory) as port:
         yield f"redis://127.0.0.1:{port}/0"
+
+
+@contextlib.contextmanager
+def redis_cluster(directory: Path, size: int = 3) -> Iterator[str]:
+    """A throwaway Redis Cluster of ``size`` primaries on loopback (slots split evenly);
+    yields its ``redis+cluster://`` URL once every node reports the cluster ok."""
+    import redis  # the sync client, for setting it up
+
+    with contextlib.ExitStack() as stack:
+        nodes = []  # (port, bus port)
+        for i in range(size):
+            bus = free_port()
+            extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            extra += ["--cluster-port", str(bus), "--cluster-node-timeout", "5000"]
+            port = stack.enter_context(_redis_process(directory / f"node{i}", extra=extra))
+            nodes.append((port, bus))
+        for i, (port, _) in enumerate(nodes):
+            with redis.Redis(port=port) as control:
+                first, last = 16384 * i // size, 16384 * (i + 1) // size - 1
+                control.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+                if i:  # the bus port is not port + 10000 here, so MEET is told it
+                    control.execute_command(
+                        "CLUSTER", "MEET", "127.0.0.1", nodes[0][0], nodes[0][1]
+                    )
+
+        def formed() -> bool:
+            for port, _ in nodes:
+                with redis.Redis(port=port, decode_responses=True) as control:
+                    info = control.execute_command("CLUSTER", "INFO")
+                if "cluster_state:ok" not in info or f"cluster_known_nodes:{size}" not in info:
+                    return False
+            return True
+
+        _wait("the cluster to form", formed)
+        yield "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port, _ in nodes)
+
+
+SENTINEL_SERVICE = "authkit"
+
+
+@contextlib.contextmanager
+def redis_sentinel(directory: Path) -> Iterator[str]:
+    """A throwaway primary, its replica and one Sentinel watching them, on loopback;
+    yields the ``redis+sentinel://`` URL once Sentinel names the primary and sees the
+    replica."""
+    import redis
+
+    with contextlib.ExitStack() as stack:
+        primary = stack.enter_context(_redis_process(directory / "primary"))
+        extra = ["--replicaof", "127.0.0.1", str(primary), "--repl-diskless-sync-delay", "0"]
+        replica = stack.enter_context(_redis_process(directory / "replica", extra=extra))
+        monitor = [
+            f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {primary} 1\n",
+            f"sentinel down-after-milliseconds {SENTINEL_SERVICE} 5000\n",
+        ]
+        port = stack.enter_context(
+            _redis_process(directory / "sentinel", extra=monitor, sentinel=True)
+        )
+
+        def watching() -> bool:
+            with redis.Redis(port=port, decode_responses=True) as sentinel:
+                replicas = sentinel.sentinel_slaves(SENTINEL_SERVICE)
+            return any(r["port"] == replica and not r["is_sdown"] for r in replicas)
+
+        _wait("Sentinel to watch the replica", watching)
+        yield f"redis+sentinel://127.0.0.1:{port}/{SENTINEL_SERVICE}"
 
 
 class RoundTrips:

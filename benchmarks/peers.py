@@ -14,18 +14,19 @@ callable (no network, no client), so the figure is framework plus auth cost alon
 * fastapi-authkit steady state: ``AuthKitMiddleware`` + ``Depends(current_user)``, a valid
   token an hour from expiry, (a) no refresh configured, (b) refresh configured, not due;
 * fastapi-authkit as its own auth server (the built-in issuer, whose sessions can be
-  revoked): on the in-memory store, and on a ``RedisStore`` (a redis-server on loopback,
-  started here), where each request is answered from the process's view of revocations
-  while that view is provably current (the Redis commands the variant made during the
-  timed rounds are counted and reported);
+  revoked): on the in-memory store, and on a ``RedisStore`` on one redis-server, on a
+  3-primary Redis Cluster and on a Sentinel-managed primary (all on loopback, started
+  here), where each request is answered from the process's view of revocations while that
+  view is provably current (the Redis commands each variant made during the timed rounds
+  are counted and reported);
 * the kit with the route calling ``get_auth_state(request)`` instead of a dependency (the
   kit's own cost apart from FastAPI's ``Depends``), and a visitor who is not signed in: a
   public route, no cookies, bare and with the kit (reported, no target).
 
 Variants run interleaved for several rounds; medians and per-round paired ratios are
 reported. Targets: authkit <= 1.10x the no-op dependency, >= 2x faster than hand-written
-PyJWT, >= 10x faster than authx; the issuer on memory <= 1.10x and on Redis <= 1.15x the
-no-op dependency.
+PyJWT, >= 10x faster than authx; the issuer on memory <= 1.10x and on Redis (each of the
+three deployments) <= 1.15x the no-op dependency.
 
     .venv/bin/python -m benchmarks.peers [--rounds 15] [--chunk-seconds 0.25]
 """
@@ -46,7 +47,6 @@ from typing import Annotated, Any
 import itsdangerous
 import jwt
 from fastapi import Depends, FastAPI, HTTPException, Request
-from redis.asyncio import Redis
 
 from benchmarks.common import (
     TIMES,
@@ -63,6 +63,8 @@ from benchmarks.common import (
     median,
     paired_ratio,
     ratio_target,
+    redis_cluster,
+    redis_sentinel,
     redis_server,
     request_headers,
     session_cookies,
@@ -78,6 +80,7 @@ from fastapi_authkit import (
     get_auth_state,
 )
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
+from fastapi_authkit.stores.redis_urls import client_from_url
 
 SECRET = "peers-benchmark-secret-0123456789abcdef"
 COOKIE_SECRET = "peers-benchmark-cookie-secret-0123456789"
@@ -266,6 +269,8 @@ ANON_BARE = "bare, no cookies"
 ANON_KIT = "authkit, no cookies"
 ISSUER_MEMORY = "authkit + issuer (memory)"
 ISSUER_REDIS = "authkit + issuer (Redis)"
+ISSUER_CLUSTER = "authkit + issuer (cluster)"
+ISSUER_SENTINEL = "authkit + issuer (Sentinel)"
 
 VARIANTS: dict[str, Callable[[], App]] = {
     "bare": bare,
@@ -290,7 +295,7 @@ def _chunk(name: str, app: FastAPI, headers: Headers) -> Chunk:
     return run
 
 
-async def measure(rounds: int, chunk_seconds: float, redis_url: str) -> list[Target]:
+async def measure(rounds: int, chunk_seconds: float, urls: dict[str, str]) -> list[Target]:
     chunks: dict[str, Chunk] = {}
     for name, build in VARIANTS.items():
         if name == AUTHX and importlib.util.find_spec("authx") is None:
@@ -298,17 +303,23 @@ async def measure(rounds: int, chunk_seconds: float, redis_url: str) -> list[Tar
             continue
         chunks[name] = _chunk(name, *build())
     chunks[ISSUER_MEMORY] = _chunk(ISSUER_MEMORY, *await issuer_app(MemoryStore()))
-    # Generous timeouts: this measures the kit, not how it fails closed on a slow Redis.
-    client = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
-    round_trips = RoundTrips(client)
-    backend = RedisStore(client, prefix=f"peers-{secrets.token_hex(4)}:")
-    chunks[ISSUER_REDIS] = _chunk(ISSUER_REDIS, *await issuer_app(backend))
+    backends: list[RedisStore] = []
+    round_trips: dict[str, RoundTrips] = {}
+    for name, url in urls.items():
+        # Generous timeouts: this measures the kit, not how it fails closed on a slow Redis.
+        client, sentinel = client_from_url(url, timeout=5)
+        round_trips[name] = RoundTrips(client)
+        backend = RedisStore(client, prefix=f"peers-{secrets.token_hex(4)}:")
+        backend._sentinel = sentinel  # closed with the store, as from_url's
+        backends.append(backend)
+        chunks[name] = _chunk(name, *await issuer_app(backend))
     try:
-        before = round_trips.count
+        before = {name: counter.count for name, counter in round_trips.items()}
         results, sizes = await interleaved(chunks, rounds=rounds, chunk_seconds=chunk_seconds)
-        commands = round_trips.count - before
+        commands = {name: counter.count - before[name] for name, counter in round_trips.items()}
     finally:
-        await backend.aclose()
+        for backend in backends:
+            await backend.aclose()
     NEVER_DUE.check(KIT_REFRESH)
 
     print(
@@ -333,11 +344,12 @@ async def measure(rounds: int, chunk_seconds: float, redis_url: str) -> list[Tar
         f"  info: {ANON_KIT} vs {ANON_BARE}: "
         f"{paired_ratio(results[ANON_KIT], results[ANON_BARE]):.2f}{TIMES} (no target)"
     )
-    requests = sizes[ISSUER_REDIS] * rounds + 400  # the timed rounds and the warm-up
-    print(
-        f"  info: {ISSUER_REDIS}: {commands} requests asked Redis, of {requests:,} (the "
-        "first, before the view was current; and any while a heartbeat was late)"
-    )
+    for name, count in commands.items():
+        requests = sizes[name] * rounds + 400  # the timed rounds and the warm-up
+        print(
+            f"  info: {name}: {count} requests asked Redis, of {requests:,} (the "
+            "first, before the view was current; and any while a heartbeat was late)"
+        )
 
     targets = []
     for kit in (KIT, KIT_REFRESH):
@@ -364,7 +376,8 @@ async def measure(rounds: int, chunk_seconds: float, redis_url: str) -> list[Tar
                 why=AUTHX_MISSING,
             )
         )
-    for name, limit in ((ISSUER_MEMORY, 1.10), (ISSUER_REDIS, 1.15)):
+    limits = [(ISSUER_MEMORY, 1.10), *((name, 1.15) for name in urls)]
+    for name, limit in limits:
         targets.append(
             ratio_target(
                 f"{name} cost vs no-op dependency",
@@ -382,8 +395,14 @@ def main() -> None:
     parser.add_argument("--chunk-seconds", type=float, default=0.25)
     args = parser.parse_args()
     stop_on_sigterm()
-    with workdir("peers") as directory, redis_server(directory) as redis_url:
-        targets = asyncio.run(measure(args.rounds, args.chunk_seconds, redis_url))
+    with (
+        workdir("peers") as directory,
+        redis_server(directory / "single") as single,
+        redis_cluster(directory / "cluster") as cluster,
+        redis_sentinel(directory / "sentinel") as sentinel,
+    ):
+        urls = {ISSUER_REDIS: single, ISSUER_CLUSTER: cluster, ISSUER_SENTINEL: sentinel}
+        targets = asyncio.run(measure(args.rounds, args.chunk_seconds, urls))
     finish(targets, args.json)
 
 
