@@ -20,8 +20,9 @@ being handed out that a failover may take back.
 Every script that revokes a family PUBLISHes its id on ``{prefix}rev`` in the same script,
 and each process keeps a view of live families current from that channel (see
 :mod:`~fastapi_authkit.stores.subscriber`), so an authenticated request needs no round trip
-while that view is provably current, and asks Redis whenever it is not. (One server only
-for now; on Sentinel and Cluster every request asks Redis.)
+while that view is provably current, and asks Redis whenever it is not. On a cluster the
+view listens to every primary, with Sentinel to the primary every Sentinel names
+(:meth:`~fastapi_authkit.stores.redis_topology.Topology.subscriptions`).
 
 Any Redis error (down, slow past the client's ``socket_timeout``) becomes
 :class:`~fastapi_authkit.errors.StoreUnavailableError`, on which the kit fails closed.
@@ -240,8 +241,9 @@ class RedisStore:
     revocations without proof that the view is current: a revocation anywhere is refused
     here as soon as its message arrives (normally within a millisecond or two), and within
     ``max_lag`` even if messages stall. Heartbeats run every ``max_lag / 4``. The view
-    holds up to ``view_size`` live and as many revoked families (0: no view). On one server
-    only for now: with Sentinel or a cluster every request asks Redis.
+    holds up to ``view_size`` live and as many revoked families (0: no view). On a cluster
+    and with Sentinel too: a failover or any change of the primaries drops the view until
+    it is current again (docs: deployments/redis).
     """
 
     known_active: Callable[[str, float], bool | None]
