@@ -31,16 +31,10 @@ from fastapi_authkit.stores.redis_keys import KeyLayout
 
 from apps import issuer_app
 from conftest import T0, Clock
-from servers import RedisClusterServers, RedisServer
-from views import Commands, Worker, eventually
+from servers import RedisClusterServers
+from views import REVOKE_UNHEARD, Commands, Worker, eventually, numsub, two_workers
 
 pytestmark = pytest.mark.anyio
-
-
-def numsub(node: RedisServer, channel: str) -> int:
-    """Subscribers to ``channel`` on ``node`` itself (PUBSUB NUMSUB counts one node's)."""
-    with node.control() as control:
-        return int(control.pubsub_numsub(channel)[0][1])
 
 
 async def families_on_every_primary(
@@ -68,11 +62,8 @@ async def two(
     redis_cluster: RedisClusterServers, prefix: str
 ) -> AsyncIterator[tuple[Worker, Worker]]:
     redis_cluster.wait_settled()  # after another test's slot move, epochs may still spread
-    a = RedisStore.from_url(redis_cluster.url, prefix=prefix)
-    b = RedisStore.from_url(redis_cluster.url, prefix=prefix)
-    yield Worker(a), Worker(b)
-    await a.aclose()
-    await b.aclose()
+    async with two_workers(redis_cluster.url, prefix) as pair:
+        yield pair
 
 
 async def test_a_revocation_on_each_primary_reaches_the_other_processes_view(
@@ -160,16 +151,9 @@ async def test_a_revocation_made_while_resubscribing_is_not_lost(
     keys = KeyLayout(prefix)
     owner = redis_cluster.owner(key_slot(keys.family(family).encode()))
     admin = owner.control()
-    # Revokes (and publishes, as the kit's scripts do) only while nobody is subscribed on
-    # the family's own primary: that primary's message reaches no process directly.
-    revoke_unheard = admin.register_script(
-        """
-        if redis.call('PUBSUB', 'NUMSUB', ARGV[1])[2] > 0 then return 0 end
-        redis.call('HSET', KEYS[1], 'rev', '1')
-        redis.call('PUBLISH', ARGV[1], ARGV[2])
-        return 1
-        """
-    )
+    # On the family's own primary (its copies over the cluster bus are not ordered with
+    # anything a process can check, so they prove nothing either way).
+    revoke_unheard = admin.register_script(REVOKE_UNHEARD)
     try:
         for _ in range(200):
             admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
@@ -204,11 +188,8 @@ async def two_on_changing(
     changing: RedisClusterServers, prefix: str
 ) -> AsyncIterator[tuple[Worker, Worker]]:
     changing.wait_settled()
-    a = RedisStore.from_url(changing.url, prefix=prefix)
-    b = RedisStore.from_url(changing.url, prefix=prefix)
-    yield Worker(a), Worker(b)
-    await a.aclose()
-    await b.aclose()
+    async with two_workers(changing.url, prefix) as pair:
+        yield pair
 
 
 async def test_a_failover_inside_the_cluster_moves_the_subscription(

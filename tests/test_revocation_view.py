@@ -25,7 +25,7 @@ from fastapi_authkit.stores.sealing import token_id
 
 from conftest import T0
 from servers import RedisServer
-from views import ABSOLUTE, Worker, eventually
+from views import ABSOLUTE, REVOKE_UNHEARD, Worker, eventually, two_workers
 
 pytestmark = pytest.mark.anyio
 
@@ -37,11 +37,8 @@ async def prefix() -> str:
 
 @pytest.fixture
 async def two(redis_server: RedisServer, prefix: str) -> AsyncIterator[tuple[Worker, Worker]]:
-    a = RedisStore.from_url(redis_server.url, prefix=prefix)
-    b = RedisStore.from_url(redis_server.url, prefix=prefix)
-    yield Worker(a), Worker(b)
-    await a.aclose()
-    await b.aclose()
+    async with two_workers(redis_server.url, prefix) as pair:
+        yield pair
 
 
 async def test_a_revocation_in_one_process_reaches_the_others_view(
@@ -113,16 +110,7 @@ async def test_a_revocation_published_while_reconnecting_is_not_lost(
     family, _ = await a.sign_in()
     await eventually(lambda: a.served_from_view(family))
     admin = Redis.from_url(redis_server.url)
-    # Revokes and publishes in one script, only while nobody is subscribed: the message of
-    # this revocation reaches no one, by construction.
-    revoke_unheard = admin.register_script(
-        """
-        if redis.call('PUBSUB', 'NUMSUB', ARGV[1])[2] > 0 then return 0 end
-        redis.call('HSET', KEYS[1], 'rev', '1')
-        redis.call('PUBLISH', ARGV[1], ARGV[2])
-        return 1
-        """
-    )
+    revoke_unheard = admin.register_script(REVOKE_UNHEARD)
     try:
         hit = 0
         for _ in range(200):

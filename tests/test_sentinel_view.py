@@ -18,17 +18,11 @@ import anyio
 import pytest
 
 from fastapi_authkit.errors import StoreUnavailableError
-from fastapi_authkit.stores import RedisStore
 
-from servers import SENTINEL_SERVICE, RedisServer, SentinelSet
-from views import Commands, Worker, eventually
+from servers import SENTINEL_SERVICE, SentinelSet
+from views import Commands, Worker, eventually, numsub, two_workers
 
 pytestmark = pytest.mark.anyio
-
-
-def numsub(node: RedisServer, channel: str) -> int:
-    with node.control() as control:
-        return int(control.pubsub_numsub(channel)[0][1])
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +35,11 @@ def sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelS
 
 @pytest.fixture
 async def two(sentinel_set: SentinelSet) -> AsyncIterator[tuple[Worker, Worker]]:
-    prefix = f"sv-{uuid.uuid4().hex}:"
-    a = RedisStore.from_url(sentinel_set.url, prefix=prefix)
     # b's revocations confirmed by the replica: one made on the old primary in the middle
     # of the failover (and then lost with it) is an error, not a success.
-    b = RedisStore.from_url(
-        sentinel_set.url, prefix=prefix, timeout=1.0, wait_replicas=1, wait_timeout=0.5
-    )
-    yield Worker(a), Worker(b)
-    await a.aclose()
-    await b.aclose()
+    confirmed = {"timeout": 1.0, "wait_replicas": 1, "wait_timeout": 0.5}
+    async with two_workers(sentinel_set.url, f"sv-{uuid.uuid4().hex}:", **confirmed) as pair:
+        yield pair
 
 
 async def test_a_revocation_reaches_the_other_process_with_no_round_trip_per_request(

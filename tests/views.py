@@ -1,11 +1,13 @@
 """Helpers for the tests of each process's view of revoked sessions: a store standing for
-one worker process, bounded waits, and counting the commands a client sends."""
+one worker process, two of them on one prefix, bounded waits, subscribers counted on a
+server, and counting the commands a client sends."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -14,8 +16,39 @@ from fastapi_authkit.stores import RedisStore
 from fastapi_authkit.stores.sealing import token_id
 
 from conftest import T0
+from servers import RedisServer
 
 ABSOLUTE = 7200.0
+
+# Revokes and publishes in one script, as the kit's scripts do, but only while nobody is
+# subscribed on that server: the message of this revocation reaches no process directly.
+# KEYS: the family. ARGV: the channel, the family id.
+REVOKE_UNHEARD = """
+if redis.call('PUBSUB', 'NUMSUB', ARGV[1])[2] > 0 then return 0 end
+redis.call('HSET', KEYS[1], 'rev', '1')
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
+
+
+def numsub(node: RedisServer, channel: str) -> int:
+    """Subscribers to ``channel`` on ``node`` itself (on a cluster, one node's)."""
+    with node.control() as control:
+        return int(control.pubsub_numsub(channel)[0][1])
+
+
+@contextlib.asynccontextmanager
+async def two_workers(
+    url: str, prefix: str, **b_options: Any
+) -> AsyncIterator[tuple[Worker, Worker]]:
+    """Two RedisStores on ``url`` and one prefix, standing for two worker processes."""
+    a = RedisStore.from_url(url, prefix=prefix)
+    b = RedisStore.from_url(url, prefix=prefix, **b_options)
+    try:
+        yield Worker(a), Worker(b)
+    finally:
+        await a.aclose()
+        await b.aclose()
 
 
 async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float = 5.0) -> None:
