@@ -28,16 +28,18 @@ BENCHMARKS = {
     "uvicorn_rps": "benchmarks.uvicorn_rps",
     "storm": "benchmarks.storm",
     "revocation": "benchmarks.revocation",
+    "revocation_cluster": "benchmarks.revocation --cluster",
     "memory": "benchmarks.memory",
 }
 TIMEOUT = 240.0
 
 
 def run_one(module: str, json_path: Path) -> int:
-    """Run ``module`` with its output passed straight through; stop it on timeout or on
-    our own SIGTERM/Ctrl-C (it then stops its servers in its ``finally`` blocks)."""
+    """Run ``module`` (and the arguments after it) with its output passed straight
+    through; stop it on timeout or on our own SIGTERM/Ctrl-C (it then stops its servers
+    in its ``finally`` blocks)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", module, "--json", str(json_path)], cwd=REPO_ROOT
+        [sys.executable, "-m", *module.split(), "--json", str(json_path)], cwd=REPO_ROOT
     )
     try:
         return process.wait(timeout=TIMEOUT)
