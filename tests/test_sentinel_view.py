@@ -10,6 +10,7 @@ polls.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +20,7 @@ import pytest
 
 from fastapi_authkit.errors import StoreUnavailableError
 
+from conftest import T0
 from servers import SENTINEL_SERVICE, SentinelSet
 from views import Commands, Worker, eventually, numsub, two_workers
 
@@ -103,3 +105,24 @@ async def test_a_failover_falls_back_then_follows_the_new_primary(
     await eventually(lambda: a.served_from_view(kept), within=10)  # current again
     await eventually(lambda: numsub(new, channel) >= 1)
     await eventually(lambda: numsub(old, channel) == 0)
+
+
+async def test_a_sentinel_that_does_not_answer_falls_back_until_it_does(
+    two: tuple[Worker, Worker], sentinel_set: SentinelSet
+) -> None:
+    """Without every Sentinel's word that the node is still the primary, no heartbeat
+    counts: "live" answers stop being trusted (the data node itself is fine)."""
+    a, _ = two
+    family, _ = await a.sign_in()
+    await eventually(lambda: a.served_from_view(family))
+    process = sentinel_set.sentinel
+    assert process is not None
+    process.send_signal(signal.SIGSTOP)
+    try:
+        await eventually(lambda: a.known(family) is None)
+        assert await a.store.family_active(family, T0)  # asked of the primary: still live
+        await anyio.sleep(0.3)
+        assert a.known(family) is None  # and not kept while Sentinel is silent
+    finally:
+        process.send_signal(signal.SIGCONT)
+    await eventually(lambda: a.served_from_view(family), within=10)

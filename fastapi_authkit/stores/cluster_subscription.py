@@ -284,6 +284,13 @@ class ClusterOpener:
             )
             ids = {p.node_id for p in listed}
             for primary, (shape, table) in zip(listed, shapes, strict=True):
+                if shape[0] != b"ok":
+                    # A node that sees the cluster down (the minority side of a partition,
+                    # slots uncovered) may be about to see it change under it.
+                    raise TopologyChanged(
+                        f"primary {primary.host}:{primary.port} reports cluster_state "
+                        f"{shape[0].decode(errors='replace')}"
+                    )
                 if table.primaries.keys() != ids:
                     raise TopologyChanged(
                         f"primary {primary.host}:{primary.port} lists other primaries than "
