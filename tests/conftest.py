@@ -13,7 +13,7 @@ import pytest
 
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
-from servers import RedisClusterServers, RedisServer
+from servers import RedisClusterServers, RedisServer, SentinelSet
 
 TOKEN_KEY = "test-token-key-0123456789abcdef0123456789"
 SECRET_KEY = "test-secret-key-0123456789abcdef012345678"
@@ -72,6 +72,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    """A primary, its replica and Sentinel of the test module's own (its tests fail over
+    and kill servers)."""
+    servers = SentinelSet(tmp_path_factory.mktemp("sentinel"))
+    servers.start()
+    yield servers
+    servers.stop()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -43,14 +43,6 @@ MAX_LAG = 0.1  # how long a process's view of revocations is trusted past a hear
 # issuer_app's access tokens live 60 s: after this, each request must refresh to answer
 # (a failed refresh is a 503, not the old token).
 PAST_EXPIRY = 61
-
-
-@pytest.fixture(scope="module")
-def sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
-    servers = SentinelSet(tmp_path_factory.mktemp("sentinel"))
-    servers.start()
-    yield servers
-    servers.stop()
 
 
 class Browser:

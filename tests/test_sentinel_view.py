@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import anyio
 import pytest
@@ -25,14 +25,6 @@ from servers import SENTINEL_SERVICE, SentinelSet
 from views import Commands, Worker, eventually, numsub, two_workers
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
-    servers = SentinelSet(tmp_path_factory.mktemp("sentinel-view"))
-    servers.start()
-    yield servers
-    servers.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ middleware (an app on the issuer, httpx's ASGI transport, an injected clock).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
 
@@ -430,14 +430,6 @@ async def test_with_wait_replicas_the_record_rides_with_the_rotation_and_its_wai
 
 
 # --- Sentinel ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
-    servers = SentinelSet(tmp_path_factory.mktemp("sentinel-sessions"))
-    servers.start()
-    yield servers
-    servers.stop()
 
 
 async def test_sessions_through_sentinel(sentinel_set: SentinelSet, clock: Clock) -> None:
