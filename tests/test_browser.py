@@ -169,6 +169,19 @@ def jar(context: BrowserContext) -> dict[str, Any]:
     return {cookie["name"]: cookie for cookie in context.cookies()}
 
 
+def session_id(context: BrowserContext) -> str:
+    """The session id (``sid``) of the context's access cookie. The cookie lives only
+    ACCESS_TTL seconds and the page renews it on its next fetch, so on a busy machine it
+    may be briefly absent: wait for it (bounded); the sid is the same across refreshes."""
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while (cookie := jar(context).get("_auth")) is None:
+        if time.monotonic() > deadline:
+            pytest.fail(f"no access cookie in the browser for {TIMEOUT_MS} ms")
+        time.sleep(0.1)
+    sid: str = claims(cookie["value"])["sid"]
+    return sid
+
+
 def wait_for_the_browser_to_drop_the_access_cookie(context: BrowserContext) -> None:
     """Real time passes: the access cookie's Max-Age is the token's remaining life (its
     ``exp`` is rounded up to a whole second), so it goes within ACCESS_TTL + 1 seconds."""
@@ -372,7 +385,7 @@ def test_the_sessions_list_revoke_and_sign_out_everywhere(browser: Browser, serv
     tablet = sign_in(tablet_context, server, errors)
     laptop = sign_in(laptop_context, server, errors)
     sid = {
-        name: claims(jar(context)["_auth"]["value"])["sid"]
+        name: session_id(context)
         for name, context in (
             ("laptop", laptop_context),
             ("phone", phone_context),

@@ -1,6 +1,7 @@
 """README and the docs site stay true to the code: every option of create_store,
-create_refresh and create_issuer is in its configuration table (in README.md and in
-docs/reference/configuration.md) and nothing else is; every public name has a docstring."""
+create_refresh and create_issuer is in its configuration table (docs/reference/configuration.md;
+README.md shows only the main ones and links there) and nothing else is; every public name has
+a docstring."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from fastapi_authkit.stores import RedisStore
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = {
-    "README.md": (ROOT / "README.md").read_text(),
     "docs/reference/configuration.md": (ROOT / "docs/reference/configuration.md").read_text(),
 }
 

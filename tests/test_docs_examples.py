@@ -119,15 +119,9 @@ def test_each_example_name_marks_one_code_and_has_its_test() -> None:
 
 
 def test_the_readme_examples_are_marked_and_run() -> None:
-    """README.md's complete apps run here too, as its copies of the docs' examples."""
+    """README.md's smallest app runs here too, as its copy of the docs' example."""
     readme = [block for block in BLOCKS if block.path.name == "README.md"]
-    assert {block.label for block in readme} >= {
-        "smallest_app",
-        "oidc_smallest_app",
-        "identity_provider",
-        "one_process",
-        "hot_route",
-    }
+    assert {block.label for block in readme} >= {"smallest_app"}
 
 
 @pytest.mark.parametrize("block", FRAGMENTS, ids=[block.where for block in FRAGMENTS])
@@ -269,6 +263,61 @@ def test_example_one_process(examples: Examples) -> None:
         assert client.get("/api/me").status_code == 401
         use(client, laptop)
         assert client.get("/api/me").status_code == 401
+
+
+# --- sessions.md ------------------------------------------------------------------------------
+
+
+def test_example_sessions_page(examples: Examples) -> None:
+    """The one-process app with the sessions page: each device sees both of Alice's sessions,
+    its own first with the user agent it signed in with; revoking the laptop's from the phone
+    ends the laptop's session only; another user's session id is a 404 and stays live."""
+    module = examples.run("one_process")
+    examples.run("sessions_page", into=module)
+    alice = {"username": "alice", "password": "wonderland"}
+
+    @module.app.post("/login-bob")
+    async def login_bob(request: Request) -> dict[str, bool]:  # a second user, for the test
+        await module.issuer.sign_in(request, "user-2", user_state={"name": "Bob"})
+        return {"ok": True}
+
+    with browser(module.app) as client:
+        assert client.get("/api/sessions").status_code == 401
+        client.post("/login-bob")
+        bob = cookies_of(client)
+        (bob_session,) = client.get("/api/sessions").json()
+
+        client.cookies.clear()
+        client.post("/login", data=alice, headers={"user-agent": "Laptop/1.0"})
+        laptop = cookies_of(client)
+        client.cookies.clear()
+        client.post("/login", data=alice, headers={"user-agent": "Phone/2.0"})
+        phone = cookies_of(client)
+
+        listed = client.get("/api/sessions").json()
+        assert [(s["current"], s["user_agent"]) for s in listed] == [
+            (True, "Phone/2.0"),
+            (False, "Laptop/1.0"),
+        ]
+        assert all(s["ip"] == "testclient" for s in listed)
+        laptop_id = listed[1]["id"]
+
+        # Revoking is an unsafe request: the CSRF check applies.
+        assert client.delete(f"/api/sessions/{laptop_id}").status_code == 403
+        gone = client.delete(f"/api/sessions/{laptop_id}", headers=csrf(client))
+        assert gone.json() == {"revoked": True}
+        assert [s["id"] for s in client.get("/api/sessions").json()] == [listed[0]["id"]]
+        # Bob's session is not Alice's to end.
+        refused = client.delete(f"/api/sessions/{bob_session['id']}", headers=csrf(client))
+        assert refused.status_code == 404
+        assert client.get("/api/me").json() == {"name": "Alice"}
+
+        use(client, laptop)
+        assert client.get("/api/me").status_code == 401
+        use(client, bob)
+        assert client.get("/api/me").json() == {"name": "Bob"}
+        use(client, phone)
+        assert client.get("/api/me").json() == {"name": "Alice"}
 
 
 # --- deployments/redis.md --------------------------------------------------------------------

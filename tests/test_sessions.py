@@ -19,6 +19,7 @@ from fastapi import FastAPI, HTTPException, Request
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
+from benchmarks.common import RoundTrips
 from fastapi_authkit import (
     ConfigurationError,
     CurrentUser,
@@ -340,40 +341,13 @@ async def test_nothing_but_the_bounded_client_details_is_in_the_session_record(
         await backend.aclose()
 
 
-class CountedRedis:
-    """Counts the round trips a ``redis.asyncio.Redis`` makes: each command sent alone, and
-    each pipeline sent (one round trip for all its commands)."""
-
-    def __init__(self, client: Redis) -> None:
-        self.count = 0
-        send, pipeline = client.execute_command, client.pipeline
-
-        async def counted(*args: Any, **options: Any) -> Any:
-            self.count += 1
-            return await send(*args, **options)
-
-        def counted_pipeline(*args: Any, **options: Any) -> Any:
-            pipe = pipeline(*args, **options)
-            execute = pipe.execute
-
-            async def counted_execute(*a: Any, **o: Any) -> Any:
-                self.count += 1
-                return await execute(*a, **o)
-
-            pipe.execute = counted_execute  # type: ignore[method-assign]
-            return pipe
-
-        client.execute_command = counted  # type: ignore[method-assign]
-        client.pipeline = counted_pipeline  # type: ignore[method-assign]
-
-
 async def test_recording_a_refresh_costs_no_round_trip(
     request: pytest.FixtureRequest, clock: Clock
 ) -> None:
     server: RedisServer = request.getfixturevalue("redis_server")
     client = Redis.from_url(server.url, socket_timeout=5)
     backend = RedisStore(client, prefix=f"ses-{uuid.uuid4().hex}:", view_size=0)
-    counter = CountedRedis(client)
+    counter = RoundTrips(client)
     try:
         issuer = make_issuer(backend, clock)
         tokens = await issuer.issue("alice", client=LAPTOP)
@@ -404,7 +378,7 @@ async def test_with_wait_replicas_the_record_rides_with_the_rotation_and_its_wai
     plain = RedisStore.from_url(server.url, prefix=prefix)
     client = Redis.from_url(server.url, socket_timeout=5)
     waiting = RedisStore(client, prefix=prefix, wait_replicas=1, wait_timeout=0.05)
-    counter = CountedRedis(client)
+    counter = RoundTrips(client)
     try:
         tokens = await make_issuer(plain, clock).issue("alice", client=LAPTOP)
         # Once first, so that Redis holds every script this takes (the count is of the
