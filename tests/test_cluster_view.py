@@ -24,6 +24,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.cluster import LoadBalancingStrategy
 from redis.crc import key_slot
 
+from benchmarks.common import RoundTrips
 from fastapi_authkit import ConfigurationError
 from fastapi_authkit.stores import RedisStore
 from fastapi_authkit.stores.cluster_subscription import parse_info, parse_nodes
@@ -32,7 +33,7 @@ from fastapi_authkit.stores.redis_keys import KeyLayout
 from apps import issuer_app
 from conftest import T0, Clock
 from servers import RedisClusterServers
-from views import REVOKE_UNHEARD, Commands, Worker, eventually, numsub, two_workers
+from views import REVOKE_UNHEARD, Worker, eventually, numsub, two_workers
 
 pytestmark = pytest.mark.anyio
 
@@ -92,7 +93,7 @@ async def test_requests_are_answered_without_a_round_trip(
     redis_cluster.wait_settled()
     store = RedisStore.from_url(redis_cluster.url, prefix=prefix)
     other = Worker(RedisStore.from_url(redis_cluster.url, prefix=prefix))
-    commands = Commands(store._redis)
+    commands = RoundTrips(store._redis)
     app = issuer_app(store, clock)
     transport = httpx2.ASGITransport(app=app)
     try:

@@ -18,11 +18,12 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
+from benchmarks.common import RoundTrips
 from fastapi_authkit.errors import StoreUnavailableError
 
 from conftest import T0
 from servers import SENTINEL_SERVICE, SentinelSet
-from views import Commands, Worker, eventually, numsub, two_workers
+from views import Worker, eventually, numsub, two_workers
 
 pytestmark = pytest.mark.anyio
 
@@ -43,7 +44,7 @@ async def test_a_revocation_reaches_the_other_process_with_no_round_trip_per_req
     family, refresh = await a.sign_in()
     await eventually(lambda: a.served_from_view(family))
     assert numsub(sentinel_set.primary(), a.store._channel) >= 1
-    commands = Commands(a.store._redis)
+    commands = RoundTrips(a.store._redis)
     for _ in range(100):
         assert a.known(family) is True
         await anyio.sleep(0.002)  # heartbeats (and their Sentinel checks) go on meanwhile

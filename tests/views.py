@@ -1,6 +1,6 @@
 """Helpers for the tests of each process's view of revoked sessions: a store standing for
 one worker process, two of them on one prefix, bounded waits, subscribers counted on a
-server, and counting the commands a client sends."""
+server (round trips are counted with benchmarks.common.RoundTrips)."""
 
 from __future__ import annotations
 
@@ -100,18 +100,3 @@ class Worker:
             return True
         assert await self.store.family_active(family, T0)
         return False
-
-
-class Commands:
-    """Counts the commands a redis-py client sends (each a round trip, or part of a
-    pipeline's), by wrapping its ``execute_command``: what the store asks Redis."""
-
-    def __init__(self, client: Any) -> None:
-        self.count = 0
-        send = client.execute_command
-
-        async def counted(*args: Any, **options: Any) -> Any:
-            self.count += 1
-            return await send(*args, **options)
-
-        client.execute_command = counted
