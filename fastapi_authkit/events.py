@@ -130,12 +130,11 @@ class RefreshFailed(AuthEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionEnded(AuthEvent):
     """A refresh ended the session: ``reason`` is ``"callback"`` (it answered
-    ``is_success=False``), ``"expired"`` (the issuer's idle or absolute lifetime) or
-    ``"unknown"`` (a refresh token the issuer does not know). Every auth cookie is
-    cleared."""
+    ``is_success=False``) or ``"expired"`` (the built-in issuer no longer holds the
+    session: past its idle or absolute lifetime). Every auth cookie is cleared."""
 
     kind: Literal["session_ended"] = field(init=False, default="session_ended")
-    reason: Literal["callback", "expired", "unknown"]
+    reason: Literal["callback", "expired"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -366,3 +365,4 @@ class Events:
                 self._failures.ended()
             finally:
                 del item, event
+                queue.task_done()

@@ -470,8 +470,9 @@ def _report_ended(
     elif rotation.ended == "revoked":
         audit.emit(RevokedSession, scope, hint)
     else:
-        reason = "expired" if rotation.ended == "expired" else "unknown"
-        audit.emit(SessionEnded, scope, hint, reason=reason)
+        # Past its lifetime, or a token the store no longer knows (its idle lifetime ran
+        # out: the store forgets it): the state cookie bound to it says it was issued.
+        audit.emit(SessionEnded, scope, hint, reason="expired")
 
 
 class _Flight:
