@@ -191,6 +191,10 @@ class StoreUnavailable(AuthEvent):
 
 
 EventHook: TypeAlias = Callable[[AuthEvent], "Awaitable[None] | None"]
+"""``create_store(on_event=...)``: ``hook(event)``, a plain function (called inline, on the
+event loop, in the request's context: keep it quick) or an async one (called from a
+bounded queue, :data:`HOOK_TIMEOUT` seconds per event). What it raises is logged; its
+return value is ignored."""
 E = TypeVar("E", bound=AuthEvent)
 
 
