@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from fastapi import FastAPI, Request, WebSocket
@@ -37,7 +37,7 @@ from fastapi_authkit import (
     sign_in,
 )
 from fastapi_authkit import events as events_module
-from fastapi_authkit.events import QUEUE_SIZE, Events
+from fastapi_authkit.events import QUEUE_SIZE, EventKind, Events
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
 from apps import Recorder, build_app, build_store, issuer_app, set_cookies
@@ -45,17 +45,7 @@ from conftest import SECRET_KEY, T0, TOKEN_KEY, Clock, make_token, redis_store
 from servers import RedisServer, until_unavailable
 
 ISSUER_KEY = "issuer-app-signing-key-0123456789abcdef-01"  # tests/apps.py issuer_app
-ALL_KINDS = {
-    "signed_in",
-    "refreshed",
-    "refresh_failed",
-    "session_ended",
-    "reuse_detected",
-    "signed_out",
-    "request_refused",
-    "revoked_session",
-    "store_unavailable",
-}
+ALL_KINDS = set(get_args(EventKind))
 
 
 def https(app: ASGIApp) -> TestClient:
@@ -630,15 +620,20 @@ def records(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogReco
     return [r for r in caplog.records if r.name == "fastapi_authkit" and text in r.getMessage()]
 
 
-def test_a_raising_sync_hook_breaks_nothing_and_logs_once(
-    clock: Clock, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("kind", ["plain", "async"])
+def test_a_raising_hook_breaks_nothing_and_logs_once(
+    clock: Clock, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
     calls: list[str] = []
 
-    def hook(event: AuthEvent) -> None:
+    def plain(event: AuthEvent) -> None:
         calls.append(event.kind)
         raise RuntimeError("the SIEM is down")
 
+    async def coroutine(event: AuthEvent) -> None:
+        plain(event)
+
+    hook = plain if kind == "plain" else coroutine
     app = build_app(build_store(clock, Callback(clock), on_event=hook))
     with caplog.at_level(logging.WARNING, "fastapi_authkit"), https(app) as tc:
         # Within a minute: a streak's reminder comes at most once a minute.
@@ -646,35 +641,13 @@ def test_a_raising_sync_hook_breaks_nothing_and_logs_once(
         clock.advance(15)
         assert tc.get("/me").status_code == 200
         assert tc.post("/write").status_code == 403
-        assert tc.post("/logout", headers={"x-csrf-token": tc.cookies["_auth_csrf"]}).json() == {
-            "ok": True
-        }
+        csrf = {"x-csrf-token": tc.cookies["_auth_csrf"]}
+        assert tc.post("/logout", headers=csrf).json() == {"ok": True}
+        eventually(lambda: len(calls) == 4)
     assert calls == ["signed_in", "refreshed", "request_refused", "signed_out"]
     (line,) = records(caplog, "on_event raised")
     assert line.getMessage().startswith("on_event raised RuntimeError on a signed_in event")
     assert line.exc_info is not None
-
-
-def test_a_raising_async_hook_breaks_nothing_and_logs_once(
-    clock: Clock, caplog: pytest.LogCaptureFixture
-) -> None:
-    calls: list[str] = []
-
-    async def hook(event: AuthEvent) -> None:
-        calls.append(event.kind)
-        raise RuntimeError("the SIEM is down")
-
-    app = build_app(build_store(clock, Callback(clock), on_event=hook))
-    with caplog.at_level(logging.WARNING, "fastapi_authkit"), https(app) as tc:
-        # Within a minute: a streak's reminder comes at most once a minute.
-        external_login(tc, clock, ttl=70)
-        clock.advance(15)
-        assert tc.get("/me").status_code == 200
-        assert tc.post("/write").status_code == 403
-        eventually(lambda: len(calls) == 3)
-    assert calls == ["signed_in", "refreshed", "request_refused"]
-    (line,) = records(caplog, "on_event raised")
-    assert "RuntimeError on a signed_in event" in line.getMessage()
 
 
 def test_a_hook_that_works_again_ends_its_streak(
@@ -853,3 +826,54 @@ def test_on_event_must_be_callable(clock: Clock) -> None:
     with pytest.raises(ConfigurationError, match="on_event must be callable"):
         build_store(clock, None, on_event="print")
     assert build_store(clock, None).events is None
+
+
+@pytest.mark.anyio
+async def test_refreshed_once_across_workers_sharing_redis(
+    request: pytest.FixtureRequest, clock: Clock
+) -> None:
+    # Two middleware instances (two "workers") meeting in Redis for one external callback
+    # call: the worker that calls reports it, the one given the published answer does not.
+    import anyio
+    import httpx2
+
+    shared = redis_store(request, "redis", "events-flight")
+    seen: list[AuthEvent] = []
+    callback = Callback(clock)
+
+    def worker() -> FastAPI:
+        store = build_store(
+            clock,
+            None,
+            shared_store=shared,
+            refresh=create_refresh(interval=60, refresh_api_callback=slow, timeout=2),
+            on_event=seen.append,
+        )
+        return build_app(store)
+
+    async def slow(param: RefreshParam) -> RefreshResult:
+        await anyio.sleep(0.05)  # a real network call takes a while
+        return await callback(param)
+
+    workers = [worker(), worker()]
+    store = workers[0].user_middleware[0].kwargs["store"]
+    access = make_token(clock, ttl=300, jti="jti-0")
+    state = store.state_codec.dumps("sid-0", None, "refresh-0", (access,))
+    cookie = {"cookie": f"_auth={access}; _auth_refresh=refresh-0; _auth_state={state}"}
+    clock.advance(250)
+    statuses: list[int] = []
+
+    async def one(app: FastAPI) -> None:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="https://t") as http:
+            statuses.append((await http.get("/me", headers=cookie)).status_code)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(6):
+            tg.start_soon(one, workers[i % 2])
+    await shared.aclose()
+    assert statuses == [200] * 6
+    assert callback.counter == 1
+    (event,) = seen
+    assert isinstance(event, Refreshed)
+    assert (event.old_jti, event.new_jti) == ("jti-0", "jti-1")
