@@ -317,11 +317,12 @@ class Events:
         except RuntimeError:
             self._drop(item, "no asyncio event loop runs here to call it")
             return
-        queue = self._queue
-        if queue is None or self._loop is not loop:
-            # The first event on this loop (a test client starts a loop per portal): one
-            # queue and one draining task per loop, in a context of its own, so that the
-            # request it starts in lends it no context variables (a span, a request id).
+        queue, task = self._queue, self._task
+        if queue is None or self._loop is not loop or task is None or task.done():
+            # The first event on this loop (a test client starts a loop per portal), or the
+            # task ended (a hook that raised CancelledError of its own): one queue and one
+            # draining task per loop, in a context of its own, so that the request it
+            # starts in lends it no context variables (a span, a request id).
             queue = asyncio.Queue(QUEUE_SIZE)
             self._loop, self._queue = loop, queue
             self._task = loop.create_task(self._drain(queue), context=contextvars.Context())

@@ -216,9 +216,10 @@ def refuse_cross_site(conn: HTTPConnection, store: AuthStore) -> None:
         check_fetch_site=True,
     )
     if reason is not None:
-        get_auth_state(conn).record(
-            conn, RequestRefused, reason=refusal_reason(reason), detail=reason
-        )
+        if store.events is not None:
+            get_auth_state(conn).record(
+                conn, RequestRefused, reason=refusal_reason(reason), detail=reason
+            )
         raise CrossSiteRequestError(reason)
 
 

@@ -877,3 +877,26 @@ async def test_refreshed_once_across_workers_sharing_redis(
     (event,) = seen
     assert isinstance(event, Refreshed)
     assert (event.old_jti, event.new_jti) == ("jti-0", "jti-1")
+
+
+@pytest.mark.anyio
+async def test_a_hook_that_raises_cancelled_error_does_not_end_the_deliveries(
+    clock: Clock,
+) -> None:
+    delivered: list[float] = []
+
+    async def hook(event: AuthEvent) -> None:
+        if event.at == 1:
+            raise asyncio.CancelledError  # ends the draining task
+        delivered.append(event.at)
+
+    events = Events(hook, clock)
+    events.deliver(event_at(1))
+    first = events._task
+    assert first is not None
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    events.deliver(event_at(2))  # a new task for the next event
+    assert events._queue is not None
+    await asyncio.wait_for(events._queue.join(), 5)
+    assert delivered == [2]
