@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["MAX_ADDRESS", "MAX_USER_AGENT", "ClientInfo", "client_info"]
+__all__ = ["MAX_ADDRESS", "MAX_USER_AGENT", "ClientInfo", "client_info", "client_ip"]
 
 # Longer user agents exist (a browser with many extensions' tokens), but the first 256
 # characters name the browser and the platform, which is what a person recognises.
@@ -41,6 +41,14 @@ def printable(value: str, limit: int) -> str | None:
     return text or None
 
 
+def client_ip(scope: Mapping[str, Any]) -> str | None:
+    """The client address of an ASGI connection scope, as the server saw it, or None."""
+    client = scope.get("client")
+    if isinstance(client, list | tuple) and client and isinstance(client[0], str):
+        return printable(client[0], MAX_ADDRESS)
+    return None
+
+
 def client_info(scope: Mapping[str, Any]) -> ClientInfo:
     """The :class:`ClientInfo` of an ASGI connection scope (http or websocket)."""
     user_agent = None
@@ -48,8 +56,4 @@ def client_info(scope: Mapping[str, Any]) -> ClientInfo:
         if name == b"user-agent":
             user_agent = printable(value[: MAX_USER_AGENT * 2].decode("latin-1"), MAX_USER_AGENT)
             break
-    ip = None
-    client = scope.get("client")
-    if isinstance(client, list | tuple) and client and isinstance(client[0], str):
-        ip = printable(client[0], MAX_ADDRESS)
-    return ClientInfo(user_agent, ip)
+    return ClientInfo(user_agent, client_ip(scope))

@@ -17,6 +17,7 @@ from .callback import RefreshCallback, RevokeCallback
 from .cookies import CookieNames, CookiePolicy, SameSite, is_token
 from .csrf import CsrfSigner
 from .errors import ConfigurationError
+from .events import EventHook, Events
 from .notices import Notices
 from .origins import validate_origins
 from .source import Rotate, TokenSource
@@ -180,6 +181,8 @@ class AuthStore:
     token_issuer: TokenSource | None = field(repr=False)
     # Advice logged once, and the refresh failure streak: the one mutable part, per store.
     notices: Notices = field(repr=False, compare=False)
+    # The on_event hook and its queue (None without one: no event is ever built then).
+    events: Events | None = field(default=None, repr=False, compare=False)
 
 
 def create_store(
@@ -210,6 +213,7 @@ def create_store(
     refresh_max_age: int = 14 * _DAY,
     retry_after: int = 5,
     debug: bool = False,
+    on_event: EventHook | None = None,
     clock: Callable[[], float] = time.time,
 ) -> AuthStore:
     """Validate the configuration and return the immutable :class:`AuthStore`.
@@ -256,7 +260,11 @@ def create_store(
     decision on the ``fastapi_authkit`` logger (DEBUG level); when that logger has no level
     of its own and no handler would print its records (the case under uvicorn), the
     middleware sets it to DEBUG and gives it a handler printing to stderr (never the root
-    logger's). ``clock`` returns the current Unix time and exists for tests.
+    logger's). ``on_event`` receives the audit events (signed in, refreshed, refresh
+    failed, session ended, reuse detected, signed out, request refused, revoked session,
+    store unavailable: see :mod:`fastapi_authkit.events`), a plain function called inline
+    or an ``async`` one called from a bounded queue; nothing it does can fail or delay a
+    request. ``clock`` returns the current Unix time and exists for tests.
     """
     keys = _secret_keys(secret_key)
     if auth_type not in ("cookie", "header"):
@@ -313,6 +321,8 @@ def create_store(
             raise ConfigurationError(f"{label} must be a positive integer of seconds")
     if not callable(clock):
         raise ConfigurationError("clock must be callable")
+    if on_event is not None and not callable(on_event):
+        raise ConfigurationError("on_event must be callable: hook(event), plain or async")
     notices = Notices(clock)
     session_check: SessionCheck | None = None
     session_known: SessionKnown | None = None
@@ -411,4 +421,5 @@ def create_store(
         rotation=rotation,
         token_issuer=token_issuer,
         notices=notices,
+        events=Events(on_event, clock) if on_event is not None else None,
     )

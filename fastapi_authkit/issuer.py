@@ -20,8 +20,9 @@ from starlette.requests import HTTPConnection
 from .clientinfo import client_info
 from .config import seconds
 from .errors import ConfigurationError, StoreUnavailableError
+from .events import SignedOut
 from .source import SESSION_CLAIM
-from .state import get_auth_state, refuse_cross_site, sign_in, sign_out
+from .state import end_session, get_auth_state, refuse_cross_site, sign_in
 from .stores.base import SessionInfo, SessionStore
 from .tokenissuer import ACCESS_TOKEN_TYPE, MAX_SESSIONS_LISTED, IssuedTokens, TokenIssuer
 from .tokens import HMAC_ALGORITHMS, check_algorithm, describe_key, prepare_key
@@ -106,7 +107,7 @@ class Issuer(TokenIssuer):
         except StoreUnavailableError as exc:
             logger.error("sign-out could not revoke the session server-side: %s", exc)
             revoked = False
-        sign_out(conn)
+        end_session(conn, everywhere=everywhere, revoked=revoked)
         state.revoke_signed_out = False  # done above (or failed, and said so)
         return revoked
 
@@ -147,11 +148,15 @@ class Issuer(TokenIssuer):
         if subject is None:
             return False
         ended = await self.revoke_subject_session(subject, session_id)
+        state = get_auth_state(conn)
         if session_id == current:
             # Its own session: signed out here as well (also when it had ended already).
-            state = get_auth_state(conn)
-            sign_out(conn)
+            end_session(conn, revoked=ended)
             state.revoke_signed_out = False  # revoked above
+        elif ended:
+            # Another of the user's sessions, ended from this one: that session's sign-out.
+            about = {"sub": subject, SESSION_CLAIM: session_id}
+            state.record(conn, SignedOut, about=about, everywhere=False, revoked=True)
         return ended
 
 

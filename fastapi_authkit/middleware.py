@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
-from typing import Final
+from dataclasses import replace
+from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,13 +23,14 @@ from .callback import RefreshParam
 from .clientinfo import client_info
 from .config import AuthStore
 from .errors import ConfigurationError, StoreUnavailableError
+from .events import RequestRefused, RevokedSession, SignedOut, StoreUnavailable, refusal_reason
 from .jsoncopy import private_copy
 from .notices import show_debug_output
 from .origins import insecure_host
-from .reader import CHECK, CLEAR, REFRESH, RELOAD, Reading, Remembered, RequestReader
+from .reader import CHECK, CLEAR, REFRESH, RELOAD, Reading, Refused, Remembered, RequestReader
 from .refresh import (
     Ended,
-    Refreshed,
+    Renewed,
     SingleFlight,
     flight_alias,
     revoke_at_auth_server,
@@ -124,6 +126,11 @@ class AuthKitMiddleware:
         else:
             # Before any refresh: a forged request must not even rotate tokens.
             logger.info("refused %s %s: %s", scope.get("method", "WS"), scope["path"], decision[0])
+            if self.store.events is not None and isinstance(decision, Refused):
+                reason = decision.reason
+                self.store.events.emit(
+                    RequestRefused, scope, None, reason=refusal_reason(reason), detail=reason
+                )
             await self._refuse(scope, receive, send)
             return
         scope[SCOPE_KEY] = state
@@ -144,12 +151,15 @@ class AuthKitMiddleware:
         """A response start with the cookie writes the request queued (a refresh, sign_in,
         sign_out); after a sign-out, what was remembered for the session is dropped first."""
         state.raise_if_unawaited()
+        revoked = None
         if state.signed_out_refresh_token is not None:
             await self._forget(state.signed_out_refresh_token)
             refresh = self.store.refresh
             if state.revoke_signed_out and refresh is not None:
                 state.revoke_signed_out = False  # once, whatever else the route sends
-                await revoke_at_auth_server(refresh, state.signed_out_refresh_token)
+                revoked = await revoke_at_auth_server(refresh, state.signed_out_refresh_token)
+        if state._events:
+            self._deliver(state, revoked)
         cookies = state.pending_cookies()
         if cookies:
             if self.store.cookie_secure and not self.store.notices.given(_INSECURE_NOTICE):
@@ -162,6 +172,18 @@ class AuthKitMiddleware:
             headers.append((b"cache-control", b"no-store"))
             message["headers"] = headers
         await send(message)
+
+    def _deliver(self, state: AuthState, revoked: bool | None) -> None:
+        """The audit events of what the route did, now that the response carries it; a
+        sign-out left to the revocation hook says what the hook answered."""
+        events, state._events = state._events, ()
+        audit = self.store.events
+        if audit is None:
+            return
+        for event in events:
+            if isinstance(event, SignedOut) and event.revoked is None:
+                event = replace(event, revoked=revoked)
+            audit.deliver(event)
 
     def _check_secure_transport(self, scope: Scope) -> None:
         """Secure cookies set over plain http to a host other than localhost never come
@@ -192,7 +214,7 @@ class AuthKitMiddleware:
             except StoreUnavailableError as exc:
                 logger.error("sign-out could not drop the shared refresh result: %s", exc)
 
-    async def _session_live(self, state: AuthState) -> bool:
+    async def _session_live(self, state: AuthState, scope: Scope) -> bool:
         """Whether the identity in ``state`` is still live by the session check (the
         issuer's revocation list): from this process's view when it knows, else by asking
         the store. A revoked session queues the deletion of every cookie; a store outage
@@ -211,14 +233,23 @@ class AuthKitMiddleware:
                 live = await check(claims)
             except StoreUnavailableError as exc:
                 logger.warning("session could not be checked, failing closed: %s", exc)
+                if store.events is not None:
+                    store.events.emit(StoreUnavailable, scope, claims, operation="session_check")
                 state.unauthenticate()
                 state.unavailable = True
                 return False
         if not live:
-            self._debug("session revoked; clearing every auth cookie")
-            state.clear_identity()
-            state.queue_refresh_cookies(clear_session(store))
+            self._revoked(state, scope, claims)
         return live
+
+    def _revoked(self, state: AuthState, scope: Scope, claims: dict[str, Any] | None) -> None:
+        """The session of ``claims`` is over (the session check said so): no identity, and
+        every cookie goes."""
+        self._debug("session revoked; clearing every auth cookie")
+        if self.store.events is not None:
+            self.store.events.emit(RevokedSession, scope, claims)
+        state.clear_identity()
+        state.queue_refresh_cookies(clear_session(self.store))
 
     def _debug(self, message: str, *args: object) -> None:
         if self.store.debug:
@@ -238,8 +269,7 @@ class AuthKitMiddleware:
         """The I/O part: the session check (revocation), then a refresh when one is due."""
         store, then = self.store, reading.then
         if then & CLEAR:
-            state.clear_identity()
-            state.queue_refresh_cookies(clear_session(store))
+            self._revoked(state, scope, reading.claims)
             return state
         refresh, refresh_token = store.refresh, state.refresh_token
         refresh_due = bool(then & REFRESH) and refresh is not None and refresh_token is not None
@@ -248,7 +278,7 @@ class AuthKitMiddleware:
         # that rotates, so a check due alongside waits for its outcome (and may not be needed).
         check = bool(then & CHECK)
         if check and not (refresh_due and rotation is not None):
-            if not await self._session_live(state):
+            if not await self._session_live(state, scope):
                 return state
             check = False
         if not refresh_due or refresh is None or refresh_token is None:
@@ -268,14 +298,16 @@ class AuthKitMiddleware:
             refresh.grace_period,
             lambda: (
                 # Who refreshes is recorded with the rotation (the session list shows it).
-                run_rotation(store, rotation, param, hint, state.sid, client_info(scope))
+                run_rotation(
+                    store, rotation, param, hint, state.sid, client_info(scope), scope=scope
+                )
                 if rotation is not None
-                else run_callback(store, refresh, param, state.sid)
+                else run_callback(store, refresh, param, state.sid, scope=scope, hint=hint)
                 if shared is None
-                else run_shared(store, shared, refresh, param, state.sid)
+                else run_shared(store, shared, refresh, param, state.sid, scope=scope, hint=hint)
             ),
         )
-        if isinstance(outcome, Refreshed):
+        if isinstance(outcome, Renewed):
             self._debug("refresh succeeded; new cookies queued")
             # The outcome is shared by every request that waited on the call and by those
             # given it within the grace period: each route gets claims and a user state of
@@ -291,7 +323,7 @@ class AuthKitMiddleware:
             state.queue_refresh_cookies(outcome.set_cookies)
             # A remembered result must not outlive a revocation in the meantime (the view
             # answers this one without I/O after a rotation: the rotation taught it).
-            await self._session_live(state)
+            await self._session_live(state, scope)
         elif isinstance(outcome, Ended):
             self._debug("refresh answered is_success=False; clearing every auth cookie")
             state.clear_identity()
@@ -310,7 +342,7 @@ class AuthKitMiddleware:
                 state.queue_refresh_cookies(successor.set_cookies)
             if check:
                 # The identity's liveness is still unknown (the rotation did not answer).
-                await self._session_live(state)
+                await self._session_live(state, scope)
         return state
 
 

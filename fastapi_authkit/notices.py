@@ -17,12 +17,12 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["DEBUG_FORMAT", "Notices", "show_debug_output"]
+__all__ = ["DEBUG_FORMAT", "Notices", "Streak", "show_debug_output"]
 
 logger = logging.getLogger("fastapi_authkit")
 
 DEBUG_FORMAT: Final = "%(asctime)s %(levelname)s fastapi_authkit: %(message)s"
-# While the refresh callback keeps failing, a one-line reminder with the count this often.
+# While something keeps failing, a one-line reminder with the count this often.
 _STREAK_REMINDER_SECONDS: Final = 60.0
 
 
@@ -40,19 +40,67 @@ def show_debug_output() -> None:
         logger.addHandler(handler)
 
 
+class Streak:
+    """A run of failures of one thing (the refresh callback, the ``on_event`` hook): the
+    first is logged with its traceback, the others are counted, with a one-line reminder at
+    most once a minute, and the end of the run says how long it was.
+
+    ``still`` opens the reminder ("refresh still failing transiently"), ``again`` is the
+    line logged when it works again, with ``%d`` for the count.
+    """
+
+    __slots__ = ("_again", "_clock", "_count", "_logged_at", "_still")
+
+    def __init__(self, clock: Callable[[], float], *, still: str, again: str) -> None:
+        self._clock = clock
+        self._still = still
+        self._again = again
+        self._count = 0
+        self._logged_at = 0.0
+
+    @property
+    def count(self) -> int:
+        """Failures in the current run (0 when it is not failing)."""
+        return self._count
+
+    def failed(self, message: str, *args: object, exc: BaseException | None) -> None:
+        self._count += 1
+        now = self._clock()
+        if self._count == 1:
+            self._logged_at = now
+            logger.warning(message, *args, exc_info=exc)
+        elif now - self._logged_at >= _STREAK_REMINDER_SECONDS:
+            self._logged_at = now
+            logger.warning(
+                "%s (%d failures in a row, traceback logged at the first); latest: " + message,
+                self._still,
+                self._count,
+                *args,
+            )
+
+    def ended(self) -> None:
+        """It works again: end the run, saying how long it was (at WARNING, like its start,
+        so that whoever saw one sees the other)."""
+        if self._count:
+            logger.warning(self._again, self._count)
+            self._count = 0
+
+
 class Notices:
     """Once-only advice and the refresh failure streak of one configuration.
 
     ``clock`` is the configuration's, so the streak's reminders follow injected time.
     """
 
-    __slots__ = ("_clock", "_given", "_streak", "_streak_logged_at")
+    __slots__ = ("_given", "_refresh")
 
     def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
         self._given: set[str] = set()
-        self._streak = 0
-        self._streak_logged_at = 0.0
+        self._refresh = Streak(
+            clock,
+            still="refresh still failing transiently",
+            again="refresh callback answers again after %d transient failure(s) in a row",
+        )
 
     def once(self, key: str, level: int, message: str, *args: object) -> bool:
         """Log ``message`` the first time ``key`` comes up; True when it was logged now."""
@@ -98,28 +146,9 @@ class Notices:
         )
 
     def refresh_failed(self, message: str, *args: object, exc: BaseException | None) -> None:
-        """A transient refresh failure: the first of a streak is logged with its traceback,
-        the others are counted, with a one-line reminder at most once a minute."""
-        self._streak += 1
-        now = self._clock()
-        if self._streak == 1:
-            self._streak_logged_at = now
-            logger.warning(message, *args, exc_info=exc)
-        elif now - self._streak_logged_at >= _STREAK_REMINDER_SECONDS:
-            self._streak_logged_at = now
-            logger.warning(
-                "refresh still failing transiently (%d failures in a row, traceback logged "
-                "at the first); latest: " + message,
-                self._streak,
-                *args,
-            )
+        """A transient refresh failure: one :class:`Streak` per configuration."""
+        self._refresh.failed(message, *args, exc=exc)
 
     def refresh_answered(self) -> None:
-        """The refresh callback answered again: end the failure streak, saying how long it
-        was (at WARNING, like its start, so that whoever saw one sees the other)."""
-        if self._streak:
-            logger.warning(
-                "refresh callback answers again after %d transient failure(s) in a row",
-                self._streak,
-            )
-            self._streak = 0
+        """The refresh callback answered again: end the failure streak."""
+        self._refresh.ended()

@@ -12,7 +12,8 @@ answers with one decision:
   revocation list, must be asked: its view in this process could not answer) and/or
   :data:`REFRESH` (a refresh is due): the I/O the middleware carries out, the check first;
 * a :class:`Reading` whose ``then`` is :data:`CLEAR`: the session is known to be over
-  (revoked, or past its absolute lifetime): every cookie goes, no refresh;
+  (revoked, or past its absolute lifetime): every cookie goes, no refresh (its ``claims``,
+  when an audit hook wants them, are the presented token's: never an identity);
 * a :class:`Reading` whose ``then`` is :data:`RELOAD`: the access token names a key the
   key set does not hold yet: reload the keys, then read the request again;
 * a :class:`Remembered` outcome: a signed-in Cookie header seen before, while everything
@@ -411,7 +412,8 @@ class RequestReader:
             known = self._known(family, now) if isinstance(family, str) else False
             if known is False:
                 self._debug("session revoked; clearing every auth cookie")
-                return _SESSION_OVER
+                # With the claims of the token presented, for the audit event that says so.
+                return _SESSION_OVER if store.events is None else Reading(claims=claims, then=CLEAR)
             if known is None:
                 then |= CHECK
         elif claims is not None and store.session_check is not None:

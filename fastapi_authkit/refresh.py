@@ -2,7 +2,7 @@
 
 The callback's answer becomes one of three outcomes:
 
-* :class:`Refreshed` — a new, verified token and the exact cookies that carry it;
+* :class:`Renewed` — a new, verified token and the exact cookies that carry it;
 * :class:`Ended` — ``is_success=False``: the session is over;
 * :class:`Unavailable` — no definitive answer (raised, timed out, unusable result): nothing
   may be cleared, the next request tries again. When the callback did rotate the refresh
@@ -44,8 +44,16 @@ from .errors import (
     RefreshTimeoutError,
     StoreUnavailableError,
 )
+from .events import (
+    Refreshed,
+    RefreshFailed,
+    ReuseDetected,
+    RevokedSession,
+    SessionEnded,
+    StoreUnavailable,
+)
 from .session import issue_session, issue_successor, new_sid, successor_cookies
-from .source import Rotate
+from .source import SESSION_CLAIM, Rotate, Rotation
 from .stores.base import SessionStore
 from .stores.sealing import open_sealed, seal, token_id
 from .tokens import is_number
@@ -53,7 +61,7 @@ from .tokens import is_number
 __all__ = [
     "Ended",
     "Outcome",
-    "Refreshed",
+    "Renewed",
     "SingleFlight",
     "Successor",
     "Unavailable",
@@ -76,7 +84,7 @@ ENDED_MEMORY: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
-class Refreshed:
+class Renewed:
     token: str
     token_type: str
     claims: dict[str, Any]
@@ -109,13 +117,13 @@ class Unavailable:
     successor: Successor | None = None
 
 
-Outcome: TypeAlias = Refreshed | Ended | Unavailable
+Outcome: TypeAlias = Renewed | Ended | Unavailable
 _ENDED_OUTCOME: Final = Ended()
 
 
 def successor_token(outcome: Outcome) -> str | None:
     """The refresh token an outcome leads to, when it is one to remember and share."""
-    if isinstance(outcome, Refreshed):
+    if isinstance(outcome, Renewed):
         return outcome.refresh_token
     if isinstance(outcome, Unavailable) and outcome.successor is not None:
         return outcome.successor.refresh_token
@@ -139,16 +147,18 @@ async def _invoke(callback: Callable[[Any], object], argument: object, limit: fl
     return result
 
 
-async def revoke_at_auth_server(refresh: RefreshConfig, refresh_token: str) -> None:
+async def revoke_at_auth_server(refresh: RefreshConfig, refresh_token: str) -> bool | None:
     """After a sign-out, call the revocation hook (``refresh.revoke``, RFC 7009) with the
-    session's refresh token, within the callback timeout. Never raises: a hook that fails
-    is logged as an error, and the cookies are cleared all the same."""
+    session's refresh token, within the callback timeout: True when it answered, False when
+    it failed, None without a hook. Never raises: a hook that fails is logged as an error,
+    and the cookies are cleared all the same."""
     if refresh.revoke is None:
-        return
+        return None
     try:
         # Shielded: a client that goes away mid-logout must not leave the session alive.
         with anyio.CancelScope(shield=True):
             await _invoke(refresh.revoke, refresh_token, refresh.timeout)
+        return True
     except TimeoutError:
         logger.error(
             "sign-out could not revoke the session at the auth server: the revocation hook "
@@ -163,6 +173,7 @@ async def revoke_at_auth_server(refresh: RefreshConfig, refresh_token: str) -> N
             exc,
             exc_info=exc,
         )
+    return False
 
 
 def _accept(
@@ -226,7 +237,7 @@ def _accept(
         if not new_refresh or new_refresh == param.refresh_token:
             raise  # nothing was rotated: the presented refresh token still works
         return _keep_successor(store, exc, result, param, new_refresh, sid, user_state, now)
-    return Refreshed(
+    return Renewed(
         token=token,
         token_type=result.new_auth_token_type,
         claims=claims,
@@ -279,10 +290,53 @@ def _keep_successor(
     return Unavailable(error, Successor(sid, user_state, refresh_token, cookies))
 
 
+def _jti(claims: Mapping[str, Any] | None) -> str | None:
+    jti = claims.get("jti") if claims is not None else None
+    return jti if isinstance(jti, str) else None
+
+
+def _report(
+    store: AuthStore,
+    scope: Mapping[str, Any] | None,
+    hint: Mapping[str, Any] | None,
+    outcome: Outcome,
+    *,
+    failure: str | None = None,
+) -> None:
+    """The audit event of one refresh answer (the callback's, or the rotation's), for the
+    request ``scope`` whose old access token's claims are ``hint``. ``failure`` names
+    what failed, when it is not the outcome's error type (the callback's own exception)."""
+    audit = store.events
+    if audit is None or scope is None:
+        return
+    if isinstance(outcome, Renewed):
+        audit.emit(
+            Refreshed,
+            scope,
+            outcome.claims,
+            old_jti=_jti(hint),
+            new_jti=_jti(outcome.claims),
+        )
+    elif isinstance(outcome, Ended):
+        audit.emit(SessionEnded, scope, hint, reason="callback")
+    elif isinstance(outcome.error, StoreUnavailableError):
+        audit.emit(StoreUnavailable, scope, hint, operation="refresh")
+    else:
+        audit.emit(RefreshFailed, scope, hint, error=failure or type(outcome.error).__name__)
+
+
 async def run_callback(
-    store: AuthStore, refresh: RefreshConfig, param: RefreshParam, sid: str | None
+    store: AuthStore,
+    refresh: RefreshConfig,
+    param: RefreshParam,
+    sid: str | None,
+    *,
+    scope: Mapping[str, Any] | None = None,
+    hint: Mapping[str, Any] | None = None,
 ) -> Outcome:
-    """Call the refresh callback once and classify its answer. Never raises an Exception."""
+    """Call the refresh callback once and classify its answer. Never raises an Exception.
+    ``scope`` (the request) and ``hint`` (its old access token's claims) are what the
+    audit event of the answer is about."""
     # While the auth server is down every refresh fails the same way: the first failure of
     # a streak is logged with its traceback, the rest are counted (store.notices).
     try:
@@ -294,18 +348,25 @@ async def run_callback(
         store.notices.refresh_failed(
             "refresh failed transiently; session kept: %s", error, exc=None
         )
-        return Unavailable(error)
+        outcome: Outcome = Unavailable(error)
+        _report(store, scope, hint, outcome)
+        return outcome
     except Exception as exc:
         error = RefreshError(f"refresh_api_callback raised {type(exc).__name__}: {exc}")
         store.notices.refresh_failed("refresh failed transiently; session kept: %s", error, exc=exc)
-        return Unavailable(error)
+        outcome = Unavailable(error)
+        # The callback's own exception type; its message may quote what it was given.
+        _report(store, scope, hint, outcome, failure=type(exc).__name__)
+        return outcome
     store.notices.refresh_answered()
     token = getattr(result, "new_auth_token", None)
     if isinstance(token, str):
         # A key id we do not hold in a token the auth server itself just handed us is a key
         # rotation: reload the key set now rather than refusing the token.
         await store.verifier.reload_keys_for(token, trusted=True)
-    return _classified(store, result, param, sid)
+    outcome = _classified(store, result, param, sid)
+    _report(store, scope, hint, outcome)
+    return outcome
 
 
 def _classified(
@@ -335,6 +396,8 @@ async def run_rotation(
     hint: Mapping[str, Any] | None,
     sid: str | None,
     client: ClientInfo | None = None,
+    *,
+    scope: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """Refresh through the token source's own rotation (the built-in issuer): one call to
     its store, exactly-once across processes by itself, so no cross-process flight around
@@ -342,8 +405,8 @@ async def run_rotation(
     the successor for before that call. What the cookies are built from (this process's
     time, the session id, the user state) is sealed with the pair, so a process that gets
     the pair again within the grace period builds the same cookies. ``client`` (who
-    refreshes) is recorded with the rotation, in that same call. Never raises an
-    Exception."""
+    refreshes) is recorded with the rotation, in that same call; ``scope`` is the request
+    the audit event of the answer is about. Never raises an Exception."""
     now = store.clock()
     sid = sid or new_sid()
     context = json.dumps({"n": now, "s": sid, "u": param.auth_user_state}, separators=(",", ":"))
@@ -358,14 +421,19 @@ async def run_rotation(
         )
     except StoreUnavailableError as exc:
         store.notices.refresh_failed("refresh failed transiently; session kept: %s", exc, exc=None)
-        return Unavailable(exc)
+        outcome: Outcome = Unavailable(exc)
+        _report(store, scope, hint, outcome)
+        return outcome
     except Exception as exc:
         error = RefreshError(f"the session could not be rotated: {exc!r}")
         store.notices.refresh_failed("refresh failed; session kept: %s", error, exc=exc)
-        return Unavailable(error)
+        outcome = Unavailable(error)
+        _report(store, scope, hint, outcome, failure=type(exc).__name__)
+        return outcome
     store.notices.refresh_answered()
     if rotation.access_token is None:
-        return Ended()
+        _report_ended(store, scope, hint, rotation)
+        return _ENDED_OUTCOME
     try:
         written = json.loads(rotation.context)
         issued_at, sid, user_state = float(written["n"]), str(written["s"]), written["u"]
@@ -378,7 +446,33 @@ async def run_rotation(
         new_refresh_token_expires_in=rotation.refresh_expires_in,
         new_auth_user_state=user_state,
     )
-    return _classified(store, result, param, sid, issued_at)
+    outcome = _classified(store, result, param, sid, issued_at)
+    if not (rotation.replay and isinstance(outcome, Renewed)):
+        # A replay hands out a pair the first call already reported.
+        _report(store, scope, hint, outcome)
+    return outcome
+
+
+def _report_ended(
+    store: AuthStore,
+    scope: Mapping[str, Any] | None,
+    hint: Mapping[str, Any] | None,
+    rotation: Rotation,
+) -> None:
+    """The audit event of a rotation that ended the session, by what ended it."""
+    audit = store.events
+    if audit is None or scope is None:
+        return
+    if rotation.ended == "reuse":
+        # The family the store revoked, which the presented token's holder named.
+        family = {"sub": rotation.subject, SESSION_CLAIM: rotation.family_id}
+        audit.emit(ReuseDetected, scope, family if rotation.subject else hint)
+    elif rotation.ended == "revoked":
+        audit.emit(RevokedSession, scope, hint)
+    else:
+        # Past its lifetime, or a token the store no longer knows (its idle lifetime ran
+        # out: the store forgets it): the state cookie bound to it says it was issued.
+        audit.emit(SessionEnded, scope, hint, reason="expired")
 
 
 class _Flight:
@@ -510,7 +604,7 @@ def flight_alias(refresh_token: str) -> str:
     return token_id(refresh_token, "flight-alias")
 
 
-def _encode(outcome: Refreshed | Successor) -> bytes:
+def _encode(outcome: Renewed | Successor) -> bytes:
     if isinstance(outcome, Successor):
         data: dict[str, Any] = {"k": "S"}
     else:
@@ -555,7 +649,7 @@ async def _decode(store: AuthStore, param: RefreshParam, value: bytes) -> Outcom
         )
         successor = Successor(data["s"], data["u"], data["r"], kept)
         return Unavailable(RefreshError(f"shared refresh result does not verify: {exc}"), successor)
-    return Refreshed(
+    return Renewed(
         token=token,
         token_type=data["tt"],
         claims=claims,
@@ -577,7 +671,7 @@ async def _publish(
 ) -> None:
     ttl = max(refresh.grace_period, _MIN_RESULT_TTL)
     now = store.clock()
-    kept: Refreshed | Successor | None = outcome if isinstance(outcome, Refreshed) else None
+    kept: Renewed | Successor | None = outcome if isinstance(outcome, Renewed) else None
     if isinstance(outcome, Unavailable) and outcome.successor is not None:
         kept = outcome.successor
     if kept is not None:
@@ -600,6 +694,9 @@ async def run_shared(
     refresh: RefreshConfig,
     param: RefreshParam,
     sid: str | None,
+    *,
+    scope: Mapping[str, Any] | None = None,
+    hint: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """One callback call per refresh token across every process sharing ``shared``.
 
@@ -607,7 +704,9 @@ async def run_shared(
     (sealed with the presented refresh token); the others poll until it is there. The claim's
     lease outlasts the callback's timeout, so it cannot lapse while the call runs. A store
     that cannot be reached before the call makes the refresh unavailable (nothing consumed);
-    one that fails after it does not take the answer away from this request.
+    one that fails after it does not take the answer away from this request. ``scope``
+    and ``hint`` as for :func:`run_callback`: the process that calls reports the answer,
+    the others report only what fails here.
     """
     key = token_id(param.refresh_token, "flight")
     owner = secrets.token_hex(8)
@@ -619,17 +718,24 @@ async def run_shared(
             flight = await shared.flight_claim(key, owner, now=store.clock(), lease=lease)
         except StoreUnavailableError as exc:
             logger.warning("refresh not attempted, shared store unavailable: %s", exc)
-            return Unavailable(exc)
+            outcome: Outcome = Unavailable(exc)
+            _report(store, scope, hint, outcome)
+            return outcome
         if flight.status == "claimed":
-            outcome = await run_callback(store, refresh, param, sid)
+            outcome = await run_callback(store, refresh, param, sid, scope=scope, hint=hint)
             try:
                 await _publish(store, shared, refresh, key, owner, param, outcome)
             except StoreUnavailableError as exc:
                 logger.warning("refresh result not shared, store unavailable: %s", exc)
             return outcome
         if flight.status == "done" and flight.value is not None:
-            return await _decode(store, param, flight.value)
+            outcome = await _decode(store, param, flight.value)
+            if isinstance(outcome, Unavailable):
+                _report(store, scope, hint, outcome)
+            return outcome
         if anyio.current_time() >= deadline:
-            return Unavailable(RefreshTimeoutError("another process's refresh did not finish"))
+            outcome = Unavailable(RefreshTimeoutError("another process's refresh did not finish"))
+            _report(store, scope, hint, outcome)
+            return outcome
         await anyio.sleep(delay)
         delay = min(delay * 2, _POLL_MAX)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from .callback import RefreshParam, RefreshResult
 from .clientinfo import ClientInfo
@@ -27,12 +27,23 @@ SESSION_CLAIM: Final = "sid"
 class Rotation:
     """What :meth:`TokenSource.rotate` answered: the successor pair (``access_token`` None
     when the session is over), and the ``context`` the pair was sealed with, by this call or
-    by the one that rotated the token first (a replay within the grace period)."""
+    by the one that rotated the token first (a replay within the grace period).
+
+    ``replay``: the pair was handed out before (to the call that rotated the token first).
+    ``ended``: why the session is over, when it is: ``"reuse"`` (a rotated-out token
+    presented again: the family is now revoked), ``"revoked"``, ``"expired"`` or
+    ``"unknown"``."""
 
     access_token: str | None
     refresh_token: str | None = None
     refresh_expires_in: int = 0
     context: str = ""
+    replay: bool = False
+    ended: Literal["reuse", "revoked", "expired", "unknown"] | None = None
+    # Whose family it was, when the store said (reuse detection revokes a family that the
+    # presented token alone does not name to the caller).
+    subject: str | None = None
+    family_id: str | None = None
 
 
 class Rotate(Protocol):

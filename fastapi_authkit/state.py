@@ -17,6 +17,7 @@ from starlette.requests import HTTPConnection
 from .callback import check_lifetime
 from .config import AuthStore
 from .errors import ConfigurationError, CrossSiteRequestError, TokenError
+from .events import AuthEvent, RequestRefused, SignedIn, SignedOut, refusal_reason
 from .origins import cross_site_refused
 from .reader import SAFE_METHODS
 from .session import clear_session, issue_session, new_sid
@@ -24,6 +25,7 @@ from .session import clear_session, issue_session, new_sid
 __all__ = [
     "SCOPE_KEY",
     "AuthState",
+    "end_session",
     "get_auth_state",
     "refuse_cross_site",
     "sign_in",
@@ -66,6 +68,9 @@ class AuthState:
     _cookies_queued: bool = False
     _user: Any = None
     _user_loaded: bool = False
+    # Audit events of what the route did (sign-in, sign-out, a refused sign-in), delivered
+    # at response start, with what the response carries (only with an on_event hook).
+    _events: tuple[AuthEvent, ...] = ()
     # Calls such as issuer.sign_in(...) that returned a coroutine nobody has awaited yet:
     # (what was called, the coroutine). The middleware refuses to answer with any left.
     _unawaited: tuple[tuple[str, Coroutine[Any, Any, Any]], ...] = ()
@@ -143,6 +148,25 @@ class AuthState:
             f"`await {names[0]}(request, ...)` in the route"
         )
 
+    def record(
+        self,
+        conn: HTTPConnection,
+        event: type[AuthEvent],
+        *,
+        about: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> None:
+        """With an ``on_event`` hook, queue the audit event of something the route did
+        about this state's identity (read now, before the route's call changes it), or
+        about the claims ``about``, to be delivered when the response starts: the route may
+        run in a worker thread, and the event says what the response carries. Without a
+        hook, nothing is built."""
+        events = self.store.events
+        if events is not None:
+            claims = self.claims if about is None else about
+            self._events += (events.build(event, conn.scope, claims, **fields),)
+            self._cookies_queued = True  # so that the middleware looks at the response start
+
     def pending_cookies(self) -> tuple[bytes, ...]:
         """The Set-Cookie values to emit: what the route did wins over an automatic refresh."""
         return self._auto_cookies if self._route_cookies is None else self._route_cookies
@@ -192,6 +216,10 @@ def refuse_cross_site(conn: HTTPConnection, store: AuthStore) -> None:
         check_fetch_site=True,
     )
     if reason is not None:
+        if store.events is not None:
+            get_auth_state(conn).record(
+                conn, RequestRefused, reason=refusal_reason(reason), detail=reason
+            )
         raise CrossSiteRequestError(reason)
 
 
@@ -274,6 +302,8 @@ def sign_in(
     state.set_identity(token, token_type, claims, user_state)
     state.sid, state.refresh_token = sid, refresh
     state.unavailable = False
+    jti = claims.get("jti")
+    state.record(conn, SignedIn, jti=jti if isinstance(jti, str) else None)
 
 
 def sign_out(conn: HTTPConnection) -> None:
@@ -284,9 +314,19 @@ def sign_out(conn: HTTPConnection) -> None:
     built-in issuer, your own callback object), the middleware also revokes the session's
     refresh token at the auth server before the response goes out.
     """
+    end_session(conn)
+
+
+def end_session(
+    conn: HTTPConnection, *, everywhere: bool = False, revoked: bool | None = None
+) -> None:
+    """:func:`sign_out`, for callers that revoked the session themselves (the built-in
+    issuer): ``everywhere`` and ``revoked`` are what its audit event says; with
+    ``revoked=None`` the revocation hook, if any, is called at response start and decides."""
     state = get_auth_state(conn)
     if state.store.auth_type != "cookie":
         raise ConfigurationError("sign_out clears cookies; it needs auth_type='cookie'")
+    state.record(conn, SignedOut, everywhere=everywhere, revoked=revoked)
     state._route_cookies = clear_session(state.store)
     state._cookies_queued = True
     if state.refresh_token is not None:

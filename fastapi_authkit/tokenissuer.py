@@ -262,16 +262,18 @@ class TokenIssuer:
                     # written now (no other process answers this one at the same time).
                     access = self.mint_access(outcome.subject, outcome.family_id, now)
                     context = ""
-                return Rotation(access, pair["r"], int(self.idle_ttl), context)
+                return Rotation(access, pair["r"], int(self.idle_ttl), context, replay=True)
             logger.error("sealed successor of family %s cannot be opened", outcome.family_id)
-            return Rotation(None)
+            return Rotation(None, ended="unknown")
         if outcome.status == "reuse":
             logger.warning(
                 "refresh token reuse detected: family %s of subject %r revoked",
                 outcome.family_id,
                 outcome.subject,
             )
-        return Rotation(None)
+        status = outcome.status
+        ended = status if status in ("reuse", "revoked", "expired") else "unknown"
+        return Rotation(None, ended=ended, subject=outcome.subject, family_id=outcome.family_id)
 
     async def refresh(self, param: RefreshParam) -> RefreshResult:
         """``refresh_api_callback`` for ``create_refresh``: rotate ``param.refresh_token``.

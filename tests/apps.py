@@ -165,10 +165,12 @@ def issuer_app(
     *,
     close_backend: bool = True,
     on_issuer: Callable[[Issuer], None] | None = None,
+    on_event: Callable[[Any], Any] | None = None,
 ) -> FastAPI:
     """An app on the built-in issuer (access 60 s, refreshed in its last 12 s, grace 10 s,
     idle 1 h, absolute 2 h): /login?as=<subject>, /me, /public, /logout,
-    /logout-everywhere. ``close_backend=False`` for the second of two apps sharing a store."""
+    /logout-everywhere. ``close_backend=False`` for the second of two apps sharing a store;
+    ``on_event`` is the store's audit hook."""
     issuer = create_issuer(
         backend=backend,
         signing_key="issuer-app-signing-key-0123456789abcdef-01",
@@ -180,7 +182,7 @@ def issuer_app(
     )
     if on_issuer is not None:
         on_issuer(issuer)
-    store = create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock)
+    store = create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock, on_event=on_event)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -53,6 +53,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             {"source", "tokenissuer", "oidc.http", "oidc.jwks", "oidc.discovery", "oidc.grant"}
         ),
     ),
+    # Events name sessions by the token source's session claim; configuration holds the hook.
+    ("audit events", frozenset({"events"})),
     ("configuration", frozenset({"config"})),
     ("reading a request", frozenset({"reader", "session"})),
     ("the request's state", frozenset({"state"})),

@@ -18,6 +18,7 @@ and each runs as its name's test runs it.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import threading
@@ -557,3 +558,36 @@ def test_example_oidc_smallest_app(examples: Examples, provider: OIDCProviderSer
         signed_in = code_flow(client, provider, redirect="https://testserver/auth/callback")
         assert signed_in.status_code == 303, signed_in.text
         assert client.get("/me").json() == {"sub": "alice"}  # scope openid: the sub only
+
+
+# --- events.md -------------------------------------------------------------------------------
+
+
+def test_example_audit_log(examples: Examples, caplog: pytest.LogCaptureFixture) -> None:
+    """The audit hook as printed: a JSON line per event on the app's own logger, for the
+    sign-in, the refused sign-out (no CSRF header) and the sign-out, as the page shows."""
+    import json
+
+    app = examples.run("audit_log").app
+    with caplog.at_level(logging.INFO, "myapp.audit"), browser(app) as client:
+        assert client.post("/login").json() == {"ok": True}
+        assert client.get("/api/me").json() == {"name": "Alice"}
+        assert client.post("/logout").status_code == 403
+        assert client.post("/logout", headers=csrf(client)).json() == {"ok": True}
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "myapp.audit"]
+    assert [line["kind"] for line in lines] == ["signed_in", "request_refused", "signed_out"]
+    signed_in, refused, signed_out = lines
+    assert set(signed_in) == {
+        "kind", "at", "subject", "session", "path", "method", "ip", "user_agent", "jti"
+    }  # fmt: skip
+    assert (signed_in["subject"], signed_in["path"], signed_in["method"]) == (
+        "user-1",
+        "/login",
+        "POST",
+    )
+    assert (refused["reason"], refused["detail"]) == ("csrf", "CSRF token missing or invalid")
+    assert (signed_out["session"], signed_out["everywhere"], signed_out["revoked"]) == (
+        signed_in["session"],
+        False,
+        True,
+    )

@@ -149,12 +149,12 @@ def test_state_cookie_failures_are_never_cached(clock: Clock) -> None:
 @pytest.mark.anyio
 async def test_single_flight_memory_is_bounded_and_forgets_by_successor(clock: Clock) -> None:
     from fastapi_authkit import refresh as refresh_module
-    from fastapi_authkit.refresh import Refreshed, SingleFlight
+    from fastapi_authkit.refresh import Renewed, SingleFlight
 
     flights = SingleFlight(clock)
 
-    def outcome(successor: str) -> Refreshed:
-        return Refreshed("t", "Bearer", {"exp": 0}, None, "sid", successor, ())
+    def outcome(successor: str) -> Renewed:
+        return Renewed("t", "Bearer", {"exp": 0}, None, "sid", successor, ())
 
     for i in range(5):
         result = outcome(f"succ-{i}")
