@@ -229,9 +229,11 @@ def http_scope(path: str, headers: Headers, method: str = "GET") -> dict[str, An
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": "1.1",
-        "server": ("testserver", 80),
+        "server": ("testserver", 443),
         "client": ("127.0.0.1", 50000),
-        "scheme": "http",
+        # https, as in production (behind a TLS-terminating proxy the server trusts): the
+        # kit's Secure cookies over http to a non-local host would rightly warn.
+        "scheme": "https",
         "method": method,
         "root_path": "",
         "path": path,
