@@ -284,61 +284,68 @@ async def test_on_the_cluster_each_record_is_on_its_familys_primary(
         await backend.aclose()
 
 
-async def test_revoked_sessions_leave_the_subjects_set_once_listed(
-    request: pytest.FixtureRequest, clock: Clock
-) -> None:
+class OnRedis:
+    """A RedisStore on a fresh prefix of the session's redis-server, and a raw client to
+    look at what it wrote."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.prefix = f"ses-{uuid.uuid4().hex}:"
+        self.backend = RedisStore.from_url(server.url, prefix=self.prefix)
+        self.raw = Redis.from_url(server.url)
+
+
+@pytest.fixture
+async def on_redis(request: pytest.FixtureRequest) -> AsyncIterator[OnRedis]:
     server: RedisServer = request.getfixturevalue("redis_server")
-    prefix = f"ses-{uuid.uuid4().hex}:"
-    backend = RedisStore.from_url(server.url, prefix=prefix)
-    raw = Redis.from_url(server.url)
+    store = OnRedis(server)
     try:
-        issuer = make_issuer(backend, clock)
-        kept = await issuer.issue("alice", client=LAPTOP)
-        gone = await issuer.issue("alice", client=PHONE)
-        await issuer.revoke(gone.refresh_token)
-        subject_key = f"{prefix}sub:alice"
-        assert len(await raw.smembers(subject_key)) == 2
-        assert [s.id for s in await issuer.list_sessions("alice")] == [kept.family_id]
-        assert await raw.smembers(subject_key) == {kept.family_id.encode()}
-        # "Sign out everywhere" still reaches the one that is left.
-        assert await issuer.revoke_subject("alice") == 1
+        yield store
     finally:
-        await raw.aclose()
-        await backend.aclose()
+        await store.raw.aclose()
+        await store.backend.aclose()
+
+
+async def test_revoked_sessions_leave_the_subjects_set_once_listed(
+    on_redis: OnRedis, clock: Clock
+) -> None:
+    backend, raw, prefix = on_redis.backend, on_redis.raw, on_redis.prefix
+    issuer = make_issuer(backend, clock)
+    kept = await issuer.issue("alice", client=LAPTOP)
+    gone = await issuer.issue("alice", client=PHONE)
+    await issuer.revoke(gone.refresh_token)
+    subject_key = f"{prefix}sub:alice"
+    assert len(await raw.smembers(subject_key)) == 2
+    assert [s.id for s in await issuer.list_sessions("alice")] == [kept.family_id]
+    assert await raw.smembers(subject_key) == {kept.family_id.encode()}
+    # "Sign out everywhere" still reaches the one that is left.
+    assert await issuer.revoke_subject("alice") == 1
 
 
 async def test_nothing_but_the_bounded_client_details_is_in_the_session_record(
-    request: pytest.FixtureRequest, clock: Clock
+    on_redis: OnRedis, clock: Clock
 ) -> None:
-    server: RedisServer = request.getfixturevalue("redis_server")
-    prefix = f"ses-{uuid.uuid4().hex}:"
-    backend = RedisStore.from_url(server.url, prefix=prefix)
-    raw = Redis.from_url(server.url)
-    try:
-        issuer = make_issuer(backend, clock)
-        tokens = await issuer.issue("alice", client=LAPTOP)
-        clock.advance(30)
-        access = issuer.mint_access("alice", tokens.family_id, clock())
-        rotation = await issuer.rotate(tokens.refresh_token, subject="alice", client=PHONE)
-        record = await raw.hgetall(KeyLayout(prefix).session(tokens.family_id))
-        assert record == {
-            b"c": repr(T0).encode(),
-            b"ua0": LAPTOP.user_agent.encode(),  # type: ignore[union-attr]
-            b"ip0": LAPTOP.ip.encode(),  # type: ignore[union-attr]
-            b"t": repr(T0 + 30).encode(),
-            b"ua": PHONE.user_agent.encode(),  # type: ignore[union-attr]
-            b"ip": PHONE.ip.encode(),  # type: ignore[union-attr]
-        }
-        # It expires with the session (its absolute lifetime), not later than a minute on.
-        ttl = await raw.pttl(KeyLayout(prefix).session(tokens.family_id))
-        assert (ABSOLUTE - 30) * 1000 < ttl <= (ABSOLUTE - 30) * 1000 + 60_000
-        dump = b"".join(record.values())
-        for secret in (tokens.refresh_token, tokens.access_token, access, rotation.refresh_token):
-            assert secret
-            assert secret.encode() not in dump
-    finally:
-        await raw.aclose()
-        await backend.aclose()
+    backend, raw, prefix = on_redis.backend, on_redis.raw, on_redis.prefix
+    issuer = make_issuer(backend, clock)
+    tokens = await issuer.issue("alice", client=LAPTOP)
+    clock.advance(30)
+    access = issuer.mint_access("alice", tokens.family_id, clock())
+    rotation = await issuer.rotate(tokens.refresh_token, subject="alice", client=PHONE)
+    record = await raw.hgetall(KeyLayout(prefix).session(tokens.family_id))
+    assert record == {
+        b"c": repr(T0).encode(),
+        b"ua0": LAPTOP.user_agent.encode(),  # type: ignore[union-attr]
+        b"ip0": LAPTOP.ip.encode(),  # type: ignore[union-attr]
+        b"t": repr(T0 + 30).encode(),
+        b"ua": PHONE.user_agent.encode(),  # type: ignore[union-attr]
+        b"ip": PHONE.ip.encode(),  # type: ignore[union-attr]
+    }
+    # It expires with the session (its absolute lifetime), not later than a minute on.
+    ttl = await raw.pttl(KeyLayout(prefix).session(tokens.family_id))
+    assert (ABSOLUTE - 30) * 1000 < ttl <= (ABSOLUTE - 30) * 1000 + 60_000
+    dump = b"".join(record.values())
+    for secret in (tokens.refresh_token, tokens.access_token, access, rotation.refresh_token):
+        assert secret
+        assert secret.encode() not in dump
 
 
 async def test_recording_a_refresh_costs_no_round_trip(
