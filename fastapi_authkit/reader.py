@@ -148,20 +148,21 @@ class _Header:
     the session's remembered outcome last served for this header (a shortcut to it, which
     the per-session entry still bounds: it is that very entry)."""
 
-    __slots__ = ("cookies", "hot", "key", "token_type")
+    __slots__ = ("cookies", "header", "hot", "key", "token_type")
 
     def __init__(self, cookies: Mapping[str, str], key: _SessionKey, token_type: str) -> None:
         self.cookies = cookies
         self.key = key
         self.token_type = token_type
         self.hot: Remembered | None = None
+        self.header: bytes | None = None  # the raw header, when small enough to be kept
 
 
 class RequestReader:
     """Reads requests for one configuration. Everything it holds is per-process memory of
     outcomes it already decided (signed-in sessions), bounded like the token cache."""
 
-    __slots__ = ("_header_mode", "_hot", "_known", "_parsed", "_store")
+    __slots__ = ("_by_header", "_header_mode", "_hot", "_known", "_parsed", "_pinned", "_store")
 
     def __init__(self, store: AuthStore) -> None:
         self._store = store
@@ -175,6 +176,14 @@ class RequestReader:
         # A browser repeats its Cookie header: parsed once, for 4,096 headers of at most
         # CACHED_HEADER_BYTES (so at most 16 MiB of them), oldest out.
         self._parsed: Fifo[bytes, _Header] = Fifo(4096)
+        # A process serving more than 4,096 active sessions would parse most headers again
+        # on every request (about a fifth of a remembered request's cost). So each
+        # remembered session also keeps the last header it was served for, one per session
+        # and never more: other cookies changing on every request replace it rather than
+        # add to it. As many sessions as the outcome cache holds, oldest out; _pinned and
+        # _by_header hold the same pairs (a header names one session key).
+        self._pinned: Fifo[_SessionKey, bytes] = Fifo(store.verifier.cache_size)
+        self._by_header: dict[bytes, _Header] = {}
 
     def _parse(self, header: bytes) -> _Header:
         names = self._store.names
@@ -182,8 +191,26 @@ class RequestReader:
         key = (cookies.get(names.access), cookies.get(names.state), cookies.get(names.refresh))
         parsed = _Header(cookies, key, cookies.get(names.type, "Bearer"))
         if len(header) <= CACHED_HEADER_BYTES:
+            parsed.header = header
             self._parsed.put(header, parsed)
         return parsed
+
+    def _pin(self, parsed: _Header) -> None:
+        """Keep ``parsed`` as its remembered session's one header (see ``__init__``)."""
+        header = parsed.header
+        pinned = self._pinned
+        if header is None or not pinned.size:
+            return
+        key = parsed.key
+        previous = pinned.get(key)
+        if previous == header:
+            return
+        if previous is not None:
+            del self._by_header[previous]
+        elif len(pinned) >= pinned.size:
+            del self._by_header[pinned.popitem(last=False)[1]]
+        pinned[key] = header
+        self._by_header[header] = parsed
 
     def _remembered(self, parsed: _Header, now: float) -> Remembered | None:
         """The session's remembered outcome, when it holds at ``now`` for this header."""
@@ -235,7 +262,9 @@ class RequestReader:
         header = cookie_header(headers)
         parsed = self._parsed.get(header)
         if parsed is None:
-            parsed = self._parse(header)
+            parsed = self._by_header.get(header)
+            if parsed is None:
+                parsed = self._parse(header)
         safe = method in SAFE_METHODS
         if safe:
             hot = parsed.hot
@@ -247,6 +276,7 @@ class RequestReader:
                 return hot
             hot = self._remembered(parsed, now)
             if hot is not None:
+                self._pin(parsed)
                 return hot
         if root_path:
             path = _route_path(path, root_path)
@@ -488,3 +518,4 @@ class RequestReader:
             family=family,
         )
         hot.put(parsed.key, entry)
+        self._pin(parsed)

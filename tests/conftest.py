@@ -102,12 +102,14 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     cluster.stop()
 
 
-def redis_store(request: pytest.FixtureRequest, kind: str, label: str = "t") -> RedisStore:
+def redis_store(
+    request: pytest.FixtureRequest, kind: str, label: str = "t", **options: Any
+) -> RedisStore:
     """A RedisStore with a fresh prefix on the session's server (``redis``) or cluster
-    (``cluster``)."""
+    (``cluster``); ``options`` go to ``RedisStore.from_url``."""
     fixture = "redis_server" if kind == "redis" else "redis_cluster"
     server = request.getfixturevalue(fixture)
-    return RedisStore.from_url(server.url, prefix=f"{label}-{uuid.uuid4().hex}:")
+    return RedisStore.from_url(server.url, prefix=f"{label}-{uuid.uuid4().hex}:", **options)
 
 
 async def keys_under(store: RedisStore, prefix: str) -> dict[int, list[bytes]]:

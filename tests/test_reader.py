@@ -13,6 +13,9 @@ import pytest
 from starlette.requests import HTTPConnection
 
 from fastapi_authkit import AuthState, AuthStore, create_issuer, create_refresh, create_store
+from fastapi_authkit import reader as reader_module
+from fastapi_authkit.cookies import parse_cookie_header
+from fastapi_authkit.fifo import Fifo
 from fastapi_authkit.reader import (
     CHECK,
     CLEAR,
@@ -142,6 +145,66 @@ def test_remembered_outcome_stops_where_a_refresh_falls_due(clock: Clock) -> Non
     due = read(reader, headers(jar), clock() + 240)  # 60 s before exp
     assert isinstance(due, Reading)
     assert due.then == REFRESH
+
+
+def counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The Cookie headers the reader parses from now on, in order."""
+    parsed: list[bytes] = []
+
+    def counted(header: bytes, wanted: frozenset[bytes]) -> Any:
+        parsed.append(header)
+        return parse_cookie_header(header, wanted)
+
+    monkeypatch.setattr(reader_module, "parse_cookie_header", counted)
+    return parsed
+
+
+def test_each_remembered_session_keeps_its_header_past_the_header_cache(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More active sessions than the parsed-header cache holds (4,096; 2 here) are not
+    parsed again on every request: each remembered session keeps its own last header."""
+    store = store_for(clock)
+    reader = RequestReader(store)
+    reader._parsed = Fifo(2)
+    jars = [signed_in(store, make_token(clock, sub=f"user-{i}")) for i in range(5)]
+    parses = counting_parses(monkeypatch)
+    for jar in jars:
+        assert isinstance(read(reader, headers(jar), clock()), Reading)  # the first: full
+    assert len(parses) == 5
+    for _ in range(3):
+        for jar in jars:  # long evicted from the 2-header cache
+            assert isinstance(read(reader, headers(jar), clock()), Remembered)
+    assert len(parses) == 5
+    assert len(reader._by_header) == len(reader._pinned) == 5
+
+
+def test_a_session_keeps_one_header_whatever_else_its_cookie_header_holds(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A junk cookie changing on every request makes each header new, but the session
+    keeps only its latest one: memory per session, not per header value."""
+    store = store_for(clock)
+    reader = RequestReader(store)
+    jar = signed_in(store, make_token(clock))
+    read(reader, headers(jar), clock())
+    parses = counting_parses(monkeypatch)
+    for i in range(200):
+        decision = read(reader, headers({**jar, "junk": str(i)}), clock())
+        assert isinstance(decision, Remembered)
+    assert len(parses) == 200  # each header is new, so parsed once
+    (kept,) = reader._by_header
+    assert kept.endswith(b"junk=199")
+    assert len(reader._pinned) == 1
+
+
+def test_without_a_token_cache_no_header_is_kept_per_session(clock: Clock) -> None:
+    store = store_for(clock, verified_token_cache=0)
+    reader = RequestReader(store)
+    jar = signed_in(store, make_token(clock))
+    for _ in range(3):
+        read(reader, headers(jar), clock())
+    assert reader._by_header == {}
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", None])
