@@ -295,6 +295,24 @@ def _jti(claims: Mapping[str, Any] | None) -> str | None:
     return jti if isinstance(jti, str) else None
 
 
+def _failed(
+    store: AuthStore,
+    scope: Mapping[str, Any] | None,
+    hint: Mapping[str, Any] | None,
+    error: AuthKitError,
+    *,
+    cause: BaseException | None = None,
+    message: str = "refresh failed transiently; session kept: %s",
+) -> Outcome:
+    """A transient refresh failure: logged as part of its streak (with ``cause``'s
+    traceback when it starts one), reported, and the session kept. The audit event names
+    ``cause``'s type when there is one (its message may quote what it was given)."""
+    store.notices.refresh_failed(message, error, exc=cause)
+    outcome = Unavailable(error)
+    _report(store, scope, hint, outcome, failure=type(cause).__name__ if cause else None)
+    return outcome
+
+
 def _report(
     store: AuthStore,
     scope: Mapping[str, Any] | None,
@@ -342,22 +360,13 @@ async def run_callback(
     try:
         result = await _invoke(refresh.refresh_api_callback, param, refresh.timeout)
     except TimeoutError:
-        error: RefreshError = RefreshTimeoutError(
+        timeout = RefreshTimeoutError(
             f"refresh_api_callback did not answer within {refresh.timeout}s"
         )
-        store.notices.refresh_failed(
-            "refresh failed transiently; session kept: %s", error, exc=None
-        )
-        outcome: Outcome = Unavailable(error)
-        _report(store, scope, hint, outcome)
-        return outcome
+        return _failed(store, scope, hint, timeout)
     except Exception as exc:
         error = RefreshError(f"refresh_api_callback raised {type(exc).__name__}: {exc}")
-        store.notices.refresh_failed("refresh failed transiently; session kept: %s", error, exc=exc)
-        outcome = Unavailable(error)
-        # The callback's own exception type; its message may quote what it was given.
-        _report(store, scope, hint, outcome, failure=type(exc).__name__)
-        return outcome
+        return _failed(store, scope, hint, error, cause=exc)
     store.notices.refresh_answered()
     token = getattr(result, "new_auth_token", None)
     if isinstance(token, str):
@@ -420,16 +429,12 @@ async def run_rotation(
             client=client,
         )
     except StoreUnavailableError as exc:
-        store.notices.refresh_failed("refresh failed transiently; session kept: %s", exc, exc=None)
-        outcome: Outcome = Unavailable(exc)
-        _report(store, scope, hint, outcome)
-        return outcome
+        return _failed(store, scope, hint, exc)
     except Exception as exc:
         error = RefreshError(f"the session could not be rotated: {exc!r}")
-        store.notices.refresh_failed("refresh failed; session kept: %s", error, exc=exc)
-        outcome = Unavailable(error)
-        _report(store, scope, hint, outcome, failure=type(exc).__name__)
-        return outcome
+        return _failed(
+            store, scope, hint, error, cause=exc, message="refresh failed; session kept: %s"
+        )
     store.notices.refresh_answered()
     if rotation.access_token is None:
         _report_ended(store, scope, hint, rotation)
