@@ -26,9 +26,9 @@ from typing import Any
 from redis.asyncio import Redis, SSLConnection
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from ..errors import ConfigurationError
 
@@ -111,7 +111,7 @@ def client_from_url(url: str, *, timeout: float) -> tuple[Redis | RedisCluster, 
                 sentinel_kwargs[name] = value
         if tls:
             sentinel_kwargs["ssl"] = True
-        sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_kwargs)
         return sentinel.master_for(service, ssl=tls, **common, **options), sentinel
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"bad {scheme}:// URL: {exc}") from exc
