@@ -3,9 +3,8 @@ the clients the constructor accepts, and every misconfiguration as a Configurati
 
 from __future__ import annotations
 
-from typing import Any
-
 import warnings
+from typing import Any
 
 import pytest
 import redis
