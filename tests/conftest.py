@@ -20,6 +20,13 @@ SECRET_KEY = "test-secret-key-0123456789abcdef012345678"
 T0 = 1_800_000_000.0  # a fixed "now" for tests; 2027-01-15
 
 
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Every async test on asyncio, what uvicorn and the kit run on (anyio before 4.11
+    parametrized over every backend it knows, trio included, installed or not)."""
+    return "asyncio"
+
+
 class Clock:
     """A settable clock: pass ``clock`` to create_store, move it with ``advance``."""
 

@@ -141,7 +141,7 @@ async def run_trial(
     if lagging:
         replica.signal(signal.SIGSTOP)
         with primary.control() as control:
-            control.client_kill_filter(_type="replica")
+            control.client_kill_filter(_type="slave")  # "replica" is refused by redis-py < 6
     try:
         responses = [None] * len(browsers)
 

@@ -728,4 +728,7 @@ class RedisStore:
             await self._subscriber.aclose()
         await self._topology.aclose()
         if self._sentinel is not None:
-            await self._sentinel.aclose()
+            # Sentinel.aclose() arrived in redis-py 8; before it, each Sentinel's client is
+            # closed on its own.
+            for client in self._sentinel.sentinels:
+                await client.aclose()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import math
 import time
@@ -34,6 +35,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisClusterException, RedisError
 
 from .view import RevocationView
+
+# redis-py 8's asyncio connections take maintenance-notification settings (and turn them on
+# by default); older ones refuse the keyword.
+_MAINT_NOTIFICATIONS: Final = (
+    importlib.util.find_spec("redis.asyncio.maint_notifications") is not None
+)
 
 __all__ = [
     "LOST",
@@ -118,12 +125,9 @@ async def node_subscription(
     # Bytes in RESP2: pushes then arrive as plain replies, in order with the heartbeats.
     # (Maintenance notifications need RESP3, and belong to the pool's connections anyway.)
     options.pop("maint_notifications_pool_handler", None)
-    options.update(
-        decode_responses=False,
-        protocol=2,
-        health_check_interval=0,
-        maint_notifications_config=None,
-    )
+    options.update(decode_responses=False, protocol=2, health_check_interval=0)
+    if _MAINT_NOTIFICATIONS:
+        options["maint_notifications_config"] = None
     connection: Any = pool.connection_class(**options)
     try:
         await connection.connect()
