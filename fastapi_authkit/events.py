@@ -139,8 +139,9 @@ class SessionEnded(AuthEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReuseDetected(AuthEvent):
-    """A rotated-out refresh token was presented after its grace period (RFC 9700 reuse
-    detection): the whole session family is revoked. ``subject`` and ``session`` are the
+    """A rotated-out refresh token was presented when no window covers it: after the
+    issuer's ``grace`` and ``late_replay``, or after its successor was used (RFC 9700 reuse
+    detection). The whole session family is revoked. ``subject`` and ``session`` are the
     family's."""
 
     kind: Literal["reuse_detected"] = field(init=False, default="reuse_detected")

@@ -183,6 +183,7 @@ def create_issuer(
     idle_ttl: float = 14 * _DAY,
     absolute_ttl: float = 30 * _DAY,
     grace: float = 10,
+    late_replay: float = 60,
     issuer: str | None = None,
     audience: str | None = None,
     clock: Callable[[], float] = time.time,
@@ -197,6 +198,12 @@ def create_issuer(
     session ends after this long without a refresh; ``absolute_ttl``: and after this long in
     any case. ``grace``: seconds during which the immediate predecessor of the current
     refresh token receives the same successor instead of being taken for theft.
+    ``late_replay``: seconds after a rotation during which that predecessor, presented after
+    ``grace`` while its successor is still unused, receives that successor once more (its
+    holder may never have received it: a reply lost, a client gone mid-refresh); after it,
+    a rotated-out token is reuse and revokes the session. It counts from the rotation, as
+    ``grace`` does: 0 turns the late replay off, otherwise it is at least ``grace`` and
+    shorter than ``idle_ttl``.
     """
     if not isinstance(backend, SessionStore):
         raise ConfigurationError("backend must be a SessionStore (MemoryStore or RedisStore)")
@@ -222,8 +229,20 @@ def create_issuer(
     absolute = seconds("absolute_ttl", absolute_ttl, positive=True)
     if not access < idle <= absolute:
         raise ConfigurationError("expected access_ttl < idle_ttl <= absolute_ttl")
-    if not seconds("grace", grace) < idle:
+    grace_s = seconds("grace", grace)
+    if not grace_s < idle:
         raise ConfigurationError("grace must be shorter than idle_ttl")
+    late = seconds("late_replay", late_replay)
+    if 0 < late < grace_s:
+        # Both count from the rotation: a late window ending inside the grace window would
+        # do nothing, which is not what whoever set it meant.
+        raise ConfigurationError(
+            f"late_replay ({late:g} s) is shorter than grace ({grace_s:g} s): it counts "
+            "from the rotation, as grace does; pass late_replay=0 (no late replay) or at "
+            "least grace"
+        )
+    if not late < idle:
+        raise ConfigurationError("late_replay must be shorter than idle_ttl")
     if not callable(clock):
         raise ConfigurationError("clock must be callable")
     return Issuer(
@@ -236,7 +255,8 @@ def create_issuer(
         access_ttl=access,
         idle_ttl=idle,
         absolute_ttl=absolute,
-        grace=float(grace),
+        grace=grace_s,
+        late_replay=late,
         issuer=issuer,
         audience=audience,
         clock=clock,

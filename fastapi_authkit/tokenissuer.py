@@ -6,9 +6,10 @@ ready-made ``refresh_api_callback``. Rotation follows RFC 9700 §4.14: every ref
 new refresh token; presenting a rotated-out one revokes the whole family, except that the
 *immediate* predecessor presented within ``grace`` seconds (a request that was already in
 flight, another tab, another worker) receives the *same* successor pair, sealed in the store
-under a key only that predecessor can derive. Sessions also end on sign-out, on "sign out
-everywhere" for their subject, after ``idle_ttl`` without a refresh and after
-``absolute_ttl`` in any case.
+under a key only that predecessor can derive; and, while that successor is unused, up to
+``late_replay`` seconds after the rotation (a reply that never reached its holder). Sessions
+also end on sign-out, on "sign out everywhere" for their subject, after ``idle_ttl`` without
+a refresh and after ``absolute_ttl`` in any case.
 
 This module knows nothing of requests: it implements the
 :class:`~fastapi_authkit.source.TokenSource` protocol that configuration depends on. Signing
@@ -98,6 +99,7 @@ class TokenIssuer:
         idle_ttl: float,
         absolute_ttl: float,
         grace: float,
+        late_replay: float,
         issuer: str | None,
         audience: str | None,
         clock: Callable[[], float],
@@ -109,6 +111,7 @@ class TokenIssuer:
         self.idle_ttl = idle_ttl
         self.absolute_ttl = absolute_ttl
         self.grace = grace
+        self.late_replay = late_replay
         self.issuer = issuer
         self.audience = audience
         self.clock = clock
@@ -198,7 +201,8 @@ class TokenIssuer:
         client: ClientInfo | None = None,
     ) -> Rotation:
         """Rotate ``refresh_token``: its successor pair, or the same pair again for the
-        immediate predecessor within the grace period, or the end of the session.
+        immediate predecessor within the grace period (or within ``late_replay`` of the
+        rotation while the successor is unused), or the end of the session.
 
         With ``subject`` (the old access token's ``sub``) and a refresh token that names its
         family, the successor is minted first and offered in the one call that rotates,
@@ -217,6 +221,7 @@ class TokenIssuer:
             "family_id": family,
             "now": now,
             "grace": self.grace,
+            "late_replay": self.late_replay,
             "idle_ttl": self.idle_ttl,
         }
         outcome = None
@@ -257,8 +262,8 @@ class TokenIssuer:
                 access, context = pair["a"], pair.get("c", "")
                 exp = unverified_expiry(access)
                 if (exp is None or exp <= now) and outcome.family_id and outcome.subject:
-                    # A late replay (the successor's holder never got it): the same
-                    # successor, with an access token that is alive now, and cookies
+                    # A late replay (the successor's holder may never have got it): the
+                    # same successor, with an access token that is alive now, and cookies
                     # written now (no other process answers this one at the same time).
                     access = self.mint_access(outcome.subject, outcome.family_id, now)
                     context = ""

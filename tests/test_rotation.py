@@ -105,22 +105,91 @@ async def test_immediate_predecessor_within_grace_gets_the_same_pair(
     assert (await refresh(issuer, successor(first))).is_success  # and it still rotates
 
 
-async def test_predecessor_after_grace_replays_its_unused_successor(
+async def test_predecessor_within_the_late_window_replays_its_unused_successor(
     backend: SessionStore, clock: Clock
 ) -> None:
-    # Its holder may never have received the successor (issue 17, item 6): the same
+    # Its holder may never have received the successor (a reply lost, a client gone
+    # mid-refresh): up to late_replay (60 s by default) after the rotation, the same
     # successor refresh token, with an access token alive now.
-    issuer = make_issuer(backend, clock)
+    issuer = make_issuer(backend, clock, access_ttl=20)
     tokens = await issuer.issue("alice")
     first = await refresh(issuer, tokens.refresh_token)
-    clock.advance(600)
+    clock.advance(30)
     late = await refresh(issuer, tokens.refresh_token)
     assert late.is_success
     assert successor(late) == successor(first)
     assert late.new_auth_token != first.new_auth_token  # the sealed one had expired
     claims = jwt.decode(late.new_auth_token or "", options={"verify_signature": False})
     assert claims["exp"] > clock()
+    clock.advance(30)  # the window's last instant: still the same successor
+    assert successor(await refresh(issuer, tokens.refresh_token)) == successor(first)
     assert (await refresh(issuer, successor(late))).is_success  # and it rotates in turn
+
+
+@pytest.mark.parametrize("used_in_window", [False, True], ids=["untouched", "replayed-before"])
+async def test_predecessor_after_the_late_window_revokes_the_family(
+    backend: SessionStore, clock: Clock, caplog: pytest.LogCaptureFixture, used_in_window: bool
+) -> None:
+    # A stale copy (a backup, a log, a shared machine) of a token rotated out more than
+    # late_replay ago is reuse, although its successor was never used: RFC 9700 reuse
+    # detection, the whole family revoked.
+    issuer = make_issuer(backend, clock)
+    tokens = await issuer.issue("alice")
+    first = await refresh(issuer, tokens.refresh_token)
+    if used_in_window:
+        clock.advance(30)
+        assert successor(await refresh(issuer, tokens.refresh_token)) == successor(first)
+        clock.advance(30.5)
+    else:
+        clock.advance(60.5)
+    with caplog.at_level(logging.WARNING, logger="fastapi_authkit"):
+        assert not (await refresh(issuer, tokens.refresh_token)).is_success
+    assert "reuse detected" in caplog.text
+    # The successor is refused too, and the access token it came with is no longer live.
+    assert not (await refresh(issuer, successor(first))).is_success
+    claims = jwt.decode(first.new_auth_token or "", options={"verify_signature": False})
+    assert not await issuer.is_active(claims)
+
+
+async def test_a_token_rotated_just_before_its_idle_end_keeps_its_late_window(
+    backend: SessionStore, clock: Clock
+) -> None:
+    # The rotated-out token is remembered through the late window even when its own idle
+    # life ends first: a reply lost then is recovered like any other.
+    issuer = make_issuer(backend, clock, access_ttl=20, idle_ttl=100)
+    tokens = await issuer.issue("alice")
+    clock.advance(90)
+    first = await refresh(issuer, tokens.refresh_token)
+    clock.advance(40)  # past the predecessor's own idle end, within late_replay
+    assert successor(await refresh(issuer, tokens.refresh_token)) == successor(first)
+    clock.advance(21)  # past late_replay: nothing left to replay, and nothing revoked
+    assert not (await refresh(issuer, tokens.refresh_token)).is_success
+    assert (await refresh(issuer, successor(first))).is_success
+
+
+async def test_late_replay_zero_makes_the_predecessor_reuse_right_after_grace(
+    backend: SessionStore, clock: Clock
+) -> None:
+    issuer = make_issuer(backend, clock, late_replay=0)
+    tokens = await issuer.issue("alice")
+    first = await refresh(issuer, tokens.refresh_token)
+    clock.advance(10)  # the grace window's last instant: in-flight requests, as ever
+    assert await refresh(issuer, tokens.refresh_token) == first
+    clock.advance(0.5)
+    assert not (await refresh(issuer, tokens.refresh_token)).is_success
+    assert not (await refresh(issuer, successor(first))).is_success
+
+
+async def test_a_late_window_up_to_grace_adds_nothing_after_grace(
+    backend: SessionStore, clock: Clock
+) -> None:
+    # late_replay counts from the rotation, as grace does: equal to grace, it ends with it.
+    issuer = make_issuer(backend, clock, late_replay=10)
+    tokens = await issuer.issue("alice")
+    first = await refresh(issuer, tokens.refresh_token)
+    clock.advance(10.5)
+    assert not (await refresh(issuer, tokens.refresh_token)).is_success
+    assert not (await refresh(issuer, successor(first))).is_success
 
 
 async def test_predecessor_after_its_successor_was_used_revokes_the_family(
@@ -294,6 +363,15 @@ def test_sealed_successor_opens_only_with_its_predecessor() -> None:
         ({"access_ttl": 0}, "access_ttl"),
         ({"access_ttl": 4000}, "access_ttl < idle_ttl"),
         ({"grace": -1}, "grace"),
+        ({"late_replay": -1}, "late_replay must be a non-negative number"),
+        ({"late_replay": float("nan")}, "late_replay must be a non-negative number"),
+        ({"late_replay": float("inf")}, "late_replay must be a non-negative number"),
+        ({"late_replay": True}, "late_replay must be a non-negative number"),
+        ({"late_replay": "60"}, "late_replay must be a non-negative number"),
+        ({"late_replay": None}, "late_replay must be a non-negative number"),
+        ({"late_replay": 5}, r"late_replay \(5 s\) is shorter than grace \(10 s\)"),
+        ({"grace": 90}, r"late_replay \(60 s\) is shorter than grace \(90 s\)"),
+        ({"late_replay": 3600}, "late_replay must be shorter than idle_ttl"),
         ({"previous_keys": {"old": "k" * 32}}, "needs key_id"),
         ({"key_id": ""}, "key_id"),
         ({"clock": 5}, "clock"),
@@ -309,6 +387,26 @@ def test_issuer_configuration_errors(options: dict[str, Any], message: str) -> N
     }
     with pytest.raises(ConfigurationError, match=message):
         create_issuer(**settings)
+
+
+@pytest.mark.parametrize(
+    ("options", "window"),
+    [
+        ({}, 60.0),
+        ({"late_replay": 0}, 0.0),
+        ({"late_replay": 10}, 10.0),
+        ({"late_replay": 120.5}, 120.5),
+        ({"grace": 0, "late_replay": 0}, 0.0),
+        ({"grace": 90, "late_replay": 0}, 0.0),
+        ({"grace": 90, "late_replay": 90}, 90.0),
+    ],
+)
+def test_issuer_late_replay_window(options: dict[str, Any], window: float) -> None:
+    issuer = create_issuer(
+        backend=MemoryStore(), clock=Clock(), signing_key=SIGNING_KEY, idle_ttl=3600, **options
+    )
+    assert issuer.late_replay == window
+    assert isinstance(issuer.late_replay, float)
 
 
 async def test_key_rotation_with_key_ids(clock: Clock) -> None:

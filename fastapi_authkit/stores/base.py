@@ -36,10 +36,11 @@ class RotateOutcome:
     for another subject than the family's (the hint did not match); mint one for
     ``family_id`` and ``subject`` and call again. ``rotated``: the offered successor is now
     current. ``replay``: the token was
-    rotated and is the immediate predecessor of a successor nobody has used yet (within the
-    grace window, or later: its holder may never have received the successor); ``sealed``
-    holds the same successor as before. ``reuse``: a rotated-out token whose successor has
-    been used, or an older one; the family is now revoked. ``unknown``/``revoked``/
+    rotated and is the immediate predecessor of a successor nobody has used yet, within the
+    grace window or, once, within the late-replay window (its holder may never have received
+    the successor); ``sealed`` holds the same successor as before. ``reuse``: a rotated-out
+    token whose successor has been used, an older one, or one presented after both windows;
+    the family is now revoked. ``unknown``/``revoked``/
     ``expired``: no session (expired revokes it). ``absolute_expiry`` is the family's
     absolute expiry when it is live (``active``, ``rotated``, ``replay``).
     """
@@ -118,8 +119,13 @@ class SessionStore(Protocol):
         sealed: bytes | None,
         subject_hint: str | None = None,
         client: ClientInfo | None = None,
+        late_replay: float = 0.0,
     ) -> RotateOutcome:
         """Atomically rotate ``token_id`` to ``successor_id`` (see :class:`RotateOutcome`).
+
+        ``grace`` and ``late_replay`` count from the rotation of ``token_id``: within
+        ``grace`` its unused successor is replayed, after it once more up to ``late_replay``
+        (0, the default: never), and after both it is reuse.
 
         ``family_id`` is the family the presented token names (its slot in a cluster), or
         None for a token that names none (one issued by an earlier version); the successor

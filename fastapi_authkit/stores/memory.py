@@ -106,6 +106,7 @@ class MemoryStore:
         sealed: bytes | None,
         subject_hint: str | None = None,
         client: ClientInfo | None = None,
+        late_replay: float = 0.0,
     ) -> RotateOutcome:
         record = self._record(token_id, family_id)
         if record is None or record.expires <= now:
@@ -126,24 +127,29 @@ class MemoryStore:
                 return RotateOutcome("active", fid, subject, None, absolute)
             self._sweep(now)
             record.rotated_at, record.successor, record.sealed = now, successor_id, sealed
-            # Kept until its own expiry: a late replay is recognised (as a replay while the
-            # successor is unused, as reuse after).
-            record.expires = max(record.expires, now + grace)
+            # Kept until its own expiry, and through both windows even if that comes first
+            # (a token rotated just before its idle end still gets its lost reply back):
+            # a late replay is recognised, as a replay within the windows while the
+            # successor is unused, as reuse otherwise.
+            record.expires = max(record.expires, now + grace, now + late_replay)
             self._tokens[successor_id] = _Token(fid, min(now + idle_ttl, family.absolute_expires))
             family.current = successor_id
             if client is not None:
                 family.refreshed, family.seen = now, client
             return RotateOutcome("rotated", fid, subject, None, absolute)
+        age = now - record.rotated_at
         if family.current == record.successor and (
-            now - record.rotated_at <= grace or family.replayed != token_id
+            age <= grace or (age <= late_replay and family.replayed != token_id)
         ):
             # The immediate predecessor of a successor nobody has used: within the grace
             # window a request that was in flight; after it, a holder that may never have
             # received the successor (a reply lost, a client gone mid-refresh), so it gets
-            # the same one again for as long as it lives rather than being taken for theft.
+            # the same one again rather than being taken for theft. Only up to late_replay
+            # after the rotation: an idle holder leaves its successor unused for hours, and
+            # a stale copy of the predecessor must not be worth a session all that time.
             # Once: a successor handed out that way cannot be replayed late itself, or a
             # thief one rotation behind could follow the session for ever.
-            if now - record.rotated_at > grace:
+            if age > grace:
                 family.replayed = record.successor
             return RotateOutcome("replay", fid, subject, record.sealed, absolute)
         family.revoked = True

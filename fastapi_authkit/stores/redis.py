@@ -85,14 +85,16 @@ return 1
 # KEYS: token, family[, successor]. ARGV[7] = '1' (replicas are waited for): a replay also
 # writes, so that the WAIT behind it covers the rotation it repeats. ARGV[8]: the revocation
 # channel; ARGV[9]: whom the offered successor was minted for ('' when not said); ARGV[10]:
-# the token's id. The live outcomes answer with the family's absolute expiry, for the
-# processes' views. The immediate predecessor of an unused successor replays it within the
-# grace window, and once later (its holder may never have received it: a reply lost, a
-# client gone), the family's 'dup' naming the successor so handed out twice, which cannot
-# replay late itself.
+# the token's id; ARGV[11]: the late-replay window. The live outcomes answer with the
+# family's absolute expiry, for the processes' views. The immediate predecessor of an unused
+# successor replays it within the grace window, and once later up to the late-replay window
+# (its holder may never have received it: a reply lost, a client gone), the family's 'dup'
+# naming the successor so handed out twice, which cannot replay late itself. Both windows
+# count from the rotation ('rat'); after them a rotated-out token is reuse.
 _ROTATE: Final = """
 local now = tonumber(ARGV[1])
 local grace, idle, backstop = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[6])
+local window = tonumber(ARGV[11])
 local r = redis.call('HMGET', KEYS[1], 'fam', 'exp', 'rat', 'succ', 'sealed')
 if not r[1] or tonumber(r[2]) <= now then return {'unknown'} end
 local f = redis.call('HMGET', KEYS[2], 'sub', 'abs', 'cur', 'rev', 'dup')
@@ -107,7 +109,7 @@ if not r[3] then
   if ARGV[4] == '' or (ARGV[9] ~= '' and ARGV[9] ~= f[1]) then
     return {'active', r[1], f[1], '', f[2]}
   end
-  local keep = math.max(tonumber(r[2]), now + grace)
+  local keep = math.max(tonumber(r[2]), now + grace, now + window)
   redis.call('HSET', KEYS[1], 'rat', ARGV[1], 'succ', ARGV[4], 'sealed', ARGV[5],
              'exp', tostring(keep))
   redis.call('PEXPIRE', KEYS[1], math.ceil((keep - now) * 1000) + backstop)
@@ -117,8 +119,9 @@ if not r[3] then
   redis.call('HSET', KEYS[2], 'cur', ARGV[4])
   return {'rotated', r[1], f[1], '', f[2]}
 end
-local late = now - tonumber(r[3]) > grace
-if f[3] == r[4] and (not late or f[5] ~= ARGV[10]) then
+local age = now - tonumber(r[3])
+local late = age > grace
+if f[3] == r[4] and (not late or (age <= window and f[5] ~= ARGV[10])) then
   if late then redis.call('HSET', KEYS[2], 'dup', r[4]) end
   if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'rep', ARGV[1]) end
   return {'replay', r[1], f[1], r[5], f[2]}
@@ -454,6 +457,7 @@ class RedisStore:
         sealed: bytes | None,
         subject_hint: str | None = None,
         client: ClientInfo | None = None,
+        late_replay: float = 0.0,
     ) -> RotateOutcome:
         k = self._keys
         if family_id is None:
@@ -477,6 +481,7 @@ class RedisStore:
             self._channel,
             subject_hint or "",
             token_id,
+            repr(late_replay),
         ]
         self._listen()
         ticket = self._view.ticket()

@@ -183,16 +183,16 @@ def test_rotated_out_token_after_its_successor_was_used_revokes_the_family(
 def test_a_stolen_predecessor_shares_the_successor_until_one_of_them_is_used(
     backend: SessionStore, clock: Clock
 ) -> None:
-    # The price of never consuming a token without handing out its successor: the
-    # immediate predecessor of an unused successor gets that same successor once after the
-    # grace window (the browser may never have received it). A successor handed out twice
-    # is never replayed late itself: whoever of the two comes back with it after the other
-    # has rotated it is a reuse, and the family ends.
+    # The price of never signing a user out for a lost reply: the immediate predecessor of
+    # an unused successor gets that same successor after the grace window, up to
+    # late_replay (60 s) after the rotation (the browser may never have received it). A
+    # successor handed out twice is never replayed late itself: whoever of the two comes
+    # back with it after the other has rotated it is a reuse, and the family ends.
     with open_client(issuer_app(backend, clock)) as tc:
         jar0 = sign_in(tc)
         clock.advance(55)
         jar1 = jar_after(jar0, send_as(tc, jar0, "/me"))
-        clock.advance(30)  # past the grace window; the successor not used yet
+        clock.advance(30)  # past the grace window, inside the late one; successor unused
         thief = send_as(tc, jar_without(jar0, "_auth"), "/me")
         assert thief.status_code == 200
         assert cookie_values(thief)["_auth_refresh"] == jar1["_auth_refresh"]
@@ -202,6 +202,25 @@ def test_a_stolen_predecessor_shares_the_successor_until_one_of_them_is_used(
         clock.advance(11)
         assert_session_ended(send_as(tc, jar_without(jar_after(jar0, thief), "_auth"), "/me"))
         assert_session_ended(send_as(tc, jar2, "/me"))
+
+
+def test_a_stale_stolen_predecessor_ends_the_family_after_the_late_window(
+    backend: SessionStore, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 22, item 2: an idle holder has not used its successor for a long while (here
+    # half an hour, within the rotated-out token's idle life); a copy of the token it held
+    # before (a backup, a log, a shared machine) is then worth the end of the session, not
+    # a live one.
+    with open_client(issuer_app(backend, clock)) as tc:
+        jar0 = sign_in(tc)
+        clock.advance(55)
+        jar1 = jar_after(jar0, send_as(tc, jar0, "/me"))
+        clock.advance(1800)  # the successor is still unused
+        with caplog.at_level(logging.WARNING, logger="fastapi_authkit"):
+            stale = send_as(tc, jar_without(jar0, "_auth"), "/me")
+        assert_session_ended(stale)
+        assert "refresh token reuse detected" in caplog.text
+        assert_session_ended(send_as(tc, jar_without(jar1, "_auth"), "/me"))
 
 
 @pytest.mark.parametrize("worker", ["same-worker", "another-worker"])
@@ -393,8 +412,8 @@ def test_a_rotation_whose_reply_was_lost_is_not_taken_for_reuse(
 ) -> None:
     # The store rotated the refresh token but the issuer never heard back: the request got
     # no new cookies (nothing to hand out), so the browser still holds the rotated-out
-    # token. Presented again after the grace window, it was taken for theft and the user
-    # signed out; "never consumes a refresh token without handing out its successor".
+    # token. Presented again after the grace window but within late_replay (60 s) of the
+    # rotation, it gets the successor nobody received rather than being taken for theft.
     lossy = LosesOneRotationReply(backend)
     with open_client(issuer_app(lossy, clock)) as tc:  # type: ignore[arg-type]
         jar0 = sign_in(tc)
@@ -404,7 +423,7 @@ def test_a_rotation_whose_reply_was_lost_is_not_taken_for_reuse(
         assert lost.status_code == 200  # the old access token, still valid
         assert lost.headers.get_list("set-cookie") == []
         assert not lossy.armed  # the rotation did happen
-        clock.advance(600)  # long past the grace window and the access token's life
+        clock.advance(40)  # past the grace window and the access token's life
         back = send_as(tc, jar_without(jar0, "_auth"), "/me")
         assert back.status_code == 200, back.text
         jar1 = jar_after(jar0, back)
@@ -425,13 +444,28 @@ def test_a_refresh_whose_response_never_reached_the_browser_is_not_taken_for_reu
         clock.advance(55)
         unseen = send_as(tc, jar0, "/me")  # its Set-Cookie headers are lost with it
         assert unseen.status_code == 200
-        clock.advance(3000)  # within the refresh token's idle life (1 h)
+        clock.advance(40)  # past the grace window, within late_replay (60 s)
         back = send_as(tc, jar_without(jar0, "_auth"), "/me")
         assert back.status_code == 200, back.text
-        # The successor it was given then, with an access token that is alive now.
+        # The successor it was given then.
         assert cookie_values(back)["_auth_refresh"] == cookie_values(unseen)["_auth_refresh"]
-        assert cookie_values(back)["_auth"] != cookie_values(unseen)["_auth"]
         assert send_as(tc, jar_after(jar0, back), "/me").status_code == 200
+
+
+def test_a_refresh_whose_response_never_reached_the_browser_is_reuse_after_the_late_window(
+    backend: SessionStore, clock: Clock
+) -> None:
+    # The price of bounding the late replay (issue 22, item 2): a browser that lost the
+    # reply and stays away longer than late_replay cannot be told from a thief with a stale
+    # copy, so the session ends, as RFC 9700 reuse detection says.
+    with open_client(issuer_app(backend, clock)) as tc:
+        jar0 = sign_in(tc)
+        clock.advance(55)
+        unseen = send_as(tc, jar0, "/me")
+        assert unseen.status_code == 200
+        clock.advance(61)
+        assert_session_ended(send_as(tc, jar_without(jar0, "_auth"), "/me"))
+        assert_session_ended(send_as(tc, jar_after(jar0, unseen), "/me"))
 
 
 # --- Redis outages --------------------------------------------------------------------------------
