@@ -578,7 +578,7 @@ def test_example_audit_log(examples: Examples, caplog: pytest.LogCaptureFixture)
     assert [line["kind"] for line in lines] == ["signed_in", "request_refused", "signed_out"]
     signed_in, refused, signed_out = lines
     assert set(signed_in) == {
-        "kind", "at", "subject", "session", "path", "method", "ip", "user_agent", "jti"
+        "kind", "at", "subject", "session", "path", "method", "ip", "user_agent", "count", "jti"
     }  # fmt: skip
     assert (signed_in["subject"], signed_in["path"], signed_in["method"]) == (
         "user-1",

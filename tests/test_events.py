@@ -900,3 +900,188 @@ async def test_a_hook_that_raises_cancelled_error_does_not_end_the_deliveries(
     assert events._queue is not None
     await asyncio.wait_for(events._queue.join(), 5)
     assert delivered == [2]
+
+
+# --- a flood of refusals ---------------------------------------------------------------------
+
+
+def test_one_attackers_flood_of_refusals_leaves_room_for_a_victims_sign_in(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 22: replaying one's own revoked cookies once filled the queue with one
+    # revoked_session event per request, and a victim's signed_in was dropped. The queue at
+    # a test's scale; the hook held by a gate the test opens, never by a timeout.
+    monkeypatch.setattr(events_module, "QUEUE_SIZE", 32)
+    monkeypatch.setattr(events_module, "HOOK_TIMEOUT", 60.0)
+    gate = asyncio.Event()  # bound to the client's loop at its first wait; set from it
+    delivered: list[AuthEvent] = []
+
+    async def hook(event: AuthEvent) -> None:
+        await gate.wait()
+        delivered.append(event)
+
+    app = issuer_app(MemoryStore(), clock, on_event=hook)
+    events = app.user_middleware[0].kwargs["store"].events
+    replays = 3 * 32
+    with https(app) as tc:
+        attacker = issuer_login(tc)  # its signed_in holds the hook from here on
+        tc.post("/logout", headers={"x-csrf-token": tc.cookies["_auth_csrf"]})
+        for i in range(replays):
+            if i == replays // 2:
+                assert tc.post("/login?as=victim").status_code == 200
+            assert send_as(tc, attacker, "/me").status_code == 401
+        queue = events._queue
+        tc.portal.call(gate.set)
+        tc.portal.call(queue.join)
+    assert [e.subject for e in of(SignedIn, delivered)] == ["alice", "victim"]
+    assert events.dropped == 0
+    (revoked,) = of(RevokedSession, delivered)
+    assert (revoked.subject, revoked.session) == ("alice", of(SignedIn, delivered)[0].session)
+    assert revoked.count == replays
+    assert [e.kind for e in delivered] == [
+        "signed_in",
+        "signed_out",
+        "revoked_session",  # where the first replay was queued
+        "signed_in",
+    ]
+
+
+def refused(
+    ip: str | None,
+    *,
+    session: str | None = None,
+    kind: type[AuthEvent] = RevokedSession,
+    at: float = 0,
+    **fields: Any,
+) -> AuthEvent:
+    return kind(
+        at=at,
+        subject="mallory" if session is not None else None,
+        session=session,
+        path=f"/{at}",
+        method="GET",
+        ip=ip,
+        user_agent=f"agent-{at}",  # the client's to vary: never a reason to take a new slot
+        **fields,
+    )
+
+
+@pytest.mark.anyio
+async def test_coalescing_never_merges_different_sessions_clients_or_reasons(
+    clock: Clock,
+) -> None:
+    release = asyncio.Event()
+    delivered: list[AuthEvent] = []
+
+    async def hook(event: AuthEvent) -> None:
+        await release.wait()
+        delivered.append(event)
+
+    csrf = {"kind": RequestRefused, "reason": "csrf", "detail": "CSRF token missing or invalid"}
+    origin = {"kind": RequestRefused, "reason": "origin", "detail": "foreign Origin https://a"}
+    events = Events(hook, clock)
+    sent: list[AuthEvent] = [
+        refused("10.0.0.1", session="s1", at=1),
+        refused("10.0.0.1", session="s2", at=2),
+        refused("10.0.0.2", session="s1", at=3),
+        refused("10.0.0.1", at=4, **csrf),
+        refused("10.0.0.1", at=5, **origin),
+        refused("10.0.0.2", at=6, **csrf),
+        refused(None, at=7, **csrf),
+        event_at(8),
+        refused("10.0.0.1", at=9, kind=SessionEnded, session="s1", reason="expired"),
+        refused("10.0.0.1", at=10, kind=SessionEnded, session="s1", reason="callback"),
+        refused("10.0.0.1", at=11, kind=RefreshFailed, session="s1", error="RefreshError"),
+        refused("10.0.0.1", at=12, kind=StoreUnavailable, session="s1", operation="refresh"),
+        # Again, each of the first ones (another path, another user agent): merged.
+        refused("10.0.0.1", session="s1", at=13),
+        refused("10.0.0.1", session="s1", at=14),
+        refused("10.0.0.2", at=15, **csrf),
+        refused("10.0.0.1", at=16, **{**origin, "detail": "foreign Origin https://b"}),
+        refused("10.0.0.1", at=17, kind=RefreshFailed, session="s1", error="RefreshError"),
+        event_at(18),  # a sign-in is never merged
+        refused("10.0.0.1", at=19, kind=StoreUnavailable, session="s1", operation="refresh"),
+    ]
+    for event in sent:
+        events.deliver(event)
+    release.set()
+    assert events._queue is not None
+    await asyncio.wait_for(events._queue.join(), 5)
+    assert events.dropped == 0
+    # Each merged event is the first of its kind and key, where it was queued, counting them.
+    assert [(e.at, e.count) for e in delivered] == [
+        (1, 3),
+        (2, 1),
+        (3, 1),
+        (4, 1),
+        (5, 2),
+        (6, 2),
+        (7, 1),
+        (8, 1),
+        (9, 1),
+        (10, 1),
+        (11, 2),
+        (12, 2),
+        (18, 1),
+    ]
+    assert delivered[0] == dataclasses.replace(sent[0], count=3)
+    assert sum(e.count for e in delivered) == len(sent)
+
+
+@pytest.mark.anyio
+async def test_coalescing_keys_are_capped_and_high_value_events_keep_their_room(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = asyncio.Event()
+    delivered: list[AuthEvent] = []
+
+    async def hook(event: AuthEvent) -> None:
+        await release.wait()
+        delivered.append(event)
+
+    reserved = int(QUEUE_SIZE * events_module.RESERVED_SHARE)
+    events = Events(hook, clock)
+    with caplog.at_level(logging.WARNING, "fastapi_authkit"):
+        # Refusals from more clients than the queue holds: each new client takes a slot
+        # until the share other kinds may take is full; then new ones are dropped, counted.
+        clients = 2 * QUEUE_SIZE
+        for i in range(clients):
+            events.deliver(refused(f"10.0.{i // 256}.{i % 256}", at=i))
+        assert len(events._pending) == QUEUE_SIZE - reserved
+        assert events.dropped == clients - (QUEUE_SIZE - reserved)
+        # A held client refused again: counted in its event, no slot, nothing dropped.
+        events.deliver(refused("10.0.0.0", at=-1))
+        assert events.dropped == clients - (QUEUE_SIZE - reserved)
+        # An ordinary event has no room left...
+        dropped = events.dropped
+        events.deliver(
+            Refreshed(at=0, subject="a", session=None, path="/", method="GET", ip=None,
+                      user_agent=None, old_jti=None, new_jti=None)
+        )  # fmt: skip
+        assert events.dropped == dropped + 1
+        # ...the high-value ones have theirs, and past it are dropped, counted and logged.
+        for i in range(reserved + 1):
+            events.deliver(event_at(10_000 + i))
+        assert events.dropped == dropped + 2
+        assert events._queue is not None
+        assert events._queue.qsize() == QUEUE_SIZE
+        assert "a signed_in event is dropped" in records(caplog, "cannot keep up")[-1].getMessage()
+    release.set()
+    await asyncio.wait_for(events._queue.join(), 5)
+    assert not events._pending
+    signed_in = of(SignedIn, delivered)
+    assert [e.at for e in signed_in] == [10_000 + i for i in range(reserved)]
+    refusals = of(RevokedSession, delivered)
+    assert len(refusals) == QUEUE_SIZE - reserved
+    assert refusals[0].count == 2
+    # Every refusal is either counted in a delivered event or counted as dropped.
+    assert sum(e.count for e in refusals) + (events.dropped - 2) == clients + 1
+
+
+def test_every_kind_is_decided_high_value_coalesced_or_ordinary() -> None:
+    # A new kind must be placed: kept room for, merged when repeated, or neither (as a
+    # refresh, which takes a rotation each, is).
+    high_value, coalesced = events_module.PRIORITY_KINDS, events_module.COALESCED_KINDS
+    assert high_value == {"signed_in", "signed_out", "reuse_detected"}
+    assert not high_value & coalesced
+    assert ALL_KINDS - high_value - coalesced == {"refreshed"}

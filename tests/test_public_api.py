@@ -38,7 +38,16 @@ FULLY_PUBLIC_MODULES = ("errors", "dependencies", "middleware")
 PARTLY_PUBLIC_MODULES = {
     "callback": {"RefreshCallback", "RevokeCallback", "check_lifetime"},
     "config": {"AuthType"},
-    "events": {"HOOK_TIMEOUT", "QUEUE_SIZE", "EventKind", "Events", "refusal_reason"},
+    "events": {
+        "HOOK_TIMEOUT",
+        "QUEUE_SIZE",
+        "RESERVED_SHARE",
+        "PRIORITY_KINDS",
+        "COALESCED_KINDS",
+        "EventKind",
+        "Events",
+        "refusal_reason",
+    },
     "issuer": {"ACCESS_TOKEN_TYPE"},
     "tokenissuer": {"ACCESS_TOKEN_TYPE", "TokenIssuer"},
     "state": {"SCOPE_KEY", "end_session", "refuse_cross_site"},
