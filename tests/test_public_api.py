@@ -59,6 +59,7 @@ INTERNAL_MODULES = (
     "source",
     "notices",
     "clientinfo",
+    "localpath",
 )
 
 
