@@ -21,6 +21,7 @@ from starlette.status import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LATER
 
 from .config import AuthStore
 from .errors import ConfigurationError
+from .localpath import is_local_path
 from .state import SCOPE_KEY, AuthState, get_auth_state
 
 __all__ = [
@@ -137,8 +138,20 @@ class _RequireAuth(AuthKitCookie):
         if state.claims is not None:
             return await state.load_user()
         if conn.scope["type"] == "http" and not state.unavailable and _wants_html(conn):
-            raise HTTPException(303, "Sign-in required", headers={"Location": self.fallback_path})
+            location = _under_root_path(conn, self.fallback_path)
+            raise HTTPException(303, "Sign-in required", headers={"Location": location})
         raise _refusal(conn, state)
+
+
+def _under_root_path(conn: HTTPConnection, path: str) -> str:
+    """``path`` in the app's URL space: behind a proxy that serves the app under ``/app``
+    (``uvicorn --root-path /app``), or in a mounted sub-application, ``/login`` is
+    ``/app/login`` to the browser."""
+    root = conn.scope.get("root_path") or ""
+    # rstrip: a root_path of "/" must not make "//login" (another host to a browser). The
+    # root_path is the server's configuration, not the request's; checked all the same.
+    located = root.rstrip("/") + path if isinstance(root, str) else path
+    return located if is_local_path(located) else path
 
 
 def _wants_html(conn: HTTPConnection) -> bool:
@@ -156,10 +169,20 @@ auth_header = _AuthHeader()
 def require_auth(*, fallback_path: str = "/login", store: AuthStore | None = None) -> AuthKitCookie:
     """A dependency that returns the user, or sends browsers (``Accept: text/html``) to
     ``fallback_path`` with a 303 and answers API clients with 401 (503 while the session
-    cannot be checked or refreshed)."""
-    if not fallback_path.startswith("/") or fallback_path.startswith("//"):
-        # "//host" would make the redirect leave the site.
-        raise ConfigurationError("fallback_path must be a local absolute path like '/login'")
+    cannot be checked or refreshed).
+
+    ``fallback_path`` is a path of this app, such as ``"/login"`` or ``"/login?next=/"``;
+    the redirect puts the ASGI ``root_path`` in front of it (an app served under ``/app``
+    sends browsers to ``/app/login``). Anything a browser could read as another site
+    (``//host``, a backslash, a tab or newline), a space or control character, or a
+    character outside ASCII (percent-encode it) is a :class:`ConfigurationError` here.
+    """
+    # Location goes out as latin-1; ASCII only, so that no path fails at the first redirect.
+    if not is_local_path(fallback_path) or not fallback_path.isascii():
+        raise ConfigurationError(
+            f"fallback_path must be a local absolute path like '/login' (ASCII, starting "
+            f"with one '/', no backslash, space or control character), got {fallback_path!r}"
+        )
     return _RequireAuth(fallback_path, store)
 
 

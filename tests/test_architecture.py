@@ -25,7 +25,7 @@ ROOT = Path(fastapi_authkit.__file__).resolve().parent
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "foundations",
-        frozenset({"errors", "fifo", "jsoncopy", "callback", "notices", "clientinfo"}),
+        frozenset({"errors", "fifo", "jsoncopy", "callback", "notices", "clientinfo", "localpath"}),
     ),
     (
         "stores (know nothing of requests)",

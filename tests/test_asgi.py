@@ -276,10 +276,79 @@ def test_require_auth_answers_503_not_redirect_while_refresh_is_down(clock: Cloc
     assert response.status_code == 503
 
 
-@pytest.mark.parametrize("path", ["login", "//evil.example/login", "https://evil.example"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "login",
+        "//evil.example/login",
+        "https://evil.example",
+        # Browsers read a backslash as a slash, and drop tabs and newlines from URLs: each of
+        # these is //evil.example to them.
+        "/\\evil.example",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        # A header injection, were it ever copied into Location unchecked.
+        "/login\r\nSet-Cookie: planted=1",
+        "/log in",
+        "/\x7f",
+        # Location is latin-1 on the wire: this one would be a 500 at the first redirect.
+        "/\u30ed\u30b0\u30a4\u30f3",
+        "",
+    ],
+)
 def test_require_auth_rejects_non_local_fallback(path: str) -> None:
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ConfigurationError, match=r"fallback_path .*like '/login'"):
         require_auth(fallback_path=path)
+
+
+def test_require_auth_rejects_a_fallback_that_is_not_a_str() -> None:
+    with pytest.raises(ConfigurationError, match="fallback_path"):
+        require_auth(fallback_path=b"/login")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("root_path", "location"),
+    [("/app", "/app/login?from=page"), ("", "/login?from=page")],
+)
+def test_require_auth_redirects_under_the_apps_root_path(
+    clock: Clock, root_path: str, location: str
+) -> None:
+    # Behind a proxy that serves the app under /app (uvicorn --root-path /app), the
+    # fallback path is the app's own: the browser must be sent to /app/login.
+    app = build_app(build_store(clock, None))
+
+    @app.get("/page")
+    async def page(
+        user: Annotated[Any, Depends(require_auth(fallback_path="/login?from=page"))],
+    ) -> Any:
+        return user  # pragma: no cover
+
+    tc = TestClient(app, base_url="https://testserver", root_path=root_path)
+    response = tc.get(
+        f"{root_path.rstrip('/')}/page", headers={"accept": "text/html"}, follow_redirects=False
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == location
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("root_path", ["/", "//evil.example", "/\\evil.example"])
+async def test_require_auth_never_redirects_off_site_whatever_the_root_path(
+    clock: Clock, root_path: str
+) -> None:
+    # root_path comes from the server's configuration, not from the request; still, "/"
+    # (a root_path some servers are given) must not turn "/login" into "//login".
+    app = build_app(build_store(clock, None))
+
+    @app.get("/page")
+    async def page(user: Annotated[Any, Depends(require_auth())]) -> Any:
+        return user  # pragma: no cover
+
+    scope = {**_scope("/page"), "root_path": root_path}
+    scope["headers"] = [*scope["headers"], (b"accept", b"text/html")]
+    start = (await _call(app, scope))[0]
+    assert start["status"] == 303
+    assert dict(start["headers"])[b"location"] == b"/login"
 
 
 @pytest.mark.parametrize("is_async", [False, True])

@@ -4,6 +4,7 @@ stores, is tests/security/test_rotation.py."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,7 +31,7 @@ from fastapi_authkit.userstate import belongs
 
 from apps import issuer_app, set_cookies, state_cookie
 from conftest import SECRET_KEY, Clock, redis_store
-from servers import RedisServer, until_unavailable
+from servers import RedisClusterServers, RedisServer, until_unavailable
 
 AUTH_COOKIES = {"_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf"}
 
@@ -140,6 +141,43 @@ def test_redis_down_fails_closed_and_recovers(own_redis: RedisServer, clock: Clo
         response = tc.get("/me")
         assert response.status_code == 200, response.text
         assert "_auth_refresh" in set_cookies(response)
+
+
+def test_a_one_server_url_to_a_cluster_node_answers_503_and_logs_why(
+    redis_cluster: RedisClusterServers, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker given redis://<one cluster node> instead of redis+cluster://: its protected
+    routes answer 503 (never 500, never a cleared cookie) and the log names the fix once."""
+    prefix = f"t-{uuid.uuid4().hex}:"
+    with open_client(
+        issuer_app(RedisStore.from_url(redis_cluster.url, prefix=prefix), clock)
+    ) as tc:
+        assert tc.post("/login").status_code == 200
+        cookies = dict(tc.cookies.items())
+    node = f"redis://127.0.0.1:{redis_cluster.nodes[0].port}"
+    wrong = RedisStore.from_url(node, prefix=prefix, timeout=0.3)
+    with (
+        caplog.at_level(logging.WARNING, logger="fastapi_authkit"),
+        open_client(issuer_app(wrong, clock)) as tc,
+    ):
+        tc.cookies.update(cookies)
+        for _ in range(3):
+            response = tc.get("/me")
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "5"
+            assert response.headers.get_list("set-cookie") == []
+        assert tc.get("/public").json() == {"user": None}
+        clock.advance(61)  # a refresh is due: still 503, nothing consumed or cleared
+        response = tc.get("/me")
+        assert response.status_code == 503, response.text
+        assert response.headers.get_list("set-cookie") == []
+    named = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and "redis+cluster://" in r.getMessage()
+    ]
+    assert len(named) == 1, caplog.text
+    assert f"use redis+cluster://127.0.0.1:{redis_cluster.nodes[0].port}" in named[0]
 
 
 def test_redis_down_during_refresh_with_shared_flight(own_redis: RedisServer, clock: Clock) -> None:

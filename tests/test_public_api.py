@@ -68,6 +68,7 @@ INTERNAL_MODULES = (
     "source",
     "notices",
     "clientinfo",
+    "localpath",
 )
 
 

@@ -3,6 +3,8 @@ the clients the constructor accepts, and every misconfiguration as a Configurati
 
 from __future__ import annotations
 
+import logging
+import uuid
 import warnings
 from typing import Any
 
@@ -225,3 +227,81 @@ async def test_primaries_of_one_server_is_the_client_itself(redis_server: RedisS
     store = RedisStore.from_url(redis_server.url)
     assert await store.topology.primaries() == [store.topology.client]
     await store.aclose()
+
+
+def _cluster_node_url(cluster: RedisClusterServers, user: str = "") -> str:
+    """A one-server URL to the first node of ``cluster``: the mistake of the next tests."""
+    return f"redis://{user}127.0.0.1:{cluster.nodes[0].port}"
+
+
+def _errors_naming_cluster_url(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and "redis+cluster://" in r.getMessage()
+    ]
+
+
+async def test_a_one_server_url_to_a_cluster_node_names_the_cluster_url(
+    redis_cluster: RedisClusterServers, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Commands for keys in another node's slots would answer MOVED (a 503 for those
+    sessions, forever, and the rest working): the store asks the node at its first call and
+    fails closed for every session, the cause logged once and named in each error."""
+    url = _cluster_node_url(redis_cluster)
+    store = RedisStore.from_url(url, prefix=f"node-{uuid.uuid4().hex}:")
+    try:
+        with caplog.at_level(logging.ERROR, logger="fastapi_authkit"):
+            for family in ("a", "b", "c", "d", "e", "f"):  # slots on every node
+                with pytest.raises(StoreUnavailableError, match=r"redis\+cluster://") as raised:
+                    await store.family_active(family, now=0.0)
+                assert isinstance(raised.value.__cause__, ConfigurationError)
+        assert len(_errors_naming_cluster_url(caplog)) == 1, caplog.text
+        # The start-up check an app can run in its lifespan says the same.
+        with pytest.raises(ConfigurationError, match=r"use redis\+cluster://127\.0\.0\.1:"):
+            await store.check()
+    finally:
+        await store.aclose()
+
+
+async def test_a_cluster_node_that_refuses_info_is_found_by_its_moved_reply(
+    redis_cluster: RedisClusterServers, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where INFO is not allowed (an ACL), the first MOVED reply tells instead; from then on
+    every call fails closed, also for the sessions on the node the client reached."""
+    node = redis_cluster.nodes[0]
+    admin = Redis(port=node.port)
+    user = f"noinfo{uuid.uuid4().hex[:8]}"
+    await admin.acl_setuser(
+        user, enabled=True, nopass=True, keys=["*"], channels=["*"], commands=["+@all", "-info"]
+    )
+    store = RedisStore.from_url(_cluster_node_url(redis_cluster, f"{user}@"), prefix="acl:")
+    try:
+        refused: list[StoreUnavailableError] = []
+        with caplog.at_level(logging.ERROR, logger="fastapi_authkit"):
+            for family in (f"f{i}" for i in range(50)):  # the first on another node ends it
+                try:
+                    assert await store.family_active(family, now=0.0) is False
+                except StoreUnavailableError as exc:
+                    refused.append(exc)
+                    break
+            assert len(refused) == 1, "no family of 50 hashed to another node"
+            assert "redis+cluster://" in str(refused[0])
+            for family in ("f0", "a", "b"):
+                with pytest.raises(StoreUnavailableError, match=r"redis\+cluster://"):
+                    await store.family_active(family, now=0.0)
+        assert len(_errors_naming_cluster_url(caplog)) == 1, caplog.text
+    finally:
+        await store.aclose()
+        await admin.acl_deluser(user)
+        await admin.aclose()
+
+
+async def test_the_start_up_check_passes_on_each_deployment_it_fits(
+    redis_server: RedisServer, redis_cluster: RedisClusterServers
+) -> None:
+    for url in (redis_server.url, redis_cluster.url):
+        store = RedisStore.from_url(url, prefix="check:")
+        await store.check()
+        assert await store.family_active("no-such-family", now=0.0) is False
+        await store.aclose()

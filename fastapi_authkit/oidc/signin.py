@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from ..cookies import CookiePolicy
 from ..errors import AuthKitError, ProviderError
+from ..localpath import is_local_path
 from ..state import get_auth_state, sign_in
 from ..tokens import TokenVerifier
 from .discovery import ProviderMetadata
@@ -66,15 +67,7 @@ def _b64(raw: bytes) -> str:
 
 def _local_path(value: str | None) -> str:
     """``value`` when it is a path on this site, else ``/`` (no open redirect)."""
-    if (
-        not value
-        or not value.startswith("/")
-        or value.startswith("//")
-        or "\\" in value
-        or any(ord(c) < 0x21 or ord(c) == 0x7F for c in value)
-    ):
-        return "/"
-    return value
+    return value if is_local_path(value) else "/"
 
 
 class _Transaction(NamedTuple):

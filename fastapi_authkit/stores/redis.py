@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, TypeVar, cast
 
 from ..clientinfo import ClientInfo
@@ -46,7 +46,13 @@ try:
     from redis.asyncio.cluster import RedisCluster
     from redis.asyncio.sentinel import Sentinel
     from redis.commands.core import AsyncScript
-    from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+    from redis.exceptions import (
+        AskError,
+        MovedError,
+        NoScriptError,
+        RedisClusterException,
+        RedisError,
+    )
 
     from .redis_topology import Command, Topology
     from .redis_urls import client_from_url
@@ -247,6 +253,12 @@ class RedisStore:
     holds up to ``view_size`` live and as many revoked families (0: no view). On a cluster
     and with Sentinel too: a failover or any change of the primaries drops the view until
     it is current again (docs: deployments/redis).
+
+    Nothing is sent to Redis before the first call that needs it. That call first checks
+    that the deployment fits the client (a one-server client must not reach a Redis Cluster
+    node); when it does not, every call fails closed with ``StoreUnavailableError`` (503)
+    and the :class:`~fastapi_authkit.errors.ConfigurationError` is logged once.
+    :meth:`check` runs the same check on demand, for an app's lifespan.
     """
 
     known_active: Callable[[str, float], bool | None]
@@ -270,6 +282,11 @@ class RedisStore:
         if not isinstance(view_size, int) or isinstance(view_size, bool) or view_size < 0:
             raise ConfigurationError("view_size must be a non-negative int")
         self._topology = Topology(client)
+        # Whether the deployment fits the client (Topology.check), asked by the first call
+        # that reaches Redis: from_url and the constructor do no I/O. Once it does not fit,
+        # _unusable says why and every call fails closed without asking Redis again.
+        self._checked = False
+        self._unusable: ConfigurationError | None = None
         self._keys = KeyLayout(prefix)
         self._redis = client
         self._sentinel: Sentinel | None = None
@@ -363,9 +380,57 @@ class RedisStore:
         if self._subscriber is not None:
             self._subscriber.ensure_running()
 
+    async def check(self) -> None:
+        """Ask Redis now whether this store can use it, as its first call would: raises
+        :class:`~fastapi_authkit.errors.ConfigurationError` for a deployment that does not
+        fit the client (a ``redis://`` URL to a Redis Cluster node: use
+        ``redis+cluster://``) and :class:`~fastapi_authkit.errors.StoreUnavailableError`
+        when Redis cannot be reached. Optional: await it in the app's lifespan to fail at
+        start-up. Without it, the first call finds out, logs the ConfigurationError once
+        and fails closed, so that every request needing the store answers 503."""
+        try:
+            await self._ensure_checked()
+        except StoreUnavailableError:
+            if self._unusable is None:
+                raise
+            raise ConfigurationError(str(self._unusable)) from None
+
+    async def _ensure_checked(self) -> None:
+        if self._unusable is not None:
+            raise self._refuse(self._unusable) from self._unusable
+        try:
+            await self._topology.check()
+        except ConfigurationError as exc:
+            raise self._refuse(exc) from exc
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise StoreUnavailableError(f"Redis unavailable: {exc}") from exc
+        self._checked = True
+
+    def _refuse(self, error: ConfigurationError) -> StoreUnavailableError:
+        """The store outage for an unusable deployment: a 503 to users, nothing cleared,
+        for as long as the process runs; the operator's error logged the first time."""
+        if self._unusable is None:
+            self._unusable = error
+            self._checked = False
+            logger.error("RedisStore cannot work: %s", error)
+        return StoreUnavailableError(f"Redis unusable as configured: {error}")
+
     async def _call(self, awaitable: Awaitable[T]) -> T:
+        if not self._checked:
+            try:
+                await self._ensure_checked()
+            except BaseException:
+                if isinstance(awaitable, Coroutine):
+                    awaitable.close()  # never awaited: no "never awaited" warning
+                raise
         try:
             return await awaitable
+        except (MovedError, AskError) as exc:
+            if self._topology.kind == "cluster":  # the cluster client follows them itself
+                raise StoreUnavailableError(f"Redis unavailable: {exc}") from exc
+            # Only a cluster node redirects: the check could not ask it (INFO refused).
+            error = self._topology.misdeployed()
+            raise self._refuse(error) from error
         except (RedisError, RedisClusterException, OSError) as exc:
             # RedisClusterException (no node for a slot, cluster not ready) is not a
             # RedisError, but it is the same outage.

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import SentinelConnectionPool
-from redis.exceptions import AskError, MovedError, RedisError, SlotNotCoveredError
+from redis.exceptions import AskError, MovedError, RedisError, ResponseError, SlotNotCoveredError
 
 from ..errors import ConfigurationError
 from .cluster_subscription import ClusterOpener
@@ -75,6 +75,36 @@ class Topology:
             )
         self.client: Redis | RedisCluster = client
         self._nodes: _ClusterNodes | None = None
+
+    async def check(self) -> None:
+        """Raise :class:`ConfigurationError` when the deployment cannot be used as
+        configured: a one-server client that reached a Redis Cluster node (``INFO cluster``
+        says ``cluster_enabled:1``). Where ``INFO`` is refused (an ACL, a proxy), nothing
+        is known here; the node's first ``MOVED`` reply tells instead (see
+        :meth:`misdeployed`). A Redis that cannot be reached raises redis-py's error."""
+        client = self.client
+        if self.kind != "single" or isinstance(client, RedisCluster):
+            return  # a Sentinel-managed primary cannot be a cluster node
+        try:
+            info = await client.info("cluster")
+        except ResponseError:
+            return
+        if str(info.get("cluster_enabled")) == "1":
+            raise self.misdeployed()
+
+    def misdeployed(self) -> ConfigurationError:
+        """The error for a one-server client talking to a Redis Cluster node (the URL's
+        host and port in it, never its password)."""
+        kwargs = self.client.get_connection_kwargs()
+        path = kwargs.get("path")
+        where = path or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        url = "redis+cluster://host:port" if path else f"redis+cluster://{where}"
+        return ConfigurationError(
+            f"the Redis at {where} is a Redis Cluster node: a one-server client reaches only "
+            "the keys of that node's slots (the others answer MOVED), so RedisStore cannot "
+            f"use it; use {url} (rediss+cluster:// with TLS; list more nodes after commas) "
+            "or a redis.asyncio.cluster.RedisCluster client"
+        )
 
     def socket_timeout(self) -> float | None:
         """The client's per-call timeout, when it has one."""
