@@ -30,6 +30,7 @@ Any Redis error (down, slow past the client's ``socket_timeout``) becomes
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,7 @@ try:
     from redis.commands.core import AsyncScript
     from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
+    from .eviction import EvictionPolicy
     from .redis_topology import Command, Topology
     from .redis_urls import client_from_url
     from .subscriber import RevocationSubscriber
@@ -140,12 +142,19 @@ return 1
 """
 
 # KEYS: family[, token: only if this refresh token exists]. ARGV: confirm, family id, the
-# revocation channel. 1 revoked now, 0 already, -1 no such family, -2 no such token.
-# ARGV[1] = '1': an earlier revocation is written again, so that the WAIT behind it covers it.
+# revocation channel. 1 revoked now, 0 already, -1 no such family, -2 no such token (its
+# family exists: the token may be forged to name someone else's family, so nothing is
+# done). ARGV[1] = '1': an earlier revocation is written again, so that the WAIT behind it
+# covers it. A family the store does not hold (flushed, swapped, evicted, expired) is not
+# live here, but a process's view may have learned it live before it vanished: its
+# revocation is published all the same.
 _REVOKE: Final = """
-if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
 local rev = redis.call('HGET', KEYS[1], 'rev')
-if not rev then return -1 end
+if not rev then
+  redis.call('PUBLISH', ARGV[3], ARGV[2])
+  return -1
+end
+if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
 if rev == '0' then
   redis.call('HSET', KEYS[1], 'rev', '1')
   redis.call('PUBLISH', ARGV[3], ARGV[2])
@@ -290,10 +299,14 @@ class RedisStore:
         self._view = RevocationView(max_lag=float(max_lag), size=view_size)
         self.known_active = self._view.lookup  # the hot path: no wrapper frame
         self._subscriber = (
-            RevocationSubscriber(self._view, self._topology.subscriptions(self._channel))
+            RevocationSubscriber(
+                self._view, self._topology.subscriptions(self._channel, self._keys.epoch())
+            )
             if view_size
             else None
         )
+        # Read before the first command: a server that may evict keys is refused.
+        self._eviction = EvictionPolicy(self._topology.primaries)
 
     def _check_wait(self, replicas: object, timeout: object) -> tuple[int, float]:
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
@@ -362,6 +375,13 @@ class RedisStore:
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
         try:
+            if not self._eviction.ok:  # once per process, unless refused
+                try:
+                    await self._eviction.check()
+                except BaseException:
+                    if inspect.iscoroutine(awaitable):
+                        awaitable.close()  # never sent
+                    raise
             return await awaitable
         except (RedisError, RedisClusterException, OSError) as exc:
             # RedisClusterException (no node for a slot, cluster not ready) is not a
@@ -566,11 +586,12 @@ class RedisStore:
         )
         if reply == -2:
             return None
-        if reply in (0, 1):
-            self._view.revoked((family_id,))  # this process refuses it now, not on the echo
+        # This process refuses it now, not on the echo: also a family the store no longer
+        # held (-1), which other processes' views may still hold live (published too).
+        self._view.revoked((family_id,))
         if acked < self._wait:
             raise self._unconfirmed("sign-out", acked)
-        return family_id
+        return None if reply == -1 else family_id
 
     async def revoke_subject(self, subject: str) -> int:
         k = self._keys
@@ -586,7 +607,7 @@ class RedisStore:
             for f in families
         ]
         replies, acked = await self._run(commands, confirm=True)
-        self._view.revoked([f for f, reply in zip(families, replies, strict=True) if reply >= 0])
+        self._view.revoked(families)  # every one: also those the store no longer held (-1)
         if acked < self._wait:
             raise self._unconfirmed("sign-out everywhere", acked)
         gone = [f for f, reply in zip(families, replies, strict=True) if reply == -1]
@@ -672,13 +693,14 @@ class RedisStore:
         # The subject of a family never changes (its id is random and never reused), so
         # reading it first and revoking after leaves no window that matters.
         owner = _text(await self._call(self._redis.hget(k.family(family_id), "sub")))
-        if owner != subject:
+        if owner is not None and owner != subject:
             return False
+        # Also when the store holds no such family: revoked everywhere all the same (the
+        # script publishes it), as a view may have learned it live before it vanished.
         reply, acked = await self._script(
             self._revoke, [k.family(family_id)], [self._flag, family_id, self._channel]
         )
-        if reply in (0, 1):
-            self._view.revoked((family_id,))  # this process refuses it now, not on the echo
+        self._view.revoked((family_id,))  # this process refuses it now, not on the echo
         if acked < self._wait:
             raise self._unconfirmed("revoking a session", acked)
         return bool(reply == 1)
