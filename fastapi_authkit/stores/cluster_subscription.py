@@ -35,6 +35,10 @@ What is left is what the cluster bus itself leaves open: ``CLUSTER FAILOVER TAKE
 (no vote) announces the new primary only by the bus, and a change made just before the
 first check can be missed until the next one (see the module's callers' docs).
 
+Each primary's data may also be flushed on its own (``FLUSHALL`` there): the same probe
+reads back that primary's epoch key (:mod:`~fastapi_authkit.stores.epoch`, in a slot it
+owns), and a key vanished or changed ends the subscription too.
+
 The primaries are listed from ``CLUSTER NODES``, not from the slot map, so that a primary
 that holds no slots yet (a node just added, about to import some) is subscribed to as well.
 """

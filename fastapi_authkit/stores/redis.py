@@ -252,7 +252,10 @@ class RedisStore:
     ``max_lag`` even if messages stall. Heartbeats run every ``max_lag / 4``. The view
     holds up to ``view_size`` live and as many revoked families (0: no view). On a cluster
     and with Sentinel too: a failover or any change of the primaries drops the view until
-    it is current again (docs: deployments/redis).
+    it is current again, and so does data that changed identity (``FLUSHALL``,
+    ``SWAPDB``: :mod:`~fastapi_authkit.stores.epoch`). The server must run with
+    ``maxmemory-policy noeviction``: checked before the first command, a
+    :class:`~fastapi_authkit.errors.ServerSettingError` otherwise (docs: deployments/redis).
     """
 
     known_active: Callable[[str, float], bool | None]
