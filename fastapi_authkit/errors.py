@@ -13,7 +13,8 @@ Everything the kit raises derives from :class:`AuthKitError`::
      ├── UserStateError          user state that cannot be serialized into its cookie
      ├── CrossSiteRequestError   sign_in from another site (login CSRF): a 403
      ├── StoreUnavailableError   the shared store (Redis) cannot be reached: fail closed
-     │    └── ReplicaConfirmationError  ... or its replicas did not confirm a write in time
+     │    ├── ReplicaConfirmationError  ... or its replicas did not confirm a write in time
+     │    └── ServerSettingError  ... or is set up unsafely (also a ConfigurationError)
      ├── ProviderError           the identity provider (oidc) could not give a usable answer
      └── RefreshError            the refresh callback could not give an answer
           ├── RefreshTimeoutError
@@ -42,6 +43,7 @@ __all__ = [
     "RefreshError",
     "RefreshTimeoutError",
     "ReplicaConfirmationError",
+    "ServerSettingError",
     "StoreUnavailableError",
     "TokenError",
     "TokenExpiredError",
@@ -126,6 +128,14 @@ class StoreUnavailableError(AuthKitError):
     The kit fails closed on it: no session is accepted that could not be checked, no cookie
     is cleared and no refresh token is consumed; protected routes answer 503.
     """
+
+
+class ServerSettingError(StoreUnavailableError, ConfigurationError):
+    """The store's server is set up in a way the kit cannot be safe on (Redis's
+    ``maxmemory-policy`` other than ``noeviction``). A configuration error, found at the
+    store's first use rather than at ``create_store``; also a store outage, so requests
+    fail closed on it (503, nothing cleared) instead of answering 500. Logged as an error
+    when found."""
 
 
 class ReplicaConfirmationError(StoreUnavailableError):

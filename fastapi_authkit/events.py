@@ -196,11 +196,15 @@ class SignedOut(AuthEvent):
     route revoking its own session). ``everywhere``: every session of the subject.
     ``revoked``: whether it was revoked server-side (at the issuer, or by the refresh
     callback's revocation hook); False when that failed (the cookies are cleared all the
-    same), None when there is nothing to revoke it at."""
+    same), None when there is nothing to revoke it at. ``found`` (built-in issuer): whether
+    the store still held the session (with ``everywhere``, any live session of the
+    subject); False when its data was gone (flushed, swapped, evicted) or it had ended
+    already: it is refused everywhere all the same. None when the store was not asked."""
 
     kind: Literal["signed_out"] = field(init=False, default="signed_out")
     everywhere: bool
     revoked: bool | None
+    found: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -90,24 +90,43 @@ class Issuer(TokenIssuer):
         """Revoke this session (or, with ``everywhere``, every session of its subject) and
         clear the cookies: ``await issuer.sign_out(request)``. The cookies are cleared even
         when the store is down; the result says whether the server-side revocation happened
-        (False is logged). Must be awaited, like :meth:`sign_in`."""
+        (False is logged). Must be awaited, like :meth:`sign_in`.
+
+        The session is the one the refresh cookie names, and the one the (verified) access
+        token names. One the store no longer holds (its data flushed, swapped or evicted)
+        is revoked everywhere all the same: every worker refuses it from then on, and the
+        result is True; the :class:`~fastapi_authkit.events.SignedOut` event's ``found``
+        says whether the store still had it."""
         return get_auth_state(conn).must_be_awaited(
             "issuer.sign_out", lambda: self._sign_out(conn, everywhere)
         )
 
     async def _sign_out(self, conn: HTTPConnection, everywhere: bool) -> bool:
         state = get_auth_state(conn)
-        subject = state.claims.get("sub") if state.claims else None
+        subject, session = _identity(conn)
+        found: bool | None = None
         try:
-            if everywhere and isinstance(subject, str):
-                await self.revoke_subject(subject)
+            if everywhere and subject is not None:
+                found = await self.revoke_subject(subject) > 0
             elif state.refresh_token is not None:
-                await self.revoke(state.refresh_token)
+                found = await self.revoke(state.refresh_token)
+            if not found and subject is not None and session is not None:
+                # The store knew neither the refresh token nor (everywhere) a live session
+                # of the subject, yet the verified access token names its session: ended
+                # by id, which revokes it if the store still holds it and publishes it
+                # either way, so that no worker's view keeps answering for it.
+                found = await self.revoke_subject_session(subject, session)
             revoked = True
         except StoreUnavailableError as exc:
             logger.error("sign-out could not revoke the session server-side: %s", exc)
-            revoked = False
-        end_session(conn, everywhere=everywhere, revoked=revoked)
+            revoked, found = False, None
+        if found is False:
+            logger.info(
+                "sign-out: the store no longer held session %s (ended already, or its data "
+                "was flushed, swapped or evicted); revoked everywhere all the same",
+                session,
+            )
+        end_session(conn, everywhere=everywhere, revoked=revoked, found=found)
         state.revoke_signed_out = False  # done above (or failed, and said so)
         return revoked
 
@@ -151,7 +170,7 @@ class Issuer(TokenIssuer):
         state = get_auth_state(conn)
         if session_id == current:
             # Its own session: signed out here as well (also when it had ended already).
-            end_session(conn, revoked=ended)
+            end_session(conn, revoked=ended, found=ended)
             state.revoke_signed_out = False  # revoked above
         elif ended:
             # Another of the user's sessions, ended from this one: that session's sign-out.

@@ -318,15 +318,19 @@ def sign_out(conn: HTTPConnection) -> None:
 
 
 def end_session(
-    conn: HTTPConnection, *, everywhere: bool = False, revoked: bool | None = None
+    conn: HTTPConnection,
+    *,
+    everywhere: bool = False,
+    revoked: bool | None = None,
+    found: bool | None = None,
 ) -> None:
     """:func:`sign_out`, for callers that revoked the session themselves (the built-in
-    issuer): ``everywhere`` and ``revoked`` are what its audit event says; with
+    issuer): ``everywhere``, ``revoked`` and ``found`` are what its audit event says; with
     ``revoked=None`` the revocation hook, if any, is called at response start and decides."""
     state = get_auth_state(conn)
     if state.store.auth_type != "cookie":
         raise ConfigurationError("sign_out clears cookies; it needs auth_type='cookie'")
-    state.record(conn, SignedOut, everywhere=everywhere, revoked=revoked)
+    state.record(conn, SignedOut, everywhere=everywhere, revoked=revoked, found=found)
     state._route_cookies = clear_session(state.store)
     state._cookies_queued = True
     if state.refresh_token is not None:

@@ -34,6 +34,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "stores",
                 "stores.base",
                 "stores.cluster_subscription",
+                "stores.epoch",
+                "stores.eviction",
                 "stores.memory",
                 "stores.redis",
                 "stores.redis_keys",

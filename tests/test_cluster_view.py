@@ -169,6 +169,31 @@ async def test_a_revocation_made_while_resubscribing_is_not_lost(
         admin.close()
 
 
+async def test_a_flushed_primary_ends_every_views_trust_in_what_it_held(
+    two: tuple[Worker, Worker], redis_cluster: RedisClusterServers, prefix: str
+) -> None:
+    """``FLUSHALL`` on one primary sends no message: its epoch key (one per primary, in a
+    slot it owns) vanishes, the next heartbeat says so, both views reset and ask the
+    cluster, which no longer knows the families that primary held."""
+    a, b = two
+    families = await families_on_every_primary(a, redis_cluster, prefix)
+    for family, _ in families.values():
+        await eventually(lambda family=family: a.served_from_view(family))
+        await eventually(lambda family=family: b.served_from_view(family))
+    flushed = next(node for node in redis_cluster.nodes if node.port in families)
+    family, _ = families[flushed.port]
+    with flushed.control() as control:
+        control.flushall()
+    for worker in (a, b):
+        await eventually(lambda worker=worker: worker.known(family) is None, within=2.0)
+        await eventually(lambda worker=worker: worker.current)  # subscribed anew
+        assert not await worker.store.family_active(family, T0)
+        assert worker.known(family) is False
+    for port, (other, _) in families.items():
+        if port != flushed.port:  # the other primaries' families: live, learned again
+            await eventually(lambda other=other: a.served_from_view(other))
+
+
 # --- the cluster changes: a cluster of the module's own -------------------------------------
 
 

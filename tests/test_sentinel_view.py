@@ -119,3 +119,21 @@ async def test_a_sentinel_that_does_not_answer_falls_back_until_it_does(
     finally:
         process.send_signal(signal.SIGCONT)
     await eventually(lambda: a.served_from_view(family), within=10)
+
+
+async def test_a_flushed_primary_ends_the_trust_in_what_it_held(
+    two: tuple[Worker, Worker], sentinel_set: SentinelSet
+) -> None:
+    """``FLUSHALL`` on the primary (replicated to its replica): no message, but the epoch
+    key the views subscribed with is gone, so both reset and ask Redis again."""
+    a, b = two
+    family, _ = await a.sign_in()
+    for worker in (a, b):
+        await eventually(lambda worker=worker: worker.served_from_view(family))
+    with sentinel_set.primary().control() as control:
+        control.flushall()
+    for worker in (a, b):
+        await eventually(lambda worker=worker: worker.known(family) is None, within=2.0)
+        await eventually(lambda worker=worker: worker.current)
+        assert not await worker.store.family_active(family, T0)
+        assert worker.known(family) is False

@@ -35,6 +35,10 @@ What is left is what the cluster bus itself leaves open: ``CLUSTER FAILOVER TAKE
 (no vote) announces the new primary only by the bus, and a change made just before the
 first check can be missed until the next one (see the module's callers' docs).
 
+Each primary's data may also be flushed on its own (``FLUSHALL`` there): the same probe
+reads back that primary's epoch key (:mod:`~fastapi_authkit.stores.epoch`, in a slot it
+owns), and a key vanished or changed ends the subscription too.
+
 The primaries are listed from ``CLUSTER NODES``, not from the slot map, so that a primary
 that holds no slots yet (a node just added, about to import some) is subscribed to as well.
 """
@@ -51,6 +55,8 @@ from typing import Any, Final, cast
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .epoch import check as check_epoch
+from .epoch import establish, key_on
 from .subscriber import LOST, Subscription, node_subscription
 
 __all__ = [
@@ -90,6 +96,7 @@ class Primary:
     node_id: bytes
     host: str
     port: int
+    slots: tuple[tuple[int, int], ...] = ()  # the slot ranges it owns (inclusive)
 
 
 def parse_info(reply: bytes) -> tuple[bytes, ...]:
@@ -121,15 +128,20 @@ def parse_nodes(reply: bytes, asked_host: str) -> NodeTable:
         if b"master" not in flags:
             continue
         # Slot ranges; "[slot->-id]" entries are migrations in progress, not owned slots.
-        owns_slots = any(not part.startswith(b"[") for part in parts[8:])
-        if not owns_slots and any(flag in flags for flag in _GONE):
+        slots = tuple(_range(part) for part in parts[8:] if not part.startswith(b"["))
+        if not slots and any(flag in flags for flag in _GONE):
             continue
         endpoint = address.split(b"@", 1)[0]
         host, _, port = endpoint.rpartition(b":")
         found[node_id] = Primary(
-            node_id, host.decode() or asked_host, int(port) if port.isdigit() else 0
+            node_id, host.decode() or asked_host, int(port) if port.isdigit() else 0, slots
         )
     return NodeTable(found, top)
+
+
+def _range(part: bytes) -> tuple[int, int]:
+    low, _, high = part.partition(b"-")
+    return int(low), int(high or low)
 
 
 class _Round:
@@ -145,6 +157,7 @@ class _Node:
     client: Redis  # for the shape checks (the subscription's connection takes no commands)
     subscription: Subscription
     shape: tuple[bytes, ...]  # its CLUSTER INFO right after subscribing
+    epoch: tuple[str, bytes] | None  # its epoch key and value (None: it holds no slots)
 
 
 class ClusterSubscription:
@@ -207,19 +220,21 @@ class ClusterSubscription:
 
     async def _check(self, payload: bytes) -> None:
         try:
-            replies = await asyncio.gather(
-                *(cast(Any, node.client).execute_command("CLUSTER INFO") for node in self._nodes)
-            )
+            replies = await asyncio.gather(*(_probe(node) for node in self._nodes))
+            for node, (reply, _) in zip(self._nodes, replies, strict=True):
+                shape = parse_info(reply)
+                if shape != node.shape:
+                    raise TopologyChanged(
+                        f"the cluster changed shape: {_describe(node.shape, shape)}"
+                    )
+            for node, (_, epoch) in zip(self._nodes, replies, strict=True):
+                if isinstance(epoch, Exception):
+                    raise epoch
+                if node.epoch is not None:
+                    check_epoch(*node.epoch, epoch)  # this primary's data: flushed?
         except Exception as exc:
             self._queue.put_nowait(exc)
             return
-        for node, reply in zip(self._nodes, replies, strict=True):
-            shape = parse_info(reply)
-            if shape != node.shape:
-                self._queue.put_nowait(
-                    TopologyChanged(f"the cluster changed shape: {_describe(node.shape, shape)}")
-                )
-                return
         round_ = self._rounds.get(payload)
         if round_ is not None:
             round_.checked = True
@@ -229,6 +244,20 @@ class ClusterSubscription:
         if round_.checked and not round_.waiting:
             del self._rounds[payload]
             self._queue.put_nowait((b"pong", payload))
+
+
+async def _probe(node: _Node) -> tuple[bytes, Any]:
+    """One primary's ``CLUSTER INFO`` and epoch, in one pipeline."""
+    pipe = cast(Any, node.client).pipeline(transaction=False)
+    pipe.execute_command("CLUSTER INFO")
+    if node.epoch is not None:
+        pipe.get(node.epoch[0])
+    # Errors as replies: a changed shape is the reason to report, when there is one (the
+    # epoch read of a primary that was just demoted answers MOVED).
+    replies = await pipe.execute(raise_on_error=False)
+    if isinstance(replies[0], Exception):
+        raise replies[0]
+    return replies[0], replies[1] if node.epoch is not None else None
 
 
 def _describe(before: tuple[bytes, ...], after: tuple[bytes, ...]) -> str:
@@ -261,11 +290,13 @@ class ClusterOpener:
         node_client: Callable[[str, int], Redis],
         channel: str,
         *,
+        epoch: str,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._seeds = seeds
         self._node_client = node_client
         self._channel = channel
+        self._epoch = epoch
         self._monotonic = monotonic
         self._unsettled: tuple[bytes, float] | None = None  # (current epoch, first seen)
         self._accepted = b""  # a current epoch seen to have settled
@@ -297,6 +328,15 @@ class ClusterOpener:
                         "the others (the cluster is changing)"
                     )
                 self._settled(shape, table)
+            # Each primary's epoch key, in a slot of its own (as its own table says).
+            epochs: list[tuple[str, bytes] | None] = []
+            for client, primary, (_, table) in zip(clients, listed, shapes, strict=True):
+                key = key_on(self._epoch, table.primaries[primary.node_id].slots)
+                if key is None:
+                    epochs.append(None)
+                else:
+                    run = cast(Any, client).execute_command
+                    epochs.append((key, await establish(run, key)))
         except BaseException:
             for subscription in opened:
                 with contextlib.suppress(*LOST):
@@ -304,8 +344,10 @@ class ClusterOpener:
             raise
         return ClusterSubscription(
             [
-                _Node(client, subscription, shape)
-                for client, subscription, (shape, _) in zip(clients, opened, shapes, strict=True)
+                _Node(client, subscription, shape, epoch)
+                for client, subscription, (shape, _), epoch in zip(
+                    clients, opened, shapes, epochs, strict=True
+                )
             ]
         )
 

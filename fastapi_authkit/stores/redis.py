@@ -30,13 +30,19 @@ Any Redis error (down, slow past the client's ``socket_timeout``) becomes
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar, cast
 
 from ..clientinfo import ClientInfo
-from ..errors import ConfigurationError, ReplicaConfirmationError, StoreUnavailableError
+from ..errors import (
+    ConfigurationError,
+    ReplicaConfirmationError,
+    ServerSettingError,
+    StoreUnavailableError,
+)
 from .base import FlightState, RotateOutcome, RotateStatus, SessionInfo
 from .redis_keys import KeyLayout
 from .view import RevocationView
@@ -54,6 +60,7 @@ try:
         RedisError,
     )
 
+    from .eviction import EvictionPolicy
     from .redis_topology import Command, Topology
     from .redis_urls import client_from_url
     from .subscriber import RevocationSubscriber
@@ -149,12 +156,19 @@ return 1
 """
 
 # KEYS: family[, token: only if this refresh token exists]. ARGV: confirm, family id, the
-# revocation channel. 1 revoked now, 0 already, -1 no such family, -2 no such token.
-# ARGV[1] = '1': an earlier revocation is written again, so that the WAIT behind it covers it.
+# revocation channel. 1 revoked now, 0 already, -1 no such family, -2 no such token (its
+# family exists: the token may be forged to name someone else's family, so nothing is
+# done). ARGV[1] = '1': an earlier revocation is written again, so that the WAIT behind it
+# covers it. A family the store does not hold (flushed, swapped, evicted, expired) is not
+# live here, but a process's view may have learned it live before it vanished: its
+# revocation is published all the same.
 _REVOKE: Final = """
-if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
 local rev = redis.call('HGET', KEYS[1], 'rev')
-if not rev then return -1 end
+if not rev then
+  redis.call('PUBLISH', ARGV[3], ARGV[2])
+  return -1
+end
+if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
 if rev == '0' then
   redis.call('HSET', KEYS[1], 'rev', '1')
   redis.call('PUBLISH', ARGV[3], ARGV[2])
@@ -252,13 +266,16 @@ class RedisStore:
     ``max_lag`` even if messages stall. Heartbeats run every ``max_lag / 4``. The view
     holds up to ``view_size`` live and as many revoked families (0: no view). On a cluster
     and with Sentinel too: a failover or any change of the primaries drops the view until
-    it is current again (docs: deployments/redis).
+    it is current again, and so does data that changed identity (``FLUSHALL``,
+    ``SWAPDB``: :mod:`~fastapi_authkit.stores.epoch`).
 
     Nothing is sent to Redis before the first call that needs it. That call first checks
-    that the deployment fits the client (a one-server client must not reach a Redis Cluster
-    node); when it does not, every call fails closed with ``StoreUnavailableError`` (503)
-    and the :class:`~fastapi_authkit.errors.ConfigurationError` is logged once.
-    :meth:`check` runs the same check on demand, for an app's lifespan.
+    the server: a one-server client must not reach a Redis Cluster node, and the server must
+    run with ``maxmemory-policy noeviction``. A deployment that does not fit makes every
+    call fail closed with ``StoreUnavailableError`` (503) and logs the
+    :class:`~fastapi_authkit.errors.ConfigurationError` once (for the eviction policy a
+    :class:`~fastapi_authkit.errors.ServerSettingError`). :meth:`check` runs the same checks
+    on demand, for an app's lifespan (docs: deployments/redis).
     """
 
     known_active: Callable[[str, float], bool | None]
@@ -310,10 +327,14 @@ class RedisStore:
         self._view = RevocationView(max_lag=float(max_lag), size=view_size)
         self.known_active = self._view.lookup  # the hot path: no wrapper frame
         self._subscriber = (
-            RevocationSubscriber(self._view, self._topology.subscriptions(self._channel))
+            RevocationSubscriber(
+                self._view, self._topology.subscriptions(self._channel, self._keys.epoch())
+            )
             if view_size
             else None
         )
+        # Read before the first command: a server that may evict keys is refused.
+        self._eviction = EvictionPolicy(self._topology.primaries)
 
     def _check_wait(self, replicas: object, timeout: object) -> tuple[int, float]:
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
@@ -384,27 +405,36 @@ class RedisStore:
         """Ask Redis now whether this store can use it, as its first call would: raises
         :class:`~fastapi_authkit.errors.ConfigurationError` for a deployment that does not
         fit the client (a ``redis://`` URL to a Redis Cluster node: use
-        ``redis+cluster://``) and :class:`~fastapi_authkit.errors.StoreUnavailableError`
+        ``redis+cluster://``), :class:`~fastapi_authkit.errors.ServerSettingError` for a
+        server that may evict keys, and :class:`~fastapi_authkit.errors.StoreUnavailableError`
         when Redis cannot be reached. Optional: await it in the app's lifespan to fail at
-        start-up. Without it, the first call finds out, logs the ConfigurationError once
-        and fails closed, so that every request needing the store answers 503."""
+        start-up. Without it, the first call finds out, logs the error once and fails
+        closed, so that every request needing the store answers 503."""
         try:
             await self._ensure_checked()
+        except ServerSettingError:
+            raise
         except StoreUnavailableError:
             if self._unusable is None:
                 raise
             raise ConfigurationError(str(self._unusable)) from None
 
     async def _ensure_checked(self) -> None:
+        """The server checks of the first call: the deployment once, the eviction policy
+        until it is known to be ``noeviction`` (while refused, at most once a second)."""
         if self._unusable is not None:
             raise self._refuse(self._unusable) from self._unusable
         try:
-            await self._topology.check()
+            if not self._checked:
+                await self._topology.check()
+                self._checked = True
+            await self._eviction.check()
+        except ServerSettingError:
+            raise  # a store outage already (503), logged by the check; not for good
         except ConfigurationError as exc:
             raise self._refuse(exc) from exc
         except (RedisError, RedisClusterException, OSError) as exc:
             raise StoreUnavailableError(f"Redis unavailable: {exc}") from exc
-        self._checked = True
 
     def _refuse(self, error: ConfigurationError) -> StoreUnavailableError:
         """The store outage for an unusable deployment: a 503 to users, nothing cleared,
@@ -416,12 +446,12 @@ class RedisStore:
         return StoreUnavailableError(f"Redis unusable as configured: {error}")
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
-        if not self._checked:
+        if not (self._checked and self._eviction.ok):
             try:
                 await self._ensure_checked()
             except BaseException:
-                if isinstance(awaitable, Coroutine):
-                    awaitable.close()  # never awaited: no "never awaited" warning
+                if inspect.iscoroutine(awaitable):
+                    awaitable.close()  # never sent: no "never awaited" warning
                 raise
         try:
             return await awaitable
@@ -636,11 +666,12 @@ class RedisStore:
         )
         if reply == -2:
             return None
-        if reply in (0, 1):
-            self._view.revoked((family_id,))  # this process refuses it now, not on the echo
+        # This process refuses it now, not on the echo: also a family the store no longer
+        # held (-1), which other processes' views may still hold live (published too).
+        self._view.revoked((family_id,))
         if acked < self._wait:
             raise self._unconfirmed("sign-out", acked)
-        return family_id
+        return None if reply == -1 else family_id
 
     async def revoke_subject(self, subject: str) -> int:
         k = self._keys
@@ -656,7 +687,7 @@ class RedisStore:
             for f in families
         ]
         replies, acked = await self._run(commands, confirm=True)
-        self._view.revoked([f for f, reply in zip(families, replies, strict=True) if reply >= 0])
+        self._view.revoked(families)  # every one: also those the store no longer held (-1)
         if acked < self._wait:
             raise self._unconfirmed("sign-out everywhere", acked)
         gone = [f for f, reply in zip(families, replies, strict=True) if reply == -1]
@@ -742,13 +773,14 @@ class RedisStore:
         # The subject of a family never changes (its id is random and never reused), so
         # reading it first and revoking after leaves no window that matters.
         owner = _text(await self._call(self._redis.hget(k.family(family_id), "sub")))
-        if owner != subject:
+        if owner is not None and owner != subject:
             return False
+        # Also when the store holds no such family: revoked everywhere all the same (the
+        # script publishes it), as a view may have learned it live before it vanished.
         reply, acked = await self._script(
             self._revoke, [k.family(family_id)], [self._flag, family_id, self._channel]
         )
-        if reply in (0, 1):
-            self._view.revoked((family_id,))  # this process refuses it now, not on the echo
+        self._view.revoked((family_id,))  # this process refuses it now, not on the echo
         if acked < self._wait:
             raise self._unconfirmed("revoking a session", acked)
         return bool(reply == 1)

@@ -16,6 +16,9 @@ family, and different families spread over every slot of the cluster::
     <prefix>sub:<subject>                     set   family ids, for "sign out everywhere"
     <prefix>fl:<flight>                       hash  v (P:<owner> or the result), x (expiry)
     <prefix>fla:<alias>                       str   the flight key a successor's result is under
+    <prefix>epoch                             str   the data's identity, for the views (on a
+                                                    cluster one per primary, <prefix>epoch:{<n>}
+                                                    in a slot it owns: stores.epoch)
 
 A subject's families live in many slots, so "sign out everywhere" reads the subject's set
 and then revokes each family in its own slot; a flight and its alias are two slots, written
@@ -87,3 +90,7 @@ class KeyLayout:
 
     def alias(self, alias: str) -> str:
         return f"{self.prefix}fla:{alias}"
+
+    def epoch(self) -> str:
+        """The epoch key (on a cluster, the base of each primary's own)."""
+        return f"{self.prefix}epoch"

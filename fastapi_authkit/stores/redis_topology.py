@@ -183,20 +183,22 @@ class Topology:
         nodes = self._cluster_nodes(client)
         return [nodes.client(node.host, int(node.port)) for node in client.get_primaries()]
 
-    def subscriptions(self, channel: str) -> SubscriptionOpener:
+    def subscriptions(self, channel: str, epoch: str) -> SubscriptionOpener:
         """How to subscribe to ``channel`` so that every revocation is heard, and every
-        change of primary ends the subscription."""
+        change of primary, or of the data under ``epoch`` (the epoch key, or on a cluster
+        the base of each primary's own: :mod:`~fastapi_authkit.stores.epoch`), ends the
+        subscription."""
         client = self.client
         if isinstance(client, RedisCluster):
             nodes = self._cluster_nodes(client)
-            return ClusterOpener(nodes.seeds, nodes.client, channel)
+            return ClusterOpener(nodes.seeds, nodes.client, channel, epoch=epoch)
         pool = client.connection_pool
         if isinstance(pool, SentinelConnectionPool):
             # The subscription's connection asks Sentinel for the primary when it connects;
             # every heartbeat then asks every Sentinel whether that is still the primary.
             check = _SentinelCheck(pool)
-            return lambda: node_subscription(client, channel, check=check)
-        return lambda: node_subscription(client, channel)
+            return lambda: node_subscription(client, channel, check=check, epoch=epoch)
+        return lambda: node_subscription(client, channel, epoch=epoch)
 
     def _cluster_nodes(self, client: RedisCluster) -> _ClusterNodes:
         if self._nodes is None:

@@ -34,6 +34,7 @@ from typing import Any, Final, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisClusterException, RedisError
 
+from .epoch import establish, verify
 from .view import RevocationView
 
 # redis-py 8's asyncio connections take maintenance-notification settings (and turn them on
@@ -87,9 +88,17 @@ class _NodeSubscription:
     """A dedicated connection (not the client's pool, and no hidden reconnects: a silent
     reconnect would hide the gap in which messages were missed)."""
 
-    def __init__(self, connection: Any, check: PrimaryCheck | None) -> None:
+    def __init__(
+        self,
+        connection: Any,
+        check: PrimaryCheck | None,
+        reader: Any,
+        epoch: tuple[str, bytes] | None,
+    ) -> None:
         self._connection = connection
         self._check = check
+        self._reader = reader  # a second connection of its own, for the epoch
+        self._epoch = epoch
 
     async def ping(self, payload: bytes) -> None:
         if self._check is not None:
@@ -97,6 +106,10 @@ class _NodeSubscription:
             # the node was still the only primary after that time, so every revocation
             # executed before it was executed here, and its message precedes the PONG.
             await self._check(self._connection.host, int(self._connection.port))
+        if self._epoch is not None:
+            # Also after the send time: the data was still the data the view learned from
+            # then, so nothing learned before it was flushed or swapped away unheard.
+            await verify(self._read, *self._epoch)
         await self._connection.send_command("PING", payload)
 
     async def next(self) -> tuple[bytes, bytes]:
@@ -109,17 +122,31 @@ class _NodeSubscription:
                 return kind, reply[1]
         return b"other", b""
 
+    async def _read(self, *args: Any) -> Any:
+        await self._reader.send_command(*args)
+        return await self._reader.read_response()
+
     async def aclose(self) -> None:
-        await self._connection.disconnect()
+        try:
+            await self._connection.disconnect()
+        finally:
+            await self._reader.disconnect()
 
 
 async def node_subscription(
-    client: Redis, channel: str, *, check: PrimaryCheck | None = None
+    client: Redis,
+    channel: str,
+    *,
+    check: PrimaryCheck | None = None,
+    epoch: str | None = None,
 ) -> Subscription:
     """Subscribe to ``channel`` on the node ``client`` talks to, on a connection of its own
     made with the client's settings (address, credentials, TLS, timeouts for writes).
     ``check``: for a node that may stop being the primary (Sentinel), run before every
-    heartbeat; when it raises, the subscription ends."""
+    heartbeat; when it raises, the subscription ends. ``epoch``: the epoch key (see
+    :mod:`~fastapi_authkit.stores.epoch`), written once subscribed and read back with
+    every heartbeat, on a second connection of the subscription's own (requests never
+    wait behind it); when it vanishes or changes, the subscription ends."""
     pool = client.connection_pool
     options = dict(pool.connection_kwargs)
     # Bytes in RESP2: pushes then arrive as plain replies, in order with the heartbeats.
@@ -129,16 +156,25 @@ async def node_subscription(
     if _MAINT_NOTIFICATIONS:
         options["maint_notifications_config"] = None
     connection: Any = pool.connection_class(**options)
+    reader: Any = pool.connection_class(**options)
     try:
         await connection.connect()
         await connection.send_command("SUBSCRIBE", channel)
         reply = await connection.read_response()
         if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
             raise RedisError(f"unexpected reply to SUBSCRIBE: {reply!r}")
+        subscription = _NodeSubscription(connection, check, reader, None)
+        if epoch is not None:
+            # After SUBSCRIBE: a flush from here on shows in a heartbeat, one before it
+            # here. (With Sentinel, the reader asks for the primary when it connects too;
+            # the heartbeat's check covers both connections.)
+            await reader.connect()
+            subscription._epoch = (epoch, await establish(subscription._read, epoch))
     except BaseException:
         await connection.disconnect()
+        await reader.disconnect()
         raise
-    return _NodeSubscription(connection, check)
+    return subscription
 
 
 class RevocationSubscriber:
