@@ -319,3 +319,27 @@ def test_sign_out_while_the_provider_is_down_clears_the_cookies_and_says_so(
     assert "sign-out could not revoke the session at the auth server: ProviderError" in (
         caplog.text
     )
+
+
+# --- issue 24.1: refresh tokens with the provider's default policy ------------------------------
+
+
+def test_default_provider_policy_keeps_the_user_signed_in_across_refreshes(
+    provider: OIDCProviderServer, wall_clock: SharedTime
+) -> None:
+    """oidc-provider's default ``issueRefreshToken`` issues a refresh token only for a
+    consented ``offline_access`` (OIDC Core §11); the test provider no longer overrides it.
+    Set up as the docs say, a user stays signed in past several access-token expiries."""
+    oidc = oidc_client(provider, wall_clock)
+    app, _ = oidc_app(oidc, wall_clock)
+    tc = browser(app)
+    assert code_flow(tc, provider).status_code == 303
+    assert "_auth_refresh" in tc.cookies
+    for _ in range(3):
+        before = tc.cookies["_auth_refresh"]
+        wall_clock.advance(ACCESS_TTL + 20)
+        response = tc.get("/me")
+        assert response.status_code == 200, response.text
+        assert tc.cookies["_auth_refresh"] != before
+    assert len(provider.presented_refresh_tokens()) == 3
+    _assert_each_refresh_token_presented_once(provider)
