@@ -167,6 +167,9 @@ class AuthStore:
     state_codec: StateCodec = field(repr=False)
     csrf: CsrfSigner = field(repr=False)
     csrf_header: bytes = field(repr=False)
+    # ``secret_key`` as bytes, newest last: what keys the kit's other sealed cookies (the
+    # OIDC sign-in transaction) are derived from.
+    secret_keys: tuple[bytes, ...] = field(repr=False)
     # Asked on every authenticated request whether the session is still live (the issuer's
     # revocation check); None when tokens are trusted until exp. ``session_known`` answers
     # the same without I/O when it can (True/False), None when ``session_check`` must ask.
@@ -415,6 +418,7 @@ def create_store(
         ),
         csrf=CsrfSigner(keys),
         csrf_header=csrf_header_name.lower().encode("ascii"),
+        secret_keys=keys,
         session_check=session_check,
         session_known=session_known,
         shared_store=shared_store,

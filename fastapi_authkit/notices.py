@@ -5,7 +5,7 @@ a refresh interval longer than the token's life, an auth server that is down) wo
 otherwise either stay silent or flood the log. :class:`Notices` belongs to one
 configuration (an :class:`~fastapi_authkit.AuthStore`, in practice one per process): each
 advice is logged the first time its situation arises, and a streak of transient refresh
-failures logs its traceback once and counts the rest.
+failures logs one line (its traceback at DEBUG) and counts the rest.
 
 Everything goes to ``logging.getLogger("fastapi_authkit")``. :func:`show_debug_output`
 makes ``debug=True`` visible when nothing else would print it.
@@ -49,12 +49,22 @@ class Streak:
     line logged when it works again, with ``%d`` for the count.
     """
 
-    __slots__ = ("_again", "_clock", "_count", "_logged_at", "_still")
+    __slots__ = ("_again", "_clock", "_count", "_debug_traceback", "_logged_at", "_still")
 
-    def __init__(self, clock: Callable[[], float], *, still: str, again: str) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        still: str,
+        again: str,
+        debug_traceback: bool = False,
+    ) -> None:
         self._clock = clock
         self._still = still
         self._again = again
+        # One line per failure at WARNING, its traceback at DEBUG: for failures whose message
+        # says it all (an auth server that is down), where a traceback is noise.
+        self._debug_traceback = debug_traceback
         self._count = 0
         self._logged_at = 0.0
 
@@ -68,13 +78,20 @@ class Streak:
         now = self._clock()
         if self._count == 1:
             self._logged_at = now
-            logger.warning(message, *args, exc_info=exc)
+            if self._debug_traceback:
+                logger.warning(message, *args)
+                if exc is not None:
+                    logger.debug("the traceback of that failure:", exc_info=exc)
+            else:
+                logger.warning(message, *args, exc_info=exc)
         elif now - self._logged_at >= _STREAK_REMINDER_SECONDS:
             self._logged_at = now
+            where = "at DEBUG" if self._debug_traceback else "logged at the first"
             logger.warning(
-                "%s (%d failures in a row, traceback logged at the first); latest: " + message,
+                "%s (%d failures in a row, traceback %s); latest: " + message,
                 self._still,
                 self._count,
+                where,
                 *args,
             )
 
@@ -100,6 +117,7 @@ class Notices:
             clock,
             still="refresh still failing transiently",
             again="refresh callback answers again after %d transient failure(s) in a row",
+            debug_traceback=True,
         )
 
     def once(self, key: str, level: int, message: str, *args: object) -> bool:

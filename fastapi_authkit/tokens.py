@@ -138,10 +138,24 @@ def describe_key(key: object) -> str:
     return f"a value of type {type(key).__name__}"
 
 
+def _is_url(key: object) -> bool:
+    if isinstance(key, bytes):
+        key = key.decode("latin-1")
+    return isinstance(key, str) and key.strip().lower().startswith(("http://", "https://"))
+
+
 def prepare_key(algorithm: str, key: object, label: str, *, kind: str = "public") -> Any:
     """Validate ``key`` for ``algorithm`` and return it in PyJWT's prepared form; raise a
     :class:`ConfigurationError` that names ``label``, what the key is and what
     ``algorithm`` needs. ``kind`` is "public" to verify, "private" to sign."""
+    if _is_url(key):
+        # A key-set URL is never a key: as an HMAC secret it would be a public one (anyone
+        # could sign tokens with it), as a public key it is unreadable PEM.
+        raise ConfigurationError(
+            f"{label} is a URL, not a key: for an identity provider's key set (JWKS) pass "
+            f"{label}=JWKSKeySet(url, algorithms=[...]) (from fastapi_authkit.oidc), or use "
+            "OIDCClient(...).store_options(), which discovers it"
+        )
     if algorithm in HMAC_ALGORITHMS:
         raw = key.encode() if isinstance(key, str) else key
         if not isinstance(raw, bytes):

@@ -84,6 +84,14 @@ def code_flow(
 ) -> Any:
     """Sign in through the real provider: our /auth/login, the provider's login form and
     consent, back to our callback. Returns the callback's response."""
+    query = authorize(tc, provider, login=login, redirect=redirect)
+    return tc.get(f"/auth/callback?{query}", follow_redirects=False)
+
+
+def authorize(
+    tc: Any, provider: OIDCProviderServer, *, login: str = "alice", redirect: str = REDIRECT_URI
+) -> str:
+    """The browser's part up to our callback: returns the query the provider sends back."""
     start = tc.get("/auth/login", params={"next": "/me"}, follow_redirects=False)
     assert start.status_code == 302, start.text
     location = start.headers["location"]
@@ -100,8 +108,7 @@ def code_flow(
             location = response.headers["location"]
         else:  # pragma: no cover - a provider that never redirects back
             raise AssertionError("the provider never redirected back")
-    query = urlsplit(location).query
-    return tc.get(f"/auth/callback?{query}", follow_redirects=False)
+    return urlsplit(location).query
 
 
 class StaticJSON:

@@ -47,7 +47,10 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             }
         ),
     ),
-    ("pure parts", frozenset({"tokens", "cookies", "csrf", "origins", "userstate"})),
+    (
+        "pure parts",
+        frozenset({"tokens", "cookies", "csrf", "origins", "userstate", "oidc.transaction"}),
+    ),
     # The identity-provider glue is a token source too: keys, discovery, the refresh grant.
     (
         "token sources",

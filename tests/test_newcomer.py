@@ -691,13 +691,13 @@ def test_create_issuer_accepts_private_keys_of_each_kind() -> None:
 # --- a streak of transient refresh failures -------------------------------------------------
 
 
-def test_a_streak_of_transient_refresh_failures_logs_one_traceback_and_counts_the_rest(
+def test_a_streak_of_transient_refresh_failures_logs_one_line_and_counts_the_rest(
     clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The auth server is down: every request tried to refresh and logged a full traceback.
-    Now the first failure of a streak carries the traceback, the others are counted (a
-    one-line reminder with the count at most once a minute), and the end of the streak is
-    logged with its length."""
+    Now the first failure of a streak is one line (its traceback at DEBUG), the others are
+    counted (a one-line reminder with the count at most once a minute), and the end of the
+    streak is logged with its length."""
     down = True
 
     async def callback(param: RefreshParam) -> RefreshResult:
@@ -709,7 +709,7 @@ def test_a_streak_of_transient_refresh_failures_logs_one_traceback_and_counts_th
     tc = client(build_app(build_store(clock, None, refresh=refresh)))
     login(tc, clock, ttl=100)
     clock.advance(101)  # expired: every request needs the refresh
-    with caplog.at_level(logging.INFO, logger=LOGGER):
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
         for _ in range(5):
             assert tc.get("/me").status_code == 503
         clock.advance(60)
@@ -722,15 +722,18 @@ def test_a_streak_of_transient_refresh_failures_logs_one_traceback_and_counts_th
         assert tc.get("/me").status_code == 503  # a new streak: a traceback again
 
     failures = records(caplog, "refresh failed transiently")
-    assert [r.exc_info is not None for r in failures] == [True, False, True]
+    # One line each, never a traceback at WARNING (issue 24.5): the traceback is at DEBUG.
+    assert [r.exc_info is not None for r in failures] == [False, False, False]
+    tracebacks = [r for r in caplog.records if r.exc_info is not None]
+    assert [r.levelno for r in tracebacks] == [logging.DEBUG, logging.DEBUG]
     first, reminder, _ = failures
     assert first.getMessage() == (
         "refresh failed transiently; session kept: refresh_api_callback raised "
         "ConnectionError: auth server unreachable"
     )
     assert reminder.getMessage().startswith(
-        "refresh still failing transiently (6 failures in a row, traceback logged at the "
-        "first); latest: refresh failed transiently; session kept:"
+        "refresh still failing transiently (6 failures in a row, traceback at DEBUG); "
+        "latest: refresh failed transiently; session kept:"
     )
     (recovered,) = records(caplog, "answers again")
     assert recovered.getMessage() == (

@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from jwt.algorithms import RSAAlgorithm
+from starlette.testclient import TestClient
 
 from fastapi_authkit import (
     AuthKitMiddleware,
@@ -39,7 +40,8 @@ from fastapi_authkit.oidc import (
     token_result,
 )
 from fastapi_authkit.oidc.http import Answer, ProviderHTTP, check_url
-from fastapi_authkit.oidc.signin import _local_path, _Transaction
+from fastapi_authkit.oidc.signin import _local_path
+from fastapi_authkit.oidc.transaction import Transaction, TransactionCodec, UsedStates
 from fastapi_authkit.stores import MemoryStore
 from fastapi_authkit.tokens import EXTERNAL_LEEWAY, TokenVerifier
 
@@ -530,6 +532,17 @@ def test_sign_in_without_an_authorization_endpoint_is_a_502(clock: Clock) -> Non
         assert tc.get("/auth/login", follow_redirects=False).status_code == 502
 
 
+def _start(tc: Any, next_path: str = "/me") -> str:
+    """Our /auth/login: the state of the new transaction (its cookie is in ``tc``)."""
+    start = tc.get("/auth/login", params={"next": next_path}, follow_redirects=False)
+    assert start.status_code == 302, start.text
+    return parse_qs(start.headers["location"].split("?", 1)[1])["state"][0]
+
+
+def _token_posts(server: StaticJSON) -> int:
+    return sum(1 for verb, path, _, _ in server.requests if (verb, path) == ("POST", "/token"))
+
+
 def test_callback_refusals_are_clear_400s(clock: Clock) -> None:
     with StaticJSON(None).running() as server:
         server.body = {k: v.replace(ISSUER, server.url) for k, v in DOCUMENT.items()}
@@ -540,25 +553,34 @@ def test_callback_refusals_are_clear_400s(clock: Clock) -> None:
         query = parse_qs(start.headers["location"].split("?", 1)[1])
         assert query["code_challenge_method"] == ["S256"]
         assert query["redirect_uri"] == ["https://testserver/auth/callback"]
+        # No scopes_supported in discovery: offline_access is asked for, with consent.
+        assert query["scope"] == ["openid offline_access"]
+        assert query["prompt"] == ["consent"]
         state = query["state"][0]
         refused = tc.get("/auth/callback", params={"error": "access_denied"})
         assert refused.status_code == 400
         assert "access_denied" in refused.json()["detail"]
-        assert tc.get("/auth/callback", params={"code": "c", "state": "other"}).status_code == 400
-        assert tc.get("/auth/callback", params={"state": state}).status_code == 400
+        for params in ({"code": "c", "state": "other"}, {"state": _start(tc)}):
+            assert tc.get("/auth/callback", params=params).status_code == 400
         # The token endpoint refuses the code (reused, expired): start again.
         server.body = {"error": "invalid_grant"}
         server.status = 400
-        response = tc.get("/auth/callback", params={"code": "c", "state": state})
+        response = tc.get("/auth/callback", params={"code": "c", "state": _start(tc)})
         assert response.status_code == 400
         assert "start again" in response.json()["detail"]
         # It answers garbage: 503; a token that does not verify here: 502.
         server.status, server.raw = 502, b"<html>bad gateway</html>"
-        assert tc.get("/auth/callback", params={"code": "c", "state": state}).status_code == 503
+        response = tc.get("/auth/callback", params={"code": "c", "state": _start(tc)})
+        assert response.status_code == 503
         server.status, server.raw, server.body = 200, None, {"access_token": "not-a-jwt"}
-        assert tc.get("/auth/callback", params={"code": "c", "state": state}).status_code == 502
+        assert (
+            tc.get("/auth/callback", params={"code": "c", "state": _start(tc)}).status_code == 502
+        )
         server.body = {"access_token": "not-a-jwt", "id_token": 5}
-        assert tc.get("/auth/callback", params={"code": "c", "state": state}).status_code == 502
+        assert (
+            tc.get("/auth/callback", params={"code": "c", "state": _start(tc)}).status_code == 502
+        )
+        state = _start(tc)
         tc.cookies.clear()
         assert tc.get("/auth/callback", params={"code": "c", "state": state}).status_code == 400
 
@@ -581,6 +603,393 @@ def test_next_is_a_local_path_or_home(value: Any, expected: str) -> None:
     assert _local_path(value) == expected
 
 
-@pytest.mark.parametrize("value", [None, "", "a.b.c", "a..c.d", "a.b.c.gA"])
+@pytest.mark.parametrize("value", [None, "", "a.b.c", "a..c.d", "a.b.c.gA", "!!", "A" * 30])
 def test_a_malformed_transaction_cookie_is_no_transaction(value: Any) -> None:
-    assert _Transaction.loads(value) is None
+    assert TransactionCodec([SECRET_KEY.encode()]).open(value, "_auth_oidc", 1000.0) is None
+
+
+# --- issue 24: a sign-in that cannot be planted, refresh tokens, clear errors ----------------
+
+
+class FakeProvider:
+    """A loopback provider with routes: discovery, a JWKS, and a token endpoint answering
+    ``token_answer(form)`` (``gate`` holds it back); counts token-endpoint calls."""
+
+    def __init__(self, **discovery: Any) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.private, public = _private("k1")
+        self.token_posts: list[dict[str, str]] = []
+        self.status = 200
+        self.token_answer: Any = lambda form: {"error": "invalid_grant"}
+        self.gate = threading.Event()
+        self.gate.set()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/jwks":
+                    self._send(200, {"keys": [public]})
+                else:
+                    self._send(200, {**outer.document, **discovery})
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+                outer.token_posts.append(form)
+                outer.gate.wait(10)
+                answer = outer.token_answer(form)
+                self._send(outer.status if "error" in answer else 200, answer)
+
+            def _send(self, status: int, body: Any) -> None:
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.document = {
+            "issuer": self.url,
+            "jwks_uri": f"{self.url}/jwks",
+            "token_endpoint": f"{self.url}/token",
+            "authorization_endpoint": f"{self.url}/auth",
+        }
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeProvider:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(claims, self.private, "RS256", headers={"kid": "k1"})
+
+    def tokens(self, clock: Clock, nonce: str, **id_claims: Any) -> dict[str, Any]:
+        """A token answer for ``nonce``: an access token for alice, an ID token (alice
+        unless ``id_claims`` say otherwise; ``id_token=None`` leaves it out)."""
+        now = int(clock())
+        access = self.sign({"sub": "alice", "aud": "api", "iss": self.url, "exp": now + 300})
+        answer: dict[str, Any] = {"access_token": access, "refresh_token": "rt1"}
+        claims = {"sub": "alice", "aud": "kit", "iss": self.url, "exp": now + 300, "iat": now}
+        claims.update(nonce=nonce, **id_claims)
+        if "id_token" not in id_claims:
+            answer["id_token"] = self.sign({k: v for k, v in claims.items() if v is not None})
+        return answer
+
+
+def _begin(tc: Any) -> tuple[str, str, str]:
+    """Our /auth/login: the new transaction's state, nonce and sealed cookie value."""
+    start = tc.get("/auth/login", params={"next": "/me"}, follow_redirects=False)
+    assert start.status_code == 302, start.text
+    query = parse_qs(start.headers["location"].split("?", 1)[1])
+    return query["state"][0], query["nonce"][0], tc.cookies["__Host-_auth_oidc"]
+
+
+def test_the_transaction_cookie_is_sealed_host_only_and_read_by_the_strict_parser(
+    clock: Clock,
+) -> None:
+    with FakeProvider() as provider:
+        oidc = _client(provider.url)
+        store = create_store(
+            secret_key=SECRET_KEY, clock=clock, cookie_domain="app.test", **oidc.store_options()
+        )
+        app = FastAPI()
+        app.add_middleware(AuthKitMiddleware, store=store)
+        app.include_router(oidc.router())
+        tc = TestClient(app, base_url="https://app.test")
+        start = tc.get("/auth/login", params={"next": "/me"}, follow_redirects=False)
+        (set_cookie,) = start.headers.get_list("set-cookie")
+        assert set_cookie.startswith("__Host-_auth_oidc=")
+        assert "Domain" not in set_cookie  # host-only even with a cookie_domain
+        for attribute in ("; Secure", "; HttpOnly", "Max-Age=600", "Path=/;"):
+            assert attribute in set_cookie
+        query = parse_qs(start.headers["location"].split("?", 1)[1])
+        value = tc.cookies["__Host-_auth_oidc"]
+        for secret in (query["state"][0], query["nonce"][0], "/me"):
+            assert secret not in value  # the browser cannot read it
+        codec = TransactionCodec([SECRET_KEY.encode()])
+        opened = codec.open(value, "__Host-_auth_oidc", clock())
+        assert opened is not None
+        assert opened.state == query["state"][0]
+        assert codec.open(value, "_auth_oidc", clock()) is None  # bound to its name
+        assert codec.open(value, "__Host-_auth_oidc", clock() + 601) is None  # expired
+
+
+def _forged_cookie_headers(state: str, real: str) -> list[str]:
+    """Transaction cookies the server never issued, or issued to someone else and tossed."""
+    foreign = Transaction.start("/me", 0).__class__(state, "n", "v" * 43, "/me", 0.0)
+    other_key = TransactionCodec([b"another-secret-key-0123456789abcdef0123"])
+    return [
+        "__Host-_auth_oidc=" + ".".join((state, "nonce", "v" * 43, "L21l")),  # the old format
+        "__Host-_auth_oidc=" + other_key.seal(foreign, "__Host-_auth_oidc"),
+        "_auth_oidc=" + real,  # not the __Host- cookie (set over http, or by a sibling)
+        f"__Host-_auth_oidc={real}; __Host-_auth_oidc={real}",  # a second copy tossed in
+    ]
+
+
+def test_a_forged_or_tossed_transaction_cookie_never_reaches_the_token_endpoint(
+    clock: Clock,
+) -> None:
+    with FakeProvider() as provider:
+        tc = _sign_in_app(_client(provider.url), clock)
+        state, nonce, real = _begin(tc)
+        provider.token_answer = lambda form: provider.tokens(clock, nonce)
+        tc.cookies.clear()
+        for cookie in _forged_cookie_headers(state, real):
+            response = tc.get(
+                "/auth/callback", params={"code": "c", "state": state}, headers={"cookie": cookie}
+            )
+            assert response.status_code == 400, cookie
+            assert "_auth" not in tc.cookies
+        assert provider.token_posts == []
+        # Control: the real cookie, once, signs in.
+        response = tc.get(
+            "/auth/callback",
+            params={"code": "c", "state": state},
+            headers={"cookie": f"__Host-_auth_oidc={real}"},
+            follow_redirects=False,
+        )
+        assert response.status_code == 303, response.text
+        assert len(provider.token_posts) == 1
+
+
+def test_a_replayed_transaction_never_reaches_the_token_endpoint_twice(clock: Clock) -> None:
+    with FakeProvider() as provider:
+        tc = _sign_in_app(_client(provider.url), clock)
+        state, _, real = _begin(tc)
+        provider.status = 400  # the code is refused (the provider's own single use)
+        first = tc.get("/auth/callback", params={"code": "c", "state": state})
+        assert first.status_code == 400
+        # The cookie is deleted on every outcome...
+        assert any(
+            c.startswith("__Host-_auth_oidc=;") for c in first.headers.get_list("set-cookie")
+        )
+        for _ in range(3):  # ...and a copy kept and replayed is refused before the provider
+            replay = tc.get(
+                "/auth/callback",
+                params={"code": "c", "state": state},
+                headers={"cookie": f"__Host-_auth_oidc={real}"},
+            )
+            assert replay.status_code == 400
+            assert "already used" in replay.json()["detail"]
+        assert len(provider.token_posts) == 1
+
+
+def test_used_states_are_remembered_until_they_expire_and_bounded() -> None:
+    used = UsedStates(max_entries=3)
+    assert used.claim("a", 100.0, 0.0)
+    assert not used.claim("a", 100.0, 50.0)
+    for name in "bcd":
+        assert used.claim(name, 100.0, 1.0)
+    assert len(used) == 3  # "a", the oldest, was forgotten to stay bounded
+    assert used.claim("e", 300.0, 150.0)  # the others expired meanwhile
+    assert len(used) == 1
+
+
+@pytest.mark.parametrize(
+    ("id_claims", "message"),
+    [
+        ({"id_token": None}, "without an id_token"),
+        ({"aud": ["kit", "other"]}, "several audiences and no azp"),
+        ({"aud": ["kit", "other"], "azp": "other"}, "issued to another client"),
+        ({"azp": "other"}, "issued to another client"),
+        ({"sub": "bob", "name": "Bob"}, "sub is not the access token's"),
+    ],
+    ids=["no-id-token", "several-aud-no-azp", "azp-other", "azp-other-one-aud", "sub-bob"],
+)
+def test_id_tokens_that_do_not_bind_the_sign_in_are_refused(
+    clock: Clock, caplog: pytest.LogCaptureFixture, id_claims: dict[str, Any], message: str
+) -> None:
+    with FakeProvider() as provider:
+        tc = _sign_in_app(_client(provider.url), clock)
+        state, nonce, _ = _begin(tc)
+        provider.token_answer = lambda form: provider.tokens(clock, nonce, **id_claims)
+        with caplog.at_level(logging.ERROR, logger="fastapi_authkit"):
+            response = tc.get("/auth/callback", params={"code": "c", "state": state})
+        assert response.status_code == 502
+        assert "_auth" not in tc.cookies
+        assert message in caplog.text
+        # Control: several audiences with azp = our client id signs in.
+        state, nonce, _ = _begin(tc)
+        provider.token_answer = lambda form: provider.tokens(
+            clock, nonce, aud=["kit", "other"], azp="kit"
+        )
+        signed_in = tc.get(
+            "/auth/callback", params={"code": "c", "state": state}, follow_redirects=False
+        )
+        assert signed_in.status_code == 303
+        assert "_auth" in tc.cookies
+
+
+def test_a_sign_in_without_a_refresh_token_is_refused_unless_none_is_expected(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with FakeProvider() as provider:
+
+        def no_refresh(nonce: str) -> Any:
+            return lambda form: {
+                k: v for k, v in provider.tokens(clock, nonce).items() if k != "refresh_token"
+            }
+
+        tc = _sign_in_app(_client(provider.url), clock)
+        state, nonce, _ = _begin(tc)
+        provider.token_answer = no_refresh(nonce)
+        with caplog.at_level(logging.ERROR, logger="fastapi_authkit"):
+            response = tc.get("/auth/callback", params={"code": "c", "state": state})
+        assert response.status_code == 502
+        assert "no refresh token" in response.json()["detail"]
+        assert "refresh_tokens=False" in caplog.text
+        tc = _sign_in_app(_client(provider.url, refresh_tokens=False), clock)
+        start = tc.get("/auth/login", follow_redirects=False)
+        query = parse_qs(start.headers["location"].split("?", 1)[1])
+        assert query["scope"] == ["openid"]
+        assert "prompt" not in query
+        provider.token_answer = no_refresh(query["nonce"][0])
+        response = tc.get(
+            "/auth/callback",
+            params={"code": "c", "state": query["state"][0]},
+            follow_redirects=False,
+        )
+        assert response.status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("discovery", "options", "scope", "prompt"),
+    [
+        (
+            {"scopes_supported": ["openid", "offline_access"]},
+            {},
+            "openid offline_access",
+            "consent",
+        ),
+        ({"scopes_supported": ["openid", "email"]}, {}, "openid", None),
+        ({"prompt_values_supported": ["none", "login"]}, {}, "openid offline_access", None),
+        (
+            {},
+            {"authorization_params": {"prompt": None, "access_type": "offline"}},
+            "openid offline_access",
+            None,
+        ),
+        (
+            {},
+            {"authorization_params": {"prompt": "login consent"}},
+            "openid offline_access",
+            "login consent",
+        ),
+        ({}, {"scope": "openid offline_access email"}, "openid offline_access email", "consent"),
+    ],
+)
+def test_the_authorization_request_asks_for_offline_access_as_discovery_allows(
+    clock: Clock, discovery: dict[str, Any], options: dict[str, Any], scope: str, prompt: Any
+) -> None:
+    with FakeProvider(**discovery) as provider:
+        tc = _sign_in_app(_client(provider.url, **options), clock)
+        start = tc.get("/auth/login", follow_redirects=False)
+        query = parse_qs(start.headers["location"].split("?", 1)[1])
+        assert query["scope"] == [scope]
+        assert query.get("prompt") == ([prompt] if prompt else None)
+        extra = options.get("authorization_params", {})
+        if "access_type" in extra:
+            assert query["access_type"] == ["offline"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"authorization_params": {"state": "x"}}, "cannot set 'state'"),
+        ({"authorization_params": {"scope": "x"}}, "pass scope="),
+        ({"authorization_params": {"prompt": 1}}, "strings"),
+        ({"refresh_tokens": "yes"}, "refresh_tokens"),
+        ({"max_concurrent_signins": 0}, "max_concurrent_signins"),
+    ],
+)
+def test_sign_in_options_are_checked(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        _client("https://id.example", **options)
+
+
+@pytest.mark.parametrize("error", ["invalid_client", "unauthorized_client", "unauthorized"])
+def test_a_client_refused_by_the_provider_is_an_operator_error_not_a_retry(
+    clock: Clock, caplog: pytest.LogCaptureFixture, error: str
+) -> None:
+    with FakeProvider() as provider:
+        provider.status = 401 if error == "invalid_client" else 400
+        provider.token_answer = lambda form: {"error": error}
+        tc = _sign_in_app(_client(provider.url), clock)
+        state, _, _ = _begin(tc)
+        with caplog.at_level(logging.WARNING, logger="fastapi_authkit"):
+            response = tc.get("/auth/callback", params={"code": "c", "state": state})
+        assert response.status_code == 502
+        assert "retry-after" not in response.headers
+        assert "misconfigured" in response.json()["detail"]
+        (record,) = [r for r in caplog.records if r.name == "fastapi_authkit"]
+        assert record.levelno == logging.ERROR
+        assert "check client_id, client_secret" in record.getMessage()
+        # The refresh grant says it as an error too (and keeps the session: it raises).
+        grant = refresh_token_grant(f"{provider.url}/token", client_id="kit", client_secret="s")
+        caplog.clear()
+        with (
+            caplog.at_level(logging.ERROR, logger="fastapi_authkit"),
+            pytest.raises(ProviderError, match=error),
+        ):
+            anyio.run(grant, RefreshParam(auth_token=None, refresh_token="rt"))
+        assert "client misconfigured at the provider" in caplog.text
+
+
+def test_code_exchanges_in_flight_are_capped(clock: Clock) -> None:
+    import httpx2
+
+    with FakeProvider() as provider:
+        oidc = _client(provider.url, max_concurrent_signins=2)
+        store = create_store(secret_key=SECRET_KEY, clock=clock, **oidc.store_options())
+        app = FastAPI()
+        app.add_middleware(AuthKitMiddleware, store=store)
+        app.include_router(oidc.router())
+        tc = browser(app)
+        transactions = [_begin(tc) for _ in range(3)]
+        provider.status = 400  # invalid_grant, once they are let through
+        provider.gate.clear()  # the token endpoint holds every answer back
+        statuses: list[int] = []
+
+        async def callback(state: str, cookie: str) -> None:
+            async with httpx2.AsyncClient(
+                transport=httpx2.ASGITransport(app=app), base_url="https://testserver"
+            ) as client:
+                response = await client.get(
+                    "/auth/callback",
+                    params={"code": "c", "state": state},
+                    headers={"cookie": f"__Host-_auth_oidc={cookie}"},
+                )
+                statuses.append(response.status_code)
+                if response.status_code == 503:
+                    provider.gate.set()  # the capped one answered at once: let the others go
+
+        async def main() -> None:
+            async with anyio.create_task_group() as tg:
+                for state, _, cookie in transactions:
+                    tg.start_soon(callback, state, cookie)
+
+        anyio.run(main)
+        assert sorted(statuses) == [400, 400, 503]
+        assert len(provider.token_posts) == 2
+
+
+def test_a_key_set_url_as_token_key_points_at_jwks_key_set() -> None:
+    for algorithms in (["RS256"], ["HS256"]):
+        with pytest.raises(ConfigurationError, match=r"JWKSKeySet\(url"):
+            create_store(
+                secret_key=SECRET_KEY,
+                token_key="https://id.example/.well-known/jwks.json",
+                algorithms=algorithms,
+            )

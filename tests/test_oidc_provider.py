@@ -18,7 +18,7 @@ import pytest
 
 from fastapi_authkit.oidc import JWKSKeySet
 
-from oidc_flow import StaticJSON, browser, code_flow, oidc_app, oidc_client
+from oidc_flow import StaticJSON, authorize, browser, code_flow, oidc_app, oidc_client
 from oidc_server import API, OIDCProviderServer, SharedTime, ec_jwk, header, public_jwks
 from servers import CookieKeeper
 
@@ -319,3 +319,71 @@ def test_sign_out_while_the_provider_is_down_clears_the_cookies_and_says_so(
     assert "sign-out could not revoke the session at the auth server: ProviderError" in (
         caplog.text
     )
+
+
+# --- issue 24.1: refresh tokens with the provider's default policy ------------------------------
+
+
+def test_default_provider_policy_keeps_the_user_signed_in_across_refreshes(
+    provider: OIDCProviderServer, wall_clock: SharedTime
+) -> None:
+    """oidc-provider's default ``issueRefreshToken`` issues a refresh token only for a
+    consented ``offline_access`` (OIDC Core §11); the test provider no longer overrides it.
+    Set up as the docs say, a user stays signed in past several access-token expiries."""
+    oidc = oidc_client(provider, wall_clock)
+    app, _ = oidc_app(oidc, wall_clock)
+    tc = browser(app)
+    assert code_flow(tc, provider).status_code == 303
+    assert "_auth_refresh" in tc.cookies
+    for _ in range(3):
+        before = tc.cookies["_auth_refresh"]
+        wall_clock.advance(ACCESS_TTL + 20)
+        response = tc.get("/me")
+        assert response.status_code == 200, response.text
+        assert tc.cookies["_auth_refresh"] != before
+    assert len(provider.presented_refresh_tokens()) == 3
+    _assert_each_refresh_token_presented_once(provider)
+
+
+# --- issue 24.4: forged and replayed callbacks never reach the token endpoint ------------------
+
+
+def _code_grants(provider: OIDCProviderServer) -> list[dict[str, Any]]:
+    return [e for e in provider.log() if e.get("grant_type") == "authorization_code"]
+
+
+def test_replayed_and_planted_callbacks_never_reach_the_token_endpoint(
+    provider: OIDCProviderServer, wall_clock: SharedTime
+) -> None:
+    oidc = oidc_client(provider, wall_clock)
+    app, _ = oidc_app(oidc, wall_clock)
+    tc = browser(app)
+    name = "__Host-_auth_oidc"
+    query = authorize(tc, provider)
+    transaction = tc.cookies[name]
+    assert tc.get(f"/auth/callback?{query}", follow_redirects=False).status_code == 303
+    assert name not in tc.cookies  # deleted once used
+    assert len(_code_grants(provider)) == 1
+    # The same transaction cookie and callback, replayed (a copy kept by an attacker).
+    victim = browser(app)
+    for _ in range(3):
+        replay = victim.get(
+            f"/auth/callback?{query}",
+            headers={"cookie": f"{name}={transaction}"},
+            follow_redirects=False,
+        )
+        assert replay.status_code == 400
+        assert "_auth" not in victim.cookies
+    # Login CSRF: the attacker's own transaction and code, planted in the victim's browser
+    # without the __Host- cookie (tossed from a sibling subdomain, or over http) or without
+    # any cookie at all.
+    attacker = browser(app)
+    query = authorize(attacker, provider, login="mallory")
+    planted = attacker.cookies[name]
+    for cookie in (f"_auth_oidc={planted}", f"{name}={planted}; {name}={planted}", ""):
+        response = victim.get(
+            f"/auth/callback?{query}", headers={"cookie": cookie}, follow_redirects=False
+        )
+        assert response.status_code == 400
+        assert "_auth" not in victim.cookies
+    assert len(_code_grants(provider)) == 1  # one token-endpoint call in all

@@ -15,10 +15,11 @@ except ModuleNotFoundError as exc:  # pragma: no cover - the test environment ha
 
 from .client import OIDCClient, StoreOptions, default_user_state
 from .discovery import ProviderMetadata, discover
-from .grant import RefreshTokenGrant, refresh_token_grant, token_result
+from .grant import ClientRefusedError, RefreshTokenGrant, refresh_token_grant, token_result
 from .jwks import JWKSKeySet, parse_jwks
 
 __all__ = [
+    "ClientRefusedError",
     "JWKSKeySet",
     "OIDCClient",
     "ProviderMetadata",

@@ -20,6 +20,20 @@ __all__ = ["OIDCClient", "StoreOptions", "default_user_state"]
 
 # What the default user state keeps of the ID token: who it is and how to greet them.
 _USER_CLAIMS: Final = ("sub", "name", "preferred_username", "email")
+# What the sign-in routes send themselves (PKCE, state and nonce are their security).
+_PROTOCOL_PARAMS: Final = frozenset(
+    {
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+        "resource",
+    }
+)
 
 
 def default_user_state(id_claims: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,7 +62,16 @@ class OIDCClient:
     pass None explicitly only if your provider sets none). ``resource``: the RFC 8707
     resource indicator sent with the authorization and token requests (providers that
     issue JWT access tokens per API want it; defaults to None). ``scope``: requested at
-    sign-in (add ``offline_access`` where your provider needs it for a refresh token).
+    sign-in; ``offline_access`` is added (with ``prompt=consent``, OIDC Core §11) when
+    ``refresh_tokens`` is true and discovery does not list scopes without it.
+    ``refresh_tokens``: whether the provider issues refresh tokens (default True: a sign-in
+    that gets none is refused with a clear error, rather than a session that ends at the
+    first access-token expiry); False for providers that never issue one (the session then
+    lasts as long as its access token). ``authorization_params``: extra parameters of the
+    authorization request (``{"access_type": "offline"}`` for Google, ``{"prompt": None}`` to
+    drop the default ``prompt=consent``; the protocol's own parameters cannot be replaced).
+    ``max_concurrent_signins``: code exchanges in flight at once in this process; a callback
+    beyond it answers 503 without calling the provider.
     ``algorithms``: the signature algorithms accepted (asymmetric only). ``token_typ``:
     require this JWT ``typ`` on access tokens (``"at+jwt"`` for RFC 9068 providers).
     ``redirect_uri``: the callback URL registered at the provider (default: this app's
@@ -69,6 +92,9 @@ class OIDCClient:
         client_secret: str | None = None,
         auth_method: AuthMethod | None = None,
         scope: str = "openid",
+        refresh_tokens: bool = True,
+        authorization_params: Mapping[str, str | None] | None = None,
+        max_concurrent_signins: int = 16,
         resource: str | None = None,
         algorithms: Sequence[str] = ("RS256",),
         token_typ: str | None = None,
@@ -87,9 +113,31 @@ class OIDCClient:
             raise ConfigurationError("scope must be a non-empty, space-separated string")
         if not callable(user_state):
             raise ConfigurationError("user_state must be callable")
+        if not isinstance(refresh_tokens, bool):
+            raise ConfigurationError("refresh_tokens must be a bool")
+        if (
+            not isinstance(max_concurrent_signins, int)
+            or isinstance(max_concurrent_signins, bool)
+            or max_concurrent_signins < 1
+        ):
+            raise ConfigurationError("max_concurrent_signins must be a positive int")
+        extra = dict(authorization_params or {})
+        for name, value in extra.items():
+            if name in _PROTOCOL_PARAMS:
+                raise ConfigurationError(
+                    f"authorization_params cannot set {name!r}: the sign-in routes set it"
+                    + (" (pass scope= or resource=)" if name in ("scope", "resource") else "")
+                )
+            if not isinstance(name, str) or not (value is None or isinstance(value, str)):
+                raise ConfigurationError(
+                    "authorization_params maps parameter names to strings (or None)"
+                )
         self.client_id = client_id
         self.audience = audience
         self.scope = scope
+        self.refresh_tokens = refresh_tokens
+        self.authorization_params: Mapping[str, str | None] = extra
+        self.max_concurrent_signins = max_concurrent_signins
         self.resource = resource
         self.token_typ = token_typ
         self.redirect_uri = redirect_uri

@@ -26,6 +26,9 @@ class ProviderMetadata:
     authorization_endpoint: str | None = None
     revocation_endpoint: str | None = None
     end_session_endpoint: str | None = None
+    # None when the document does not say (both are RECOMMENDED, not required).
+    scopes_supported: frozenset[str] | None = None
+    prompt_values_supported: frozenset[str] | None = None
 
     @classmethod
     def from_document(
@@ -57,7 +60,19 @@ class ProviderMetadata:
                 urls[name] = check_url(name, value, allow_http=allow_http)
             except ConfigurationError as exc:
                 raise ProviderError(f"the discovery document's {exc}") from exc
-        return cls(issuer=issuer, **urls)
+        return cls(
+            issuer=issuer,
+            **urls,
+            scopes_supported=_strings(document.get("scopes_supported")),
+            prompt_values_supported=_strings(document.get("prompt_values_supported")),
+        )
+
+
+def _strings(value: object) -> frozenset[str] | None:
+    """A list of strings from the document, or None when it is absent or not one."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return None
+    return frozenset(value)
 
 
 def discovery_url(issuer: str) -> str:

@@ -7,10 +7,13 @@ What the answers mean for the session:
   ``expires_in`` / ``refresh_expires_in`` cap the cookies' lifetimes);
 * 400/401 ``invalid_grant`` → ``is_success=False``: the grant is over (revoked, expired,
   reused), every auth cookie is cleared;
-* anything else — a refusal of *our* client (``invalid_client``, ``unauthorized_client``:
-  a configuration problem no user caused), 5xx, a timeout, a network error, a body that
-  is not the JSON the standard describes — raises :class:`ProviderError`: transient,
-  nothing is cleared, protected routes answer 503 until the provider answers properly.
+* a refusal of *our* client (``invalid_client``, ``unauthorized_client``, ``unauthorized``,
+  ``unsupported_grant_type``: a configuration problem no user caused and no retry cures)
+  raises :class:`ClientRefusedError`, logged as an error for the operator; nothing is
+  cleared (the sessions are fine, the client's registration is not);
+* anything else — 5xx, a timeout, a network error, a body that is not the JSON the
+  standard describes — raises :class:`ProviderError`: transient, nothing is cleared,
+  protected routes answer 503 until the provider answers properly.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import quote_plus
 
 from ..callback import RefreshParam, RefreshResult
@@ -28,6 +31,7 @@ from .http import Answer, ProviderHTTP, check_url
 
 __all__ = [
     "AuthMethod",
+    "ClientRefusedError",
     "RefreshTokenGrant",
     "TokenEndpoint",
     "refresh_token_grant",
@@ -38,6 +42,24 @@ __all__ = [
 logger = logging.getLogger("fastapi_authkit")
 
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
+
+# OAuth errors that refuse this client rather than the user's grant: its registration or
+# its credentials at the provider are wrong (RFC 6749 §5.2; ``unauthorized`` is what some
+# providers answer instead of ``unauthorized_client``).
+CLIENT_ERRORS: Final = frozenset(
+    {"invalid_client", "unauthorized_client", "unauthorized", "unsupported_grant_type"}
+)
+
+
+class ClientRefusedError(ProviderError):
+    """The token endpoint refused this client (``error`` is the OAuth error code): the
+    client id, secret, authentication method, redirect URI or allowed grant types registered
+    at the provider do not match this app's configuration. Not transient: the operator must
+    fix the configuration."""
+
+    def __init__(self, message: str, *, error: str) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 def _seconds(value: object) -> int | None:
@@ -73,10 +95,17 @@ def token_result(answer: Answer) -> RefreshResult:
         return RefreshResult(is_success=False)
     if isinstance(error, str):
         description = body.get("error_description")
-        raise ProviderError(
-            f"the token endpoint refused with HTTP {status} {error!r}"
-            + (f" ({description})" if isinstance(description, str) else "")
+        message = f"the token endpoint refused with HTTP {status} {error!r}" + (
+            f" ({description})" if isinstance(description, str) else ""
         )
+        if error in CLIENT_ERRORS:
+            raise ClientRefusedError(
+                message + ": the provider refuses this client; check client_id, "
+                "client_secret, auth_method, the redirect URI and the grant types "
+                "registered for it",
+                error=error,
+            )
+        raise ProviderError(message)
     raise ProviderError(f"the token endpoint answered HTTP {status} without an OAuth error")
 
 
@@ -195,7 +224,13 @@ class RefreshTokenGrant:
             form["scope"] = self._scope
         if self._resource:
             form["resource"] = self._resource
-        result = token_result(await self._endpoint.post(form))
+        try:
+            result = token_result(await self._endpoint.post(form))
+        except ClientRefusedError as exc:
+            # Every session's refresh fails the same way until the operator fixes it: say so
+            # as an error (the middleware keeps the sessions, answering 503 meanwhile).
+            logger.error("refresh impossible, client misconfigured at the provider: %s", exc)
+            raise
         if not result.is_success:
             logger.info("the identity provider ended the grant (invalid_grant)")
         return result

@@ -2,39 +2,48 @@
 :func:`~fastapi_authkit.sign_in`.
 
 ``GET {prefix}/login?next=/path`` sends the browser to the provider with a fresh ``state``,
-``nonce`` and PKCE challenge, remembered in a short-lived HttpOnly cookie (SameSite=Lax, so
-it comes back on the provider's top-level redirect). ``GET {prefix}/callback`` checks the
-``state`` against it, exchanges the code (with the PKCE verifier) at the token endpoint,
-verifies the ID token (signature, ``iss``, ``aud`` = client id, ``nonce``) and the access
-token, signs in and redirects to ``next`` (a local path; anything else becomes ``/``).
+``nonce`` and PKCE challenge, remembered in a short-lived transaction cookie: sealed with the
+store's ``secret_key`` (see :mod:`.transaction`), HttpOnly, host-only, ``__Host-`` when the
+store's cookies are Secure, SameSite=Lax (so it comes back on the provider's top-level
+redirect). It asks for ``offline_access`` (with ``prompt=consent``, OIDC Core §11) unless
+the client was told the provider issues no refresh tokens.
+
+``GET {prefix}/callback`` reads that cookie with the kit's strict parser, checks the
+``state`` against it, claims the ``state`` once (a used or unknown one never reaches the
+token endpoint), exchanges the code (with the PKCE verifier), verifies the ID token
+(signature, ``iss``, ``aud`` = client id, ``azp``, ``nonce``, the same ``sub`` as the access
+token) and the access token, signs in and redirects to ``next`` (a local path; anything else
+becomes ``/``). The transaction cookie is deleted whatever the outcome.
 
 Every failure is a clear answer, never a 500: 400 for a sign-in that cannot be completed
-(refused at the provider, expired, started in another tab, code reused), 503 when the
-provider cannot be reached, 502 when it answers something that does not verify here.
+(refused at the provider, expired, started in another tab or on another site, replayed, code
+reused), 503 when the provider cannot be reached or too many sign-ins are being completed at
+once, 502 when it answers something that does not verify here or refuses this client (a
+configuration error, logged as such, that retrying does not cure).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Final, NamedTuple, Protocol
+from typing import Annotated, Any, Protocol
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from ..cookies import CookiePolicy
-from ..errors import AuthKitError, ProviderError
+from ..config import AuthStore
+from ..cookies import CookiePolicy, cookie_header, parse_cookie_header
+from ..errors import AuthKitError, ProviderError, StoreUnavailableError
 from ..localpath import is_local_path
 from ..state import get_auth_state, sign_in
 from ..tokens import TokenVerifier
 from .discovery import ProviderMetadata
-from .grant import TokenEndpoint, token_result
+from .grant import ClientRefusedError, TokenEndpoint, token_result
 from .jwks import JWKSKeySet
+from .transaction import Transaction, TransactionCodec, UsedStates, state_key
 
 __all__ = ["sign_in_router"]
 
@@ -50,6 +59,9 @@ class SignInClient(Protocol):
     scope: str
     resource: str | None
     redirect_uri: str | None
+    refresh_tokens: bool
+    authorization_params: Mapping[str, str | None]
+    max_concurrent_signins: int
     keys: JWKSKeySet
     token_endpoint: TokenEndpoint
     user_state: Callable[[Mapping[str, Any]], Any]
@@ -57,39 +69,13 @@ class SignInClient(Protocol):
     async def metadata(self) -> ProviderMetadata: ...
 
 
-# Long enough to type a password and pass a second factor; short enough to be useless later.
-_TRANSACTION_SECONDS: Final = 600
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+class NoRefreshTokenError(ProviderError):
+    """The provider completed a sign-in without a refresh token although one is expected."""
 
 
 def _local_path(value: str | None) -> str:
     """``value`` when it is a path on this site, else ``/`` (no open redirect)."""
     return value if is_local_path(value) else "/"
-
-
-class _Transaction(NamedTuple):
-    state: str
-    nonce: str
-    verifier: str
-    next: str
-
-    def dumps(self) -> str:
-        return ".".join((self.state, self.nonce, self.verifier, _b64(self.next.encode())))
-
-    @classmethod
-    def loads(cls, value: str | None) -> _Transaction | None:
-        parts = (value or "").split(".")
-        if len(parts) != 4 or not all(parts[:3]):
-            return None
-        try:
-            padded = parts[3] + "=" * (-len(parts[3]) % 4)
-            next_path = base64.urlsafe_b64decode(padded).decode()
-        except (ValueError, UnicodeDecodeError):
-            return None
-        return cls(parts[0], parts[1], parts[2], _local_path(next_path))
 
 
 def _problem(status: int, detail: str, *, retry_after: int | None = None) -> JSONResponse:
@@ -99,19 +85,52 @@ def _problem(status: int, detail: str, *, retry_after: int | None = None) -> JSO
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
+def transaction_cookie_name(store: AuthStore) -> str:
+    """``{auth_name}_oidc``, as ``__Host-`` when the store's cookies are Secure: a sibling
+    subdomain or a plain-http page cannot set (toss) a ``__Host-`` cookie."""
+    base = store.names.access
+    for prefix in ("__host-", "__secure-"):
+        if base.lower().startswith(prefix):
+            base = base[len(prefix) :]
+    return f"__Host-{base}_oidc" if store.cookie_secure else f"{base}_oidc"
+
+
+def authorization_request(client: SignInClient, metadata: ProviderMetadata) -> dict[str, str]:
+    """The scope and extra parameters of the authorization request: ``offline_access``
+    (unless the client expects no refresh tokens, or discovery lists scopes without it)
+    and, with it, ``prompt=consent`` unless discovery lists prompt values without
+    ``consent`` (OIDC Core §11: providers grant offline access only on consent); then the
+    client's ``authorization_params`` (a None value removes a parameter)."""
+    scopes = client.scope.split()
+    supported = metadata.scopes_supported
+    wants_offline = supported is None or "offline_access" in supported
+    if client.refresh_tokens and wants_offline and "offline_access" not in scopes:
+        scopes.append("offline_access")
+    params: dict[str, str] = {"scope": " ".join(scopes)}
+    prompts = metadata.prompt_values_supported
+    if "offline_access" in scopes and (prompts is None or "consent" in prompts):
+        params["prompt"] = "consent"
+    for name, value in client.authorization_params.items():
+        if value is None:
+            params.pop(name, None)
+        else:
+            params[name] = value
+    return params
+
+
 def sign_in_router(client: SignInClient, *, prefix: str = "/auth") -> APIRouter:
     """The login and callback routes for ``client`` (mount with ``app.include_router``)."""
     router = APIRouter(prefix=prefix)
-
-    def policy_and_name(request: Request) -> tuple[CookiePolicy, str]:
-        store = get_auth_state(request).store
-        policy = CookiePolicy(
-            domain=store.cookie_domain, secure=store.cookie_secure, samesite="lax", path="/"
-        )
-        return policy, f"{store.names.access}_oidc"
+    used = UsedStates()
+    exchanges = 0  # code exchanges in flight in this process, at most max_concurrent_signins
+    owner = secrets.token_hex(8)
 
     def redirect_uri(request: Request) -> str:
         return client.redirect_uri or str(request.url_for("fastapi_authkit_oidc_callback"))
+
+    def transaction_policy(store: AuthStore) -> CookiePolicy:
+        # Host-only (no Domain): the callback comes back to this host, and __Host- needs it.
+        return CookiePolicy(domain=None, secure=store.cookie_secure, samesite="lax", path="/")
 
     @router.get("/login", name="fastapi_authkit_oidc_login", include_in_schema=False)
     async def login(
@@ -124,39 +143,53 @@ def sign_in_router(client: SignInClient, *, prefix: str = "/auth") -> APIRouter:
             return _problem(503, "the identity provider is unavailable", retry_after=5)
         if metadata.authorization_endpoint is None:
             return _problem(502, "the identity provider has no authorization endpoint")
-        transaction = _Transaction(
-            secrets.token_urlsafe(24),
-            secrets.token_urlsafe(24),
-            secrets.token_urlsafe(48),  # RFC 7636 §4.1: 43-128 characters
-            _local_path(next_path),
-        )
-        challenge = _b64(hashlib.sha256(transaction.verifier.encode()).digest())
+        store = get_auth_state(request).store
+        transaction = Transaction.start(_local_path(next_path), store.clock())
         params = {
             "response_type": "code",
             "client_id": client.client_id,
             "redirect_uri": redirect_uri(request),
-            "scope": client.scope,
             "state": transaction.state,
             "nonce": transaction.nonce,
-            "code_challenge": challenge,
+            "code_challenge": transaction.challenge,
             "code_challenge_method": "S256",
         }
         if client.resource:
             params["resource"] = client.resource
+        params.update(authorization_request(client, metadata))
         endpoint = metadata.authorization_endpoint
         separator = "&" if "?" in endpoint else "?"
         response = RedirectResponse(endpoint + separator + urlencode(params), status_code=302)
-        policy, name = policy_and_name(request)
-        cookie = policy.set(name, transaction.dumps(), max_age=_TRANSACTION_SECONDS)
+        name = transaction_cookie_name(store)
+        sealed = TransactionCodec(store.secret_keys).seal(transaction, name)
+        cookie = transaction_policy(store).set(
+            name, sealed, max_age=int(transaction.expires_at - transaction.issued_at)
+        )
         response.headers.append("set-cookie", cookie.decode("latin-1"))
         response.headers["cache-control"] = "no-store"
         return response
 
     @router.get("/callback", name="fastapi_authkit_oidc_callback", include_in_schema=False)
     async def callback(request: Request) -> Response:
-        policy, name = policy_and_name(request)
+        store = get_auth_state(request).store
+        name = transaction_cookie_name(store)
+        response = await _complete(request, store, name)
+        # Whatever the outcome, the transaction is over: a second try starts again.
+        response.headers.append(
+            "set-cookie", transaction_policy(store).delete(name).decode("latin-1")
+        )
+        response.headers["cache-control"] = "no-store"
+        return response
+
+    async def _complete(request: Request, store: AuthStore, name: str) -> Response:
+        nonlocal exchanges
         query = request.query_params
-        transaction = _Transaction.loads(request.cookies.get(name))
+        # The kit's strict parser: a duplicated (tossed beside ours) cookie counts as absent.
+        cookies = parse_cookie_header(
+            cookie_header(request.scope["headers"]), frozenset({name.encode()})
+        )
+        now = store.clock()
+        transaction = TransactionCodec(store.secret_keys).open(cookies.get(name), name, now)
         if "error" in query:
             return _problem(400, f"the identity provider refused the sign-in: {query['error']}")
         state = query.get("state", "")
@@ -166,9 +199,45 @@ def sign_in_router(client: SignInClient, *, prefix: str = "/auth") -> APIRouter:
             or not query.get("code")
         ):
             return _problem(400, "this sign-in expired or was started elsewhere; start again")
+        if exchanges >= client.max_concurrent_signins:
+            logger.warning(
+                "sign-in refused: %d code exchanges already in flight (max_concurrent_signins)",
+                exchanges,
+            )
+            return _problem(503, "too many sign-ins at once; start again", retry_after=1)
+        if not await _first_use(store, transaction, now):
+            logger.warning("sign-in refused: a callback replayed a transaction already used")
+            return _problem(400, "this sign-in was already used; start again")
+        exchanges += 1
+        try:
+            return await _exchange(request, store, transaction, query["code"], now)
+        finally:
+            exchanges -= 1
+
+    async def _first_use(store: AuthStore, transaction: Transaction, now: float) -> bool:
+        if not used.claim(transaction.state, transaction.expires_at, now):
+            return False
+        if store.shared_store is None:
+            return True
+        # Across workers: a claim that is never finished, held until the transaction expires.
+        try:
+            claim = await store.shared_store.flight_claim(
+                "oidc-state:" + state_key(transaction.state),
+                owner,
+                now=now,
+                lease=max(1.0, transaction.expires_at - now),
+            )
+        except StoreUnavailableError as exc:
+            logger.warning("sign-in refused, the shared store is unavailable: %s", exc)
+            return False
+        return claim.status == "claimed"
+
+    async def _exchange(
+        request: Request, store: AuthStore, transaction: Transaction, code: str, now: float
+    ) -> Response:
         form = {
             "grant_type": "authorization_code",
-            "code": query["code"],
+            "code": code,
             "redirect_uri": redirect_uri(request),
             "code_verifier": transaction.verifier,
         }
@@ -177,42 +246,73 @@ def sign_in_router(client: SignInClient, *, prefix: str = "/auth") -> APIRouter:
         try:
             answer = await client.token_endpoint.post(form)
             result = token_result(answer)
+        except ClientRefusedError as exc:
+            logger.error(
+                "sign-in impossible, this client is misconfigured at the identity provider: %s", exc
+            )
+            return _problem(
+                502,
+                "sign-in is misconfigured at the identity provider; retrying will not help "
+                "until the site's operator fixes it",
+            )
         except ProviderError as exc:
             logger.warning("sign-in failed at the token endpoint: %s", exc)
             return _problem(503, "the identity provider is unavailable", retry_after=5)
         if not result.is_success:
             return _problem(400, "the identity provider refused the code; start again")
-        store = get_auth_state(request).store
         try:
-            if result.new_auth_token is None:
+            access = result.new_auth_token
+            if access is None:
                 raise ProviderError("the token endpoint answered without an access_token")
+            await store.verifier.reload_keys_for(access, trusted=True)
+            access_claims = store.verifier.verify(access, now)
             user_state = await _verified_user_state(
-                client, store.clock(), store.verifier.leeway, answer.body, transaction.nonce
+                client, now, store.verifier.leeway, answer.body, transaction.nonce, access_claims
             )
-            await store.verifier.reload_keys_for(result.new_auth_token, trusted=True)
+            if client.refresh_tokens and result.new_refresh_token is None:
+                raise NoRefreshTokenError(
+                    "the identity provider issued no refresh token, so this session would "
+                    "end when its access token expires: allow the refresh_token grant and "
+                    "offline_access for this client at the provider (or pass the parameters "
+                    "it needs in authorization_params), or pass refresh_tokens=False to "
+                    "OIDCClient if it never issues one"
+                )
             sign_in(
                 request,
-                auth={"token": result.new_auth_token, "type": result.new_auth_token_type},
+                auth={"token": access, "type": result.new_auth_token_type},
                 refresh=result.new_refresh_token,
                 refresh_expires_in=result.new_refresh_token_expires_in,
                 user_state=user_state,
             )
+        except NoRefreshTokenError as exc:
+            logger.error("sign-in refused: %s", exc)
+            return _problem(502, "the identity provider issued no refresh token for this sign-in")
         except AuthKitError as exc:
             logger.error("sign-in failed, the identity provider's answer is unusable: %s", exc)
             return _problem(502, "the identity provider's answer does not verify here")
-        response = RedirectResponse(transaction.next, status_code=303)
-        response.headers.append("set-cookie", policy.delete(name).decode("latin-1"))
-        return response
+        return RedirectResponse(_local_path(transaction.next), status_code=303)
 
     return router
 
 
 async def _verified_user_state(
-    client: SignInClient, now: float, leeway: float, body: dict[str, Any], nonce: str
+    client: SignInClient,
+    now: float,
+    leeway: float,
+    body: dict[str, Any],
+    nonce: str,
+    access_claims: Mapping[str, Any],
 ) -> Any:
-    """The user state from the ID token, verified (OIDC Core §3.1.3.7), or None without one."""
+    """The user state from the ID token, verified (OIDC Core §3.1.3.7), or None without one
+    (only when ``openid`` was not asked for: an OpenID sign-in without an ID token is refused,
+    or nothing would bind the answer to this sign-in's ``nonce``)."""
     id_token = body.get("id_token")
     if id_token is None:
+        if "openid" in client.scope.split():
+            raise ProviderError(
+                "the token endpoint answered without an id_token although the openid scope "
+                "was requested (OIDC Core §3.1.3.3)"
+            )
         return None
     if not isinstance(id_token, str):
         raise ProviderError("id_token is not a string")
@@ -229,4 +329,17 @@ async def _verified_user_state(
         claims["nonce"].encode(), nonce.encode()
     ):
         raise ProviderError("the ID token's nonce does not match this sign-in")
+    # OIDC Core §3.1.3.7 (4, 5): with several audiences, azp names the party it was issued
+    # to, and it must be us; an azp present at all must be us.
+    audience, azp = claims.get("aud"), claims.get("azp")
+    if isinstance(audience, list) and len(audience) > 1 and azp is None:
+        raise ProviderError("the ID token has several audiences and no azp")
+    if azp is not None and azp != client.client_id:
+        raise ProviderError(f"the ID token was issued to another client (azp {azp!r})")
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise ProviderError("the ID token has no sub")
+    # The ID token says who signed in, the access token whose session this is: the same user.
+    if "sub" in access_claims and access_claims["sub"] != subject:
+        raise ProviderError("the ID token's sub is not the access token's")
     return client.user_state(claims)

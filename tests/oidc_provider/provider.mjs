@@ -11,7 +11,9 @@
 //
 // Interactions are minimal: GET /interaction/:uid shows a login form, POST
 // /interaction/:uid/login with login=<account> signs that account in, and consent is given
-// automatically for whatever the client asked.
+// automatically for whatever the client asked. Refresh tokens follow oidc-provider's
+// default policy (issued only for a consented offline_access, OIDC Core §11), as a
+// production deployment's would.
 import fs from 'node:fs';
 import http from 'node:http';
 
@@ -131,7 +133,6 @@ const configuration = {
   },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   rotateRefreshToken: true,
-  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   pkce: { required: () => true },
   ttl: {
     AccessToken: config.accessTtl,
