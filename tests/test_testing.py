@@ -473,10 +473,16 @@ def test_assert_signed_in_on_a_real_login_route(clock: Clock) -> None:
         return {"ok": True}
 
     with auth_client(app) as client:
-        values = assert_signed_in(client.post("/login"))
+        first = client.post("/login")
+        values = assert_signed_in(first)
         assert set(values) == {"_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf"}
+        with pytest.raises(AssertionError, match="carried no refresh cookie"):
+            assert_refreshed(first)
         # Signing in again (already signed in): a new session, so a new CSRF token.
-        assert_signed_in(client.post("/login"), app)
+        again = client.post("/login")
+        assert_signed_in(again, app)
+        with pytest.raises(AssertionError, match="started another session"):
+            assert_refreshed(again)
 
 
 def test_assert_refreshed_fails_on_a_response_that_did_not_refresh(
@@ -534,3 +540,23 @@ def test_assertions_read_the_apps_own_cookie_names(clock: Clock) -> None:
         assert_signed_out(response, auth_name="__Host-app")
         with pytest.raises(AssertionError):
             assert_signed_out(response)  # the default names: nothing deleted
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"token_key": {"old": TOKEN_KEY + "-old", "new": TOKEN_KEY}},  # signs with the last kid
+        {"token_key": TOKEN_KEY, "token_typ": "at+jwt"},
+        {"token_key": TOKEN_KEY, "on_event": lambda event: None},  # events built, no request
+    ],
+    ids=["key-ids", "typ", "on-event"],
+)
+def test_login_as_mints_what_the_configuration_verifies(
+    clock: Clock, options: dict[str, Any]
+) -> None:
+    app = routes(FastAPI())
+    store = create_store(secret_key=SECRET_KEY, clock=clock, **options)
+    app.add_middleware(AuthKitMiddleware, store=store)
+    with auth_client(app) as client:
+        login_as(client, "alice")
+        assert client.get("/me").json()["claims"]["sub"] == "alice"
