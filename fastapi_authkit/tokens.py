@@ -432,6 +432,41 @@ class TokenVerifier:
             raise TokenError("unknown or missing key id")
         return self._keys_by_id[kid]
 
+    def mint(self, claims: Mapping[str, Any], *, signing_key: Any = None) -> str:
+        """A token this verifier accepts: ``claims`` plus the configured ``iss``, ``aud``
+        and ``typ``, signed with the configured key (an HMAC secret signs with itself; with
+        several key ids, the last one, named in ``kid``) or with ``signing_key``, the
+        private half of an asymmetric key. For the test kit (``fastapi_authkit.testing``):
+        real tokens come from the auth server. Raises :class:`ConfigurationError` when
+        nothing here can sign."""
+        kid: str | None = None
+        if self._key is not None:
+            chosen = self._key
+        elif self._keys_by_id:
+            kid, chosen = list(self._keys_by_id.items())[-1]
+        else:
+            raise ConfigurationError(
+                "tokens from a key set (JWKS) cannot be minted here: the provider signs them"
+            )
+        algorithm = chosen.algorithms[0]
+        key = chosen.key if algorithm in HMAC_ALGORITHMS else signing_key
+        if key is None:
+            raise ConfigurationError(
+                f"token_key is a public {algorithm} key: pass signing_key=<its private key> "
+                "to mint a token it verifies"
+            )
+        payload = dict(claims)
+        if self._issuer is not None:
+            payload.setdefault("iss", self._issuer)
+        if self._audience is not None:
+            payload.setdefault("aud", self._audience)
+        headers: dict[str, Any] = {}
+        if kid is not None:
+            headers["kid"] = kid
+        if self._typ is not None:
+            headers["typ"] = self._typ
+        return jwt.encode(payload, key, algorithm=algorithm, headers=headers or None)
+
     def verify(self, token: str, now: float) -> dict[str, Any]:
         """Return the verified claims, or raise :class:`TokenError`.
 

@@ -68,6 +68,23 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     # The OIDC client builds a FastAPI router for the code flow (oidc.signin).
     ("FastAPI", frozenset({"dependencies", "oidc.signin", "oidc.client"})),
     ("public API", frozenset({"__init__", "oidc"})),
+    # The test kit for apps drives apps from outside, through everything above (it never
+    # imports FastAPI: apps on plain Starlette are tested with it too).
+    (
+        "test kit",
+        frozenset(
+            {
+                "testing",
+                "testing.apps",
+                "testing.assertions",
+                "testing.clients",
+                "testing.clock",
+                "testing.failures",
+                "testing.login",
+                "testing.plugin",
+            }
+        ),
+    ),
 )
 LAYER_OF = {module: rank for rank, (_, modules) in enumerate(LAYERS) for module in modules}
 # Only the FastAPI layer (and the package's re-exports) may import FastAPI: the middleware

@@ -46,6 +46,9 @@ from oidc_flow import code_flow
 from oidc_server import API, OIDCProviderServer
 from servers import REPO_ROOT, RedisServer, free_port
 
+# testing.md's test modules run as pytest runs them, in a pytest of their own (pytester).
+pytest_plugins = ["pytester"]
+
 DOCS = REPO_ROOT / "docs"
 AUTH_COOKIES = {"_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf"}
 FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w-]*)")
@@ -591,3 +594,47 @@ def test_example_audit_log(examples: Examples, caplog: pytest.LogCaptureFixture)
         False,
         True,
     )
+
+
+# --- testing.md ------------------------------------------------------------------------------
+
+
+def run_as_tests(examples: Examples, pytester: pytest.Pytester, label: str, passed: int) -> None:
+    """The example ``label``, a test module importing ``myapp`` (the page's app), run by
+    pytest: every test it holds passes."""
+    myapp = examples.run("testing_app")
+    examples.monkeypatch.setitem(sys.modules, "myapp", myapp)
+    pytester.makepyfile(**{f"test_{label}": EXAMPLES[label].code})
+    result = pytester.runpytest_inprocess(
+        "-p", "fastapi_authkit.testing.plugin", "-p", "no:cacheprovider", "-W", "error"
+    )
+    result.assert_outcomes(passed=passed)
+
+
+def test_example_testing_app(examples: Examples) -> None:
+    """The app built with a clock: signed out, /me is 401; the module's own app runs on the
+    real time."""
+    from fastapi_authkit.testing import Clock, auth_client, login_as
+
+    module = examples.run("testing_app")
+    with auth_client(module.app) as client:
+        assert client.get("/me").status_code == 401
+    clock = Clock(1_800_000_000)
+    with auth_client(module.create_app(clock=clock)) as client:
+        session = login_as(client, "alice")
+        assert session.claims["exp"] == 1_800_000_000 + 300
+
+
+def test_example_testing_pytest(examples: Examples, pytester: pytest.Pytester) -> None:
+    """Each of the page's pytest tests passes, fixtures from the plugin."""
+    run_as_tests(examples, pytester, "testing_pytest", passed=7)
+
+
+def test_example_testing_external(examples: Examples, pytester: pytest.Pytester) -> None:
+    """The external auth server's test passes: the claims given, the refresh faked."""
+    run_as_tests(examples, pytester, "testing_external", passed=1)
+
+
+def test_example_testing_async(examples: Examples, pytester: pytest.Pytester) -> None:
+    """The async test passes, on an AsyncClient."""
+    run_as_tests(examples, pytester, "testing_async", passed=1)

@@ -21,6 +21,14 @@ import example_app.main as example_main
 from example_app.main import Settings, create_app
 from example_app.switch import SWITCH_TTL
 from fastapi_authkit.stores import MemoryStore
+from fastapi_authkit.testing import (
+    assert_refreshed,
+    assert_session_kept,
+    auth_client,
+    login_as,
+    refresh_fails,
+    store_down,
+)
 
 from conftest import T0, Clock
 
@@ -30,6 +38,7 @@ GRACE = 10  # create_refresh's default grace_period, which the example app keeps
 BASE_URL = "https://testserver"
 AUTH_COOKIES = ("_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf")
 HTML = {"Accept": "text/html,application/xhtml+xml"}
+DEMO_STATE = {"username": "demo", "name": "Demo User"}  # what the login route signs in with
 
 
 def parse_set_cookies(response: Any) -> dict[str, dict[str, Any]]:
@@ -97,10 +106,21 @@ def login(client: TestClient) -> Any:
 
 @pytest.fixture
 def signed_in(client: TestClient) -> TestClient:
+    """Signed in through the login form, as a browser is (for tests of what the form does,
+    and of requests without the CSRF header)."""
     response = login(client)
     assert response.status_code == 303
     assert set(jar(client)) == set(AUTH_COOKIES)
     return client
+
+
+@pytest.fixture
+def user(app: FastAPI) -> Iterator[TestClient]:
+    """Demo, signed in by the test kit without the form, on a client that sends the CSRF
+    header on unsafe requests by itself, as the page's JavaScript does."""
+    with auth_client(app) as test_client:
+        login_as(test_client, "demo", user_state=DEMO_STATE)
+        yield test_client
 
 
 # --- login -------------------------------------------------------------------------------
@@ -242,32 +262,29 @@ def test_api_me_signed_in_is_the_user_as_json(signed_in: TestClient) -> None:
 
 
 def test_expired_access_token_is_refreshed_silently_and_rotated(
-    signed_in: TestClient, clock: Clock
+    user: TestClient, clock: Clock
 ) -> None:
-    before = jar(signed_in)
+    before = jar(user)
     clock.advance(ACCESS_TTL + 1)
-    response = signed_in.get("/api/me")
+    response = user.get("/api/me")
     assert response.status_code == 200
     assert response.json() == {
-        "user": {"username": "demo", "name": "Demo User"},
+        "user": DEMO_STATE,
         "exp": int(clock()) + ACCESS_TTL,
         "worker": os.getpid(),
     }
     assert response.headers["cache-control"] == "no-store"
-    cookies = parse_set_cookies(response)
-    assert {"_auth", "_auth_refresh"} <= set(cookies)
-    assert cookies["_auth"]["value"] != before["_auth"]
-    assert cookies["_auth_refresh"]["value"] != before["_auth_refresh"]
-    assert cookies["_auth"]["max-age"] == str(ACCESS_TTL)
-    after = jar(signed_in)
-    assert after["_auth"] == cookies["_auth"]["value"]
-    assert after["_auth_refresh"] == cookies["_auth_refresh"]["value"]
-    # The CSRF token is bound to the session, not to the access token: unchanged.
-    assert after["_auth_csrf"] == before["_auth_csrf"]
+    # A new access token for the same session (its CSRF token unchanged), nothing deleted.
+    cookies = assert_refreshed(response)
+    assert cookies["_auth_refresh"] != before["_auth_refresh"]
+    assert parse_set_cookies(response)["_auth"]["max-age"] == str(ACCESS_TTL)
+    after = jar(user)
+    assert after["_auth"] == cookies["_auth"]
+    assert after["_auth_refresh"] == cookies["_auth_refresh"]
     # The new token is fresh: the next request needs no refresh.
-    again = signed_in.get("/api/me")
+    again = user.get("/api/me")
     assert again.status_code == 200
-    assert again.headers.get_list("set-cookie") == []
+    assert_session_kept(again)
 
 
 def test_token_near_expiry_is_refreshed_before_it_expires(
@@ -331,9 +348,8 @@ def test_ping_with_a_wrong_csrf_header_is_403(signed_in: TestClient) -> None:
     assert response.status_code == 403
 
 
-def test_ping_with_the_csrf_header_is_200(signed_in: TestClient) -> None:
-    csrf = jar(signed_in)["_auth_csrf"]
-    response = signed_in.post("/api/ping", headers={"X-CSRF-Token": csrf})
+def test_ping_with_the_csrf_header_is_200(user: TestClient) -> None:
+    response = user.post("/api/ping")  # the client echoes the CSRF cookie in the header
     assert response.status_code == 200
     assert response.json() == {"ok": True, "user": "demo"}
 
@@ -347,15 +363,14 @@ def test_ping_signed_out_is_401(client: TestClient) -> None:
 # --- logout ------------------------------------------------------------------------------
 
 
-def test_logout_deletes_every_auth_cookie(signed_in: TestClient) -> None:
-    csrf = jar(signed_in)["_auth_csrf"]
-    response = signed_in.post("/logout", headers={"X-CSRF-Token": csrf})
+def test_logout_deletes_every_auth_cookie(user: TestClient) -> None:
+    response = user.post("/logout")
     assert response.status_code == 200
     assert response.json() == {"ok": True, "revoked": True}
     assert response.headers["cache-control"] == "no-store"
     assert_all_deleted(response)
-    assert jar(signed_in) == {}
-    after = signed_in.get("/api/me")
+    assert jar(user) == {}
+    after = user.get("/api/me")
     assert after.status_code == 401
     assert after.headers["www-authenticate"] == "Bearer"
 
@@ -676,22 +691,23 @@ def test_revoking_a_session_needs_the_csrf_header(signed_in: TestClient) -> None
     assert signed_in.get("/api/me").status_code == 200
 
 
-def test_the_sessions_list_while_redis_is_down_is_a_503(clock: Clock) -> None:
-    from fastapi_authkit.stores import RedisStore
+def test_the_sessions_list_while_redis_is_down_is_a_503(app: FastAPI, user: TestClient) -> None:
+    with store_down(app):  # the sessions' store goes away
+        response = user.get("/api/sessions")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert user.get("/api/sessions").status_code == 200
 
-    from servers import free_port
 
-    app = create_app(Settings(secret=SECRET, access_ttl=ACCESS_TTL), clock=clock)
-    issuer = app.state.issuer
-    down = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
-    with TestClient(app, base_url=BASE_URL) as client:
-        assert login(client).status_code == 303
-        memory = issuer.backend
-        issuer.backend = down  # the sessions' store goes away
-        try:
-            response = client.get("/api/sessions")
-        finally:
-            issuer.backend = memory
-        assert response.status_code == 503
-        assert response.headers["retry-after"] == "5"
-        assert client.get("/api/sessions").status_code == 200
+def test_a_token_endpoint_down_keeps_the_user_signed_in(user: TestClient, clock: Clock) -> None:
+    """The failure switch's promise, without the switch: the kit's own transient failure."""
+    clock.advance(ACCESS_TTL - 5)  # in the refresh window
+    with refresh_fails(user, "transient"):
+        still_valid = user.get("/api/token")
+        clock.advance(10)  # expired
+        expired = user.get("/api/token")
+    assert (still_valid.status_code, still_valid.json()["refresh_failing"]) == (200, True)
+    assert (expired.status_code, expired.headers["retry-after"]) == (503, "5")
+    assert_session_kept(still_valid)
+    assert_session_kept(expired)
+    assert user.get("/api/token").json()["refreshed"] is True
