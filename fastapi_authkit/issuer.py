@@ -32,6 +32,7 @@ __all__ = ["ACCESS_TOKEN_TYPE", "IssuedTokens", "Issuer", "SessionInfo", "create
 logger = logging.getLogger("fastapi_authkit")
 
 _DAY = 24 * 3600
+_LATE_REPLAY = 60.0  # seconds: the default late-replay window
 
 
 class Issuer(TokenIssuer):
@@ -202,7 +203,7 @@ def create_issuer(
     idle_ttl: float = 14 * _DAY,
     absolute_ttl: float = 30 * _DAY,
     grace: float = 10,
-    late_replay: float = 60,
+    late_replay: float | None = None,
     issuer: str | None = None,
     audience: str | None = None,
     clock: Callable[[], float] = time.time,
@@ -222,7 +223,8 @@ def create_issuer(
     holder may never have received it: a reply lost, a client gone mid-refresh); after it,
     a rotated-out token is reuse and revokes the session. It counts from the rotation, as
     ``grace`` does: 0 turns the late replay off, otherwise it is at least ``grace`` and
-    shorter than ``idle_ttl``.
+    shorter than ``idle_ttl``. Default: 60 s (``grace`` when that is longer, and never past
+    ``idle_ttl``).
     """
     if not isinstance(backend, SessionStore):
         raise ConfigurationError("backend must be a SessionStore (MemoryStore or RedisStore)")
@@ -251,7 +253,14 @@ def create_issuer(
     grace_s = seconds("grace", grace)
     if not grace_s < idle:
         raise ConfigurationError("grace must be shorter than idle_ttl")
-    late = seconds("late_replay", late_replay)
+    if late_replay is None:
+        # The vendors' windows are seconds long (Auth0, Okta, Cognito); a short session keeps
+        # the same shape rather than a configuration error it never asked for.
+        late = min(max(_LATE_REPLAY, grace_s), idle)
+    else:
+        late = seconds("late_replay", late_replay)
+        if not late < idle:
+            raise ConfigurationError("late_replay must be shorter than idle_ttl")
     if 0 < late < grace_s:
         # Both count from the rotation: a late window ending inside the grace window would
         # do nothing, which is not what whoever set it meant.
@@ -260,8 +269,6 @@ def create_issuer(
             "from the rotation, as grace does; pass late_replay=0 (no late replay) or at "
             "least grace"
         )
-    if not late < idle:
-        raise ConfigurationError("late_replay must be shorter than idle_ttl")
     if not callable(clock):
         raise ConfigurationError("clock must be callable")
     return Issuer(
