@@ -377,6 +377,12 @@ class SentinelSet:
     def _sentinel(self) -> redis.Redis:
         return redis.Redis(port=self.sentinel_port, socket_timeout=5, decode_responses=True)
 
+    def fail_over(self) -> None:
+        """A failover now (``SENTINEL FAILOVER``): the replica is promoted and the old
+        primary, still up, is made its replica at once."""
+        with self._sentinel() as sentinel:
+            sentinel.execute_command("SENTINEL", "FAILOVER", SENTINEL_SERVICE)
+
     def promoted(self, old: RedisServer) -> bool:
         """Whether Sentinel names another primary than ``old`` and that one takes writes."""
         current = self.primary()

@@ -27,11 +27,12 @@ import anyio
 import httpx2
 import pytest
 
+from fastapi_authkit import StoreUnavailableError
 from fastapi_authkit.stores import RedisStore
 
 from apps import issuer_app
 from conftest import Clock
-from servers import SentinelSet
+from servers import RedisServer, SentinelSet
 
 pytestmark = [pytest.mark.anyio, pytest.mark.realserver]
 
@@ -276,3 +277,57 @@ async def test_a_lagging_replica_loses_sessions_unless_confirmation_is_on(
         assert without.refresh_codes == Counter({200: SESSIONS})
         assert without.handed_out == SESSIONS
         assert without.lost == SESSIONS
+
+
+async def test_connections_left_on_a_demoted_primary_are_dropped(
+    sentinel_set: SentinelSet, clock: Clock
+) -> None:
+    """After a failover the old primary rejoins as a replica while the store's connections
+    to it are still open. A confirmed batch whose script wrote nothing there (a refresh
+    token nobody knows) gets its ``WAIT`` refused in other words than ``READONLY``, the
+    one reply redis-py acts on; every later batch on those connections was refused the same
+    way, so refreshes answered 503 for as long as they lived (45 s and more under load)."""
+    store = RedisStore.from_url(
+        sentinel_set.url, prefix=f"demoted-{uuid.uuid4().hex}:", timeout=TIMEOUT, wait_replicas=1
+    )
+
+    async def unknown_refresh() -> str:
+        outcome = await store.rotate(
+            "no-such-token",
+            family_id="no-such-family",
+            now=clock(),
+            grace=10,
+            idle_ttl=3600,
+            successor_id=None,
+            sealed=None,
+        )
+        return outcome.status
+
+    try:
+        assert await unknown_refresh() == "unknown"  # a connection to the primary, kept
+        old = sentinel_set.primary()
+        sentinel_set.fail_over()
+        wait_until_demoted(sentinel_set, old)
+        answers = []
+        for _ in range(3):
+            try:
+                answers.append(await unknown_refresh())
+            except StoreUnavailableError:
+                answers.append("503")
+        # The connection to the demoted node fails once at most, then the store asks
+        # Sentinel again and reaches the new primary.
+        assert answers[-1] == "unknown", answers
+        assert answers.count("503") <= 1, answers
+    finally:
+        await store.aclose()
+        sentinel_set.wait_replicated(sentinel_set.primary(), sentinel_set.replica())
+        sentinel_set.wait_watched(sentinel_set.replica())
+
+
+def wait_until_demoted(sentinel_set: SentinelSet, old: RedisServer) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if sentinel_set.promoted(old) and not old.is_primary():
+            return
+        time.sleep(0.05)
+    raise AssertionError("Sentinel did not demote the old primary within 20 s")

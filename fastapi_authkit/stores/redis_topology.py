@@ -25,7 +25,14 @@ from typing import Any, Literal
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import SentinelConnectionPool
-from redis.exceptions import AskError, MovedError, RedisError, ResponseError, SlotNotCoveredError
+from redis.exceptions import (
+    AskError,
+    MovedError,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ..errors import ConfigurationError
 from .cluster_subscription import ClusterOpener
@@ -34,6 +41,9 @@ from .subscriber import SubscriptionOpener, node_subscription
 __all__ = ["Command", "Kind", "Topology"]
 
 Kind = Literal["single", "sentinel", "cluster"]
+
+# How Redis refuses WAIT on a replica (the same words from Redis 5 to 8).
+_REPLICA_REFUSAL = "WAIT cannot be used with replica instances"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +143,28 @@ class Topology:
                 pipe.execute_command(*command.args)
             if wait_replicas:
                 pipe.execute_command("WAIT", wait_replicas, wait_ms)
-            replies = await pipe.execute()
+            try:
+                replies = await pipe.execute()
+            except ResponseError as exc:
+                await self._left_behind(exc)
+                raise
             acked = replies.pop() if wait_replicas else wait_replicas
             return replies, int(acked)
         return await self._run_cluster(self.client, commands, wait_replicas, wait_ms)
+
+    async def _left_behind(self, error: ResponseError) -> None:
+        """After a failover the old primary rejoins as a replica, and the pool's connections
+        to it stay open. redis-py drops them on a ``READONLY`` reply only; a batch that wrote
+        nothing there (a script that found nothing to change) gets its ``WAIT`` refused in
+        other words, and every later batch on those connections would be refused the same
+        way, for as long as they live. Drop them all: the next connection asks Sentinel
+        for the primary."""
+        pool = getattr(self.client, "connection_pool", None)  # a cluster has one per node
+        if isinstance(pool, SentinelConnectionPool) and _REPLICA_REFUSAL in str(error):
+            await pool.disconnect()
+            raise RedisConnectionError(
+                f"the primary moved (a replica answered): {error}"
+            ) from error
 
     async def _run_cluster(
         self, client: RedisCluster, commands: Sequence[Command], wait_replicas: int, wait_ms: int
