@@ -120,6 +120,14 @@ class LoginGuard:
         address = self._proxies.client(conn.scope)
         return address_key(address) if address is not None else None
 
+    def _client(self, conn: HTTPConnection) -> tuple[str | None, str | None]:
+        """The client's address (behind trusted proxies, the forwarded one) and the key
+        it is counted under."""
+        address = self._proxies.client(conn.scope)
+        if address is None:
+            return None, None
+        return str(address), address_key(address)
+
     async def unlock(self, account: str) -> None:
         """Clear ``account``'s counter (support staff unlocking it). Addresses are not
         touched. Raises :class:`~fastapi_authkit.StoreUnavailableError` when the store
@@ -135,6 +143,7 @@ class LoginAttempt:
     __slots__ = (
         "_account",
         "_address",
+        "_client",
         "_conn",
         "_counted",
         "_guard",
@@ -149,7 +158,7 @@ class LoginAttempt:
         normalized = normalize_account(account)
         self.account = "".join(c for c in normalized[:_MAX_ACCOUNT] if c.isprintable())
         self._account = _account_counter(normalized)
-        self._address = guard.client_address(conn)
+        self._client, self._address = guard._client(conn)
         self._counted: list[str] = []  # counters this attempt was counted in
         self._states: list[ThrottleState] = []
         self._verdict: bool | None = None
@@ -261,10 +270,10 @@ class LoginAttempt:
                 )
 
     def _deliver(self, events: Events, event: AuthEvent) -> None:
-        # The address the guard counted (behind trusted proxies, the forwarded client's),
-        # not the proxy's.
-        if self._address is not None and event.ip != self._address:
-            event = dataclasses.replace(event, ip=self._address)
+        # The client the guard counted (behind trusted proxies, the forwarded one), not the
+        # proxy.
+        if self._client is not None and event.ip != self._client:
+            event = dataclasses.replace(event, ip=self._client)
         events.deliver(event)
 
 

@@ -36,7 +36,7 @@ from fastapi_authkit.loginguard import LoginGuard, normalize_account
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
 from conftest import SECRET_KEY, TOKEN_KEY, Clock, keys_under, redis_store
-from servers import RedisServer, free_port, run_example_app
+from servers import RedisServer, SentinelSet, free_port, run_example_app
 
 PASSWORD = "right password"
 USERS = {"alice": PASSWORD}
@@ -322,6 +322,17 @@ def test_events_for_failures_and_lockouts(clock: Clock) -> None:
     assert (locked[0].locked, locked[0].failures, locked[0].until) == ("account", 3, clock() + 10)
     # No event holds the password tried.
     assert all("hunter2" not in repr(e) for e in events)
+
+
+async def test_on_redis_behind_sentinel(sentinel_set: SentinelSet, clock: Clock) -> None:
+    store = RedisStore.from_url(sentinel_set.url, prefix=f"guard-{uuid.uuid4().hex}:")
+    try:
+        guard = make_guard(store, clock)
+        assert [await login(guard, "alice", "wrong", conn()) for _ in range(4)] == [401] * 3 + [429]
+        clock.advance(10)
+        assert await login(guard, "alice", PASSWORD, conn()) == 200
+    finally:
+        await store.aclose()
 
 
 # --- bounded memory and keys -------------------------------------------------------------------
