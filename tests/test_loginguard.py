@@ -360,7 +360,7 @@ async def test_every_redis_key_expires(request: pytest.FixtureRequest, kind: str
         prefix = store._keys.prefix
         found = await keys_under(store, prefix)
         keys = [key for per_node in found.values() for key in per_node]
-        assert len(keys) == 61  # 31 accounts (alice reset: gone) + 31 addresses - alice
+        assert len(keys) == 61  # 30 accounts (alice's was reset: gone) + 31 addresses
         for primary in await store.topology.primaries():
             for key in [k async for k in primary.scan_iter(match=f"{prefix}*")]:
                 assert 0 < await primary.pttl(key) <= 600_000 + 60_000  # + the backstop
