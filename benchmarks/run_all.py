@@ -30,6 +30,7 @@ BENCHMARKS = {
     "revocation": "benchmarks.revocation",
     "revocation_cluster": "benchmarks.revocation --cluster",
     "memory": "benchmarks.memory",
+    "loginguard": "benchmarks.loginguard",
 }
 TIMEOUT = 240.0
 

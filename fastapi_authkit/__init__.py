@@ -30,6 +30,7 @@ from .errors import (
     CookieTooLargeError,
     CrossSiteRequestError,
     InvalidRefreshResultError,
+    LoginThrottled,
     ProviderError,
     RefreshError,
     RefreshTimeoutError,
@@ -55,6 +56,7 @@ from .events import (
     StoreUnavailable,
 )
 from .issuer import IssuedTokens, Issuer, SessionInfo, create_issuer
+from .loginguard import create_login_guard
 from .middleware import AuthKitMiddleware
 from .state import AuthState, get_auth_state, sign_in, sign_out
 
@@ -78,6 +80,7 @@ __all__ = [
     "IsAuthenticated",
     "IssuedTokens",
     "Issuer",
+    "LoginThrottled",
     "OptionalUser",
     "ProviderError",
     "RefreshConfig",
@@ -106,6 +109,7 @@ __all__ = [
     "auth_state",
     "auth_user",
     "create_issuer",
+    "create_login_guard",
     "create_refresh",
     "create_store",
     "current_user",

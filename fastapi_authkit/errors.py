@@ -12,6 +12,8 @@ Everything the kit raises derives from :class:`AuthKitError`::
      │    └── CookieTooLargeError
      ├── UserStateError          user state that cannot be serialized into its cookie
      ├── CrossSiteRequestError   sign_in from another site (login CSRF): a 403
+     ├── LoginThrottled          a sign-in attempt refused by the login guard: a 429
+     │                           (locked), or a 503 (its store down, failing closed)
      ├── StoreUnavailableError   the shared store (Redis) cannot be reached: fail closed
      │    ├── ReplicaConfirmationError  ... or its replicas did not confirm a write in time
      │    └── ServerSettingError  ... or is set up unsafely (also a ConfigurationError)
@@ -22,13 +24,15 @@ Everything the kit raises derives from :class:`AuthKitError`::
 
 Foreign errors (PyJWT, itsdangerous, json) are translated at the boundary with
 ``raise ... from exc``; mapping to HTTP status codes happens only in the FastAPI layer,
-the middleware's CSRF refusal and :class:`CrossSiteRequestError`, which is Starlette's
-``HTTPException`` too, so that any Starlette or FastAPI app answers it with 403.
+the middleware's CSRF refusal, :class:`CrossSiteRequestError` and :class:`LoginThrottled`,
+which are Starlette's ``HTTPException`` too, so that any Starlette or FastAPI app answers
+them (403; 429 or 503 with ``Retry-After``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Literal
 
 from starlette.exceptions import HTTPException
 
@@ -39,6 +43,7 @@ __all__ = [
     "CookieTooLargeError",
     "CrossSiteRequestError",
     "InvalidRefreshResultError",
+    "LoginThrottled",
     "ProviderError",
     "RefreshError",
     "RefreshTimeoutError",
@@ -116,6 +121,31 @@ class CrossSiteRequestError(AuthKitError, HTTPException):
     def __init__(self, reason: str) -> None:
         HTTPException.__init__(self, 403, f"cross-site sign-in refused: {reason}")
         self.reason = reason
+
+
+class LoginThrottled(AuthKitError, HTTPException):
+    """A sign-in attempt the login guard (:func:`~fastapi_authkit.create_login_guard`)
+    refused before the password was checked.
+
+    ``reason`` is ``"locked"`` (too many failed attempts for this account or from this
+    address: 429) or ``"unavailable"`` (the guard's store could not be reached and the guard
+    fails closed: 503). ``retry_after`` is whole seconds, also sent as ``Retry-After``. As a
+    Starlette ``HTTPException`` any Starlette or FastAPI app answers it as it is; an app
+    may catch it to render its own page. The answer is the same for every account name,
+    existing or not, and does not say whether the account or the address is locked.
+    """
+
+    def __init__(self, reason: Literal["locked", "unavailable"], retry_after: float) -> None:
+        seconds = max(1, math.ceil(retry_after))
+        status = 429 if reason == "locked" else 503
+        detail = (
+            "too many sign-in attempts; try again later"
+            if reason == "locked"
+            else "sign-in is unavailable for now; try again later"
+        )
+        HTTPException.__init__(self, status, detail, headers={"Retry-After": str(seconds)})
+        self.reason = reason
+        self.retry_after = seconds
 
 
 class UserStateError(AuthKitError):

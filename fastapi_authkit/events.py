@@ -62,6 +62,8 @@ __all__ = [
     "EventHook",
     "EventKind",
     "Events",
+    "LoginFailed",
+    "LoginLocked",
     "RefreshFailed",
     "Refreshed",
     "RequestRefused",
@@ -94,13 +96,16 @@ EventKind: TypeAlias = Literal[
     "request_refused",
     "revoked_session",
     "store_unavailable",
+    "login_failed",
+    "login_locked",
 ]
 
 
 # What an audit trail must not lose to a flood: the reserved share of the queue is theirs.
-# Each takes the attacker a sign-in (rate-limited by the app) or a rotation, not a request.
+# Each takes the attacker a sign-in (rate-limited by the login guard), a rotation, or (a
+# lockout) a whole series of failed sign-ins, not a request.
 PRIORITY_KINDS: Final[frozenset[EventKind]] = frozenset(
-    {"signed_in", "signed_out", "reuse_detected"}
+    {"signed_in", "signed_out", "reuse_detected", "login_locked"}
 )
 # Kinds a client can repeat once per request, at will: refusals (a revoked session, a
 # cross-site request), the end of a session already over, a refresh failing or a store
@@ -112,6 +117,7 @@ _COALESCED: Final[Mapping[EventKind, str | None]] = {
     "session_ended": "reason",
     "refresh_failed": "error",
     "store_unavailable": "operation",
+    "login_failed": "account",
 }
 COALESCED_KINDS: Final[frozenset[EventKind]] = frozenset(_COALESCED)
 
@@ -232,10 +238,39 @@ class RevokedSession(AuthEvent):
 class StoreUnavailable(AuthEvent):
     """The store (Redis) could not answer, so the kit failed closed: no session accepted
     that could not be checked, nothing cleared or consumed (protected routes answer 503).
-    ``operation`` is what needed it: ``"session_check"`` or ``"refresh"``."""
+    ``operation`` is what needed it: ``"session_check"``, ``"refresh"`` or ``"login_guard"``
+    (the login guard could not count a sign-in attempt; see its ``fail_open``)."""
 
     kind: Literal["store_unavailable"] = field(init=False, default="store_unavailable")
-    operation: Literal["session_check", "refresh"]
+    operation: Literal["session_check", "refresh", "login_guard"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoginFailed(AuthEvent):
+    """A sign-in attempt the login guard let in failed (the app's password check said no,
+    or the route ended without saying it succeeded). ``account`` is the submitted account
+    name as the guard counts it (normalized: NFKC, case-folded, at most 256 printable
+    characters), whether or not such an account exists; ``failures`` how many attempts on
+    it have not succeeded, this one included. ``subject`` and ``session`` are None."""
+
+    kind: Literal["login_failed"] = field(init=False, default="login_failed")
+    account: str
+    failures: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoginLocked(AuthEvent):
+    """A failed attempt locked a counter of the login guard: ``locked`` says which, the
+    ``"account"`` attempted (``account``, as in :class:`LoginFailed`) or the client
+    ``"address"`` (``ip``; behind trusted proxies the forwarded one); ``failures`` its count
+    of attempts not succeeded; ``until`` when the lock ends (seconds since the epoch).
+    Sign-in attempts on it are answered 429 until then."""
+
+    kind: Literal["login_locked"] = field(init=False, default="login_locked")
+    account: str
+    locked: Literal["account", "address"]
+    failures: int
+    until: float
 
 
 EventHook: TypeAlias = Callable[[AuthEvent], "Awaitable[None] | None"]

@@ -25,7 +25,18 @@ ROOT = Path(fastapi_authkit.__file__).resolve().parent
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "foundations",
-        frozenset({"errors", "fifo", "jsoncopy", "callback", "notices", "clientinfo", "localpath"}),
+        frozenset(
+            {
+                "errors",
+                "fifo",
+                "jsoncopy",
+                "callback",
+                "notices",
+                "clientinfo",
+                "forwarded",
+                "localpath",
+            }
+        ),
     ),
     (
         "stores (know nothing of requests)",
@@ -64,6 +75,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("reading a request", frozenset({"reader", "session"})),
     ("the request's state", frozenset({"state"})),
     ("changing a request's session", frozenset({"refresh", "issuer"})),
+    # The login guard reports through the request's audit hook; it changes no session.
+    ("guarding sign-in", frozenset({"loginguard"})),
     ("ASGI", frozenset({"middleware"})),
     # The OIDC client builds a FastAPI router for the code flow (oidc.signin).
     ("FastAPI", frozenset({"dependencies", "oidc.signin", "oidc.client"})),

@@ -638,3 +638,40 @@ def test_example_testing_external(examples: Examples, pytester: pytest.Pytester)
 def test_example_testing_async(examples: Examples, pytester: pytest.Pytester) -> None:
     """The async test passes, on an AsyncClient."""
     run_as_tests(examples, pytester, "testing_async", passed=1)
+
+
+# --- login-guard.md ---------------------------------------------------------------------------
+
+
+def test_example_login_guard(examples: Examples) -> None:
+    """Five wrong passwords lock the account: the sixth attempt, right password and all, is
+    a 429 with Retry-After: 1; once the lock ran out the right password signs in. A name
+    that does not exist gets the very same answers. (The guard's clock is the test's.)"""
+    from conftest import Clock
+
+    module = types.ModuleType("docs_example_login_guard")
+    module.clock = Clock()  # type: ignore[attr-defined]
+    examples.monkeypatch.setitem(sys.modules, module.__name__, module)
+    examples.run(
+        "login_guard", into=module, replace={"max_delay=900)": "max_delay=900, clock=clock)"}
+    )
+
+    def answers(client: TestClient, username: str, password: str) -> list[tuple[int, str | None]]:
+        found = []
+        for _ in range(6):
+            response = client.post("/login", data={"username": username, "password": password})
+            found.append((response.status_code, response.headers.get("retry-after")))
+        return found
+
+    with browser(module.app) as client:
+        assert answers(client, "alice", "guess") == [(401, None)] * 5 + [(429, "1")]
+        right = {"username": "alice", "password": "wonderland"}
+        locked = client.post("/login", data=right)
+        assert (locked.status_code, locked.json()) == (
+            429,
+            {"detail": "too many sign-in attempts; try again later"},
+        )
+        module.clock.advance(1)  # type: ignore[attr-defined]
+        assert client.post("/login", data=right).json() == {"ok": True}
+        assert "_auth" in client.cookies
+        assert answers(client, "nobody", "guess") == answers(client, "nobody-else", "guess")

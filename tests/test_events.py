@@ -21,6 +21,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from fastapi_authkit import (
     AuthEvent,
+    AuthKitMiddleware,
+    AuthStore,
     CurrentUser,
     Refreshed,
     RefreshFailed,
@@ -33,11 +35,13 @@ from fastapi_authkit import (
     SignedIn,
     SignedOut,
     StoreUnavailable,
+    create_login_guard,
     create_refresh,
     sign_in,
 )
 from fastapi_authkit import events as events_module
 from fastapi_authkit.events import QUEUE_SIZE, EventKind, Events
+from fastapi_authkit.loginguard import LoginGuard
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
 from apps import Recorder, build_app, build_store, issuer_app, set_cookies
@@ -549,6 +553,24 @@ def secrets_of(responses: list[Any]) -> set[str]:
     return found
 
 
+GUESS = "a-password-guess-0123456789"
+
+
+def guarded_login(guard: LoginGuard, store: AuthStore) -> FastAPI:
+    """A login route behind the login guard; every password is wrong."""
+    app = FastAPI()
+    app.add_middleware(AuthKitMiddleware, store=store)
+
+    @app.post("/login")
+    async def login(request: Request) -> dict[str, bool]:
+        form = await request.form()
+        async with guard.attempt(request, account=str(form["username"])) as attempt:
+            attempt.failed()
+        return {"ok": False}
+
+    return app
+
+
 def test_no_token_secret_cookie_or_key_in_any_event_of_a_full_walk(
     own_redis: RedisServer, clock: Clock
 ) -> None:
@@ -599,10 +621,22 @@ def test_no_token_secret_cookie_or_key_in_any_event_of_a_full_walk(
 
         callback.behaviour = over
         keep(tc.get("/me"))
+    # The login guard: failed sign-ins and a lockout (the password tried is a secret too).
+    guard = create_login_guard(backend=MemoryStore(), max_failures=2, clock=clock)
+    with https(guarded_login(guard, build_store(clock, None, on_event=seen.append))) as tc:
+        for _ in range(2):
+            keep(tc.post("/login", data={"username": "alice", "password": GUESS}))
     assert {event.kind for event in seen} == ALL_KINDS
 
     sessions = {event.session for event in seen}
-    secrets = secrets_of(responses) | {"r-0", "refresh-1", SECRET_KEY, TOKEN_KEY, ISSUER_KEY}
+    secrets = secrets_of(responses) | {
+        "r-0",
+        "refresh-1",
+        SECRET_KEY,
+        TOKEN_KEY,
+        ISSUER_KEY,
+        GUESS,
+    }
     # A JWT's signature, a refresh token's secret half, a signed cookie's signature: every
     # part that is not an id the events may name (the session id a refresh token carries).
     parts = {p for s in secrets for p in s.split(".") if len(p) >= 16} - sessions
@@ -1082,6 +1116,6 @@ def test_every_kind_is_decided_high_value_coalesced_or_ordinary() -> None:
     # A new kind must be placed: kept room for, merged when repeated, or neither (as a
     # refresh, which takes a rotation each, is).
     high_value, coalesced = events_module.PRIORITY_KINDS, events_module.COALESCED_KINDS
-    assert high_value == {"signed_in", "signed_out", "reuse_detected"}
+    assert high_value == {"signed_in", "signed_out", "reuse_detected", "login_locked"}
     assert not high_value & coalesced
     assert ALL_KINDS - high_value - coalesced == {"refreshed"}

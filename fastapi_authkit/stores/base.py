@@ -13,6 +13,7 @@ holder of that predecessor can read it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -23,6 +24,8 @@ __all__ = [
     "RotateOutcome",
     "SessionInfo",
     "SessionStore",
+    "ThrottleRule",
+    "ThrottleState",
 ]
 
 RotateStatus = Literal["active", "rotated", "replay", "reuse", "unknown", "revoked", "expired"]
@@ -86,6 +89,44 @@ class FlightState:
 
     status: Literal["claimed", "pending", "done"]
     value: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleRule:
+    """How one attempt counter locks (the login guard's, per account or per address).
+
+    The counter holds the attempts that have not succeeded. An attempt is let in while the
+    counter is not locked; the one that brings it to ``limit`` (and each one let in after a
+    lock ran out) locks it for ``base_delay * 2 ** (count - limit)`` seconds, at most
+    ``max_delay``, from the moment it is let in, so that concurrent attempts cannot slip past
+    the limit while a password is being checked. ``forget_after`` seconds after its last
+    lock ends (or its last attempt, before any lock), the counter is dropped.
+    """
+
+    limit: int
+    base_delay: float
+    max_delay: float
+    forget_after: float
+
+    def delay(self, count: int) -> float:
+        """The lock the attempt counted as ``count`` starts: 0 below the limit."""
+        if count < self.limit:
+            return 0.0
+        # The exponent is capped: 2.0 ** 1024 overflows, and 2 ** 64 outgrows any max_delay.
+        return min(self.max_delay, self.base_delay * 2.0 ** min(count - self.limit, 64))
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleState:
+    """What :meth:`SessionStore.throttle_take` decided for one counter: ``allowed`` (the
+    attempt was let in and counted), ``count`` (attempts not succeeded, this one included
+    when let in), ``locked_until`` (0 when not locked) and ``locked_now`` (this attempt
+    started a lock)."""
+
+    allowed: bool
+    count: int
+    locked_until: float
+    locked_now: bool = False
 
 
 @runtime_checkable
@@ -175,6 +216,19 @@ class SessionStore(Protocol):
 
     async def flight_forget(self, alias: str) -> None:
         """Drop a published flight result by its successor's id (sign-out)."""
+
+    async def throttle_take(
+        self, counters: Sequence[tuple[str, ThrottleRule]], *, now: float
+    ) -> list[ThrottleState]:
+        """For each ``(name, rule)``, atomically: refuse if its counter is locked, else count
+        one attempt and lock as ``rule`` says (see :class:`ThrottleRule`). Each counter is
+        decided on its own (in a cluster they live in different slots); all in one round
+        trip. Every counter the store keeps expires (``rule.forget_after``)."""
+
+    async def throttle_give(self, counters: Sequence[tuple[str, bool]], *, now: float) -> None:
+        """Give back an attempt counted by :meth:`throttle_take`: for each ``(name, reset)``,
+        drop the counter when ``reset``, else count one attempt fewer (a counter below its
+        limit is not locked any more). One round trip."""
 
     async def aclose(self) -> None:
         """Release connections."""

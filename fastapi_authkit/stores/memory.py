@@ -3,15 +3,20 @@
 Correct for one process (one uvicorn worker): every method runs without awaiting between its
 read and its write, so on one event loop each is atomic. For several workers use
 :class:`~fastapi_authkit.stores.redis.RedisStore`. Entries expire lazily and are swept as
-the store grows, so memory stays bounded by the live sessions.
+the store grows, so memory stays bounded by the live sessions. The login guard's attempt
+counters are bounded by count (``max_throttles``, least recently used dropped first) as
+well as by time, because their names are the clients' to choose.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..clientinfo import ClientInfo
-from .base import FlightState, RotateOutcome, SessionInfo
+from ..errors import ConfigurationError
+from .base import FlightState, RotateOutcome, SessionInfo, ThrottleRule, ThrottleState
 
 __all__ = ["MemoryStore"]
 
@@ -52,16 +57,35 @@ class _Flight:
     alias: str | None = None
 
 
+@dataclass(slots=True)
+class _Counter:
+    count: int
+    locked_until: float
+    limit: int
+    expires: float
+
+
 @dataclass
 class MemoryStore:
-    """In-process :class:`~fastapi_authkit.stores.base.SessionStore`."""
+    """In-process :class:`~fastapi_authkit.stores.base.SessionStore`.
 
+    ``max_throttles`` bounds the login guard's attempt counters held at once: beyond it the
+    least recently used one is dropped (an attacker spraying account names or addresses
+    costs memory up to this bound, never more)."""
+
+    max_throttles: int = 100_000
+    _throttles: OrderedDict[str, _Counter] = field(default_factory=OrderedDict)
     _families: dict[str, _Family] = field(default_factory=dict)
     _tokens: dict[str, _Token] = field(default_factory=dict)
     _subjects: dict[str, set[str]] = field(default_factory=dict)
     _flights: dict[str, _Flight] = field(default_factory=dict)
     _aliases: dict[str, str] = field(default_factory=dict)
     _writes: int = 0
+
+    def __post_init__(self) -> None:
+        limit = self.max_throttles
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"max_throttles must be an int >= 1, got {limit!r}")
 
     def _sweep(self, now: float) -> None:
         self._writes += 1
@@ -268,6 +292,51 @@ class MemoryStore:
         key = self._aliases.pop(alias, None)
         if key is not None:
             self._flights.pop(key, None)
+
+    # --- login guard counters --------------------------------------------------------------
+
+    async def throttle_take(
+        self, counters: Sequence[tuple[str, ThrottleRule]], *, now: float
+    ) -> list[ThrottleState]:
+        return [self._take(name, rule, now) for name, rule in counters]
+
+    def _take(self, name: str, rule: ThrottleRule, now: float) -> ThrottleState:
+        held = self._throttles.get(name)
+        if held is not None and held.expires <= now:
+            del self._throttles[name]
+            held = None
+        if held is not None and held.locked_until > now:
+            # Refused: not counted, and not moved up either (a refusal costs nothing).
+            return ThrottleState(False, held.count, held.locked_until)
+        count = (held.count if held is not None else 0) + 1
+        delay = rule.delay(count)
+        until = now + delay if delay else 0.0
+        expires = max(until, now) + rule.forget_after
+        if held is None:
+            held = self._throttles[name] = _Counter(count, until, rule.limit, expires)
+            while len(self._throttles) > self.max_throttles:
+                self._throttles.popitem(last=False)
+        else:
+            held.count, held.locked_until, held.limit, held.expires = (
+                count,
+                until,
+                rule.limit,
+                expires,
+            )
+            self._throttles.move_to_end(name)
+        return ThrottleState(True, count, until, bool(delay))
+
+    async def throttle_give(self, counters: Sequence[tuple[str, bool]], *, now: float) -> None:
+        for name, reset in counters:
+            held = self._throttles.get(name)
+            if held is None:
+                continue
+            if reset or held.expires <= now:
+                del self._throttles[name]
+                continue
+            held.count = max(held.count - 1, 0)
+            if held.count < held.limit:
+                held.locked_until = 0.0
 
     async def aclose(self) -> None:
         return None

@@ -33,7 +33,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar, cast
 
 from ..clientinfo import ClientInfo
@@ -43,7 +43,14 @@ from ..errors import (
     ServerSettingError,
     StoreUnavailableError,
 )
-from .base import FlightState, RotateOutcome, RotateStatus, SessionInfo
+from .base import (
+    FlightState,
+    RotateOutcome,
+    RotateStatus,
+    SessionInfo,
+    ThrottleRule,
+    ThrottleState,
+)
 from .redis_keys import KeyLayout
 from .view import RevocationView
 
@@ -221,6 +228,52 @@ if v and string.sub(v, 1, 2) ~= 'P:' then redis.call('DEL', KEYS[1]) end
 return 1
 """
 
+# KEYS: a login-guard counter. ARGV: now, limit, base delay, max delay, forget after (s),
+# backstop (ms). Refused while locked (nothing counted); else one more attempt, and the one
+# reaching the limit, or let in after a lock ran out, locks for base * 2^(n - limit), at
+# most max. 'x' is when the counter is forgotten, by the caller's clock (the key's own
+# expiry is the backstop behind it). Answers {allowed, count, locked until, locked now};
+# times as strings (a Lua number in a reply is cut to an integer).
+_THROTTLE_TAKE: Final = """
+local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local r = redis.call('HMGET', KEYS[1], 'n', 'u', 'x')
+local n = tonumber(r[1]) or 0
+local u = tonumber(r[2]) or 0
+if (tonumber(r[3]) or 0) <= now then n, u = 0, 0 end
+if u > now then return {0, n, tostring(u), 0} end
+n = n + 1
+local locked = 0
+u = 0
+if n >= limit then
+  u = now + math.min(tonumber(ARGV[4]), tonumber(ARGV[3]) * 2 ^ math.min(n - limit, 64))
+  locked = 1
+end
+local x = math.max(u, now) + tonumber(ARGV[5])
+redis.call('HSET', KEYS[1], 'n', n, 'u', tostring(u), 'l', limit, 'x', tostring(x))
+redis.call('PEXPIRE', KEYS[1], math.ceil((x - now) * 1000) + tonumber(ARGV[6]))
+return {1, n, tostring(u), locked}
+"""
+
+# KEYS: a login-guard counter. ARGV: '1' to drop it, else one attempt fewer (and no lock
+# below the limit); now. HSET keeps the key's expiry.
+_THROTTLE_GIVE: Final = """
+local r = redis.call('HMGET', KEYS[1], 'n', 'l', 'x')
+local n = tonumber(r[1])
+if ARGV[1] == '1' or (n and (tonumber(r[3]) or 0) <= tonumber(ARGV[2])) then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+if not n then return 0 end
+n = math.max(n - 1, 0)
+if n < (tonumber(r[2]) or 0) then
+  redis.call('HSET', KEYS[1], 'n', n, 'u', '0')
+else
+  redis.call('HSET', KEYS[1], 'n', n)
+end
+return 1
+"""
+
 # The outcomes that hand out or take away a session: with wait_replicas, confirmed.
 _CONFIRMED: Final = frozenset({"rotated", "replay", "expired", "reuse"})
 # Families read per pipeline when listing a subject's sessions.
@@ -323,6 +376,8 @@ class RedisStore:
         self._release = client.register_script(_FLIGHT_RELEASE)
         self._drop = client.register_script(_FLIGHT_DROP)
         self._record_refresh = client.register_script(_RECORD_REFRESH)
+        self._throttle_take = client.register_script(_THROTTLE_TAKE)
+        self._throttle_give = client.register_script(_THROTTLE_GIVE)
         self._channel = f"{prefix}rev"
         self._view = RevocationView(max_lag=float(max_lag), size=view_size)
         self.known_active = self._view.lookup  # the hot path: no wrapper frame
@@ -823,6 +878,42 @@ class RedisStore:
         # Only a flight key of this store's (the value is data read back from Redis).
         if found.startswith(self._keys.flight("")):
             commands.append(self._eval(self._drop, [found], []))
+        await self._run(commands, confirm=False)
+
+    async def throttle_take(
+        self, counters: Sequence[tuple[str, ThrottleRule]], *, now: float
+    ) -> list[ThrottleState]:
+        # One script per counter (each its own key, so its own slot), one pipeline per
+        # node. The text is sent (EVAL), not the SHA: a pipeline cannot fall back from a
+        # NOSCRIPT, and these scripts are small.
+        commands = [
+            self._eval(
+                self._throttle_take,
+                [self._keys.throttle(name)],
+                [
+                    repr(now),
+                    rule.limit,
+                    repr(rule.base_delay),
+                    repr(rule.max_delay),
+                    repr(rule.forget_after),
+                    _BACKSTOP_MS,
+                ],
+            )
+            for name, rule in counters
+        ]
+        replies, _ = await self._run(commands, confirm=False)
+        return [
+            ThrottleState(bool(allowed), int(count), float(until), bool(locked))
+            for allowed, count, until, locked in replies
+        ]
+
+    async def throttle_give(self, counters: Sequence[tuple[str, bool]], *, now: float) -> None:
+        commands = [
+            self._eval(
+                self._throttle_give, [self._keys.throttle(name)], ["1" if reset else "0", repr(now)]
+            )
+            for name, reset in counters
+        ]
         await self._run(commands, confirm=False)
 
     async def aclose(self) -> None:

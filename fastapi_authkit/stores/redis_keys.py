@@ -16,9 +16,16 @@ family, and different families spread over every slot of the cluster::
     <prefix>sub:<subject>                     set   family ids, for "sign out everywhere"
     <prefix>fl:<flight>                       hash  v (P:<owner> or the result), x (expiry)
     <prefix>fla:<alias>                       str   the flight key a successor's result is under
+    <prefix>lg:<counter>                      hash  n (attempts not succeeded), u (locked
+                                                    until), l (the limit), x (forgotten at):
+                                                    the login guard's
     <prefix>epoch                             str   the data's identity, for the views (on a
                                                     cluster one per primary, <prefix>epoch:{<n>}
                                                     in a slot it owns: stores.epoch)
+
+A login-guard counter (one per account, one per client address) is a key of its own, with
+no tag: an account's and an address's counters spread over the cluster, each decided by a
+script on its one key, and every one expires.
 
 A subject's families live in many slots, so "sign out everywhere" reads the subject's set
 and then revokes each family in its own slot; a flight and its alias are two slots, written
@@ -90,6 +97,10 @@ class KeyLayout:
 
     def alias(self, alias: str) -> str:
         return f"{self.prefix}fla:{alias}"
+
+    def throttle(self, name: str) -> str:
+        """A login-guard attempt counter (``name`` is the guard's: a hash or an address)."""
+        return f"{self.prefix}lg:{name}"
 
     def epoch(self) -> str:
         """The epoch key (on a cluster, the base of each primary's own)."""
