@@ -546,6 +546,81 @@ def redis_sentinel(directory: Path) -> Iterator[str]:
         yield f"redis+sentinel://127.0.0.1:{port}/{SENTINEL_SERVICE}"
 
 
+@dataclass(frozen=True)
+class SentinelGroup:
+    """Data nodes (the primary first, as started) and the Sentinels watching them."""
+
+    url: str
+    data_ports: tuple[int, ...]
+    sentinel_ports: tuple[int, ...]
+
+
+@contextlib.contextmanager
+def redis_sentinel_group(
+    directory: Path,
+    *,
+    replicas: int = 1,
+    sentinels: int = 3,
+    down_after_ms: int = 5000,
+    failover_timeout_ms: int = 180_000,
+    sentinel_debug: Mapping[str, int] | None = None,
+) -> Iterator[SentinelGroup]:
+    """A throwaway primary with ``replicas`` replicas and ``sentinels`` Sentinels (quorum:
+    a majority of them), on loopback; yields once every Sentinel names the primary, sees
+    every replica healthy and knows the other Sentinels. ``sentinel_debug`` sets Redis 7's
+    ``SENTINEL DEBUG`` periods (e.g. ``{"info-period": 1000}``) on every Sentinel."""
+    import redis
+
+    quorum = sentinels // 2 + 1
+    # Every node may become the primary: a full sync starts at once on each of them.
+    fast_sync = ["--repl-diskless-sync-delay", "0"]
+    with contextlib.ExitStack() as stack:
+        primary = stack.enter_context(_redis_process(directory / "node0", extra=fast_sync))
+        data = [primary]
+        for i in range(replicas):
+            extra = [*fast_sync, "--replicaof", "127.0.0.1", str(primary)]
+            data.append(
+                stack.enter_context(_redis_process(directory / f"node{i + 1}", extra=extra))
+            )
+        monitor = [
+            f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {primary} {quorum}\n",
+            f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {down_after_ms}\n",
+            f"sentinel failover-timeout {SENTINEL_SERVICE} {failover_timeout_ms}\n",
+        ]
+        ports = [
+            stack.enter_context(
+                _redis_process(directory / f"sentinel{i}", extra=monitor, sentinel=True)
+            )
+            for i in range(sentinels)
+        ]
+        for port in ports:
+            if sentinel_debug:
+                with redis.Redis(port=port) as sentinel:
+                    args = [x for pair in sentinel_debug.items() for x in pair]
+                    sentinel.execute_command("SENTINEL", "DEBUG", *args)
+
+        def watching() -> bool:
+            for port in ports:
+                with redis.Redis(port=port, decode_responses=True) as sentinel:
+                    seen = sentinel.sentinel_slaves(SENTINEL_SERVICE)
+                    others = sentinel.sentinel_sentinels(SENTINEL_SERVICE)
+                healthy = {
+                    r["port"] for r in seen if not r["is_sdown"] and not r["is_disconnected"]
+                }
+                if healthy != set(data[1:]) or len(others) != sentinels - 1:
+                    return False
+            return True
+
+        _wait("the Sentinels to watch every replica and each other", watching, timeout=30)
+        yield SentinelGroup(
+            "redis+sentinel://"
+            + ",".join(f"127.0.0.1:{port}" for port in ports)
+            + f"/{SENTINEL_SERVICE}",
+            tuple(data),
+            tuple(ports),
+        )
+
+
 class RoundTrips:
     """Counts the round trips a ``redis.asyncio`` client makes: each command sent alone, and
     each pipeline sent (all its commands in one round trip; the issuer's refresh sends its

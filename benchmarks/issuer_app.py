@@ -9,7 +9,8 @@ Environment, read when ``app`` is first accessed: ``BENCH_SECRET`` (required),
 ``BENCH_REDIS_URL`` (required), ``BENCH_ACCESS_TTL`` (default 60), ``BENCH_IDLE_TTL``
 (default 3600), ``BENCH_ABSOLUTE_TTL`` (default 7200), ``BENCH_GRACE`` (default 0: a
 rotated-out refresh token presented again is reuse at once), ``BENCH_REFRESH_INTERVAL``
-(default 0.1: refresh only in the last 100 ms of an access token's life).
+(default 0.1: refresh only in the last 100 ms of an access token's life),
+``BENCH_WAIT_REPLICAS`` (default 0: the store's ``wait_replicas``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ PID = os.getpid()
 
 def create_app(env: dict[str, str]) -> FastAPI:
     secret = env["BENCH_SECRET"]
-    backend = RedisStore.from_url(env["BENCH_REDIS_URL"])
+    backend = RedisStore.from_url(
+        env["BENCH_REDIS_URL"], wait_replicas=int(env.get("BENCH_WAIT_REPLICAS", "0"))
+    )
     issuer = create_issuer(
         backend=backend,
         signing_key=f"{secret}-access-token-signing",
