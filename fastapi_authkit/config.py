@@ -25,9 +25,21 @@ from .stores.base import SessionStore
 from .tokens import EXTERNAL_LEEWAY, TokenVerifier, is_number
 from .userstate import StateCodec
 
-__all__ = ["AuthStore", "AuthType", "RefreshConfig", "create_refresh", "create_store"]
+__all__ = [
+    "AuthStore",
+    "AuthType",
+    "Credential",
+    "RefreshConfig",
+    "create_refresh",
+    "create_store",
+]
 
-AuthType = Literal["cookie", "header"]
+# A kind of credential a request can carry: the kit's own cookie session, an
+# ``Authorization: Bearer`` header, or an access cookie another service (an auth gateway on
+# a parent domain) sets.
+Credential = Literal["cookie", "header", "gateway"]
+# What create_store(auth_type=...) takes: one kind, or a combination (in any order).
+AuthType = Credential | tuple[Credential, ...]
 UserLoader = Callable[[dict[str, Any], Any], Any]
 SessionCheck = Callable[[dict[str, Any]], Awaitable[bool]]
 SessionKnown = Callable[[str, float], "bool | None"]
@@ -119,6 +131,32 @@ def _check_grace(refresh: RefreshConfig) -> None:
         )
 
 
+# The combinations auth_type may name, in their canonical order (how AuthStore.auth_type
+# holds them). "cookie" and "gateway" both read the access cookie, one only with its
+# session's state cookie, the other without: they never go together.
+_COMBINATIONS: Final[dict[frozenset[str], AuthType]] = {
+    frozenset({"cookie"}): "cookie",
+    frozenset({"header"}): "header",
+    frozenset({"gateway"}): "gateway",
+    frozenset({"cookie", "header"}): ("cookie", "header"),
+    frozenset({"gateway", "header"}): ("gateway", "header"),
+}
+
+
+def _auth_type(value: object) -> tuple[AuthType, frozenset[Credential]]:
+    """``auth_type`` in its canonical form, and the set of its credential kinds."""
+    kinds = [value] if isinstance(value, str) else value
+    if isinstance(kinds, list | tuple | set | frozenset) and all(isinstance(k, str) for k in kinds):
+        found = frozenset(kinds)
+        canonical = _COMBINATIONS.get(found)
+        if canonical is not None and len(found) == len(kinds):
+            return canonical, found
+    raise ConfigurationError(
+        "auth_type must be 'cookie', 'header', 'gateway', ('cookie', 'header') or "
+        f"('gateway', 'header'), got {value!r}"
+    )
+
+
 def _secret_keys(secret_key: object) -> tuple[bytes, ...]:
     raw_keys = [secret_key] if isinstance(secret_key, str | bytes) else secret_key
     if not isinstance(raw_keys, Sequence) or not raw_keys:
@@ -147,6 +185,8 @@ class AuthStore:
 
     auth_name: str
     auth_type: AuthType
+    # The kinds of credential auth_type names (what the reader and sign_in look at).
+    credentials: frozenset[Credential]
     cookie_domain: str | None
     cookie_secure: bool
     cookie_samesite: SameSite
@@ -240,9 +280,16 @@ def create_store(
     ``cookie_secure=True``, ``cookie_path="/"`` and no domain; ``__Secure-`` requires
     ``cookie_secure=True``; ``cookie_samesite="none"`` requires ``cookie_secure=True``.
 
-    ``auth_type="header"`` reads ``Authorization: Bearer`` instead of cookies (API clients:
-    no cookies, no CSRF, no refresh). ``user_loader(claims, user_state)`` (sync or async)
-    turns a verified identity into the object ``current_user`` returns.
+    ``auth_type`` says which credentials identify a request: ``"cookie"`` (the session
+    ``sign_in`` starts: an access cookie with its signed state cookie), ``"header"``
+    (``Authorization: Bearer``, for API clients: no cookies, no CSRF, no refresh),
+    ``"gateway"`` (an access cookie that another service, an auth gateway on a parent
+    domain, sets: verified, no state cookie, no refresh, no ``sign_in``; unsafe methods need
+    a same-origin ``Origin`` or ``Sec-Fetch-Site``; it trusts whoever can set cookies for
+    this host), or one of them with the header: ``("cookie", "header")`` or
+    ``("gateway", "header")``, where a valid bearer header wins and any invalid credential
+    counts as absent (see ``AuthState.credential``). ``user_loader(claims, user_state)``
+    (sync or async) turns a verified identity into the object ``current_user`` returns.
     ``csrf_exempt_paths`` are exact route paths, without the ``root_path`` (a login form
     posted without JavaScript): they skip the CSRF token check, not the ``Origin`` and
     ``Sec-Fetch-Site`` checks, which run there even without cookies.
@@ -270,8 +317,7 @@ def create_store(
     request. ``clock`` returns the current Unix time and exists for tests.
     """
     keys = _secret_keys(secret_key)
-    if auth_type not in ("cookie", "header"):
-        raise ConfigurationError("auth_type must be 'cookie' or 'header'")
+    auth_type, credentials = _auth_type(auth_type)
     if cookie_samesite not in ("lax", "strict", "none"):
         raise ConfigurationError("cookie_samesite must be 'lax', 'strict' or 'none'")
     if not isinstance(cookie_secure, bool):
@@ -300,7 +346,12 @@ def create_store(
         raise ConfigurationError("a '__Secure-' cookie name requires cookie_secure=True")
     if refresh is not None and not isinstance(refresh, RefreshConfig):
         raise ConfigurationError("refresh must come from create_refresh(...)")
-    if auth_type == "header" and refresh is not None:
+    if "gateway" in credentials and refresh is not None:
+        raise ConfigurationError(
+            "auth_type='gateway' only verifies the access cookie the gateway sets; the "
+            "gateway refreshes it, so refresh=... cannot apply"
+        )
+    if "cookie" not in credentials and refresh is not None:
         raise ConfigurationError(
             "auth_type='header' has no refresh cookie, so refresh=... cannot apply; "
             "API clients refresh with their own token endpoint"
@@ -339,7 +390,9 @@ def create_store(
                 "the issuer; do not pass token_key/algorithms/issuer/audience"
             )
         if auth_type != "cookie":
-            raise ConfigurationError("token_issuer works with auth_type='cookie'")
+            raise ConfigurationError(
+                f"token_issuer works with auth_type='cookie', not {auth_type!r}"
+            )
         token_key, algorithms = token_issuer.token_key, (token_issuer.algorithm,)
         if token_typ is not None:
             raise ConfigurationError(
@@ -390,6 +443,7 @@ def create_store(
     return AuthStore(
         auth_name=auth_name,
         auth_type=auth_type,
+        credentials=credentials,
         cookie_domain=cookie_domain,
         cookie_secure=cookie_secure,
         cookie_samesite=cookie_samesite,

@@ -119,6 +119,7 @@ class AuthKitMiddleware:
             state.store, state.token, state.token_type = self.store, token, token_type
             state.claims, state.user_state = claims(), user_state()
             state.sid, state.refresh_token = sid, refresh
+            state.credential = "cookie"
         elif decision.__class__ is Reading:
             state = _published(self.store, decision)
             if decision.then:
@@ -355,6 +356,7 @@ def _published(store: AuthStore, reading: Reading) -> AuthState:
             reading.token_type,
             reading.claims,
         )
+        state.credential = reading.credential
     if reading.sid is not None:
         state.sid, state.user_state = reading.sid, reading.user_state
     if reading.refresh_token is not None:
