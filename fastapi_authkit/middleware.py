@@ -27,7 +27,17 @@ from .events import RequestRefused, RevokedSession, SignedOut, StoreUnavailable,
 from .jsoncopy import private_copy
 from .notices import show_debug_output
 from .origins import insecure_host
-from .reader import CHECK, CLEAR, REFRESH, RELOAD, Reading, Refused, Remembered, RequestReader
+from .reader import (
+    CHECK,
+    CLEAR,
+    REFRESH,
+    RELOAD,
+    UNAVAILABLE,
+    Reading,
+    Refused,
+    Remembered,
+    RequestReader,
+)
 from .refresh import (
     Ended,
     Renewed,
@@ -271,6 +281,11 @@ class AuthKitMiddleware:
         store, then = self.store, reading.then
         if then & CLEAR:
             self._revoked(state, scope, reading.claims)
+            return state
+        if then & UNAVAILABLE:
+            # Neither accepted nor refused (its auth server cannot be asked): no refresh,
+            # which would need the same server, and no cookie touched.
+            state.unavailable = True
             return state
         refresh, refresh_token = store.refresh, state.refresh_token
         refresh_due = bool(then & REFRESH) and refresh is not None and refresh_token is not None

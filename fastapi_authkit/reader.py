@@ -33,7 +33,12 @@ from typing import Any, Final, NamedTuple
 
 from .config import AuthStore, Credential
 from .cookies import CACHED_HEADER_BYTES, cookie_header, parse_cookie_header
-from .errors import TokenError, TokenExpiredError, UnknownKeyError
+from .errors import (
+    TokenError,
+    TokenExpiredError,
+    UnknownKeyError,
+    VerificationUnavailableError,
+)
 from .fifo import Fifo
 from .origins import cross_site_refused
 from .source import SESSION_CLAIM
@@ -46,6 +51,7 @@ __all__ = [
     "DONE",
     "REFRESH",
     "RELOAD",
+    "UNAVAILABLE",
     "SAFE_METHODS",
     "Decision",
     "Reading",
@@ -68,6 +74,9 @@ REFRESH: Final = 2  # refresh the access token
 # reload the keys (rate-limited I/O), then read the request again with keys_reloaded=True.
 RELOAD: Final = 4
 CLEAR: Final = 8  # the session is over: no identity, every cookie deleted
+# The access token cannot be verified now (its introspection endpoint is down): no identity,
+# no refresh, cookies untouched; protected routes answer 503.
+UNAVAILABLE: Final = 16
 
 
 def needs_refresh(exp: float, now: float, interval: float) -> bool:
@@ -508,8 +517,13 @@ class RequestReader:
             except TokenExpiredError as exc:
                 expired, expired_claims = True, exc.claims
                 self._debug("access token expired")
+            except VerificationUnavailableError as exc:
+                self._debug("access token cannot be verified now: %s", exc)
+                return Reading(
+                    sid=sid, user_state=user_state, refresh_token=refresh_token, then=UNAVAILABLE
+                )
             except UnknownKeyError as exc:
-                if not keys_reloaded and store.verifier.key_source is not None:
+                if not keys_reloaded and store.verifier.reloads:
                     return Reading(
                         sid=sid,
                         user_state=user_state,

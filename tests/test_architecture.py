@@ -66,7 +66,15 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "token sources",
         frozenset(
-            {"source", "tokenissuer", "oidc.http", "oidc.jwks", "oidc.discovery", "oidc.grant"}
+            {
+                "source",
+                "tokenissuer",
+                "oidc.http",
+                "oidc.jwks",
+                "oidc.discovery",
+                "oidc.grant",
+                "oidc.introspection",
+            }
         ),
     ),
     # Events name sessions by the token source's session claim; configuration holds the hook.
