@@ -25,6 +25,7 @@ from .config import AuthStore
 from .errors import ConfigurationError, StoreUnavailableError
 from .events import RequestRefused, RevokedSession, SignedOut, StoreUnavailable, refusal_reason
 from .jsoncopy import private_copy
+from .live import LiveConnection, LiveConnections
 from .notices import show_debug_output
 from .origins import insecure_host
 from .reader import CHECK, CLEAR, REFRESH, RELOAD, Reading, Refused, Remembered, RequestReader
@@ -82,6 +83,13 @@ class AuthKitMiddleware:
         self._clock = store.clock
         self._reader = RequestReader(store)
         self._read = self._reader.read
+        # Open connections of sessions, ended when their session is (with a session check
+        # to watch, or WebSockets closed at their token's expiry).
+        self._live = (
+            LiveConnections(store)
+            if store.session_check is not None or store.live.close_at_token_expiry is not None
+            else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -143,7 +151,38 @@ class AuthKitMiddleware:
                 return self._send_with_cookies(scope, state, message, send)
             return send(message)
 
+        live = self._live
+        if live is not None and state.claims is not None:
+            if kind == "websocket":
+                conn = live.connection(kind, state.claims, receive, send_with_cookies)
+                if conn is not None:
+                    live.add(conn)
+                    try:
+                        await self.app(scope, conn.receive, conn.send)
+                    finally:
+                        conn.finish()
+                    return
+            elif method == "GET" and live.streams != "none":
+                conn = live.connection(kind, state.claims, receive, send_with_cookies)
+                if conn is not None:
+                    await self._stream(scope, live, conn)
+                    return
         await self.app(scope, receive, send_with_cookies)
+
+    async def _stream(self, scope: Scope, live: LiveConnections, conn: LiveConnection) -> None:
+        """A GET whose response, once it starts as a stream (``end_streams``), is watched
+        until its body ends: a revoked session ends it as a client leaving would."""
+        every = live.streams == "all"
+
+        async def send_stream(message: Message) -> None:
+            await conn.send(message)
+            if message["type"] == "http.response.start" and (every or _event_stream(message)):
+                live.add(conn)
+
+        try:
+            await self.app(scope, conn.receive, send_stream)
+        finally:
+            conn.finish()
 
     async def _send_with_cookies(
         self, scope: Scope, state: AuthState, message: Message, send: Send
@@ -364,3 +403,10 @@ def _published(store: AuthStore, reading: Reading) -> AuthState:
 
 # AuthState without __init__: the hot path sets every field itself.
 _new_state: Final = AuthState.__new__
+
+
+def _event_stream(message: Message) -> bool:
+    for name, value in message.get("headers", ()):
+        if name.lower() == b"content-type":
+            return bytes(value).lower().startswith(b"text/event-stream")
+    return False
