@@ -53,6 +53,15 @@ def cookie_header(cookies: httpx2.Cookies | dict[str, str]) -> bytes:
     return "; ".join(f"{name}={value}" for name, value in dict(cookies).items()).encode()
 
 
+async def _run(
+    app: ASGIApp,
+    scope: dict[str, Any],
+    to_app: asyncio.Queue[Message],
+    from_app: asyncio.Queue[Message],
+) -> None:
+    await app(scope, to_app.get, from_app.put)
+
+
 class Socket:
     """One WebSocket client, in-process: the app runs as a task on the current loop."""
 
@@ -84,7 +93,7 @@ class Socket:
             "server": ("testserver", 443),
             "subprotocols": [],
         }
-        self.task = asyncio.create_task(self._app(scope, self.to_app.get, self.from_app.put))
+        self.task = asyncio.create_task(_run(self._app, scope, self.to_app, self.from_app))
         await self.to_app.put({"type": "websocket.connect"})
         return await self.from_app.get()
 
@@ -135,7 +144,7 @@ class Stream:
             "client": ("127.0.0.1", 50000),
             "server": ("testserver", 443),
         }
-        self.task = asyncio.create_task(self._app(scope, self.to_app.get, self.from_app.put))
+        self.task = asyncio.create_task(_run(self._app, scope, self.to_app, self.from_app))
         return await self.next()
 
     async def next(self, within: float = 5.0) -> Message:

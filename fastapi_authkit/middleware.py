@@ -163,26 +163,56 @@ class AuthKitMiddleware:
                         conn.finish()
                     return
             elif method == "GET" and live.streams != "none":
-                conn = live.connection(kind, state.claims, receive, send_with_cookies)
-                if conn is not None:
-                    await self._stream(scope, live, conn)
-                    return
+                await self._stream(scope, live, state.claims, receive, send_with_cookies)
+                return
         await self.app(scope, receive, send_with_cookies)
 
-    async def _stream(self, scope: Scope, live: LiveConnections, conn: LiveConnection) -> None:
+    async def _stream(
+        self,
+        scope: Scope,
+        live: LiveConnections,
+        claims: dict[str, Any],
+        receive: Receive,
+        send: Send,
+    ) -> None:
         """A GET whose response, once it starts as a stream (``end_streams``), is watched
-        until its body ends: a revoked session ends it as a client leaving would."""
+        until its body ends: a revoked session ends it as a client leaving would. The
+        record is made only when needed (the app waits on ``receive``, as a streaming
+        response does for the client leaving, or a stream starts): most GETs make none."""
         every = live.streams == "all"
+        conn: LiveConnection | None = None
+        made = streaming = False
 
-        async def send_stream(message: Message) -> None:
-            await conn.send(message)
+        def record() -> LiveConnection | None:
+            nonlocal conn, made
+            if not made:
+                made = True
+                conn = live.connection("http", claims, receive, send)
+            return conn
+
+        async def receive_live() -> Message:
+            watched = conn if made else record()
+            return await (receive() if watched is None else watched.receive())
+
+        async def send_live(message: Message) -> None:
+            nonlocal streaming
+            if streaming and conn is not None:
+                await conn.send(message)
+                return
             if message["type"] == "http.response.start" and (every or _event_stream(message)):
-                live.add(conn)
+                watched = record()
+                if watched is not None:
+                    streaming = True
+                    await watched.send(message)
+                    live.add(watched)
+                    return
+            await send(message)
 
         try:
-            await self.app(scope, conn.receive, send_stream)
+            await self.app(scope, receive_live, send_live)
         finally:
-            conn.finish()
+            if conn is not None:
+                conn.finish()
 
     async def _send_with_cookies(
         self, scope: Scope, state: AuthState, message: Message, send: Send

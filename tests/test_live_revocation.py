@@ -14,8 +14,10 @@ own (the revocation reaches them across threads).
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx2
@@ -23,6 +25,7 @@ import pytest
 from fastapi import Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
+from starlette.types import Message
 
 from benchmarks.live_connections import Socket, Stream, cookie_header
 from fastapi_authkit import AuthKitMiddleware, create_issuer, create_store, current_user
@@ -30,7 +33,7 @@ from fastapi_authkit.errors import ConfigurationError
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
 from conftest import SECRET_KEY, Clock
-from servers import RedisServer
+from servers import RedisServer, run_example_app
 
 pytestmark = pytest.mark.anyio
 
@@ -116,6 +119,15 @@ def live_app(backend: SessionStore, clock: Clock, **options: Any) -> FastAPI:
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
+    @app.get("/download")
+    async def download(user: CurrentUser) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                yield b"chunk"
+                await asyncio.sleep(0.01)
+
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
+
     return app
 
 
@@ -165,7 +177,7 @@ async def echoes(socket: Socket, text: str = "hello") -> bool:
     )
 
 
-async def closed_1008(socket: Socket, within: float = BOUND) -> dict[str, Any]:
+async def closed_1008(socket: Socket, within: float = BOUND) -> Message:
     close = await socket.closed(within)
     assert close["code"] == 1008, close
     assert socket.task is not None
@@ -306,7 +318,7 @@ async def test_event_stream_ends_on_sign_out(clock: Clock) -> None:
         assert stream.task is not None
         async with asyncio.timeout(BOUND):
             await stream.task  # the app saw the client leave and stopped streaming
-    assert [kind for kind, _ in app.state.left] == ["events"]
+        assert stream.task.exception() is None
 
 
 async def test_event_streams_are_left_alone_with_end_streams_none(clock: Clock) -> None:
@@ -318,6 +330,23 @@ async def test_event_streams_are_left_alone_with_end_streams_none(clock: Clock) 
         await browser.post("/logout")
         await asyncio.sleep(3 * INTERVAL)
         assert (await stream.next())["more_body"] is True
+        assert stream.task is not None
+        stream.task.cancel()
+
+
+@pytest.mark.parametrize("end_streams", ["event-stream", "all"])
+async def test_other_streams_end_only_with_end_streams_all(clock: Clock, end_streams: Any) -> None:
+    app = live_app(MemoryStore(), clock, end_streams=end_streams)
+    async with Browser(app) as browser:
+        await browser.sign_in()
+        stream = Stream(app, browser.cookies(), "/download")
+        await stream.open()
+        await browser.post("/logout")
+        if end_streams == "all":
+            await stream.ended(within=BOUND)
+        else:
+            await asyncio.sleep(3 * INTERVAL)
+            assert (await stream.next())["more_body"] is True
         assert stream.task is not None
         stream.task.cancel()
 
@@ -421,3 +450,52 @@ async def test_a_live_sessions_socket_survives_a_pubsub_drop_and_a_redis_restart
     finally:
         await a.aclose()
         await b.aclose()
+
+
+# --- real processes: uvicorn --workers 2 and redis-server ---------------------------------
+
+
+@pytest.mark.realserver
+def test_sign_out_on_worker_b_ends_an_event_stream_open_on_worker_a(
+    tmp_path: Path, own_redis: RedisServer
+) -> None:
+    """uvicorn serves no WebSocket here (neither ``websockets`` nor ``wsproto`` is
+    installed), so the open connection is a server-sent event stream, which the kit ends
+    the same way."""
+    from test_worker_revocation import Site, _env
+
+    with run_example_app(
+        tmp_path, _env(own_redis), workers=2, app="live_worker_app:app", app_dir="tests"
+    ) as base_url:
+        site = Site(base_url, own_redis)
+        try:
+            jar = site.sign_in()
+            assert len(site.workers) == 2
+            for _ in range(100):
+                client = httpx2.Client(base_url=base_url, timeout=10.0)
+                stream = client.stream("GET", "/api/events", headers=_cookie(jar))
+                response = stream.__enter__()
+                assert response.status_code == 200, response.read()
+                lines = response.iter_lines()
+                first = next(line for line in lines if line.startswith("data:"))
+                worker_a = int(first.split()[1])
+                if worker_a in site.workers:
+                    break
+                stream.__exit__(None, None, None)
+                client.close()
+            worker_b = next(pid for pid in site.workers if pid != worker_a)
+            try:
+                assert site.post(worker_b, jar, "/logout").json()["revoked"] is True
+                signed_out = time.monotonic()
+                for _ in lines:  # ends when the kit ends the response
+                    assert time.monotonic() - signed_out < BOUND, "the stream is still open"
+                assert time.monotonic() - signed_out < BOUND
+            finally:
+                stream.__exit__(None, None, None)
+                client.close()
+        finally:
+            site.close()
+
+
+def _cookie(jar: dict[str, str]) -> dict[str, str]:
+    return {"cookie": "; ".join(f"{k}={v}" for k, v in jar.items())}
