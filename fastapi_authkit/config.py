@@ -22,6 +22,7 @@ from .notices import Notices
 from .origins import validate_origins
 from .source import Rotate, TokenSource
 from .stores.base import SessionStore
+from .stores.listeners import RevocationListeners
 from .tokens import EXTERNAL_LEEWAY, TokenVerifier, is_number
 from .userstate import StateCodec
 
@@ -43,6 +44,8 @@ AuthType = Credential | tuple[Credential, ...]
 UserLoader = Callable[[dict[str, Any], Any], Any]
 SessionCheck = Callable[[dict[str, Any]], Awaitable[bool]]
 SessionKnown = Callable[[str, float], "bool | None"]
+# Which HTTP responses of a session end with it: event streams, every response, none.
+EndStreams = Literal["event-stream", "all", "none"]
 
 _MIN_SECRET_BYTES: Final = 32
 # RFC 6265 path-value: any CHAR except CTLs or ';'.
@@ -176,6 +179,18 @@ def _secret_keys(secret_key: object) -> tuple[bytes, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveOptions:
+    """How open connections (WebSockets, streamed responses) end with their session: see
+    :func:`create_store`'s ``close_code``, ``close_at_token_expiry``, ``end_streams`` and
+    ``live_check_interval``."""
+
+    close_code: int = 1008
+    close_at_token_expiry: float | None = None
+    end_streams: EndStreams = "event-stream"
+    check_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class AuthStore:
     """The kit's immutable configuration, handed to :class:`AuthKitMiddleware`.
 
@@ -226,6 +241,12 @@ class AuthStore:
     notices: Notices = field(repr=False, compare=False)
     # The on_event hook and its queue (None without one: no event is ever built then).
     events: Events | None = field(default=None, repr=False, compare=False)
+    # How open connections end with their session, and who tells this process of
+    # revocations as they happen (the issuer's store; None: the periodic check only).
+    live: LiveOptions = field(default_factory=LiveOptions)
+    revocation_listeners: RevocationListeners | None = field(
+        default=None, repr=False, compare=False
+    )
 
 
 def create_store(
@@ -257,6 +278,10 @@ def create_store(
     retry_after: int = 5,
     debug: bool = False,
     on_event: EventHook | None = None,
+    close_code: int = 1008,
+    close_at_token_expiry: float | None = None,
+    end_streams: EndStreams = "event-stream",
+    live_check_interval: float = 1.0,
     clock: Callable[[], float] = time.time,
 ) -> AuthStore:
     """Validate the configuration and return the immutable :class:`AuthStore`.
@@ -314,7 +339,20 @@ def create_store(
     failed, session ended, reuse detected, signed out, request refused, revoked session,
     store unavailable: see :mod:`fastapi_authkit.events`), a plain function called inline
     or an ``async`` one called from a bounded queue; nothing it does can fail or delay a
-    request. ``clock`` returns the current Unix time and exists for tests.
+    request.
+
+    Open connections end with their session (with ``token_issuer``): a WebSocket whose
+    session is revoked (sign-out, sign out everywhere, reuse detected, a revoked session,
+    the absolute lifetime) is closed with ``close_code`` (1008, policy violation, or an
+    app's own 4000-4999) within the view's ``max_lag`` when the revocation message
+    arrives, else within ``live_check_interval`` seconds (the periodic check, which asks
+    the store only when the view is not current, and never closes anything because the
+    store cannot answer). ``close_at_token_expiry`` (seconds, off by default) also closes
+    a WebSocket that long after its access token's ``exp``, so that the client reconnects
+    and the handshake refreshes. ``end_streams`` says which responses to GET requests end
+    the same way: ``"event-stream"`` (server-sent events, the default), ``"all"`` (any
+    response, ``StreamingResponse`` included) or ``"none"``. ``clock`` returns the
+    current Unix time and exists for tests.
     """
     keys = _secret_keys(secret_key)
     auth_type, credentials = _auth_type(auth_type)
@@ -377,6 +415,7 @@ def create_store(
         raise ConfigurationError("clock must be callable")
     if on_event is not None and not callable(on_event):
         raise ConfigurationError("on_event must be callable: hook(event), plain or async")
+    live = _live_options(close_code, close_at_token_expiry, end_streams, live_check_interval)
     notices = Notices(clock)
     session_check: SessionCheck | None = None
     session_known: SessionKnown | None = None
@@ -480,4 +519,33 @@ def create_store(
         token_issuer=token_issuer,
         notices=notices,
         events=Events(on_event, clock) if on_event is not None else None,
+        live=live,
+        revocation_listeners=_revocation_listeners(token_issuer),
     )
+
+
+def _live_options(
+    close_code: object, expiry: object, end_streams: object, interval: object
+) -> LiveOptions:
+    if (
+        isinstance(close_code, bool)
+        or not isinstance(close_code, int)
+        or not (close_code == 1008 or 4000 <= close_code <= 4999)
+    ):
+        raise ConfigurationError(
+            f"close_code must be 1008 or an application code 4000-4999, got {close_code!r}"
+        )
+    if end_streams not in ("event-stream", "all", "none"):
+        raise ConfigurationError("end_streams must be 'event-stream', 'all' or 'none'")
+    return LiveOptions(
+        close_code=close_code,
+        close_at_token_expiry=None if expiry is None else seconds("close_at_token_expiry", expiry),
+        end_streams=end_streams,
+        check_interval=seconds("live_check_interval", interval, positive=True),
+    )
+
+
+def _revocation_listeners(source: TokenSource | None) -> RevocationListeners | None:
+    watch = getattr(source, "watch_revocations", None)
+    listeners = watch() if callable(watch) else None
+    return listeners if isinstance(listeners, RevocationListeners) else None

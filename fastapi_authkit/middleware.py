@@ -25,6 +25,7 @@ from .config import AuthStore
 from .errors import ConfigurationError, StoreUnavailableError
 from .events import RequestRefused, RevokedSession, SignedOut, StoreUnavailable, refusal_reason
 from .jsoncopy import private_copy
+from .live import LiveConnection, LiveConnections
 from .notices import show_debug_output
 from .origins import insecure_host
 from .reader import (
@@ -92,6 +93,13 @@ class AuthKitMiddleware:
         self._clock = store.clock
         self._reader = RequestReader(store)
         self._read = self._reader.read
+        # Open connections of sessions, ended when their session is (with a session check
+        # to watch, or WebSockets closed at their token's expiry).
+        self._live = (
+            LiveConnections(store)
+            if store.session_check is not None or store.live.close_at_token_expiry is not None
+            else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -154,7 +162,68 @@ class AuthKitMiddleware:
                 return self._send_with_cookies(scope, state, message, send)
             return send(message)
 
+        live = self._live
+        if live is not None and state.claims is not None:
+            if kind == "websocket":
+                conn = live.connection(kind, state.claims, receive, send_with_cookies)
+                if conn is not None:
+                    live.add(conn)
+                    try:
+                        await self.app(scope, conn.receive, conn.send)
+                    finally:
+                        conn.finish()
+                    return
+            elif method == "GET" and live.streams != "none":
+                await self._stream(scope, live, state.claims, receive, send_with_cookies)
+                return
         await self.app(scope, receive, send_with_cookies)
+
+    async def _stream(
+        self,
+        scope: Scope,
+        live: LiveConnections,
+        claims: dict[str, Any],
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """A GET whose response, once it starts as a stream (``end_streams``), is watched
+        until its body ends: a revoked session ends it as a client leaving would. The
+        record is made only when needed (the app waits on ``receive``, as a streaming
+        response does for the client leaving, or a stream starts): most GETs make none."""
+        every = live.streams == "all"
+        conn: LiveConnection | None = None
+        made = streaming = False
+
+        def record() -> LiveConnection | None:
+            nonlocal conn, made
+            if not made:
+                made = True
+                conn = live.connection("http", claims, receive, send)
+            return conn
+
+        async def receive_live() -> Message:
+            watched = conn if made else record()
+            return await (receive() if watched is None else watched.receive())
+
+        async def send_live(message: Message) -> None:
+            nonlocal streaming
+            if streaming and conn is not None:
+                await conn.send(message)
+                return
+            if message["type"] == "http.response.start" and (every or _event_stream(message)):
+                watched = record()
+                if watched is not None:
+                    streaming = True
+                    await watched.send(message)
+                    live.add(watched)
+                    return
+            await send(message)
+
+        try:
+            await self.app(scope, receive_live, send_live)
+        finally:
+            if conn is not None:
+                conn.finish()
 
     async def _send_with_cookies(
         self, scope: Scope, state: AuthState, message: Message, send: Send
@@ -381,3 +450,10 @@ def _published(store: AuthStore, reading: Reading) -> AuthState:
 
 # AuthState without __init__: the hot path sets every field itself.
 _new_state: Final = AuthState.__new__
+
+
+def _event_stream(message: Message) -> bool:
+    for name, value in message.get("headers", ()):
+        if name.lower() == b"content-type":
+            return bytes(value).lower().startswith(b"text/event-stream")
+    return False

@@ -47,6 +47,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "stores.cluster_subscription",
                 "stores.epoch",
                 "stores.eviction",
+                "stores.listeners",
                 "stores.memory",
                 "stores.redis",
                 "stores.redis_keys",
@@ -85,6 +86,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("changing a request's session", frozenset({"refresh", "issuer"})),
     # The login guard reports through the request's audit hook; it changes no session.
     ("guarding sign-in", frozenset({"loginguard"})),
+    # Open connections of sessions, ended by the middleware when their session ends.
+    ("open connections", frozenset({"live"})),
     ("ASGI", frozenset({"middleware"})),
     # The OIDC client builds a FastAPI router for the code flow (oidc.signin).
     ("FastAPI", frozenset({"dependencies", "oidc.signin", "oidc.client"})),

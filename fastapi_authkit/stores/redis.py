@@ -51,6 +51,7 @@ from .base import (
     ThrottleRule,
     ThrottleState,
 )
+from .listeners import RevocationListeners
 from .redis_keys import KeyLayout
 from .view import RevocationView
 
@@ -716,6 +717,10 @@ class RedisStore:
             await self._call(self._unrotate(keys=keys, args=[token_id, successor_id]))
         except StoreUnavailableError as exc:
             logger.error("unconfirmed rotation could not be undone (%s): %s", error, exc)
+
+    def watch_revocations(self) -> RevocationListeners:
+        """Who is told of each revocation this process learns (by message, read or call)."""
+        return self._view.listeners
 
     async def family_active(self, family_id: str, now: float) -> bool:
         self._listen()
