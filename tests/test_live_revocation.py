@@ -459,9 +459,8 @@ async def test_a_live_sessions_socket_survives_a_pubsub_drop_and_a_redis_restart
 def test_sign_out_on_worker_b_ends_an_event_stream_open_on_worker_a(
     tmp_path: Path, own_redis: RedisServer
 ) -> None:
-    """uvicorn serves no WebSocket here (neither ``websockets`` nor ``wsproto`` is
-    installed), so the open connection is a server-sent event stream, which the kit ends
-    the same way."""
+    """A server-sent event stream open on one worker ends when the session is signed out
+    on the other."""
     from test_worker_revocation import Site, _env
 
     with run_example_app(
@@ -493,6 +492,45 @@ def test_sign_out_on_worker_b_ends_an_event_stream_open_on_worker_a(
             finally:
                 stream.__exit__(None, None, None)
                 client.close()
+        finally:
+            site.close()
+
+
+@pytest.mark.realserver
+def test_sign_out_on_worker_b_closes_a_websocket_open_on_worker_a(
+    tmp_path: Path, own_redis: RedisServer
+) -> None:
+    """The issue's case on real processes: a socket open on worker A, the sign-out on
+    worker B; the client gets the close frame (1008, "session ended") within the bound."""
+    from test_worker_revocation import Site, _env
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    def signed_out_elsewhere(site: Site, url: str, jar: dict[str, str]) -> ConnectionClosed:
+        headers = {**_cookie(jar), "origin": site.base_url}
+        with connect(url, additional_headers=headers, open_timeout=10) as socket:
+            worker_a = int(str(socket.recv(timeout=10)).split()[0])
+            worker_b = next(pid for pid in site.workers if pid != worker_a)
+            assert site.post(worker_b, jar, "/logout").json()["revoked"] is True
+            signed_out = time.monotonic()
+            try:
+                while time.monotonic() - signed_out < BOUND:
+                    socket.recv(timeout=BOUND)
+            except ConnectionClosed as closed:
+                assert time.monotonic() - signed_out < BOUND
+                return closed
+        raise AssertionError("the socket is still open")
+
+    with run_example_app(
+        tmp_path, _env(own_redis), workers=2, app="live_worker_app:app", app_dir="tests"
+    ) as base_url:
+        site = Site(base_url, own_redis)
+        try:
+            jar = site.sign_in()
+            assert len(site.workers) == 2
+            closed = signed_out_elsewhere(site, base_url.replace("http://", "ws://") + "/ws", jar)
+            assert closed.rcvd is not None
+            assert (closed.rcvd.code, closed.rcvd.reason) == (1008, "session ended")
         finally:
             site.close()
 
