@@ -19,7 +19,9 @@ from servers import CookieKeeper, RedisServer, run_example_app
 
 pytestmark = pytest.mark.realserver
 
-ACCESS_TTL = 3
+# Long enough for the warm-up (opening connections held by both workers) on a busy machine:
+# the token must expire only once every connection is open.
+ACCESS_TTL = 8
 SECRET = "oidc-workers-test-secret-0123456789abcdef"
 N = 12
 
