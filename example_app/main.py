@@ -220,13 +220,19 @@ def create_app(
         # Defaults: an empty field is a wrong password (the login page), not a 422.
         username: Annotated[str, Form()] = "",
         password: Annotated[str, Form()] = "",
+        # "Remember me": ticked (the default), the cookies outlive the browser; unticked,
+        # they are session cookies and closing the browser signs out.
+        remember: Annotated[str, Form()] = "",
     ) -> RedirectResponse | HTMLResponse:
         user = USERS.get(username)
         if user is None or not hmac.compare_digest(user["password"], password):
             return HTMLResponse(login_page("Wrong username or password."), status_code=401)
         try:
             await issuer.sign_in(
-                request, username, user_state={"username": username, "name": user["name"]}
+                request,
+                username,
+                user_state={"username": username, "name": user["name"]},
+                persistent=bool(remember),
             )
         except StoreUnavailableError:
             # Redis down or failing over: nothing was issued; the user can simply retry.

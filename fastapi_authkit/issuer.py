@@ -52,10 +52,23 @@ class Issuer(TokenIssuer):
     # `await issuer.sign_in(...)` works exactly as before.
 
     def sign_in(
-        self, conn: HTTPConnection, subject: str, *, user_state: Any = None
+        self,
+        conn: HTTPConnection,
+        subject: str,
+        *,
+        user_state: Any = None,
+        persistent: bool = True,
+        idle_ttl: float | None = None,
+        absolute_ttl: float | None = None,
     ) -> Coroutine[Any, Any, IssuedTokens]:
         """Issue a pair for ``subject`` and :func:`~fastapi_authkit.sign_in` with it:
         ``await issuer.sign_in(request, subject, user_state=...)``.
+
+        ``persistent=False`` ("remember me" unticked) writes session cookies that the
+        browser drops when it closes, on this response and on every refresh of the session.
+        ``idle_ttl``/``absolute_ttl`` give this session shorter limits than the issuer's
+        (a session that ends after 30 idle minutes, say); longer than the issuer's
+        ``idle_ttl``/``absolute_ttl`` is a :class:`ValueError`. Every refresh keeps them.
 
         The session the request already had (its refresh cookie) is revoked first: a new
         sign-in replaces it, and it must not stay live at the issuer with nobody holding it
@@ -65,22 +78,40 @@ class Issuer(TokenIssuer):
 
         Must be awaited: a response started while the call was not awaited is refused with
         a :class:`ConfigurationError` saying so."""
+        if not isinstance(persistent, bool):
+            raise TypeError(f"persistent must be a bool, got {type(persistent).__name__}")
+        self.session_limits(idle_ttl, absolute_ttl)  # a ValueError now, not when awaited
         return get_auth_state(conn).must_be_awaited(
-            "issuer.sign_in", lambda: self._sign_in(conn, subject, user_state)
+            "issuer.sign_in",
+            lambda: self._sign_in(
+                conn, subject, user_state, persistent, idle_ttl=idle_ttl, absolute_ttl=absolute_ttl
+            ),
         )
 
-    async def _sign_in(self, conn: HTTPConnection, subject: str, user_state: Any) -> IssuedTokens:
+    async def _sign_in(
+        self,
+        conn: HTTPConnection,
+        subject: str,
+        user_state: Any,
+        persistent: bool,
+        *,
+        idle_ttl: float | None,
+        absolute_ttl: float | None,
+    ) -> IssuedTokens:
         state = get_auth_state(conn)
         refuse_cross_site(conn, state.store)
         if state.refresh_token is not None:
             await self.revoke(state.refresh_token)
-        tokens = await self.issue(subject, client=client_info(conn.scope))
+        tokens = await self.issue(
+            subject, client=client_info(conn.scope), idle_ttl=idle_ttl, absolute_ttl=absolute_ttl
+        )
         sign_in(
             conn,
             auth={"token": tokens.access_token, "type": "Bearer"},
             refresh=tokens.refresh_token,
             refresh_expires_in=tokens.refresh_expires_in,
             user_state=user_state,
+            persistent=persistent,
         )
         state.revoke_signed_out = False  # the replaced session: revoked above
         return tokens

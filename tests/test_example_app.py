@@ -96,12 +96,22 @@ def replay(app: FastAPI) -> Iterator[TestClient]:
         yield test_client
 
 
-def login(client: TestClient) -> Any:
-    return client.post(
-        "/login",
-        data={"username": "demo", "password": "demo"},
-        follow_redirects=False,
-    )
+def login(client: TestClient, *, remember: bool = True) -> Any:
+    """The login form as a browser posts it ("Remember me" is ticked by default; an
+    unticked checkbox sends nothing)."""
+    data = {"username": "demo", "password": "demo"}
+    if remember:
+        data["remember"] = "1"
+    return client.post("/login", data=data, follow_redirects=False)
+
+
+def test_remember_me_unticked_signs_in_with_session_cookies(client: TestClient) -> None:
+    response = login(client, remember=False)
+    assert response.status_code == 303
+    for name, cookie in parse_set_cookies(response).items():
+        assert "max-age" not in cookie, name
+        assert "expires" not in cookie, name
+    assert "Remember me" in client.get("/login").text
 
 
 @pytest.fixture
