@@ -21,6 +21,7 @@ from .clientinfo import client_info
 from .config import seconds
 from .errors import ConfigurationError, StoreUnavailableError
 from .events import SignedOut
+from .secretvalue import reveal
 from .source import SESSION_CLAIM
 from .state import end_session, get_auth_state, refuse_cross_site, sign_in
 from .stores.base import SessionInfo, SessionStore
@@ -243,8 +244,10 @@ def create_issuer(
 
     ``backend``: :class:`~fastapi_authkit.stores.MemoryStore` (one process) or
     :class:`~fastapi_authkit.stores.RedisStore` (several workers). ``signing_key``: the HMAC
-    secret, or the private key (PEM) for RS/PS/ES/EdDSA. ``key_id`` names it in the ``kid``
-    header; ``previous_keys`` (``{kid: verification key}``) keeps tokens signed with retired
+    secret, or the private key (PEM) for RS/PS/ES/EdDSA (either may be wrapped, as
+    pydantic's ``SecretStr``/``SecretBytes`` or Starlette's ``Secret``). ``key_id`` names
+    it in the ``kid`` header; ``previous_keys`` (``{kid: verification key}``) keeps
+    tokens signed with retired
     keys valid during a rotation. ``access_ttl``: access-token lifetime; ``idle_ttl``: a
     session ends after this long without a refresh; ``absolute_ttl``: and after this long in
     any case. ``grace``: seconds during which the immediate predecessor of the current
@@ -260,6 +263,9 @@ def create_issuer(
     if not isinstance(backend, SessionStore):
         raise ConfigurationError("backend must be a SessionStore (MemoryStore or RedisStore)")
     check_algorithm(algorithm)
+    signing_key = reveal(signing_key)
+    if isinstance(previous_keys, Mapping):
+        previous_keys = {kid: reveal(key) for kid, key in previous_keys.items()}
     # The same checks as create_store's token_key (an HMAC secret's minimum length
     # included), named after this argument, so a weak or wrong key fails here.
     prepared = prepare_key(algorithm, signing_key, "signing_key", kind="private")

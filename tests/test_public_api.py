@@ -75,6 +75,7 @@ INTERNAL_MODULES = (
     "clientinfo",
     "forwarded",
     "localpath",
+    "secretvalue",
 )
 
 
