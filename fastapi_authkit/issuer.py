@@ -247,8 +247,12 @@ def create_issuer(
     secret, or the private key (PEM) for RS/PS/ES/EdDSA (either may be wrapped, as
     pydantic's ``SecretStr``/``SecretBytes`` or Starlette's ``Secret``). ``key_id`` names
     it in the ``kid`` header; ``previous_keys`` (``{kid: verification key}``) keeps
-    tokens signed with retired
-    keys valid during a rotation. ``access_ttl``: access-token lifetime; ``idle_ttl``: a
+    tokens signed with retired keys valid during a rotation. ``access_ttl``: access-token
+    lifetime; with ``create_store(token_issuer=issuer)`` the middleware refreshes a token
+    in the last fifth of its life, at most its last 60 s (``interval=min(60,
+    access_ttl / 5)``: the default 300 s token is refreshed from 240 s on); pass
+    ``create_store(refresh=create_refresh(interval=..., refresh_api_callback=issuer.refresh))``
+    for another interval. ``idle_ttl``: a
     session ends after this long without a refresh; ``absolute_ttl``: and after this long in
     any case. ``grace``: seconds during which the immediate predecessor of the current
     refresh token receives the same successor instead of being taken for theft.

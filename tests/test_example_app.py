@@ -31,6 +31,7 @@ from fastapi_authkit.testing import (
 )
 
 from conftest import T0, Clock
+from servers import REPO_ROOT
 
 SECRET = "example-app-test-secret-0123456789abcdef"
 ACCESS_TTL = 30
@@ -214,6 +215,18 @@ def test_home_signed_out_redirects_a_browser_to_login(client: TestClient) -> Non
     response = client.get("/", headers=HTML, follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"] == "/login"
+
+
+def test_home_signed_out_answers_curl_as_the_docs_say(client: TestClient) -> None:
+    """docs/deployments/one-process.md: plain curl (Accept: */*) sees 401 JSON, curl asking
+    for text/html the redirect to /login."""
+    page = (REPO_ROOT / "docs" / "deployments" / "one-process.md").read_text()
+    assert "plain `curl -i http://127.0.0.1:8000/` asks for `*/*` and sees the 401" in page
+    response = client.get("/", headers={"Accept": "*/*"}, follow_redirects=False)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Not authenticated"}
+    response = client.get("/", headers={"Accept": "text/html"}, follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, "/login")
 
 
 def test_home_signed_out_is_401_for_an_api_client(client: TestClient) -> None:
