@@ -221,8 +221,10 @@ def create_app(
         username: Annotated[str, Form()] = "",
         password: Annotated[str, Form()] = "",
         # "Remember me": ticked (the default), the cookies outlive the browser; unticked,
-        # they are session cookies and closing the browser signs out.
-        remember: Annotated[str, Form()] = "",
+        # they are session cookies and closing the browser signs out. The form sends a
+        # hidden remember=0 before the checkbox's remember=1 (the last value wins), so an
+        # unticked box says "0"; a client that sends neither (a script) is remembered.
+        remember: Annotated[str, Form()] = "1",
     ) -> RedirectResponse | HTMLResponse:
         user = USERS.get(username)
         if user is None or not hmac.compare_digest(user["password"], password):
@@ -232,7 +234,7 @@ def create_app(
                 request,
                 username,
                 user_state={"username": username, "name": user["name"]},
-                persistent=bool(remember),
+                persistent=remember != "0",
             )
         except StoreUnavailableError:
             # Redis down or failing over: nothing was issued; the user can simply retry.

@@ -509,7 +509,7 @@ def test_remember_me_decides_whether_closing_the_browser_signs_out(
             page.fill("input[name=username]", "demo")
             page.fill("input[name=password]", "demo")
             if not remember:
-                page.uncheck("input[name=remember]")
+                page.uncheck("input[name=remember][type=checkbox]")
             page.click("button[type=submit]")
             page.wait_for_url(f"{server}/")
             expect(page.locator("#user")).to_have_text("Demo User")

@@ -98,12 +98,20 @@ def replay(app: FastAPI) -> Iterator[TestClient]:
 
 
 def login(client: TestClient, *, remember: bool = True) -> Any:
-    """The login form as a browser posts it ("Remember me" is ticked by default; an
-    unticked checkbox sends nothing)."""
-    data = {"username": "demo", "password": "demo"}
-    if remember:
-        data["remember"] = "1"
+    """The login form as a browser posts it: the hidden remember=0, then the checkbox's
+    remember=1 when it is ticked (the default)."""
+    remember_values = ["0", "1"] if remember else ["0"]
+    data = {"username": "demo", "password": "demo", "remember": remember_values}
     return client.post("/login", data=data, follow_redirects=False)
+
+
+def test_a_client_posting_no_remember_field_is_remembered(client: TestClient) -> None:
+    response = client.post(
+        "/login", data={"username": "demo", "password": "demo"}, follow_redirects=False
+    )
+    assert response.status_code == 303
+    for name, cookie in parse_set_cookies(response).items():
+        assert "max-age" in cookie, name
 
 
 def test_remember_me_unticked_signs_in_with_session_cookies(client: TestClient) -> None:
