@@ -361,7 +361,8 @@ def summary(values: list[float | None]) -> str:
 
 
 def measure(variant: str, users: int, trials: int) -> tuple[list[Trial], str]:
-    replicas, timings_name = variant.split(":")
+    replicas, timings_name, *rest = variant.split(":")
+    wait = rest[0].removeprefix("w") if rest else "1"
     timings = TIMINGS[timings_name]
     secret = secrets.token_urlsafe(32)
     with (
@@ -377,13 +378,16 @@ def measure(variant: str, users: int, trials: int) -> tuple[list[Trial], str]:
         env = {
             "BENCH_SECRET": secret,
             "BENCH_REDIS_URL": group.url,
-            "BENCH_WAIT_REPLICAS": "1",
+            "BENCH_WAIT_REPLICAS": wait,
         }
         with uvicorn_server(
             "benchmarks.issuer_app:app", directory=directory, env=env, workers=2
         ) as server:
             results = asyncio.run(run_variant(server.port, group, users, trials))
-    label = f"{replicas} replica{'s' if replicas != '1' else ''}, {timings.describe()}"
+    label = (
+        f"{replicas} replica{'s' if replicas != '1' else ''}, wait_replicas={wait}, "
+        f"{timings.describe()}"
+    )
     return results, label
 
 
@@ -415,8 +419,9 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         nargs="+",
-        default=["1:default", "2:default", "1:short", "1:debug"],
-        help="<replicas>:<timings>, timings one of " + ", ".join(TIMINGS),
+        default=["1:default", "2:default", "2:default:w2", "1:short"],
+        help="<replicas>:<timings>[:w<wait_replicas>] (wait_replicas 1 unless given), "
+        "timings one of " + ", ".join(TIMINGS),
     )
     args = parser.parse_args()
     stop_on_sigterm()
@@ -424,7 +429,7 @@ def main() -> None:
     writes: list[float | None] = []
     started = time.monotonic()
     print(
-        f"failover: 2 uvicorn workers, {args.users} users, wait_replicas=1, 3 Sentinels "
+        f"failover: 2 uvicorn workers, {args.users} users, 3 Sentinels "
         f"(quorum 2); the primary paused {PAUSE:.0f} s per trial; seconds from the pause"
     )
     for variant in args.variants:

@@ -41,6 +41,7 @@ from .errors import (
     TokenExpiredError,
     UnknownKeyError,
     UserStateError,
+    VerificationUnavailableError,
 )
 from .events import (
     AuthEvent,
@@ -104,6 +105,7 @@ __all__ = [
     "TokenError",
     "TokenExpiredError",
     "UnknownKeyError",
+    "VerificationUnavailableError",
     "UserStateError",
     "auth_header",
     "auth_state",

@@ -23,15 +23,30 @@ from .origins import validate_origins
 from .secretvalue import SecretValue, reveal
 from .source import Rotate, TokenSource
 from .stores.base import SessionStore
+from .stores.listeners import RevocationListeners
 from .tokens import EXTERNAL_LEEWAY, TokenVerifier, is_number
 from .userstate import StateCodec
 
-__all__ = ["AuthStore", "AuthType", "RefreshConfig", "create_refresh", "create_store"]
+__all__ = [
+    "AuthStore",
+    "AuthType",
+    "Credential",
+    "RefreshConfig",
+    "create_refresh",
+    "create_store",
+]
 
-AuthType = Literal["cookie", "header"]
+# A kind of credential a request can carry: the kit's own cookie session, an
+# ``Authorization: Bearer`` header, or an access cookie another service (an auth gateway on
+# a parent domain) sets.
+Credential = Literal["cookie", "header", "gateway"]
+# What create_store(auth_type=...) takes: one kind, or a combination (in any order).
+AuthType = Credential | tuple[Credential, ...]
 UserLoader = Callable[[dict[str, Any], Any], Any]
 SessionCheck = Callable[[dict[str, Any]], Awaitable[bool]]
 SessionKnown = Callable[[str, float], "bool | None"]
+# Which HTTP responses of a session end with it: event streams, every response, none.
+EndStreams = Literal["event-stream", "all", "none"]
 
 _MIN_SECRET_BYTES: Final = 32
 # RFC 6265 path-value: any CHAR except CTLs or ';'.
@@ -120,6 +135,32 @@ def _check_grace(refresh: RefreshConfig) -> None:
         )
 
 
+# The combinations auth_type may name, in their canonical order (how AuthStore.auth_type
+# holds them). "cookie" and "gateway" both read the access cookie, one only with its
+# session's state cookie, the other without: they never go together.
+_COMBINATIONS: Final[dict[frozenset[str], AuthType]] = {
+    frozenset({"cookie"}): "cookie",
+    frozenset({"header"}): "header",
+    frozenset({"gateway"}): "gateway",
+    frozenset({"cookie", "header"}): ("cookie", "header"),
+    frozenset({"gateway", "header"}): ("gateway", "header"),
+}
+
+
+def _auth_type(value: object) -> tuple[AuthType, frozenset[Credential]]:
+    """``auth_type`` in its canonical form, and the set of its credential kinds."""
+    kinds = [value] if isinstance(value, str) else value
+    if isinstance(kinds, list | tuple | set | frozenset) and all(isinstance(k, str) for k in kinds):
+        found = frozenset(kinds)
+        canonical = _COMBINATIONS.get(found)
+        if canonical is not None and len(found) == len(kinds):
+            return canonical, found
+    raise ConfigurationError(
+        "auth_type must be 'cookie', 'header', 'gateway', ('cookie', 'header') or "
+        f"('gateway', 'header'), got {value!r}"
+    )
+
+
 def _secret_keys(secret_key: object) -> tuple[bytes, ...]:
     secret_key = reveal(secret_key)
     raw_keys = [secret_key] if isinstance(secret_key, str | bytes) else secret_key
@@ -140,6 +181,18 @@ def _secret_keys(secret_key: object) -> tuple[bytes, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveOptions:
+    """How open connections (WebSockets, streamed responses) end with their session: see
+    :func:`create_store`'s ``close_code``, ``close_at_token_expiry``, ``end_streams`` and
+    ``live_check_interval``."""
+
+    close_code: int = 1008
+    close_at_token_expiry: float | None = None
+    end_streams: EndStreams = "event-stream"
+    check_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class AuthStore:
     """The kit's immutable configuration, handed to :class:`AuthKitMiddleware`.
 
@@ -149,6 +202,8 @@ class AuthStore:
 
     auth_name: str
     auth_type: AuthType
+    # The kinds of credential auth_type names (what the reader and sign_in look at).
+    credentials: frozenset[Credential]
     cookie_domain: str | None
     cookie_secure: bool
     cookie_samesite: SameSite
@@ -188,6 +243,12 @@ class AuthStore:
     notices: Notices = field(repr=False, compare=False)
     # The on_event hook and its queue (None without one: no event is ever built then).
     events: Events | None = field(default=None, repr=False, compare=False)
+    # How open connections end with their session, and who tells this process of
+    # revocations as they happen (the issuer's store; None: the periodic check only).
+    live: LiveOptions = field(default_factory=LiveOptions)
+    revocation_listeners: RevocationListeners | None = field(
+        default=None, repr=False, compare=False
+    )
 
 
 def create_store(
@@ -219,6 +280,10 @@ def create_store(
     retry_after: int = 5,
     debug: bool = False,
     on_event: EventHook | None = None,
+    close_code: int = 1008,
+    close_at_token_expiry: float | None = None,
+    end_streams: EndStreams = "event-stream",
+    live_check_interval: float = 1.0,
     clock: Callable[[], float] = time.time,
 ) -> AuthStore:
     """Validate the configuration and return the immutable :class:`AuthStore`.
@@ -244,9 +309,16 @@ def create_store(
     ``cookie_secure=True``, ``cookie_path="/"`` and no domain; ``__Secure-`` requires
     ``cookie_secure=True``; ``cookie_samesite="none"`` requires ``cookie_secure=True``.
 
-    ``auth_type="header"`` reads ``Authorization: Bearer`` instead of cookies (API clients:
-    no cookies, no CSRF, no refresh). ``user_loader(claims, user_state)`` (sync or async)
-    turns a verified identity into the object ``current_user`` returns.
+    ``auth_type`` says which credentials identify a request: ``"cookie"`` (the session
+    ``sign_in`` starts: an access cookie with its signed state cookie), ``"header"``
+    (``Authorization: Bearer``, for API clients: no cookies, no CSRF, no refresh),
+    ``"gateway"`` (an access cookie that another service, an auth gateway on a parent
+    domain, sets: verified, no state cookie, no refresh, no ``sign_in``; unsafe methods need
+    a same-origin ``Origin`` or ``Sec-Fetch-Site``; it trusts whoever can set cookies for
+    this host), or one of them with the header: ``("cookie", "header")`` or
+    ``("gateway", "header")``, where a valid bearer header wins and any invalid credential
+    counts as absent (see ``AuthState.credential``). ``user_loader(claims, user_state)``
+    (sync or async) turns a verified identity into the object ``current_user`` returns.
     ``csrf_exempt_paths`` are exact route paths, without the ``root_path`` (a login form
     posted without JavaScript): they skip the CSRF token check, not the ``Origin`` and
     ``Sec-Fetch-Site`` checks, which run there even without cookies.
@@ -271,14 +343,26 @@ def create_store(
     failed, session ended, reuse detected, signed out, request refused, revoked session,
     store unavailable: see :mod:`fastapi_authkit.events`), a plain function called inline
     or an ``async`` one called from a bounded queue; nothing it does can fail or delay a
-    request. ``clock`` returns the current Unix time and exists for tests.
+    request.
+
+    Open connections end with their session (with ``token_issuer``): a WebSocket whose
+    session is revoked (sign-out, sign out everywhere, reuse detected, a revoked session,
+    the absolute lifetime) is closed with ``close_code`` (1008, policy violation, or an
+    app's own 4000-4999) within the view's ``max_lag`` when the revocation message
+    arrives, else within ``live_check_interval`` seconds (the periodic check, which asks
+    the store only when the view is not current, and never closes anything because the
+    store cannot answer). ``close_at_token_expiry`` (seconds, off by default) also closes
+    a WebSocket that long after its access token's ``exp``, so that the client reconnects
+    and the handshake refreshes. ``end_streams`` says which responses to GET requests end
+    the same way: ``"event-stream"`` (server-sent events, the default), ``"all"`` (any
+    response, ``StreamingResponse`` included) or ``"none"``. ``clock`` returns the
+    current Unix time and exists for tests.
     """
     keys = _secret_keys(secret_key)
     token_key = reveal(token_key)
     if isinstance(token_key, Mapping):
         token_key = {kid: reveal(key) for kid, key in token_key.items()}
-    if auth_type not in ("cookie", "header"):
-        raise ConfigurationError("auth_type must be 'cookie' or 'header'")
+    auth_type, credentials = _auth_type(auth_type)
     if cookie_samesite not in ("lax", "strict", "none"):
         raise ConfigurationError("cookie_samesite must be 'lax', 'strict' or 'none'")
     if not isinstance(cookie_secure, bool):
@@ -307,7 +391,12 @@ def create_store(
         raise ConfigurationError("a '__Secure-' cookie name requires cookie_secure=True")
     if refresh is not None and not isinstance(refresh, RefreshConfig):
         raise ConfigurationError("refresh must come from create_refresh(...)")
-    if auth_type == "header" and refresh is not None:
+    if "gateway" in credentials and refresh is not None:
+        raise ConfigurationError(
+            "auth_type='gateway' only verifies the access cookie the gateway sets; the "
+            "gateway refreshes it, so refresh=... cannot apply"
+        )
+    if "cookie" not in credentials and refresh is not None:
         raise ConfigurationError(
             "auth_type='header' has no refresh cookie, so refresh=... cannot apply; "
             "API clients refresh with their own token endpoint"
@@ -333,6 +422,7 @@ def create_store(
         raise ConfigurationError("clock must be callable")
     if on_event is not None and not callable(on_event):
         raise ConfigurationError("on_event must be callable: hook(event), plain or async")
+    live = _live_options(close_code, close_at_token_expiry, end_streams, live_check_interval)
     notices = Notices(clock)
     session_check: SessionCheck | None = None
     session_known: SessionKnown | None = None
@@ -346,7 +436,9 @@ def create_store(
                 "the issuer; do not pass token_key/algorithms/issuer/audience"
             )
         if auth_type != "cookie":
-            raise ConfigurationError("token_issuer works with auth_type='cookie'")
+            raise ConfigurationError(
+                f"token_issuer works with auth_type='cookie', not {auth_type!r}"
+            )
         token_key, algorithms = token_issuer.token_key, (token_issuer.algorithm,)
         if token_typ is not None:
             raise ConfigurationError(
@@ -397,6 +489,7 @@ def create_store(
     return AuthStore(
         auth_name=auth_name,
         auth_type=auth_type,
+        credentials=credentials,
         cookie_domain=cookie_domain,
         cookie_secure=cookie_secure,
         cookie_samesite=cookie_samesite,
@@ -433,4 +526,33 @@ def create_store(
         token_issuer=token_issuer,
         notices=notices,
         events=Events(on_event, clock) if on_event is not None else None,
+        live=live,
+        revocation_listeners=_revocation_listeners(token_issuer),
     )
+
+
+def _live_options(
+    close_code: object, expiry: object, end_streams: object, interval: object
+) -> LiveOptions:
+    if (
+        isinstance(close_code, bool)
+        or not isinstance(close_code, int)
+        or not (close_code == 1008 or 4000 <= close_code <= 4999)
+    ):
+        raise ConfigurationError(
+            f"close_code must be 1008 or an application code 4000-4999, got {close_code!r}"
+        )
+    if end_streams not in ("event-stream", "all", "none"):
+        raise ConfigurationError("end_streams must be 'event-stream', 'all' or 'none'")
+    return LiveOptions(
+        close_code=close_code,
+        close_at_token_expiry=None if expiry is None else seconds("close_at_token_expiry", expiry),
+        end_streams=end_streams,
+        check_interval=seconds("live_check_interval", interval, positive=True),
+    )
+
+
+def _revocation_listeners(source: TokenSource | None) -> RevocationListeners | None:
+    watch = getattr(source, "watch_revocations", None)
+    listeners = watch() if callable(watch) else None
+    return listeners if isinstance(listeners, RevocationListeners) else None

@@ -48,9 +48,10 @@ class AuthKitCookie(SecurityBase):
     The scheme is an API key in the access-token cookie (``AuthKitCookie``), or an HTTP
     bearer scheme (``AuthKitBearer``) for a store with ``auth_type="header"``; it is named
     after ``store``'s cookie when one is given (see :func:`dependencies_for`), else after the
-    default ``_auth``. Each dependency is an instance of a subclass, so FastAPI resolves it
-    in one step (no chain of dependencies on the hot path) and lists the scheme on every
-    operation that uses one. Called directly, this base class returns the request's
+    default ``_auth``. A store that reads a cookie and the header documents both (see
+    :class:`AuthKitDependencies`). Each dependency is an instance of a subclass, so FastAPI
+    resolves it in one step (no chain of dependencies on the hot path) and lists the scheme
+    on every operation that uses one. Called directly, this base class returns the request's
     :class:`AuthState` and never raises for an anonymous request.
     """
 
@@ -58,20 +59,57 @@ class AuthKitCookie(SecurityBase):
 
     def __init__(self, store: AuthStore | None = None) -> None:
         if store is not None and store.auth_type == "header":
-            self.model = HTTPBearerModel(
-                bearerFormat="JWT", description="Access token in Authorization: Bearer."
-            )
-            self.scheme_name = "AuthKitBearer"
+            self.model, self.scheme_name = _bearer_model(), "AuthKitBearer"
             return
+        gateway = store is not None and "gateway" in store.credentials
         self.model = APIKey(
             **{"in": APIKeyIn.cookie},  # type: ignore[arg-type]
             name=store.names.access if store is not None else "_auth",
-            description="Access token cookie set by fastapi-authkit (HttpOnly).",
+            description=(
+                "Access token cookie set by the auth gateway."
+                if gateway
+                else "Access token cookie set by fastapi-authkit (HttpOnly)."
+            ),
         )
         self.scheme_name = "AuthKitCookie"
 
     async def __call__(self, conn: HTTPConnection) -> Any:
         return get_auth_state(conn)
+
+
+def _bearer_model() -> HTTPBearerModel:
+    return HTTPBearerModel(bearerFormat="JWT", description="Access token in Authorization: Bearer.")
+
+
+class _BearerScheme(SecurityBase):
+    """The bearer scheme beside the cookie one, for a store that reads both: a
+    sub-dependency that only puts ``AuthKitBearer`` in the schema (and in Swagger UI's
+    Authorize dialog); the middleware has read the header already."""
+
+    def __init__(self) -> None:
+        self.model, self.scheme_name = _bearer_model(), "AuthKitBearer"
+
+    async def __call__(self) -> None:
+        return None
+
+
+_BEARER_SCHEME = _BearerScheme()
+
+
+class _OrBearer(AuthKitCookie):
+    """A dependency of a store reading the cookie and the bearer header: ``inner``'s
+    answer, with both schemes listed on the operation as alternatives (either one)."""
+
+    def __init__(self, inner: AuthKitCookie) -> None:
+        self.model, self.scheme_name, self.inner = inner.model, inner.scheme_name, inner
+
+    async def __call__(self, conn: HTTPConnection, _bearer: None = Depends(_BEARER_SCHEME)) -> Any:
+        return await self.inner(conn)
+
+
+def _for_store(store: AuthStore, dependency: AuthKitCookie) -> AuthKitCookie:
+    both = "header" in store.credentials and len(store.credentials) > 1
+    return _OrBearer(dependency) if both else dependency
 
 
 def _refusal(conn: HTTPConnection, state: AuthState) -> Exception:
@@ -190,8 +228,9 @@ class AuthKitDependencies:
     """The dependencies documented for one store's configuration in ``/openapi.json``.
 
     The module-level dependencies work with any store but document the default ``_auth``
-    cookie; with a custom ``auth_name`` or ``auth_type="header"``, use these instead so the
-    schema names the credential the app really reads::
+    cookie; with a custom ``auth_name`` or another ``auth_type``, use these instead so the
+    schema names the credentials the app really reads (with ``("cookie", "header")``, both
+    schemes, as alternatives: Swagger UI's Authorize dialog then offers both)::
 
         deps = dependencies_for(store)
 
@@ -201,14 +240,14 @@ class AuthKitDependencies:
 
     def __init__(self, store: AuthStore) -> None:
         self.store = store
-        self.auth_state = AuthKitCookie(store)
-        self.current_user = _CurrentUser(store)
-        self.auth_user = _AuthUser(store)
-        self.is_authenticated = _IsAuthenticated(store)
-        self.auth_header = _AuthHeader(store)
+        self.auth_state = _for_store(store, AuthKitCookie(store))
+        self.current_user = _for_store(store, _CurrentUser(store))
+        self.auth_user = _for_store(store, _AuthUser(store))
+        self.is_authenticated = _for_store(store, _IsAuthenticated(store))
+        self.auth_header = _for_store(store, _AuthHeader(store))
 
     def require_auth(self, *, fallback_path: str = "/login") -> AuthKitCookie:
-        return require_auth(fallback_path=fallback_path, store=self.store)
+        return _for_store(self.store, require_auth(fallback_path=fallback_path, store=self.store))
 
 
 def dependencies_for(store: AuthStore) -> AuthKitDependencies:

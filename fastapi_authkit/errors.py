@@ -53,6 +53,7 @@ __all__ = [
     "TokenError",
     "TokenExpiredError",
     "UnknownKeyError",
+    "VerificationUnavailableError",
     "UserStateError",
 ]
 
@@ -91,6 +92,12 @@ class UnknownKeyError(TokenError):
     def __init__(self, message: str, kid: str | None) -> None:
         super().__init__(message)
         self.kid = kid
+
+
+class VerificationUnavailableError(TokenError):
+    """The token cannot be verified now: the auth server that vouches for it (RFC 7662
+    introspection) cannot be reached. Neither accepted nor refused: protected routes answer
+    503 and the session's cookies stay as they are."""
 
 
 class CookieError(AuthKitError):

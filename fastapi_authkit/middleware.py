@@ -26,9 +26,20 @@ from .config import AuthStore
 from .errors import ConfigurationError, StoreUnavailableError
 from .events import RequestRefused, RevokedSession, SignedOut, StoreUnavailable, refusal_reason
 from .jsoncopy import private_copy
+from .live import LiveConnection, LiveConnections
 from .notices import show_debug_output
 from .origins import cookie_domain_mismatch, insecure_host
-from .reader import CHECK, CLEAR, REFRESH, RELOAD, Reading, Refused, Remembered, RequestReader
+from .reader import (
+    CHECK,
+    CLEAR,
+    REFRESH,
+    RELOAD,
+    UNAVAILABLE,
+    Reading,
+    Refused,
+    Remembered,
+    RequestReader,
+)
 from .refresh import (
     Ended,
     Renewed,
@@ -110,6 +121,13 @@ class AuthKitMiddleware:
         self._reader = RequestReader(store)
         self._read = self._reader.read
         self._csrf_refusal = _refusal(_explained(_CSRF_REASON, store))
+        # Open connections of sessions, ended when their session is (with a session check
+        # to watch, or WebSockets closed at their token's expiry).
+        self._live = (
+            LiveConnections(store)
+            if store.session_check is not None or store.live.close_at_token_expiry is not None
+            else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -154,6 +172,7 @@ class AuthKitMiddleware:
             state.store, state.token, state.token_type = self.store, token, token_type
             state.claims, state.user_state = claims(), user_state()
             state.sid, state.refresh_token = sid, refresh
+            state.credential = "cookie"
         elif decision.__class__ is Reading:
             state = _published(self.store, decision)
             if decision.then:
@@ -178,7 +197,68 @@ class AuthKitMiddleware:
                 return self._send_with_cookies(scope, state, message, send)
             return send(message)
 
+        live = self._live
+        if live is not None and state.claims is not None:
+            if kind == "websocket":
+                conn = live.connection(kind, state.claims, receive, send_with_cookies)
+                if conn is not None:
+                    live.add(conn)
+                    try:
+                        await self.app(scope, conn.receive, conn.send)
+                    finally:
+                        conn.finish()
+                    return
+            elif method == "GET" and live.streams != "none":
+                await self._stream(scope, live, state.claims, receive, send_with_cookies)
+                return
         await self.app(scope, receive, send_with_cookies)
+
+    async def _stream(
+        self,
+        scope: Scope,
+        live: LiveConnections,
+        claims: dict[str, Any],
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """A GET whose response, once it starts as a stream (``end_streams``), is watched
+        until its body ends: a revoked session ends it as a client leaving would. The
+        record is made only when needed (the app waits on ``receive``, as a streaming
+        response does for the client leaving, or a stream starts): most GETs make none."""
+        every = live.streams == "all"
+        conn: LiveConnection | None = None
+        made = streaming = False
+
+        def record() -> LiveConnection | None:
+            nonlocal conn, made
+            if not made:
+                made = True
+                conn = live.connection("http", claims, receive, send)
+            return conn
+
+        async def receive_live() -> Message:
+            watched = conn if made else record()
+            return await (receive() if watched is None else watched.receive())
+
+        async def send_live(message: Message) -> None:
+            nonlocal streaming
+            if streaming and conn is not None:
+                await conn.send(message)
+                return
+            if message["type"] == "http.response.start" and (every or _event_stream(message)):
+                watched = record()
+                if watched is not None:
+                    streaming = True
+                    await watched.send(message)
+                    live.add(watched)
+                    return
+            await send(message)
+
+        try:
+            await self.app(scope, receive_live, send_live)
+        finally:
+            if conn is not None:
+                conn.finish()
 
     async def _send_with_cookies(
         self, scope: Scope, state: AuthState, message: Message, send: Send
@@ -337,6 +417,11 @@ class AuthKitMiddleware:
         if then & CLEAR:
             self._revoked(state, scope, reading.claims)
             return state
+        if then & UNAVAILABLE:
+            # Neither accepted nor refused (its auth server cannot be asked): no refresh,
+            # which would need the same server, and no cookie touched.
+            state.unavailable = True
+            return state
         refresh, refresh_token = store.refresh, state.refresh_token
         refresh_due = bool(then & REFRESH) and refresh is not None and refresh_token is not None
         rotation = store.rotation
@@ -421,6 +506,7 @@ def _published(store: AuthStore, reading: Reading) -> AuthState:
             reading.token_type,
             reading.claims,
         )
+        state.credential = reading.credential
     if reading.sid is not None:
         state.sid, state.user_state = reading.sid, reading.user_state
     if reading.refresh_token is not None:
@@ -430,3 +516,10 @@ def _published(store: AuthStore, reading: Reading) -> AuthState:
 
 # AuthState without __init__: the hot path sets every field itself.
 _new_state: Final = AuthState.__new__
+
+
+def _event_stream(message: Message) -> bool:
+    for name, value in message.get("headers", ()):
+        if name.lower() == b"content-type":
+            return bytes(value).lower().startswith(b"text/event-stream")
+    return False

@@ -31,9 +31,14 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final, NamedTuple
 
-from .config import AuthStore
+from .config import AuthStore, Credential
 from .cookies import CACHED_HEADER_BYTES, cookie_header, parse_cookie_header
-from .errors import TokenError, TokenExpiredError, UnknownKeyError
+from .errors import (
+    TokenError,
+    TokenExpiredError,
+    UnknownKeyError,
+    VerificationUnavailableError,
+)
 from .fifo import Fifo
 from .origins import cross_site_refused
 from .source import SESSION_CLAIM
@@ -46,6 +51,7 @@ __all__ = [
     "DONE",
     "REFRESH",
     "RELOAD",
+    "UNAVAILABLE",
     "SAFE_METHODS",
     "Decision",
     "Reading",
@@ -68,6 +74,9 @@ REFRESH: Final = 2  # refresh the access token
 # reload the keys (rate-limited I/O), then read the request again with keys_reloaded=True.
 RELOAD: Final = 4
 CLEAR: Final = 8  # the session is over: no identity, every cookie deleted
+# The access token cannot be verified now (its introspection endpoint is down): no identity,
+# no refresh, cookies untouched; protected routes answer 503.
+UNAVAILABLE: Final = 16
 
 
 def needs_refresh(exp: float, now: float, interval: float) -> bool:
@@ -114,6 +123,8 @@ class Reading(NamedTuple):
     then: int = DONE
     # An expired token's claims (authentic, not valid): whom a refresh is for.
     expired_claims: dict[str, Any] | None = None
+    # Which credential the claims came from (None without claims).
+    credential: Credential | None = None
 
 
 class Remembered(NamedTuple):
@@ -162,11 +173,28 @@ class RequestReader:
     """Reads requests for one configuration. Everything it holds is per-process memory of
     outcomes it already decided (signed-in sessions), bounded like the token cache."""
 
-    __slots__ = ("_by_header", "_header_mode", "_hot", "_known", "_parsed", "_pinned", "_store")
+    __slots__ = (
+        "_bearer_first",
+        "_by_header",
+        "_gateway",
+        "_header_only",
+        "_hot",
+        "_known",
+        "_parsed",
+        "_pinned",
+        "_store",
+    )
 
     def __init__(self, store: AuthStore) -> None:
         self._store = store
-        self._header_mode = store.auth_type == "header"
+        kinds = store.credentials
+        self._header_only = kinds == {"header"}
+        # With a cookie kind as well, a valid bearer header is read first (the precedence
+        # docs/behaviour.md states): a client attaches it on purpose to this one request,
+        # where a browser attaches cookies to every request, and no other site can make a
+        # browser send it (so it needs no CSRF check). Anything else in it counts as absent.
+        self._bearer_first = "header" in kinds and len(kinds) > 1
+        self._gateway = "gateway" in kinds
         # The session check's view in this process (the issuer's store), bound once.
         self._known = store.session_known
         # As many as the verified tokens (verified_token_cache): an entry needs its token
@@ -257,8 +285,14 @@ class RequestReader:
         ``keys_reloaded``: the second read after a :data:`RELOAD`; a key id still unknown
         is a foreign token.
         """
-        if self._header_mode:
-            return self._bearer(headers, now)
+        if self._header_only:
+            return self._bearer(headers, now, keys_reloaded)
+        if self._bearer_first:
+            reading = self._bearer(headers, now, keys_reloaded)
+            if reading.claims is not None or reading.then:
+                return reading
+        if self._gateway:
+            return self._gateway_cookie(headers, method, scheme, now, keys_reloaded)
         header = cookie_header(headers)
         parsed = self._parsed.get(header)
         if parsed is None:
@@ -286,10 +320,13 @@ class RequestReader:
         if self._store.debug:
             logger.debug(message, *args)
 
-    def _bearer(self, headers: Collection[tuple[bytes, bytes]], now: float) -> Reading:
+    def _bearer(
+        self, headers: Collection[tuple[bytes, bytes]], now: float, keys_reloaded: bool
+    ) -> Reading:
         values = [v for k, v in headers if k == b"authorization"]
         if len(values) != 1:
-            self._debug("bearer: %d Authorization headers, unauthenticated", len(values))
+            if values or self._header_only:
+                self._debug("bearer: %d Authorization headers, unauthenticated", len(values))
             return _ANONYMOUS
         scheme, _, token = values[0].partition(b" ")
         token = token.strip(b" ")
@@ -298,11 +335,80 @@ class RequestReader:
             return _ANONYMOUS
         try:
             text = token.decode("ascii")
-            claims = self._store.verifier.verify(text, now)
-        except (TokenError, UnicodeDecodeError) as exc:
-            self._debug("bearer: token rejected: %s", exc)
+        except UnicodeDecodeError:
+            self._debug("bearer: token is not ASCII, unauthenticated")
             return _ANONYMOUS
-        return Reading(text, "Bearer", claims, access=text)
+        return self._verified(text, "header", now, keys_reloaded)
+
+    def _verified(
+        self, token: str, credential: Credential, now: float, keys_reloaded: bool
+    ) -> Reading:
+        """A token that is an identity by itself (a bearer header, a gateway's cookie):
+        its claims when it verifies, else anonymous (or a key reload first, when it names a
+        key id the key set does not hold yet)."""
+        verifier = self._store.verifier
+        try:
+            claims = verifier.verify(token, now)
+        except UnknownKeyError as exc:
+            if not keys_reloaded and verifier.key_source is not None:
+                return Reading(access=token, then=RELOAD)
+            self._debug("%s: token rejected: %s", credential, exc)
+            return _ANONYMOUS
+        except TokenError as exc:
+            self._debug("%s: token rejected: %s", credential, exc)
+            return _ANONYMOUS
+        return Reading(token, "Bearer", claims, access=token, credential=credential)
+
+    def _gateway_cookie(
+        self,
+        headers: Collection[tuple[bytes, bytes]],
+        method: str | None,
+        scheme: str,
+        now: float,
+        keys_reloaded: bool,
+    ) -> Reading | Refused:
+        """The access cookie an auth gateway sets (``auth_type="gateway"``): an identity by
+        itself, with no state cookie, no refresh and no cookie ever written here."""
+        header = cookie_header(headers)
+        parsed = self._parsed.get(header)
+        if parsed is None:
+            parsed = self._parse(header)
+        access = parsed.cookies.get(self._store.names.access)
+        if access is None:
+            return _ANONYMOUS
+        reading = self._verified(access, "gateway", now, keys_reloaded)
+        if reading.claims is not None and method not in SAFE_METHODS:
+            reason = self._gateway_forgery(headers, method, scheme)
+            if reason is not None:
+                return Refused(reason)
+        return reading
+
+    def _gateway_forgery(
+        self, headers: Collection[tuple[bytes, bytes]], method: str | None, scheme: str
+    ) -> str | None:
+        """Why an unsafe request or a WebSocket handshake authenticated by a gateway cookie
+        looks forged, or None.
+
+        There is no CSRF token to double-submit (the gateway, not this app, sets the
+        cookies, and no session id of ours is in them), so the browser's own word is
+        required: an ``Origin`` that is this app's or an allowed one, or, without
+        ``Origin``, ``Sec-Fetch-Site: same-origin``. ``same-site`` is not enough: every
+        sibling host under the gateway's domain is same-site.
+        """
+        store = self._store
+        if method is None:
+            return cross_site_refused(
+                scheme, headers, store.allowed_origins, check_fetch_site=False
+            )
+        reason = cross_site_refused(scheme, headers, store.allowed_origins, check_fetch_site=True)
+        if reason is None and not any(k == b"origin" for k, _ in headers):
+            sites = [v.strip().lower() for k, v in headers if k == b"sec-fetch-site"]
+            if sites != [b"same-origin"]:
+                reason = (
+                    "Origin missing (and no Sec-Fetch-Site: same-origin) on an unsafe "
+                    "request authenticated by a gateway cookie"
+                )
+        return reason
 
     def _forgery(
         self,
@@ -411,8 +517,13 @@ class RequestReader:
             except TokenExpiredError as exc:
                 expired, expired_claims = True, exc.claims
                 self._debug("access token expired")
+            except VerificationUnavailableError as exc:
+                self._debug("access token cannot be verified now: %s", exc)
+                return Reading(
+                    sid=sid, user_state=user_state, refresh_token=refresh_token, then=UNAVAILABLE
+                )
             except UnknownKeyError as exc:
-                if not keys_reloaded and store.verifier.key_source is not None:
+                if not keys_reloaded and store.verifier.reloads:
                     return Reading(
                         sid=sid,
                         user_state=user_state,
@@ -459,6 +570,7 @@ class RequestReader:
             expired,
             then,
             expired_claims,
+            "cookie",
         )
         if (
             then == DONE

@@ -15,7 +15,7 @@ from typing import Any, Final, TypeVar
 from starlette.requests import HTTPConnection
 
 from .callback import check_lifetime
-from .config import AuthStore
+from .config import AuthStore, Credential
 from .errors import ConfigurationError, CrossSiteRequestError, TokenError
 from .events import AuthEvent, RequestRefused, SignedIn, SignedOut, refusal_reason
 from .origins import cross_site_refused
@@ -47,6 +47,11 @@ class AuthState:
     ``refresh_token`` is the session's refresh token (the refresh cookie, or the one a
     refresh in this request rotated in; None without one), for a route that calls its auth
     server with it (revocation, RFC 7009) itself.
+    ``credential`` says what the identity came from: ``"cookie"`` (the session's cookies),
+    ``"header"`` (``Authorization: Bearer``) or ``"gateway"`` (an auth gateway's access
+    cookie); None when unauthenticated. With ``create_store(auth_type=("cookie",
+    "header"))`` a valid bearer header wins over the cookie session, which it leaves as it
+    is (no refresh, no CSRF check: the cookies are not what authenticated the request).
     """
 
     # Class-level defaults: a request that only reads its state pays for one attribute
@@ -57,6 +62,7 @@ class AuthState:
     user_state: Any = None
     sid: str | None = None
     refresh_token: str | None = None
+    credential: Credential | None = None
     unavailable: bool = False
     # Set by sign_out, so the middleware forgets refresh results remembered for it and, with
     # revoke_signed_out, calls the revocation hook (the issuer's sign_out revokes itself).
@@ -98,13 +104,15 @@ class AuthState:
     def set_identity(
         self, token: str, token_type: str, claims: dict[str, Any], user_state: Any
     ) -> None:
+        """The cookie session's identity (a sign-in, a refresh)."""
         self.token, self.token_type, self.claims = token, token_type, claims
         self.user_state = user_state
+        self.credential = "cookie"
         self._user_loaded = False
 
     def unauthenticate(self) -> None:
         """No verified identity for this request; the session's cookies stay as they are."""
-        self.token = self.token_type = self.claims = None
+        self.token = self.token_type = self.claims = self.credential = None
         self._user_loaded = False
 
     def clear_identity(self) -> None:
@@ -186,6 +194,15 @@ class AuthState:
         return self._user
 
 
+def _needs_cookie_mode(what: str, store: AuthStore) -> str:
+    if "gateway" in store.credentials:
+        return (
+            f"{what} the kit's session cookies; with auth_type={store.auth_type!r} the "
+            "gateway sets and clears its cookie (send the browser to the gateway instead)"
+        )
+    return f"{what} cookies; it needs auth_type='cookie' or ('cookie', 'header')"
+
+
 def get_auth_state(conn: HTTPConnection) -> AuthState:
     """The :class:`AuthState` the middleware published for this connection."""
     state = conn.scope.get(SCOPE_KEY)
@@ -254,8 +271,8 @@ def sign_in(
     """
     state = get_auth_state(conn)
     store = state.store
-    if store.auth_type != "cookie":
-        raise ConfigurationError("sign_in sets cookies; it needs auth_type='cookie'")
+    if "cookie" not in store.credentials:
+        raise ConfigurationError(_needs_cookie_mode("sign_in sets", store))
     refuse_cross_site(conn, store)
     token = auth.get("token")
     token_type = auth.get("type", "Bearer")
@@ -335,8 +352,8 @@ def end_session(
     issuer): ``everywhere``, ``revoked`` and ``found`` are what its audit event says; with
     ``revoked=None`` the revocation hook, if any, is called at response start and decides."""
     state = get_auth_state(conn)
-    if state.store.auth_type != "cookie":
-        raise ConfigurationError("sign_out clears cookies; it needs auth_type='cookie'")
+    if "cookie" not in state.store.credentials:
+        raise ConfigurationError(_needs_cookie_mode("sign_out clears", state.store))
     state.record(conn, SignedOut, everywhere=everywhere, revoked=revoked, found=found)
     state._route_cookies = clear_session(state.store)
     state._cookies_queued = True

@@ -34,6 +34,7 @@ from .callback import RefreshParam, RefreshResult
 from .clientinfo import ClientInfo
 from .source import SESSION_CLAIM, Rotation
 from .stores.base import SessionInfo, SessionStore
+from .stores.listeners import RevocationListeners
 from .stores.memory import MemoryStore
 from .stores.sealing import open_sealed, seal, token_id
 from .tokens import is_number, unverified_expiry
@@ -368,6 +369,13 @@ class TokenIssuer:
         if not isinstance(family_id, str):
             return False
         return await self.backend.family_active(family_id, self.clock())
+
+    def watch_revocations(self) -> RevocationListeners | None:
+        """Who is told of each revocation this process learns, when the backend tells
+        (the kit's own stores do; the open connections of a revoked session end by it)."""
+        watch = getattr(self.backend, "watch_revocations", None)
+        listeners = watch() if callable(watch) else None
+        return listeners if isinstance(listeners, RevocationListeners) else None
 
     async def revoke(self, refresh_token: str) -> bool:
         """Revoke the session family of ``refresh_token``; False if it was unknown."""

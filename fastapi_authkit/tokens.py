@@ -29,6 +29,7 @@ __all__ = [
     "HMAC_ALGORITHMS",
     "MAX_TOKEN_BYTES",
     "KeySource",
+    "OpaqueTokenSource",
     "TokenVerifier",
     "check_algorithm",
     "describe_key",
@@ -67,6 +68,8 @@ MAX_TOKEN_BYTES: Final = 8192
 
 
 _FLOAT_MAX: Final = sys.float_info.max
+# TokenVerifier's own key slot when an opaque-token source decides: never used to verify.
+_OPAQUE_PLACEHOLDER_KEY: Final = b"opaque tokens are verified by introspection, not by key"
 
 
 def is_number(value: object) -> bool:
@@ -277,6 +280,32 @@ class KeySource(Protocol):
         ...
 
 
+@runtime_checkable
+class OpaqueTokenSource(Protocol):
+    """Access tokens that are not JWTs, vouched for by their auth server (RFC 7662 token
+    introspection: ``fastapi_authkit.oidc.TokenIntrospection``), accepted as ``token_key``.
+
+    Like a :class:`KeySource`: :meth:`lookup` answers from memory, never doing I/O, and the
+    middleware and the refresh path call :meth:`introspect` (which does) for a token it does
+    not know yet, then look again.
+    """
+
+    def lookup(self, token: str, now: float) -> tuple[float, float, Remembered] | None:
+        """``(valid from, valid until, claims)`` of a token known active at ``now`` (or at
+        any time, for ``now=-inf``), or None when it is not known (never asked, or its
+        answer expired). Raises :class:`TokenExpiredError`
+        for a token known inactive (expired, revoked: its session may still refresh) and
+        :class:`~fastapi_authkit.errors.VerificationUnavailableError` while the auth server
+        could not be asked about it."""
+        ...
+
+    async def introspect(self, token: str, *, trusted: bool) -> None:
+        """Ask the auth server about ``token`` and remember the answer. ``trusted``: a token
+        the auth server itself just handed us. Never raises for an auth server that is down:
+        :meth:`lookup` says so."""
+        ...
+
+
 class _Key(NamedTuple):
     key: Any
     algorithms: list[str]  # exactly one: the algorithm this key is used with
@@ -298,6 +327,7 @@ class TokenVerifier:
         "_keys_by_id",
         "_leeway",
         "_max_lifetime",
+        "_opaque",
         "_options",
         "_source",
         "_typ",
@@ -316,6 +346,18 @@ class TokenVerifier:
         cache_size: int = 100_000,
     ) -> None:
         self._source: KeySource | None = None
+        self._opaque: OpaqueTokenSource | None = None
+        if isinstance(key, OpaqueTokenSource):
+            # Opaque tokens: the auth server decides; audience, issuer and typ are its to
+            # check (the introspection answer), and its answers are remembered by the source.
+            if algorithms is not None or typ is not None:
+                raise ConfigurationError(
+                    "opaque access tokens (introspection) have no algorithm or typ: do not "
+                    "pass algorithms=... or token_typ=... with them"
+                )
+            self._opaque = key
+            key = _OPAQUE_PLACEHOLDER_KEY
+            algorithms = ("HS256",)
         if isinstance(key, KeySource):
             if algorithms is not None:
                 raise ConfigurationError(
@@ -401,10 +443,23 @@ class TokenVerifier:
         """The key set behind ``token_key``, when it is one that can reload."""
         return self._source
 
+    @property
+    def reloads(self) -> bool:
+        """Whether :meth:`reload_keys_for` can make an unknown token known (a key set that
+        fetches keys, or an introspecting source of opaque tokens)."""
+        return self._source is not None or self._opaque is not None
+
     async def reload_keys_for(self, token: str, *, trusted: bool) -> bool:
         """When ``token`` names a key id the key set does not hold, ask the key set to
         reload (the I/O is the key set's); True when it now holds it. False at once for
-        static keys, for a kid already held and for a token whose header cannot be read."""
+        static keys, for a kid already held and for a token whose header cannot be read.
+        With opaque tokens: introspect ``token`` unless its answer is remembered."""
+        opaque = self._opaque
+        if opaque is not None:
+            if len(token) > MAX_TOKEN_BYTES or not token:
+                return False
+            await opaque.introspect(token, trusted=trusted)
+            return True
         source = self._source
         if source is None or len(token) > MAX_TOKEN_BYTES:
             return False
@@ -478,6 +533,8 @@ class TokenVerifier:
         per request; the time claims are checked against ``now`` on every call, and an entry
         is dropped as soon as its token fails them. Nothing that failed is remembered.
         """
+        if self._opaque is not None:
+            return self._verify_opaque(self._opaque, token, now)
         cached = self._cache.get(token)
         if cached is not None:
             lower, upper, remembered = cached
@@ -499,6 +556,17 @@ class TokenVerifier:
         self._cache.put(token, (lower, exp + leeway, remember(claims)))
         return claims
 
+    def _verify_opaque(self, source: OpaqueTokenSource, token: str, now: float) -> dict[str, Any]:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise TokenError("token too large")
+        found = source.lookup(token, now)
+        if found is None:
+            # Not asked yet (or its answer expired): the middleware introspects, then reads
+            # once more, as it reloads a key set for an unknown key id.
+            raise UnknownKeyError("the auth server has not been asked about this token", None)
+        claims: dict[str, Any] = found[2].copy()
+        return claims
+
     @property
     def cache_size(self) -> int:
         return self._cache.size
@@ -506,6 +574,11 @@ class TokenVerifier:
     def remembered(self, token: str) -> tuple[float, float, Remembered] | None:
         """``(from, until, claims)``: when a remembered token passes its time checks, and
         its claims (copy them out, never change them), or None."""
+        if self._opaque is not None:
+            try:
+                return self._opaque.lookup(token, -math.inf)
+            except TokenError:
+                return None
         return self._cache.get(token)
 
     def _verify_uncached(self, token: str) -> dict[str, Any]:

@@ -48,6 +48,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "stores.cluster_subscription",
                 "stores.epoch",
                 "stores.eviction",
+                "stores.listeners",
                 "stores.memory",
                 "stores.redis",
                 "stores.redis_keys",
@@ -67,7 +68,15 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "token sources",
         frozenset(
-            {"source", "tokenissuer", "oidc.http", "oidc.jwks", "oidc.discovery", "oidc.grant"}
+            {
+                "source",
+                "tokenissuer",
+                "oidc.http",
+                "oidc.jwks",
+                "oidc.discovery",
+                "oidc.grant",
+                "oidc.introspection",
+            }
         ),
     ),
     # Events name sessions by the token source's session claim; configuration holds the hook.
@@ -78,6 +87,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("changing a request's session", frozenset({"refresh", "issuer"})),
     # The login guard reports through the request's audit hook; it changes no session.
     ("guarding sign-in", frozenset({"loginguard"})),
+    # Open connections of sessions, ended by the middleware when their session ends.
+    ("open connections", frozenset({"live"})),
     ("ASGI", frozenset({"middleware"})),
     # The OIDC client builds a FastAPI router for the code flow (oidc.signin).
     ("FastAPI", frozenset({"dependencies", "oidc.signin", "oidc.client"})),

@@ -640,6 +640,36 @@ def test_example_testing_async(examples: Examples, pytester: pytest.Pytester) ->
     run_as_tests(examples, pytester, "testing_async", passed=1)
 
 
+# --- behaviour.md ------------------------------------------------------------------------------
+
+
+def test_example_cookie_and_bearer(examples: Examples) -> None:
+    """A browser's cookie session (with its CSRF header) and an app's bearer header on the
+    same route; with both, the header's identity; both schemes in /openapi.json."""
+    module = examples.run("cookie_and_bearer")
+    app = module.app
+    with browser(app) as client:
+        app_token = module.token_for("mobile-app")
+        bearer = {"Authorization": f"Bearer {app_token}"}
+        assert client.post("/notes").status_code == 401
+        response = client.post("/notes", headers=bearer)  # no CSRF header needed
+        assert response.json() == {"by": "mobile-app", "credential": "header"}
+        assert client.post("/login").json() == {"ok": True}
+        assert client.post("/notes").status_code == 403  # cookies: the CSRF header is due
+        response = client.post("/notes", headers=csrf(client))
+        assert response.json() == {"by": "alice", "credential": "cookie"}
+        response = client.post("/notes", headers=bearer)
+        assert response.json() == {"by": "mobile-app", "credential": "header"}
+        response = client.post("/notes", headers={"Authorization": "Bearer junk", **csrf(client)})
+        assert response.json() == {"by": "alice", "credential": "cookie"}
+        schema = client.get("/openapi.json").json()
+        assert set(schema["components"]["securitySchemes"]) == {"AuthKitCookie", "AuthKitBearer"}
+        assert schema["paths"]["/notes"]["post"]["security"] == [
+            {"AuthKitCookie": []},
+            {"AuthKitBearer": []},
+        ]
+
+
 # --- login-guard.md ---------------------------------------------------------------------------
 
 

@@ -34,6 +34,8 @@ from fastapi_authkit import (
 from conftest import SECRET_KEY, TOKEN_KEY
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "openapi_security.json"
+# The same routes for a store reading the cookie session and the bearer header.
+BOTH_SNAPSHOT = Path(__file__).parent / "snapshots" / "openapi_security_cookie_and_header.json"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -144,8 +146,17 @@ def test_snapshot_says_what_the_kit_promises() -> None:
     [
         ({"auth_name": "__Host-sid"}, {"type": "apiKey", "in": "cookie", "name": "__Host-sid"}),
         ({"auth_type": "header"}, {"type": "http", "scheme": "bearer"}),
+        (
+            {"auth_type": "gateway"},
+            {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": "_auth",
+                "description": "Access token cookie set by the auth gateway.",
+            },
+        ),
     ],
-    ids=["custom-auth-name", "header-mode"],
+    ids=["custom-auth-name", "header-mode", "gateway-mode"],
 )
 def test_security_scheme_follows_the_store_configuration(
     store_options: dict[str, Any], expected_scheme: dict[str, str]
@@ -171,3 +182,63 @@ def test_security_scheme_follows_the_store_configuration(
     (name,) = schema["components"]["securitySchemes"]
     assert schema["paths"]["/me"]["get"]["security"] == [{name: []}]
     assert schema["paths"]["/page"]["get"]["security"] == [{name: []}]
+
+
+def build_both_app() -> FastAPI:
+    """The snapshot app's kinds of route, on ``dependencies_for`` a store with
+    ``auth_type=("cookie", "header")``."""
+    store = create_store(secret_key=SECRET_KEY, token_key=TOKEN_KEY, auth_type=("cookie", "header"))
+    deps = dependencies_for(store)
+    app = FastAPI(title="openapi snapshot, cookie and header")
+    app.add_middleware(AuthKitMiddleware, store=store)
+
+    @app.get("/health")
+    async def health() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/me")
+    async def me(user: Any = Depends(deps.current_user)) -> Any:
+        return user  # pragma: no cover
+
+    @app.get("/maybe")
+    async def maybe(user: Any = Depends(deps.auth_user)) -> Any:
+        return user  # pragma: no cover
+
+    @app.get("/flags")
+    async def flags(
+        signed_in: bool = Depends(deps.is_authenticated),
+        header: str | None = Depends(deps.auth_header),
+    ) -> bool:
+        return signed_in and header is not None  # pragma: no cover
+
+    @app.get("/state")
+    async def state(state: Any = Depends(deps.auth_state)) -> bool:
+        return bool(state.is_authenticated)  # pragma: no cover
+
+    @app.get("/guarded", dependencies=[Depends(deps.require_auth())])
+    async def guarded() -> bool:
+        return True  # pragma: no cover
+
+    return app
+
+
+def test_cookie_and_header_security_matches_the_snapshot() -> None:
+    """Both schemes, and each protected operation lists them as alternatives (either one
+    authenticates), so Swagger UI's Authorize dialog offers both."""
+    actual = security_parts(served_openapi(build_both_app()))
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        BOTH_SNAPSHOT.write_text(json.dumps(actual, indent=2, sort_keys=True) + "\n")
+    expected = json.loads(BOTH_SNAPSHOT.read_text())
+    assert actual == expected, (
+        f"/openapi.json security changed; if intended, update {BOTH_SNAPSHOT.name} to:\n"
+        + json.dumps(actual, indent=2, sort_keys=True)
+    )
+    schemes = expected["securitySchemes"]
+    assert set(schemes) == {"AuthKitCookie", "AuthKitBearer"}
+    assert schemes["AuthKitBearer"]["scheme"] == "bearer"
+    assert (schemes["AuthKitCookie"]["in"], schemes["AuthKitCookie"]["name"]) == ("cookie", "_auth")
+    for label, security in expected["operations"].items():
+        if label == "GET /health":
+            assert security is None
+        else:
+            assert security == [{"AuthKitCookie": []}, {"AuthKitBearer": []}], label

@@ -37,7 +37,7 @@ FULLY_PUBLIC_MODULES = ("errors", "dependencies", "middleware")
 # that a new public name has to be decided on, not forgotten.
 PARTLY_PUBLIC_MODULES = {
     "callback": {"RefreshCallback", "RevokeCallback", "check_lifetime"},
-    "config": {"AuthType"},
+    "config": {"AuthType", "Credential"},
     "events": {
         "HOOK_TIMEOUT",
         "QUEUE_SIZE",
@@ -75,6 +75,7 @@ INTERNAL_MODULES = (
     "clientinfo",
     "forwarded",
     "localpath",
+    "live",
     "secretvalue",
 )
 

@@ -465,3 +465,47 @@ def test_bearer_mode_reads_exactly_one_authorization_header(
     if authenticated:
         assert decision.token == token.decode()
         assert decision.token_type == "Bearer"
+
+
+# --- several kinds of credential (auth_type combinations) -------------------------------------
+
+
+def test_a_valid_bearer_header_wins_over_a_remembered_cookie_session(clock: Clock) -> None:
+    """Even when the cookie session's outcome is remembered (the hot path), the header is
+    read first, and it needs no I/O and no CSRF token."""
+    store = with_refresh(clock, auth_type=("cookie", "header"))
+    reader = RequestReader(store)
+    jar = signed_in(store, make_token(clock), refresh="r0")
+    assert read(reader, headers(jar), clock()).claims["sub"] == "alice"
+    assert isinstance(read(reader, headers(jar), clock()), Remembered)
+    token = make_token(clock, sub="mobile")
+    auth = (b"authorization", f"Bearer {token}".encode())
+    for method in ("GET", "POST"):
+        decision = read(reader, headers(jar, auth), clock(), method=method)
+        assert isinstance(decision, Reading)
+        assert (decision.claims["sub"], decision.credential) == ("mobile", "header")
+        assert (decision.then, decision.refresh_token, decision.sid) == (DONE, None, None)
+
+
+def test_an_invalid_bearer_header_leaves_the_cookie_session_and_its_csrf_check(
+    clock: Clock,
+) -> None:
+    store = store_for(clock, auth_type=("cookie", "header"))
+    reader = RequestReader(store)
+    jar = signed_in(store, make_token(clock))
+    junk = (b"authorization", b"Bearer junk")
+    decision = read(reader, headers(jar, junk), clock())
+    assert (decision.claims["sub"], decision.credential) == ("alice", "cookie")
+    assert isinstance(read(reader, headers(jar, junk), clock(), method="POST"), Refused)
+
+
+def test_a_gateway_cookie_reads_without_a_state_cookie(clock: Clock) -> None:
+    cookie = (b"cookie", f"_auth={make_token(clock, sub='gw')}".encode())
+    gateway = RequestReader(store_for(clock, auth_type="gateway"))
+    decision = read(gateway, [HOST, cookie], clock())
+    assert (decision.claims["sub"], decision.credential, decision.then) == ("gw", "gateway", DONE)
+    assert isinstance(read(gateway, [HOST, cookie], clock(), method="POST"), Refused)
+    same_origin = (b"origin", b"https://app.example")
+    assert read(gateway, [HOST, cookie, same_origin], clock(), method="POST").claims is not None
+    # The default mode: the same cookie is anonymous.
+    assert read(RequestReader(store_for(clock)), [HOST, cookie], clock()).claims is None

@@ -4,10 +4,13 @@ the clients the constructor accepts, and every misconfiguration as a Configurati
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 import warnings
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import redis
 from redis.asyncio import Redis, SSLConnection
@@ -305,3 +308,45 @@ async def test_the_start_up_check_passes_on_each_deployment_it_fits(
         await store.check()
         assert await store.family_active("no-such-family", now=0.0) is False
         await store.aclose()
+
+
+@pytest.mark.parametrize(("wait", "warned"), [(1, True), (2, False)])
+async def test_wait_replicas_below_the_replica_count_is_said_at_the_first_call(
+    own_redis: RedisServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    wait: int,
+    warned: bool,
+) -> None:
+    """With two replicas and wait_replicas=1 a failover lost refreshes a replica had
+    confirmed (benchmarks/failover.py); the store says so, with the value to set."""
+    replicas = [
+        RedisServer(tmp_path / f"r{i}", extra=["--replicaof", "127.0.0.1", str(own_redis.port)])
+        for i in range(2)
+    ]
+    try:
+        for replica in replicas:
+            replica.start()
+        with own_redis.control() as control:
+            deadline = time.monotonic() + 20
+            while int(control.info("replication").get("connected_slaves", 0)) < 2:
+                assert time.monotonic() < deadline, "the replicas did not connect within 20 s"
+                await anyio.sleep(0.05)
+        store = RedisStore.from_url(own_redis.url, prefix="count:", wait_replicas=wait)
+        with caplog.at_level(logging.WARNING, logger="fastapi_authkit"):
+            assert await store.family_active("none", 0.0) is False
+            await store.family_active("none", 0.0)  # said once
+        await store.aclose()
+        said = [r.getMessage() for r in caplog.records if "wait_replicas" in r.getMessage()]
+        assert said == (
+            [
+                "RedisStore(wait_replicas=1) while the primary has 2 replicas: a failover can "
+                "lose refreshes that a replica confirmed; set wait_replicas=2 (docs: "
+                "deployments/redis, Failover)"
+            ]
+            if warned
+            else []
+        )
+    finally:
+        for replica in replicas:
+            replica.stop()

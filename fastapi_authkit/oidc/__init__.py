@@ -16,6 +16,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - the test environment ha
 from .client import OIDCClient, StoreOptions, default_user_state
 from .discovery import ProviderMetadata, discover
 from .grant import ClientRefusedError, RefreshTokenGrant, refresh_token_grant, token_result
+from .introspection import TokenIntrospection
 from .jwks import JWKSKeySet, parse_jwks
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "ProviderMetadata",
     "RefreshTokenGrant",
     "StoreOptions",
+    "TokenIntrospection",
     "default_user_state",
     "discover",
     "parse_jwks",

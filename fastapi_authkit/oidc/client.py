@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
 from fastapi import APIRouter
 
@@ -14,6 +14,7 @@ from ..secretvalue import SecretValue
 from .discovery import ProviderMetadata, discover
 from .grant import AuthMethod, RefreshTokenGrant, TokenEndpoint
 from .http import ProviderHTTP, check_url
+from .introspection import TokenIntrospection
 from .jwks import JWKSKeySet
 from .signin import sign_in_router
 
@@ -45,8 +46,8 @@ def default_user_state(id_claims: Mapping[str, Any]) -> dict[str, Any]:
 class StoreOptions(TypedDict):
     """The ``create_store`` arguments an :class:`OIDCClient` provides."""
 
-    token_key: JWKSKeySet
-    issuer: str
+    token_key: JWKSKeySet | TokenIntrospection
+    issuer: str | None
     audience: str | Sequence[str] | None
     token_typ: str | None
     refresh: RefreshConfig
@@ -80,9 +81,14 @@ class OIDCClient:
     callback route as the request reached it). ``user_state``: turns the verified ID token's
     claims into the session's user state. ``timeout``: seconds per provider call.
     ``min_key_reload_interval``: seconds between key-set reloads caused by unknown key ids
-    in tokens that clients present. ``http_client``: an ``httpx2.AsyncClient`` to pool
-    connections (else one per call). ``allow_insecure_http``: accept http provider URLs
-    off loopback (never in production).
+    in tokens that clients present. ``access_tokens``: ``"jwt"`` (verified here with the
+    provider's keys) or ``"introspect"`` for providers whose access tokens are opaque
+    (asked about at discovery's ``introspection_endpoint``, RFC 7662, with this client's
+    authentication; ``audience``, when not None, must be in the answer's ``aud``);
+    ``introspection_cache_ttl`` and ``introspection_cache_size`` bound how long and how
+    many answers are remembered (see :class:`TokenIntrospection`). ``http_client``: an
+    ``httpx2.AsyncClient`` to pool connections (else one per call).
+    ``allow_insecure_http``: accept http provider URLs off loopback (never in production).
     """
 
     def __init__(
@@ -104,6 +110,9 @@ class OIDCClient:
         user_state: Callable[[Mapping[str, Any]], Any] = default_user_state,
         timeout: float = 5.0,
         min_key_reload_interval: float = 10.0,
+        access_tokens: Literal["jwt", "introspect"] = "jwt",
+        introspection_cache_ttl: float = 60.0,
+        introspection_cache_size: int = 10_000,
         http_client: Any = None,
         allow_insecure_http: bool = False,
         clock: Callable[[], float] = time.monotonic,
@@ -123,6 +132,10 @@ class OIDCClient:
             or max_concurrent_signins < 1
         ):
             raise ConfigurationError("max_concurrent_signins must be a positive int")
+        if access_tokens not in ("jwt", "introspect"):
+            raise ConfigurationError("access_tokens must be 'jwt' or 'introspect'")
+        if access_tokens == "introspect" and token_typ is not None:
+            raise ConfigurationError("opaque access tokens have no typ: drop token_typ")
         extra = dict(authorization_params or {})
         for name, value in extra.items():
             if name in _PROTOCOL_PARAMS:
@@ -162,6 +175,16 @@ class OIDCClient:
             auth_method=auth_method,
             http=self._http,
         )
+        self.introspection: TokenIntrospection | None = None
+        if access_tokens == "introspect":
+            self.introspection = TokenIntrospection(
+                self._introspection_endpoint_url,
+                client=self.token_endpoint,
+                issuer=self.issuer,
+                audience=audience,
+                cache_ttl=introspection_cache_ttl,
+                max_entries=introspection_cache_size,
+            )
         self.refresh_grant = RefreshTokenGrant(
             self.token_endpoint,
             resource=resource,
@@ -186,6 +209,9 @@ class OIDCClient:
     async def _token_endpoint_url(self) -> str:
         return (await self.metadata()).token_endpoint
 
+    async def _introspection_endpoint_url(self) -> str | None:
+        return (await self.metadata()).introspection_endpoint
+
     async def _revocation_endpoint_url(self) -> str | None:
         return (await self.metadata()).revocation_endpoint
 
@@ -194,11 +220,14 @@ class OIDCClient:
     ) -> StoreOptions:
         """``create_store(secret_key=..., **oidc.store_options())``: the provider's key set,
         issuer, audience and ``typ`` verify access tokens, and the refresh-token grant
-        refreshes them ``interval`` seconds before they expire."""
+        refreshes them ``interval`` seconds before they expire. With
+        ``access_tokens="introspect"`` the introspection stands for the key set (and checks
+        the issuer and audience itself)."""
+        opaque = self.introspection
         return StoreOptions(
-            token_key=self.keys,
-            issuer=self.issuer,
-            audience=self.audience,
+            token_key=self.keys if opaque is None else opaque,
+            issuer=self.issuer if opaque is None else None,
+            audience=self.audience if opaque is None else None,
             token_typ=self.token_typ,
             refresh=create_refresh(
                 interval=interval,

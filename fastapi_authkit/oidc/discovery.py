@@ -26,6 +26,7 @@ class ProviderMetadata:
     authorization_endpoint: str | None = None
     revocation_endpoint: str | None = None
     end_session_endpoint: str | None = None
+    introspection_endpoint: str | None = None
     # None when the document does not say (both are RECOMMENDED, not required).
     scopes_supported: frozenset[str] | None = None
     prompt_values_supported: frozenset[str] | None = None
@@ -52,6 +53,7 @@ class ProviderMetadata:
             "authorization_endpoint",
             "revocation_endpoint",
             "end_session_endpoint",
+            "introspection_endpoint",
         ):
             value = document.get(name)
             if value is None:

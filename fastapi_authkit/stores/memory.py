@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from ..clientinfo import ClientInfo
 from ..errors import ConfigurationError
 from .base import FlightState, RotateOutcome, SessionInfo, ThrottleRule, ThrottleState
+from .listeners import RevocationListeners
 
 __all__ = ["MemoryStore"]
 
@@ -81,6 +82,8 @@ class MemoryStore:
     _flights: dict[str, _Flight] = field(default_factory=dict)
     _aliases: dict[str, str] = field(default_factory=dict)
     _writes: int = 0
+    # Told of each revocation (this process's open connections of the session end).
+    revocation_listeners: RevocationListeners = field(default_factory=RevocationListeners)
 
     def __post_init__(self) -> None:
         limit = self.max_throttles
@@ -142,7 +145,7 @@ class MemoryStore:
         if family.revoked:
             return RotateOutcome("revoked", fid, subject)
         if now >= family.absolute_expires:
-            family.revoked = True
+            self._revoke(fid, family)
             return RotateOutcome("expired", fid, subject)
         absolute = family.absolute_expires
         if record.rotated_at is None:
@@ -176,8 +179,12 @@ class MemoryStore:
             if age > grace:
                 family.replayed = record.successor
             return RotateOutcome("replay", fid, subject, record.sealed, absolute)
-        family.revoked = True
+        self._revoke(fid, family)
         return RotateOutcome("reuse", fid, subject)
+
+    def watch_revocations(self) -> RevocationListeners:
+        """Who is told of each revocation (this store is the one process's whole truth)."""
+        return self.revocation_listeners
 
     def known_active(self, family_id: str, now: float) -> bool | None:
         # One process: this view is the store itself, always current.
@@ -200,7 +207,7 @@ class MemoryStore:
             return None
         family = self._families.get(record.family_id)
         if family is not None:
-            family.revoked = True
+            self._revoke(record.family_id, family)
         return record.family_id
 
     async def revoke_subject(self, subject: str) -> int:
@@ -208,7 +215,7 @@ class MemoryStore:
         for fid in self._subjects.get(subject, ()):
             family = self._families.get(fid)
             if family is not None and not family.revoked:
-                family.revoked = True
+                self._revoke(fid, family)
                 count += 1
         return count
 
@@ -247,8 +254,13 @@ class MemoryStore:
         family = self._families.get(family_id)
         if family is None or family.subject != subject or family.revoked:
             return False
-        family.revoked = True
+        self._revoke(family_id, family)
         return True
+
+    def _revoke(self, family_id: str, family: _Family) -> None:
+        family.revoked = True
+        if self.revocation_listeners:
+            self.revocation_listeners.notify((family_id,))
 
     # --- refresh flights (one process only, so mainly a reference for RedisStore) ----------
 

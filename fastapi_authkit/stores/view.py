@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from ..fifo import Fifo
+from .listeners import RevocationListeners
 
 __all__ = ["RevocationView"]
 
@@ -54,6 +55,7 @@ class RevocationView:
         "_sequence",
         "_subscribed",
         "_trusted_until",
+        "listeners",
     )
 
     def __init__(
@@ -76,6 +78,8 @@ class RevocationView:
         self._sequence = 0
         self._subscribed = False
         self._trusted_until = -math.inf  # monotonic
+        # Told of every revocation this view learns (the open connections of the session).
+        self.listeners = RevocationListeners()
 
     @property
     def max_lag(self) -> float:
@@ -118,9 +122,13 @@ class RevocationView:
     def revoked(self, family_ids: Iterable[str]) -> None:
         """These families were revoked (a message arrived, or this process revoked them)."""
         self._sequence += 1
+        if self.listeners:
+            family_ids = tuple(family_ids)
         for family_id in family_ids:
             self._live.pop(family_id, None)
             self._revoked.put(family_id, None)
+        if self.listeners:
+            self.listeners.notify(family_ids)  # type: ignore[arg-type]
 
     def subscribed(self) -> None:
         """A new subscription is established: revocations from now on will arrive.

@@ -102,7 +102,7 @@ async def mint_session(
             refresh = f"testing-{secrets.token_urlsafe(24)}" if store.refresh else None
         else:
             refresh = refresh_token
-        if store.auth_type == "header":
+        if "cookie" not in store.credentials:  # a bearer header's or a gateway's token
             claims_now = store.verifier.verify(token, now)
             return Session(subject, token, None, None, claims_now, user_state, ())
         sign_in(
@@ -120,8 +120,11 @@ async def mint_session(
 
 
 def _settle(client: Any, store: AuthStore, session: Session, csrf: bool) -> Session:
-    if store.auth_type == "header":
-        client.headers["Authorization"] = f"Bearer {session.access_token}"
+    if "cookie" not in store.credentials:
+        if "header" in store.credentials:
+            client.headers["Authorization"] = f"Bearer {session.access_token}"
+        else:  # auth_type="gateway": the cookie the gateway would have set
+            client.cookies.set(store.names.access, session.access_token)
         return session
     keep_cookies(client, store, session.set_cookies)
     if csrf:
@@ -187,9 +190,11 @@ def login_as(
     cookie as the CSRF header on its unsafe requests. Raises
     :class:`~fastapi_authkit.ConfigurationError` when the client would never send the
     cookies back (Secure cookies and a plain-http base URL: use :func:`auth_client`).
-    With ``auth_type="header"`` it sets the client's ``Authorization`` header instead."""
+    With ``auth_type="header"`` (or ``("gateway", "header")``) it sets the client's
+    ``Authorization`` header instead, with ``auth_type="gateway"`` the access cookie the
+    gateway would set; with ``("cookie", "header")`` it signs in with cookies."""
     store = find_store(client)
-    if store.auth_type == "cookie":
+    if "cookie" in store.credentials:
         check_returnable(client, store)  # before anything is issued
     options: dict[str, Any] = {
         "user_state": user_state,
