@@ -220,13 +220,21 @@ def create_app(
         # Defaults: an empty field is a wrong password (the login page), not a 422.
         username: Annotated[str, Form()] = "",
         password: Annotated[str, Form()] = "",
+        # "Remember me": ticked (the default), the cookies outlive the browser; unticked,
+        # they are session cookies and closing the browser signs out. The form sends a
+        # hidden remember=0 before the checkbox's remember=1 (the last value wins), so an
+        # unticked box says "0"; a client that sends neither (a script) is remembered.
+        remember: Annotated[str, Form()] = "1",
     ) -> RedirectResponse | HTMLResponse:
         user = USERS.get(username)
         if user is None or not hmac.compare_digest(user["password"], password):
             return HTMLResponse(login_page("Wrong username or password."), status_code=401)
         try:
             await issuer.sign_in(
-                request, username, user_state={"username": username, "name": user["name"]}
+                request,
+                username,
+                user_state={"username": username, "name": user["name"]},
+                persistent=remember != "0",
             )
         except StoreUnavailableError:
             # Redis down or failing over: nothing was issued; the user can simply retry.

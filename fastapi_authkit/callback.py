@@ -65,7 +65,9 @@ class RefreshResult:
     cleared. For a transient failure (the auth server is down), raise instead: nothing is
     cleared and the next request tries again.
 
-    On success ``new_auth_token`` is required and is verified like any incoming token.
+    On success ``new_auth_token`` is required (a :class:`ValueError` here without it, unless
+    a rotated ``new_refresh_token`` is all there is to keep) and is verified like any
+    incoming token.
     ``new_refresh_token`` replaces the refresh cookie when given (rotation), otherwise the
     current one is kept. ``new_auth_user_state`` replaces the user state when not None.
     ``new_auth_token_expire_in`` and ``new_refresh_token_expires_in`` (seconds) cap the
@@ -93,6 +95,14 @@ class RefreshResult:
                 f"{type(self.is_success).__name__} {self.is_success!r}"
             )
         _check_str("new_auth_token", self.new_auth_token, optional=True)
+        # A rotated refresh token alone is an answer (an auth server that rotated it but
+        # whose access token cannot be used here: the kit keeps the successor); nothing is not.
+        if self.is_success and self.new_auth_token is None and self.new_refresh_token is None:
+            raise ValueError(
+                "RefreshResult(is_success=True) needs new_auth_token (the new access token); "
+                "for a session that is over answer RefreshResult(is_success=False), and for "
+                "a transient failure raise"
+            )
         _check_str("new_auth_token_type", self.new_auth_token_type, optional=False)
         _check_str("new_refresh_token", self.new_refresh_token, optional=True)
         check_lifetime("RefreshResult.new_auth_token_expire_in", self.new_auth_token_expire_in)

@@ -20,6 +20,7 @@ from .errors import ConfigurationError
 from .events import EventHook, Events
 from .notices import Notices
 from .origins import validate_origins
+from .secretvalue import SecretValue, reveal
 from .source import Rotate, TokenSource
 from .stores.base import SessionStore
 from .stores.listeners import RevocationListeners
@@ -161,11 +162,12 @@ def _auth_type(value: object) -> tuple[AuthType, frozenset[Credential]]:
 
 
 def _secret_keys(secret_key: object) -> tuple[bytes, ...]:
+    secret_key = reveal(secret_key)
     raw_keys = [secret_key] if isinstance(secret_key, str | bytes) else secret_key
     if not isinstance(raw_keys, Sequence) or not raw_keys:
         raise ConfigurationError("secret_key must be str, bytes, or a non-empty list of them")
     keys = []
-    for key in raw_keys:
+    for key in map(reveal, raw_keys):
         if not isinstance(key, str | bytes):
             raise ConfigurationError("secret_key must be str, bytes, or a list of them")
         raw = key.encode() if isinstance(key, str) else key
@@ -251,7 +253,7 @@ class AuthStore:
 
 def create_store(
     *,
-    secret_key: str | bytes | Sequence[str | bytes],
+    secret_key: str | bytes | SecretValue | Sequence[str | bytes | SecretValue],
     token_key: object | Mapping[str, object] = None,
     algorithms: Sequence[str] | None = None,
     audience: str | Sequence[str] | None = None,
@@ -287,8 +289,10 @@ def create_store(
     """Validate the configuration and return the immutable :class:`AuthStore`.
 
     ``secret_key`` signs the user-state and CSRF cookies (a list rotates keys: the last one
-    signs, all verify). ``token_key`` verifies access tokens: one key (HMAC secret, or a
-    public key for RS/ES/PS/EdDSA), or a mapping of key id to key for rotation, selected by
+    signs, all verify). Every secret (``secret_key``, ``token_key``) may also be given
+    wrapped, as pydantic's ``SecretStr``/``SecretBytes`` or Starlette's ``Secret``.
+    ``token_key`` verifies access tokens: one key (HMAC secret, or a public key for
+    RS/ES/PS/EdDSA), or a mapping of key id to key for rotation, selected by
     the token's ``kid``. ``algorithms`` is the allowlist; the token's own ``alg`` is never
     trusted beyond it. ``audience``/``issuer`` are required and compared exactly when set;
     ``leeway`` (seconds) absorbs clock skew on ``exp``/``nbf``/``iat``: by default 10 s for
@@ -355,6 +359,9 @@ def create_store(
     current Unix time and exists for tests.
     """
     keys = _secret_keys(secret_key)
+    token_key = reveal(token_key)
+    if isinstance(token_key, Mapping):
+        token_key = {kid: reveal(key) for kid, key in token_key.items()}
     auth_type, credentials = _auth_type(auth_type)
     if cookie_samesite not in ("lax", "strict", "none"):
         raise ConfigurationError("cookie_samesite must be 'lax', 'strict' or 'none'")

@@ -154,8 +154,10 @@ class CookiePolicy:
         object.__setattr__(self, "_suffix", b"; " + tail)
         object.__setattr__(self, "_suffix_http_only", b"; HttpOnly; " + tail)
 
-    def set(self, name: str, value: str, *, max_age: int, http_only: bool = True) -> bytes:
-        """A Set-Cookie value; refuses values a browser would drop or mangle."""
+    def set(self, name: str, value: str, *, max_age: int | None, http_only: bool = True) -> bytes:
+        """A Set-Cookie value; refuses values a browser would drop or mangle. ``max_age``
+        None makes a session cookie (no Max-Age, no Expires): the browser drops it when it
+        closes."""
         try:
             raw = value.encode("ascii")
         except UnicodeEncodeError as exc:
@@ -165,6 +167,8 @@ class CookiePolicy:
         if not _COOKIE_VALUE.fullmatch(raw):
             raise CookieError(f"cookie {name!r}: value holds characters a cookie cannot carry")
         suffix = self._suffix_http_only if http_only else self._suffix
+        if max_age is None:
+            return b"%s=%s%s" % (name.encode(), raw, suffix)
         return b"%s=%s; Max-Age=%d%s" % (name.encode(), raw, max(0, max_age), suffix)
 
     def delete(self, name: str, *, http_only: bool = True) -> bytes:

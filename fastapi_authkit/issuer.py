@@ -21,6 +21,7 @@ from .clientinfo import client_info
 from .config import seconds
 from .errors import ConfigurationError, StoreUnavailableError
 from .events import SignedOut
+from .secretvalue import reveal
 from .source import SESSION_CLAIM
 from .state import end_session, get_auth_state, refuse_cross_site, sign_in
 from .stores.base import SessionInfo, SessionStore
@@ -52,10 +53,23 @@ class Issuer(TokenIssuer):
     # `await issuer.sign_in(...)` works exactly as before.
 
     def sign_in(
-        self, conn: HTTPConnection, subject: str, *, user_state: Any = None
+        self,
+        conn: HTTPConnection,
+        subject: str,
+        *,
+        user_state: Any = None,
+        persistent: bool = True,
+        idle_ttl: float | None = None,
+        absolute_ttl: float | None = None,
     ) -> Coroutine[Any, Any, IssuedTokens]:
         """Issue a pair for ``subject`` and :func:`~fastapi_authkit.sign_in` with it:
         ``await issuer.sign_in(request, subject, user_state=...)``.
+
+        ``persistent=False`` ("remember me" unticked) writes session cookies that the
+        browser drops when it closes, on this response and on every refresh of the session.
+        ``idle_ttl``/``absolute_ttl`` give this session shorter limits than the issuer's
+        (a session that ends after 30 idle minutes, say); longer than the issuer's
+        ``idle_ttl``/``absolute_ttl`` is a :class:`ValueError`. Every refresh keeps them.
 
         The session the request already had (its refresh cookie) is revoked first: a new
         sign-in replaces it, and it must not stay live at the issuer with nobody holding it
@@ -65,22 +79,40 @@ class Issuer(TokenIssuer):
 
         Must be awaited: a response started while the call was not awaited is refused with
         a :class:`ConfigurationError` saying so."""
+        if not isinstance(persistent, bool):
+            raise TypeError(f"persistent must be a bool, got {type(persistent).__name__}")
+        self.session_limits(idle_ttl, absolute_ttl)  # a ValueError now, not when awaited
         return get_auth_state(conn).must_be_awaited(
-            "issuer.sign_in", lambda: self._sign_in(conn, subject, user_state)
+            "issuer.sign_in",
+            lambda: self._sign_in(
+                conn, subject, user_state, persistent, idle_ttl=idle_ttl, absolute_ttl=absolute_ttl
+            ),
         )
 
-    async def _sign_in(self, conn: HTTPConnection, subject: str, user_state: Any) -> IssuedTokens:
+    async def _sign_in(
+        self,
+        conn: HTTPConnection,
+        subject: str,
+        user_state: Any,
+        persistent: bool,
+        *,
+        idle_ttl: float | None,
+        absolute_ttl: float | None,
+    ) -> IssuedTokens:
         state = get_auth_state(conn)
         refuse_cross_site(conn, state.store)
         if state.refresh_token is not None:
             await self.revoke(state.refresh_token)
-        tokens = await self.issue(subject, client=client_info(conn.scope))
+        tokens = await self.issue(
+            subject, client=client_info(conn.scope), idle_ttl=idle_ttl, absolute_ttl=absolute_ttl
+        )
         sign_in(
             conn,
             auth={"token": tokens.access_token, "type": "Bearer"},
             refresh=tokens.refresh_token,
             refresh_expires_in=tokens.refresh_expires_in,
             user_state=user_state,
+            persistent=persistent,
         )
         state.revoke_signed_out = False  # the replaced session: revoked above
         return tokens
@@ -212,9 +244,15 @@ def create_issuer(
 
     ``backend``: :class:`~fastapi_authkit.stores.MemoryStore` (one process) or
     :class:`~fastapi_authkit.stores.RedisStore` (several workers). ``signing_key``: the HMAC
-    secret, or the private key (PEM) for RS/PS/ES/EdDSA. ``key_id`` names it in the ``kid``
-    header; ``previous_keys`` (``{kid: verification key}``) keeps tokens signed with retired
-    keys valid during a rotation. ``access_ttl``: access-token lifetime; ``idle_ttl``: a
+    secret, or the private key (PEM) for RS/PS/ES/EdDSA (either may be wrapped, as
+    pydantic's ``SecretStr``/``SecretBytes`` or Starlette's ``Secret``). ``key_id`` names
+    it in the ``kid`` header; ``previous_keys`` (``{kid: verification key}``) keeps
+    tokens signed with retired keys valid during a rotation. ``access_ttl``: access-token
+    lifetime; with ``create_store(token_issuer=issuer)`` the middleware refreshes a token
+    in the last fifth of its life, at most its last 60 s (``interval=min(60,
+    access_ttl / 5)``: the default 300 s token is refreshed from 240 s on); pass
+    ``create_store(refresh=create_refresh(interval=..., refresh_api_callback=issuer.refresh))``
+    for another interval. ``idle_ttl``: a
     session ends after this long without a refresh; ``absolute_ttl``: and after this long in
     any case. ``grace``: seconds during which the immediate predecessor of the current
     refresh token receives the same successor instead of being taken for theft.
@@ -229,6 +267,9 @@ def create_issuer(
     if not isinstance(backend, SessionStore):
         raise ConfigurationError("backend must be a SessionStore (MemoryStore or RedisStore)")
     check_algorithm(algorithm)
+    signing_key = reveal(signing_key)
+    if isinstance(previous_keys, Mapping):
+        previous_keys = {kid: reveal(key) for kid, key in previous_keys.items()}
     # The same checks as create_store's token_key (an HMAC secret's minimum length
     # included), named after this argument, so a weak or wrong key fails here.
     prepared = prepare_key(algorithm, signing_key, "signing_key", kind="private")

@@ -12,6 +12,7 @@ the reader and the single-flight registry; everything else lives in ``__call__``
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable
 from dataclasses import replace
@@ -27,7 +28,7 @@ from .events import RequestRefused, RevokedSession, SignedOut, StoreUnavailable,
 from .jsoncopy import private_copy
 from .live import LiveConnection, LiveConnections
 from .notices import show_debug_output
-from .origins import insecure_host
+from .origins import cookie_domain_mismatch, insecure_host
 from .reader import (
     CHECK,
     CLEAR,
@@ -61,16 +62,42 @@ _RESPONSE_STARTS: Final = frozenset(
     {"http.response.start", "websocket.accept", "websocket.http.response.start"}
 )
 _INSECURE_NOTICE: Final = "secure-cookie-over-http"
-_CSRF_BODY: Final = b'{"detail":"CSRF token missing or invalid"}'
-_CSRF_START: Final[Message] = {
-    "type": "http.response.start",
-    "status": 403,
-    "headers": [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(_CSRF_BODY)).encode()),
-        (b"cache-control", b"no-store"),
-    ],
-}
+_DOMAIN_NOTICE: Final = "cookie-domain-mismatch"
+# Set in the scope by the first AuthKitMiddleware a request passes: a second one in the same
+# stack would read, refresh and rotate the same cookies again.
+_SEEN: Final = "fastapi_authkit.middleware"
+_CSRF_REASON: Final = "CSRF token missing or invalid"
+
+
+def _refusal(detail: str) -> tuple[Message, Message]:
+    """The 403 answer, its detail in a JSON body."""
+    body = json.dumps({"detail": detail}, separators=(",", ":")).encode()
+    start: Message = {
+        "type": "http.response.start",
+        "status": 403,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
+
+def _explained(reason: str, store: AuthStore) -> str:
+    """What a refused request's answer says: why, and what makes such a request pass."""
+    if reason == _CSRF_REASON:
+        return (
+            f"{reason}: an unsafe request (POST, PUT, PATCH, DELETE) authenticated by cookie "
+            f"must send the {store.csrf_header_name} header with the value of the "
+            f"{store.names.csrf} cookie"
+        )
+    allowed = ", ".join(sorted(store.allowed_origins)) or "none"
+    return (
+        f"cross-site request refused ({reason}): a cookie-authenticated unsafe request must "
+        f"come from this app's own origin or one in create_store(allowed_origins=...) "
+        f"(allowed_origins: {allowed})"
+    )
 
 
 class AuthKitMiddleware:
@@ -93,6 +120,7 @@ class AuthKitMiddleware:
         self._clock = store.clock
         self._reader = RequestReader(store)
         self._read = self._reader.read
+        self._csrf_refusal = _refusal(_explained(_CSRF_REASON, store))
         # Open connections of sessions, ended when their session is (with a session check
         # to watch, or WebSockets closed at their token's expiry).
         self._live = (
@@ -106,6 +134,13 @@ class AuthKitMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
+        if _SEEN in scope:
+            raise ConfigurationError(
+                "AuthKitMiddleware is added twice to this app's stack (or to an app mounted "
+                "under one that has it): each request would be read and refreshed twice. "
+                "Add it once, to the outermost app"
+            )
+        scope[_SEEN] = True
         method = scope["method"] if kind == "http" else None
         decision = self._read(
             scope["headers"],
@@ -144,13 +179,13 @@ class AuthKitMiddleware:
                 state = await self._settle(state, decision, scope)
         else:
             # Before any refresh: a forged request must not even rotate tokens.
-            logger.info("refused %s %s: %s", scope.get("method", "WS"), scope["path"], decision[0])
-            if self.store.events is not None and isinstance(decision, Refused):
-                reason = decision.reason
+            reason = decision.reason if isinstance(decision, Refused) else str(decision[0])
+            logger.info("refused %s %s: %s", scope.get("method", "WS"), scope["path"], reason)
+            if self.store.events is not None:
                 self.store.events.emit(
                     RequestRefused, scope, None, reason=refusal_reason(reason), detail=reason
                 )
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, reason)
             return
         scope[SCOPE_KEY] = state
 
@@ -244,6 +279,10 @@ class AuthKitMiddleware:
         if cookies:
             if self.store.cookie_secure and not self.store.notices.given(_INSECURE_NOTICE):
                 self._check_secure_transport(scope)
+            if self.store.cookie_domain is not None and not self.store.notices.given(
+                _DOMAIN_NOTICE
+            ):
+                self._check_cookie_domain(scope)
             headers = [
                 (k, v) for k, v in message.get("headers", ()) if k.lower() != b"cache-control"
             ]
@@ -270,16 +309,40 @@ class AuthKitMiddleware:
         back: the sign-in "works" and the next request is anonymous. Say so, once."""
         host = insecure_host(scope.get("scheme", "http"), scope["headers"])
         if host is not None:
+            # Starlette's TestClient talks to http://testserver unless told otherwise.
+            in_tests = (
+                'In tests: TestClient(app, base_url="https://testserver"). '
+                if host == "testserver"
+                else ""
+            )
             self.store.notices.once(
                 _INSECURE_NOTICE,
                 logging.WARNING,
                 "Secure auth cookies were set on a plain-http request to %r: browsers keep "
                 "Secure cookies from http only on localhost and 127.0.0.1, and HTTP clients "
                 "(httpx, requests) send them back only over https, so the next request is "
-                "anonymous. Serve the app over https (behind a TLS-terminating proxy, let "
+                "anonymous. %sServe the app over https (behind a TLS-terminating proxy, let "
                 "the server trust it: uvicorn --proxy-headers --forwarded-allow-ips=<proxy "
                 "address>, so that the app sees https), or, for local development over "
                 "http only, create_store(cookie_secure=False)",
+                host,
+                in_tests,
+            )
+
+    def _check_cookie_domain(self, scope: Scope) -> None:
+        """A browser drops a cookie whose Domain the request's host is not in (RFC 6265
+        §5.3 step 6): the sign-in "works" and the next request is anonymous. Say so, once."""
+        domain = self.store.cookie_domain
+        host = cookie_domain_mismatch(domain or "", scope["headers"])
+        if host is not None:
+            self.store.notices.once(
+                _DOMAIN_NOTICE,
+                logging.WARNING,
+                "auth cookies with create_store(cookie_domain=%r) were set on a request to "
+                "%r, which is not in that domain: browsers drop them, so the next request "
+                "is anonymous. Serve the app under that domain, or set cookie_domain to the "
+                "app's host or a parent domain of it (or leave it out: host-only cookies)",
+                domain,
                 host,
             )
 
@@ -335,15 +398,18 @@ class AuthKitMiddleware:
         if self.store.debug:
             logger.debug(message, *args)
 
-    @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, reason: str) -> None:
         if scope["type"] == "websocket":
             # Closing before accept makes the server answer the handshake with 403.
             await receive()
             await send({"type": "websocket.close", "code": 1008, "reason": "origin refused"})
             return
-        await send(_CSRF_START)
-        await send({"type": "http.response.body", "body": _CSRF_BODY})
+        if reason == _CSRF_REASON:
+            start, body = self._csrf_refusal  # the same answer every time: built once
+        else:
+            start, body = _refusal(_explained(reason, self.store))
+        await send(start)
+        await send(body)
 
     async def _settle(self, state: AuthState, reading: Reading, scope: Scope) -> AuthState:
         """The I/O part: the session check (revocation), then a refresh when one is due."""

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from .errors import ConfigurationError
 
 __all__ = [
+    "cookie_domain_mismatch",
     "cross_site_refused",
     "insecure_host",
     "normalize_origin",
@@ -87,6 +88,24 @@ def insecure_host(scheme: str, headers: Collection[tuple[bytes, bytes]]) -> str 
     except (UnicodeDecodeError, ValueError):
         return None
     if hostname is None or _trustworthy_host(hostname):
+        return None
+    return hostname
+
+
+def cookie_domain_mismatch(domain: str, headers: Collection[tuple[bytes, bytes]]) -> str | None:
+    """The request's host when a cookie with ``Domain=domain`` set on its response would be
+    dropped by the browser (the host is neither the domain nor under it); else None."""
+    host = next((v for k, v in headers if k == b"host"), None)
+    if not host:
+        return None  # nothing to judge by
+    try:
+        hostname = urlsplit(f"http://{host.decode('ascii')}").hostname
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if hostname is None:
+        return None
+    wanted = domain.lstrip(".").lower()
+    if hostname == wanted or hostname.endswith("." + wanted):
         return None
     return hostname
 

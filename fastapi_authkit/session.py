@@ -16,15 +16,30 @@ from .tokens import is_number, unverified_expiry
 __all__ = [
     "clear_session",
     "issue_session",
+    "is_persistent",
     "issue_successor",
     "new_sid",
     "successor_cookies",
 ]
 
 
-def new_sid() -> str:
-    """A fresh session id; a new one on every sign-in defeats session fixation."""
-    return secrets.token_urlsafe(18)
+# The mark of a session whose cookies are session cookies ("remember me" unticked). The
+# session id is signed into the state cookie and kept by every refresh, in this process and
+# in the others (the shared flight carries it), so the choice made at sign-in lasts as long
+# as the session: no other field has to travel with it. token_urlsafe never yields a '~'.
+_SESSION_ONLY = "~"
+
+
+def new_sid(*, persistent: bool = True) -> str:
+    """A fresh session id; a new one on every sign-in defeats session fixation.
+    ``persistent=False`` marks a session whose cookies the browser drops when it closes."""
+    sid = secrets.token_urlsafe(18)
+    return sid if persistent else _SESSION_ONLY + sid
+
+
+def is_persistent(sid: str) -> bool:
+    """Whether the session ``sid`` names writes persistent cookies (Max-Age)."""
+    return not sid.startswith(_SESSION_ONLY)
 
 
 def _seconds(name: str, value: object) -> int | None:
@@ -90,9 +105,12 @@ def issue_session(
         access_age = min(access_age, access_expires_in)
     has_refresh = session_refresh_token is not None
     session_age = store.state_max_age if has_refresh else min(access_age, store.state_max_age)
+    # A session-only session's cookies carry no Max-Age: the browser drops them when it
+    # closes. The token's exp and the state cookie's signed age still bound them here.
+    access_cookie_age = access_age if is_persistent(sid) else None
     return (
-        policy.set(names.access, token, max_age=access_age),
-        policy.set(names.type, token_type, max_age=access_age),
+        policy.set(names.access, token, max_age=access_cookie_age),
+        policy.set(names.type, token_type, max_age=access_cookie_age),
         *_session_cookies(
             store,
             sid=sid,
@@ -161,7 +179,7 @@ def successor_cookies(
     rebound = store.policy.set(
         names.state,
         store.state_codec.dumps(sid, user_state, refresh_token, access_tokens),
-        max_age=store.state_max_age,
+        max_age=store.state_max_age if is_persistent(sid) else None,
     )
     return tuple(
         rebound if cookie.startswith(state) else cookie
@@ -183,14 +201,16 @@ def _session_cookies(
     now: float,
 ) -> tuple[bytes, ...]:
     names, policy = store.names, store.policy
+    persistent = is_persistent(sid)
     state = store.state_codec.dumps(sid, user_state, bound_to, access_tokens, now=now)
-    cookies = [policy.set(names.state, state, max_age=session_age)]
+    age: int | None = session_age if persistent else None
+    cookies = [policy.set(names.state, state, max_age=age)]
     if refresh_token is not None:
-        age = _refresh_max_age(store, refresh_token, refresh_expires_in, now)
-        cookies.append(policy.set(names.refresh, refresh_token, max_age=age))
-    cookies.append(
-        policy.set(names.csrf, store.csrf.token_for(sid), max_age=session_age, http_only=False)
-    )
+        refresh_age = _refresh_max_age(store, refresh_token, refresh_expires_in, now)
+        cookies.append(
+            policy.set(names.refresh, refresh_token, max_age=refresh_age if persistent else None)
+        )
+    cookies.append(policy.set(names.csrf, store.csrf.token_for(sid), max_age=age, http_only=False))
     return tuple(cookies)
 
 

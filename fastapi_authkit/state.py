@@ -247,6 +247,7 @@ def sign_in(
     refresh: str | None = None,
     user_state: Any = None,
     refresh_expires_in: int | None = None,
+    persistent: bool = True,
 ) -> None:
     """Start a session: queue the auth cookies for this request's response.
 
@@ -257,6 +258,10 @@ def sign_in(
     ``refresh_max_age``); without one, the session ends when the access token expires (a
     warning says so once when refresh is configured). The route's state reflects the new
     session at once.
+
+    ``persistent=False`` ("remember me" unticked) writes session cookies, without Max-Age:
+    the browser drops them when it closes, and every refresh of this session keeps them so.
+    The default writes cookies that live as long as their tokens, across browser restarts.
 
     An unsafe-method request from another site raises :class:`CrossSiteRequestError` (a
     403) and queues nothing (login CSRF). A session the request already had is replaced
@@ -276,6 +281,8 @@ def sign_in(
     if refresh is not None and not isinstance(refresh, str):
         raise TypeError(f"sign_in: refresh must be a str or None, got {type(refresh).__name__}")
     check_lifetime("sign_in: refresh_expires_in", refresh_expires_in)
+    if not isinstance(persistent, bool):
+        raise TypeError(f"sign_in: persistent must be a bool, got {type(persistent).__name__}")
     now = store.clock()
     try:
         claims = store.verifier.verify(token, now)
@@ -290,7 +297,7 @@ def sign_in(
         raise TokenError(f"sign_in: the access token does not verify: {exc}{hint}") from exc
     if refresh is None and store.refresh is not None:
         store.notices.session_without_refresh_token(claims["exp"] - now)
-    sid = new_sid()
+    sid = new_sid(persistent=persistent)
     cookies = issue_session(
         store,
         token=token,

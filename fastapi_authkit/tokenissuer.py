@@ -37,7 +37,7 @@ from .stores.base import SessionInfo, SessionStore
 from .stores.listeners import RevocationListeners
 from .stores.memory import MemoryStore
 from .stores.sealing import open_sealed, seal, token_id
-from .tokens import unverified_expiry
+from .tokens import is_number, unverified_expiry
 
 __all__ = ["ACCESS_TOKEN_TYPE", "IssuedTokens", "TokenIssuer"]
 
@@ -51,8 +51,25 @@ _FAMILY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_SESSIONS_LISTED = 100
 
 
-def new_family_id() -> str:
-    return secrets.token_urlsafe(16)
+_RANDOM_ID_CHARS = 22  # len(secrets.token_urlsafe(16))
+
+
+def new_family_id(idle_ttl: int | None = None) -> str:
+    """A new family id. A session signed in with an idle limit of its own (shorter than
+    the issuer's) carries it in its id, ``<22 random chars>i<seconds>``: every rotation
+    reads it there, so no store needs a field for it, and it is authentic, since the
+    store finds a refresh token only by the id of the whole token (which names the
+    family) and the access token's ``sid`` is signed."""
+    family_id = secrets.token_urlsafe(16)
+    return family_id if idle_ttl is None else f"{family_id}i{idle_ttl}"
+
+
+def idle_of(family_id: str | None) -> int | None:
+    """The idle limit a family id carries (see :func:`new_family_id`), or None."""
+    if family_id is None or len(family_id) <= _RANDOM_ID_CHARS + 1:
+        return None
+    mark, digits = family_id[_RANDOM_ID_CHARS], family_id[_RANDOM_ID_CHARS + 1 :]
+    return int(digits) if mark == "i" and digits.isdigit() and len(digits) <= 10 else None
 
 
 def new_refresh_token(family_id: str) -> str:
@@ -157,27 +174,69 @@ class TokenIssuer:
             claims, self._signing_key, algorithm=self.algorithm, headers=self._headers
         )
 
-    async def issue(self, subject: str, *, client: ClientInfo | None = None) -> IssuedTokens:
+    def session_limits(
+        self, idle_ttl: float | None, absolute_ttl: float | None
+    ) -> tuple[int | None, float, float]:
+        """The limits of one session signed in with ``idle_ttl``/``absolute_ttl`` (None: the
+        issuer's): ``(idle to carry in the family id or None, idle, absolute)``. Each is
+        at most the issuer's own; raises :class:`ValueError` otherwise."""
+        absolute = self.absolute_ttl
+        if absolute_ttl is not None:
+            if not is_number(absolute_ttl) or not 0 < absolute_ttl <= self.absolute_ttl:
+                raise ValueError(
+                    f"absolute_ttl must be a number of seconds above 0 and at most the "
+                    f"issuer's absolute_ttl ({self.absolute_ttl:g}), got {absolute_ttl!r}"
+                )
+            absolute = float(absolute_ttl)
+        if idle_ttl is None:
+            if absolute >= self.idle_ttl:
+                return None, self.idle_ttl, absolute
+            idle_ttl = absolute  # a shorter absolute limit bounds the idle one
+        floor = max(self.access_ttl, self.grace, self.late_replay)
+        if not is_number(idle_ttl) or not floor < idle_ttl <= min(self.idle_ttl, absolute):
+            raise ValueError(
+                f"idle_ttl must be a number of seconds above {floor:g} (the access token's "
+                f"lifetime, grace and late_replay) and at most the issuer's idle_ttl "
+                f"({self.idle_ttl:g}) and the session's absolute_ttl ({absolute:g}), "
+                f"got {idle_ttl!r}"
+            )
+        idle = int(idle_ttl)
+        return (None if idle >= self.idle_ttl else idle), float(idle), absolute
+
+    def _idle_for(self, family_id: str | None) -> float:
+        idle = idle_of(family_id)
+        return self.idle_ttl if idle is None else min(float(idle), self.idle_ttl)
+
+    async def issue(
+        self,
+        subject: str,
+        *,
+        client: ClientInfo | None = None,
+        idle_ttl: float | None = None,
+        absolute_ttl: float | None = None,
+    ) -> IssuedTokens:
         """Start a new session family for ``subject`` and return its first pair; ``client``
-        (who signs in) is recorded for :meth:`list_sessions`."""
+        (who signs in) is recorded for :meth:`list_sessions`. ``idle_ttl``/``absolute_ttl``
+        give this session shorter limits than the issuer's (never longer: ValueError)."""
         if not isinstance(subject, str) or not subject:
             raise ValueError("subject must be a non-empty string")
+        carried, idle, absolute = self.session_limits(idle_ttl, absolute_ttl)
         now = self.clock()
-        family_id = new_family_id()
+        family_id = new_family_id(carried)
         refresh_token = new_refresh_token(family_id)
         await self.backend.create_family(
             family_id=family_id,
             subject=subject,
             token_id=token_id(refresh_token, "refresh"),
             now=now,
-            idle_ttl=self.idle_ttl,
-            absolute_ttl=self.absolute_ttl,
+            idle_ttl=idle,
+            absolute_ttl=absolute,
             client=client,
         )
         return IssuedTokens(
             access_token=self.mint_access(subject, family_id, now),
             refresh_token=refresh_token,
-            refresh_expires_in=int(self.idle_ttl),
+            refresh_expires_in=int(idle),
             family_id=family_id,
         )
 
@@ -218,12 +277,13 @@ class TokenIssuer:
         tid = token_id(presented, "refresh")
         now = self.clock() if now is None else now
         family = family_of(presented)
+        idle = self._idle_for(family)
         options: dict[str, Any] = {
             "family_id": family,
             "now": now,
             "grace": self.grace,
             "late_replay": self.late_replay,
-            "idle_ttl": self.idle_ttl,
+            "idle_ttl": idle,
         }
         outcome = None
         if subject and family:
@@ -237,7 +297,7 @@ class TokenIssuer:
                 **options,
             )
             if outcome.status == "rotated":
-                return Rotation(access, successor, int(self.idle_ttl), context)
+                return Rotation(access, successor, int(idle), context)
         if outcome is None:
             outcome = await self.backend.rotate(tid, successor_id=None, sealed=None, **options)
         if outcome.status == "active" and outcome.family_id and outcome.subject:
@@ -254,7 +314,7 @@ class TokenIssuer:
                 **options,
             )
             if outcome.status == "rotated":
-                return Rotation(access, successor, int(self.idle_ttl), context)
+                return Rotation(access, successor, int(idle), context)
             # Another worker rotated it between our two calls: fall through.
         if outcome.status == "replay" and outcome.sealed is not None:
             opened = open_sealed(presented, outcome.sealed)
@@ -268,7 +328,7 @@ class TokenIssuer:
                     # written now (no other process answers this one at the same time).
                     access = self.mint_access(outcome.subject, outcome.family_id, now)
                     context = ""
-                return Rotation(access, pair["r"], int(self.idle_ttl), context, replay=True)
+                return Rotation(access, pair["r"], int(idle), context, replay=True)
             logger.error("sealed successor of family %s cannot be opened", outcome.family_id)
             return Rotation(None, ended="unknown")
         if outcome.status == "reuse":

@@ -610,7 +610,9 @@ class TokenVerifier:
         except Exception as exc:
             # Hostile input must end as "not authenticated", never as a 500, whatever
             # corner of base64/JSON/crypto it reaches.
-            raise TokenError(f"token does not verify: {exc}") from exc
+            # PyJWT's own words ("Signature verification failed"): whoever reports it says
+            # which token did not verify, once ("sign_in: the access token does not verify").
+            raise TokenError(str(exc) or type(exc).__name__) from exc
         claims: dict[str, Any] = decoded["payload"]
         if self._typ is not None:
             typ = decoded["header"].get("typ")

@@ -168,9 +168,9 @@ def issuer_app(
     on_event: Callable[[Any], Any] | None = None,
 ) -> FastAPI:
     """An app on the built-in issuer (access 60 s, refreshed in its last 12 s, grace 10 s,
-    idle 1 h, absolute 2 h): /login?as=<subject>, /me, /public, /logout,
-    /logout-everywhere. ``close_backend=False`` for the second of two apps sharing a store;
-    ``on_event`` is the store's audit hook."""
+    idle 1 h, absolute 2 h): /login?as=<subject> (and remember=0, idle=<s>, absolute=<s>),
+    /me, /public, /logout, /logout-everywhere. ``close_backend=False`` for the second of
+    two apps sharing a store; ``on_event`` is the store's audit hook."""
     issuer = create_issuer(
         backend=backend,
         signing_key="issuer-app-signing-key-0123456789abcdef-01",
@@ -196,8 +196,17 @@ def issuer_app(
 
     @app.post("/login")
     async def login(request: Request) -> dict[str, bool]:
-        subject = request.query_params.get("as", "alice")
-        await issuer.sign_in(request, subject, user_state={"name": subject})
+        query = request.query_params
+        subject = query.get("as", "alice")
+        idle, absolute = query.get("idle"), query.get("absolute")
+        await issuer.sign_in(
+            request,
+            subject,
+            user_state={"name": subject},
+            persistent=query.get("remember", "1") != "0",
+            idle_ttl=None if idle is None else float(idle),
+            absolute_ttl=None if absolute is None else float(absolute),
+        )
         return {"ok": True}
 
     @app.get("/me")

@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "clientinfo",
                 "forwarded",
                 "localpath",
+                "secretvalue",
             }
         ),
     ),

@@ -474,3 +474,66 @@ def test_a_failing_token_endpoint_keeps_you_signed_in(browser: Browser, tmp_path
         screenshot(page, "recovered.png")
         assert errors == []
         context.close()
+
+
+@pytest.mark.parametrize("remember", [True, False], ids=["remembered", "not-remembered"])
+def test_remember_me_decides_whether_closing_the_browser_signs_out(
+    server: str, tmp_path: Path, remember: bool
+) -> None:
+    """A real browser closed and opened again, on one profile: Chromium keeps the
+    persistent cookies on disk and drops the session cookies, so "Remember me" unticked
+    (session cookies, on the refreshed cookies too) signs out, and the default does not."""
+    profile = tmp_path / "profile"
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/test`", pytrace=False)
+    with sync_playwright() as playwright:
+
+        def open_browser() -> BrowserContext:
+            context = playwright.chromium.launch_persistent_context(
+                profile,
+                executable_path=str(CHROMIUM),
+                headless=True,
+                args=CHROMIUM_ARGS,
+                timeout=30_000,
+                base_url=server,
+                viewport=VIEWPORT,
+            )
+            context.set_default_timeout(TIMEOUT_MS)
+            context.set_default_navigation_timeout(TIMEOUT_MS)
+            return context
+
+        context = open_browser()
+        try:
+            page = context.new_page()
+            page.goto("/login")
+            page.fill("input[name=username]", "demo")
+            page.fill("input[name=password]", "demo")
+            if not remember:
+                page.uncheck("input[name=remember][type=checkbox]")
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{server}/")
+            expect(page.locator("#user")).to_have_text("Demo User")
+            # A silent refresh first: the refreshed cookies keep the choice made at sign-in.
+            first = jar(context)["_auth_refresh"]["value"]
+            time.sleep(ACCESS_TTL + 1.5)  # the token expires (a session cookie stays: no Max-Age)
+            page.reload()
+            expect(page.locator("#user")).to_have_text("Demo User")
+            cookies = jar(context)
+            assert cookies["_auth_refresh"]["value"] != first
+            for name in AUTH_COOKIES:
+                session_only = cookies[name]["expires"] == -1
+                assert session_only is not remember, (name, cookies[name])
+        finally:
+            context.close()  # the browser closes
+
+        context = open_browser()  # and opens again, on the same profile
+        try:
+            page = context.new_page()
+            page.goto("/")
+            if remember:
+                expect(page.locator("#user")).to_have_text("Demo User")
+            else:
+                page.wait_for_url(f"{server}/login")
+                assert not set(jar(context)) & set(AUTH_COOKIES)
+        finally:
+            context.close()

@@ -297,7 +297,7 @@ def test_header_mode_cannot_have_refresh() -> None:
         store(auth_type="header", refresh=refresh())
 
 
-@pytest.mark.parametrize("callback", [None, "callback", 1, RefreshResult(is_success=True)])
+@pytest.mark.parametrize("callback", [None, "callback", 1, RefreshResult(is_success=False)])
 def test_refresh_callback_must_be_callable(callback: Any) -> None:
     with pytest.raises(ConfigurationError):
         refresh(refresh_api_callback=callback)

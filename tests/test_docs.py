@@ -14,7 +14,7 @@ import pytest
 
 import fastapi_authkit
 from fastapi_authkit import create_issuer, create_refresh, create_store
-from fastapi_authkit.stores import RedisStore
+from fastapi_authkit.stores import MemoryStore, RedisStore
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = {
@@ -69,3 +69,27 @@ def test_every_public_name_has_a_docstring() -> None:
         if not obj.__doc__:  # its own docstring, not one inherited from a base class
             missing.append(name)
     assert missing == []
+
+
+def test_the_readme_docs_command_installs_what_it_runs() -> None:
+    """README's docs command used to be `.venv/bin/mkdocs serve`, which the environment the
+    README's own commands create (scripts/example: the example extra) does not have."""
+    readme = (ROOT / "README.md").read_text()
+    assert "`bash scripts/docs`" in readme
+    assert ".venv/bin/mkdocs" not in readme
+    script = ROOT / "scripts" / "docs"
+    assert script.stat().st_mode & 0o111, "scripts/docs is not executable"
+    text = script.read_text()
+    assert "locked_env docs --inexact" in text
+    assert text.rstrip().endswith('exec .venv/bin/mkdocs serve "$@"')
+
+
+def test_the_issuer_refresh_interval_is_documented_as_create_store_sets_it() -> None:
+    """create_store(token_issuer=...) refreshes at min(60, access_ttl / 5) before exp."""
+    for access_ttl, interval in ((300, 60.0), (60, 12.0)):
+        issuer = create_issuer(backend=MemoryStore(), signing_key="s" * 32, access_ttl=access_ttl)
+        store = create_store(secret_key="c" * 32, token_issuer=issuer)
+        assert store.refresh is not None
+        assert store.refresh.interval == interval
+    assert "min(60, access_ttl / 5)" in " ".join((create_issuer.__doc__ or "").split())
+    assert "min(60, access_ttl / 5)" in (ROOT / "docs/reference/configuration.md").read_text()

@@ -705,3 +705,71 @@ def test_example_login_guard(examples: Examples) -> None:
         assert client.post("/login", data=right).json() == {"ok": True}
         assert "_auth" in client.cookies
         assert answers(client, "nobody", "guess") == answers(client, "nobody-else", "guess")
+
+
+# --- recipes.md --------------------------------------------------------------------------------
+
+
+def test_example_settings_from_env(
+    examples: Examples, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The secrets come from the environment and from `.env` as SecretStr, and work."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"AUTHKIT_COOKIE_SECRET={SECRET_KEY}\n")
+    monkeypatch.setenv("AUTHKIT_SIGNING_KEY", TOKEN_KEY)
+    module = examples.run("settings_from_env")
+    assert SECRET_KEY not in repr(module.settings)
+    assert TOKEN_KEY not in repr(module.settings)
+    with browser(module.app) as client:
+        assert client.post("/login").json() == {"ok": True}
+        assert client.get("/me").json() == {"name": "Alice"}
+
+
+def test_the_settings_recipe_without_a_secret_fails_at_start_up(
+    examples: Examples, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AUTHKIT_SIGNING_KEY", TOKEN_KEY)
+    with pytest.raises(ValueError, match="cookie_secret"):
+        examples.run("settings_from_env")
+
+
+def test_example_remember_me(examples: Examples) -> None:
+    """Ticked: persistent cookies; unticked: session cookies and a 30-minute idle limit."""
+    app = examples.run("remember_me").app
+    with browser(app) as client:
+        ticked = client.post(
+            "/login", data={"username": "alice", "remember": "true"}, follow_redirects=False
+        )
+        assert ticked.status_code == 303
+        assert all("Max-Age=" in value for value in set_cookies(ticked).values())
+        unticked = client.post("/login", data={"username": "bob"}, follow_redirects=False)
+        cookies = set_cookies(unticked)
+        assert set(cookies) == AUTH_COOKIES
+        assert not any("Max-Age=" in value for value in cookies.values())
+
+
+def test_example_sync_routes(examples: Examples) -> None:
+    """def routes: sign in through the issuer, read the user, sign out (revoked)."""
+    module = examples.run("sync_routes")
+    with browser(module.app) as client:
+        assert client.get("/hello").json() == "hello stranger"
+        assert client.post("/login").json() == {"ok": True}
+        assert client.get("/me").json() == {"name": "Alice"}
+        assert client.get("/hello").json() == "hello Alice"
+        kept = cookies_of(client)
+        assert client.post("/logout", headers=csrf(client)).json() == {"ok": True}
+        assert client.get("/me").status_code == 401
+        use(client, kept)  # the signed-out session's cookies, replayed: revoked
+        assert client.get("/me").status_code == 401
+
+
+def test_example_plain_starlette(examples: Examples) -> None:
+    """No FastAPI: the same sign-in, read, and revoking sign-out."""
+    module = examples.run("plain_starlette")
+    with browser(module.app) as client:
+        assert client.get("/me").status_code == 401
+        assert client.post("/login").json() == {"ok": True}
+        assert client.get("/me").json() == {"name": "Alice"}
+        assert client.post("/logout", headers=csrf(client)).json() == {"revoked": True}
+        assert client.get("/me").status_code == 401

@@ -31,6 +31,7 @@ from fastapi_authkit.testing import (
 )
 
 from conftest import T0, Clock
+from servers import REPO_ROOT
 
 SECRET = "example-app-test-secret-0123456789abcdef"
 ACCESS_TTL = 30
@@ -96,12 +97,30 @@ def replay(app: FastAPI) -> Iterator[TestClient]:
         yield test_client
 
 
-def login(client: TestClient) -> Any:
-    return client.post(
-        "/login",
-        data={"username": "demo", "password": "demo"},
-        follow_redirects=False,
+def login(client: TestClient, *, remember: bool = True) -> Any:
+    """The login form as a browser posts it: the hidden remember=0, then the checkbox's
+    remember=1 when it is ticked (the default)."""
+    remember_values = ["0", "1"] if remember else ["0"]
+    data = {"username": "demo", "password": "demo", "remember": remember_values}
+    return client.post("/login", data=data, follow_redirects=False)
+
+
+def test_a_client_posting_no_remember_field_is_remembered(client: TestClient) -> None:
+    response = client.post(
+        "/login", data={"username": "demo", "password": "demo"}, follow_redirects=False
     )
+    assert response.status_code == 303
+    for name, cookie in parse_set_cookies(response).items():
+        assert "max-age" in cookie, name
+
+
+def test_remember_me_unticked_signs_in_with_session_cookies(client: TestClient) -> None:
+    response = login(client, remember=False)
+    assert response.status_code == 303
+    for name, cookie in parse_set_cookies(response).items():
+        assert "max-age" not in cookie, name
+        assert "expires" not in cookie, name
+    assert "Remember me" in client.get("/login").text
 
 
 @pytest.fixture
@@ -204,6 +223,18 @@ def test_home_signed_out_redirects_a_browser_to_login(client: TestClient) -> Non
     response = client.get("/", headers=HTML, follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"] == "/login"
+
+
+def test_home_signed_out_answers_curl_as_the_docs_say(client: TestClient) -> None:
+    """docs/deployments/one-process.md: plain curl (Accept: */*) sees 401 JSON, curl asking
+    for text/html the redirect to /login."""
+    page = (REPO_ROOT / "docs" / "deployments" / "one-process.md").read_text()
+    assert "plain `curl -i http://127.0.0.1:8000/` asks for `*/*` and sees the 401" in page
+    response = client.get("/", headers={"Accept": "*/*"}, follow_redirects=False)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Not authenticated"}
+    response = client.get("/", headers={"Accept": "text/html"}, follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, "/login")
 
 
 def test_home_signed_out_is_401_for_an_api_client(client: TestClient) -> None:
@@ -340,7 +371,7 @@ def test_old_cookies_within_the_grace_period_get_the_same_new_cookies(
 def test_ping_without_csrf_header_is_403(signed_in: TestClient) -> None:
     response = signed_in.post("/api/ping")
     assert response.status_code == 403
-    assert response.json() == {"detail": "CSRF token missing or invalid"}
+    assert response.json()["detail"].startswith("CSRF token missing or invalid: ")
 
 
 def test_ping_with_a_wrong_csrf_header_is_403(signed_in: TestClient) -> None:

@@ -912,3 +912,122 @@ def test_plain_sign_out_with_the_built_in_issuer_revokes_the_session_once(clock:
         replayed = "; ".join(f"{name}={value}" for name, value in device.items())
         assert tc.get("/me", headers={"cookie": replayed}).status_code == 401
     assert len(calls) == 2  # one per sign-out
+
+
+# --- issue 25.5: the newcomer's frictions ------------------------------------------------------
+
+
+def test_a_foreign_origin_is_refused_naming_the_origin_and_allowed_origins(clock: Clock) -> None:
+    """Not "CSRF token missing or invalid" (which sent people after the token): the
+    Origin was the reason, and allowed_origins is the setting that lets it in."""
+    with client(build_app(build_store(clock, Recorder(clock)))) as tc:
+        login(tc, clock)
+        csrf = tc.cookies["_auth_csrf"]
+        response = tc.post(
+            "/write", headers={"X-CSRF-Token": csrf, "Origin": "https://app.example.com"}
+        )
+    assert response.status_code == 403
+    detail = response.json()["detail"]
+    assert "https://app.example.com" in detail
+    assert "allowed_origins" in detail
+    assert "CSRF token" not in detail
+
+
+def test_a_null_origin_and_a_cross_site_fetch_say_so(clock: Clock) -> None:
+    with client(build_app(build_store(clock, Recorder(clock)))) as tc:
+        login(tc, clock)
+        headers = {"X-CSRF-Token": tc.cookies["_auth_csrf"]}
+        null = tc.post("/write", headers={**headers, "Origin": "null"}).json()["detail"]
+        fetch = tc.post("/write", headers={**headers, "Sec-Fetch-Site": "cross-site"})
+    assert "Origin is null or malformed" in null
+    assert "Sec-Fetch-Site: cross-site" in fetch.json()["detail"]
+    assert "allowed_origins" in fetch.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("options", "header", "cookie"),
+    [
+        ({}, "X-CSRF-Token", "_auth_csrf"),
+        ({"auth_name": "sess", "csrf_header_name": "X-XSRF"}, "X-XSRF", "sess_csrf"),
+    ],
+)
+def test_the_csrf_refusal_says_what_to_send(
+    clock: Clock, options: dict[str, str], header: str, cookie: str
+) -> None:
+    with client(build_app(build_store(clock, Recorder(clock), **options))) as tc:
+        login(tc, clock)
+        response = tc.post("/write")
+    assert response.status_code == 403
+    detail = response.json()["detail"]
+    assert detail.startswith("CSRF token missing or invalid")
+    assert f"the {header} header" in detail
+    assert f"the {cookie} cookie" in detail
+
+
+@pytest.mark.parametrize(
+    ("domain", "base_url", "warned"),
+    [
+        ("example.com", "https://app.example.com", False),
+        (".example.com", "https://example.com", False),
+        ("example.com", "https://testserver", True),
+        ("example.com", "https://badexample.com", True),
+        ("app.example.com", "https://example.com", True),
+    ],
+)
+def test_a_cookie_domain_the_request_host_is_not_in_warns_once(
+    clock: Clock, caplog: pytest.LogCaptureFixture, domain: str, base_url: str, warned: bool
+) -> None:
+    """The browser silently drops a cookie whose Domain does not match the host."""
+    app = build_app(build_store(clock, Recorder(clock), cookie_domain=domain))
+    with TestClient(app, base_url=base_url) as tc:
+        login(tc, clock)
+        tc.cookies.clear()
+        login(tc, clock)
+    found = records(caplog, "cookie_domain")
+    assert len(found) == (1 if warned else 0)
+    if warned:
+        message = found[0].getMessage()
+        assert repr(domain) in message
+        assert found[0].levelno == logging.WARNING
+
+
+def test_the_middleware_added_twice_is_a_configuration_error(clock: Clock) -> None:
+    store = build_store(clock, Recorder(clock))
+    app = build_app(store)
+    app.add_middleware(AuthKitMiddleware, store=store)
+    with (
+        TestClient(app, base_url="https://testserver") as tc,
+        pytest.raises(ConfigurationError, match="AuthKitMiddleware is added twice"),
+    ):
+        tc.get("/public")
+
+
+def test_the_http_testclient_warning_names_the_fix(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with TestClient(build_app(build_store(clock, Recorder(clock)))) as tc:  # http://testserver
+        login(tc, clock)
+    (record,) = records(caplog, "plain-http")
+    assert 'TestClient(app, base_url="https://testserver")' in record.getMessage()
+
+
+def test_a_successful_refresh_result_without_a_token_is_refused_when_built() -> None:
+    with pytest.raises(ValueError, match=r"is_success=True\) needs new_auth_token"):
+        RefreshResult(is_success=True)
+    RefreshResult(is_success=False)  # the session is over: no token needed
+
+
+def test_a_token_error_says_does_not_verify_once(clock: Clock) -> None:
+    app = FastAPI()
+    app.add_middleware(AuthKitMiddleware, store=build_store(clock, None))
+    foreign = make_token(clock, key="another-token-key-0123456789abcdef0123456789")
+
+    @app.post("/login")
+    async def login_route(request: Request) -> None:
+        sign_in(request, auth={"token": foreign})
+
+    with client(app) as tc, pytest.raises(TokenError) as raised:
+        tc.post("/login")
+    message = str(raised.value)
+    assert message.count("does not verify") == 1, message
+    assert "Signature verification failed" in message

@@ -76,6 +76,7 @@ INTERNAL_MODULES = (
     "forwarded",
     "localpath",
     "live",
+    "secretvalue",
 )
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 
 from ..config import RefreshConfig, create_refresh
 from ..errors import ConfigurationError
+from ..secretvalue import SecretValue
 from .discovery import ProviderMetadata, discover
 from .grant import AuthMethod, RefreshTokenGrant, TokenEndpoint
 from .http import ProviderHTTP, check_url
@@ -59,8 +60,9 @@ class OIDCClient:
     first sign-in, refresh or key lookup) and must name exactly this issuer.
     ``client_id``/``client_secret``/``auth_method``: how this app authenticates at the token
     endpoint (``client_secret_basic`` by default with a secret, ``none`` for a public
-    client). ``audience``: the ``aud`` access tokens must carry (this API's identifier;
-    pass None explicitly only if your provider sets none). ``resource``: the RFC 8707
+    client; the secret may be pydantic's ``SecretStr``). ``audience``: the ``aud`` access
+    tokens must carry (this API's identifier; pass None explicitly only if your provider
+    sets none). ``resource``: the RFC 8707
     resource indicator sent with the authorization and token requests (providers that
     issue JWT access tokens per API want it; defaults to None). ``scope``: requested at
     sign-in; ``offline_access`` is added (with ``prompt=consent``, OIDC Core §11) when
@@ -95,7 +97,7 @@ class OIDCClient:
         issuer: str,
         client_id: str,
         audience: str | Sequence[str] | None,
-        client_secret: str | None = None,
+        client_secret: str | SecretValue | None = None,
         auth_method: AuthMethod | None = None,
         scope: str = "openid",
         refresh_tokens: bool = True,

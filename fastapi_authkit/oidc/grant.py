@@ -26,6 +26,7 @@ from urllib.parse import quote_plus
 
 from ..callback import RefreshParam, RefreshResult
 from ..errors import ConfigurationError, ProviderError
+from ..secretvalue import SecretValue, reveal
 from ..tokens import is_number
 from .http import Answer, ProviderHTTP, check_url
 
@@ -119,12 +120,16 @@ class TokenEndpoint:
         url: str | Callable[[], Awaitable[str]],
         *,
         client_id: str,
-        client_secret: str | None,
+        client_secret: str | SecretValue | None,
         auth_method: AuthMethod | None,
         http: ProviderHTTP,
     ) -> None:
         if not isinstance(client_id, str) or not client_id:
             raise ConfigurationError("client_id must be a non-empty string")
+        # pydantic's SecretStr (pydantic-settings) and Starlette's Secret are accepted as is.
+        client_secret = reveal(client_secret)
+        if client_secret is not None and not isinstance(client_secret, str):
+            raise ConfigurationError("client_secret must be a str (or a SecretStr) or None")
         if auth_method is None:
             auth_method = "client_secret_basic" if client_secret else "none"
         if auth_method not in ("client_secret_basic", "client_secret_post", "none"):
@@ -240,7 +245,7 @@ def refresh_token_grant(
     token_endpoint: str,
     *,
     client_id: str,
-    client_secret: str | None = None,
+    client_secret: str | SecretValue | None = None,
     auth_method: AuthMethod | None = None,
     scope: str | None = None,
     resource: str | None = None,

@@ -157,7 +157,7 @@ def _garbage(param: RefreshParam) -> Any:
 
 
 def _success_without_token(param: RefreshParam) -> RefreshResult:
-    return RefreshResult(is_success=True)
+    return RefreshResult(is_success=True)  # raises ValueError: a failure of the callback
 
 
 TRANSIENT = {
