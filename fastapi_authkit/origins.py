@@ -75,18 +75,23 @@ def _trustworthy_host(host: str) -> bool:
         return False
 
 
+def _hostname(headers: Collection[tuple[bytes, bytes]]) -> str | None:
+    """The host the request names in its Host header (lower case, no port), if any."""
+    host = next((v for k, v in headers if k == b"host"), None)
+    if not host:
+        return None  # nothing to judge by
+    try:
+        return urlsplit(f"http://{host.decode('ascii')}").hostname
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
 def insecure_host(scheme: str, headers: Collection[tuple[bytes, bytes]]) -> str | None:
     """The request's host when the request is plain http (or ws) to a host that is not a
     trustworthy origin, where a browser drops any cookie marked Secure; else None."""
     if scheme not in _INSECURE_SCHEMES:
         return None
-    host = next((v for k, v in headers if k == b"host"), None)
-    if not host:
-        return None  # nothing to judge by
-    try:
-        hostname = urlsplit(f"http://{host.decode('ascii')}").hostname
-    except (UnicodeDecodeError, ValueError):
-        return None
+    hostname = _hostname(headers)
     if hostname is None or _trustworthy_host(hostname):
         return None
     return hostname
@@ -95,13 +100,7 @@ def insecure_host(scheme: str, headers: Collection[tuple[bytes, bytes]]) -> str 
 def cookie_domain_mismatch(domain: str, headers: Collection[tuple[bytes, bytes]]) -> str | None:
     """The request's host when a cookie with ``Domain=domain`` set on its response would be
     dropped by the browser (the host is neither the domain nor under it); else None."""
-    host = next((v for k, v in headers if k == b"host"), None)
-    if not host:
-        return None  # nothing to judge by
-    try:
-        hostname = urlsplit(f"http://{host.decode('ascii')}").hostname
-    except (UnicodeDecodeError, ValueError):
-        return None
+    hostname = _hostname(headers)
     if hostname is None:
         return None
     wanted = domain.lstrip(".").lower()
