@@ -33,6 +33,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar, cast
 
@@ -66,6 +67,7 @@ try:
         NoScriptError,
         RedisClusterException,
         RedisError,
+        ResponseError,
     )
 
     from .eviction import EvictionPolicy
@@ -303,6 +305,16 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def _redirected(error: BaseException) -> bool:
+    """Whether Redis answered with a cluster redirection (MOVED or ASK): redis-py raises
+    MovedError/AskError, before 6 a plain ResponseError naming it."""
+    if isinstance(error, (MovedError, AskError)):
+        return True
+    return (
+        isinstance(error, ResponseError) and re.match(r"(MOVED|ASK) \d+ ", str(error)) is not None
+    )
+
+
 class RedisStore:
     """:class:`~fastapi_authkit.stores.base.SessionStore` on redis-py's ``redis.asyncio``.
 
@@ -533,13 +545,13 @@ class RedisStore:
                 raise
         try:
             return await awaitable
-        except (MovedError, AskError) as exc:
-            if self._topology.kind == "cluster":  # the cluster client follows them itself
-                raise StoreUnavailableError(f"Redis unavailable: {exc}") from exc
-            # Only a cluster node redirects: the check could not ask it (INFO refused).
-            error = self._topology.misdeployed()
-            raise self._refuse(error) from error
         except (RedisError, RedisClusterException, OSError) as exc:
+            if _redirected(exc) and self._topology.kind != "cluster":
+                # Only a cluster node redirects: the check could not ask it (INFO refused).
+                # (A cluster client follows redirections itself: one that reaches us is an
+                # outage like any other.)
+                error = self._topology.misdeployed()
+                raise self._refuse(error) from error
             # RedisClusterException (no node for a slot, cluster not ready) is not a
             # RedisError, but it is the same outage.
             raise StoreUnavailableError(f"Redis unavailable: {exc}") from exc
