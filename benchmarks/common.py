@@ -765,7 +765,9 @@ def uvicorn_server(
     if workers > 1:
         command += ["--workers", str(workers)]
     log = directory / f"uvicorn-{port}.log"
-    full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}
+    # The repository first; a PYTHONPATH of the caller's (extra packages) after it.
+    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    full_env = {**os.environ, **env, "PYTHONPATH": path}
     with managed_process(command, log=log, env=full_env) as process:
         pids: set[int] = set()
         deadline = time.monotonic() + 30

@@ -3,7 +3,9 @@ kit as its own auth server (the built-in issuer) on a ``RedisStore``.
 
 Routes: ``GET /health`` (public), ``GET /login?sub=`` (signs in as ``sub``), ``GET /me``
 (``CurrentUser``), ``POST /logout`` and ``POST /logout-everywhere`` (with the CSRF header).
-The data routes answer ``{"user": ..., "pid": ...}``.
+The data routes answer ``{"user": ..., "pid": ...}``. The WebSocket ``/ws``
+(``CurrentUser``) sends ``"<pid> <n>"`` every 50 ms, the first at once, until the client
+leaves or the kit closes it with its session (``live_close_latency.py``).
 
 Environment, read when ``app`` is first accessed: ``BENCH_SECRET`` (required),
 ``BENCH_REDIS_URL`` (required), ``BENCH_ACCESS_TTL`` (default 60), ``BENCH_IDLE_TTL``
@@ -15,12 +17,13 @@ rotated-out refresh token presented again is reuse at once), ``BENCH_REFRESH_INT
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 
 from fastapi_authkit import (
     AuthKitMiddleware,
@@ -85,6 +88,18 @@ def create_app(env: dict[str, str]) -> FastAPI:
     @app.post("/logout-everywhere")
     async def everywhere(request: Request) -> dict[str, Any]:
         return {"revoked": await issuer.sign_out(request, everywhere=True), "pid": PID}
+
+    @app.websocket("/ws")
+    async def socket(websocket: WebSocket, user: CurrentUser) -> None:
+        await websocket.accept()
+        n = 0
+        try:
+            while True:
+                await websocket.send_text(f"{PID} {n}")
+                n += 1
+                await asyncio.sleep(0.05)
+        except (WebSocketDisconnect, OSError):  # the client left, or the kit ended the session
+            return
 
     return app
 

@@ -29,6 +29,7 @@ BENCHMARKS = {
     "storm": "benchmarks.storm",
     "revocation": "benchmarks.revocation",
     "revocation_cluster": "benchmarks.revocation --cluster",
+    "live_close_latency": "benchmarks.live_close_latency",
     "memory": "benchmarks.memory",
     "loginguard": "benchmarks.loginguard",
 }

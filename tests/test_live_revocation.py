@@ -8,7 +8,9 @@ session that is not revoked keeps its sockets through a Redis restart and a pub/
 
 Connections run in-process (raw ASGI messages, see ``benchmarks.live_connections``); one
 test goes through Starlette's TestClient, whose connections run on an event loop of their
-own (the revocation reaches them across threads).
+own (the revocation reaches them across threads). Two workers sharing Redis are two apps
+in this process, each on a RedisStore of its own: on one redis-server, and on the
+session's 3-primary Redis Cluster. Real ``uvicorn --workers 2`` processes are at the end.
 """
 
 from __future__ import annotations
@@ -25,15 +27,17 @@ import pytest
 from fastapi import Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
+from redis.crc import key_slot
 from starlette.types import Message
 
 from benchmarks.live_connections import Socket, Stream, cookie_header
 from fastapi_authkit import AuthKitMiddleware, create_issuer, create_store, current_user
 from fastapi_authkit.errors import ConfigurationError
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
+from fastapi_authkit.stores.redis_keys import KeyLayout
 
 from conftest import SECRET_KEY, Clock
-from servers import RedisServer, run_example_app
+from servers import RedisClusterServers, RedisServer, run_example_app
 
 pytestmark = pytest.mark.anyio
 
@@ -367,23 +371,39 @@ def test_testclient_socket_closes_on_sign_out_from_another_loop(clock: Clock) ->
     assert ended.value.code == 1008
 
 
-# --- Redis: two in-process workers ---------------------------------------------------------
+# --- Redis (one server, a 3-primary cluster): two in-process workers ---------------------
 
 
-def _two_apps(url: str, clock: Clock) -> tuple[FastAPI, FastAPI, RedisStore, RedisStore]:
-    prefix = f"live-{uuid.uuid4().hex}:"
+def _two_apps(
+    url: str, clock: Clock, prefix: str | None = None
+) -> tuple[FastAPI, FastAPI, RedisStore, RedisStore]:
+    prefix = prefix or f"live-{uuid.uuid4().hex}:"
     a = RedisStore.from_url(url, prefix=prefix)
     b = RedisStore.from_url(url, prefix=prefix)
     return live_app(a, clock), live_app(b, clock), a, b
 
 
+def _deployment(request: pytest.FixtureRequest, kind: str) -> str:
+    """The URL of the session's redis-server (``redis``) or 3-primary cluster (``cluster``,
+    settled: another test may have moved a slot, and its epochs may still spread)."""
+    if kind == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return server.url
+    cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+    cluster.wait_settled()
+    return cluster.url
+
+
 @pytest.mark.parametrize(
     "how", ["logout", "logout-everywhere", "revoke-session", "reuse", "absolute"]
 )
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
 async def test_revocation_on_worker_b_closes_the_socket_on_worker_a(
-    redis_server: RedisServer, clock: Clock, how: str
+    request: pytest.FixtureRequest, clock: Clock, kind: str, how: str
 ) -> None:
-    app_a, app_b, a, b = _two_apps(redis_server.url, clock)
+    """On one redis-server and on a 3-primary Redis Cluster (where worker A hears the
+    revocation on its subscription to the primary that executed it)."""
+    app_a, app_b, a, b = _two_apps(_deployment(request, kind), clock)
     try:
         async with Browser(app_a) as on_a, Browser(app_b) as on_b:
             sid = await on_a.sign_in()
@@ -407,6 +427,57 @@ async def test_revocation_on_worker_b_closes_the_socket_on_worker_a(
             await closed_1008(socket, within=within)
             await closed_1008(other, within=within)
     finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_sign_out_everywhere_on_a_cluster_closes_every_socket_of_the_subject_and_no_other(
+    redis_cluster: RedisClusterServers, clock: Clock
+) -> None:
+    """Alice's sessions have their families on every primary of the cluster, and sockets
+    open on both workers; "sign out everywhere" on worker B closes every one of them (on
+    worker A by the messages of three primaries), and none of bob's."""
+    redis_cluster.wait_settled()
+    prefix = f"live-{uuid.uuid4().hex}:"
+    keys = KeyLayout(prefix)
+    with redis_cluster.nodes[0].control() as control:
+        slots = control.execute_command("CLUSTER", "SLOTS")
+    primaries = {int(primary[1]) for _, _, primary, *_ in slots}
+    app_a, app_b, a, b = _two_apps(redis_cluster.url, clock, prefix)
+    browsers: list[Browser] = []
+    try:
+        alice: dict[int, Browser] = {}  # one session of alice's per primary, by its port
+        for _ in range(60):
+            if alice.keys() == primaries:
+                break
+            browser = Browser(app_a)
+            browsers.append(browser)
+            sid = await browser.sign_in("alice")
+            owner = redis_cluster.owner(key_slot(keys.family(sid).encode())).port
+            alice.setdefault(owner, browser)
+        assert alice.keys() == primaries, "no session of alice's on some primary"
+        bob = Browser(app_a)
+        browsers.append(bob)
+        await bob.sign_in("bob")
+        alices = [
+            await browser.socket(app=app) for browser in alice.values() for app in (app_a, app_b)
+        ]
+        bobs = [await bob.socket(app=app_a), await bob.socket(app=app_b)]
+        on_b = Browser(app_b)
+        browsers.append(on_b)
+        on_b.http.cookies.update(dict(next(iter(alice.values())).http.cookies))
+        assert (await on_b.post("/logout-everywhere")).json() == {"revoked": True}
+        for socket in alices:
+            await closed_1008(socket, within=0.5)
+        for socket in bobs:
+            assert await echoes(socket)
+        await asyncio.sleep(3 * INTERVAL)  # and after sweeps on both workers
+        for socket in bobs:
+            assert await echoes(socket)
+            await socket.leave()
+    finally:
+        for browser in browsers:
+            await browser.http.aclose()
         await a.aclose()
         await b.aclose()
 
