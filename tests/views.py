@@ -93,6 +93,15 @@ class Worker:
         """Whether the view trusts its "live" answers now."""
         return self.store._view.current
 
+    async def refuses(self, family: str) -> bool:
+        """Whether a request would be refused now: the view says revoked, or it cannot say
+        (reset by a change of the cluster's shape) and the store does. Never while the view
+        still answers "live"."""
+        known = self.known(family)
+        if known is None:
+            return not await self.store.family_active(family, T0)
+        return not known
+
     async def served_from_view(self, family: str) -> bool:
         """Ask as a request would: the view, else the store (which teaches the view);
         True once the view answers "live" by itself."""
