@@ -509,9 +509,9 @@ class RedisStore:
         """``wait_replicas`` below the primary's replica count protects nothing in a
         failover: after Sentinel promotes one replica, the old primary (back from a pause)
         still takes writes that another replica confirms, then drops as it follows the
-        promoted one. Measured (benchmarks/failover.py): 2 replicas, wait_replicas=1, about
-        190 of 40 users' refreshes lost per failover; wait_replicas=2, none. Said once, at
-        the first call; the count may change later, which only the operator knows of."""
+        promoted one (docs: deployments/redis, How long a Sentinel failover lasts). Said
+        once, at the first call; the count may change later, which only the operator knows
+        of."""
         if not self._wait or self._topology.kind == "cluster":
             return
         info = await self._redis.info("replication")
