@@ -32,7 +32,7 @@ store = RedisStore.from_url(
 )
 trusted = [p for p in os.environ.get("GUARD_TRUSTED", "").split(",") if p]
 guard = create_login_guard(
-    backend=store, max_failures=5, base_delay=0.5, max_delay=1.0, trusted_proxies=trusted
+    backend=store, max_failures=5, base_delay=2.0, max_delay=4.0, trusted_proxies=trusted
 )
 app = FastAPI()
 

@@ -474,17 +474,21 @@ def test_two_workers_share_the_lock(guard_site: tuple[str, str], redis_server: R
             answers.append((response.status_code, response.headers["x-worker"]))
         statuses = [status for status, _ in answers]
         assert {worker for _, worker in answers} == set(workers)
-        # Five guesses (a few more only if a lock of 0.5 s ran out meanwhile), then 429s.
+        # Five guesses (a few more only if a lock of 2 s ran out meanwhile, on a busy
+        # machine), then 429s.
         assert statuses[:5] == [401] * 5
         assert statuses.count(401) <= 7
         assert statuses[-1] == 429
         # The right password during the lock is refused by either worker...
+        waits = []
         for http in both:
             refused = http.post("/login", data={"username": "alice", "password": "right password"})
             assert refused.status_code == 429
-            assert refused.headers["retry-after"] == "1"
-        # ...and accepted once it ran out (max_delay is 1 s).
-        time.sleep(1.1)
+            waits.append(int(refused.headers["retry-after"]))
+        # (Retry-After rounds the lock's remaining time up; max_delay is 4 s.)
+        assert all(1 <= wait <= 4 for wait in waits)
+        # ...and accepted once it ran out.
+        time.sleep(waits[-1] + 0.1)
         ok = both[1].post("/login", data={"username": "alice", "password": "right password"})
         assert ok.status_code == 200
 
