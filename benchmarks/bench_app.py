@@ -36,13 +36,13 @@ from redis.asyncio import Redis
 
 from fastapi_authkit import (
     AuthKitMiddleware,
-    CurrentUser,
     RefreshParam,
     RefreshResult,
     create_refresh,
     create_store,
     sign_in,
 )
+from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.stores import RedisStore
 
 CALLS_KEY = "bench:refresh-calls"

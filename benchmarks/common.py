@@ -33,7 +33,8 @@ from typing import Any, Literal
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message
 
-from fastapi_authkit import AuthState, AuthStore, sign_in
+from fastapi_authkit import AuthState, sign_in
+from fastapi_authkit.config import AuthStore
 from fastapi_authkit.state import SCOPE_KEY
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -103,7 +103,8 @@ from benchmarks.peers import (
     noop_dependency,
     session_cookies,
 )
-from fastapi_authkit import AuthKitMiddleware, CurrentUser, create_store
+from fastapi_authkit import AuthKitMiddleware, create_store
+from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.stores import MemoryStore, SessionStore
 
 Variant = tuple[FastAPI, Headers, str]  # app, request headers, method

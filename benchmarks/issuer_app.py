@@ -25,13 +25,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 
-from fastapi_authkit import (
-    AuthKitMiddleware,
-    CurrentUser,
-    create_issuer,
-    create_refresh,
-    create_store,
-)
+from fastapi_authkit import AuthKitMiddleware, create_issuer, create_refresh, create_store
+from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.stores import RedisStore
 
 PID = os.getpid()

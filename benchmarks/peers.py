@@ -74,12 +74,12 @@ from benchmarks.common import (
 )
 from fastapi_authkit import (
     AuthKitMiddleware,
-    CurrentUser,
     create_issuer,
     create_refresh,
     create_store,
     get_auth_state,
 )
+from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 from fastapi_authkit.stores.redis_urls import client_from_url
 

@@ -59,14 +59,14 @@ from benchmarks.common import (
 from benchmarks.peers import COOKIE_SECRET, SECRET, access_token, handwritten_pyjwt
 from fastapi_authkit import (
     AuthKitMiddleware,
-    AuthStore,
-    CurrentUser,
     RefreshParam,
     RefreshResult,
     create_issuer,
     create_refresh,
     create_store,
 )
+from fastapi_authkit.config import AuthStore
+from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
 INTERVAL = 60

@@ -47,13 +47,9 @@ from benchmarks.common import (
     session_cookies,
     stop_on_sigterm,
 )
-from fastapi_authkit import (
-    AuthKitMiddleware,
-    AuthStore,
-    CurrentUser,
-    create_refresh,
-    create_store,
-)
+from fastapi_authkit import AuthKitMiddleware, create_refresh, create_store
+from fastapi_authkit.config import AuthStore
+from fastapi_authkit.dependencies import CurrentUser
 
 SECRET = b"scaling-benchmark-token-key-0123456789abcdef"
 COOKIE_SECRET = "scaling-benchmark-cookie-secret-0123456789"

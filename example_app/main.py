@@ -50,15 +50,14 @@ from pydantic import BaseModel
 
 from fastapi_authkit import (
     AuthKitMiddleware,
-    AuthStateDep,
-    CurrentUser,
-    SessionInfo,
     StoreUnavailableError,
     create_issuer,
     create_refresh,
     create_store,
     require_auth,
 )
+from fastapi_authkit.dependencies import AuthStateDep, CurrentUser
+from fastapi_authkit.issuer import SessionInfo
 from fastapi_authkit.stores import SessionStore
 
 from .switch import FailureSwitch, SwitchedMemoryStore, SwitchedRedisStore

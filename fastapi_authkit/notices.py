@@ -3,7 +3,7 @@
 A mistake that makes every request fail the same way (a Secure cookie set over plain http,
 a refresh interval longer than the token's life, an auth server that is down) would
 otherwise either stay silent or flood the log. :class:`Notices` belongs to one
-configuration (an :class:`~fastapi_authkit.AuthStore`, in practice one per process): each
+configuration (an :class:`~fastapi_authkit.config.AuthStore`, in practice one per process): each
 advice is logged the first time its situation arises, and a streak of transient refresh
 failures logs one line (its traceback at DEBUG) and counts the rest.
 

@@ -79,13 +79,12 @@ def _build() -> SimpleNamespace:
 
     from fastapi_authkit import (
         AuthKitMiddleware,
-        AuthStateDep,
-        CurrentUser,
         RefreshParam,
         RefreshResult,
         create_refresh,
         create_store,
     )
+    from fastapi_authkit.dependencies import AuthStateDep, CurrentUser
 
     minted: set[str] = set()
 

@@ -13,11 +13,6 @@ from starlette.testclient import TestClient
 
 from fastapi_authkit import (
     AuthKitMiddleware,
-    AuthStateDep,
-    AuthStore,
-    CurrentUser,
-    Issuer,
-    OptionalUser,
     RefreshParam,
     RefreshResult,
     create_issuer,
@@ -26,6 +21,9 @@ from fastapi_authkit import (
     sign_in,
     sign_out,
 )
+from fastapi_authkit.config import AuthStore
+from fastapi_authkit.dependencies import AuthStateDep, CurrentUser, OptionalUser
+from fastapi_authkit.issuer import Issuer
 from fastapi_authkit.stores import SessionStore
 
 from conftest import SECRET_KEY, TOKEN_KEY, Clock, make_token

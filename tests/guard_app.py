@@ -13,7 +13,8 @@ from typing import Annotated
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import JSONResponse
 
-from fastapi_authkit import LoginThrottled, create_login_guard
+from fastapi_authkit import create_login_guard
+from fastapi_authkit.errors import LoginThrottled
 from fastapi_authkit.stores import RedisStore
 
 SALT = b"guard-app-salt"

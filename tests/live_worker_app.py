@@ -17,7 +17,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
 from example_app.main import Settings, create_app
-from fastapi_authkit import CurrentUser
+from fastapi_authkit.dependencies import CurrentUser
 
 app = create_app(Settings.from_env())
 

@@ -15,14 +15,9 @@ import httpx2
 from fastapi import FastAPI, Request
 from starlette.testclient import TestClient
 
-from fastapi_authkit import (
-    AuthKitMiddleware,
-    AuthStore,
-    CurrentUser,
-    OptionalUser,
-    create_store,
-    sign_out,
-)
+from fastapi_authkit import AuthKitMiddleware, create_store, sign_out
+from fastapi_authkit.config import AuthStore
+from fastapi_authkit.dependencies import CurrentUser, OptionalUser
 from fastapi_authkit.oidc import OIDCClient
 
 from conftest import SECRET_KEY

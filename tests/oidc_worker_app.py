@@ -12,7 +12,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from fastapi_authkit import AuthKitMiddleware, CurrentUser, create_store
+from fastapi_authkit import AuthKitMiddleware, create_store
+from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.oidc import OIDCClient
 from fastapi_authkit.stores import RedisStore
 

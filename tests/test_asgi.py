@@ -20,12 +20,8 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from fastapi_authkit import (
-    AuthHeader,
     AuthKitMiddleware,
     ConfigurationError,
-    CurrentUser,
-    IsAuthenticated,
-    OptionalUser,
     auth_header,
     create_store,
     current_user,
@@ -33,6 +29,7 @@ from fastapi_authkit import (
     require_auth,
     sign_in,
 )
+from fastapi_authkit.dependencies import AuthHeader, CurrentUser, IsAuthenticated, OptionalUser
 
 from apps import Recorder, build_app, build_store, client, login, set_cookies
 from conftest import SECRET_KEY, TOKEN_KEY, Clock, make_token

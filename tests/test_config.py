@@ -9,16 +9,15 @@ import pytest
 
 from fastapi_authkit import (
     AuthKitError,
-    AuthStore,
     ConfigurationError,
-    Issuer,
-    RefreshConfig,
     RefreshParam,
     RefreshResult,
     create_issuer,
     create_refresh,
     create_store,
 )
+from fastapi_authkit.config import AuthStore, RefreshConfig
+from fastapi_authkit.issuer import Issuer
 from fastapi_authkit.stores import MemoryStore, RedisStore
 
 from conftest import SECRET_KEY, TOKEN_KEY, Clock

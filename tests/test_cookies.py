@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fastapi_authkit import ConfigurationError, CookieError, CookieTooLargeError
+from fastapi_authkit import ConfigurationError
 from fastapi_authkit.cookies import COOKIE_MAX_BYTES, CookieNames, CookiePolicy, read_cookies
+from fastapi_authkit.errors import CookieError, CookieTooLargeError
 
 NAMES = CookieNames.from_prefix("_auth")
 WANTED = NAMES.wanted

@@ -15,13 +15,8 @@ import pytest
 from fastapi import Depends, FastAPI
 from starlette.testclient import TestClient
 
-from fastapi_authkit import (
-    AuthHeader,
-    AuthStateDep,
-    ConfigurationError,
-    create_issuer,
-    dependencies_for,
-)
+from fastapi_authkit import ConfigurationError, create_issuer
+from fastapi_authkit.dependencies import AuthHeader, AuthStateDep, dependencies_for
 from fastapi_authkit.stores import MemoryStore
 from fastapi_authkit.testing import auth_client, login_as
 

@@ -20,14 +20,23 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from fastapi_authkit import (
-    AuthEvent,
     AuthKitMiddleware,
-    AuthStore,
-    CurrentUser,
-    Refreshed,
-    RefreshFailed,
     RefreshParam,
     RefreshResult,
+    create_login_guard,
+    create_refresh,
+    sign_in,
+)
+from fastapi_authkit import events as events_module
+from fastapi_authkit.config import AuthStore
+from fastapi_authkit.dependencies import CurrentUser
+from fastapi_authkit.events import (
+    QUEUE_SIZE,
+    AuthEvent,
+    EventKind,
+    Events,
+    Refreshed,
+    RefreshFailed,
     RequestRefused,
     ReuseDetected,
     RevokedSession,
@@ -35,12 +44,7 @@ from fastapi_authkit import (
     SignedIn,
     SignedOut,
     StoreUnavailable,
-    create_login_guard,
-    create_refresh,
-    sign_in,
 )
-from fastapi_authkit import events as events_module
-from fastapi_authkit.events import QUEUE_SIZE, EventKind, Events
 from fastapi_authkit.loginguard import LoginGuard
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 

@@ -18,14 +18,13 @@ from starlette.testclient import TestClient
 
 from fastapi_authkit import (
     AuthKitMiddleware,
-    AuthStateDep,
-    CurrentUser,
-    Issuer,
     RefreshParam,
     RefreshResult,
     create_refresh,
     create_store,
 )
+from fastapi_authkit.dependencies import AuthStateDep, CurrentUser
+from fastapi_authkit.issuer import Issuer
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 from fastapi_authkit.userstate import belongs
 

@@ -23,13 +23,8 @@ from fastapi import FastAPI, Form, Request
 from fastapi.responses import JSONResponse
 from starlette.testclient import TestClient
 
-from fastapi_authkit import (
-    AuthKitMiddleware,
-    ConfigurationError,
-    LoginThrottled,
-    create_login_guard,
-    create_store,
-)
+from fastapi_authkit import AuthKitMiddleware, ConfigurationError, create_login_guard, create_store
+from fastapi_authkit.errors import LoginThrottled
 from fastapi_authkit.events import AuthEvent, LoginFailed, LoginLocked, StoreUnavailable
 from fastapi_authkit.forwarded import TrustedProxies
 from fastapi_authkit.loginguard import LoginGuard, normalize_account

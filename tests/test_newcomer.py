@@ -17,9 +17,7 @@ from starlette.testclient import TestClient
 
 from fastapi_authkit import (
     AuthKitMiddleware,
-    AuthStateDep,
     ConfigurationError,
-    CurrentUser,
     RefreshParam,
     RefreshResult,
     TokenError,
@@ -28,6 +26,7 @@ from fastapi_authkit import (
     sign_in,
     sign_out,
 )
+from fastapi_authkit.dependencies import AuthStateDep, CurrentUser
 from fastapi_authkit.notices import DEBUG_FORMAT
 
 from apps import Recorder, build_app, build_store, client, login

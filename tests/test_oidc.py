@@ -23,13 +23,13 @@ from starlette.testclient import TestClient
 from fastapi_authkit import (
     AuthKitMiddleware,
     ConfigurationError,
-    CurrentUser,
-    ProviderError,
     RefreshParam,
     create_issuer,
     create_refresh,
     create_store,
 )
+from fastapi_authkit.dependencies import CurrentUser
+from fastapi_authkit.errors import ProviderError
 from fastapi_authkit.oidc import (
     JWKSKeySet,
     OIDCClient,

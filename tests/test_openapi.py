@@ -19,16 +19,14 @@ import pytest
 from fastapi import Depends, FastAPI
 from starlette.testclient import TestClient
 
-from fastapi_authkit import (
+from fastapi_authkit import AuthKitMiddleware, create_store, require_auth
+from fastapi_authkit.dependencies import (
     AuthHeader,
-    AuthKitMiddleware,
     AuthStateDep,
     CurrentUser,
     IsAuthenticated,
     OptionalUser,
-    create_store,
     dependencies_for,
-    require_auth,
 )
 
 from conftest import SECRET_KEY, TOKEN_KEY

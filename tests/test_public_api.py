@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
 import types
 
 import pytest
@@ -30,36 +31,100 @@ DESIGN_NAMES = frozenset(
     }
 )
 
-# Modules whose whole __all__ is public: every name in it must be re-exported.
-FULLY_PUBLIC_MODULES = ("errors", "dependencies", "middleware")
+# The curated top level: what an application imports to set the kit up and use it. A name
+# added here is a decision (STYLE.md: a small public face), not an accident of an import.
+TOP_LEVEL = frozenset(
+    {
+        # setting up
+        "create_store",
+        "create_refresh",
+        "create_issuer",
+        "create_login_guard",
+        "AuthKitMiddleware",
+        # the refresh callback's contract
+        "RefreshParam",
+        "RefreshResult",
+        # a request's session
+        "sign_in",
+        "sign_out",
+        "get_auth_state",
+        "AuthState",
+        # the FastAPI dependencies (their Annotated aliases live in fastapi_authkit.dependencies)
+        "auth_state",
+        "current_user",
+        "auth_user",
+        "is_authenticated",
+        "auth_header",
+        "require_auth",
+        # the errors application code catches
+        "AuthKitError",
+        "ConfigurationError",
+        "TokenError",
+        "StoreUnavailableError",
+    }
+)
 
-# Modules that export some of their names; what they keep internal is listed explicitly so
-# that a new public name has to be decided on, not forgotten.
-PARTLY_PUBLIC_MODULES = {
-    "callback": {"RefreshCallback", "RevokeCallback", "check_lifetime"},
-    "config": {"AuthType", "Credential"},
-    "events": {
-        "HOOK_TIMEOUT",
-        "QUEUE_SIZE",
-        "RESERVED_SHARE",
-        "PRIORITY_KINDS",
-        "COALESCED_KINDS",
-        "EventKind",
-        "Events",
-        "refusal_reason",
-        # The login guard's events: imported from fastapi_authkit.events (STYLE.md: a
-        # small public face), shown on the docs' events page.
-        "LoginFailed",
-        "LoginLocked",
-    },
-    "loginguard": {"UNAVAILABLE_RETRY_AFTER", "LoginAttempt", "LoginGuard"},
-    "issuer": {"ACCESS_TOKEN_TYPE"},
-    "tokenissuer": {"ACCESS_TOKEN_TYPE", "TokenIssuer"},
-    "state": {"SCOPE_KEY", "end_session", "refuse_cross_site"},
+# Names 0.1.0 exported from the top level that live in their module now: still importable
+# from fastapi_authkit for this release, with a DeprecationWarning naming the new import.
+MOVED = {
+    "AuthStore": "config",
+    "RefreshConfig": "config",
+    "AuthHeader": "dependencies",
+    "AuthKitCookie": "dependencies",
+    "AuthKitDependencies": "dependencies",
+    "AuthStateDep": "dependencies",
+    "CurrentUser": "dependencies",
+    "IsAuthenticated": "dependencies",
+    "OptionalUser": "dependencies",
+    "dependencies_for": "dependencies",
+    "CookieError": "errors",
+    "CookieTooLargeError": "errors",
+    "CrossSiteRequestError": "errors",
+    "InvalidRefreshResultError": "errors",
+    "LoginThrottled": "errors",
+    "ProviderError": "errors",
+    "RefreshError": "errors",
+    "RefreshTimeoutError": "errors",
+    "ReplicaConfirmationError": "errors",
+    "ServerSettingError": "errors",
+    "TokenExpiredError": "errors",
+    "UnknownKeyError": "errors",
+    "UserStateError": "errors",
+    "VerificationUnavailableError": "errors",
+    "AuthEvent": "events",
+    "EventHook": "events",
+    "RefreshFailed": "events",
+    "Refreshed": "events",
+    "RequestRefused": "events",
+    "ReuseDetected": "events",
+    "RevokedSession": "events",
+    "SessionEnded": "events",
+    "SignedIn": "events",
+    "SignedOut": "events",
+    "StoreUnavailable": "events",
+    "IssuedTokens": "issuer",
+    "Issuer": "issuer",
+    "SessionInfo": "issuer",
 }
+
+# Modules an application imports from: the top level's names come from them, and so do the
+# names that moved off it.
+APP_MODULES = (
+    "callback",
+    "config",
+    "dependencies",
+    "errors",
+    "events",
+    "issuer",
+    "loginguard",
+    "middleware",
+    "state",
+)
+
 
 # Building blocks with no place in the application-facing API.
 INTERNAL_MODULES = (
+    "tokenissuer",
     "tokens",
     "cookies",
     "csrf",
@@ -88,29 +153,24 @@ def test_all_has_no_duplicates() -> None:
     assert len(fastapi_authkit.__all__) == len(set(fastapi_authkit.__all__))
 
 
-def test_all_is_exactly_the_public_names_of_the_public_modules() -> None:
-    expected: set[str] = set()
-    for name in FULLY_PUBLIC_MODULES:
-        expected |= set(_submodule(name).__all__)
-    for name, internal in PARTLY_PUBLIC_MODULES.items():
-        expected |= set(_submodule(name).__all__) - internal
-    assert set(fastapi_authkit.__all__) == expected
+def test_all_is_exactly_the_curated_list() -> None:
+    assert set(fastapi_authkit.__all__) == TOP_LEVEL
 
 
-def test_all_holds_the_configuration_objects_errors_and_scheme() -> None:
+def test_the_top_level_stays_small() -> None:
+    # PyJWT exports 22 names, itsdangerous 19: the size of a public face one can learn.
+    assert len(fastapi_authkit.__all__) <= 22
+
+
+def test_the_configuration_objects_errors_and_scheme_are_public() -> None:
     # Beyond DESIGN.md's list: what create_store/create_refresh return, the per-request
-    # state, the root of the exception tree and the OpenAPI security scheme.
-    assert {
-        "AuthStore",
-        "RefreshConfig",
-        "AuthState",
-        "get_auth_state",
-        "AuthKitError",
-        "ConfigurationError",
-        "TokenError",
-        "AuthKitCookie",
-        "CurrentUser",
-    } <= set(fastapi_authkit.__all__)
+    # state, the root of the exception tree and the OpenAPI security scheme; at the top, or
+    # in the module the top level's docstring names.
+    assert {"AuthState", "get_auth_state", "AuthKitError", "ConfigurationError", "TokenError"} <= (
+        set(fastapi_authkit.__all__)
+    )
+    assert {"AuthStore", "RefreshConfig"} <= set(_submodule("config").__all__)
+    assert {"AuthKitCookie", "CurrentUser"} <= set(_submodule("dependencies").__all__)
 
 
 def test_every_name_in_design_is_exported_and_importable() -> None:
@@ -148,21 +208,52 @@ def test_no_public_name_in_the_package_namespace_is_left_out_of_all() -> None:
     assert public == set(fastapi_authkit.__all__)
 
 
-@pytest.mark.parametrize("module_name", FULLY_PUBLIC_MODULES)
-def test_fully_public_modules_are_re_exported(module_name: str) -> None:
-    module = _submodule(module_name)
-    assert set(module.__all__) <= set(fastapi_authkit.__all__)
-    for name in module.__all__:
-        assert getattr(fastapi_authkit, name) is getattr(module, name)
+def test_the_top_level_names_come_from_the_app_modules() -> None:
+    for name in fastapi_authkit.__all__:
+        defining = [m for m in APP_MODULES if name in _submodule(m).__all__]
+        assert defining, f"{name} is in no application module's __all__"
+        for module_name in defining:
+            assert getattr(fastapi_authkit, name) is getattr(_submodule(module_name), name)
 
 
-@pytest.mark.parametrize("module_name", sorted(PARTLY_PUBLIC_MODULES))
-def test_partly_public_modules_export_all_but_their_listed_internals(module_name: str) -> None:
-    module = _submodule(module_name)
-    internal = PARTLY_PUBLIC_MODULES[module_name]
-    assert internal <= set(module.__all__)
-    assert set(module.__all__) - internal <= set(fastapi_authkit.__all__)
-    assert not internal & set(fastapi_authkit.__all__)
+def test_the_moved_names_are_not_also_at_the_top() -> None:
+    assert not set(MOVED) & TOP_LEVEL
+    assert fastapi_authkit._MOVED == MOVED
+    assert set(MOVED.values()) <= set(APP_MODULES)
+
+
+@pytest.mark.parametrize(("name", "module_name"), sorted(MOVED.items()))
+def test_a_moved_name_resolves_with_a_deprecation_warning(name: str, module_name: str) -> None:
+    new_path = f"from fastapi_authkit.{module_name} import {name}"
+    with pytest.warns(DeprecationWarning, match=re.escape(new_path)):
+        value = getattr(fastapi_authkit, name)
+    assert value is getattr(_submodule(module_name), name)
+    namespace: dict[str, object] = {}
+    with pytest.warns(DeprecationWarning, match=re.escape(new_path)) as caught:
+        exec(f"from fastapi_authkit import {name}", namespace)  # noqa: S102
+    assert namespace[name] is value
+    # The warning points at the import, not at the package's __getattr__.
+    assert all(warning.filename != fastapi_authkit.__file__ for warning in caught)
+
+
+@pytest.mark.parametrize("name", sorted(MOVED))
+def test_a_moved_name_is_neither_in_all_nor_in_dir(name: str) -> None:
+    assert name not in fastapi_authkit.__all__
+    assert name not in dir(fastapi_authkit)
+    assert name not in vars(fastapi_authkit)  # not cached: every import of it warns
+
+
+def test_an_unknown_name_is_an_attribute_error_without_warning() -> None:
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchName'"):
+        fastapi_authkit.NoSuchName  # noqa: B018
+    with pytest.raises(ImportError):
+        exec("from fastapi_authkit import NoSuchName", {})  # noqa: S102
+
+
+def test_the_submodules_import_as_before() -> None:
+    namespace: dict[str, object] = {}
+    exec("from fastapi_authkit import events, errors, stores", namespace)  # noqa: S102
+    assert namespace["events"] is _submodule("events")
 
 
 @pytest.mark.parametrize("module_name", INTERNAL_MODULES)
@@ -171,10 +262,7 @@ def test_internal_modules_are_not_re_exported(module_name: str) -> None:
     assert not set(module.__all__) & set(fastapi_authkit.__all__)
 
 
-@pytest.mark.parametrize(
-    "module_name",
-    FULLY_PUBLIC_MODULES + tuple(PARTLY_PUBLIC_MODULES) + INTERNAL_MODULES,
-)
+@pytest.mark.parametrize("module_name", APP_MODULES + INTERNAL_MODULES)
 def test_every_module_all_resolves_without_duplicates(module_name: str) -> None:
     module = _submodule(module_name)
     assert len(module.__all__) == len(set(module.__all__))
@@ -198,7 +286,7 @@ def test_every_error_derives_from_authkit_error() -> None:
 
 def test_every_top_level_module_is_classified() -> None:
     # A new module must be placed in one of the lists above, deciding what it exports.
-    classified = set(FULLY_PUBLIC_MODULES) | set(PARTLY_PUBLIC_MODULES) | set(INTERNAL_MODULES)
+    classified = set(APP_MODULES) | set(INTERNAL_MODULES)
     modules = {
         info.name
         for info in pkgutil.iter_modules(fastapi_authkit.__path__)

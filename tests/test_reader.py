@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from starlette.requests import HTTPConnection
 
-from fastapi_authkit import AuthState, AuthStore, create_issuer, create_refresh, create_store
+from fastapi_authkit import AuthState, create_issuer, create_refresh, create_store
 from fastapi_authkit import reader as reader_module
+from fastapi_authkit.config import AuthStore
 from fastapi_authkit.cookies import parse_cookie_header
 from fastapi_authkit.fifo import Fifo
 from fastapi_authkit.reader import (

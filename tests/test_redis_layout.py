@@ -13,13 +13,9 @@ import pytest
 import redis.cluster
 from redis.crc import key_slot
 
-from fastapi_authkit import (
-    IssuedTokens,
-    Issuer,
-    RefreshParam,
-    ReplicaConfirmationError,
-    create_issuer,
-)
+from fastapi_authkit import RefreshParam, create_issuer
+from fastapi_authkit.errors import ReplicaConfirmationError
+from fastapi_authkit.issuer import IssuedTokens, Issuer
 from fastapi_authkit.stores import RedisStore
 from fastapi_authkit.stores.redis_keys import KeyLayout
 from fastapi_authkit.stores.sealing import token_id

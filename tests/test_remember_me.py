@@ -11,7 +11,8 @@ import pytest
 from fastapi import FastAPI, Request
 from starlette.testclient import TestClient
 
-from fastapi_authkit import AuthKitMiddleware, CurrentUser, create_issuer, create_store, sign_in
+from fastapi_authkit import AuthKitMiddleware, create_issuer, create_store, sign_in
+from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.stores import MemoryStore
 
 from apps import Recorder, build_app, build_store, client, issuer_app, set_cookies

@@ -10,14 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from fastapi_authkit import (
-    Issuer,
-    RefreshParam,
-    RefreshResult,
-    ReplicaConfirmationError,
-    StoreUnavailableError,
-    create_issuer,
-)
+from fastapi_authkit import RefreshParam, RefreshResult, StoreUnavailableError, create_issuer
+from fastapi_authkit.errors import ReplicaConfirmationError
+from fastapi_authkit.issuer import Issuer
 from fastapi_authkit.stores import RedisStore
 
 from conftest import Clock, keys_under

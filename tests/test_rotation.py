@@ -15,12 +15,12 @@ import pytest
 
 from fastapi_authkit import (
     ConfigurationError,
-    Issuer,
     RefreshParam,
     RefreshResult,
     create_issuer,
     create_store,
 )
+from fastapi_authkit.issuer import Issuer
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 from fastapi_authkit.stores.sealing import open_sealed, seal, token_id
 

@@ -12,7 +12,8 @@ from pydantic import SecretBytes, SecretStr
 from starlette.datastructures import Secret
 
 import fastapi_authkit
-from fastapi_authkit import AuthKitMiddleware, CurrentUser, create_issuer, create_store
+from fastapi_authkit import AuthKitMiddleware, create_issuer, create_store
+from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.errors import ConfigurationError
 from fastapi_authkit.oidc import refresh_token_grant
 from fastapi_authkit.stores import MemoryStore

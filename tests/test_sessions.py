@@ -20,16 +20,11 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from benchmarks.common import RoundTrips
-from fastapi_authkit import (
-    ConfigurationError,
-    CurrentUser,
-    Issuer,
-    RefreshParam,
-    ReplicaConfirmationError,
-    SessionInfo,
-    create_issuer,
-)
+from fastapi_authkit import ConfigurationError, RefreshParam, create_issuer
 from fastapi_authkit.clientinfo import MAX_USER_AGENT, ClientInfo, client_info
+from fastapi_authkit.dependencies import CurrentUser
+from fastapi_authkit.errors import ReplicaConfirmationError
+from fastapi_authkit.issuer import Issuer, SessionInfo
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 from fastapi_authkit.stores.redis_keys import KeyLayout
 

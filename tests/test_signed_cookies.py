@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from itsdangerous import Signer, URLSafeSerializer, URLSafeTimedSerializer
 
-from fastapi_authkit import UserStateError, create_store
+from fastapi_authkit import create_store
 from fastapi_authkit.csrf import CsrfSigner
+from fastapi_authkit.errors import UserStateError
 from fastapi_authkit.userstate import SessionData, StateCodec, binding_of
 
 from conftest import SECRET_KEY, T0, TOKEN_KEY, Clock

@@ -16,9 +16,7 @@ from starlette.testclient import TestClient
 
 from fastapi_authkit import (
     AuthKitMiddleware,
-    AuthStateDep,
     ConfigurationError,
-    CurrentUser,
     RefreshParam,
     RefreshResult,
     create_issuer,
@@ -26,6 +24,7 @@ from fastapi_authkit import (
     create_store,
     sign_out,
 )
+from fastapi_authkit.dependencies import AuthStateDep, CurrentUser
 from fastapi_authkit.stores import MemoryStore
 from fastapi_authkit.testing import (
     Clock,

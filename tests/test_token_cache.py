@@ -9,13 +9,8 @@ from typing import Any
 import pytest
 from fastapi import Request
 
-from fastapi_authkit import (
-    TokenError,
-    TokenExpiredError,
-    create_issuer,
-    create_store,
-    get_auth_state,
-)
+from fastapi_authkit import TokenError, create_issuer, create_store, get_auth_state
+from fastapi_authkit.errors import TokenExpiredError
 from fastapi_authkit.fifo import Fifo
 from fastapi_authkit.jsoncopy import remember
 from fastapi_authkit.stores import MemoryStore

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import RSAAlgorithm
 
-from fastapi_authkit import ConfigurationError, TokenError, TokenExpiredError, create_store
+from fastapi_authkit import ConfigurationError, TokenError, create_store
+from fastapi_authkit.errors import TokenExpiredError
 from fastapi_authkit.tokens import MAX_TOKEN_BYTES, TokenVerifier, unverified_expiry
 
 from conftest import SECRET_KEY, T0, TOKEN_KEY, Clock, make_token

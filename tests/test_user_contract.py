@@ -21,7 +21,9 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from example_app.main import Settings, create_app
-from fastapi_authkit import AuthKitMiddleware, AuthStore, CurrentUser, OptionalUser, sign_in
+from fastapi_authkit import AuthKitMiddleware, sign_in
+from fastapi_authkit.config import AuthStore
+from fastapi_authkit.dependencies import CurrentUser, OptionalUser
 
 from apps import build_store, client, set_cookies
 from conftest import Clock, make_token

@@ -3,8 +3,8 @@
 The docstrings say ``:class:`AuthStore``` and ``:func:`~fastapi_authkit.create_issuer```, as
 Python docstrings usually do; mkdocstrings renders Markdown, where such a role would show up
 verbatim. This rewrites each role, when the package is loaded for the docs, into a
-cross-reference to the public name the reference pages render (``fastapi_authkit.X`` or
-``fastapi_authkit.stores.X``), or into plain code when the target is internal (the
+cross-reference to the entry the reference pages render for it (``::: fastapi_authkit.X``,
+``::: fastapi_authkit.events.X``...), or into plain code when they render none (the
 reference does not render internals, and a link to nothing fails ``mkdocs build --strict``).
 A reST literal-block marker (a paragraph ending in ``::``) becomes a single colon; the
 indented block after it is a code block in Markdown as well.
@@ -15,6 +15,7 @@ Loaded by mkdocs.yml (``extensions: [docs/_ext/sphinx_roles.py]``); not part of 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import griffe
@@ -22,7 +23,9 @@ import griffe
 # :role:`target` or :role:`~dotted.target` (the tilde shows only the last component).
 ROLE = re.compile(r":(?:class|func|meth|attr|exc|data|mod|obj):`(~?)([\w.]+)`")
 LITERAL_MARKER = re.compile(r"::$", re.MULTILINE)
-PUBLIC_MODULES = ("fastapi_authkit", "fastapi_authkit.stores")
+# The pages whose "::: path" entries are the link targets.
+REFERENCE = Path(__file__).resolve().parent.parent / "reference"
+ENTRY = re.compile(r"^::: (fastapi_authkit(?:\.\w+)*)$", re.MULTILINE)
 
 
 class SphinxRoles(griffe.Extension):
@@ -38,16 +41,18 @@ class SphinxRoles(griffe.Extension):
 
 
 def public_paths(pkg: griffe.Module) -> dict[str, str]:
-    """Canonical path (``fastapi_authkit.config.create_store``) -> public path
-    (``fastapi_authkit.create_store``) for every name the public modules export."""
+    """Canonical path (``fastapi_authkit.config.create_store``) -> the path of its entry on
+    the reference pages (``fastapi_authkit.create_store``) for every entry they render."""
     public: dict[str, str] = {}
-    for module_path in PUBLIC_MODULES:
-        module = pkg if module_path == pkg.path else pkg.modules_collection[module_path]
-        for export in module.exports or ():
-            name = str(export)  # __all__ entries: names, or expressions griffe could not resolve
-            member = module.members[name]
+    for page in sorted(REFERENCE.glob("*.md")):
+        for path in ENTRY.findall(page.read_text()):
+            if path == pkg.path:
+                continue
+            member = pkg[path.removeprefix(f"{pkg.path}.")]
+            if isinstance(member, griffe.Module):  # a module's page part, not a link target
+                continue
             target = member.target_path if isinstance(member, griffe.Alias) else member.path
-            public.setdefault(target, f"{module_path}.{name}")
+            public.setdefault(target, path)
     return public
 
 

@@ -16,7 +16,7 @@ _INNER = ("app", "_transport", "middleware_stack")
 
 
 def find_store(target: Any) -> AuthStore:
-    """The :class:`~fastapi_authkit.AuthStore` that ``target`` runs with: ``target`` is the
+    """The :class:`~fastapi_authkit.config.AuthStore` that ``target`` runs with: ``target`` is the
     store itself, an app that added :class:`~fastapi_authkit.AuthKitMiddleware` (read from
     ``app.user_middleware``, so before the app has started too), a middleware stack, a
     Starlette ``TestClient`` or an httpx ``AsyncClient`` on an ``ASGITransport``. Raises

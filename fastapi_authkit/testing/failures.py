@@ -56,7 +56,7 @@ def refresh_fails(
     app: Any, kind: FailureKind = "transient", *, timeout: float = 0.05
 ) -> Iterator[RefreshCalls]:
     """Within the block, every refresh of ``app`` (an app, a client of it, or its
-    :class:`~fastapi_authkit.AuthStore`) fails:
+    :class:`~fastapi_authkit.config.AuthStore`) fails:
 
     - ``"definitive"``: the callback answers ``RefreshResult(is_success=False)``: the
       session is over, every auth cookie is cleared, the request goes on signed out;

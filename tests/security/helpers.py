@@ -21,7 +21,8 @@ import anyio
 from fastapi import FastAPI, Request, WebSocket
 from starlette.testclient import TestClient
 
-from fastapi_authkit import AuthStateDep, AuthStore, CurrentUser
+from fastapi_authkit.config import AuthStore
+from fastapi_authkit.dependencies import AuthStateDep, CurrentUser
 
 from apps import build_app
 from conftest import T0, TOKEN_KEY

@@ -29,7 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from fastapi_authkit import AuthStateDep, ConfigurationError, RefreshParam, RefreshResult
+from fastapi_authkit import ConfigurationError, RefreshParam, RefreshResult
+from fastapi_authkit.dependencies import AuthStateDep
 
 from .helpers import (
     LONG_KEY,

@@ -26,14 +26,12 @@ from hypothesis import strategies as st
 
 from fastapi_authkit import (
     AuthKitMiddleware,
-    AuthStateDep,
-    CurrentUser,
-    OptionalUser,
     RefreshParam,
     RefreshResult,
     create_refresh,
     create_store,
 )
+from fastapi_authkit.dependencies import AuthStateDep, CurrentUser, OptionalUser
 
 from .conftest import PROPERTY_SETTINGS
 from .helpers import LONG_KEY, OTHER_KEY, Reply, asgi_http, forge, unsigned

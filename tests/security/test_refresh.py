@@ -17,7 +17,8 @@ import anyio
 import pytest
 from fastapi import FastAPI
 
-from fastapi_authkit import AuthState, AuthStateDep, RefreshParam, RefreshResult, create_refresh
+from fastapi_authkit import AuthState, RefreshParam, RefreshResult, create_refresh
+from fastapi_authkit.dependencies import AuthStateDep
 
 from .helpers import (
     AUTH_COOKIES,

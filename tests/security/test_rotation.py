@@ -21,14 +21,9 @@ import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from fastapi_authkit import (
-    ConfigurationError,
-    Issuer,
-    create_issuer,
-    create_refresh,
-    create_store,
-)
+from fastapi_authkit import ConfigurationError, create_issuer, create_refresh, create_store
 from fastapi_authkit.errors import StoreUnavailableError
+from fastapi_authkit.issuer import Issuer
 from fastapi_authkit.source import Rotation
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 from fastapi_authkit.stores.base import RotateOutcome
