@@ -24,8 +24,9 @@ from .secretvalue import SecretValue, reveal
 from .source import Rotate, TokenSource
 from .stores.base import SessionStore
 from .stores.listeners import RevocationListeners
-from .tokens import EXTERNAL_LEEWAY, TokenVerifier, is_number
+from .tokens import EXTERNAL_LEEWAY, TokenVerifier
 from .userstate import StateCodec
+from .validation import flag, is_int, seconds, whole_seconds
 
 __all__ = [
     "AuthStore",
@@ -55,14 +56,6 @@ _DOMAIN: Final = re.compile(
     r"\.?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
 )
 _DAY: Final = 24 * 3600
-
-
-def seconds(name: str, value: object, *, positive: bool = False) -> float:
-    """``value`` as a finite, non-negative (or ``positive``) number of seconds."""
-    if not is_number(value) or value < 0 or (positive and value == 0):  # type: ignore[operator]
-        kind = "positive" if positive else "non-negative"
-        raise ConfigurationError(f"{name} must be a {kind} number of seconds, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,8 +358,7 @@ def create_store(
     auth_type, credentials = _auth_type(auth_type)
     if cookie_samesite not in ("lax", "strict", "none"):
         raise ConfigurationError("cookie_samesite must be 'lax', 'strict' or 'none'")
-    if not isinstance(cookie_secure, bool):
-        raise ConfigurationError("cookie_secure must be a bool")
+    flag("cookie_secure", cookie_secure)
     if not isinstance(cookie_path, str) or not _PATH.fullmatch(cookie_path):
         # Anything else would be copied into every Set-Cookie header (header injection).
         raise ConfigurationError(
@@ -411,13 +403,9 @@ def create_store(
     if not is_token(csrf_header_name):
         # Anything else could never arrive on a request, and every unsafe request would fail.
         raise ConfigurationError(f"csrf_header_name {csrf_header_name!r} is not a header name")
-    for label, value in (
-        ("state_max_age", state_max_age),
-        ("refresh_max_age", refresh_max_age),
-        ("retry_after", retry_after),
-    ):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ConfigurationError(f"{label} must be a positive integer of seconds")
+    whole_seconds("state_max_age", state_max_age)
+    whole_seconds("refresh_max_age", refresh_max_age)
+    whole_seconds("retry_after", retry_after)
     if not callable(clock):
         raise ConfigurationError("clock must be callable")
     if on_event is not None and not callable(on_event):
@@ -534,11 +522,7 @@ def create_store(
 def _live_options(
     close_code: object, expiry: object, end_streams: object, interval: object
 ) -> LiveOptions:
-    if (
-        isinstance(close_code, bool)
-        or not isinstance(close_code, int)
-        or not (close_code == 1008 or 4000 <= close_code <= 4999)
-    ):
+    if not is_int(close_code) or not (close_code == 1008 or 4000 <= close_code <= 4999):
         raise ConfigurationError(
             f"close_code must be 1008 or an application code 4000-4999, got {close_code!r}"
         )

@@ -18,7 +18,6 @@ from typing import Any
 from starlette.requests import HTTPConnection
 
 from .clientinfo import client_info
-from .config import seconds
 from .errors import ConfigurationError, StoreUnavailableError
 from .events import SignedOut
 from .secretvalue import reveal
@@ -27,6 +26,7 @@ from .state import end_session, get_auth_state, refuse_cross_site, sign_in
 from .stores.base import SessionInfo, SessionStore
 from .tokenissuer import ACCESS_TOKEN_TYPE, MAX_SESSIONS_LISTED, IssuedTokens, TokenIssuer
 from .tokens import HMAC_ALGORITHMS, check_algorithm, describe_key, prepare_key
+from .validation import bool_argument, seconds
 
 __all__ = ["ACCESS_TOKEN_TYPE", "IssuedTokens", "Issuer", "SessionInfo", "create_issuer"]
 
@@ -74,13 +74,12 @@ class Issuer(TokenIssuer):
         The session the request already had (its refresh cookie) is revoked first: a new
         sign-in replaces it, and it must not stay live at the issuer with nobody holding it
         (a store that cannot be reached fails the sign-in, as issuing would). A cross-site
-        request raises :class:`~fastapi_authkit.CrossSiteRequestError` before anything is
+        request raises :class:`~fastapi_authkit.errors.CrossSiteRequestError` before anything is
         issued or revoked.
 
         Must be awaited: a response started while the call was not awaited is refused with
         a :class:`ConfigurationError` saying so."""
-        if not isinstance(persistent, bool):
-            raise TypeError(f"persistent must be a bool, got {type(persistent).__name__}")
+        bool_argument("persistent", persistent)
         self.session_limits(idle_ttl, absolute_ttl)  # a ValueError now, not when awaited
         return get_auth_state(conn).must_be_awaited(
             "issuer.sign_in",

@@ -36,13 +36,13 @@ from typing import Final, Literal
 
 from starlette.requests import HTTPConnection
 
-from .config import seconds
 from .errors import ConfigurationError, LoginThrottled, StoreUnavailableError
 from .events import AuthEvent, Events, LoginFailed, LoginLocked, StoreUnavailable
 from .forwarded import TrustedProxies, address_key
 from .notices import Streak
 from .state import SCOPE_KEY, AuthState
 from .stores.base import SessionStore, ThrottleRule, ThrottleState
+from .validation import limit, seconds
 
 __all__ = ["UNAVAILABLE_RETRY_AFTER", "LoginAttempt", "LoginGuard", "create_login_guard"]
 
@@ -107,7 +107,7 @@ class LoginGuard:
 
     def attempt(self, conn: HTTPConnection, account: str) -> LoginAttempt:
         """One sign-in attempt by ``conn`` on ``account`` (the name as submitted), to be
-        entered with ``async with``: raises :class:`~fastapi_authkit.LoginThrottled` on
+        entered with ``async with``: raises :class:`~fastapi_authkit.errors.LoginThrottled` on
         entry while the account or the address is locked (or the store is down and the
         guard fails closed)."""
         if not isinstance(account, str):
@@ -283,12 +283,6 @@ def _events(conn: HTTPConnection) -> Events | None:
     return state.store.events if isinstance(state, AuthState) else None
 
 
-def _limit(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
-    return value
-
-
 def create_login_guard(
     *,
     backend: SessionStore,
@@ -329,9 +323,9 @@ def create_login_guard(
         raise ConfigurationError("clock must be callable")
     return LoginGuard(
         backend=backend,
-        account_rule=ThrottleRule(_limit("max_failures", max_failures), base, longest, forget),
+        account_rule=ThrottleRule(limit("max_failures", max_failures), base, longest, forget),
         address_rule=ThrottleRule(
-            _limit("max_address_failures", max_address_failures), base, longest, forget
+            limit("max_address_failures", max_address_failures), base, longest, forget
         ),
         trusted_proxies=TrustedProxies(trusted_proxies),
         fail_open=fail_open,

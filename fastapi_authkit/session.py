@@ -11,7 +11,8 @@ from typing import Any
 
 from .config import AuthStore
 from .errors import CookieError
-from .tokens import is_number, unverified_expiry
+from .tokens import unverified_expiry
+from .validation import is_number
 
 __all__ = [
     "clear_session",

@@ -21,6 +21,7 @@ from .events import AuthEvent, RequestRefused, SignedIn, SignedOut, refusal_reas
 from .origins import cross_site_refused
 from .reader import SAFE_METHODS
 from .session import clear_session, issue_session, new_sid
+from .validation import bool_argument
 
 __all__ = [
     "SCOPE_KEY",
@@ -281,8 +282,7 @@ def sign_in(
     if refresh is not None and not isinstance(refresh, str):
         raise TypeError(f"sign_in: refresh must be a str or None, got {type(refresh).__name__}")
     check_lifetime("sign_in: refresh_expires_in", refresh_expires_in)
-    if not isinstance(persistent, bool):
-        raise TypeError(f"sign_in: persistent must be a bool, got {type(persistent).__name__}")
+    bool_argument("sign_in: persistent", persistent)
     now = store.clock()
     try:
         claims = store.verifier.verify(token, now)

@@ -37,7 +37,8 @@ from .stores.base import SessionInfo, SessionStore
 from .stores.listeners import RevocationListeners
 from .stores.memory import MemoryStore
 from .stores.sealing import open_sealed, seal, token_id
-from .tokens import is_number, unverified_expiry
+from .tokens import unverified_expiry
+from .validation import is_int, is_number
 
 __all__ = ["ACCESS_TOKEN_TYPE", "IssuedTokens", "TokenIssuer"]
 
@@ -98,7 +99,7 @@ class IssuedTokens:
 class TokenIssuer:
     """Mints, rotates and revokes tokens on a :class:`~fastapi_authkit.stores.SessionStore`.
 
-    The application-facing :class:`~fastapi_authkit.Issuer` (from
+    The application-facing :class:`~fastapi_authkit.issuer.Issuer` (from
     :func:`~fastapi_authkit.create_issuer`) is this plus signing connections in and out.
     """
 
@@ -401,11 +402,7 @@ class TokenIssuer:
         instead. This one is for the app's own tools (support staff looking at a user)."""
         if not isinstance(subject, str) or not subject:
             raise ValueError("subject must be a non-empty string")
-        if (
-            not isinstance(limit, int)
-            or isinstance(limit, bool)
-            or not 1 <= limit <= MAX_SESSIONS_LISTED
-        ):
+        if not is_int(limit) or not 1 <= limit <= MAX_SESSIONS_LISTED:
             raise ValueError(f"limit must be an int from 1 to {MAX_SESSIONS_LISTED}")
         found = await self.backend.sessions(subject, now=self.clock())
         found.sort(key=lambda s: (s.id != current, -(s.refreshed_at or s.created_at or 0.0), s.id))

@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "forwarded",
                 "localpath",
                 "secretvalue",
+                "validation",
             }
         ),
     ),

@@ -125,6 +125,7 @@ APP_MODULES = (
 # Building blocks with no place in the application-facing API.
 INTERNAL_MODULES = (
     "tokenissuer",
+    "validation",
     "tokens",
     "cookies",
     "csrf",

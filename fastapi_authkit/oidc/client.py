@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from ..config import RefreshConfig, create_refresh
 from ..errors import ConfigurationError
 from ..secretvalue import SecretValue
+from ..validation import flag, positive_int
 from .discovery import ProviderMetadata, discover
 from .grant import AuthMethod, RefreshTokenGrant, TokenEndpoint
 from .http import ProviderHTTP, check_url
@@ -124,14 +125,8 @@ class OIDCClient:
             raise ConfigurationError("scope must be a non-empty, space-separated string")
         if not callable(user_state):
             raise ConfigurationError("user_state must be callable")
-        if not isinstance(refresh_tokens, bool):
-            raise ConfigurationError("refresh_tokens must be a bool")
-        if (
-            not isinstance(max_concurrent_signins, int)
-            or isinstance(max_concurrent_signins, bool)
-            or max_concurrent_signins < 1
-        ):
-            raise ConfigurationError("max_concurrent_signins must be a positive int")
+        flag("refresh_tokens", refresh_tokens)
+        positive_int("max_concurrent_signins", max_concurrent_signins)
         if access_tokens not in ("jwt", "introspect"):
             raise ConfigurationError("access_tokens must be 'jwt' or 'introspect'")
         if access_tokens == "introspect" and token_typ is not None:

@@ -27,7 +27,7 @@ from urllib.parse import quote_plus
 from ..callback import RefreshParam, RefreshResult
 from ..errors import ConfigurationError, ProviderError
 from ..secretvalue import SecretValue, reveal
-from ..tokens import is_number
+from ..validation import is_number
 from .http import Answer, ProviderHTTP, check_url
 
 __all__ = [

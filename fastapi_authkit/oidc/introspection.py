@@ -38,7 +38,7 @@ from ..errors import (
     VerificationUnavailableError,
 )
 from ..jsoncopy import Remembered, remember
-from ..tokens import is_number
+from ..validation import is_number, positive_int
 from .grant import TokenEndpoint
 
 __all__ = ["TokenIntrospection"]
@@ -95,8 +95,7 @@ class TokenIntrospection:
             raise ConfigurationError("introspection cache_ttl must be a positive number")
         if not is_number(retry_interval) or retry_interval <= 0:
             raise ConfigurationError("introspection retry_interval must be a positive number")
-        if not isinstance(max_entries, int) or isinstance(max_entries, bool) or max_entries < 1:
-            raise ConfigurationError("introspection max_entries must be a positive int")
+        positive_int("introspection max_entries", max_entries)
         self._endpoint = endpoint
         self._client = client
         self._issuer = issuer

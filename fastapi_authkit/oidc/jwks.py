@@ -27,6 +27,7 @@ from jwt.exceptions import PyJWTError
 
 from ..errors import ConfigurationError, ProviderError
 from ..tokens import ASYMMETRIC_ALGORITHMS, check_algorithm
+from ..validation import positive_int
 from .http import ProviderHTTP
 
 __all__ = ["JWKSKeySet", "parse_jwks"]
@@ -140,8 +141,7 @@ class JWKSKeySet:
                     f"a JWKS key set verifies with public keys: {name!r} is not an asymmetric "
                     "algorithm (RS*/PS*/ES*/EdDSA)"
                 )
-        if not isinstance(max_keys, int) or isinstance(max_keys, bool) or max_keys < 1:
-            raise ConfigurationError("max_keys must be a positive int")
+        positive_int("max_keys", max_keys)
         if not callable(jwks_uri) and not isinstance(jwks_uri, str):
             raise ConfigurationError("jwks_uri must be a URL or an async callable returning one")
         self._uri = jwks_uri

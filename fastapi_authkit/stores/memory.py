@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..clientinfo import ClientInfo
-from ..errors import ConfigurationError
+from ..validation import limit
 from .base import FlightState, RotateOutcome, SessionInfo, ThrottleRule, ThrottleState
 from .listeners import RevocationListeners
 
@@ -86,9 +86,7 @@ class MemoryStore:
     revocation_listeners: RevocationListeners = field(default_factory=RevocationListeners)
 
     def __post_init__(self) -> None:
-        limit = self.max_throttles
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigurationError(f"max_throttles must be an int >= 1, got {limit!r}")
+        limit("max_throttles", self.max_throttles)
 
     def _sweep(self, now: float) -> None:
         self._writes += 1
