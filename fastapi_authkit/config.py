@@ -26,7 +26,7 @@ from .stores.base import SessionStore
 from .stores.listeners import RevocationListeners
 from .tokens import EXTERNAL_LEEWAY, TokenVerifier
 from .userstate import StateCodec
-from .validation import flag, is_int, seconds, whole_seconds
+from .validation import flag, function, is_int, seconds, whole_seconds
 
 __all__ = [
     "AuthStore",
@@ -94,8 +94,7 @@ def create_refresh(
     session's refresh token, within ``timeout``, to end the session at the auth server
     (RFC 7009) as well.
     """
-    if not callable(refresh_api_callback):
-        raise ConfigurationError("refresh_api_callback must be callable")
+    function("refresh_api_callback", refresh_api_callback)
     revoke = getattr(refresh_api_callback, "revoke", None)
     if revoke is not None and not callable(revoke):
         raise ConfigurationError("refresh_api_callback.revoke must be callable (the hook)")
@@ -393,8 +392,8 @@ def create_store(
             "auth_type='header' has no refresh cookie, so refresh=... cannot apply; "
             "API clients refresh with their own token endpoint"
         )
-    if user_loader is not None and not callable(user_loader):
-        raise ConfigurationError("user_loader must be callable")
+    if user_loader is not None:
+        function("user_loader", user_loader)
     if isinstance(csrf_exempt_paths, str):
         raise ConfigurationError("csrf_exempt_paths must be a collection of paths, not a str")
     exempt = frozenset(csrf_exempt_paths)  # once: an iterator can be read only once
@@ -406,8 +405,7 @@ def create_store(
     whole_seconds("state_max_age", state_max_age)
     whole_seconds("refresh_max_age", refresh_max_age)
     whole_seconds("retry_after", retry_after)
-    if not callable(clock):
-        raise ConfigurationError("clock must be callable")
+    function("clock", clock)
     if on_event is not None and not callable(on_event):
         raise ConfigurationError("on_event must be callable: hook(event), plain or async")
     live = _live_options(close_code, close_at_token_expiry, end_streams, live_check_interval)

@@ -26,7 +26,7 @@ from .state import end_session, get_auth_state, refuse_cross_site, sign_in
 from .stores.base import SessionInfo, SessionStore
 from .tokenissuer import ACCESS_TOKEN_TYPE, MAX_SESSIONS_LISTED, IssuedTokens, TokenIssuer
 from .tokens import HMAC_ALGORITHMS, check_algorithm, describe_key, prepare_key
-from .validation import bool_argument, seconds
+from .validation import bool_argument, function, seconds
 
 __all__ = ["ACCESS_TOKEN_TYPE", "IssuedTokens", "Issuer", "SessionInfo", "create_issuer"]
 
@@ -309,8 +309,7 @@ def create_issuer(
             "from the rotation, as grace does; pass late_replay=0 (no late replay) or at "
             "least grace"
         )
-    if not callable(clock):
-        raise ConfigurationError("clock must be callable")
+    function("clock", clock)
     return Issuer(
         backend=backend,
         signing_key=signing_key,

@@ -42,7 +42,7 @@ from .forwarded import TrustedProxies, address_key
 from .notices import Streak
 from .state import SCOPE_KEY, AuthState
 from .stores.base import SessionStore, ThrottleRule, ThrottleState
-from .validation import limit, seconds
+from .validation import function, limit, seconds
 
 __all__ = ["UNAVAILABLE_RETRY_AFTER", "LoginAttempt", "LoginGuard", "create_login_guard"]
 
@@ -319,8 +319,7 @@ def create_login_guard(
     forget = seconds("forget_after", forget_after, positive=True)
     if not isinstance(fail_open, bool):
         raise ConfigurationError("fail_open must be True or False")
-    if not callable(clock):
-        raise ConfigurationError("clock must be callable")
+    function("clock", clock)
     return LoginGuard(
         backend=backend,
         account_rule=ThrottleRule(limit("max_failures", max_failures), base, longest, forget),

@@ -11,6 +11,7 @@ from .errors import ConfigurationError
 __all__ = [
     "bool_argument",
     "flag",
+    "function",
     "is_int",
     "is_number",
     "limit",
@@ -71,6 +72,12 @@ def flag(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ConfigurationError(f"{name} must be a bool")
     return value
+
+
+def function(name: str, value: object) -> None:
+    """``value`` must be callable (a hook, a loader, a clock)."""
+    if not callable(value):
+        raise ConfigurationError(f"{name} must be callable")
 
 
 def bool_argument(name: str, value: object) -> bool:

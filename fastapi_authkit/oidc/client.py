@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from ..config import RefreshConfig, create_refresh
 from ..errors import ConfigurationError
 from ..secretvalue import SecretValue
-from ..validation import flag, positive_int
+from ..validation import flag, function, positive_int
 from .discovery import ProviderMetadata, discover
 from .grant import AuthMethod, RefreshTokenGrant, TokenEndpoint
 from .http import ProviderHTTP, check_url
@@ -123,8 +123,7 @@ class OIDCClient:
             check_url("redirect_uri", redirect_uri, allow_http=allow_insecure_http)
         if not isinstance(scope, str) or not scope.strip():
             raise ConfigurationError("scope must be a non-empty, space-separated string")
-        if not callable(user_state):
-            raise ConfigurationError("user_state must be callable")
+        function("user_state", user_state)
         flag("refresh_tokens", refresh_tokens)
         positive_int("max_concurrent_signins", max_concurrent_signins)
         if access_tokens not in ("jwt", "introspect"):
