@@ -82,7 +82,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ),
     # Events name sessions by the token source's session claim; configuration holds the hook.
     ("audit events", frozenset({"events"})),
-    ("configuration", frozenset({"config"})),
+    ("configuration", frozenset({"config", "refreshconfig", "storeoptions", "liveoptions"})),
     ("reading a request", frozenset({"reader", "session"})),
     ("the request's state", frozenset({"state"})),
     ("changing a request's session", frozenset({"refresh", "issuer"})),

@@ -118,6 +118,7 @@ APP_MODULES = (
     "issuer",
     "loginguard",
     "middleware",
+    "refreshconfig",
     "state",
 )
 
@@ -126,6 +127,8 @@ APP_MODULES = (
 INTERNAL_MODULES = (
     "tokenissuer",
     "validation",
+    "storeoptions",
+    "liveoptions",
     "tokens",
     "cookies",
     "csrf",

@@ -8,8 +8,8 @@ from typing import Any, Final, Literal, TypedDict
 
 from fastapi import APIRouter
 
-from ..config import RefreshConfig, create_refresh
 from ..errors import ConfigurationError
+from ..refreshconfig import RefreshConfig, create_refresh
 from ..secretvalue import SecretValue
 from ..validation import flag, function, positive_int
 from .discovery import ProviderMetadata, discover
