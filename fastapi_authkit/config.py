@@ -16,7 +16,8 @@ from typing import Any, Final
 from .cookies import CookieNames, CookiePolicy, SameSite
 from .csrf import CsrfSigner
 from .errors import ConfigurationError
-from .events import EventHook, Events
+from .eventdelivery import Events
+from .events import EventHook
 from .liveoptions import EndStreams, LiveOptions, live_options
 from .notices import Notices
 from .origins import validate_origins

@@ -37,7 +37,8 @@ from typing import Final, Literal
 from starlette.requests import HTTPConnection
 
 from .errors import ConfigurationError, LoginThrottled, StoreUnavailableError
-from .events import AuthEvent, Events, LoginFailed, LoginLocked, StoreUnavailable
+from .eventdelivery import Events
+from .events import AuthEvent, LoginFailed, LoginLocked, StoreUnavailable
 from .forwarded import TrustedProxies, address_key
 from .notices import Streak
 from .state import SCOPE_KEY, AuthState

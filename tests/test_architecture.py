@@ -81,7 +81,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         ),
     ),
     # Events name sessions by the token source's session claim; configuration holds the hook.
-    ("audit events", frozenset({"events"})),
+    ("audit events", frozenset({"events", "eventdelivery"})),
     ("configuration", frozenset({"config", "refreshconfig", "storeoptions", "liveoptions"})),
     ("reading a request", frozenset({"reader", "session"})),
     ("the request's state", frozenset({"state"})),

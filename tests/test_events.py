@@ -27,14 +27,13 @@ from fastapi_authkit import (
     create_refresh,
     sign_in,
 )
-from fastapi_authkit import events as events_module
+from fastapi_authkit import eventdelivery as delivery_module
 from fastapi_authkit.config import AuthStore
 from fastapi_authkit.dependencies import CurrentUser
+from fastapi_authkit.eventdelivery import QUEUE_SIZE, Events
 from fastapi_authkit.events import (
-    QUEUE_SIZE,
     AuthEvent,
     EventKind,
-    Events,
     Refreshed,
     RefreshFailed,
     RequestRefused,
@@ -723,7 +722,7 @@ def test_a_hanging_async_hook_does_not_delay_requests(clock: Clock) -> None:
             clock.advance(250)
             assert tc.get("/me").status_code == 200
         # 21 events waiting on a hook that never finishes: far below its 5 s bound each.
-        assert time.monotonic() - begin < events_module.HOOK_TIMEOUT
+        assert time.monotonic() - begin < delivery_module.HOOK_TIMEOUT
         eventually(lambda: started == ["signed_in"])
 
 
@@ -770,7 +769,7 @@ async def test_a_hook_that_cannot_keep_up_holds_a_bounded_queue(
 async def test_a_hook_call_past_its_timeout_is_cancelled_and_the_queue_moves_on(
     clock: Clock, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(events_module, "HOOK_TIMEOUT", 0.02)
+    monkeypatch.setattr(delivery_module, "HOOK_TIMEOUT", 0.02)
     started: list[float] = []
 
     async def hook(event: AuthEvent) -> None:
@@ -949,8 +948,8 @@ def test_one_attackers_flood_of_refusals_leaves_room_for_a_victims_sign_in(
     # Issue 22: replaying one's own revoked cookies once filled the queue with one
     # revoked_session event per request, and a victim's signed_in was dropped. The queue at
     # a test's scale; the hook held by a gate the test opens, never by a timeout.
-    monkeypatch.setattr(events_module, "QUEUE_SIZE", 32)
-    monkeypatch.setattr(events_module, "HOOK_TIMEOUT", 60.0)
+    monkeypatch.setattr(delivery_module, "QUEUE_SIZE", 32)
+    monkeypatch.setattr(delivery_module, "HOOK_TIMEOUT", 60.0)
     gate = asyncio.Event()  # bound to the client's loop at its first wait; set from it
     delivered: list[AuthEvent] = []
 
@@ -1077,7 +1076,7 @@ async def test_coalescing_keys_are_capped_and_high_value_events_keep_their_room(
         await release.wait()
         delivered.append(event)
 
-    reserved = int(QUEUE_SIZE * events_module.RESERVED_SHARE)
+    reserved = int(QUEUE_SIZE * delivery_module.RESERVED_SHARE)
     events = Events(hook, clock)
     with caplog.at_level(logging.WARNING, "fastapi_authkit"):
         # Refusals from more clients than the queue holds: each new client takes a slot
@@ -1119,7 +1118,7 @@ async def test_coalescing_keys_are_capped_and_high_value_events_keep_their_room(
 def test_every_kind_is_decided_high_value_coalesced_or_ordinary() -> None:
     # A new kind must be placed: kept room for, merged when repeated, or neither (as a
     # refresh, which takes a rotation each, is).
-    high_value, coalesced = events_module.PRIORITY_KINDS, events_module.COALESCED_KINDS
+    high_value, coalesced = delivery_module.PRIORITY_KINDS, delivery_module.COALESCED_KINDS
     assert high_value == {"signed_in", "signed_out", "reuse_detected", "login_locked"}
     assert not high_value & coalesced
     assert ALL_KINDS - high_value - coalesced == {"refreshed"}

@@ -128,6 +128,7 @@ INTERNAL_MODULES = (
     "tokenissuer",
     "validation",
     "storeoptions",
+    "eventdelivery",
     "liveoptions",
     "tokens",
     "cookies",
