@@ -21,7 +21,7 @@ from fastapi_authkit import (
     create_issuer,
 )
 from fastapi_authkit.stores import RedisStore
-from fastapi_authkit.stores.redis_keys import KeyLayout
+from fastapi_authkit.stores.redis.keys import KeyLayout
 from fastapi_authkit.stores.sealing import token_id
 
 from conftest import Clock, keys_under

@@ -31,7 +31,7 @@ from fastapi_authkit import (
 )
 from fastapi_authkit.clientinfo import MAX_USER_AGENT, ClientInfo, client_info
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
-from fastapi_authkit.stores.redis_keys import KeyLayout
+from fastapi_authkit.stores.redis.keys import KeyLayout
 
 from apps import issuer_app
 from conftest import T0, Clock, keys_under

@@ -15,9 +15,9 @@ and the store is what every request asks until the view is current again.
 The connection itself sits behind a small seam (:class:`Subscription`, opened by a
 :data:`SubscriptionOpener`); :func:`node_subscription` is the one for a single Redis node
 (one server, or the primary Sentinel names), and
-:class:`~fastapi_authkit.stores.cluster_subscription.ClusterSubscription` subscribes to
+:class:`~fastapi_authkit.stores.redis.cluster_subscription.ClusterSubscription` subscribes to
 every primary of a cluster. Which one a store uses is the topology's choice
-(:meth:`~fastapi_authkit.stores.redis_topology.Topology.subscriptions`).
+(:meth:`~fastapi_authkit.stores.redis.topology.Topology.subscriptions`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from typing import Any, Final, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisClusterException, RedisError
 
+from ..view import RevocationView
 from .epoch import establish, verify
-from .view import RevocationView
 
 # redis-py 8's asyncio connections take maintenance-notification settings (and turn them on
 # by default); older ones refuse the keyword.
@@ -144,7 +144,7 @@ async def node_subscription(
     made with the client's settings (address, credentials, TLS, timeouts for writes).
     ``check``: for a node that may stop being the primary (Sentinel), run before every
     heartbeat; when it raises, the subscription ends. ``epoch``: the epoch key (see
-    :mod:`~fastapi_authkit.stores.epoch`), written once subscribed and read back with
+    :mod:`~fastapi_authkit.stores.redis.epoch`), written once subscribed and read back with
     every heartbeat, on a second connection of the subscription's own (requests never
     wait behind it); when it vanishes or changes, the subscription ends."""
     pool = client.connection_pool

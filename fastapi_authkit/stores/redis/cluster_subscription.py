@@ -36,7 +36,7 @@ What is left is what the cluster bus itself leaves open: ``CLUSTER FAILOVER TAKE
 first check can be missed until the next one (see the module's callers' docs).
 
 Each primary's data may also be flushed on its own (``FLUSHALL`` there): the same probe
-reads back that primary's epoch key (:mod:`~fastapi_authkit.stores.epoch`, in a slot it
+reads back that primary's epoch key (:mod:`~fastapi_authkit.stores.redis.epoch`, in a slot it
 owns), and a key vanished or changed ends the subscription too.
 
 The primaries are listed from ``CLUSTER NODES``, not from the slot map, so that a primary
@@ -276,7 +276,7 @@ _SETTLE: Final = 1.0
 
 class ClusterOpener:
     """Opens a :class:`ClusterSubscription` on every primary (a
-    :data:`~fastapi_authkit.stores.subscriber.SubscriptionOpener`). ``seeds`` lists nodes
+    :data:`~fastapi_authkit.stores.redis.subscriber.SubscriptionOpener`). ``seeds`` lists nodes
     to ask for the cluster's nodes (the client's slot map); ``node_client`` gives a client
     for one node, with raw replies for ``CLUSTER INFO`` and ``CLUSTER NODES``.
 

@@ -12,7 +12,7 @@ the kind lives here: sending a batch of commands as one pipeline per node, optio
 ``WAIT`` behind each node's part, listing the primaries (one per shard), for anything
 that has to reach all of them, and subscribing to the revocation channel where every
 revocation is heard: on the one server, on whichever primary Sentinel names now, or on
-every primary of a cluster (:mod:`~fastapi_authkit.stores.cluster_subscription`).
+every primary of a cluster (:mod:`~fastapi_authkit.stores.redis.cluster_subscription`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ..errors import ConfigurationError
+from ...errors import ConfigurationError
 from .cluster_subscription import ClusterOpener
 from .subscriber import SubscriptionOpener, node_subscription
 
@@ -214,7 +214,7 @@ class Topology:
     def subscriptions(self, channel: str, epoch: str) -> SubscriptionOpener:
         """How to subscribe to ``channel`` so that every revocation is heard, and every
         change of primary, or of the data under ``epoch`` (the epoch key, or on a cluster
-        the base of each primary's own: :mod:`~fastapi_authkit.stores.epoch`), ends the
+        the base of each primary's own: :mod:`~fastapi_authkit.stores.redis.epoch`), ends the
         subscription."""
         client = self.client
         if isinstance(client, RedisCluster):
@@ -241,7 +241,7 @@ class Topology:
 
 class _SentinelCheck:
     """Whether a node is the primary every Sentinel names (a
-    :data:`~fastapi_authkit.stores.subscriber.PrimaryCheck`).
+    :data:`~fastapi_authkit.stores.redis.subscriber.PrimaryCheck`).
 
     A promoted replica executes the writes of clients that learned its address from a
     Sentinel (redis-py asks Sentinel whenever it connects, and reconnects on a READONLY
