@@ -93,7 +93,7 @@ async def test_requests_are_answered_without_a_round_trip(
     redis_cluster.wait_settled()
     store = RedisStore.from_url(redis_cluster.url, prefix=prefix)
     other = Worker(RedisStore.from_url(redis_cluster.url, prefix=prefix))
-    commands = RoundTrips(store._redis)
+    commands = RoundTrips(store.topology.client)
     app = issuer_app(store, clock)
     transport = httpx2.ASGITransport(app=app)
     try:

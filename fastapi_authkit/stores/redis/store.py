@@ -94,7 +94,6 @@ class RedisStore:
             raise ConfigurationError("view_size must be a non-negative int")
         self._topology = Topology(client)
         self._keys = keys = KeyLayout(prefix)
-        self._redis = client
         self._sentinel: Sentinel | None = None
         self._gateway = gateway = Gateway(
             self._topology, wait_replicas=wait_replicas, wait_timeout=wait_timeout
