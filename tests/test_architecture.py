@@ -59,6 +59,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "stores.redis.gateway",
                 "stores.redis.keys",
                 "stores.redis.legacy",
+                "stores.redis.node_subscription",
                 "stores.redis.revocations",
                 "stores.redis.scripts",
                 "stores.redis.scripts.families",

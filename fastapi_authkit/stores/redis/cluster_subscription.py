@@ -57,7 +57,8 @@ from redis.exceptions import RedisError
 
 from .epoch import check as check_epoch
 from .epoch import establish, key_on
-from .subscriber import LOST, Subscription, node_subscription
+from .node_subscription import node_subscription
+from .subscriber import LOST, Subscription
 
 __all__ = [
     "ClusterOpener",
