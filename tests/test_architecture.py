@@ -51,6 +51,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "stores.view",
                 "stores.redis",
                 "stores.redis.checks",
+                "stores.redis.cluster_state",
                 "stores.redis.cluster_subscription",
                 "stores.redis.epoch",
                 "stores.redis.eviction",

@@ -27,7 +27,7 @@ from redis.crc import key_slot
 from benchmarks.common import RoundTrips
 from fastapi_authkit import ConfigurationError
 from fastapi_authkit.stores import RedisStore
-from fastapi_authkit.stores.redis.cluster_subscription import parse_info, parse_nodes
+from fastapi_authkit.stores.redis.cluster_state import parse_info, parse_nodes
 from fastapi_authkit.stores.redis.keys import KeyLayout
 
 from apps import issuer_app
