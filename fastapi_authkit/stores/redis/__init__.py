@@ -18,13 +18,17 @@ The modules, from the store down:
   list), ``flights`` (the cross-process refresh flight), ``throttles`` (the login guard's
   counters), with ``subjects`` (a subject's set of families) and ``legacy`` (tokens of the
   earlier key layout) beneath them;
-* ``scripts``: the Lua behind each of those concerns;
+* ``scripts`` and ``keys``: the Lua behind each of those concerns, and the keys it
+  touches (each family's in one slot);
 * ``gateway``: every call to Redis, after ``checks`` (the deployment fits) and
   ``eviction`` (``maxmemory-policy noeviction``);
 * ``topology``: one server, Sentinel or a cluster, and what differs between them;
   ``urls``: clients from URLs;
-* ``subscriber``, ``cluster_subscription`` and ``epoch``: keeping this process's
-  :class:`~fastapi_authkit.stores.view.RevocationView` current.
+* ``subscriber``: the task that keeps this process's
+  :class:`~fastapi_authkit.stores.view.RevocationView` current, on the subscription
+  ``node_subscription`` (one server, Sentinel's primary) or ``cluster_subscription`` (every
+  primary, watching ``cluster_state``) opens, with ``epoch`` telling when the data was
+  replaced.
 """
 
 from __future__ import annotations
