@@ -50,7 +50,7 @@ class SessionList:
         revoked: list[str] = []
         for start in range(0, len(families), _BATCH):
             batch = families[start : start + _BATCH]
-            found += await self._sessions_of(subject, batch, now, revoked)
+            found += await self._live_in(subject, batch, now, revoked)
         if revoked:
             # Revocation is for good: no list or "sign out everywhere" needs them again.
             # (A family not found is not dropped: it may be one being signed in right now,
@@ -58,7 +58,7 @@ class SessionList:
             await self._subjects.forget(subject, revoked)
         return found
 
-    async def _sessions_of(
+    async def _live_in(
         self, subject: str, families: list[str], now: float, revoked: list[str]
     ) -> list[SessionInfo]:
         """The live sessions among ``families`` (a batch of ``subject``'s set): their family
