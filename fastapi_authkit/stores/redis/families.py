@@ -163,7 +163,7 @@ class Families:
             successor_id or "",
             sealed or b"",
             BACKSTOP_MS,
-            g.flag,
+            g.rewrite_flag,
             self._channel,
             subject_hint or "",
             token_id,

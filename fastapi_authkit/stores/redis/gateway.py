@@ -68,7 +68,15 @@ class Gateway:
     """The store's way to Redis: ``redis`` is the client, ``replicas`` how many replicas
     confirm each write that must survive a failover (0: none waited for)."""
 
-    __slots__ = ("_checks", "_topology", "_wait_ms", "flag", "redis", "replicas", "wait_timeout")
+    __slots__ = (
+        "_checks",
+        "_topology",
+        "_wait_ms",
+        "redis",
+        "replicas",
+        "rewrite_flag",
+        "wait_timeout",
+    )
 
     def __init__(self, topology: Topology, *, wait_replicas: object, wait_timeout: object) -> None:
         self._topology = topology
@@ -77,7 +85,7 @@ class Gateway:
         self._wait_ms = math.ceil(self.wait_timeout * 1000)
         # What the scripts are told: '1' when a write is waited for, so that one that finds
         # nothing to change writes all the same, for the WAIT behind it to cover.
-        self.flag = "1" if self.replicas else "0"
+        self.rewrite_flag = "1" if self.replicas else "0"
         self._checks = DeploymentCheck(topology, wait_replicas=self.replicas)
 
     def _wait_settings(self, replicas: object, timeout: object) -> tuple[int, float]:

@@ -53,7 +53,9 @@ class Revocations:
         else:
             token_key = k.token(family_id, token_id)
         reply, acked = await g.script(
-            self._revoke, [k.family(family_id), token_key], [g.flag, family_id, self._channel]
+            self._revoke,
+            [k.family(family_id), token_key],
+            [g.rewrite_flag, family_id, self._channel],
         )
         if reply == -2:
             return None
@@ -74,7 +76,8 @@ class Revocations:
         # node). A session started meanwhile may or may not be included, as if it had
         # started just before or just after.
         commands = [
-            eval_command(self._revoke, [k.family(f)], [g.flag, f, self._channel]) for f in families
+            eval_command(self._revoke, [k.family(f)], [g.rewrite_flag, f, self._channel])
+            for f in families
         ]
         replies, acked = await g.run(commands, confirm=True)
         self._view.revoked(families)  # every one: also those the store no longer held (-1)
@@ -96,7 +99,7 @@ class Revocations:
         # Also when the store holds no such family: revoked everywhere all the same (the
         # script publishes it), as a view may have learned it live before it vanished.
         reply, acked = await g.script(
-            self._revoke, [k.family(family_id)], [g.flag, family_id, self._channel]
+            self._revoke, [k.family(family_id)], [g.rewrite_flag, family_id, self._channel]
         )
         self._view.revoked((family_id,))  # this process refuses it now, not on the echo
         if acked < g.replicas:
