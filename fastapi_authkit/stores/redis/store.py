@@ -9,8 +9,9 @@ sessions (:mod:`~fastapi_authkit.stores.redis.sessions`), the refresh flight
 (:mod:`~fastapi_authkit.stores.redis.flights`) and the login guard's counters
 (:mod:`~fastapi_authkit.stores.redis.throttles`). They all reach Redis through one
 :class:`~fastapi_authkit.stores.redis.gateway.Gateway` (the deployment checks, errors as
-store outages, replica confirmation). The hot path, :meth:`RedisStore.known_active`, is
-this process's :class:`~fastapi_authkit.stores.view.RevocationView` itself.
+store outages, replica confirmation). The hot path, ``known_active``, is the lookup of this
+process's :class:`~fastapi_authkit.stores.view.RevocationView` itself, with no frame of the
+store's around it.
 """
 
 from __future__ import annotations
