@@ -1,5 +1,6 @@
-"""Shared state in Redis, for several workers or machines: one server, a primary managed by
-Sentinel, or a Redis Cluster. Install with ``pip install 'fastapi-authkit[redis]'``.
+"""Shared state in Redis, for several workers or machines: one server, Sentinel or a Cluster.
+
+Install with ``pip install 'fastapi-authkit[redis]'``.
 
 Every decision is one Lua script, atomic in Redis, its keys in one slot so that it runs
 unchanged on a cluster (:mod:`~fastapi_authkit.stores.redis.scripts`,

@@ -1,5 +1,7 @@
-"""What a cluster's nodes say of it: its shape from ``CLUSTER INFO`` and its primaries from
-``CLUSTER NODES``; pure parsing of their replies.
+"""What a cluster's nodes say of it, parsed: its shape and its primaries.
+
+Pure parsing of two replies: ``CLUSTER INFO`` (the shape) and ``CLUSTER NODES`` (the
+primaries and their slots).
 
 The shape is the part of ``CLUSTER INFO`` that changes when the set of nodes that may
 execute writes does (or is about to); the cluster's subscription compares it on every

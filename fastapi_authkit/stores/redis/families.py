@@ -1,5 +1,4 @@
-"""A session family's life in Redis: its creation, each rotation of its refresh token, and
-whether it is live.
+"""A session family's life in Redis: created, rotated, asked whether it is live.
 
 Every rotation is one script (:mod:`~fastapi_authkit.stores.redis.scripts.families`). What
 each script learns of a family is handed to this process's

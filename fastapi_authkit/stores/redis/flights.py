@@ -1,5 +1,6 @@
-"""The cross-process refresh flight in Redis: one worker refreshes a session, the others
-wait for its result (``SessionStore.flight_*``).
+"""The cross-process refresh flight in Redis: one worker refreshes, the others wait.
+
+The ``SessionStore.flight_*`` methods.
 
 A flight key holds the claim (``P:<owner>``) while its refresh runs, then the result until
 it expires; an alias key, in another slot, names the flight a successor's result is under,

@@ -1,5 +1,6 @@
-"""The revocation channel's subscription on one Redis node: one server, or the primary
-Sentinel names, checked with every heartbeat to still be the one primary.
+"""The revocation channel's subscription on one Redis node (one server, Sentinel's primary).
+
+With Sentinel, every heartbeat checks that the node is still the one primary.
 
 Its :class:`~fastapi_authkit.stores.redis.subscriber.Subscription` is a dedicated connection
 (and a second one for the epoch key, :mod:`~fastapi_authkit.stores.redis.epoch`); a

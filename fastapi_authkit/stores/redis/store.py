@@ -1,6 +1,4 @@
-"""The Redis store: :class:`RedisStore`, the
-:class:`~fastapi_authkit.stores.base.SessionStore` for several workers or machines, composed
-of one collaborator per concern.
+"""RedisStore: the session store of several workers or machines, one collaborator a concern.
 
 The store checks its arguments and hands each method to the collaborator that owns it: a
 family's creation, rotation and liveness (:mod:`~fastapi_authkit.stores.redis.families`),

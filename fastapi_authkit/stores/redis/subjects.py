@@ -1,5 +1,4 @@
-"""A subject's set of session families: what "sign out everywhere" and the list of sessions
-read.
+"""A subject's set of session families, read by "sign out everywhere" and the sessions list.
 
 A family is added to its subject's set when it is created, before it gets a token
 (:meth:`~fastapi_authkit.stores.redis.families.Families.create`), and stays there until a

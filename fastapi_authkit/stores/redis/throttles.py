@@ -1,6 +1,8 @@
-"""The login guard's attempt counters in Redis (``SessionStore.throttle_*``): one key per
-counter, each decided by one script on its key
-(:mod:`~fastapi_authkit.stores.redis.scripts.throttles`)."""
+"""The login guard's attempt counters in Redis: one key a counter, one script a decision.
+
+The ``SessionStore.throttle_*`` methods; the scripts are in
+:mod:`~fastapi_authkit.stores.redis.scripts.throttles`.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The scripts of a session family's life: its creation, each rotation (and its undoing), and
-the record of each refresh."""
+"""The scripts of a session family's life: creation, rotation (and its undoing), refreshes."""
 
 from __future__ import annotations
 
