@@ -81,7 +81,7 @@ from fastapi_authkit import (
 )
 from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
-from fastapi_authkit.stores.redis_urls import client_from_url
+from fastapi_authkit.stores.redis.urls import client_from_url
 
 SECRET = "peers-benchmark-secret-0123456789abcdef"
 COOKIE_SECRET = "peers-benchmark-cookie-secret-0123456789"

@@ -27,8 +27,8 @@ from redis.crc import key_slot
 from benchmarks.common import RoundTrips
 from fastapi_authkit import ConfigurationError
 from fastapi_authkit.stores import RedisStore
-from fastapi_authkit.stores.cluster_subscription import parse_info, parse_nodes
-from fastapi_authkit.stores.redis_keys import KeyLayout
+from fastapi_authkit.stores.redis.cluster_state import parse_info, parse_nodes
+from fastapi_authkit.stores.redis.keys import KeyLayout
 
 from apps import issuer_app
 from conftest import T0, Clock
@@ -93,7 +93,7 @@ async def test_requests_are_answered_without_a_round_trip(
     redis_cluster.wait_settled()
     store = RedisStore.from_url(redis_cluster.url, prefix=prefix)
     other = Worker(RedisStore.from_url(redis_cluster.url, prefix=prefix))
-    commands = RoundTrips(store._redis)
+    commands = RoundTrips(store.topology.client)
     app = issuer_app(store, clock)
     transport = httpx2.ASGITransport(app=app)
     try:

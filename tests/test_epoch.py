@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from fastapi_authkit import ConfigurationError, StoreUnavailableError
 from fastapi_authkit.events import AuthEvent, SignedOut
 from fastapi_authkit.stores import RedisStore
-from fastapi_authkit.stores.redis_keys import KeyLayout
+from fastapi_authkit.stores.redis.keys import KeyLayout
 
 from apps import issuer_app
 from conftest import Clock

@@ -34,7 +34,7 @@ from benchmarks.live_connections import Socket, Stream, cookie_header
 from fastapi_authkit import AuthKitMiddleware, create_issuer, create_store, current_user
 from fastapi_authkit.errors import ConfigurationError
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
-from fastapi_authkit.stores.redis_keys import KeyLayout
+from fastapi_authkit.stores.redis.keys import KeyLayout
 
 from conftest import SECRET_KEY, Clock
 from servers import RedisClusterServers, RedisServer, run_example_app

@@ -19,7 +19,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelMan
 
 from fastapi_authkit import ConfigurationError, StoreUnavailableError
 from fastapi_authkit.stores import RedisStore
-from fastapi_authkit.stores.redis_keys import KeyLayout
+from fastapi_authkit.stores.redis.keys import KeyLayout
 
 from conftest import Clock
 from servers import RedisClusterServers, RedisServer, SentinelSet
@@ -199,12 +199,12 @@ def test_store_options_are_checked(options: dict[str, Any], message: str) -> Non
 
 async def test_wait_timeout_defaults_to_half_the_store_timeout() -> None:
     store = RedisStore.from_url("redis://127.0.0.1", timeout=0.4, wait_replicas=1)
-    assert store._wait_timeout == pytest.approx(0.2)
+    assert store._gateway.wait_timeout == pytest.approx(0.2)
     await store.aclose()
     # A client without a socket timeout: a fixed default, nothing to be shorter than.
     store = RedisStore(Redis(socket_timeout=None), wait_replicas=1)
     assert store.topology.socket_timeout() is None
-    assert store._wait_timeout == 0.25
+    assert store._gateway.wait_timeout == 0.25
     await store.aclose()
 
 

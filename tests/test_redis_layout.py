@@ -17,7 +17,7 @@ from fastapi_authkit import RefreshParam, create_issuer
 from fastapi_authkit.errors import ReplicaConfirmationError
 from fastapi_authkit.issuer import IssuedTokens, Issuer
 from fastapi_authkit.stores import RedisStore
-from fastapi_authkit.stores.redis_keys import KeyLayout
+from fastapi_authkit.stores.redis.keys import KeyLayout
 from fastapi_authkit.stores.sealing import token_id
 
 from conftest import Clock, keys_under

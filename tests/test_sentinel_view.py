@@ -44,7 +44,7 @@ async def test_a_revocation_reaches_the_other_process_with_no_round_trip_per_req
     family, refresh = await a.sign_in()
     await eventually(lambda: a.served_from_view(family))
     assert numsub(sentinel_set.primary(), a.store._channel) >= 1
-    commands = RoundTrips(a.store._redis)
+    commands = RoundTrips(a.store.topology.client)
     for _ in range(100):
         assert a.known(family) is True
         await anyio.sleep(0.002)  # heartbeats (and their Sentinel checks) go on meanwhile

@@ -26,7 +26,7 @@ from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.errors import ReplicaConfirmationError
 from fastapi_authkit.issuer import Issuer, SessionInfo
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
-from fastapi_authkit.stores.redis_keys import KeyLayout
+from fastapi_authkit.stores.redis.keys import KeyLayout
 
 from apps import issuer_app
 from conftest import T0, Clock, keys_under

@@ -12,12 +12,11 @@ the kind lives here: sending a batch of commands as one pipeline per node, optio
 ``WAIT`` behind each node's part, listing the primaries (one per shard), for anything
 that has to reach all of them, and subscribing to the revocation channel where every
 revocation is heard: on the one server, on whichever primary Sentinel names now, or on
-every primary of a cluster (:mod:`~fastapi_authkit.stores.cluster_subscription`).
+every primary of a cluster (:mod:`~fastapi_authkit.stores.redis.cluster_subscription`).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,15 +27,15 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import (
     AskError,
     MovedError,
-    RedisError,
     ResponseError,
     SlotNotCoveredError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ..errors import ConfigurationError
+from ...errors import ConfigurationError
 from .cluster_subscription import ClusterOpener
-from .subscriber import SubscriptionOpener, node_subscription
+from .node_subscription import SentinelCheck, node_subscription
+from .subscriber import SubscriptionOpener
 
 __all__ = ["Command", "Kind", "Topology"]
 
@@ -214,7 +213,7 @@ class Topology:
     def subscriptions(self, channel: str, epoch: str) -> SubscriptionOpener:
         """How to subscribe to ``channel`` so that every revocation is heard, and every
         change of primary, or of the data under ``epoch`` (the epoch key, or on a cluster
-        the base of each primary's own: :mod:`~fastapi_authkit.stores.epoch`), ends the
+        the base of each primary's own: :mod:`~fastapi_authkit.stores.redis.epoch`), ends the
         subscription."""
         client = self.client
         if isinstance(client, RedisCluster):
@@ -224,7 +223,7 @@ class Topology:
         if isinstance(pool, SentinelConnectionPool):
             # The subscription's connection asks Sentinel for the primary when it connects;
             # every heartbeat then asks every Sentinel whether that is still the primary.
-            check = _SentinelCheck(pool)
+            check = SentinelCheck(pool)
             return lambda: node_subscription(client, channel, check=check, epoch=epoch)
         return lambda: node_subscription(client, channel, epoch=epoch)
 
@@ -237,40 +236,6 @@ class Topology:
         if self._nodes is not None:
             await self._nodes.aclose()
         await self.client.aclose()
-
-
-class _SentinelCheck:
-    """Whether a node is the primary every Sentinel names (a
-    :data:`~fastapi_authkit.stores.subscriber.PrimaryCheck`).
-
-    A promoted replica executes the writes of clients that learned its address from a
-    Sentinel (redis-py asks Sentinel whenever it connects, and reconnects on a READONLY
-    reply), and a Sentinel that has named a new primary does not go back to the old one
-    short of another failover. So while *every* configured Sentinel still names the
-    subscribed node, no other node has executed a revocation. Asking only one would not
-    do: another process may have asked one that already knows of the failover. A Sentinel
-    that does not answer fails the check too (the view falls back until it answers)."""
-
-    def __init__(self, pool: SentinelConnectionPool) -> None:
-        self._sentinels = pool.sentinel_manager.sentinels
-        self._service = pool.service_name
-
-    async def __call__(self, host: str, port: int) -> None:
-        named = await asyncio.gather(
-            *(s.sentinel_get_master_addr_by_name(self._service) for s in self._sentinels)
-        )
-        for address in named:
-            if address is None or (_text(address[0]), int(address[1])) != (host, port):
-                shown = "none" if address is None else f"{_text(address[0])}:{address[1]}"
-                raise SentinelMoved(f"a Sentinel names {shown} as the primary, not {host}:{port}")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class SentinelMoved(RedisError):
-    """The subscribed node is not (or not only) what Sentinel names as the primary."""
 
 
 class _ClusterNodes:

@@ -30,7 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
-from ..errors import ConfigurationError
+from ...errors import ConfigurationError
 
 __all__ = ["client_from_url"]
 

@@ -5,7 +5,7 @@ to anyone: a family's record (its session is then unknown: signed out, or, to a 
 whose view learned it live, still live), a subject's list of sessions ("sign out
 everywhere" then misses them), a rotated-out token's record (its reuse goes unnoticed).
 The ``volatile-*`` policies are no safer: every key the store writes has a backstop expiry.
-No epoch key can notice that (:mod:`~fastapi_authkit.stores.epoch`): it may be the one key
+No epoch key can notice that (:mod:`~fastapi_authkit.stores.redis.epoch`): it may be the one key
 that stays. So the store reads the policy of every primary before its first command and
 refuses to work on a server that may evict (:class:`~fastapi_authkit.errors.ServerSettingError`:
 a configuration error that is also a store outage, so requests fail closed, 503, never
@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from redis.exceptions import ResponseError
 
-from ..errors import ServerSettingError
+from ...errors import ServerSettingError
 
 __all__ = ["EvictionPolicy"]
 

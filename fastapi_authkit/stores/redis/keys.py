@@ -21,7 +21,7 @@ family, and different families spread over every slot of the cluster::
                                                     the login guard's
     <prefix>epoch                             str   the data's identity, for the views (on a
                                                     cluster one per primary, <prefix>epoch:{<n>}
-                                                    in a slot it owns: stores.epoch)
+                                                    in a slot it owns: redis.epoch)
 
 A login-guard counter (one per account, one per client address) is a key of its own, with
 no tag: an account's and an address's counters spread over the cluster, each decided by a
@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ..errors import ConfigurationError
+from ...errors import ConfigurationError
 
 __all__ = ["KeyLayout"]
 

@@ -13,44 +13,28 @@ revocation published while no subscription exists is therefore not lost: it is i
 and the store is what every request asks until the view is current again.
 
 The connection itself sits behind a small seam (:class:`Subscription`, opened by a
-:data:`SubscriptionOpener`); :func:`node_subscription` is the one for a single Redis node
-(one server, or the primary Sentinel names), and
-:class:`~fastapi_authkit.stores.cluster_subscription.ClusterSubscription` subscribes to
+:data:`SubscriptionOpener`):
+:func:`~fastapi_authkit.stores.redis.node_subscription.node_subscription` is the one for a
+single Redis node (one server, or the primary Sentinel names), and
+:class:`~fastapi_authkit.stores.redis.cluster_subscription.ClusterSubscription` subscribes to
 every primary of a cluster. Which one a store uses is the topology's choice
-(:meth:`~fastapi_authkit.stores.redis_topology.Topology.subscriptions`).
+(:meth:`~fastapi_authkit.stores.redis.topology.Topology.subscriptions`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisClusterException, RedisError
 
-from .epoch import establish, verify
-from .view import RevocationView
+from ..view import RevocationView
 
-# redis-py 8's asyncio connections take maintenance-notification settings (and turn them on
-# by default); older ones refuse the keyword.
-_MAINT_NOTIFICATIONS: Final = (
-    importlib.util.find_spec("redis.asyncio.maint_notifications") is not None
-)
-
-__all__ = [
-    "LOST",
-    "PrimaryCheck",
-    "RevocationSubscriber",
-    "Subscription",
-    "SubscriptionOpener",
-    "node_subscription",
-]
+__all__ = ["LOST", "RevocationSubscriber", "Subscription", "SubscriptionOpener"]
 
 logger = logging.getLogger("fastapi_authkit")
 
@@ -78,103 +62,6 @@ class Subscription(Protocol):
 
 
 SubscriptionOpener = Callable[[], Awaitable[Subscription]]
-
-
-# Raises unless the node at (host, port) is the deployment's one primary now (Sentinel).
-PrimaryCheck = Callable[[str, int], Awaitable[None]]
-
-
-class _NodeSubscription:
-    """A dedicated connection (not the client's pool, and no hidden reconnects: a silent
-    reconnect would hide the gap in which messages were missed)."""
-
-    def __init__(
-        self,
-        connection: Any,
-        check: PrimaryCheck | None,
-        reader: Any,
-        epoch: tuple[str, bytes] | None,
-    ) -> None:
-        self._connection = connection
-        self._check = check
-        self._reader = reader  # a second connection of its own, for the epoch
-        self._epoch = epoch
-
-    async def ping(self, payload: bytes) -> None:
-        if self._check is not None:
-            # Before the PING, and after the subscriber noted the heartbeat's send time:
-            # the node was still the only primary after that time, so every revocation
-            # executed before it was executed here, and its message precedes the PONG.
-            await self._check(self._connection.host, int(self._connection.port))
-        if self._epoch is not None:
-            # Also after the send time: the data was still the data the view learned from
-            # then, so nothing learned before it was flushed or swapped away unheard.
-            await verify(self._read, *self._epoch)
-        await self._connection.send_command("PING", payload)
-
-    async def next(self) -> tuple[bytes, bytes]:
-        reply = await self._connection.read_response(timeout=math.inf)
-        if isinstance(reply, list) and len(reply) >= 2:
-            kind = reply[0]
-            if kind == b"message" and len(reply) == 3:
-                return kind, reply[2]
-            if kind == b"pong":
-                return kind, reply[1]
-        return b"other", b""
-
-    async def _read(self, *args: Any) -> Any:
-        await self._reader.send_command(*args)
-        return await self._reader.read_response()
-
-    async def aclose(self) -> None:
-        try:
-            await self._connection.disconnect()
-        finally:
-            await self._reader.disconnect()
-
-
-async def node_subscription(
-    client: Redis,
-    channel: str,
-    *,
-    check: PrimaryCheck | None = None,
-    epoch: str | None = None,
-) -> Subscription:
-    """Subscribe to ``channel`` on the node ``client`` talks to, on a connection of its own
-    made with the client's settings (address, credentials, TLS, timeouts for writes).
-    ``check``: for a node that may stop being the primary (Sentinel), run before every
-    heartbeat; when it raises, the subscription ends. ``epoch``: the epoch key (see
-    :mod:`~fastapi_authkit.stores.epoch`), written once subscribed and read back with
-    every heartbeat, on a second connection of the subscription's own (requests never
-    wait behind it); when it vanishes or changes, the subscription ends."""
-    pool = client.connection_pool
-    options = dict(pool.connection_kwargs)
-    # Bytes in RESP2: pushes then arrive as plain replies, in order with the heartbeats.
-    # (Maintenance notifications need RESP3, and belong to the pool's connections anyway.)
-    options.pop("maint_notifications_pool_handler", None)
-    options.update(decode_responses=False, protocol=2, health_check_interval=0)
-    if _MAINT_NOTIFICATIONS:
-        options["maint_notifications_config"] = None
-    connection: Any = pool.connection_class(**options)
-    reader: Any = pool.connection_class(**options)
-    try:
-        await connection.connect()
-        await connection.send_command("SUBSCRIBE", channel)
-        reply = await connection.read_response()
-        if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
-            raise RedisError(f"unexpected reply to SUBSCRIBE: {reply!r}")
-        subscription = _NodeSubscription(connection, check, reader, None)
-        if epoch is not None:
-            # After SUBSCRIBE: a flush from here on shows in a heartbeat, one before it
-            # here. (With Sentinel, the reader asks for the primary when it connects too;
-            # the heartbeat's check covers both connections.)
-            await reader.connect()
-            subscription._epoch = (epoch, await establish(subscription._read, epoch))
-    except BaseException:
-        await connection.disconnect()
-        await reader.disconnect()
-        raise
-    return subscription
 
 
 class RevocationSubscriber:

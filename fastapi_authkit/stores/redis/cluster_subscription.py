@@ -36,7 +36,7 @@ What is left is what the cluster bus itself leaves open: ``CLUSTER FAILOVER TAKE
 first check can be missed until the next one (see the module's callers' docs).
 
 Each primary's data may also be flushed on its own (``FLUSHALL`` there): the same probe
-reads back that primary's epoch key (:mod:`~fastapi_authkit.stores.epoch`, in a slot it
+reads back that primary's epoch key (:mod:`~fastapi_authkit.stores.redis.epoch`, in a slot it
 owns), and a key vanished or changed ends the subscription too.
 
 The primaries are listed from ``CLUSTER NODES``, not from the slot map, so that a primary
@@ -55,93 +55,17 @@ from typing import Any, Final, cast
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .cluster_state import NodeTable, Primary, describe_change, parse_info, parse_nodes
 from .epoch import check as check_epoch
 from .epoch import establish, key_on
-from .subscriber import LOST, Subscription, node_subscription
+from .node_subscription import node_subscription
+from .subscriber import LOST, Subscription
 
-__all__ = [
-    "ClusterOpener",
-    "ClusterSubscription",
-    "NodeTable",
-    "Primary",
-    "TopologyChanged",
-    "parse_info",
-    "parse_nodes",
-]
-
-# The CLUSTER INFO fields that change when the set of nodes that may execute writes does
-# (or is about to): the rest are counters that change all the time.
-_SHAPE: Final = (
-    b"cluster_state",
-    b"cluster_current_epoch",
-    b"cluster_my_epoch",
-    b"cluster_known_nodes",
-    b"cluster_size",
-    b"cluster_slots_fail",
-)
-# Flags of a node that cannot execute anything: a primary with none of its own slots and
-# one of these is left out (a failed primary whose slots a replica took over stays listed
-# as a failed primary with no slots until it comes back as that replica's replica).
-_GONE: Final = (b"fail", b"handshake", b"noaddr")
+__all__ = ["ClusterOpener", "ClusterSubscription", "TopologyChanged"]
 
 
 class TopologyChanged(RedisError):
     """The set of primaries is not (or no longer) what the subscriptions cover."""
-
-
-@dataclass(frozen=True, slots=True)
-class Primary:
-    """A primary as ``CLUSTER NODES`` lists it."""
-
-    node_id: bytes
-    host: str
-    port: int
-    slots: tuple[tuple[int, int], ...] = ()  # the slot ranges it owns (inclusive)
-
-
-def parse_info(reply: bytes) -> tuple[bytes, ...]:
-    """The shape of the cluster as one node's ``CLUSTER INFO`` describes it."""
-    fields = dict(line.partition(b":")[::2] for line in reply.split(b"\r\n") if line)
-    return tuple(fields.get(name, b"") for name in _SHAPE)
-
-
-@dataclass(frozen=True, slots=True)
-class NodeTable:
-    """What one node's ``CLUSTER NODES`` says: the primaries by node id (every node flagged
-    ``master``, except those that hold no slots and are failed or not yet known), and the
-    highest config epoch of any node."""
-
-    primaries: dict[bytes, Primary]
-    top_epoch: int
-
-
-def parse_nodes(reply: bytes, asked_host: str) -> NodeTable:
-    found = {}
-    top = 0
-    for line in reply.splitlines():
-        parts = line.split()
-        if len(parts) < 8:
-            continue
-        node_id, address, flags = parts[0], parts[1], parts[2].split(b",")
-        if parts[6].isdigit():
-            top = max(top, int(parts[6]))
-        if b"master" not in flags:
-            continue
-        # Slot ranges; "[slot->-id]" entries are migrations in progress, not owned slots.
-        slots = tuple(_range(part) for part in parts[8:] if not part.startswith(b"["))
-        if not slots and any(flag in flags for flag in _GONE):
-            continue
-        endpoint = address.split(b"@", 1)[0]
-        host, _, port = endpoint.rpartition(b":")
-        found[node_id] = Primary(
-            node_id, host.decode() or asked_host, int(port) if port.isdigit() else 0, slots
-        )
-    return NodeTable(found, top)
-
-
-def _range(part: bytes) -> tuple[int, int]:
-    low, _, high = part.partition(b"-")
-    return int(low), int(high or low)
 
 
 class _Round:
@@ -225,7 +149,7 @@ class ClusterSubscription:
                 shape = parse_info(reply)
                 if shape != node.shape:
                     raise TopologyChanged(
-                        f"the cluster changed shape: {_describe(node.shape, shape)}"
+                        f"the cluster changed shape: {describe_change(node.shape, shape)}"
                     )
             for node, (_, epoch) in zip(self._nodes, replies, strict=True):
                 if isinstance(epoch, Exception):
@@ -260,15 +184,6 @@ async def _probe(node: _Node) -> tuple[bytes, Any]:
     return replies[0], replies[1] if node.epoch is not None else None
 
 
-def _describe(before: tuple[bytes, ...], after: tuple[bytes, ...]) -> str:
-    changed = [
-        f"{name.decode()} {old.decode()} -> {new.decode()}"
-        for name, old, new in zip(_SHAPE, before, after, strict=True)
-        if old != new
-    ]
-    return ", ".join(changed)
-
-
 # A current epoch above every node's config epoch: an election has begun whose winner has
 # not yet announced itself, or one that nobody won. Wait this long for it to settle.
 _SETTLE: Final = 1.0
@@ -276,7 +191,7 @@ _SETTLE: Final = 1.0
 
 class ClusterOpener:
     """Opens a :class:`ClusterSubscription` on every primary (a
-    :data:`~fastapi_authkit.stores.subscriber.SubscriptionOpener`). ``seeds`` lists nodes
+    :data:`~fastapi_authkit.stores.redis.subscriber.SubscriptionOpener`). ``seeds`` lists nodes
     to ask for the cluster's nodes (the client's slot map); ``node_client`` gives a client
     for one node, with raw replies for ``CLUSTER INFO`` and ``CLUSTER NODES``.
 

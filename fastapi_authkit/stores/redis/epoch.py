@@ -15,7 +15,7 @@ unchanged. A flush or swap at time ``t`` removes or replaces the key, so no hear
 after ``t`` comes back: the view trusts nothing learned before ``t`` for longer than
 ``max_lag`` past it, exactly as with a revocation message that never arrives. Data that
 changes identity key by key (eviction) leaves the epoch key alone, which is why the store
-refuses an evicting ``maxmemory-policy`` (:mod:`~fastapi_authkit.stores.eviction`).
+refuses an evicting ``maxmemory-policy`` (:mod:`~fastapi_authkit.stores.redis.eviction`).
 
 On a cluster every primary holds its own slots, so each gets an epoch key of its own, in a
 slot it owns (:func:`key_on`).
