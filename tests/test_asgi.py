@@ -34,8 +34,9 @@ from fastapi_authkit import (
     sign_in,
 )
 
-from apps import Recorder, build_app, build_store, client, login, set_cookies
-from conftest import SECRET_KEY, TOKEN_KEY, Clock, make_token
+from tests.support.apps import Recorder, build_app, build_store, client, login, set_cookies
+from tests.support.clock import Clock
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY, make_token
 
 
 async def _call(app: Any, scope: Scope) -> list[Message]:

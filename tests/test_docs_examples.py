@@ -40,11 +40,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.testclient import TestClient
 
-from apps import set_cookies
-from conftest import SECRET_KEY, TOKEN_KEY
-from oidc_flow import code_flow
-from oidc_server import API, OIDCProviderServer
-from servers import REPO_ROOT, RedisServer, free_port
+from tests.support.apps import set_cookies
+from tests.support.oidc_flow import code_flow
+from tests.support.oidc_server import API, OIDCProviderServer
+from tests.support.processes import REPO_ROOT, free_port
+from tests.support.redis_servers import RedisServer
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY
 
 # testing.md's test modules run as pytest runs them, in a pytest of their own (pytester).
 pytest_plugins = ["pytester"]

@@ -29,9 +29,13 @@ from fastapi_authkit import (
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 from fastapi_authkit.userstate import belongs
 
-from apps import issuer_app, set_cookies, state_cookie
-from conftest import SECRET_KEY, Clock, redis_store
-from servers import RedisClusterServers, RedisServer, until_unavailable
+from tests.support.apps import issuer_app, set_cookies, state_cookie
+from tests.support.clock import Clock
+from tests.support.http_client import until_unavailable
+from tests.support.redis_cluster import RedisClusterServers
+from tests.support.redis_servers import RedisServer
+from tests.support.redis_stores import redis_store
+from tests.support.tokens import SECRET_KEY
 
 AUTH_COOKIES = {"_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf"}
 

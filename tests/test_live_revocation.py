@@ -36,8 +36,11 @@ from fastapi_authkit.errors import ConfigurationError
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 from fastapi_authkit.stores.redis_keys import KeyLayout
 
-from conftest import SECRET_KEY, Clock
-from servers import RedisClusterServers, RedisServer, run_example_app
+from tests.support.clock import Clock
+from tests.support.example_server import run_example_app
+from tests.support.redis_cluster import RedisClusterServers
+from tests.support.redis_servers import RedisServer
+from tests.support.tokens import SECRET_KEY
 
 pytestmark = pytest.mark.anyio
 
@@ -535,7 +538,7 @@ def test_sign_out_on_worker_b_ends_an_event_stream_open_on_worker_a(
     from test_worker_revocation import Site, _env
 
     with run_example_app(
-        tmp_path, _env(own_redis), workers=2, app="live_worker_app:app", app_dir="tests"
+        tmp_path, _env(own_redis), workers=2, app="tests.support.live_worker_app:app"
     ) as base_url:
         site = Site(base_url, own_redis)
         try:
@@ -593,7 +596,7 @@ def test_sign_out_on_worker_b_closes_a_websocket_open_on_worker_a(
         raise AssertionError("the socket is still open")
 
     with run_example_app(
-        tmp_path, _env(own_redis), workers=2, app="live_worker_app:app", app_dir="tests"
+        tmp_path, _env(own_redis), workers=2, app="tests.support.live_worker_app:app"
     ) as base_url:
         site = Site(base_url, own_redis)
         try:

@@ -14,8 +14,9 @@ from starlette.testclient import TestClient
 from fastapi_authkit import AuthKitMiddleware, CurrentUser, create_issuer, create_store, sign_in
 from fastapi_authkit.stores import MemoryStore
 
-from apps import Recorder, build_app, build_store, client, issuer_app, set_cookies
-from conftest import SECRET_KEY, Clock, make_token
+from tests.support.apps import Recorder, build_app, build_store, client, issuer_app, set_cookies
+from tests.support.clock import Clock
+from tests.support.tokens import SECRET_KEY, make_token
 
 NAMES = ("_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf")
 

@@ -20,7 +20,8 @@ from fastapi_authkit import (
 )
 from fastapi_authkit.stores import RedisStore
 
-from conftest import Clock, keys_under
+from tests.support.clock import Clock
+from tests.support.redis_stores import keys_under
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("kind", ["redis", "cluster"])]
 

@@ -23,8 +23,9 @@ from starlette.websockets import WebSocketDisconnect
 from example_app.main import Settings, create_app
 from fastapi_authkit import AuthKitMiddleware, AuthStore, CurrentUser, OptionalUser, sign_in
 
-from apps import build_store, client, set_cookies
-from conftest import Clock, make_token
+from tests.support.apps import build_store, client, set_cookies
+from tests.support.clock import Clock
+from tests.support.tokens import make_token
 
 ALICE = {"name": "Alice"}
 

@@ -34,9 +34,10 @@ from .helpers import (
     set_cookies,
     unsigned,
 )
-from apps import Recorder, build_store, login
-from conftest import Clock, make_token
-from servers import CookieKeeper
+from tests.support.apps import Recorder, build_store, login
+from tests.support.clock import Clock
+from tests.support.http_client import CookieKeeper
+from tests.support.tokens import make_token
 
 
 def app_with(clock: Clock, callback: Any, **options: Any) -> FastAPI:

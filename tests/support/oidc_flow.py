@@ -25,8 +25,8 @@ from fastapi_authkit import (
 )
 from fastapi_authkit.oidc import OIDCClient
 
-from conftest import SECRET_KEY
-from oidc_server import API, OIDCProviderServer
+from tests.support.oidc_server import API, OIDCProviderServer
+from tests.support.tokens import SECRET_KEY
 
 REDIRECT_URI = "https://app.test/auth/callback"
 

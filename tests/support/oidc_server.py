@@ -1,4 +1,4 @@
-"""panva's oidc-provider (tests/oidc_provider/) as a real process on loopback.
+"""panva's oidc-provider (tests/support/oidc_provider/) as a real process on loopback.
 
 ``bash scripts/test`` installs it with ``npm ci`` from the committed lock file. Nothing here
 skips: a missing node or node_modules is a test failure that says how to get it.
@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from servers import free_port
+from tests.support.processes import free_port
 
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
 STARTUP_TIMEOUT = 20.0
@@ -54,7 +54,7 @@ class OIDCProviderServer:
         if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
             pytest.fail(
                 "oidc-provider is not installed: run `bash scripts/test`, which runs "
-                "`npm ci` in tests/oidc_provider",
+                "`npm ci` in tests/support/oidc_provider",
                 pytrace=False,
             )
         self.node = node

@@ -28,7 +28,8 @@ from fastapi_authkit import (
 )
 from fastapi_authkit.stores import SessionStore
 
-from conftest import SECRET_KEY, TOKEN_KEY, Clock, make_token
+from tests.support.clock import Clock
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY, make_token
 
 Behaviour = Callable[[RefreshParam], Awaitable[RefreshResult]]
 
