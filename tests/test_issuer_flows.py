@@ -1,6 +1,6 @@
 """The issuer and shared stores behind the middleware: cross-process single flight for an
 external callback, and Redis outages (down, paused). The rotation catalogue itself, on both
-stores, is tests/security/test_rotation.py."""
+stores, is tests/security/test_rotation_flows.py."""
 
 from __future__ import annotations
 

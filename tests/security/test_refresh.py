@@ -495,7 +495,7 @@ def test_rotated_refresh_token_with_an_unreadable_lifetime_is_kept_with_the_defa
 ) -> None:
     # The result cannot be used as given, but the refresh token was rotated: losing it would
     # lose the session, so it is kept with the lifetime the kit would pick without one.
-    # (RefreshResult refuses such a lifetime when it is built, tests/test_newcomer.py; this
+    # (RefreshResult refuses such a lifetime when it is built, tests/test_misuse_messages.py; this
     # one was changed after construction, and the middleware still copes.)
     async def odd(param: RefreshParam) -> RefreshResult:
         result = RefreshResult(
