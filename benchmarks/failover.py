@@ -52,7 +52,7 @@ import redis
 import redis.asyncio
 
 from benchmarks.http_client import HttpClient
-from benchmarks.servers import uvicorn_server, workdir
+from benchmarks.servers import redis_sentinel, uvicorn_server, workdir
 from benchmarks.stats import percentile
 from benchmarks.targets import Target, bench_parser, finish, stop_on_sigterm
 
@@ -360,7 +360,7 @@ def measure(variant: str, users: int, trials: int) -> tuple[list[Trial], str]:
     secret = secrets.token_urlsafe(32)
     with (
         workdir("failover") as directory,
-        SentinelSet(
+        redis_sentinel(
             directory,
             replicas=int(replicas),
             sentinels=3,

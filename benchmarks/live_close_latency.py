@@ -37,11 +37,9 @@ from websockets.exceptions import ConnectionClosed
 
 from benchmarks.cookies import cookie_header
 from benchmarks.revocation import Workers, sign_in
-from benchmarks.servers import redis_server, uvicorn_server, workdir
+from benchmarks.servers import redis_cluster, redis_server, uvicorn_server, workdir
 from benchmarks.stats import percentile
 from benchmarks.targets import Target, bench_parser, finish, stop_on_sigterm
-
-from tests.support.redis_cluster import RedisClusterServers
 
 MAX_LAG = 0.100  # RedisStore's default, what issuer_app uses
 MARGIN = 0.100
@@ -127,7 +125,7 @@ def _figures(values: list[float]) -> str:
 
 def measure(revocations: int, *, cluster: bool = False) -> list[Target]:
     secret = secrets.token_urlsafe(32)
-    launch = RedisClusterServers if cluster else redis_server
+    launch = redis_cluster if cluster else redis_server
     deployment = "a 3-primary Redis Cluster" if cluster else "redis-server"
     started = time.monotonic()
     with workdir("live-close") as directory, launch(directory) as redis:

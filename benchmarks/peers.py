@@ -51,7 +51,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 
 from benchmarks.asgi import Chunk, drive, expect_only, interleaved
 from benchmarks.cookies import Headers, request_headers
-from benchmarks.servers import redis_server, workdir
+from benchmarks.servers import redis_cluster, redis_sentinel, redis_server, workdir
 from benchmarks.sessions import UnexpectedRefresh, session_cookies
 from benchmarks.stats import median, paired_ratio
 from benchmarks.targets import TIMES, Target, bench_parser, finish, ratio_target, stop_on_sigterm
@@ -66,8 +66,6 @@ from fastapi_authkit import (
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 from fastapi_authkit.stores.redis_urls import client_from_url
 
-from tests.support.redis_cluster import RedisClusterServers
-from tests.support.redis_sentinel import SentinelSet
 from tests.support.round_trips import RoundTrips
 
 SECRET = "peers-benchmark-secret-0123456789abcdef"
@@ -388,8 +386,8 @@ def main() -> None:
     with (
         workdir("peers") as directory,
         redis_server(directory / "single") as single,
-        RedisClusterServers(directory / "cluster") as cluster,
-        SentinelSet(directory / "sentinel", down_after_ms=5000) as sentinel,
+        redis_cluster(directory / "cluster") as cluster,
+        redis_sentinel(directory / "sentinel", down_after_ms=5000) as sentinel,
     ):
         urls = {
             ISSUER_REDIS: single.url,

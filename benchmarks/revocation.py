@@ -36,11 +36,9 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from benchmarks.http_client import HttpClient, HttpResponse
-from benchmarks.servers import redis_server, uvicorn_server, workdir
+from benchmarks.servers import redis_cluster, redis_server, uvicorn_server, workdir
 from benchmarks.stats import percentile
 from benchmarks.targets import Target, bench_parser, finish, stop_on_sigterm
-
-from tests.support.redis_cluster import RedisClusterServers
 
 LIMIT = 0.100
 ACCESS, REFRESH, CSRF = "_auth", "_auth_refresh", "_auth_csrf"
@@ -294,7 +292,7 @@ def report(title: str, results: Results) -> None:
 
 def measure(per_kind: int, absolute: int, *, cluster: bool = False) -> list[Target]:
     secret = secrets.token_urlsafe(32)
-    launch = RedisClusterServers if cluster else redis_server
+    launch = redis_cluster if cluster else redis_server
     deployment = "a 3-primary Redis Cluster" if cluster else "redis-server"
     with workdir("revocation") as directory, launch(directory) as redis:
         redis_url = redis.url

@@ -12,17 +12,32 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks.http_client import http_get
 
 from tests.support.processes import REPO_ROOT, STARTUP_TIMEOUT, free_port, running
+from tests.support.redis_cluster import RedisClusterServers
+from tests.support.redis_sentinel import SentinelSet
 from tests.support.redis_servers import NOT_PERSISTED, RedisServer
+
+# Each Redis deployment below is a context manager (started, always stopped), in a session
+# of its own (tests.support.processes.start_process), its data not persisted.
 
 
 def redis_server(directory: Path) -> RedisServer:
-    """A redis-server for a benchmark (as a context manager: started, always stopped); its
-    data need not survive a restart."""
-    return RedisServer(directory, extra=NOT_PERSISTED)
+    """One redis-server."""
+    return RedisServer(directory, extra=NOT_PERSISTED, own_session=True)
+
+
+def redis_cluster(directory: Path) -> RedisClusterServers:
+    """A Redis Cluster of three primaries."""
+    return RedisClusterServers(directory, own_session=True)
+
+
+def redis_sentinel(directory: Path, **options: Any) -> SentinelSet:
+    """A primary, replicas and Sentinels; ``options`` go to :class:`SentinelSet`."""
+    return SentinelSet(directory, own_session=True, **options)
 
 
 @contextlib.contextmanager
@@ -71,5 +86,7 @@ def uvicorn_server(
         # Serving, but the kernel kept handing connections to fewer workers: go on.
         return len(pids) >= workers or (bool(pids) and time.monotonic() > deadline)
 
-    with running(command, what="uvicorn", log=log, env=full_env, ready=ready, poll=0.05):
+    with running(
+        command, what="uvicorn", log=log, env=full_env, ready=ready, poll=0.05, own_session=True
+    ):
         yield Server(port, log)

@@ -535,7 +535,7 @@ def test_sign_out_on_worker_b_ends_an_event_stream_open_on_worker_a(
 ) -> None:
     """A server-sent event stream open on one worker ends when the session is signed out
     on the other."""
-    from test_worker_revocation import Site, _env
+    from tests.test_worker_revocation import Site, _env
 
     with run_example_app(
         tmp_path, _env(own_redis), workers=2, app="tests.support.live_worker_app:app"
@@ -576,9 +576,10 @@ def test_sign_out_on_worker_b_closes_a_websocket_open_on_worker_a(
 ) -> None:
     """The issue's case on real processes: a socket open on worker A, the sign-out on
     worker B; the client gets the close frame (1008, "session ended") within the bound."""
-    from test_worker_revocation import Site, _env
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
+
+    from tests.test_worker_revocation import Site, _env
 
     def signed_out_elsewhere(site: Site, url: str, jar: dict[str, str]) -> ConnectionClosed:
         headers = {**_cookie(jar), "origin": site.base_url}

@@ -73,14 +73,23 @@ def _die_with_parent() -> None:
 
 
 def start_process(
-    command: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None
+    command: Sequence[str],
+    *,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    own_session: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start ``command`` in the repository, in its own process group, its output appended
-    to ``log``."""
+    """Start ``command`` in the repository, its output appended to ``log``.
+
+    ``own_session`` (what benchmarks use) starts it in a session of its own: a process group
+    that :func:`stop_process` stops whole (a uvicorn supervisor's workers), tied to the
+    starting process's life, and, with the kernel's autogroup scheduling, a CPU share of its
+    own rather than a part of its starter's (a server and its load generator do not split
+    one). Tests start their servers in pytest's session, so that their timings under load
+    stay what they were."""
     # The kernel's "parent" is the thread that forked: a server started from a worker
-    # thread (a test's anyio.to_thread) would die when that thread ends, so only the main
-    # thread's children are tied to it.
-    on_main_thread = threading.current_thread() is threading.main_thread()
+    # thread would die when that thread ends, so only the main thread's children are tied.
+    tied = own_session and threading.current_thread() is threading.main_thread()
     with log.open("ab") as out:
         return subprocess.Popen(
             list(command),
@@ -89,26 +98,35 @@ def start_process(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if on_main_thread else None,
+            start_new_session=own_session,
+            preexec_fn=_die_with_parent if tied else None,
         )
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """Stop ``process`` and its process group (a uvicorn supervisor's workers): SIGTERM,
-    then SIGKILL for whatever is left."""
+    """Stop ``process`` (and its process group when it leads one: a uvicorn supervisor's
+    workers): SIGTERM, then SIGKILL for whatever is left."""
+    try:
+        leads_group = os.getpgid(process.pid) == process.pid
+    except ProcessLookupError:  # already gone
+        leads_group = False
+
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if leads_group:
+                os.killpg(process.pid, sig)
+            else:
+                process.send_signal(sig)
+
     if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+        send(signal.SIGTERM)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            send(signal.SIGKILL)
             process.wait(timeout=10)
-    # Workers that outlived their supervisor are still in its group.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+    if leads_group:  # workers that outlived their supervisor are still in its group
+        send(signal.SIGKILL)
 
 
 def start_ready(
@@ -120,10 +138,12 @@ def start_ready(
     env: Mapping[str, str] | None = None,
     timeout: float = STARTUP_TIMEOUT,
     poll: float = 0.02,
+    own_session: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start ``command`` and return it once ``ready()`` holds; if it exits first or is not
-    ready within ``timeout`` seconds, stop it and raise LaunchError with its log."""
-    process = start_process(command, log=log, env=env)
+    """Start ``command`` (:func:`start_process`) and return it once ``ready()`` holds; if it
+    exits first or is not ready within ``timeout`` seconds, stop it and raise LaunchError
+    with its log."""
+    process = start_process(command, log=log, env=env, own_session=own_session)
     deadline = time.monotonic() + timeout
     while not ready():
         if process.poll() is not None:
@@ -148,10 +168,18 @@ def running(
     env: Mapping[str, str] | None = None,
     timeout: float = STARTUP_TIMEOUT,
     poll: float = 0.02,
+    own_session: bool = False,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """:func:`start_ready` as a context: the process is always stopped at the end."""
     process = start_ready(
-        command, what=what, log=log, ready=ready, env=env, timeout=timeout, poll=poll
+        command,
+        what=what,
+        log=log,
+        ready=ready,
+        env=env,
+        timeout=timeout,
+        poll=poll,
+        own_session=own_session,
     )
     try:
         yield process

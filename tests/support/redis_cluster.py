@@ -14,8 +14,9 @@ class RedisClusterServers(Service):
     slots split evenly, formed with CLUSTER ADDSLOTSRANGE and CLUSTER MEET; ready once
     every node reports the cluster ok and agrees on the others' config epochs."""
 
-    def __init__(self, base_dir: Path, size: int = 3) -> None:
+    def __init__(self, base_dir: Path, size: int = 3, *, own_session: bool = False) -> None:
         self.base_dir = base_dir
+        self.own_session = own_session
         self.bus_ports: dict[int, int] = {}  # a node's port -> its cluster bus port
         self.nodes = [self._node() for _ in range(size)]
 
@@ -38,6 +39,7 @@ class RedisClusterServers(Service):
                 "--repl-diskless-sync-delay",
                 "0",
             ],
+            own_session=self.own_session,
         )
         self.bus_ports[node.port] = bus_port
         return node

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 
 import redis
@@ -22,7 +23,8 @@ class SentinelSet(Service):
     ``down_after_ms``), as redis-server processes on loopback ports. Ready once every
     replica is caught up and every Sentinel sees each replica healthy and knows the other
     Sentinels. ``sentinel_debug`` sets Redis 7's ``SENTINEL DEBUG`` periods (e.g.
-    ``{"info-period": 1000}``) on every Sentinel."""
+    ``{"info-period": 1000}``) on every Sentinel; ``own_session`` as in
+    :func:`~tests.support.processes.start_process`."""
 
     def __init__(
         self,
@@ -33,17 +35,23 @@ class SentinelSet(Service):
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 1000,
         sentinel_debug: Mapping[str, int] | None = None,
+        own_session: bool = False,
     ) -> None:
         # A full sync starts at once (Redis waits 5 s for more replicas by default), and no
         # fsync per write: on a busy disk it can stall a replica's acknowledgement (WAIT)
         # for longer than the test's wait_timeout. A killed server rejoins from its peer.
         fast_sync = ["--repl-diskless-sync-delay", "0", "--appendonly", "no"]
-        first = RedisServer(base_dir / "a", extra=fast_sync)
+        first = RedisServer(base_dir / "a", extra=fast_sync, own_session=own_session)
         self.servers = [first]
         for i in range(replicas):
             replica_of = ["--replicaof", "127.0.0.1", str(first.port)]
-            self.servers.append(RedisServer(base_dir / f"r{i}", extra=fast_sync + replica_of))
+            self.servers.append(
+                RedisServer(
+                    base_dir / f"r{i}", extra=fast_sync + replica_of, own_session=own_session
+                )
+            )
         self.base_dir = base_dir
+        self.own_session = own_session
         self.sentinel_ports = tuple(free_port() for _ in range(sentinels))
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
@@ -94,8 +102,9 @@ class SentinelSet(Service):
                     [redis_binary(), str(conf), "--sentinel"],
                     what=f"Sentinel on port {port}",
                     log=directory / "sentinel.log",
-                    ready=lambda port=port: ping(port),
+                    ready=partial(ping, port),
                     timeout=10,
+                    own_session=self.own_session,
                 )
             )
             if self.sentinel_debug:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from tests.support.processes import LaunchError, Service, free_port, start_ready
+from tests.support.processes import LaunchError, Service, free_port, start_ready, stop_process
 
 # A server whose data need not survive a restart: no append-only file (the last of a
 # repeated option wins).
@@ -45,15 +45,19 @@ class RedisServer(Service):
     """A redis-server on a loopback port with an append-only file, so that a restart after
     a kill comes back with the same data (as a production Redis with persistence would).
     ``extra`` adds command-line options (cluster mode, replicaof, :data:`NOT_PERSISTED`).
-    Its log is ``redis.log`` in ``data_dir``. As a context manager it is started and
+    Its log is ``redis.log`` in ``data_dir``; ``own_session`` as in
+    :func:`~tests.support.processes.start_process`. As a context manager it is started and
     always stopped."""
 
-    def __init__(self, data_dir: Path, *, extra: Sequence[str] = ()) -> None:
+    def __init__(
+        self, data_dir: Path, *, extra: Sequence[str] = (), own_session: bool = False
+    ) -> None:
         self.binary = redis_binary()
         self.dir = data_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.extra = list(extra)
+        self.own_session = own_session
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -75,6 +79,7 @@ class RedisServer(Service):
             log=self.dir / "redis.log",
             ready=lambda: ping(self.port),
             timeout=10,
+            own_session=self.own_session,
         )
 
     def kill(self) -> None:
@@ -98,10 +103,5 @@ class RedisServer(Service):
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+            stop_process(self.process)
             self.process = None
