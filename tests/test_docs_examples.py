@@ -678,7 +678,7 @@ def test_example_login_guard(examples: Examples) -> None:
     """Five wrong passwords lock the account: the sixth attempt, right password and all, is
     a 429 with Retry-After: 1; once the lock ran out the right password signs in. A name
     that does not exist gets the very same answers. (The guard's clock is the test's.)"""
-    from conftest import Clock
+    from tests.support.clock import Clock
 
     module = types.ModuleType("docs_example_login_guard")
     module.clock = Clock()  # type: ignore[attr-defined]

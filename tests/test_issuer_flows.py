@@ -52,7 +52,7 @@ def _external_app(
     shared: SessionStore, clock: Clock, calls: list[str], *, close_on_shutdown: bool = False
 ) -> FastAPI:
     """An app whose refresh callback is an external auth server (counted)."""
-    from conftest import TOKEN_KEY, make_token
+    from tests.support.tokens import TOKEN_KEY, make_token
 
     async def callback(param: RefreshParam) -> RefreshResult:
         calls.append(param.refresh_token)
@@ -92,7 +92,7 @@ def _external_app(
 async def test_two_workers_sharing_redis_call_the_callback_once(
     request: pytest.FixtureRequest, kind: str, clock: Clock
 ) -> None:
-    from conftest import make_token
+    from tests.support.tokens import make_token
 
     shared = redis_store(request, kind)
     calls: list[str] = []
@@ -185,7 +185,7 @@ def test_a_one_server_url_to_a_cluster_node_answers_503_and_logs_why(
 
 
 def test_redis_down_during_refresh_with_shared_flight(own_redis: RedisServer, clock: Clock) -> None:
-    from conftest import make_token
+    from tests.support.tokens import make_token
 
     backend = RedisStore.from_url(own_redis.url, prefix="outage2:", timeout=0.3)
     calls: list[str] = []
@@ -248,7 +248,7 @@ async def test_workers_sharing_redis_keep_the_rotated_refresh_token(
     its access token cannot be used (by anyone, or only by the second worker, which lacks
     the new key). The shared result carries the successor: the second worker emits it too
     and never calls the callback with the rotated-out token."""
-    from conftest import TOKEN_KEY, make_token
+    from tests.support.tokens import TOKEN_KEY, make_token
 
     shared = RedisStore.from_url(redis_server.url, prefix=f"t-{uuid.uuid4().hex}:")
     calls: list[str] = []
