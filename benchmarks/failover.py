@@ -51,19 +51,12 @@ from dataclasses import dataclass, field
 import redis
 import redis.asyncio
 
-from benchmarks.common import (
-    SENTINEL_SERVICE,
-    HttpClient,
-    SentinelGroup,
-    Target,
-    bench_parser,
-    finish,
-    percentile,
-    redis_sentinel_group,
-    stop_on_sigterm,
-    uvicorn_server,
-    workdir,
-)
+from benchmarks.http_client import HttpClient
+from benchmarks.servers import redis_sentinel, uvicorn_server, workdir
+from benchmarks.stats import percentile
+from benchmarks.targets import Target, bench_parser, finish, stop_on_sigterm
+
+from tests.support.redis_sentinel import SENTINEL_SERVICE, SentinelSet
 
 ACCESS, REFRESH = "_auth", "_auth_refresh"
 PAUSE = 2.0
@@ -133,7 +126,7 @@ class Trial:
 
 
 def jar_after(jar: Mapping[str, str], headers: list[tuple[str, str]]) -> dict[str, str]:
-    from benchmarks.common import parse_set_cookies
+    from benchmarks.cookies import parse_set_cookies
 
     new = dict(jar)
     for name, value in parse_set_cookies([v for k, v in headers if k == "set-cookie"]).items():
@@ -201,7 +194,7 @@ async def drive(user: User, trial: Trial, stop: asyncio.Event) -> None:
             await asyncio.sleep(THINK)
 
 
-def settled(group: SentinelGroup) -> bool:
+def settled(group: SentinelSet) -> bool:
     """Every Sentinel names the same primary, which is not taken for down; every other
     node replicates it, caught up and counted by ``WAIT``."""
     try:
@@ -240,12 +233,12 @@ def settled(group: SentinelGroup) -> bool:
         return False
 
 
-def current_primary(group: SentinelGroup) -> int:
+def current_primary(group: SentinelSet) -> int:
     with redis.Redis(port=group.sentinel_ports[0], decode_responses=True) as sentinel:
         return int(sentinel.sentinel_get_master_addr_by_name(SENTINEL_SERVICE)[1])
 
 
-async def watch(group: SentinelGroup, old: int, trial: Trial, resumed: asyncio.Event) -> None:
+async def watch(group: SentinelSet, old: int, trial: Trial, resumed: asyncio.Event) -> None:
     """Note when a Sentinel first names another primary and when the old one replicates."""
     sentinels = [redis.asyncio.Redis(port=p, socket_timeout=0.5) for p in group.sentinel_ports]
     node = redis.asyncio.Redis(port=old, socket_timeout=0.5, decode_responses=True)
@@ -274,7 +267,7 @@ def recent_ok(trial: Trial, since: float) -> bool:
     return kinds == {"read", "write"} and all(a.status == 200 for a in recent)
 
 
-async def run_trial(group: SentinelGroup, users: list[User]) -> Trial:
+async def run_trial(group: SentinelSet, users: list[User]) -> Trial:
     deadline = time.monotonic() + 60
     while not await asyncio.to_thread(settled, group):
         if time.monotonic() > deadline:
@@ -334,7 +327,7 @@ async def run_trial(group: SentinelGroup, users: list[User]) -> Trial:
     return trial
 
 
-async def run_variant(port: int, group: SentinelGroup, users: int, trials: int) -> list[Trial]:
+async def run_variant(port: int, group: SentinelSet, users: int, trials: int) -> list[Trial]:
     people = [User(port, f"user-{i}") for i in range(users)]
     try:
         deadline = time.monotonic() + 60
@@ -367,9 +360,10 @@ def measure(variant: str, users: int, trials: int) -> tuple[list[Trial], str]:
     secret = secrets.token_urlsafe(32)
     with (
         workdir("failover") as directory,
-        redis_sentinel_group(
+        redis_sentinel(
             directory,
             replicas=int(replicas),
+            sentinels=3,
             down_after_ms=timings.down_after_ms,
             failover_timeout_ms=timings.failover_timeout_ms,
             sentinel_debug=timings.debug,

@@ -81,17 +81,8 @@ from typing import Any
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from benchmarks.common import (
-    REPO_ROOT,
-    YIELD_EVERY,
-    Exchange,
-    Headers,
-    RoundTrips,
-    http_scope,
-    redis_server,
-    request_headers,
-    workdir,
-)
+from benchmarks.asgi import YIELD_EVERY, Exchange, http_scope
+from benchmarks.cookies import Headers, request_headers
 from benchmarks.peers import (
     COOKIE_SECRET,
     SECRET,
@@ -103,9 +94,13 @@ from benchmarks.peers import (
     noop_dependency,
     session_cookies,
 )
+from benchmarks.servers import redis_server, workdir
 from fastapi_authkit import AuthKitMiddleware, create_store
 from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.stores import MemoryStore, SessionStore
+
+from tests.support.processes import REPO_ROOT
+from tests.support.round_trips import RoundTrips
 
 Variant = tuple[FastAPI, Headers, str]  # app, request headers, method
 
@@ -183,7 +178,7 @@ async def _run(app: FastAPI, headers: Headers, method: str, n: int) -> None:
         if exchange.status != 200:
             raise RuntimeError(f"expected 200, got {exchange.status}")
         if not i % YIELD_EVERY:
-            await asyncio.sleep(0)  # the loop's turn, as in benchmarks.common.drive
+            await asyncio.sleep(0)  # the loop's turn, as in benchmarks.asgi.drive
 
 
 def inner(name: str, n: int) -> None:
@@ -257,8 +252,8 @@ def main() -> None:
         versions = [["--against", other, "--version", "1"], ["--against", other, "--version", "0"]]
         print(f"columns: the package at {other}, then this checkout's (both loaded in each run)")
     print(f"instructions per request (callgrind, ({2 * args.n} - {args.n} requests) / {args.n})")
-    with workdir("instructions") as tmp, redis_server(tmp) as redis_url:
-        os.environ[REDIS_URL] = redis_url
+    with workdir("instructions") as tmp, redis_server(tmp) as redis:
+        os.environ[REDIS_URL] = redis.url
         for name in args.variants:
             counts = []
             for version in versions:

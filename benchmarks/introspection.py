@@ -22,7 +22,9 @@ from typing import Any
 
 import anyio
 
-from benchmarks.common import Target, bench_parser, finish, median, mint_hs256, ratio_target
+from benchmarks.sessions import mint_hs256
+from benchmarks.stats import median
+from benchmarks.targets import Target, bench_parser, finish, ratio_target
 from fastapi_authkit.oidc import TokenIntrospection
 from fastapi_authkit.oidc.grant import TokenEndpoint
 from fastapi_authkit.oidc.http import ProviderHTTP

@@ -35,19 +35,11 @@ from dataclasses import dataclass, field
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from benchmarks.common import (
-    Target,
-    bench_parser,
-    cookie_header,
-    finish,
-    percentile,
-    redis_cluster,
-    redis_server,
-    stop_on_sigterm,
-    uvicorn_server,
-    workdir,
-)
+from benchmarks.cookies import cookie_header
 from benchmarks.revocation import Workers, sign_in
+from benchmarks.servers import redis_cluster, redis_server, uvicorn_server, workdir
+from benchmarks.stats import percentile
+from benchmarks.targets import Target, bench_parser, finish, stop_on_sigterm
 
 MAX_LAG = 0.100  # RedisStore's default, what issuer_app uses
 MARGIN = 0.100
@@ -133,10 +125,11 @@ def _figures(values: list[float]) -> str:
 
 def measure(revocations: int, *, cluster: bool = False) -> list[Target]:
     secret = secrets.token_urlsafe(32)
-    redis = redis_cluster if cluster else redis_server
+    launch = redis_cluster if cluster else redis_server
     deployment = "a 3-primary Redis Cluster" if cluster else "redis-server"
     started = time.monotonic()
-    with workdir("live-close") as directory, redis(directory) as redis_url:
+    with workdir("live-close") as directory, launch(directory) as redis:
+        redis_url = redis.url
         env: Mapping[str, str] = {"BENCH_SECRET": secret, "BENCH_REDIS_URL": redis_url}
         with uvicorn_server(
             "benchmarks.issuer_app:app", directory=directory, env=env, workers=2

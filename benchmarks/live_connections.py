@@ -40,7 +40,8 @@ import httpx2
 from fastapi import Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
 from starlette.types import ASGIApp, Message
 
-from benchmarks.common import Target, bench_parser, finish, rss_bytes
+from benchmarks.stats import rss_bytes
+from benchmarks.targets import Target, bench_parser, finish
 from fastapi_authkit import AuthKitMiddleware, create_issuer, create_store, current_user
 from fastapi_authkit.stores import MemoryStore
 

@@ -15,7 +15,8 @@ import asyncio
 import json
 import time
 
-from benchmarks.common import HttpClient, percentile
+from benchmarks.http_client import HttpClient
+from benchmarks.stats import percentile
 
 
 async def run(

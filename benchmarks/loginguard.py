@@ -28,21 +28,15 @@ from typing import Any
 from redis.asyncio import Redis
 from starlette.requests import Request
 
-from benchmarks.common import (
-    RoundTrips,
-    Target,
-    bench_parser,
-    finish,
-    interleaved,
-    median,
-    paired_ratio,
-    redis_server,
-    stop_on_sigterm,
-    workdir,
-)
+from benchmarks.asgi import interleaved
+from benchmarks.servers import redis_server, workdir
+from benchmarks.stats import median, paired_ratio
+from benchmarks.targets import Target, bench_parser, finish, stop_on_sigterm
 from fastapi_authkit import create_login_guard
 from fastapi_authkit.loginguard import LoginGuard
 from fastapi_authkit.stores import MemoryStore, RedisStore
+
+from tests.support.round_trips import RoundTrips
 
 HASH = "scrypt (n=2**14, r=8, p=1)"
 GUARD_MEMORY = "guard, failed attempt, memory"
@@ -172,8 +166,8 @@ def main() -> None:
     parser.add_argument("--chunk-seconds", type=float, default=0.3)
     args = parser.parse_args()
     stop_on_sigterm()
-    with workdir("loginguard") as directory, redis_server(directory) as redis_url:
-        targets = asyncio.run(measure(args.rounds, args.chunk_seconds, redis_url))
+    with workdir("loginguard") as directory, redis_server(directory) as redis:
+        targets = asyncio.run(measure(args.rounds, args.chunk_seconds, redis.url))
     finish(targets, args.json)
 
 

@@ -33,22 +33,12 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from benchmarks.common import (
-    Exchange,
-    Headers,
-    Target,
-    bench_parser,
-    cookie_header,
-    finish,
-    http_scope,
-    mib,
-    mint_hs256,
-    request_headers,
-    rss_bytes,
-    session_cookies,
-    stop_on_sigterm,
-)
+from benchmarks.asgi import Exchange, http_scope
+from benchmarks.cookies import Headers, cookie_header, request_headers
 from benchmarks.scaling import NEVER_DUE, SECRET, build
+from benchmarks.sessions import mint_hs256, session_cookies
+from benchmarks.stats import mib, rss_bytes
+from benchmarks.targets import Target, bench_parser, finish, stop_on_sigterm
 
 JUNK = 2000
 LIMIT = 64  # bytes of RSS per attacker request

@@ -49,29 +49,12 @@ import itsdangerous
 import jwt
 from fastapi import Depends, FastAPI, HTTPException, Request
 
-from benchmarks.common import (
-    TIMES,
-    Chunk,
-    Headers,
-    RoundTrips,
-    Target,
-    UnexpectedRefresh,
-    bench_parser,
-    drive,
-    expect_only,
-    finish,
-    interleaved,
-    median,
-    paired_ratio,
-    ratio_target,
-    redis_cluster,
-    redis_sentinel,
-    redis_server,
-    request_headers,
-    session_cookies,
-    stop_on_sigterm,
-    workdir,
-)
+from benchmarks.asgi import Chunk, drive, expect_only, interleaved
+from benchmarks.cookies import Headers, request_headers
+from benchmarks.servers import redis_cluster, redis_sentinel, redis_server, workdir
+from benchmarks.sessions import UnexpectedRefresh, session_cookies
+from benchmarks.stats import median, paired_ratio
+from benchmarks.targets import TIMES, Target, bench_parser, finish, ratio_target, stop_on_sigterm
 from fastapi_authkit import (
     AuthKitMiddleware,
     create_issuer,
@@ -82,6 +65,8 @@ from fastapi_authkit import (
 from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 from fastapi_authkit.stores.redis.urls import client_from_url
+
+from tests.support.round_trips import RoundTrips
 
 SECRET = "peers-benchmark-secret-0123456789abcdef"
 COOKIE_SECRET = "peers-benchmark-cookie-secret-0123456789"
@@ -402,9 +387,13 @@ def main() -> None:
         workdir("peers") as directory,
         redis_server(directory / "single") as single,
         redis_cluster(directory / "cluster") as cluster,
-        redis_sentinel(directory / "sentinel") as sentinel,
+        redis_sentinel(directory / "sentinel", down_after_ms=5000) as sentinel,
     ):
-        urls = {ISSUER_REDIS: single, ISSUER_CLUSTER: cluster, ISSUER_SENTINEL: sentinel}
+        urls = {
+            ISSUER_REDIS: single.url,
+            ISSUER_CLUSTER: cluster.url,
+            ISSUER_SENTINEL: sentinel.url,
+        }
         targets = asyncio.run(measure(args.rounds, args.chunk_seconds, urls))
     finish(targets, args.json)
 

@@ -35,28 +35,13 @@ from typing import Any
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from benchmarks.common import (
-    TIMES,
-    Chunk,
-    Headers,
-    RoundTrips,
-    Target,
-    bench_parser,
-    call,
-    drive,
-    expect_only,
-    finish,
-    interleaved,
-    median,
-    paired_ratio,
-    ratio_target,
-    redis_server,
-    request_headers,
-    session_cookies,
-    stop_on_sigterm,
-    workdir,
-)
+from benchmarks.asgi import Chunk, call, drive, expect_only, interleaved
+from benchmarks.cookies import Headers, request_headers
 from benchmarks.peers import COOKIE_SECRET, SECRET, access_token, handwritten_pyjwt
+from benchmarks.servers import redis_server, workdir
+from benchmarks.sessions import session_cookies
+from benchmarks.stats import median, paired_ratio
+from benchmarks.targets import TIMES, Target, bench_parser, finish, ratio_target, stop_on_sigterm
 from fastapi_authkit import (
     AuthKitMiddleware,
     RefreshParam,
@@ -68,6 +53,8 @@ from fastapi_authkit import (
 from fastapi_authkit.config import AuthStore
 from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
+
+from tests.support.round_trips import RoundTrips
 
 INTERVAL = 60
 # Enough for any chunk size interleaved() picks, while a whole run stays well under the
@@ -348,8 +335,8 @@ def main() -> None:
     parser.add_argument("--chunk-seconds", type=float, default=0.2)
     args = parser.parse_args()
     stop_on_sigterm()
-    with workdir("refresh") as directory, redis_server(directory) as redis_url:
-        targets = asyncio.run(measure(args.rounds, args.chunk_seconds, redis_url))
+    with workdir("refresh") as directory, redis_server(directory) as redis:
+        targets = asyncio.run(measure(args.rounds, args.chunk_seconds, redis.url))
     finish(targets, args.json)
 
 

@@ -35,19 +35,10 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from benchmarks.common import (
-    HttpClient,
-    HttpResponse,
-    Target,
-    bench_parser,
-    finish,
-    percentile,
-    redis_cluster,
-    redis_server,
-    stop_on_sigterm,
-    uvicorn_server,
-    workdir,
-)
+from benchmarks.http_client import HttpClient, HttpResponse
+from benchmarks.servers import redis_cluster, redis_server, uvicorn_server, workdir
+from benchmarks.stats import percentile
+from benchmarks.targets import Target, bench_parser, finish, stop_on_sigterm
 
 LIMIT = 0.100
 ACCESS, REFRESH, CSRF = "_auth", "_auth_refresh", "_auth_csrf"
@@ -301,9 +292,10 @@ def report(title: str, results: Results) -> None:
 
 def measure(per_kind: int, absolute: int, *, cluster: bool = False) -> list[Target]:
     secret = secrets.token_urlsafe(32)
-    redis = redis_cluster if cluster else redis_server
+    launch = redis_cluster if cluster else redis_server
     deployment = "a 3-primary Redis Cluster" if cluster else "redis-server"
-    with workdir("revocation") as directory, redis(directory) as redis_url:
+    with workdir("revocation") as directory, launch(directory) as redis:
+        redis_url = redis.url
         env = {"BENCH_SECRET": secret, "BENCH_REDIS_URL": redis_url}
         with uvicorn_server(
             "benchmarks.issuer_app:app", directory=directory, env=env, workers=2

@@ -19,7 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO_ROOT, Target, stop_on_sigterm
+from benchmarks.targets import Target, stop_on_sigterm
+
+from tests.support.processes import REPO_ROOT
 
 BENCHMARKS = {
     "peers": "benchmarks.peers",

@@ -26,27 +26,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from benchmarks.common import (
-    TIMES,
-    Headers,
-    Target,
-    UnexpectedRefresh,
-    bench_parser,
-    drive,
-    expect_only,
-    finish,
-    interleaved,
-    median,
-    mib,
-    mint_hs256,
-    paired_ratio,
-    peak_rss_bytes,
-    ratio_target,
-    request_headers,
-    rss_bytes,
-    session_cookies,
-    stop_on_sigterm,
-)
+from benchmarks.asgi import drive, expect_only, interleaved
+from benchmarks.cookies import Headers, request_headers
+from benchmarks.sessions import UnexpectedRefresh, mint_hs256, session_cookies
+from benchmarks.stats import median, mib, paired_ratio, peak_rss_bytes, rss_bytes
+from benchmarks.targets import TIMES, Target, bench_parser, finish, ratio_target, stop_on_sigterm
 from fastapi_authkit import AuthKitMiddleware, create_refresh, create_store
 from fastapi_authkit.config import AuthStore
 from fastapi_authkit.dependencies import CurrentUser

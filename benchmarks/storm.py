@@ -36,23 +36,13 @@ import anyio
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from benchmarks.asgi import call
 from benchmarks.bench_app import CALLS_KEY, Settings, create_app
-from benchmarks.common import (
-    TIMES,
-    HttpClient,
-    Target,
-    bench_parser,
-    call,
-    finish,
-    http_get,
-    median,
-    percentile,
-    redis_server,
-    request_headers,
-    stop_on_sigterm,
-    uvicorn_server,
-    workdir,
-)
+from benchmarks.cookies import request_headers
+from benchmarks.http_client import HttpClient, http_get
+from benchmarks.servers import redis_server, uvicorn_server, workdir
+from benchmarks.stats import median, percentile
+from benchmarks.targets import TIMES, Target, bench_parser, finish, stop_on_sigterm
 
 CALLBACK_DELAY = 0.02
 ACCESS, REFRESH = "_auth", "_auth_refresh"
@@ -260,7 +250,8 @@ def measure(sizes: Sequence[int], storms: int) -> list[Target]:
         asyncio.run(inprocess(sizes, storms)),
         "in-process",
     )
-    with workdir("storm") as directory, redis_server(directory) as redis_url:
+    with workdir("storm") as directory, redis_server(directory) as redis:
+        redis_url = redis.url
         settings = Settings(
             secret=secrets.token_urlsafe(32), redis_url=redis_url, callback_delay=CALLBACK_DELAY
         )

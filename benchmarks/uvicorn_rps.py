@@ -28,21 +28,13 @@ import subprocess
 import sys
 
 from benchmarks.bench_app import Settings
-from benchmarks.common import (
-    REPO_ROOT,
-    TIMES,
-    Target,
-    bench_parser,
-    cookie_header,
-    finish,
-    http_get,
-    median,
-    paired_ratio,
-    ratio_target,
-    stop_on_sigterm,
-    uvicorn_server,
-    workdir,
-)
+from benchmarks.cookies import cookie_header
+from benchmarks.http_client import http_get
+from benchmarks.servers import uvicorn_server, workdir
+from benchmarks.stats import median, paired_ratio
+from benchmarks.targets import TIMES, Target, bench_parser, finish, ratio_target, stop_on_sigterm
+
+from tests.support.processes import REPO_ROOT
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 UNAUTH = "unauthenticated GET /health"

@@ -1,23 +1,24 @@
-"""Shared test helpers: an injectable clock and token minting with the test keys."""
+"""The suite's fixtures: a clock, the real Redis deployments, each store in turn, no network."""
 
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import AsyncIterator, Iterator
+import socket
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
 
-from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
+from fastapi_authkit.stores import MemoryStore, SessionStore
 
-from servers import RedisClusterServers, RedisServer, SentinelSet
-
-TOKEN_KEY = "test-token-key-0123456789abcdef0123456789"
-SECRET_KEY = "test-secret-key-0123456789abcdef012345678"
-T0 = 1_800_000_000.0  # a fixed "now" for tests; 2027-01-15
+from tests.support.clock import Clock
+from tests.support.processes import LaunchError
+from tests.support.redis_cluster import RedisClusterServers
+from tests.support.redis_sentinel import SentinelSet
+from tests.support.redis_servers import RedisServer
+from tests.support.redis_stores import redis_store
 
 
 @pytest.fixture(scope="session")
@@ -27,17 +28,16 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class Clock:
-    """A settable clock: pass ``clock`` to create_store, move it with ``advance``."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A server that did not start is reported by its message (which says why and how to
+    fix it), without the launcher's traceback."""
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(LaunchError):
+        report.longrepr = str(call.excinfo.value)
+    return report
 
 
 @pytest.fixture
@@ -54,22 +54,6 @@ def kit_logger_as_found() -> Iterator[None]:
     yield
     kit.handlers[:], kit.level, kit.propagate = saved
     kit.manager._clear_cache()
-
-
-def make_token(
-    clock: Clock | float,
-    *,
-    ttl: float = 300,
-    sub: str = "alice",
-    key: str | bytes = TOKEN_KEY,
-    algorithm: str = "HS256",
-    headers: dict[str, Any] | None = None,
-    **claims: Any,
-) -> str:
-    """An access JWT issued at the clock's now, valid for ``ttl`` seconds."""
-    now = clock() if callable(clock) else clock
-    payload: dict[str, Any] = {"sub": sub, "iat": int(now), "exp": int(now + ttl), **claims}
-    return jwt.encode(payload, key, algorithm=algorithm, headers=headers)
 
 
 @pytest.fixture(scope="session")
@@ -109,26 +93,6 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     cluster.stop()
 
 
-def redis_store(
-    request: pytest.FixtureRequest, kind: str, label: str = "t", **options: Any
-) -> RedisStore:
-    """A RedisStore with a fresh prefix on the session's server (``redis``) or cluster
-    (``cluster``); ``options`` go to ``RedisStore.from_url``."""
-    fixture = "redis_server" if kind == "redis" else "redis_cluster"
-    server = request.getfixturevalue(fixture)
-    return RedisStore.from_url(server.url, prefix=f"{label}-{uuid.uuid4().hex}:", **options)
-
-
-async def keys_under(store: RedisStore, prefix: str) -> dict[int, list[bytes]]:
-    """Every key under ``prefix`` in ``store``'s deployment, by the port of the primary
-    that holds it."""
-    found: dict[int, list[bytes]] = {}
-    for primary in await store.topology.primaries():
-        port = primary.connection_pool.connection_kwargs["port"]
-        found[port] = [key async for key in primary.scan_iter(match=f"{prefix}*")]
-    return found
-
-
 @pytest.fixture(params=["memory", "redis", "cluster"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
     """Each store in turn: in memory, one real redis-server and a real 3-primary cluster
@@ -139,3 +103,24 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]
     store = redis_store(request, request.param)
     yield store
     await store.aclose()
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Refuse, and record, every attempt to resolve a name or open a connection."""
+    attempts: list[str] = []
+
+    def refuse(what: str) -> Callable[..., Any]:
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            attempts.append(what)
+            raise OSError(f"network access attempted in a test: {what}")
+
+        return refused
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
+    monkeypatch.setattr(socket, "gethostbyname", refuse("gethostbyname"))
+    monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
+    monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("socket.connect_ex"))
+    monkeypatch.setattr(urllib.request, "urlopen", refuse("urlopen"))
+    return attempts

@@ -31,8 +31,9 @@ from fastapi_authkit import (
 )
 from fastapi_authkit.dependencies import AuthHeader, CurrentUser, IsAuthenticated, OptionalUser
 
-from apps import Recorder, build_app, build_store, client, login, set_cookies
-from conftest import SECRET_KEY, TOKEN_KEY, Clock, make_token
+from tests.support.apps import Recorder, build_app, build_store, client, login, set_cookies
+from tests.support.clock import Clock
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY, make_token
 
 
 async def _call(app: Any, scope: Scope) -> list[Message]:

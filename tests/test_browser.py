@@ -32,7 +32,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from servers import REPO_ROOT, run_example_app
+from tests.support.example_server import run_example_app
+from tests.support.processes import REPO_ROOT
 
 pytestmark = pytest.mark.realserver
 

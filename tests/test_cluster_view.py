@@ -24,16 +24,17 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.cluster import LoadBalancingStrategy
 from redis.crc import key_slot
 
-from benchmarks.common import RoundTrips
 from fastapi_authkit import ConfigurationError
 from fastapi_authkit.stores import RedisStore
 from fastapi_authkit.stores.redis.cluster_state import parse_info, parse_nodes
 from fastapi_authkit.stores.redis.keys import KeyLayout
 
-from apps import issuer_app
-from conftest import T0, Clock
-from servers import RedisClusterServers
-from views import REVOKE_UNHEARD, Worker, eventually, numsub, two_workers
+from tests.support.apps import issuer_app
+from tests.support.clock import T0, Clock
+from tests.support.redis_cluster import RedisClusterServers
+from tests.support.round_trips import RoundTrips
+from tests.support.views import REVOKE_UNHEARD, Worker, numsub, two_workers
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 

@@ -20,7 +20,8 @@ from fastapi_authkit.config import AuthStore, RefreshConfig
 from fastapi_authkit.issuer import Issuer
 from fastapi_authkit.stores import MemoryStore, RedisStore
 
-from conftest import SECRET_KEY, TOKEN_KEY, Clock
+from tests.support.clock import Clock
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY
 
 
 async def refresh_callback(param: RefreshParam) -> RefreshResult:

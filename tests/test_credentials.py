@@ -20,8 +20,9 @@ from fastapi_authkit.dependencies import AuthHeader, AuthStateDep, dependencies_
 from fastapi_authkit.stores import MemoryStore
 from fastapi_authkit.testing import auth_client, login_as
 
-from apps import Recorder, build_app, build_store, client, login
-from conftest import Clock, make_token
+from tests.support.apps import Recorder, build_app, build_store, client, login
+from tests.support.clock import Clock
+from tests.support.tokens import make_token
 
 BOTH = ("cookie", "header")
 

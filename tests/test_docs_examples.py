@@ -40,11 +40,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.testclient import TestClient
 
-from apps import set_cookies
-from conftest import SECRET_KEY, TOKEN_KEY
-from oidc_flow import code_flow
-from oidc_server import API, OIDCProviderServer
-from servers import REPO_ROOT, RedisServer, free_port
+from tests.support.apps import set_cookies
+from tests.support.oidc_flow import code_flow
+from tests.support.oidc_server import API, OIDCProviderServer
+from tests.support.processes import REPO_ROOT, free_port
+from tests.support.redis_servers import RedisServer
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY
 
 # testing.md's test modules run as pytest runs them, in a pytest of their own (pytester).
 pytest_plugins = ["pytester"]
@@ -677,7 +678,7 @@ def test_example_login_guard(examples: Examples) -> None:
     """Five wrong passwords lock the account: the sixth attempt, right password and all, is
     a 429 with Retry-After: 1; once the lock ran out the right password signs in. A name
     that does not exist gets the very same answers. (The guard's clock is the test's.)"""
-    from conftest import Clock
+    from tests.support.clock import Clock
 
     module = types.ModuleType("docs_example_login_guard")
     module.clock = Clock()  # type: ignore[attr-defined]

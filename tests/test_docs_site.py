@@ -23,7 +23,7 @@ import fastapi_authkit
 import fastapi_authkit.stores
 from fastapi_authkit import create_issuer, create_refresh, create_store
 
-from servers import REPO_ROOT
+from tests.support.processes import REPO_ROOT
 
 BUILD_TIMEOUT = 120
 

@@ -27,10 +27,10 @@ from fastapi_authkit.events import AuthEvent, SignedOut
 from fastapi_authkit.stores import RedisStore
 from fastapi_authkit.stores.redis.keys import KeyLayout
 
-from apps import issuer_app
-from conftest import Clock
-from servers import RedisServer
-from views import eventually
+from tests.support.apps import issuer_app
+from tests.support.clock import Clock
+from tests.support.redis_servers import RedisServer
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 

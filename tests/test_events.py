@@ -10,7 +10,6 @@ import contextvars
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
 from typing import Any, get_args
 
 import pytest
@@ -47,11 +46,15 @@ from fastapi_authkit.events import (
 from fastapi_authkit.loginguard import LoginGuard
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
-from apps import Recorder, build_app, build_store, issuer_app, set_cookies
-from conftest import SECRET_KEY, T0, TOKEN_KEY, Clock, make_token, redis_store
-from servers import RedisServer, until_unavailable
+from tests.support.apps import Recorder, build_app, build_store, issuer_app, set_cookies
+from tests.support.clock import T0, Clock
+from tests.support.http_client import until_unavailable
+from tests.support.redis_servers import RedisServer
+from tests.support.redis_stores import redis_store
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY, make_token
+from tests.support.waiting import eventually_sync
 
-ISSUER_KEY = "issuer-app-signing-key-0123456789abcdef-01"  # tests/apps.py issuer_app
+ISSUER_KEY = "issuer-app-signing-key-0123456789abcdef-01"  # tests/support/apps.py issuer_app
 ALL_KINDS = set(get_args(EventKind))
 
 
@@ -83,14 +86,6 @@ def send_as(tc: TestClient, jar: dict[str, str], path: str) -> Any:
 def cookie_header(tc: TestClient) -> dict[str, str]:
     # The test client's WebSocket handshake does not send the jar's Secure cookies.
     return {"cookie": "; ".join(f"{k}={v}" for k, v in tc.cookies.items())}
-
-
-def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
-    """For async hooks, which run after the response: wait (real time, bounded)."""
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "the async hook was not called in time"
-        time.sleep(0.005)
 
 
 def of(kind: type[AuthEvent], seen: list[AuthEvent]) -> list[Any]:
@@ -192,7 +187,7 @@ def test_signed_in_from_a_sync_route_in_a_worker_thread_reaches_an_async_hook(
 
     with https(app) as tc:
         assert tc.post("/sync-login").status_code == 200
-        eventually(lambda: len(delivered) == 1)
+        eventually_sync(lambda: len(delivered) == 1)
     assert isinstance(delivered[0], SignedIn)
     assert delivered[0].jti == "j-sync"
 
@@ -680,7 +675,7 @@ def test_a_raising_hook_breaks_nothing_and_logs_once(
         assert tc.post("/write").status_code == 403
         csrf = {"x-csrf-token": tc.cookies["_auth_csrf"]}
         assert tc.post("/logout", headers=csrf).json() == {"ok": True}
-        eventually(lambda: len(calls) == 4)
+        eventually_sync(lambda: len(calls) == 4)
     assert calls == ["signed_in", "refreshed", "request_refused", "signed_out"]
     (line,) = records(caplog, "on_event raised")
     assert line.getMessage().startswith("on_event raised RuntimeError on a signed_in event")
@@ -723,7 +718,7 @@ def test_a_hanging_async_hook_does_not_delay_requests(clock: Clock) -> None:
             assert tc.get("/me").status_code == 200
         # 21 events waiting on a hook that never finishes: far below its 5 s bound each.
         assert time.monotonic() - begin < delivery_module.HOOK_TIMEOUT
-        eventually(lambda: started == ["signed_in"])
+        eventually_sync(lambda: started == ["signed_in"])
 
 
 def event_at(at: float) -> AuthEvent:
@@ -825,7 +820,7 @@ def test_an_async_hook_runs_in_a_context_of_its_own(clock: Clock) -> None:
 
     with https(app) as tc:
         tc.post("/login", json={"token": make_token(clock)})
-        eventually(lambda: len(found) == 1)
+        eventually_sync(lambda: len(found) == 1)
     assert found == ["-"]
 
 
@@ -841,7 +836,7 @@ def test_a_plain_function_returning_an_awaitable_is_awaited_from_the_queue(clock
     app = build_app(build_store(clock, None, on_event=hook))
     with https(app) as tc:
         tc.post("/login", json={"token": make_token(clock)})
-        eventually(lambda: delivered == ["signed_in"])
+        eventually_sync(lambda: delivered == ["signed_in"])
 
 
 def test_an_async_hook_without_an_asyncio_loop_drops_and_says_so(

@@ -30,8 +30,8 @@ from fastapi_authkit.testing import (
     store_down,
 )
 
-from conftest import T0, Clock
-from servers import REPO_ROOT
+from tests.support.clock import T0, Clock
+from tests.support.processes import REPO_ROOT
 
 SECRET = "example-app-test-secret-0123456789abcdef"
 ACCESS_TTL = 30
@@ -507,7 +507,7 @@ def test_from_env_reads_the_redis_deployment() -> None:
 def test_sign_in_while_redis_is_down_is_a_503_not_a_500(clock: Clock) -> None:
     from fastapi_authkit.stores import RedisStore
 
-    from servers import free_port
+    from tests.support.processes import free_port
 
     # A real client to a port where no Redis listens: a real outage.
     backend = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)

@@ -30,9 +30,10 @@ import pytest
 from fastapi_authkit import StoreUnavailableError
 from fastapi_authkit.stores import RedisStore
 
-from apps import issuer_app
-from conftest import Clock
-from servers import RedisServer, SentinelSet
+from tests.support.apps import issuer_app
+from tests.support.clock import Clock
+from tests.support.redis_sentinel import SentinelSet
+from tests.support.redis_servers import RedisServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.realserver]
 

@@ -14,8 +14,9 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 
 from fastapi_authkit import RefreshParam, RefreshResult, TokenError, sign_in, sign_out
 
-from apps import Recorder, build_app, build_store, client, login, set_cookies
-from conftest import Clock, make_token
+from tests.support.apps import Recorder, build_app, build_store, client, login, set_cookies
+from tests.support.clock import Clock
+from tests.support.tokens import make_token
 
 AUTH_COOKIES = ("_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf")
 

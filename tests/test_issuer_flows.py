@@ -1,6 +1,6 @@
 """The issuer and shared stores behind the middleware: cross-process single flight for an
 external callback, and Redis outages (down, paused). The rotation catalogue itself, on both
-stores, is tests/security/test_rotation.py."""
+stores, is tests/security/test_rotation_flows.py."""
 
 from __future__ import annotations
 
@@ -28,9 +28,13 @@ from fastapi_authkit.issuer import Issuer
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 from fastapi_authkit.userstate import belongs
 
-from apps import issuer_app, set_cookies, state_cookie
-from conftest import SECRET_KEY, Clock, redis_store
-from servers import RedisClusterServers, RedisServer, until_unavailable
+from tests.support.apps import issuer_app, set_cookies, state_cookie
+from tests.support.clock import Clock
+from tests.support.http_client import until_unavailable
+from tests.support.redis_cluster import RedisClusterServers
+from tests.support.redis_servers import RedisServer
+from tests.support.redis_stores import redis_store
+from tests.support.tokens import SECRET_KEY
 
 AUTH_COOKIES = {"_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf"}
 
@@ -47,7 +51,7 @@ def _external_app(
     shared: SessionStore, clock: Clock, calls: list[str], *, close_on_shutdown: bool = False
 ) -> FastAPI:
     """An app whose refresh callback is an external auth server (counted)."""
-    from conftest import TOKEN_KEY, make_token
+    from tests.support.tokens import TOKEN_KEY, make_token
 
     async def callback(param: RefreshParam) -> RefreshResult:
         calls.append(param.refresh_token)
@@ -87,7 +91,7 @@ def _external_app(
 async def test_two_workers_sharing_redis_call_the_callback_once(
     request: pytest.FixtureRequest, kind: str, clock: Clock
 ) -> None:
-    from conftest import make_token
+    from tests.support.tokens import make_token
 
     shared = redis_store(request, kind)
     calls: list[str] = []
@@ -180,7 +184,7 @@ def test_a_one_server_url_to_a_cluster_node_answers_503_and_logs_why(
 
 
 def test_redis_down_during_refresh_with_shared_flight(own_redis: RedisServer, clock: Clock) -> None:
-    from conftest import make_token
+    from tests.support.tokens import make_token
 
     backend = RedisStore.from_url(own_redis.url, prefix="outage2:", timeout=0.3)
     calls: list[str] = []
@@ -243,7 +247,7 @@ async def test_workers_sharing_redis_keep_the_rotated_refresh_token(
     its access token cannot be used (by anyone, or only by the second worker, which lacks
     the new key). The shared result carries the successor: the second worker emits it too
     and never calls the callback with the rotated-out token."""
-    from conftest import TOKEN_KEY, make_token
+    from tests.support.tokens import TOKEN_KEY, make_token
 
     shared = RedisStore.from_url(redis_server.url, prefix=f"t-{uuid.uuid4().hex}:")
     calls: list[str] = []

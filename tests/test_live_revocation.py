@@ -36,8 +36,11 @@ from fastapi_authkit.errors import ConfigurationError
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 from fastapi_authkit.stores.redis.keys import KeyLayout
 
-from conftest import SECRET_KEY, Clock
-from servers import RedisClusterServers, RedisServer, run_example_app
+from tests.support.clock import Clock
+from tests.support.example_server import run_example_app
+from tests.support.redis_cluster import RedisClusterServers
+from tests.support.redis_servers import RedisServer
+from tests.support.tokens import SECRET_KEY
 
 pytestmark = pytest.mark.anyio
 
@@ -532,10 +535,10 @@ def test_sign_out_on_worker_b_ends_an_event_stream_open_on_worker_a(
 ) -> None:
     """A server-sent event stream open on one worker ends when the session is signed out
     on the other."""
-    from test_worker_revocation import Site, _env
+    from tests.test_worker_revocation import Site, _env
 
     with run_example_app(
-        tmp_path, _env(own_redis), workers=2, app="live_worker_app:app", app_dir="tests"
+        tmp_path, _env(own_redis), workers=2, app="tests.support.live_worker_app:app"
     ) as base_url:
         site = Site(base_url, own_redis)
         try:
@@ -573,9 +576,10 @@ def test_sign_out_on_worker_b_closes_a_websocket_open_on_worker_a(
 ) -> None:
     """The issue's case on real processes: a socket open on worker A, the sign-out on
     worker B; the client gets the close frame (1008, "session ended") within the bound."""
-    from test_worker_revocation import Site, _env
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
+
+    from tests.test_worker_revocation import Site, _env
 
     def signed_out_elsewhere(site: Site, url: str, jar: dict[str, str]) -> ConnectionClosed:
         headers = {**_cookie(jar), "origin": site.base_url}
@@ -593,7 +597,7 @@ def test_sign_out_on_worker_b_closes_a_websocket_open_on_worker_a(
         raise AssertionError("the socket is still open")
 
     with run_example_app(
-        tmp_path, _env(own_redis), workers=2, app="live_worker_app:app", app_dir="tests"
+        tmp_path, _env(own_redis), workers=2, app="tests.support.live_worker_app:app"
     ) as base_url:
         site = Site(base_url, own_redis)
         try:

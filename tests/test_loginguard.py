@@ -30,8 +30,13 @@ from fastapi_authkit.forwarded import TrustedProxies
 from fastapi_authkit.loginguard import LoginGuard, normalize_account
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
-from conftest import SECRET_KEY, TOKEN_KEY, Clock, keys_under, redis_store
-from servers import RedisServer, SentinelSet, free_port, run_example_app
+from tests.support.clock import Clock
+from tests.support.example_server import run_example_app
+from tests.support.processes import free_port
+from tests.support.redis_sentinel import SentinelSet
+from tests.support.redis_servers import RedisServer
+from tests.support.redis_stores import keys_under, redis_store
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY
 
 PASSWORD = "right password"
 USERS = {"alice": PASSWORD}
@@ -433,7 +438,7 @@ def guard_site(tmp_path: Path, redis_server: RedisServer) -> Iterator[tuple[str,
         "UVICORN_PROXY_HEADERS": "false",
     }
     with run_example_app(
-        tmp_path, env, workers=2, app="guard_app:app", ready_path="/ready", app_dir="tests"
+        tmp_path, env, workers=2, app="tests.support.guard_app:app", ready_path="/ready"
     ) as base_url:
         yield base_url, prefix
 

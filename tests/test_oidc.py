@@ -45,10 +45,11 @@ from fastapi_authkit.oidc.transaction import Transaction, TransactionCodec, Used
 from fastapi_authkit.stores import MemoryStore
 from fastapi_authkit.tokens import EXTERNAL_LEEWAY, TokenVerifier
 
-from conftest import SECRET_KEY, TOKEN_KEY, Clock
-from oidc_flow import StaticJSON, browser
-from oidc_server import ec_jwk, public_jwks, rsa_jwk
-from servers import free_port
+from tests.support.clock import Clock
+from tests.support.oidc_flow import StaticJSON, browser
+from tests.support.oidc_server import ec_jwk, public_jwks, rsa_jwk
+from tests.support.processes import free_port
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY
 
 RS256 = frozenset({"RS256"})
 

@@ -1,5 +1,5 @@
 """Issue 24.2: opaque access tokens, verified by RFC 7662 introspection, against a real
-Authlib authorization server on loopback (tests/oauth2_server.py): sign-in, refreshes past
+Authlib authorization server on loopback (tests/support/oauth2_server.py): sign-in, refreshes past
 the access token's expiry, sign-out; an inactive token is anonymous, the cache is bounded,
 and a provider that is down answers 503 without clearing anything."""
 
@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 import anyio
 import httpx2
 import pytest
-from oauth2_server import CLIENT_ID, OAuth2Server
 from starlette.testclient import TestClient
 
 from fastapi_authkit.errors import TokenExpiredError
@@ -22,7 +21,8 @@ from fastapi_authkit.oidc import OIDCClient, TokenIntrospection
 from fastapi_authkit.oidc.grant import TokenEndpoint
 from fastapi_authkit.oidc.http import ProviderHTTP
 
-from oidc_flow import StaticJSON, browser, oidc_app
+from tests.support.oauth2_server import CLIENT_ID, OAuth2Server
+from tests.support.oidc_flow import StaticJSON, browser, oidc_app
 
 pytestmark = pytest.mark.realserver
 

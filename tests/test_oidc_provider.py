@@ -18,9 +18,16 @@ import pytest
 
 from fastapi_authkit.oidc import JWKSKeySet
 
-from oidc_flow import StaticJSON, authorize, browser, code_flow, oidc_app, oidc_client
-from oidc_server import API, OIDCProviderServer, SharedTime, ec_jwk, header, public_jwks
-from servers import CookieKeeper
+from tests.support.http_client import CookieKeeper
+from tests.support.oidc_flow import StaticJSON, authorize, browser, code_flow, oidc_app, oidc_client
+from tests.support.oidc_server import (
+    API,
+    OIDCProviderServer,
+    SharedTime,
+    ec_jwk,
+    header,
+    public_jwks,
+)
 
 pytestmark = pytest.mark.realserver
 

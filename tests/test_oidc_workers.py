@@ -13,9 +13,11 @@ import anyio
 import httpx2
 import pytest
 
-from oidc_flow import code_flow
-from oidc_server import API, OIDCProviderServer
-from servers import CookieKeeper, RedisServer, run_example_app
+from tests.support.example_server import run_example_app
+from tests.support.http_client import CookieKeeper
+from tests.support.oidc_flow import code_flow
+from tests.support.oidc_server import API, OIDCProviderServer
+from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.realserver
 
@@ -78,9 +80,8 @@ def test_two_workers_keep_the_rotated_refresh_token(tmp_path: Path, own_redis: R
                 tmp_path,
                 env,
                 workers=2,
-                app="oidc_worker_app:app",
+                app="tests.support.oidc_worker_app:app",
                 ready_path="/health",
-                app_dir="tests",
             ) as base_url,
             httpx2.Client(base_url=base_url, timeout=10.0) as browser,
         ):

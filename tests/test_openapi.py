@@ -29,7 +29,7 @@ from fastapi_authkit.dependencies import (
     dependencies_for,
 )
 
-from conftest import SECRET_KEY, TOKEN_KEY
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "openapi_security.json"
 # The same routes for a store reading the cookie session and the bearer header.

@@ -26,7 +26,7 @@ import pytest
 
 import fastapi_authkit
 
-from servers import REPO_ROOT
+from tests.support.processes import REPO_ROOT
 
 BUILD_TIMEOUT = 300
 INSTALL_TIMEOUT = 300

@@ -30,8 +30,9 @@ from fastapi_authkit.reader import (
 from fastapi_authkit.state import SCOPE_KEY, sign_in
 from fastapi_authkit.stores import MemoryStore, RedisStore
 
-from apps import state_cookie
-from conftest import SECRET_KEY, TOKEN_KEY, Clock, make_token
+from tests.support.apps import state_cookie
+from tests.support.clock import Clock
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY, make_token
 
 HOST = (b"host", b"app.example")
 

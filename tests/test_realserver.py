@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from servers import CookieKeeper, run_example_app
+from tests.support.example_server import run_example_app
+from tests.support.http_client import CookieKeeper
 
 pytestmark = pytest.mark.realserver
 

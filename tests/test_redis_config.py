@@ -21,8 +21,10 @@ from fastapi_authkit import ConfigurationError, StoreUnavailableError
 from fastapi_authkit.stores import RedisStore
 from fastapi_authkit.stores.redis.keys import KeyLayout
 
-from conftest import Clock
-from servers import RedisClusterServers, RedisServer, SentinelSet
+from tests.support.clock import Clock
+from tests.support.redis_cluster import RedisClusterServers
+from tests.support.redis_sentinel import SentinelSet
+from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -20,8 +20,10 @@ from fastapi_authkit.stores import RedisStore
 from fastapi_authkit.stores.redis.keys import KeyLayout
 from fastapi_authkit.stores.sealing import token_id
 
-from conftest import Clock, keys_under
-from servers import RedisClusterServers, RedisServer
+from tests.support.clock import Clock
+from tests.support.redis_cluster import RedisClusterServers
+from tests.support.redis_servers import RedisServer
+from tests.support.redis_stores import keys_under
 
 pytestmark = pytest.mark.anyio
 

@@ -15,8 +15,9 @@ from fastapi_authkit import AuthKitMiddleware, create_issuer, create_store, sign
 from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.stores import MemoryStore
 
-from apps import Recorder, build_app, build_store, client, issuer_app, set_cookies
-from conftest import SECRET_KEY, Clock, make_token
+from tests.support.apps import Recorder, build_app, build_store, client, issuer_app, set_cookies
+from tests.support.clock import Clock
+from tests.support.tokens import SECRET_KEY, make_token
 
 NAMES = ("_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf")
 

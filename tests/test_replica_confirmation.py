@@ -15,7 +15,8 @@ from fastapi_authkit.errors import ReplicaConfirmationError
 from fastapi_authkit.issuer import Issuer
 from fastapi_authkit.stores import RedisStore
 
-from conftest import Clock, keys_under
+from tests.support.clock import Clock
+from tests.support.redis_stores import keys_under
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("kind", ["redis", "cluster"])]
 

@@ -23,9 +23,10 @@ from fastapi_authkit import ConfigurationError, StoreUnavailableError
 from fastapi_authkit.stores import MemoryStore, RedisStore
 from fastapi_authkit.stores.sealing import token_id
 
-from conftest import T0
-from servers import RedisServer
-from views import ABSOLUTE, REVOKE_UNHEARD, Worker, eventually, two_workers
+from tests.support.clock import T0
+from tests.support.redis_servers import RedisServer
+from tests.support.views import ABSOLUTE, REVOKE_UNHEARD, Worker, two_workers
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 

@@ -24,7 +24,7 @@ from schemathesis.checks import not_a_server_error
 
 from example_app.main import Settings, create_app
 
-from conftest import Clock
+from tests.support.clock import Clock
 
 SECRET = "schemathesis-test-secret-0123456789abcdef"
 ACCESS_TTL = 30

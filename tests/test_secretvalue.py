@@ -18,8 +18,9 @@ from fastapi_authkit.errors import ConfigurationError
 from fastapi_authkit.oidc import refresh_token_grant
 from fastapi_authkit.stores import MemoryStore
 
-from apps import client
-from conftest import SECRET_KEY, TOKEN_KEY, Clock, make_token
+from tests.support.apps import client
+from tests.support.clock import Clock
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY, make_token
 
 ROOT = Path(fastapi_authkit.__file__).resolve().parent
 SIGNING_KEY = "issuer-signing-key-0123456789abcdef-0123"

@@ -18,12 +18,13 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from benchmarks.common import RoundTrips
 from fastapi_authkit.errors import StoreUnavailableError
 
-from conftest import T0
-from servers import SENTINEL_SERVICE, SentinelSet
-from views import Worker, eventually, numsub, two_workers
+from tests.support.clock import T0
+from tests.support.redis_sentinel import SENTINEL_SERVICE, SentinelSet
+from tests.support.round_trips import RoundTrips
+from tests.support.views import Worker, numsub, two_workers
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 

@@ -19,7 +19,6 @@ from fastapi import FastAPI, HTTPException, Request
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
-from benchmarks.common import RoundTrips
 from fastapi_authkit import ConfigurationError, RefreshParam, create_issuer
 from fastapi_authkit.clientinfo import MAX_USER_AGENT, ClientInfo, client_info
 from fastapi_authkit.dependencies import CurrentUser
@@ -28,9 +27,13 @@ from fastapi_authkit.issuer import Issuer, SessionInfo
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 from fastapi_authkit.stores.redis.keys import KeyLayout
 
-from apps import issuer_app
-from conftest import T0, Clock, keys_under
-from servers import RedisClusterServers, RedisServer, SentinelSet
+from tests.support.apps import issuer_app
+from tests.support.clock import T0, Clock
+from tests.support.redis_cluster import RedisClusterServers
+from tests.support.redis_sentinel import SentinelSet
+from tests.support.redis_servers import RedisServer
+from tests.support.redis_stores import keys_under
+from tests.support.round_trips import RoundTrips
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,8 @@ from fastapi_authkit.csrf import CsrfSigner
 from fastapi_authkit.errors import UserStateError
 from fastapi_authkit.userstate import SessionData, StateCodec, binding_of
 
-from conftest import SECRET_KEY, T0, TOKEN_KEY, Clock
+from tests.support.clock import T0, Clock
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY
 
 BOUND = "the-session-refresh-token"
 

@@ -42,8 +42,9 @@ from fastapi_authkit.testing import (
     store_down,
 )
 
-from conftest import SECRET_KEY, T0, TOKEN_KEY, make_token
-from servers import REPO_ROOT
+from tests.support.clock import T0
+from tests.support.processes import REPO_ROOT
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY, make_token
 
 # The plugin's fixtures, loaded by name (an installed package has them through its entry
 # point; the editable install of this repository only after a reinstall).

@@ -15,8 +15,9 @@ from fastapi_authkit.fifo import Fifo
 from fastapi_authkit.jsoncopy import remember
 from fastapi_authkit.stores import MemoryStore
 
-from apps import Recorder, build_app, build_store, client, login
-from conftest import TOKEN_KEY, Clock, make_token
+from tests.support.apps import Recorder, build_app, build_store, client, login
+from tests.support.clock import Clock
+from tests.support.tokens import TOKEN_KEY, make_token
 
 
 def test_cached_token_still_expires(clock: Clock) -> None:

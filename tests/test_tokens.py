@@ -10,8 +10,6 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +23,8 @@ from fastapi_authkit import ConfigurationError, TokenError, create_store
 from fastapi_authkit.errors import TokenExpiredError
 from fastapi_authkit.tokens import MAX_TOKEN_BYTES, TokenVerifier, unverified_expiry
 
-from conftest import SECRET_KEY, T0, TOKEN_KEY, Clock, make_token
+from tests.support.clock import T0, Clock
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY, make_token
 
 Json = dict[str, Any]
 
@@ -88,26 +87,6 @@ def public_pem(private_key: Any) -> bytes:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record (and refuse) every attempt to resolve a name or open a connection."""
-    attempts: list[str] = []
-
-    def refuse(what: str) -> Callable[..., Any]:
-        def refused(*args: Any, **kwargs: Any) -> Any:
-            attempts.append(what)
-            raise OSError(f"network access attempted in a test: {what}")
-
-        return refused
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
-    monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
-    monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse("socket.connect_ex"))
-    monkeypatch.setattr(urllib.request, "urlopen", refuse("urlopen"))
-    return attempts
 
 
 # --- the good path --------------------------------------------------------------------------

@@ -25,8 +25,9 @@ from fastapi_authkit import AuthKitMiddleware, sign_in
 from fastapi_authkit.config import AuthStore
 from fastapi_authkit.dependencies import CurrentUser, OptionalUser
 
-from apps import build_store, client, set_cookies
-from conftest import Clock, make_token
+from tests.support.apps import build_store, client, set_cookies
+from tests.support.clock import Clock
+from tests.support.tokens import make_token
 
 ALICE = {"name": "Alice"}
 

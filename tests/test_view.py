@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi_authkit.stores.view import RevocationView
 
-from conftest import T0, Clock
+from tests.support.clock import T0, Clock
 
 LAG = 0.1
 ABS = T0 + 3600  # the family's absolute expiry, on the caller's clock

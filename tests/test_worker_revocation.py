@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,10 @@ import httpx2
 import pytest
 import redis
 
-from servers import CookieKeeper, RedisServer, run_example_app
+from tests.support.example_server import run_example_app
+from tests.support.http_client import CookieKeeper
+from tests.support.redis_servers import RedisServer
+from tests.support.waiting import eventually_sync
 
 pytestmark = pytest.mark.realserver
 
@@ -39,14 +42,6 @@ def _env(server: RedisServer, **extra: str) -> dict[str, str]:
         "AUTHKIT_REDIS_URL": server.url,
         **extra,
     }
-
-
-def eventually(check: Callable[[], bool], within: float = BOUND) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s")
-        time.sleep(0.005)
 
 
 class Site:
@@ -114,7 +109,7 @@ class Site:
         """Both workers answer for the session from their views (after a first request
         that taught them, if needed)."""
         for worker in self.workers:
-            eventually(lambda worker=worker: not self.asks_redis(worker, jar))
+            eventually_sync(lambda worker=worker: not self.asks_redis(worker, jar))
 
     def refused_by(self, worker: int, jar: dict[str, str]) -> None:
         def refused() -> bool:
@@ -122,7 +117,7 @@ class Site:
             assert response.status_code in (200, 401), response.text
             return response.status_code == 401
 
-        eventually(refused)
+        eventually_sync(refused)
         response = self.get(worker, jar)  # and it stays refused
         assert response.status_code == 401
         assert all(v.get("max-age") == "0" for v in CookieKeeper().update(response).values())
@@ -234,7 +229,7 @@ def test_killed_subscriber_connections_fall_back_then_recover(site: Site) -> Non
     jar = site.sign_in()
     site.served_from_views(jar)
     site.redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-    eventually(lambda: site.subscribers() == 2)  # both workers subscribed again
+    eventually_sync(lambda: site.subscribers() == 2)  # both workers subscribed again
     for worker in site.workers:
         # What each knew before the connection was lost is gone: it asks Redis...
         assert site.asks_redis(worker, jar)
@@ -287,7 +282,7 @@ def test_redis_restarted_leaves_no_stale_live_answer(
                     assert response.status_code in (401, 503), response.text  # never 200
                     return response.status_code == 401
 
-                eventually(refused)
+                eventually_sync(refused)
         finally:
             site.close()
 

@@ -12,13 +12,10 @@ import anyio
 import httpx2
 import pytest
 
-from servers import (
-    CookieKeeper,
-    RedisClusterServers,
-    RedisServer,
-    run_example_app,
-    until_unavailable,
-)
+from tests.support.example_server import run_example_app
+from tests.support.http_client import CookieKeeper, until_unavailable
+from tests.support.redis_cluster import RedisClusterServers
+from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.realserver
 

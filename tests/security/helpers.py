@@ -24,8 +24,9 @@ from starlette.testclient import TestClient
 from fastapi_authkit.config import AuthStore
 from fastapi_authkit.dependencies import AuthStateDep, CurrentUser
 
-from apps import build_app
-from conftest import T0, TOKEN_KEY
+from tests.support.apps import build_app
+from tests.support.clock import T0
+from tests.support.tokens import TOKEN_KEY
 
 Json = dict[str, Any]
 Headers = Sequence[tuple[bytes, bytes]]
@@ -272,7 +273,7 @@ def claims_at(now: float, ttl: float = 300, **extra: Any) -> Json:
 
 
 def security_app(store: AuthStore) -> FastAPI:
-    """tests/apps.py's app plus what the catalogue needs: every unsafe method on /write, a
+    """tests/support/apps.py's app plus what the catalogue needs: every unsafe method on /write, a
     /whoami that says which token authenticated the request, and WebSocket routes."""
     app = build_app(store)
 

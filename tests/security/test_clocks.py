@@ -20,8 +20,9 @@ from fastapi import FastAPI
 from fastapi_authkit import RefreshParam, RefreshResult, create_refresh
 
 from .helpers import Reply, call, security_app
-from apps import build_store
-from conftest import Clock, make_token
+from tests.support.apps import build_store
+from tests.support.clock import Clock
+from tests.support.tokens import make_token
 
 SKEW = 30
 LEEWAY = 30

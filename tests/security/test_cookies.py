@@ -26,8 +26,9 @@ from fastapi_authkit.tokens import TokenVerifier
 from fastapi_authkit.userstate import StateCodec
 
 from .helpers import AUTH_COOKIES, Reply, asgi_websocket, call, security_app, state_for
-from apps import Recorder, build_store
-from conftest import Clock, make_token
+from tests.support.apps import Recorder, build_store
+from tests.support.clock import Clock
+from tests.support.tokens import make_token
 
 LIMIT = 4096
 

@@ -33,8 +33,9 @@ from .helpers import (
     safe_client,
     security_app,
 )
-from apps import Recorder, build_store, issuer_app, login, set_cookies
-from conftest import Clock, make_token
+from tests.support.apps import Recorder, build_store, issuer_app, login, set_cookies
+from tests.support.clock import Clock
+from tests.support.tokens import make_token
 
 CSRF_BODY = {
     "detail": "CSRF token missing or invalid: an unsafe request (POST, PUT, PATCH, DELETE) "

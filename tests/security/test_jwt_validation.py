@@ -44,8 +44,9 @@ from .helpers import (
     segment,
     unsigned,
 )
-from apps import Recorder, build_store, state_cookie
-from conftest import TOKEN_KEY, Clock, make_token
+from tests.support.apps import Recorder, build_store, state_cookie
+from tests.support.clock import Clock
+from tests.support.tokens import TOKEN_KEY, make_token
 
 REFRESH = "refresh-0"
 

@@ -27,8 +27,8 @@ from fastapi import FastAPI
 from fastapi_authkit.reader import Reading, Remembered, RequestReader
 
 from .helpers import asgi_http, cookie_header, safe_client, security_app
-from apps import Recorder, build_store, login
-from conftest import Clock
+from tests.support.apps import Recorder, build_store, login
+from tests.support.clock import Clock
 
 JUNK = 2000  # bytes of junk cookie per request: what made each request cost kilobytes
 # Retained by the attack's requests after the warm-up: a few hundred bytes of noise are

@@ -35,8 +35,9 @@ from fastapi_authkit.dependencies import AuthStateDep, CurrentUser, OptionalUser
 
 from .conftest import PROPERTY_SETTINGS
 from .helpers import LONG_KEY, OTHER_KEY, Reply, asgi_http, forge, unsigned
-from apps import state_cookie
-from conftest import SECRET_KEY, T0, TOKEN_KEY, Clock, make_token
+from tests.support.apps import state_cookie
+from tests.support.clock import T0, Clock
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY, make_token
 
 CLOCK = Clock(T0)  # never moves: valid tokens stay valid for the whole run
 GOOD_REFRESH = "refresh-good"

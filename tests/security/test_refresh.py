@@ -35,9 +35,10 @@ from .helpers import (
     set_cookies,
     unsigned,
 )
-from apps import Recorder, build_store, login
-from conftest import Clock, make_token
-from servers import CookieKeeper
+from tests.support.apps import Recorder, build_store, login
+from tests.support.clock import Clock
+from tests.support.http_client import CookieKeeper
+from tests.support.tokens import make_token
 
 
 def app_with(clock: Clock, callback: Any, **options: Any) -> FastAPI:
@@ -495,7 +496,7 @@ def test_rotated_refresh_token_with_an_unreadable_lifetime_is_kept_with_the_defa
 ) -> None:
     # The result cannot be used as given, but the refresh token was rotated: losing it would
     # lose the session, so it is kept with the lifetime the kit would pick without one.
-    # (RefreshResult refuses such a lifetime when it is built, tests/test_newcomer.py; this
+    # (RefreshResult refuses such a lifetime when it is built, tests/test_misuse_messages.py; this
     # one was changed after construction, and the middleware still copes.)
     async def odd(param: RefreshParam) -> RefreshResult:
         result = RefreshResult(

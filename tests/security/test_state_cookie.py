@@ -21,8 +21,9 @@ from itsdangerous import TimestampSigner, URLSafeSerializer, URLSafeTimedSeriali
 from fastapi_authkit import RefreshParam, RefreshResult, create_refresh
 
 from .helpers import Reply, b64url, call, flip_char, security_app
-from apps import Recorder, build_store
-from conftest import SECRET_KEY, Clock, make_token
+from tests.support.apps import Recorder, build_store
+from tests.support.clock import Clock
+from tests.support.tokens import SECRET_KEY, make_token
 
 OLD_KEY = "old-secret-key-0123456789abcdef0123456789"
 NEW_KEY = "new-secret-key-0123456789abcdef0123456789"

@@ -1,4 +1,4 @@
-"""panva's oidc-provider (tests/oidc_provider/) as a real process on loopback.
+"""panva's oidc-provider (tests/support/oidc_provider/) as a real process on loopback.
 
 ``bash scripts/test`` installs it with ``npm ci`` from the committed lock file. Nothing here
 skips: a missing node or node_modules is a test failure that says how to get it.
@@ -15,11 +15,10 @@ from typing import Any
 
 import httpx2
 import jwt
-import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from servers import free_port
+from tests.support.processes import LaunchError, free_port, start_ready, stop_process
 
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
 STARTUP_TIMEOUT = 20.0
@@ -50,12 +49,11 @@ class OIDCProviderServer:
     def __init__(self, tmp: Path, *, redirect_uris: list[str], access_ttl: int = 60) -> None:
         node = shutil.which("node")
         if node is None:
-            pytest.fail("node is not installed (Node.js 20+ is needed)", pytrace=False)
+            raise LaunchError("node is not installed (Node.js 20+ is needed)")
         if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
-            pytest.fail(
+            raise LaunchError(
                 "oidc-provider is not installed: run `bash scripts/test`, which runs "
-                "`npm ci` in tests/oidc_provider",
-                pytrace=False,
+                "`npm ci` in tests/support/oidc_provider"
             )
         self.node = node
         self.dir = tmp
@@ -105,40 +103,26 @@ class OIDCProviderServer:
     def start(self) -> None:
         config = self.dir / "provider-config.json"
         config.write_text(json.dumps(self._config()))
-        with (self.dir / "provider-out.log").open("ab") as out:
-            self.process = subprocess.Popen(
-                [self.node, str(PROVIDER_DIR / "provider.mjs"), str(config)],
-                cwd=PROVIDER_DIR,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + STARTUP_TIMEOUT
         url = f"{self.issuer}/.well-known/openid-configuration"
-        while True:
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"oidc-provider exited with {self.process.returncode}:\n"
-                    + (self.dir / "provider-out.log").read_text(errors="replace"),
-                    pytrace=False,
-                )
+
+        def ready() -> bool:
             try:
-                if httpx2.get(url, timeout=1.0).status_code == 200:
-                    return
+                return httpx2.get(url, timeout=1.0).status_code == 200
             except httpx2.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"oidc-provider did not answer on {url}", pytrace=False)
-            time.sleep(0.05)
+                return False
+
+        self.process = start_ready(
+            [self.node, str(PROVIDER_DIR / "provider.mjs"), str(config)],
+            what=f"oidc-provider on {url}",
+            log=self.dir / "provider-out.log",
+            ready=ready,
+            timeout=STARTUP_TIMEOUT,
+            poll=0.05,
+        )
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+            stop_process(self.process)
             self.process = None
 
     def restart(self, **settings: Any) -> None:

@@ -29,9 +29,10 @@ from fastapi_authkit import (
 from fastapi_authkit.dependencies import AuthStateDep, CurrentUser
 from fastapi_authkit.notices import DEBUG_FORMAT
 
-from apps import Recorder, build_app, build_store, client, login
-from conftest import SECRET_KEY, Clock, make_token
-from servers import run_example_app
+from tests.support.apps import Recorder, build_app, build_store, client, login
+from tests.support.clock import Clock
+from tests.support.example_server import run_example_app
+from tests.support.tokens import SECRET_KEY, make_token
 
 LOGGER = "fastapi_authkit"
 

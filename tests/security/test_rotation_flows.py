@@ -36,9 +36,12 @@ from .helpers import (
     jar_without,
     set_cookies,
 )
-from apps import issuer_app
-from conftest import SECRET_KEY, Clock, redis_store
-from servers import RedisServer, until_unavailable
+from tests.support.apps import issuer_app
+from tests.support.clock import Clock
+from tests.support.http_client import until_unavailable
+from tests.support.redis_servers import RedisServer
+from tests.support.redis_stores import redis_store
+from tests.support.tokens import SECRET_KEY
 
 
 class Mints:

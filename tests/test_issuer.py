@@ -24,7 +24,7 @@ from fastapi_authkit.issuer import Issuer
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 from fastapi_authkit.stores.sealing import open_sealed, seal, token_id
 
-from conftest import Clock
+from tests.support.clock import Clock
 
 pytestmark = pytest.mark.anyio
 

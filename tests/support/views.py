@@ -1,22 +1,19 @@
 """Helpers for the tests of each process's view of revoked sessions: a store standing for
-one worker process, two of them on one prefix, bounded waits, subscribers counted on a
-server (round trips are counted with benchmarks.common.RoundTrips)."""
+one worker process, two of them on one prefix, subscribers counted on a server (bounded
+waits are tests.support.waiting's, round trips are counted with tests.support.round_trips)."""
 
 from __future__ import annotations
 
 import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
-
-import anyio
 
 from fastapi_authkit.stores import RedisStore
 from fastapi_authkit.stores.sealing import token_id
 
-from conftest import T0
-from servers import RedisServer
+from tests.support.clock import T0
+from tests.support.redis_servers import RedisServer
 
 ABSOLUTE = 7200.0
 
@@ -49,19 +46,6 @@ async def two_workers(
     finally:
         await a.aclose()
         await b.aclose()
-
-
-async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s")
-        await anyio.sleep(0.005)
 
 
 class Worker:

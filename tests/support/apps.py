@@ -26,7 +26,8 @@ from fastapi_authkit.dependencies import AuthStateDep, CurrentUser, OptionalUser
 from fastapi_authkit.issuer import Issuer
 from fastapi_authkit.stores import SessionStore
 
-from conftest import SECRET_KEY, TOKEN_KEY, Clock, make_token
+from tests.support.clock import Clock
+from tests.support.tokens import SECRET_KEY, TOKEN_KEY, make_token
 
 Behaviour = Callable[[RefreshParam], Awaitable[RefreshResult]]
 

@@ -2,7 +2,7 @@
 //
 //   node provider.mjs CONFIG.json
 //
-// CONFIG (written by tests/oidc_server.py): port, issuer, keys (private JWKs; the first of
+// CONFIG (written by tests/support/oidc_server.py): port, issuer, keys (private JWKs; the first of
 // each algorithm signs), clients, api (the resource indicator), audience (the aud of access
 // tokens for it), accessTokenAlg, accessTtl (seconds), clockOffset (seconds this provider's
 // clock runs ahead), stateFile (grants and tokens survive a restart, as in production), and

@@ -20,8 +20,8 @@ from fastapi_authkit.config import AuthStore
 from fastapi_authkit.dependencies import CurrentUser, OptionalUser
 from fastapi_authkit.oidc import OIDCClient
 
-from conftest import SECRET_KEY
-from oidc_server import API, OIDCProviderServer
+from tests.support.oidc_server import API, OIDCProviderServer
+from tests.support.tokens import SECRET_KEY
 
 REDIRECT_URI = "https://app.test/auth/callback"
 

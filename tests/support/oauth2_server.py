@@ -149,7 +149,7 @@ class OAuth2Server:
 
     def _build(self) -> Flask:
         outer = self
-        app = Flask("oauth2_server")
+        app = Flask(__name__)
         server = AuthorizationServer(
             app,
             query_client=lambda cid: outer.client if cid == CLIENT_ID else None,
