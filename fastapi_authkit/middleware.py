@@ -6,8 +6,9 @@ responses, background tasks and contextvars pass through, lifespan is forwarded 
 What a request's credentials mean is decided by :class:`~fastapi_authkit.reader.RequestReader`
 without I/O; this module feeds it, carries out what it cannot do (the session check, the
 refresh, forgetting a signed-out session's refresh results), publishes the
-:class:`AuthState` and emits the queued cookie writes. The instance holds the immutable store,
-the reader and the single-flight registry; everything else lives in ``__call__``.
+:class:`AuthState`, reports what happened to the audit hook (:mod:`.audit`) and emits the
+queued cookie writes. The instance holds the immutable store, the reader and the
+single-flight registry; everything else lives in ``__call__``.
 """
 
 from __future__ import annotations

@@ -101,16 +101,17 @@ async def _decode(store: AuthStore, param: RefreshParam, value: bytes) -> Outcom
 
 
 async def _publish(
-    store: AuthStore,
     shared: SessionStore,
-    refresh: RefreshConfig,
+    grace_period: float,
+    now: float,
     key: str,
     owner: str,
     param: RefreshParam,
     outcome: Outcome,
 ) -> None:
-    ttl = max(refresh.grace_period, _MIN_RESULT_TTL)
-    now = store.clock()
+    """Make ``outcome`` the flight's answer for the processes waiting on ``key`` (or let
+    the next one try, when it is no answer to share)."""
+    ttl = max(grace_period, _MIN_RESULT_TTL)
     kept: Renewed | Successor | None = outcome if isinstance(outcome, Renewed) else None
     if isinstance(outcome, Unavailable) and outcome.successor is not None:
         kept = outcome.successor
@@ -158,7 +159,9 @@ async def run_shared(
         if flight.status == "claimed":
             outcome = await run_callback(store, refresh, param, sid)
             try:
-                await _publish(store, shared, refresh, key, owner, param, outcome)
+                await _publish(
+                    shared, refresh.grace_period, store.clock(), key, owner, param, outcome
+                )
             except StoreUnavailableError as exc:
                 logger.warning("refresh result not shared, store unavailable: %s", exc)
             return outcome
