@@ -6,29 +6,35 @@ responses, background tasks and contextvars pass through, lifespan is forwarded 
 What a request's credentials mean is decided by :class:`~fastapi_authkit.reader.RequestReader`
 without I/O; this module feeds it, carries out what it cannot do (the session check, the
 refresh, forgetting a signed-out session's refresh results), publishes the
-:class:`AuthState` and emits the queued cookie writes. The instance holds the immutable store,
-the reader and the single-flight registry; everything else lives in ``__call__``.
+:class:`AuthState`, reports what happened to the audit hook (:mod:`.audit`) and emits the
+queued cookie writes. The instance holds the immutable store, the reader and the
+single-flight registry; everything else lives in ``__call__``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable
-from dataclasses import replace
 from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .audit import (
+    audit_sink,
+    report_refresh,
+    report_refused,
+    report_revoked,
+    report_route_events,
+    report_unchecked,
+)
 from .callback import RefreshParam
 from .clientinfo import client_info
 from .config import AuthStore
+from .dropped_cookies import warn_if_dropped
 from .errors import ConfigurationError, StoreUnavailableError
-from .events import RequestRefused, RevokedSession, SignedOut, StoreUnavailable, refusal_reason
 from .jsoncopy import private_copy
-from .live import LiveConnection, LiveConnections
+from .live import LiveConnections
 from .notices import show_debug_output
-from .origins import cookie_domain_mismatch, insecure_host
 from .reader import (
     CHECK,
     CLEAR,
@@ -42,6 +48,7 @@ from .reader import (
 )
 from .refresh import (
     Ended,
+    Outcome,
     Renewed,
     SingleFlight,
     flight_alias,
@@ -50,9 +57,11 @@ from .refresh import (
     run_rotation,
     run_shared,
 )
+from .refusal import Refusals
 from .session import clear_session
 from .source import SESSION_CLAIM
 from .state import SCOPE_KEY, AuthState
+from .streams import run_watched_stream
 
 __all__ = ["AuthKitMiddleware"]
 
@@ -61,43 +70,9 @@ logger = logging.getLogger("fastapi_authkit")
 _RESPONSE_STARTS: Final = frozenset(
     {"http.response.start", "websocket.accept", "websocket.http.response.start"}
 )
-_INSECURE_NOTICE: Final = "secure-cookie-over-http"
-_DOMAIN_NOTICE: Final = "cookie-domain-mismatch"
 # Set in the scope by the first AuthKitMiddleware a request passes: a second one in the same
 # stack would read, refresh and rotate the same cookies again.
 _SEEN: Final = "fastapi_authkit.middleware"
-_CSRF_REASON: Final = "CSRF token missing or invalid"
-
-
-def _refusal(detail: str) -> tuple[Message, Message]:
-    """The 403 answer, its detail in a JSON body."""
-    body = json.dumps({"detail": detail}, separators=(",", ":")).encode()
-    start: Message = {
-        "type": "http.response.start",
-        "status": 403,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
-        ],
-    }
-    return start, {"type": "http.response.body", "body": body}
-
-
-def _explained(reason: str, store: AuthStore) -> str:
-    """What a refused request's answer says: why, and what makes such a request pass."""
-    if reason == _CSRF_REASON:
-        return (
-            f"{reason}: an unsafe request (POST, PUT, PATCH, DELETE) authenticated by cookie "
-            f"must send the {store.csrf_header_name} header with the value of the "
-            f"{store.names.csrf} cookie"
-        )
-    allowed = ", ".join(sorted(store.allowed_origins)) or "none"
-    return (
-        f"cross-site request refused ({reason}): a cookie-authenticated unsafe request must "
-        f"come from this app's own origin or one in create_store(allowed_origins=...) "
-        f"(allowed_origins: {allowed})"
-    )
 
 
 class AuthKitMiddleware:
@@ -120,7 +95,12 @@ class AuthKitMiddleware:
         self._clock = store.clock
         self._reader = RequestReader(store)
         self._read = self._reader.read
-        self._csrf_refusal = _refusal(_explained(_CSRF_REASON, store))
+        self._audit = audit_sink(store.events)
+        self._refusals = Refusals(
+            csrf_header=store.csrf_header_name,
+            csrf_cookie=store.names.csrf,
+            allowed_origins=store.allowed_origins,
+        )
         # Open connections of sessions, ended when their session is (with a session check
         # to watch, or WebSockets closed at their token's expiry).
         self._live = (
@@ -181,11 +161,8 @@ class AuthKitMiddleware:
             # Before any refresh: a forged request must not even rotate tokens.
             reason = decision.reason if isinstance(decision, Refused) else str(decision[0])
             logger.info("refused %s %s: %s", scope.get("method", "WS"), scope["path"], reason)
-            if self.store.events is not None:
-                self.store.events.emit(
-                    RequestRefused, scope, None, reason=refusal_reason(reason), detail=reason
-                )
-            await self._refuse(scope, receive, send, reason)
+            report_refused(self._audit, scope, reason)
+            await self._refusals.send(scope, receive, send, reason)
             return
         scope[SCOPE_KEY] = state
 
@@ -209,56 +186,11 @@ class AuthKitMiddleware:
                         conn.finish()
                     return
             elif method == "GET" and live.streams != "none":
-                await self._stream(scope, live, state.claims, receive, send_with_cookies)
+                await run_watched_stream(
+                    self.app, scope, live, state.claims, receive, send_with_cookies
+                )
                 return
         await self.app(scope, receive, send_with_cookies)
-
-    async def _stream(
-        self,
-        scope: Scope,
-        live: LiveConnections,
-        claims: dict[str, Any],
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        """A GET whose response, once it starts as a stream (``end_streams``), is watched
-        until its body ends: a revoked session ends it as a client leaving would. The
-        record is made only when needed (the app waits on ``receive``, as a streaming
-        response does for the client leaving, or a stream starts): most GETs make none."""
-        every = live.streams == "all"
-        conn: LiveConnection | None = None
-        made = streaming = False
-
-        def record() -> LiveConnection | None:
-            nonlocal conn, made
-            if not made:
-                made = True
-                conn = live.connection("http", claims, receive, send)
-            return conn
-
-        async def receive_live() -> Message:
-            watched = conn if made else record()
-            return await (receive() if watched is None else watched.receive())
-
-        async def send_live(message: Message) -> None:
-            nonlocal streaming
-            if streaming and conn is not None:
-                await conn.send(message)
-                return
-            if message["type"] == "http.response.start" and (every or _event_stream(message)):
-                watched = record()
-                if watched is not None:
-                    streaming = True
-                    await watched.send(message)
-                    live.add(watched)
-                    return
-            await send(message)
-
-        try:
-            await self.app(scope, receive_live, send_live)
-        finally:
-            if conn is not None:
-                conn.finish()
 
     async def _send_with_cookies(
         self, scope: Scope, state: AuthState, message: Message, send: Send
@@ -274,15 +206,14 @@ class AuthKitMiddleware:
                 state.revoke_signed_out = False  # once, whatever else the route sends
                 revoked = await revoke_at_auth_server(refresh, state.signed_out_refresh_token)
         if state._events:
-            self._deliver(state, revoked)
+            events, state._events = state._events, ()
+            report_route_events(self._audit, events, revoked)
         cookies = state.pending_cookies()
         if cookies:
-            if self.store.cookie_secure and not self.store.notices.given(_INSECURE_NOTICE):
-                self._check_secure_transport(scope)
-            if self.store.cookie_domain is not None and not self.store.notices.given(
-                _DOMAIN_NOTICE
-            ):
-                self._check_cookie_domain(scope)
+            store = self.store
+            warn_if_dropped(
+                store.notices, scope, secure=store.cookie_secure, domain=store.cookie_domain
+            )
             headers = [
                 (k, v) for k, v in message.get("headers", ()) if k.lower() != b"cache-control"
             ]
@@ -291,60 +222,6 @@ class AuthKitMiddleware:
             headers.append((b"cache-control", b"no-store"))
             message["headers"] = headers
         await send(message)
-
-    def _deliver(self, state: AuthState, revoked: bool | None) -> None:
-        """The audit events of what the route did, now that the response carries it; a
-        sign-out left to the revocation hook says what the hook answered."""
-        events, state._events = state._events, ()
-        audit = self.store.events
-        if audit is None:
-            return
-        for event in events:
-            if isinstance(event, SignedOut) and event.revoked is None:
-                event = replace(event, revoked=revoked)
-            audit.deliver(event)
-
-    def _check_secure_transport(self, scope: Scope) -> None:
-        """Secure cookies set over plain http to a host other than localhost never come
-        back: the sign-in "works" and the next request is anonymous. Say so, once."""
-        host = insecure_host(scope.get("scheme", "http"), scope["headers"])
-        if host is not None:
-            # Starlette's TestClient talks to http://testserver unless told otherwise.
-            in_tests = (
-                'In tests: TestClient(app, base_url="https://testserver"). '
-                if host == "testserver"
-                else ""
-            )
-            self.store.notices.once(
-                _INSECURE_NOTICE,
-                logging.WARNING,
-                "Secure auth cookies were set on a plain-http request to %r: browsers keep "
-                "Secure cookies from http only on localhost and 127.0.0.1, and HTTP clients "
-                "(httpx, requests) send them back only over https, so the next request is "
-                "anonymous. %sServe the app over https (behind a TLS-terminating proxy, let "
-                "the server trust it: uvicorn --proxy-headers --forwarded-allow-ips=<proxy "
-                "address>, so that the app sees https), or, for local development over "
-                "http only, create_store(cookie_secure=False)",
-                host,
-                in_tests,
-            )
-
-    def _check_cookie_domain(self, scope: Scope) -> None:
-        """A browser drops a cookie whose Domain the request's host is not in (RFC 6265
-        §5.3 step 6): the sign-in "works" and the next request is anonymous. Say so, once."""
-        domain = self.store.cookie_domain
-        host = cookie_domain_mismatch(domain or "", scope["headers"])
-        if host is not None:
-            self.store.notices.once(
-                _DOMAIN_NOTICE,
-                logging.WARNING,
-                "auth cookies with create_store(cookie_domain=%r) were set on a request to "
-                "%r, which is not in that domain: browsers drop them, so the next request "
-                "is anonymous. Serve the app under that domain, or set cookie_domain to the "
-                "app's host or a parent domain of it (or leave it out: host-only cookies)",
-                domain,
-                host,
-            )
 
     async def _forget(self, refresh_token: str) -> None:
         """After a sign-out, drop remembered refresh results that lead to that session, so a
@@ -376,8 +253,7 @@ class AuthKitMiddleware:
                 live = await check(claims)
             except StoreUnavailableError as exc:
                 logger.warning("session could not be checked, failing closed: %s", exc)
-                if store.events is not None:
-                    store.events.emit(StoreUnavailable, scope, claims, operation="session_check")
+                report_unchecked(self._audit, scope, claims)
                 state.unauthenticate()
                 state.unavailable = True
                 return False
@@ -389,27 +265,13 @@ class AuthKitMiddleware:
         """The session of ``claims`` is over (the session check said so): no identity, and
         every cookie goes."""
         self._debug("session revoked; clearing every auth cookie")
-        if self.store.events is not None:
-            self.store.events.emit(RevokedSession, scope, claims)
+        report_revoked(self._audit, scope, claims)
         state.clear_identity()
         state.queue_refresh_cookies(clear_session(self.store))
 
     def _debug(self, message: str, *args: object) -> None:
         if self.store.debug:
             logger.debug(message, *args)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, reason: str) -> None:
-        if scope["type"] == "websocket":
-            # Closing before accept makes the server answer the handshake with 403.
-            await receive()
-            await send({"type": "websocket.close", "code": 1008, "reason": "origin refused"})
-            return
-        if reason == _CSRF_REASON:
-            start, body = self._csrf_refusal  # the same answer every time: built once
-        else:
-            start, body = _refusal(_explained(reason, self.store))
-        await send(start)
-        await send(body)
 
     async def _settle(self, state: AuthState, reading: Reading, scope: Scope) -> AuthState:
         """The I/O part: the session check (revocation), then a refresh when one is due."""
@@ -444,20 +306,23 @@ class AuthKitMiddleware:
         )
         shared = store.shared_store
         hint = state.claims if state.claims is not None else reading.expired_claims
-        outcome = await self._flights.run(
-            refresh_token,
-            refresh.grace_period,
-            lambda: (
+        sid = state.sid
+
+        async def attempt() -> Outcome:
+            # The one request that makes the call reports what it came to; the requests
+            # given its outcome (waiting on it, or within the grace period) do not.
+            outcome = await (
                 # Who refreshes is recorded with the rotation (the session list shows it).
-                run_rotation(
-                    store, rotation, param, hint, state.sid, client_info(scope), scope=scope
-                )
+                run_rotation(store, rotation, param, hint, sid, client_info(scope))
                 if rotation is not None
-                else run_callback(store, refresh, param, state.sid, scope=scope, hint=hint)
+                else run_callback(store, refresh, param, sid)
                 if shared is None
-                else run_shared(store, shared, refresh, param, state.sid, scope=scope, hint=hint)
-            ),
-        )
+                else run_shared(store, shared, refresh, param, sid)
+            )
+            report_refresh(self._audit, scope, hint, outcome)
+            return outcome
+
+        outcome = await self._flights.run(refresh_token, refresh.grace_period, attempt)
         if isinstance(outcome, Renewed):
             self._debug("refresh succeeded; new cookies queued")
             # The outcome is shared by every request that waited on the call and by those
@@ -516,10 +381,3 @@ def _published(store: AuthStore, reading: Reading) -> AuthState:
 
 # AuthState without __init__: the hot path sets every field itself.
 _new_state: Final = AuthState.__new__
-
-
-def _event_stream(message: Message) -> bool:
-    for name, value in message.get("headers", ()):
-        if name.lower() == b"content-type":
-            return bytes(value).lower().startswith(b"text/event-stream")
-    return False

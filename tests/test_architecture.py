@@ -102,12 +102,28 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("configuration", frozenset({"config", "refreshconfig", "storeoptions", "liveoptions"})),
     ("reading a request", frozenset({"reader", "session"})),
     ("the request's state", frozenset({"state"})),
-    ("changing a request's session", frozenset({"refresh", "issuer"})),
+    (
+        "changing a request's session",
+        frozenset(
+            {
+                "refresh",
+                "refresh.outcomes",
+                "refresh.acceptance",
+                "refresh.app_callback",
+                "refresh.rotation",
+                "refresh.flight",
+                "refresh.shared",
+                "issuer",
+            }
+        ),
+    ),
     # The login guard reports through the request's audit hook; it changes no session.
     ("guarding sign-in", frozenset({"loginguard"})),
     # Open connections of sessions, ended by the middleware when their session ends.
     ("open connections", frozenset({"live"})),
-    ("ASGI", frozenset({"middleware"})),
+    # The middleware and what it does at the request's edge: reporting to the audit hook,
+    # refusing, warning of cookies a browser drops, watching streams.
+    ("ASGI", frozenset({"middleware", "audit", "refusal", "dropped_cookies", "streams"})),
     # The OIDC client builds a FastAPI router for the code flow (oidc.signin).
     ("FastAPI", frozenset({"dependencies", "oidc.signin", "oidc.client"})),
     ("public API", frozenset({"__init__", "oidc"})),

@@ -144,8 +144,8 @@ def test_state_cookie_failures_are_never_cached(clock: Clock) -> None:
 
 @pytest.mark.anyio
 async def test_single_flight_memory_is_bounded_and_forgets_by_successor(clock: Clock) -> None:
-    from fastapi_authkit import refresh as refresh_module
     from fastapi_authkit.refresh import Renewed, SingleFlight
+    from fastapi_authkit.refresh import flight as flight_module
 
     flights = SingleFlight(clock)
 
@@ -167,15 +167,15 @@ async def test_single_flight_memory_is_bounded_and_forgets_by_successor(clock: C
     await flights.run("pred-new", 10, _returning(outcome("succ-new")))
     assert len(flights._recent) == 1
     # And the table never outgrows its bound.
-    original = refresh_module._MAX_RECENT
-    refresh_module._MAX_RECENT = 3
+    original = flight_module._MAX_RECENT
+    flight_module._MAX_RECENT = 3
     try:
         for i in range(6):
             await flights.run(f"more-{i}", 10, _returning(outcome(f"more-succ-{i}")))
         assert len(flights._recent) == 3
         assert len(flights._by_successor) == 3
     finally:
-        refresh_module._MAX_RECENT = original
+        flight_module._MAX_RECENT = original
 
 
 def _returning(value: object) -> Any:

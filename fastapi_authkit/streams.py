@@ -1,0 +1,66 @@
+"""Watching a streaming GET response, so that ending its session ends the stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .live import LiveConnection, LiveConnections
+
+__all__ = ["run_watched_stream"]
+
+
+async def run_watched_stream(
+    app: ASGIApp,
+    scope: Scope,
+    live: LiveConnections,
+    claims: dict[str, Any],
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Run ``app`` for a GET whose response, once it starts as a stream (``end_streams``),
+    is watched until its body ends: a revoked session ends it as a client leaving would.
+    The record is made only when needed (the app waits on ``receive``, as a streaming
+    response does for the client leaving, or a stream starts): most GETs make none."""
+    every = live.streams == "all"
+    conn: LiveConnection | None = None
+    made = streaming = False
+
+    def record() -> LiveConnection | None:
+        nonlocal conn, made
+        if not made:
+            made = True
+            conn = live.connection("http", claims, receive, send)
+        return conn
+
+    async def receive_live() -> Message:
+        watched = conn if made else record()
+        return await (receive() if watched is None else watched.receive())
+
+    async def send_live(message: Message) -> None:
+        nonlocal streaming
+        if streaming and conn is not None:
+            await conn.send(message)
+            return
+        if message["type"] == "http.response.start" and (every or _event_stream(message)):
+            watched = record()
+            if watched is not None:
+                streaming = True
+                await watched.send(message)
+                live.add(watched)
+                return
+        await send(message)
+
+    try:
+        await app(scope, receive_live, send_live)
+    finally:
+        if conn is not None:
+            conn.finish()
+
+
+def _event_stream(message: Message) -> bool:
+    for name, value in message.get("headers", ()):
+        if name.lower() == b"content-type":
+            return bytes(value).lower().startswith(b"text/event-stream")
+    return False
