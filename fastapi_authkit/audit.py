@@ -13,9 +13,9 @@ from dataclasses import replace
 from typing import Any, Final, TypeAlias
 
 from .errors import StoreUnavailableError
+from .eventdelivery import Events
 from .events import (
     AuthEvent,
-    Events,
     Refreshed,
     RefreshFailed,
     RequestRefused,
