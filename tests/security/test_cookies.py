@@ -26,7 +26,8 @@ from fastapi_authkit import (
     RefreshResult,
     sign_in,
 )
-from fastapi_authkit.reader import Reading, RequestReader
+from fastapi_authkit.decision import Reading
+from fastapi_authkit.reader import RequestReader
 from fastapi_authkit.tokens import TokenVerifier
 from fastapi_authkit.userstate import StateCodec
 
