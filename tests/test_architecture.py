@@ -62,7 +62,19 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ),
     (
         "pure parts",
-        frozenset({"tokens", "cookies", "csrf", "origins", "userstate", "oidc.transaction"}),
+        frozenset(
+            {
+                "tokens",
+                "tokens.claims",
+                "tokens.keys",
+                "tokens.verifier",
+                "cookies",
+                "csrf",
+                "origins",
+                "userstate",
+                "oidc.transaction",
+            }
+        ),
     ),
     # The identity-provider glue is a token source too: keys, discovery, the refresh grant.
     (
