@@ -96,8 +96,9 @@ _SESSION_OVER: Final = Reading(then=CLEAR)
 
 
 class RequestReader:
-    """Reads requests for one configuration. Everything it holds is per-process memory of
-    outcomes it already decided (signed-in sessions), bounded like the token cache."""
+    """Reads requests for one configuration. What it remembers of the signed-in sessions it
+    read is in its :class:`~fastapi_authkit.readercache.ReaderCache`, bounded like the
+    token cache."""
 
     __slots__ = (
         "_bearer_first",
