@@ -23,23 +23,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .callback import RefreshParam
 from .clientinfo import client_info
 from .config import AuthStore
+from .decision import CHECK, CLEAR, REFRESH, RELOAD, UNAVAILABLE, CachedReading, Reading, Refused
 from .errors import ConfigurationError, StoreUnavailableError
 from .events import RequestRefused, RevokedSession, SignedOut, StoreUnavailable, refusal_reason
 from .jsoncopy import private_copy
 from .live import LiveConnection, LiveConnections
 from .notices import show_debug_output
 from .origins import cookie_domain_mismatch, insecure_host
-from .reader import (
-    CHECK,
-    CLEAR,
-    REFRESH,
-    RELOAD,
-    UNAVAILABLE,
-    CachedReading,
-    Reading,
-    Refused,
-    RequestReader,
-)
+from .reader import RequestReader
 from .refresh import (
     Ended,
     Renewed,

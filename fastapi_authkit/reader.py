@@ -56,22 +56,7 @@ from .source import SESSION_CLAIM
 from .tokens import MAX_TOKEN_BYTES
 from .userstate import SessionData, belongs
 
-__all__ = [
-    "CHECK",
-    "CLEAR",
-    "DONE",
-    "REFRESH",
-    "RELOAD",
-    "SAFE_METHODS",
-    "UNAVAILABLE",
-    "CachedReading",
-    "Decision",
-    "Reading",
-    "Refused",
-    "RequestReader",
-    "Then",
-    "needs_refresh",
-]
+__all__ = ["RequestReader", "needs_refresh"]
 
 logger = logging.getLogger("fastapi_authkit")
 
