@@ -4,18 +4,10 @@
 handshake), path and scheme, the time, and the configuration it was built with, and
 answers with one decision (:mod:`fastapi_authkit.decision`): a :class:`Refused`, a
 :class:`CachedReading` (a signed-in Cookie header seen before, while everything that made
-it signed in still holds), or a :class:`Reading` whose ``then`` says what the middleware
-still has to do:
-
-* :data:`DONE`: anonymous, or signed in with nothing left to ask;
-* :data:`CHECK` (the session check, e.g. the issuer's revocation list, must be asked: its
-  view in this process could not answer) and/or :data:`REFRESH` (a refresh is due): the
-  I/O the middleware carries out, the check first;
-* :data:`CLEAR`: the session is known to be over (revoked, or past its absolute
-  lifetime): every cookie goes, no refresh;
-* :data:`RELOAD`: the access token names a key the key set does not hold yet: reload the
-  keys, then read the request again;
-* :data:`UNAVAILABLE`: the access token cannot be verified now.
+it signed in still holds), or a :class:`Reading` whose ``then`` (:class:`Then`) says what
+the middleware still has to do: nothing (anonymous, or signed in), ask the session check
+and/or refresh, clear a session known to be over, reload the keys and read again, or
+answer that the token cannot be verified now.
 
 The middleware (the ASGI layer) feeds the reader and carries out the I/O; this module needs
 neither ASGI nor an event loop, so it is tested on its own. The readings it remembers are
@@ -50,11 +42,11 @@ from .errors import (
     UnknownKeyError,
     VerificationUnavailableError,
 )
-from .origins import cross_site_refused
+from .forgery import cookie_forgery, gateway_forgery, login_forgery
 from .readercache import ParsedHeader, ReaderCache
 from .source import SESSION_CLAIM
 from .tokens import MAX_TOKEN_BYTES
-from .userstate import SessionData, belongs
+from .userstate import belongs
 
 __all__ = ["RequestReader", "needs_refresh"]
 
@@ -222,67 +214,10 @@ class RequestReader:
             return _ANONYMOUS
         reading = self._verified(access, "gateway", now, keys_reloaded)
         if reading.claims is not None and method not in SAFE_METHODS:
-            reason = self._gateway_forgery(headers, method, scheme)
+            reason = gateway_forgery(headers, method, scheme, self._store.allowed_origins)
             if reason is not None:
                 return Refused(reason)
         return reading
-
-    def _gateway_forgery(
-        self, headers: Collection[tuple[bytes, bytes]], method: str | None, scheme: str
-    ) -> str | None:
-        """Why an unsafe request or a WebSocket handshake authenticated by a gateway cookie
-        looks forged, or None.
-
-        There is no CSRF token to double-submit (the gateway, not this app, sets the
-        cookies, and no session id of ours is in them), so the browser's own word is
-        required: an ``Origin`` that is this app's or an allowed one, or, without
-        ``Origin``, ``Sec-Fetch-Site: same-origin``. ``same-site`` is not enough: every
-        sibling host under the gateway's domain is same-site.
-        """
-        store = self._store
-        if method is None:
-            return cross_site_refused(
-                scheme, headers, store.allowed_origins, check_fetch_site=False
-            )
-        reason = cross_site_refused(scheme, headers, store.allowed_origins, check_fetch_site=True)
-        if reason is None and not any(k == b"origin" for k, _ in headers):
-            sites = [v.strip().lower() for k, v in headers if k == b"sec-fetch-site"]
-            if sites != [b"same-origin"]:
-                reason = (
-                    "Origin missing (and no Sec-Fetch-Site: same-origin) on an unsafe "
-                    "request authenticated by a gateway cookie"
-                )
-        return reason
-
-    def _forgery(
-        self,
-        headers: Collection[tuple[bytes, bytes]],
-        method: str | None,
-        path: str,
-        scheme: str,
-        session: SessionData | None,
-    ) -> str | None:
-        """Why a cookie-carrying WebSocket handshake or unsafe-method request looks forged
-        (cross-site), or None.
-
-        WebSocket handshakes are checked by Origin (cross-site WebSocket hijacking); unsafe
-        HTTP methods by Sec-Fetch-Site and Origin, then by the CSRF token.
-        """
-        store = self._store
-        if method is None:
-            return cross_site_refused(
-                scheme, headers, store.allowed_origins, check_fetch_site=False
-            )
-        reason = cross_site_refused(scheme, headers, store.allowed_origins, check_fetch_site=True)
-        if reason is None and path not in store.csrf_exempt_paths:
-            values = [v for k, v in headers if k == store.csrf_header]
-            if (
-                session is None
-                or len(values) != 1
-                or not store.csrf.verify(session.sid, values[0].decode("latin-1"))
-            ):
-                reason = "CSRF token missing or invalid"
-        return reason
 
     def _cookies(
         self,
@@ -300,13 +235,8 @@ class RequestReader:
         store, names = self._store, self._store.names
         cookies = parsed.cookies
         if not cookies:
-            if not safe and method is not None and path in store.csrf_exempt_paths:
-                # An exempt path is a login form: posted from another site without cookies,
-                # it signs the victim in to the attacker's account (login CSRF). The token
-                # check is what it is exempt from, not the Origin and Fetch-Metadata ones.
-                reason = cross_site_refused(
-                    scheme, headers, store.allowed_origins, check_fetch_site=True
-                )
+            if not safe and method is not None:
+                reason = login_forgery(headers, path, scheme, store)
                 if reason is not None:
                     return Refused(reason)
             return _ANONYMOUS  # none of the kit's cookies: nothing to check or refresh
@@ -334,7 +264,7 @@ class RequestReader:
                 session = None
 
         if (access is not None or refresh_token is not None) and not safe:
-            reason = self._forgery(headers, method, path, scheme, session)
+            reason = cookie_forgery(headers, method, path, scheme, session, store)
             if reason is not None:
                 # Before any refresh: a forged request must not even rotate tokens.
                 return Refused(reason)

@@ -94,7 +94,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     # Events name sessions by the token source's session claim; configuration holds the hook.
     ("audit events", frozenset({"events"})),
     ("configuration", frozenset({"config"})),
-    ("reading a request", frozenset({"decision", "readercache", "reader", "session"})),
+    ("reading a request", frozenset({"decision", "forgery", "readercache", "reader", "session"})),
     ("the request's state", frozenset({"state"})),
     ("changing a request's session", frozenset({"refresh", "issuer"})),
     # The login guard reports through the request's audit hook; it changes no session.

@@ -71,6 +71,7 @@ INTERNAL_MODULES = (
     "fifo",
     "reader",
     "decision",
+    "forgery",
     "readercache",
     "source",
     "notices",
