@@ -30,22 +30,13 @@ from .audit import (
 from .callback import RefreshParam
 from .clientinfo import client_info
 from .config import AuthStore
+from .decision import CHECK, CLEAR, REFRESH, RELOAD, UNAVAILABLE, CachedReading, Reading, Refused
 from .dropped_cookies import warn_if_dropped
 from .errors import ConfigurationError, StoreUnavailableError
 from .jsoncopy import private_copy
 from .live import LiveConnections
 from .notices import show_debug_output
-from .reader import (
-    CHECK,
-    CLEAR,
-    REFRESH,
-    RELOAD,
-    UNAVAILABLE,
-    Reading,
-    Refused,
-    Remembered,
-    RequestReader,
-)
+from .reader import RequestReader
 from .refresh import (
     Ended,
     Outcome,
@@ -130,7 +121,7 @@ class AuthKitMiddleware:
             self._clock(),
             root_path=scope.get("root_path", ""),
         )
-        if decision.__class__ is Reading and decision.then & RELOAD:
+        if decision.__class__ is Reading and decision.then is RELOAD:
             # The access token names a key the key set does not hold: reload it
             # (rate-limited), then read once more; still unknown is a foreign token.
             await self.store.verifier.reload_keys_for(decision.access or "", trusted=False)
@@ -143,15 +134,14 @@ class AuthKitMiddleware:
                 root_path=scope.get("root_path", ""),
                 keys_reloaded=True,
             )
-        if decision.__class__ is Remembered:
+        if decision.__class__ is CachedReading:
             # The common request: a signed-in browser repeating its Cookie header. Built
-            # here rather than in a helper, and with one unpack rather than eight attribute
-            # reads, as this runs for nearly every request.
-            _, _, token, token_type, claims, sid, user_state, refresh, _ = decision
+            # here rather than in a helper, as this runs for nearly every request.
             state = _new_state(AuthState)
-            state.store, state.token, state.token_type = self.store, token, token_type
-            state.claims, state.user_state = claims(), user_state()
-            state.sid, state.refresh_token = sid, refresh
+            state.store, state.token = self.store, decision.access
+            state.token_type, state.claims = decision.token_type, decision.claims()
+            state.user_state, state.sid = decision.user_state(), decision.sid
+            state.refresh_token = decision.refresh_token
             state.credential = "cookie"
         elif decision.__class__ is Reading:
             state = _published(self.store, decision)
@@ -159,7 +149,7 @@ class AuthKitMiddleware:
                 state = await self._settle(state, decision, scope)
         else:
             # Before any refresh: a forged request must not even rotate tokens.
-            reason = decision.reason if isinstance(decision, Refused) else str(decision[0])
+            reason = decision.reason if isinstance(decision, Refused) else ""
             logger.info("refused %s %s: %s", scope.get("method", "WS"), scope["path"], reason)
             report_refused(self._audit, scope, reason)
             await self._refusals.send(scope, receive, send, reason)
@@ -276,20 +266,20 @@ class AuthKitMiddleware:
     async def _settle(self, state: AuthState, reading: Reading, scope: Scope) -> AuthState:
         """The I/O part: the session check (revocation), then a refresh when one is due."""
         store, then = self.store, reading.then
-        if then & CLEAR:
+        if then is CLEAR:
             self._revoked(state, scope, reading.claims)
             return state
-        if then & UNAVAILABLE:
+        if then is UNAVAILABLE:
             # Neither accepted nor refused (its auth server cannot be asked): no refresh,
             # which would need the same server, and no cookie touched.
             state.unavailable = True
             return state
         refresh, refresh_token = store.refresh, state.refresh_token
-        refresh_due = bool(then & REFRESH) and refresh is not None and refresh_token is not None
+        refresh_due = REFRESH in then and refresh is not None and refresh_token is not None
         rotation = store.rotation
         # The source's own rotation finds out whether the session is live in the same call
         # that rotates, so a check due alongside waits for its outcome (and may not be needed).
-        check = bool(then & CHECK)
+        check = CHECK in then
         if check and not (refresh_due and rotation is not None):
             if not await self._session_live(state, scope):
                 return state

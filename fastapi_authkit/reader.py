@@ -2,81 +2,55 @@
 
 :meth:`RequestReader.read` takes a request's headers, method (None for a WebSocket
 handshake), path and scheme, the time, and the configuration it was built with, and
-answers with one decision:
-
-* :class:`Refused`: a cookie-carrying request that looks forged (cross-site, or an unsafe
-  method without the session's CSRF token), to be refused before anything else happens;
-* a :class:`Reading` whose ``then`` is :data:`DONE`: anonymous, or signed in with nothing
-  left to ask;
-* a :class:`Reading` whose ``then`` holds :data:`CHECK` (the session check, e.g. the issuer's
-  revocation list, must be asked: its view in this process could not answer) and/or
-  :data:`REFRESH` (a refresh is due): the I/O the middleware carries out, the check first;
-* a :class:`Reading` whose ``then`` is :data:`CLEAR`: the session is known to be over
-  (revoked, or past its absolute lifetime): every cookie goes, no refresh (its ``claims``,
-  when an audit hook wants them, are the presented token's: never an identity);
-* a :class:`Reading` whose ``then`` is :data:`RELOAD`: the access token names a key the
-  key set does not hold yet: reload the keys, then read the request again;
-* a :class:`Remembered` outcome: a signed-in Cookie header seen before, while everything
-  that made it signed in still holds. A browser repeats the same header on every request,
-  so this is the common answer, and the cheapest.
+answers with one decision (:mod:`fastapi_authkit.decision`): a :class:`Refused`, a
+:class:`CachedReading` (a signed-in Cookie header seen before, while everything that made
+it signed in still holds), or a :class:`Reading` whose ``then`` (:class:`Then`) says what
+the middleware still has to do: nothing (anonymous, or signed in), ask the session check
+and/or refresh, clear a session known to be over, reload the keys and read again, or
+answer that the token cannot be verified now.
 
 The middleware (the ASGI layer) feeds the reader and carries out the I/O; this module needs
-neither ASGI nor an event loop, so it is tested on its own. The remembered outcomes are
-per-process memory, bounded, and part of the decision, which is why they live here.
+neither ASGI nor an event loop, so it is tested on its own. The readings it remembers are
+per-process memory, bounded (:mod:`fastapi_authkit.readercache`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping
-from typing import Any, Final, NamedTuple
+from collections.abc import Collection
+from typing import Any, Final
 
 from .config import AuthStore, Credential
-from .cookies import CACHED_HEADER_BYTES, cookie_header, parse_cookie_header
+from .cookies import cookie_header
+from .decision import (
+    CHECK,
+    CLEAR,
+    DONE,
+    REFRESH,
+    RELOAD,
+    SAFE_METHODS,
+    UNAVAILABLE,
+    CachedReading,
+    Decision,
+    Reading,
+    Refused,
+    Then,
+)
 from .errors import (
     TokenError,
     TokenExpiredError,
     UnknownKeyError,
     VerificationUnavailableError,
 )
-from .fifo import Fifo
-from .origins import cross_site_refused
+from .forgery import cookie_forgery, gateway_forgery, login_forgery
+from .readercache import ParsedHeader, ReaderCache
 from .source import SESSION_CLAIM
 from .tokens import MAX_TOKEN_BYTES
-from .userstate import SessionData, belongs
+from .userstate import belongs
 
-__all__ = [
-    "CHECK",
-    "CLEAR",
-    "DONE",
-    "REFRESH",
-    "RELOAD",
-    "UNAVAILABLE",
-    "SAFE_METHODS",
-    "Decision",
-    "Reading",
-    "Refused",
-    "Remembered",
-    "RequestReader",
-    "needs_refresh",
-]
+__all__ = ["RequestReader", "needs_refresh"]
 
 logger = logging.getLogger("fastapi_authkit")
-
-# Everything else can change state: POST, PUT, PATCH, DELETE and any extension method.
-SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-
-# What a Reading still needs, as bits of ``Reading.then``.
-DONE: Final = 0
-CHECK: Final = 1  # ask the session check (revocation) about the verified token
-REFRESH: Final = 2  # refresh the access token
-# The access token names a key id the key set does not hold yet (a provider's key rotation):
-# reload the keys (rate-limited I/O), then read the request again with keys_reloaded=True.
-RELOAD: Final = 4
-CLEAR: Final = 8  # the session is over: no identity, every cookie deleted
-# The access token cannot be verified now (its introspection endpoint is down): no identity,
-# no refresh, cookies untouched; protected routes answer 503.
-UNAVAILABLE: Final = 16
 
 
 def needs_refresh(exp: float, now: float, interval: float) -> bool:
@@ -93,95 +67,23 @@ def _route_path(path: str, root_path: str) -> str:
     return path
 
 
-class Refused(NamedTuple):
-    """Refuse the request (403, or a WebSocket close before accept): it looks forged."""
-
-    reason: str
-
-
-class Reading(NamedTuple):
-    """What the cookies (or the bearer header) say, and the I/O still needed (``then``).
-
-    ``token``/``token_type``/``claims`` describe a verified, unexpired access token (all
-    None otherwise); ``sid`` and ``user_state`` come from a valid state cookie of this
-    session. In cookie mode there are claims only with that state cookie: an access token
-    without its session's state cookie is no identity, so the user is always the user
-    state ``sign_in`` gave (or the claims when it gave none), never one for the other.
-    ``refresh_token`` is the refresh cookie. ``access`` is the access token as
-    presented (also when expired: it goes to the refresh callback), ``expired`` whether it
-    was correctly signed but past ``exp``.
-    """
-
-    token: str | None = None
-    token_type: str | None = None
-    claims: dict[str, Any] | None = None
-    sid: str | None = None
-    user_state: Any = None
-    refresh_token: str | None = None
-    access: str | None = None
-    expired: bool = False
-    then: int = DONE
-    # An expired token's claims (authentic, not valid): whom a refresh is for.
-    expired_claims: dict[str, Any] | None = None
-    # Which credential the claims came from (None without claims).
-    credential: Credential | None = None
-
-
-class Remembered(NamedTuple):
-    """A signed-in Cookie header's outcome, and the window in which it holds."""
-
-    valid_from: float
-    valid_until: float
-    access: str
-    token_type: str
-    claims: Callable[[], Any]  # each call: a private copy (jsoncopy.Remembered.copy)
-    sid: str | None
-    user_state: Callable[[], Any]
-    refresh_token: str | None
-    family: str | None  # asked of the session check's view on every use, when there is one
-
-
-Decision = Remembered | Reading | Refused
-
 # No cookies, or nothing valid in them: one shared answer. And one for a session known over.
 _ANONYMOUS: Final = Reading()
 _SESSION_OVER: Final = Reading(then=CLEAR)
 
 
-# What a remembered outcome is known by: the session's own cookies (access, state, refresh),
-# never the whole Cookie header, so that other cookies (any value, changed on every request)
-# cannot make one session's outcomes many. A tuple of the strings the entry holds anyway.
-_SessionKey = tuple[str | None, str | None, str | None]
-
-
-class _Header:
-    """A parsed Cookie header: the kit's cookies, their session key, the token type, and
-    the session's remembered outcome last served for this header (a shortcut to it, which
-    the per-session entry still bounds: it is that very entry)."""
-
-    __slots__ = ("cookies", "header", "hot", "key", "token_type")
-
-    def __init__(self, cookies: Mapping[str, str], key: _SessionKey, token_type: str) -> None:
-        self.cookies = cookies
-        self.key = key
-        self.token_type = token_type
-        self.hot: Remembered | None = None
-        self.header: bytes | None = None  # the raw header, when small enough to be kept
-
-
 class RequestReader:
-    """Reads requests for one configuration. Everything it holds is per-process memory of
-    outcomes it already decided (signed-in sessions), bounded like the token cache."""
+    """Reads requests for one configuration. What it remembers of the signed-in sessions it
+    read is in its :class:`~fastapi_authkit.readercache.ReaderCache`, bounded like the
+    token cache."""
 
     __slots__ = (
         "_bearer_first",
-        "_by_header",
+        "_cache",
         "_gateway",
+        "_header",
         "_header_only",
-        "_hot",
         "_known",
-        "_parsed",
-        "_pinned",
         "_store",
     )
 
@@ -197,73 +99,9 @@ class RequestReader:
         self._gateway = "gateway" in kinds
         # The session check's view in this process (the issuer's store), bound once.
         self._known = store.session_known
-        # As many as the verified tokens (verified_token_cache): an entry needs its token
-        # and its state cookie remembered anyway. Keyed by the session's signed cookies, so
-        # at most one entry per session; entries are dropped at their validity end.
-        self._hot: Fifo[_SessionKey, Remembered] = Fifo(store.verifier.cache_size)
-        # A browser repeats its Cookie header: parsed once, for 4,096 headers of at most
-        # CACHED_HEADER_BYTES (so at most 16 MiB of them), oldest out.
-        self._parsed: Fifo[bytes, _Header] = Fifo(4096)
-        # A process serving more than 4,096 active sessions would parse most headers again
-        # on every request (about a fifth of a remembered request's cost). So each
-        # remembered session also keeps the last header it was served for, one per session
-        # and never more: other cookies changing on every request replace it rather than
-        # add to it. As many sessions as the outcome cache holds, oldest out; _pinned and
-        # _by_header hold the same pairs (a header names one session key).
-        self._pinned: Fifo[_SessionKey, bytes] = Fifo(store.verifier.cache_size)
-        self._by_header: dict[bytes, _Header] = {}
-
-    def _parse(self, header: bytes) -> _Header:
-        names = self._store.names
-        cookies = parse_cookie_header(header, names.wanted)
-        key = (cookies.get(names.access), cookies.get(names.state), cookies.get(names.refresh))
-        parsed = _Header(cookies, key, cookies.get(names.type, "Bearer"))
-        if len(header) <= CACHED_HEADER_BYTES:
-            parsed.header = header
-            self._parsed.put(header, parsed)
-        return parsed
-
-    def _pin(self, parsed: _Header) -> None:
-        """Keep ``parsed`` as its remembered session's one header (see ``__init__``)."""
-        header = parsed.header
-        pinned = self._pinned
-        if header is None or not pinned.size:
-            return
-        key = parsed.key
-        previous = pinned.get(key)
-        if previous == header:
-            return
-        if previous is not None:
-            del self._by_header[previous]
-        elif len(pinned) >= pinned.size:
-            del self._by_header[pinned.popitem(last=False)[1]]
-        pinned[key] = header
-        self._by_header[header] = parsed
-
-    def _remembered(self, parsed: _Header, now: float) -> Remembered | None:
-        """The session's remembered outcome, when it holds at ``now`` for this header."""
-        if not parsed.cookies:
-            return None
-        hot = self._hot.get(parsed.key)
-        if hot is None:
-            return None
-        if not hot[0] <= now < hot[1]:
-            del self._hot[parsed.key]
-            return None
-        if hot[3] != parsed.token_type:
-            # The token-type cookie is not signed, so it is not part of the key: one that
-            # differs is read in full, and its outcome replaces this one.
-            return None
-        family = hot[8]
-        if family is not None:
-            known = self._known(family, now)  # type: ignore[misc]
-            if known is not True:
-                if known is False:  # over for good; unknown: the entry may serve again
-                    del self._hot[parsed.key]
-                    parsed.hot = None
-                return None  # the full read says what the request is now
-        parsed.hot = hot
-        return hot
+        # As many readings as verified tokens: a reading needs its token remembered anyway.
+        self._cache = ReaderCache(store.names, store.verifier.cache_size, self._known)
+        self._header = self._cache.header  # bound once: called for every cookie request
 
     def read(
         self,
@@ -293,25 +131,21 @@ class RequestReader:
                 return reading
         if self._gateway:
             return self._gateway_cookie(headers, method, scheme, now, keys_reloaded)
-        header = cookie_header(headers)
-        parsed = self._parsed.get(header)
-        if parsed is None:
-            parsed = self._by_header.get(header)
-            if parsed is None:
-                parsed = self._parse(header)
+        parsed = self._header(cookie_header(headers))
         safe = method in SAFE_METHODS
         if safe:
-            hot = parsed.hot
+            # The common request, answered here without a call: the reading last served
+            # for this very header, still in its window (and its session still live).
+            cached = parsed.cached
             if (
-                hot is not None
-                and hot[0] <= now < hot[1]
-                and (hot[8] is None or self._known(hot[8], now) is True)  # type: ignore[misc]
+                cached is not None
+                and cached.valid_from <= now < cached.valid_until
+                and (cached.family is None or self._known(cached.family, now) is True)  # type: ignore[misc]
             ):
-                return hot
-            hot = self._remembered(parsed, now)
-            if hot is not None:
-                self._pin(parsed)
-                return hot
+                return cached
+            cached = self._cache.recall(parsed, now)
+            if cached is not None:
+                return cached
         if root_path:
             path = _route_path(path, root_path)
         return self._cookies(parsed, headers, method, path, scheme, now, safe, keys_reloaded)
@@ -357,7 +191,13 @@ class RequestReader:
         except TokenError as exc:
             self._debug("%s: token rejected: %s", credential, exc)
             return _ANONYMOUS
-        return Reading(token, "Bearer", claims, access=token, credential=credential)
+        return Reading(
+            token=token,
+            token_type="Bearer",  # noqa: S106 - a token type, not a secret
+            claims=claims,
+            access=token,
+            credential=credential,
+        )
 
     def _gateway_cookie(
         self,
@@ -369,80 +209,19 @@ class RequestReader:
     ) -> Reading | Refused:
         """The access cookie an auth gateway sets (``auth_type="gateway"``): an identity by
         itself, with no state cookie, no refresh and no cookie ever written here."""
-        header = cookie_header(headers)
-        parsed = self._parsed.get(header)
-        if parsed is None:
-            parsed = self._parse(header)
-        access = parsed.cookies.get(self._store.names.access)
+        access = self._header(cookie_header(headers)).cookies.get(self._store.names.access)
         if access is None:
             return _ANONYMOUS
         reading = self._verified(access, "gateway", now, keys_reloaded)
         if reading.claims is not None and method not in SAFE_METHODS:
-            reason = self._gateway_forgery(headers, method, scheme)
+            reason = gateway_forgery(headers, method, scheme, self._store.allowed_origins)
             if reason is not None:
                 return Refused(reason)
         return reading
 
-    def _gateway_forgery(
-        self, headers: Collection[tuple[bytes, bytes]], method: str | None, scheme: str
-    ) -> str | None:
-        """Why an unsafe request or a WebSocket handshake authenticated by a gateway cookie
-        looks forged, or None.
-
-        There is no CSRF token to double-submit (the gateway, not this app, sets the
-        cookies, and no session id of ours is in them), so the browser's own word is
-        required: an ``Origin`` that is this app's or an allowed one, or, without
-        ``Origin``, ``Sec-Fetch-Site: same-origin``. ``same-site`` is not enough: every
-        sibling host under the gateway's domain is same-site.
-        """
-        store = self._store
-        if method is None:
-            return cross_site_refused(
-                scheme, headers, store.allowed_origins, check_fetch_site=False
-            )
-        reason = cross_site_refused(scheme, headers, store.allowed_origins, check_fetch_site=True)
-        if reason is None and not any(k == b"origin" for k, _ in headers):
-            sites = [v.strip().lower() for k, v in headers if k == b"sec-fetch-site"]
-            if sites != [b"same-origin"]:
-                reason = (
-                    "Origin missing (and no Sec-Fetch-Site: same-origin) on an unsafe "
-                    "request authenticated by a gateway cookie"
-                )
-        return reason
-
-    def _forgery(
-        self,
-        headers: Collection[tuple[bytes, bytes]],
-        method: str | None,
-        path: str,
-        scheme: str,
-        session: SessionData | None,
-    ) -> str | None:
-        """Why a cookie-carrying WebSocket handshake or unsafe-method request looks forged
-        (cross-site), or None.
-
-        WebSocket handshakes are checked by Origin (cross-site WebSocket hijacking); unsafe
-        HTTP methods by Sec-Fetch-Site and Origin, then by the CSRF token.
-        """
-        store = self._store
-        if method is None:
-            return cross_site_refused(
-                scheme, headers, store.allowed_origins, check_fetch_site=False
-            )
-        reason = cross_site_refused(scheme, headers, store.allowed_origins, check_fetch_site=True)
-        if reason is None and path not in store.csrf_exempt_paths:
-            values = [v for k, v in headers if k == store.csrf_header]
-            if (
-                session is None
-                or len(values) != 1
-                or not store.csrf.verify(session.sid, values[0].decode("latin-1"))
-            ):
-                reason = "CSRF token missing or invalid"
-        return reason
-
     def _cookies(
         self,
-        parsed: _Header,
+        parsed: ParsedHeader,
         headers: Collection[tuple[bytes, bytes]],
         method: str | None,
         path: str,
@@ -456,13 +235,8 @@ class RequestReader:
         store, names = self._store, self._store.names
         cookies = parsed.cookies
         if not cookies:
-            if not safe and method is not None and path in store.csrf_exempt_paths:
-                # An exempt path is a login form: posted from another site without cookies,
-                # it signs the victim in to the attacker's account (login CSRF). The token
-                # check is what it is exempt from, not the Origin and Fetch-Metadata ones.
-                reason = cross_site_refused(
-                    scheme, headers, store.allowed_origins, check_fetch_site=True
-                )
+            if not safe and method is not None:
+                reason = login_forgery(headers, path, scheme, store)
                 if reason is not None:
                     return Refused(reason)
             return _ANONYMOUS  # none of the kit's cookies: nothing to check or refresh
@@ -490,7 +264,7 @@ class RequestReader:
                 session = None
 
         if (access is not None or refresh_token is not None) and not safe:
-            reason = self._forgery(headers, method, path, scheme, session)
+            reason = cookie_forgery(headers, method, path, scheme, session, store)
             if reason is not None:
                 # Before any refresh: a forged request must not even rotate tokens.
                 return Refused(reason)
@@ -540,7 +314,7 @@ class RequestReader:
             else:
                 token, token_type = access, cookies.get(names.type, "Bearer")
         refresh = store.refresh
-        then = DONE
+        then: Then = DONE
         if (
             refresh is not None
             and refresh_token is not None
@@ -560,20 +334,20 @@ class RequestReader:
         elif claims is not None and store.session_check is not None:
             then |= CHECK
         reading = Reading(
-            token,
-            token_type,
-            claims,
-            sid,
-            user_state,
-            refresh_token,
-            access,
-            expired,
-            then,
-            expired_claims,
-            "cookie",
+            token=token,
+            token_type=token_type,
+            claims=claims,
+            sid=sid,
+            user_state=user_state,
+            refresh_token=refresh_token,
+            access=access,
+            expired=expired,
+            then=then,
+            expired_claims=expired_claims,
+            credential="cookie",
         )
         if (
-            then == DONE
+            then is DONE
             and safe
             and token is not None
             and claims is not None
@@ -584,7 +358,7 @@ class RequestReader:
 
     def _remember(
         self,
-        parsed: _Header,
+        parsed: ParsedHeader,
         reading: Reading,
         access: str,
         claims: dict[str, Any],
@@ -592,7 +366,7 @@ class RequestReader:
         now: float,
         family: str | None,
     ) -> None:
-        """Remember a signed-in session's outcome for as long as it stays the same: the
+        """Remember a signed-in session's reading for as long as it stays the same: the
         token's and the state cookie's validity windows, and (with refresh configured) until
         a refresh falls due. Only outcomes that needed no I/O are remembered; with a session
         check, the family is asked of its view again on every use. Unsafe methods never read
@@ -605,20 +379,9 @@ class RequestReader:
         until = min(token[1], cookie[1])
         if store.refresh is not None and reading.refresh_token is not None:
             until = min(until, claims["exp"] - store.refresh.interval)
-        hot = self._hot
-        # Entries whose window has closed are dropped from the front as new ones arrive: the
-        # oldest entries close first (tokens of one issuer live alike), so a session that
-        # went away leaves nothing behind for long, whatever the cache's size.
-        for _ in range(2):
-            if not hot:
-                break
-            oldest = next(iter(hot))
-            if hot[oldest][1] > now:
-                break
-            del hot[oldest]
         # The claims and the user state are the verifier's and the codec's own remembered
         # values (the same token, the same cookie): an entry adds no copy of its own.
-        parsed.hot = entry = Remembered(
+        cached = CachedReading(
             valid_from=max(token[0], cookie[0]),
             valid_until=until,
             access=access,
@@ -629,5 +392,4 @@ class RequestReader:
             refresh_token=reading.refresh_token,
             family=family,
         )
-        hot.put(parsed.key, entry)
-        self._pin(parsed)
+        self._cache.remember(parsed, cached, now)

@@ -16,10 +16,10 @@ from starlette.requests import HTTPConnection
 
 from .callback import check_lifetime
 from .config import AuthStore, Credential
+from .decision import SAFE_METHODS
 from .errors import ConfigurationError, CrossSiteRequestError, TokenError
 from .events import AuthEvent, RequestRefused, SignedIn, SignedOut, refusal_reason
 from .origins import cross_site_refused
-from .reader import SAFE_METHODS
 from .session import clear_session, issue_session, new_sid
 from .validation import bool_argument
 

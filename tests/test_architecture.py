@@ -80,7 +80,19 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ),
     (
         "pure parts",
-        frozenset({"tokens", "cookies", "csrf", "origins", "userstate", "oidc.transaction"}),
+        frozenset(
+            {
+                "tokens",
+                "tokens.claims",
+                "tokens.keys",
+                "tokens.verifier",
+                "cookies",
+                "csrf",
+                "origins",
+                "userstate",
+                "oidc.transaction",
+            }
+        ),
     ),
     # The identity-provider glue is a token source too: keys, discovery, the refresh grant.
     (
@@ -100,7 +112,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     # Events name sessions by the token source's session claim; configuration holds the hook.
     ("audit events", frozenset({"events", "eventdelivery"})),
     ("configuration", frozenset({"config", "refreshconfig", "storeoptions", "liveoptions"})),
-    ("reading a request", frozenset({"reader", "session"})),
+    ("reading a request", frozenset({"decision", "forgery", "readercache", "reader", "session"})),
     ("the request's state", frozenset({"state"})),
     (
         "changing a request's session",

@@ -12,21 +12,20 @@ from typing import Any
 import pytest
 from starlette.requests import HTTPConnection
 
-from fastapi_authkit import AuthState, create_issuer, create_refresh, create_store
-from fastapi_authkit import reader as reader_module
+from fastapi_authkit import AuthState, create_issuer, create_refresh, create_store, readercache
 from fastapi_authkit.config import AuthStore
 from fastapi_authkit.cookies import parse_cookie_header
-from fastapi_authkit.fifo import Fifo
-from fastapi_authkit.reader import (
+from fastapi_authkit.decision import (
     CHECK,
     CLEAR,
     DONE,
     REFRESH,
+    CachedReading,
     Reading,
     Refused,
-    Remembered,
-    RequestReader,
 )
+from fastapi_authkit.fifo import Fifo
+from fastapi_authkit.reader import RequestReader
 from fastapi_authkit.state import SCOPE_KEY, sign_in
 from fastapi_authkit.stores import MemoryStore, RedisStore
 
@@ -126,13 +125,13 @@ def test_a_repeated_header_is_remembered_until_the_token_expires(clock: Clock) -
     first = read(reader, headers(jar), clock())
     second = read(reader, headers(jar), clock())
     assert isinstance(first, Reading)
-    assert isinstance(second, Remembered)
+    assert isinstance(second, CachedReading)
     assert second.access == first.token
     assert second.sid == first.sid
     assert second.claims() == first.claims
     assert second.user_state() == first.user_state
     assert second.claims() is not second.claims()  # a private copy for every request
-    assert isinstance(read(reader, headers(jar), clock() + 29), Remembered)
+    assert isinstance(read(reader, headers(jar), clock() + 29), CachedReading)
     later = read(reader, headers(jar), clock() + 30)  # the token's exp bounds it
     assert isinstance(later, Reading)
     assert later.claims is None
@@ -143,7 +142,7 @@ def test_remembered_outcome_stops_where_a_refresh_falls_due(clock: Clock) -> Non
     reader = RequestReader(store)
     jar = signed_in(store, make_token(clock, ttl=300), refresh="r-1")
     read(reader, headers(jar), clock())
-    assert isinstance(read(reader, headers(jar), clock() + 239), Remembered)
+    assert isinstance(read(reader, headers(jar), clock() + 239), CachedReading)
     due = read(reader, headers(jar), clock() + 240)  # 60 s before exp
     assert isinstance(due, Reading)
     assert due.then == REFRESH
@@ -157,7 +156,7 @@ def counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
         parsed.append(header)
         return parse_cookie_header(header, wanted)
 
-    monkeypatch.setattr(reader_module, "parse_cookie_header", counted)
+    monkeypatch.setattr(readercache, "parse_cookie_header", counted)
     return parsed
 
 
@@ -168,7 +167,7 @@ def test_each_remembered_session_keeps_its_header_past_the_header_cache(
     parsed again on every request: each remembered session keeps its own last header."""
     store = store_for(clock)
     reader = RequestReader(store)
-    reader._parsed = Fifo(2)
+    reader._cache._parsed = Fifo(2)
     jars = [signed_in(store, make_token(clock, sub=f"user-{i}")) for i in range(5)]
     parses = counting_parses(monkeypatch)
     for jar in jars:
@@ -176,9 +175,9 @@ def test_each_remembered_session_keeps_its_header_past_the_header_cache(
     assert len(parses) == 5
     for _ in range(3):
         for jar in jars:  # long evicted from the 2-header cache
-            assert isinstance(read(reader, headers(jar), clock()), Remembered)
+            assert isinstance(read(reader, headers(jar), clock()), CachedReading)
     assert len(parses) == 5
-    assert len(reader._by_header) == len(reader._pinned) == 5
+    assert len(reader._cache._by_header) == len(reader._cache._pinned) == 5
 
 
 def test_a_session_keeps_one_header_whatever_else_its_cookie_header_holds(
@@ -193,11 +192,11 @@ def test_a_session_keeps_one_header_whatever_else_its_cookie_header_holds(
     parses = counting_parses(monkeypatch)
     for i in range(200):
         decision = read(reader, headers({**jar, "junk": str(i)}), clock())
-        assert isinstance(decision, Remembered)
+        assert isinstance(decision, CachedReading)
     assert len(parses) == 200  # each header is new, so parsed once
-    (kept,) = reader._by_header
+    (kept,) = reader._cache._by_header
     assert kept.endswith(b"junk=199")
-    assert len(reader._pinned) == 1
+    assert len(reader._cache._pinned) == 1
 
 
 def test_without_a_token_cache_no_header_is_kept_per_session(clock: Clock) -> None:
@@ -206,7 +205,7 @@ def test_without_a_token_cache_no_header_is_kept_per_session(clock: Clock) -> No
     jar = signed_in(store, make_token(clock))
     for _ in range(3):
         read(reader, headers(jar), clock())
-    assert reader._by_header == {}
+    assert reader._cache._by_header == {}
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", None])
@@ -218,7 +217,7 @@ def test_unsafe_methods_and_websockets_are_never_remembered(clock: Clock, method
         decision = read(reader, headers(jar), clock(), method=method)
         assert isinstance(decision, Reading)
         assert decision.claims is not None
-    assert reader._hot == {}
+    assert reader._cache.readings == {}
 
 
 def test_the_time_is_an_input(clock: Clock) -> None:
@@ -305,11 +304,11 @@ async def test_the_issuers_view_answers_the_session_check_without_io(clock: Cloc
     live = read(reader, headers(jar), clock())
     assert live.then == DONE
     hit = read(reader, headers(jar), clock())
-    assert isinstance(hit, Remembered)  # remembered, with its family
+    assert isinstance(hit, CachedReading)  # remembered, with its family
     assert hit.family == tokens.family_id
     await issuer.revoke(tokens.refresh_token)
     assert read(reader, headers(jar), clock()) == Reading(then=CLEAR)  # not served again
-    assert reader._hot == {}  # and no longer remembered
+    assert reader._cache.readings == {}  # and no longer remembered
     unknown = signed_in(store, issuer.mint_access("bob", "no-such-family", clock()))
     assert read(reader, headers(unknown), clock()).then == CLEAR
 
@@ -479,7 +478,7 @@ def test_a_valid_bearer_header_wins_over_a_remembered_cookie_session(clock: Cloc
     reader = RequestReader(store)
     jar = signed_in(store, make_token(clock), refresh="r0")
     assert read(reader, headers(jar), clock()).claims["sub"] == "alice"
-    assert isinstance(read(reader, headers(jar), clock()), Remembered)
+    assert isinstance(read(reader, headers(jar), clock()), CachedReading)
     token = make_token(clock, sub="mobile")
     auth = (b"authorization", f"Bearer {token}".encode())
     for method in ("GET", "POST"):

@@ -205,12 +205,12 @@ def test_remembered_signed_in_header_expires_with_its_token(clock: Clock) -> Non
     tc, reader = _hot_app(clock)
     login(tc, clock, ttl=30, refresh=None)
     assert tc.get("/me").status_code == 200  # remembered now
-    assert len(reader._hot) == 1
+    assert len(reader._cache.readings) == 1
     clock.advance(29)
     assert tc.get("/me").status_code == 200  # from the remembered outcome
     clock.advance(1)
     assert tc.get("/me").status_code == 401  # the token's exp bounds it
-    assert reader._hot == {}
+    assert reader._cache.readings == {}
 
 
 def test_remembered_header_stops_where_a_refresh_falls_due(clock: Clock) -> None:
@@ -218,7 +218,7 @@ def test_remembered_header_stops_where_a_refresh_falls_due(clock: Clock) -> None
     tc, reader = _hot_app(clock, recorder)
     login(tc, clock, ttl=300)
     assert tc.get("/me").json()["sub"] == "alice"
-    assert len(reader._hot) == 1  # remembered
+    assert len(reader._cache.readings) == 1  # remembered
     clock.advance(239)  # 61 s left: not yet inside the 60 s refresh interval
     assert tc.get("/me").json()["sub"] == "alice"
     assert recorder.calls == []
@@ -290,12 +290,12 @@ def test_remembered_headers_are_bounded_by_the_token_cache(clock: Clock) -> None
         tc.cookies.clear()
         login(tc, clock, refresh=None, user_state={"n": i})
         assert tc.get("/me").json()["user"] == {"n": i}
-        headers.append(next(reversed(reader._hot)))
-    assert list(reader._hot) == headers[-2:]
+        headers.append(next(reversed(reader._cache.readings)))
+    assert list(reader._cache.readings) == headers[-2:]
     off, off_reader = _hot_app(clock, verified_token_cache=0)
     login(off, clock, refresh=None, user_state={"n": 0})
     assert off.get("/me").json()["user"] == {"n": 0}
-    assert off_reader._hot == {}
+    assert off_reader._cache.readings == {}
 
 
 @pytest.mark.parametrize(
@@ -359,9 +359,9 @@ def test_remembered_header_builds_the_same_state_as_the_full_read(clock: Clock) 
         return {"ok": True}
 
     login(tc, clock, user_state={"name": "A", "roles": ["user"]})
-    assert reader._hot == {}
+    assert reader._cache.readings == {}
     tc.get("/fields")  # the full read, remembered now
-    assert len(reader._hot) == 1
+    assert len(reader._cache.readings) == 1
     tc.get("/fields")  # from the remembered outcome
     full, hot = seen
     assert full["is_authenticated"]

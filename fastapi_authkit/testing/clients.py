@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import AuthStore
 from ..cookies import parse_cookie_header
+from ..decision import SAFE_METHODS
 from ..errors import ConfigurationError
-from ..reader import SAFE_METHODS
 from .apps import find_store
 
 if TYPE_CHECKING:

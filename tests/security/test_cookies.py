@@ -20,8 +20,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from fastapi_authkit import ConfigurationError, RefreshParam, RefreshResult, sign_in
+from fastapi_authkit.decision import Reading
 from fastapi_authkit.errors import CookieTooLargeError
-from fastapi_authkit.reader import Reading, RequestReader
+from fastapi_authkit.reader import RequestReader
 from fastapi_authkit.tokens import TokenVerifier
 from fastapi_authkit.userstate import StateCodec
 

@@ -24,7 +24,8 @@ import anyio
 import pytest
 from fastapi import FastAPI
 
-from fastapi_authkit.reader import Reading, Remembered, RequestReader
+from fastapi_authkit.decision import CachedReading, Reading
+from fastapi_authkit.reader import RequestReader
 
 from .helpers import asgi_http, cookie_header, safe_client, security_app
 from tests.support.apps import Recorder, build_store, login
@@ -73,13 +74,13 @@ def test_a_junk_cookie_changing_per_request_keeps_one_remembered_outcome(
 
     def step(i: int) -> None:
         decision = read(i)
-        assert isinstance(decision, Reading | Remembered)
+        assert isinstance(decision, Reading | CachedReading)
         assert decision.access == jar["_auth"]  # signed in, every time
 
     # Headers under 4 KiB are parsed once each into a cache of 4,096: warm it up first.
     assert retained(step, warm_up=5000, attack=5000) < LIMIT
-    assert len(reader._hot) == 1  # one session, one remembered outcome
-    assert isinstance(read(-1), Remembered)  # which serves a header never seen before
+    assert len(reader._cache.readings) == 1  # one session, one remembered outcome
+    assert isinstance(read(-1), CachedReading)  # which serves a header never seen before
 
 
 def test_a_changing_token_type_cookie_keeps_one_remembered_outcome(
@@ -95,7 +96,7 @@ def test_a_changing_token_type_cookie_keeps_one_remembered_outcome(
         assert decision.token_type == cookies["_auth_type"]
 
     assert retained(step, warm_up=5000, attack=5000) < LIMIT
-    assert len(reader._hot) == 1
+    assert len(reader._cache.readings) == 1
 
 
 @pytest.mark.parametrize("signed_out", [False, True], ids=["signed-in", "signed-out"])
@@ -152,8 +153,8 @@ def test_remembered_outcomes_are_dropped_at_their_validity_end(
 
     for i in range(100):
         assert isinstance(read(i), Reading)
-    assert len(reader._hot) == 100
+    assert len(reader._cache.readings) == 100
     clock.advance(100)  # every one of them past its window (a refresh is due 60 s before exp)
     for i in range(100, 150):
         read(i)
-    assert len(reader._hot) == 50  # only the live sessions are left
+    assert len(reader._cache.readings) == 50  # only the live sessions are left
