@@ -48,7 +48,7 @@ from .refresh import (
     run_rotation,
     run_shared,
 )
-from .refusal import Refusals
+from .refusal import Refusals, send_unavailable
 from .session import clear_session
 from .source import SESSION_CLAIM
 from .state import SCOPE_KEY, AuthState
@@ -156,31 +156,47 @@ class AuthKitMiddleware:
             return
         scope[SCOPE_KEY] = state
 
+        started = False
+
         # A plain function returning send's awaitable (ASGI only awaits what send returns):
-        # no coroutine of its own for each message of every response, and one attribute
-        # read when the request queued no cookie writes.
+        # no coroutine of its own for each message of every response.
         def send_with_cookies(message: Message) -> Awaitable[None]:
-            if state._cookies_queued and message["type"] in _RESPONSE_STARTS:
-                return self._send_with_cookies(scope, state, message, send)
+            nonlocal started
+            if message["type"] in _RESPONSE_STARTS:
+                started = True
+                if state._cookies_queued:
+                    return self._send_with_cookies(scope, state, message, send)
             return send(message)
 
         live = self._live
-        if live is not None and state.claims is not None:
-            if kind == "websocket":
-                conn = live.connection(kind, state.claims, receive, send_with_cookies)
-                if conn is not None:
-                    live.add(conn)
-                    try:
-                        await self.app(scope, conn.receive, conn.send)
-                    finally:
-                        conn.finish()
+        try:
+            if live is not None and state.claims is not None:
+                if kind == "websocket":
+                    conn = live.connection(kind, state.claims, receive, send_with_cookies)
+                    if conn is not None:
+                        live.add(conn)
+                        try:
+                            await self.app(scope, conn.receive, conn.send)
+                        finally:
+                            conn.finish()
+                        return
+                elif method == "GET" and live.streams != "none":
+                    await run_watched_stream(
+                        self.app, scope, live, state.claims, receive, send_with_cookies
+                    )
                     return
-            elif method == "GET" and live.streams != "none":
-                await run_watched_stream(
-                    self.app, scope, live, state.claims, receive, send_with_cookies
-                )
-                return
-        await self.app(scope, receive, send_with_cookies)
+            await self.app(scope, receive, send_with_cookies)
+        except StoreUnavailableError as exc:
+            # A route that needed the store (sign_in, sign_out, the sessions list) during an
+            # outage, in an app without a handler of its own: fail closed as protected routes
+            # do, 503 with Retry-After rather than the server's 500. Once the response has
+            # begun, nothing can be answered any more.
+            if started or kind != "http":
+                raise
+            logger.error(
+                "%s %s: the store is unavailable, answered 503: %s", method, scope["path"], exc
+            )
+            await send_unavailable(send, self.store.retry_after)
 
     async def _send_with_cookies(
         self, scope: Scope, state: AuthState, message: Message, send: Send

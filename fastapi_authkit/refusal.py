@@ -46,16 +46,35 @@ class Refusals:
         await send(body)
 
 
+async def send_unavailable(send: Send, retry_after: int) -> None:
+    """Answer 503 with ``Retry-After``: the route needed the store (a sign-in, a sign-out, the
+    sessions list) and it could not answer, and the app has no handler of its own for it."""
+    start, body = _answer(
+        503,
+        "Authentication temporarily unavailable",
+        [(b"retry-after", str(retry_after).encode())],
+    )
+    await send(start)
+    await send(body)
+
+
 def _forbidden(detail: str) -> tuple[Message, Message]:
     """The 403 answer, its detail in a JSON body."""
+    return _answer(403, detail)
+
+
+def _answer(
+    status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> tuple[Message, Message]:
     body = json.dumps({"detail": detail}, separators=(",", ":")).encode()
     start: Message = {
         "type": "http.response.start",
-        "status": 403,
+        "status": status,
         "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"cache-control", b"no-store"),
+            *(extra or ()),
         ],
     }
     return start, {"type": "http.response.body", "body": body}

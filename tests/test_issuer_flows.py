@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.testclient import TestClient
 
 from fastapi_authkit import (
@@ -325,3 +325,36 @@ async def test_workers_sharing_redis_keep_the_rotated_refresh_token(
         assert state is not None
         assert belongs(state, access, "rotated-1") is True
         assert belongs(state, new_access, "rotated-1") is True
+
+
+def test_a_route_that_needs_the_store_during_an_outage_answers_503_not_500(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """sign_in, sign_out and the sessions list raise StoreUnavailableError when the store is
+    down; an app without a handler of its own gets the kit's fail-closed answer (503 with
+    Retry-After, no cookie written), never the server's 500."""
+    from fastapi_authkit.testing import assert_session_kept, store_down
+
+    app = issuer_app(MemoryStore(), clock)
+    issuer: Issuer = app.state.issuer
+
+    @app.get("/sessions")
+    async def sessions(request: Request) -> list[str]:
+        return [session.id for session in await issuer.sessions(request)]
+
+    with open_client(app) as client:  # raise_server_exceptions: a 500 would raise here
+        with store_down(app), caplog.at_level(logging.ERROR, "fastapi_authkit"):
+            refused = client.post("/login?as=alice")
+        assert (refused.status_code, refused.headers["retry-after"]) == (503, "5")
+        assert refused.json() == {"detail": "Authentication temporarily unavailable"}
+        assert "set-cookie" not in refused.headers
+        assert "the store is unavailable, answered 503" in caplog.text
+
+        assert client.post("/login?as=alice").status_code == 200  # back up: signs in
+        with store_down(app):
+            still = client.get("/me")  # a valid access token: the view answers
+            kept = client.get("/sessions")
+        assert still.status_code == 200
+        assert (kept.status_code, kept.headers["retry-after"]) == (503, "5")
+        assert_session_kept(kept)
+        assert client.get("/me").status_code == 200  # nothing was lost
