@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -32,6 +31,7 @@ import jwt
 
 from .callback import RefreshParam, RefreshResult
 from .clientinfo import ClientInfo
+from .familyids import family_of, idle_of, is_family_id, new_family_id, new_refresh_token
 from .source import SESSION_CLAIM, Rotation
 from .stores.base import SessionInfo, SessionStore
 from .stores.listeners import RevocationListeners
@@ -46,44 +46,8 @@ logger = logging.getLogger("fastapi_authkit")
 
 # RFC 9068: tells access tokens apart from other JWTs.
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
-# A family id as new_family_id makes them (base64url), within a bound.
-_FAMILY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # The most sessions one call lists (and its default): a page, not a dump.
 MAX_SESSIONS_LISTED = 100
-
-
-_RANDOM_ID_CHARS = 22  # len(secrets.token_urlsafe(16))
-
-
-def new_family_id(idle_ttl: int | None = None) -> str:
-    """A new family id. A session signed in with an idle limit of its own (shorter than
-    the issuer's) carries it in its id, ``<22 random chars>i<seconds>``: every rotation
-    reads it there, so no store needs a field for it, and it is authentic, since the
-    store finds a refresh token only by the id of the whole token (which names the
-    family) and the access token's ``sid`` is signed."""
-    family_id = secrets.token_urlsafe(16)
-    return family_id if idle_ttl is None else f"{family_id}i{idle_ttl}"
-
-
-def idle_of(family_id: str | None) -> int | None:
-    """The idle limit a family id carries (see :func:`new_family_id`), or None."""
-    if family_id is None or len(family_id) <= _RANDOM_ID_CHARS + 1:
-        return None
-    mark, digits = family_id[_RANDOM_ID_CHARS], family_id[_RANDOM_ID_CHARS + 1 :]
-    return int(digits) if mark == "i" and digits.isdigit() and len(digits) <= 10 else None
-
-
-def new_refresh_token(family_id: str) -> str:
-    """An opaque refresh token that names its family (``<family id>.<secret>``), so that
-    a sharded store finds the family's slot from the token alone. The family id is not a
-    secret (it is the access token's ``sid``); the token's id in the store covers all of it."""
-    return f"{family_id}.{secrets.token_urlsafe(32)}"
-
-
-def family_of(refresh_token: str) -> str | None:
-    """The family a refresh token names, or None (an earlier version's token, or junk)."""
-    family_id, dot, secret = refresh_token.partition(".")
-    return family_id if dot and secret and _FAMILY_ID.fullmatch(family_id) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,7 +383,7 @@ class TokenIssuer:
         store cannot answer."""
         if not isinstance(subject, str) or not subject:
             raise ValueError("subject must be a non-empty string")
-        if not isinstance(session_id, str) or not _FAMILY_ID.fullmatch(session_id):
+        if not isinstance(session_id, str) or not is_family_id(session_id):
             return False  # not an id this issuer makes: no session of anyone's
         return await self.backend.revoke_family(session_id, subject=subject)
 

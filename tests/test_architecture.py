@@ -100,6 +100,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         frozenset(
             {
                 "source",
+                "familyids",
                 "tokenissuer",
                 "oidc.http",
                 "oidc.jwks",
