@@ -122,10 +122,13 @@ class Socket:
 class Stream:
     """One streamed response to a GET, in-process."""
 
-    def __init__(self, app: ASGIApp, cookies: bytes, path: str = "/events") -> None:
+    def __init__(
+        self, app: ASGIApp, cookies: bytes, path: str = "/events", spec_version: str = "2.3"
+    ) -> None:
         self._app = app
         self._cookies = cookies
         self._path = path
+        self._spec_version = spec_version
         self.to_app: asyncio.Queue[Message] = asyncio.Queue()
         self.from_app: asyncio.Queue[Message] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
@@ -133,7 +136,7 @@ class Stream:
     async def open(self) -> Message:
         scope: dict[str, Any] = {
             "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "asgi": {"version": "3.0", "spec_version": self._spec_version},
             "http_version": "1.1",
             "method": "GET",
             "scheme": "https",

@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .live import LiveConnection, LiveConnections
+from .live import ConnectionEnded, LiveConnection, LiveConnections
 
 __all__ = ["run_watched_stream"]
 
@@ -24,6 +24,10 @@ async def run_watched_stream(
     The record is made only when needed (the app waits on ``receive``, as a streaming
     response does for the client leaving, or a stream starts): most GETs make none."""
     every = live.streams == "all"
+    # A server of ASGI 2.4 raises OSError on a send to a client that left; earlier ones drop
+    # it silently, and Starlette counts on that (it stops on ``http.disconnect`` instead):
+    # an ended stream answers as the server would.
+    raises = _spec_version(scope) >= (2, 4)
     conn: LiveConnection | None = None
     made = streaming = False
 
@@ -41,7 +45,11 @@ async def run_watched_stream(
     async def send_live(message: Message) -> None:
         nonlocal streaming
         if streaming and conn is not None:
-            await conn.send(message)
+            try:
+                await conn.send(message)
+            except ConnectionEnded:
+                if raises:
+                    raise
             return
         if message["type"] == "http.response.start" and (every or _event_stream(message)):
             watched = record()
@@ -64,3 +72,12 @@ def _event_stream(message: Message) -> bool:
         if name.lower() == b"content-type":
             return bytes(value).lower().startswith(b"text/event-stream")
     return False
+
+
+def _spec_version(scope: Scope) -> tuple[int, ...]:
+    try:
+        return tuple(
+            int(part) for part in scope.get("asgi", {}).get("spec_version", "2.0").split(".")
+        )
+    except (AttributeError, ValueError):
+        return (2, 0)

@@ -28,6 +28,7 @@ from fastapi import Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 from redis.crc import key_slot
+from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
 from benchmarks.live_connections import Socket, Stream, cookie_header
@@ -312,11 +313,15 @@ async def test_token_expiry_closes_the_socket_only_when_asked(clock: Clock) -> N
                 await socket.leave()
 
 
-async def test_event_stream_ends_on_sign_out(clock: Clock) -> None:
+@pytest.mark.parametrize("spec_version", ["2.3", "2.4"])
+async def test_event_stream_ends_on_sign_out(clock: Clock, spec_version: str) -> None:
+    """The app sees what a server shows it for a client that left: before ASGI 2.4 its
+    sends are dropped and it stops on ``http.disconnect``; from 2.4 a send raises OSError,
+    which Starlette turns into ``ClientDisconnect``."""
     app = live_app(MemoryStore(), clock)
     async with Browser(app) as browser:
         await browser.sign_in()
-        stream = Stream(app, browser.cookies())
+        stream = Stream(app, browser.cookies(), spec_version=spec_version)
         start = await stream.open()
         assert start["status"] == 200
         assert (await stream.next())["more_body"] is True
@@ -324,8 +329,13 @@ async def test_event_stream_ends_on_sign_out(clock: Clock) -> None:
         await stream.ended(within=BOUND)
         assert stream.task is not None
         async with asyncio.timeout(BOUND):
-            await stream.task  # the app saw the client leave and stopped streaming
-        assert stream.task.exception() is None
+            # the app saw the client leave and stopped streaming
+            await asyncio.wait([stream.task])
+        error = stream.task.exception()
+        if spec_version == "2.3":
+            assert error is None
+        else:
+            assert isinstance(error, ClientDisconnect), error
 
 
 async def test_event_streams_are_left_alone_with_end_streams_none(clock: Clock) -> None:
