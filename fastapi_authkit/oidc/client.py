@@ -9,15 +9,17 @@ from typing import Any, Final, Literal, TypedDict
 from fastapi import APIRouter
 
 from ..errors import ConfigurationError
+from ..issuer import Issuer
 from ..refreshconfig import RefreshConfig, create_refresh
 from ..secretvalue import SecretValue
 from ..validation import flag, function, positive_int
 from .discovery import ProviderMetadata, discover
 from .grant import AuthMethod, RefreshTokenGrant, TokenEndpoint
 from .http import ProviderHTTP, check_url
+from .identity import IdentityHook
 from .introspection import TokenIntrospection
 from .jwks import JWKSKeySet
-from .signin import sign_in_router
+from .signin import DEFAULT_PREFIX, sign_in_router
 
 __all__ = ["OIDCClient", "StoreOptions", "default_user_state"]
 
@@ -37,6 +39,106 @@ _PROTOCOL_PARAMS: Final = frozenset(
         "resource",
     }
 )
+
+
+class _Unset:
+    """The type of a parameter's "not given" (audience may be given as None)."""
+
+
+_UNSET: Final = _Unset()
+
+
+def _explicit_endpoints(
+    issuer: str, authorization: str | None, token: str | None, allow_http: bool
+) -> ProviderMetadata | None:
+    """The provider's endpoints given in place of discovery (an OAuth 2.0 provider without
+    OpenID Connect, GitHub-style), or None to discover them."""
+    if authorization is None and token is None:
+        return None
+    if authorization is None or token is None:
+        raise ConfigurationError(
+            "a provider without discovery needs both authorization_endpoint and "
+            "token_endpoint (or neither, to discover them from the issuer)"
+        )
+    return ProviderMetadata(
+        issuer=issuer,
+        jwks_uri="",  # no ID token, so no keys: the userinfo answer says who signed in
+        token_endpoint=check_url("token_endpoint", token, allow_http=allow_http),
+        authorization_endpoint=check_url(
+            "authorization_endpoint", authorization, allow_http=allow_http
+        ),
+    )
+
+
+def _check_provider_session(
+    on_identity: object,
+    endpoints: ProviderMetadata | None,
+    audience: object,
+    userinfo_endpoint: str | None,
+) -> None:
+    """The checks of the provider's tokens as the session (no ``session=``)."""
+    if on_identity is not None:
+        raise ConfigurationError(
+            "on_identity is the hook of a sign-in into the issuer's sessions: pass "
+            "session=issuer (from create_issuer) with it"
+        )
+    if endpoints is not None or userinfo_endpoint is not None:
+        raise ConfigurationError(
+            "authorization_endpoint, token_endpoint and userinfo_endpoint are for a provider "
+            "that only says who signed in (session=issuer, on_identity=...); the provider's "
+            "tokens as the session are found by discovery from the issuer"
+        )
+    if isinstance(audience, _Unset):
+        raise ConfigurationError(
+            "audience is required: the aud the provider's access tokens carry (None only if "
+            "your provider sets none), or pass session=issuer and on_identity=... to sign "
+            "into this app's own sessions instead"
+        )
+
+
+def _check_social(
+    session: object,
+    on_identity: IdentityHook | None,
+    *,
+    scope: str,
+    userinfo_endpoint: str | None,
+    explicit: bool,
+    conflicting: Mapping[str, bool],
+) -> IdentityHook:
+    """The checks of a social sign-in (``session=``): returns the hook."""
+    if not isinstance(session, Issuer):
+        raise ConfigurationError("session must be the issuer from create_issuer(...)")
+    if on_identity is None:
+        raise ConfigurationError(
+            "session= needs on_identity=: the function that maps the provider's "
+            "ProviderIdentity to AppUser(subject, user_state=...) (or None to refuse)"
+        )
+    function("on_identity", on_identity)
+    given = sorted(name for name, is_given in conflicting.items() if is_given)
+    if given:
+        raise ConfigurationError(
+            f"{', '.join(given)} configure the provider's tokens as the session, but "
+            "session= makes the issuer's tokens the session (the provider only says who "
+            "signed in): drop them, or drop session= and on_identity="
+        )
+    openid = "openid" in scope.split()
+    if explicit and openid:
+        raise ConfigurationError(
+            "scope asks for openid but the endpoints are given: an OpenID Connect provider "
+            "is found by discovery (drop authorization_endpoint and token_endpoint); a "
+            "plain OAuth 2.0 provider is asked without openid"
+        )
+    if explicit and userinfo_endpoint is None:
+        raise ConfigurationError(
+            "a provider without OpenID Connect says who signed in only at its user API: "
+            "pass userinfo_endpoint= (GitHub's is https://api.github.com/user)"
+        )
+    if not openid and userinfo_endpoint is None:
+        raise ConfigurationError(
+            "without openid in scope the provider sends no ID token: add openid to scope, "
+            "or pass userinfo_endpoint="
+        )
+    return on_identity
 
 
 def default_user_state(id_claims: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,18 +199,18 @@ class OIDCClient:
         *,
         issuer: str,
         client_id: str,
-        audience: str | Sequence[str] | None,
+        audience: str | Sequence[str] | _Unset | None = _UNSET,
         client_secret: str | SecretValue | None = None,
         auth_method: AuthMethod | None = None,
         scope: str = "openid",
-        refresh_tokens: bool = True,
+        refresh_tokens: bool | None = None,
         authorization_params: Mapping[str, str | None] | None = None,
         max_concurrent_signins: int = 16,
         resource: str | None = None,
         algorithms: Sequence[str] = ("RS256",),
         token_typ: str | None = None,
         redirect_uri: str | None = None,
-        user_state: Callable[[Mapping[str, Any]], Any] = default_user_state,
+        user_state: Callable[[Mapping[str, Any]], Any] | None = None,
         timeout: float = 5.0,
         min_key_reload_interval: float = 10.0,
         access_tokens: Literal["jwt", "introspect"] = "jwt",
@@ -117,8 +219,54 @@ class OIDCClient:
         http_client: Any = None,
         allow_insecure_http: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        session: Issuer | None = None,
+        on_identity: IdentityHook | None = None,
+        name: str | None = None,
+        authorization_endpoint: str | None = None,
+        token_endpoint: str | None = None,
+        userinfo_endpoint: str | None = None,
+        subject_claim: str = "sub",
     ) -> None:
         self.issuer = check_url("issuer", issuer, allow_http=allow_insecure_http)
+        self.name = issuer if name is None else name
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigurationError("name must be a non-empty string (the provider's name)")
+        self.session = session
+        self.userinfo_endpoint = (
+            None
+            if userinfo_endpoint is None
+            else check_url("userinfo_endpoint", userinfo_endpoint, allow_http=allow_insecure_http)
+        )
+        self.subject_claim = subject_claim
+        self._endpoints = _explicit_endpoints(
+            self.issuer, authorization_endpoint, token_endpoint, allow_insecure_http
+        )
+        if session is None:
+            _check_provider_session(on_identity, self._endpoints, audience, self.userinfo_endpoint)
+            if isinstance(audience, _Unset):  # narrowed for mypy; raised above
+                raise AssertionError
+            refresh_tokens = True if refresh_tokens is None else refresh_tokens
+        else:
+            on_identity = _check_social(
+                session,
+                on_identity,
+                scope=scope,
+                userinfo_endpoint=self.userinfo_endpoint,
+                explicit=self._endpoints is not None,
+                conflicting={
+                    "audience": not isinstance(audience, _Unset),
+                    "refresh_tokens": refresh_tokens is not None,
+                    "user_state": user_state is not None,
+                    "access_tokens": access_tokens != "jwt",
+                    "token_typ": token_typ is not None,
+                    "resource": resource is not None,
+                },
+            )
+            audience = None
+            refresh_tokens = False  # no provider refresh token is kept: the issuer's is
+        self.on_identity: IdentityHook | None = on_identity
+        if user_state is None:
+            user_state = default_user_state
         if redirect_uri is not None:
             check_url("redirect_uri", redirect_uri, allow_http=allow_insecure_http)
         if not isinstance(scope, str) or not scope.strip():
@@ -152,7 +300,7 @@ class OIDCClient:
         self.redirect_uri = redirect_uri
         self.user_state = user_state
         self._allow_http = allow_insecure_http
-        self._http = ProviderHTTP(http_client, timeout)
+        self.http = self._http = ProviderHTTP(http_client, timeout)
         self._metadata: ProviderMetadata | None = None
         self.keys = JWKSKeySet(
             self._jwks_uri,
@@ -191,6 +339,8 @@ class OIDCClient:
     async def metadata(self) -> ProviderMetadata:
         """The provider's discovery document, fetched once (again after a failure);
         raises :class:`ProviderError` while it cannot be had."""
+        if self._metadata is None and self._endpoints is not None:
+            self._metadata = self._endpoints
         if self._metadata is None:
             self._metadata = await discover(
                 self.issuer, http=self._http, allow_http=self._allow_http
@@ -217,6 +367,12 @@ class OIDCClient:
         refreshes them ``interval`` seconds before they expire. With
         ``access_tokens="introspect"`` the introspection stands for the key set (and checks
         the issuer and audience itself)."""
+        if self.session is not None:
+            raise ConfigurationError(
+                f"{self!r} signs into the issuer's sessions (session=): the store verifies "
+                "the issuer's tokens, not the provider's; build it with "
+                "create_store(secret_key=..., token_issuer=issuer), without store_options()"
+            )
         opaque = self.introspection
         return StoreOptions(
             token_key=self.keys if opaque is None else opaque,
@@ -231,7 +387,9 @@ class OIDCClient:
             ),
         )
 
-    def router(self, *, prefix: str = "/auth") -> APIRouter:
+    def router(self, *, prefix: str = DEFAULT_PREFIX) -> APIRouter:
         """``GET {prefix}/login`` and ``GET {prefix}/callback``: the authorization-code flow
-        with PKCE, ending in ``sign_in``. Register ``{prefix}/callback`` at the provider."""
+        with PKCE, ending in ``sign_in`` (with ``session=``, in the issuer's ``sign_in`` for
+        the user ``on_identity`` names). Register ``{prefix}/callback`` at the provider;
+        give each provider of an app its own prefix (each gets its own transaction cookie)."""
         return sign_in_router(self, prefix=prefix)
