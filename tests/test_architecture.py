@@ -141,7 +141,10 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("ASGI", frozenset({"middleware", "audit", "refusal", "dropped_cookies", "streams"})),
     # The OIDC client builds a FastAPI router for the code flow (oidc.signin), which ends a
     # social sign-in in the issuer's session (oidc.social).
-    ("FastAPI", frozenset({"dependencies", "oidc.signin", "oidc.social", "oidc.client"})),
+    (
+        "FastAPI",
+        frozenset({"dependencies", "oidc.signin", "oidc.social", "oidc.modes", "oidc.client"}),
+    ),
     ("public API", frozenset({"__init__", "oidc"})),
     # The test kit for apps drives apps from outside, through everything above (it never
     # imports FastAPI: apps on plain Starlette are tested with it too).

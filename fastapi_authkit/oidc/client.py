@@ -19,6 +19,7 @@ from .http import ProviderHTTP, check_url
 from .identity import IdentityHook
 from .introspection import TokenIntrospection
 from .jwks import JWKSKeySet
+from .modes import UNSET, Unset, check_provider_session, check_social, explicit_endpoints
 from .signin import DEFAULT_PREFIX, sign_in_router
 
 __all__ = ["OIDCClient", "StoreOptions", "default_user_state"]
@@ -39,106 +40,6 @@ _PROTOCOL_PARAMS: Final = frozenset(
         "resource",
     }
 )
-
-
-class _Unset:
-    """The type of a parameter's "not given" (audience may be given as None)."""
-
-
-_UNSET: Final = _Unset()
-
-
-def _explicit_endpoints(
-    issuer: str, authorization: str | None, token: str | None, allow_http: bool
-) -> ProviderMetadata | None:
-    """The provider's endpoints given in place of discovery (an OAuth 2.0 provider without
-    OpenID Connect, GitHub-style), or None to discover them."""
-    if authorization is None and token is None:
-        return None
-    if authorization is None or token is None:
-        raise ConfigurationError(
-            "a provider without discovery needs both authorization_endpoint and "
-            "token_endpoint (or neither, to discover them from the issuer)"
-        )
-    return ProviderMetadata(
-        issuer=issuer,
-        jwks_uri="",  # no ID token, so no keys: the userinfo answer says who signed in
-        token_endpoint=check_url("token_endpoint", token, allow_http=allow_http),
-        authorization_endpoint=check_url(
-            "authorization_endpoint", authorization, allow_http=allow_http
-        ),
-    )
-
-
-def _check_provider_session(
-    on_identity: object,
-    endpoints: ProviderMetadata | None,
-    audience: object,
-    userinfo_endpoint: str | None,
-) -> None:
-    """The checks of the provider's tokens as the session (no ``session=``)."""
-    if on_identity is not None:
-        raise ConfigurationError(
-            "on_identity is the hook of a sign-in into the issuer's sessions: pass "
-            "session=issuer (from create_issuer) with it"
-        )
-    if endpoints is not None or userinfo_endpoint is not None:
-        raise ConfigurationError(
-            "authorization_endpoint, token_endpoint and userinfo_endpoint are for a provider "
-            "that only says who signed in (session=issuer, on_identity=...); the provider's "
-            "tokens as the session are found by discovery from the issuer"
-        )
-    if isinstance(audience, _Unset):
-        raise ConfigurationError(
-            "audience is required: the aud the provider's access tokens carry (None only if "
-            "your provider sets none), or pass session=issuer and on_identity=... to sign "
-            "into this app's own sessions instead"
-        )
-
-
-def _check_social(
-    session: object,
-    on_identity: IdentityHook | None,
-    *,
-    scope: str,
-    userinfo_endpoint: str | None,
-    explicit: bool,
-    conflicting: Mapping[str, bool],
-) -> IdentityHook:
-    """The checks of a social sign-in (``session=``): returns the hook."""
-    if not isinstance(session, Issuer):
-        raise ConfigurationError("session must be the issuer from create_issuer(...)")
-    if on_identity is None:
-        raise ConfigurationError(
-            "session= needs on_identity=: the function that maps the provider's "
-            "ProviderIdentity to AppUser(subject, user_state=...) (or None to refuse)"
-        )
-    function("on_identity", on_identity)
-    given = sorted(name for name, is_given in conflicting.items() if is_given)
-    if given:
-        raise ConfigurationError(
-            f"{', '.join(given)} configure the provider's tokens as the session, but "
-            "session= makes the issuer's tokens the session (the provider only says who "
-            "signed in): drop them, or drop session= and on_identity="
-        )
-    openid = "openid" in scope.split()
-    if explicit and openid:
-        raise ConfigurationError(
-            "scope asks for openid but the endpoints are given: an OpenID Connect provider "
-            "is found by discovery (drop authorization_endpoint and token_endpoint); a "
-            "plain OAuth 2.0 provider is asked without openid"
-        )
-    if explicit and userinfo_endpoint is None:
-        raise ConfigurationError(
-            "a provider without OpenID Connect says who signed in only at its user API: "
-            "pass userinfo_endpoint= (GitHub's is https://api.github.com/user)"
-        )
-    if not openid and userinfo_endpoint is None:
-        raise ConfigurationError(
-            "without openid in scope the provider sends no ID token: add openid to scope, "
-            "or pass userinfo_endpoint="
-        )
-    return on_identity
 
 
 def default_user_state(id_claims: Mapping[str, Any]) -> dict[str, Any]:
@@ -192,6 +93,20 @@ class OIDCClient:
     many answers are remembered (see :class:`TokenIntrospection`). ``http_client``: an
     ``httpx2.AsyncClient`` to pool connections (else one per call).
     ``allow_insecure_http``: accept http provider URLs off loopback (never in production).
+
+    Social sign-in (the provider only says who signed in; this app keeps the session):
+    ``session``: the :class:`~fastapi_authkit.issuer.Issuer` that starts it (the store is
+    ``create_store(token_issuer=issuer)``); ``on_identity``: the hook mapping the
+    :class:`~fastapi_authkit.oidc.ProviderIdentity` to an
+    :class:`~fastapi_authkit.oidc.AppUser`, or None (or raising
+    :class:`~fastapi_authkit.oidc.IdentityRefused`) to refuse with 403; ``name``: the
+    provider's name in the identity (default: ``issuer``). Without ``audience``,
+    ``refresh_tokens``, ``user_state``, ``access_tokens``, ``token_typ`` or ``resource``,
+    which configure the provider's tokens as the session. A plain OAuth 2.0 provider
+    (GitHub-style, no discovery, no ID token) is given ``authorization_endpoint``,
+    ``token_endpoint`` and ``userinfo_endpoint`` (its user API, called with the access
+    token) and ``subject_claim`` (the userinfo member naming the user, ``"sub"`` by default;
+    GitHub's is ``"id"``); an OpenID provider may be given ``userinfo_endpoint`` too.
     """
 
     def __init__(
@@ -199,7 +114,7 @@ class OIDCClient:
         *,
         issuer: str,
         client_id: str,
-        audience: str | Sequence[str] | _Unset | None = _UNSET,
+        audience: str | Sequence[str] | Unset | None = UNSET,
         client_secret: str | SecretValue | None = None,
         auth_method: AuthMethod | None = None,
         scope: str = "openid",
@@ -238,23 +153,23 @@ class OIDCClient:
             else check_url("userinfo_endpoint", userinfo_endpoint, allow_http=allow_insecure_http)
         )
         self.subject_claim = subject_claim
-        self._endpoints = _explicit_endpoints(
+        self._endpoints = explicit_endpoints(
             self.issuer, authorization_endpoint, token_endpoint, allow_insecure_http
         )
         if session is None:
-            _check_provider_session(on_identity, self._endpoints, audience, self.userinfo_endpoint)
-            if isinstance(audience, _Unset):  # narrowed for mypy; raised above
+            check_provider_session(on_identity, self._endpoints, audience, self.userinfo_endpoint)
+            if isinstance(audience, Unset):  # narrowed for mypy; raised above
                 raise AssertionError
             refresh_tokens = True if refresh_tokens is None else refresh_tokens
         else:
-            on_identity = _check_social(
+            on_identity = check_social(
                 session,
                 on_identity,
                 scope=scope,
                 userinfo_endpoint=self.userinfo_endpoint,
                 explicit=self._endpoints is not None,
                 conflicting={
-                    "audience": not isinstance(audience, _Unset),
+                    "audience": not isinstance(audience, Unset),
                     "refresh_tokens": refresh_tokens is not None,
                     "user_state": user_state is not None,
                     "access_tokens": access_tokens != "jwt",
