@@ -152,6 +152,9 @@ def test_oidc_sign_in_lands_an_issuer_session(provider: OIDCProviderServer) -> N
         clock, lambda issuer: [(oidc_social(provider, clock, issuer, accounts), "/auth/oidc")]
     )
     tc = browser(app)
+    start = tc.get("/auth/oidc/login", follow_redirects=False).headers["location"]
+    assert "offline_access" not in start  # no provider refresh token is asked for
+    assert "prompt=consent" not in start
     done = code_flow(tc, provider, redirect=OIDC_REDIRECT, prefix="/auth/oidc")
     assert done.status_code == 303, done.text
     assert done.headers["location"] == "/me"
@@ -324,6 +327,20 @@ def test_two_providers_in_one_app(provider: OIDCProviderServer, github: OAuth2Se
     assert tc.get("/me").json() == {"name": "Alice", "via": "oidc"}
     # Two provider accounts, two app users (the hook links by (issuer, subject)).
     assert set(accounts.links) == {(github.url, "1001"), (provider.issuer, "alice")}
+
+
+def test_hook_answering_something_else_is_a_type_error(github: OAuth2Server) -> None:
+    def confused(identity: ProviderIdentity) -> Any:
+        return identity.subject  # not an AppUser
+
+    def clients(issuer: Issuer) -> list[tuple[OIDCClient, str]]:
+        client = github_social(github, issuer, Accounts())
+        client.on_identity = confused
+        return [(client, "/auth/github")]
+
+    app, _ = social_app(github.now, clients)
+    with pytest.raises(TypeError, match=r"on_identity must return AppUser\(subject"):
+        _github_flow(browser(app))
 
 
 # -- Configuration mistakes -----------------------------------------------------------------

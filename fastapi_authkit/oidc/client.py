@@ -156,6 +156,7 @@ class OIDCClient:
         self._endpoints = explicit_endpoints(
             self.issuer, authorization_endpoint, token_endpoint, allow_insecure_http
         )
+        self.discovered = self._endpoints is None
         if session is None:
             check_provider_session(on_identity, self._endpoints, audience, self.userinfo_endpoint)
             if isinstance(audience, Unset):  # narrowed for mypy; raised above

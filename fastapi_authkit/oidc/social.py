@@ -30,6 +30,7 @@ class SocialClient(Protocol):
     scope: str
     keys: JWKSKeySet
     userinfo_endpoint: str | None
+    discovered: bool  # False for a plain OAuth 2.0 provider whose endpoints were given
     subject_claim: str
     http: ProviderHTTP
     session: Any  # the Issuer (its sign_in starts the session)
@@ -65,6 +66,9 @@ async def provider_identity(
     Connect) and, when the client names a ``userinfo_endpoint``, its answer to the access
     token (with OpenID Connect, for the ID token's ``sub``: OIDC Core §5.3.2).
     Raises :class:`ProviderError` when the answer does not verify."""
+    if not client.discovered:
+        # No openid asked, no keys to verify one with: an ID token is not the identity here.
+        body = {name: value for name, value in body.items() if name != "id_token"}
     claims = await verified_id_claims(
         keys=client.keys,
         client_id=client.client_id,
