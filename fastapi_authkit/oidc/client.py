@@ -158,9 +158,9 @@ class OIDCClient:
         )
         self.discovered = self._endpoints is None
         if session is None:
-            check_provider_session(on_identity, self._endpoints, audience, self.userinfo_endpoint)
-            if isinstance(audience, Unset):  # narrowed for mypy; raised above
-                raise AssertionError
+            audience = check_provider_session(
+                on_identity, self._endpoints, audience, self.userinfo_endpoint
+            )
             refresh_tokens = True if refresh_tokens is None else refresh_tokens
         else:
             on_identity = check_social(
@@ -216,8 +216,9 @@ class OIDCClient:
         self.redirect_uri = redirect_uri
         self.user_state = user_state
         self._allow_http = allow_insecure_http
-        self.http = self._http = ProviderHTTP(http_client, timeout)
-        self._metadata: ProviderMetadata | None = None
+        self.http = ProviderHTTP(http_client, timeout)
+        # Given endpoints stand for discovery (a plain OAuth 2.0 provider has none).
+        self._metadata: ProviderMetadata | None = self._endpoints
         self.keys = JWKSKeySet(
             self._jwks_uri,
             algorithms=algorithms,
@@ -231,7 +232,7 @@ class OIDCClient:
             client_id=client_id,
             client_secret=client_secret,
             auth_method=auth_method,
-            http=self._http,
+            http=self.http,
         )
         self.introspection: TokenIntrospection | None = None
         if access_tokens == "introspect":
@@ -255,11 +256,9 @@ class OIDCClient:
     async def metadata(self) -> ProviderMetadata:
         """The provider's discovery document, fetched once (again after a failure);
         raises :class:`ProviderError` while it cannot be had."""
-        if self._metadata is None and self._endpoints is not None:
-            self._metadata = self._endpoints
         if self._metadata is None:
             self._metadata = await discover(
-                self.issuer, http=self._http, allow_http=self._allow_http
+                self.issuer, http=self.http, allow_http=self._allow_http
             )
         return self._metadata
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from ..errors import ConfigurationError
@@ -47,10 +47,11 @@ def explicit_endpoints(
 def check_provider_session(
     on_identity: object,
     endpoints: ProviderMetadata | None,
-    audience: object,
+    audience: str | Sequence[str] | Unset | None,
     userinfo_endpoint: str | None,
-) -> None:
-    """The checks of the provider's tokens as the session (no ``session=``)."""
+) -> str | Sequence[str] | None:
+    """The checks of the provider's tokens as the session (no ``session=``): returns the
+    audience, which is required."""
     if on_identity is not None:
         raise ConfigurationError(
             "on_identity is the hook of a sign-in into the issuer's sessions: pass "
@@ -68,6 +69,7 @@ def check_provider_session(
             "your provider sets none), or pass session=issuer and on_identity=... to sign "
             "into this app's own sessions instead"
         )
+    return audience
 
 
 def check_social(
