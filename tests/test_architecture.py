@@ -91,6 +91,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "origins",
                 "userstate",
                 "oidc.transaction",
+                "oidc.identity",
             }
         ),
     ),
@@ -107,6 +108,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "oidc.discovery",
                 "oidc.grant",
                 "oidc.introspection",
+                "oidc.idtoken",
             }
         ),
     ),
@@ -137,8 +139,12 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     # The middleware and what it does at the request's edge: reporting to the audit hook,
     # refusing, warning of cookies a browser drops, watching streams.
     ("ASGI", frozenset({"middleware", "audit", "refusal", "dropped_cookies", "streams"})),
-    # The OIDC client builds a FastAPI router for the code flow (oidc.signin).
-    ("FastAPI", frozenset({"dependencies", "oidc.signin", "oidc.client"})),
+    # The OIDC client builds a FastAPI router for the code flow (oidc.signin), which ends a
+    # social sign-in in the issuer's session (oidc.social).
+    (
+        "FastAPI",
+        frozenset({"dependencies", "oidc.signin", "oidc.social", "oidc.modes", "oidc.client"}),
+    ),
     ("public API", frozenset({"__init__", "oidc"})),
     # The test kit for apps drives apps from outside, through everything above (it never
     # imports FastAPI: apps on plain Starlette are tested with it too).

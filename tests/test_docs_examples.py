@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from http.cookiejar import Cookie
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx2
 import jwt
 import pytest
 import uvicorn
@@ -41,6 +43,9 @@ from fastapi.responses import JSONResponse
 from starlette.testclient import TestClient
 
 from tests.support.apps import set_cookies
+from tests.support.oauth2_server import CLIENT_ID as OAUTH2_CLIENT_ID
+from tests.support.oauth2_server import CLIENT_SECRET as OAUTH2_CLIENT_SECRET
+from tests.support.oauth2_server import OAuth2Server
 from tests.support.oidc_flow import code_flow
 from tests.support.oidc_server import API, OIDCProviderServer
 from tests.support.processes import REPO_ROOT, free_port
@@ -562,6 +567,64 @@ def test_example_oidc_smallest_app(examples: Examples, provider: OIDCProviderSer
         signed_in = code_flow(client, provider, redirect="https://testserver/auth/callback")
         assert signed_in.status_code == 303, signed_in.text
         assert client.get("/me").json() == {"sub": "alice"}  # scope openid: the sub only
+
+
+@pytest.mark.realserver
+def test_example_social_sign_in(
+    examples: Examples, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Social sign-in as printed, its company provider pointed at panva's oidc-provider and
+    its GitHub at Authlib's authorization server (both on loopback): each signs Alice in
+    into one of the app's own sessions, a disabled account is refused with 403, and
+    sign-out ends the session at the issuer."""
+    monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")
+    company_callback = "https://testserver/auth/company/callback"
+    github_callback = "https://testserver/auth/github/callback"
+    provider = OIDCProviderServer(tmp_path, redirect_uris=[company_callback])
+    provider.start()
+    try:
+        with OAuth2Server([github_callback]).running() as github:
+            module = examples.run(
+                "social_sign_in",
+                replace={
+                    "https://id.example.com/realms/main": provider.issuer,
+                    '"my-app"': repr(provider.client_options["client_id"]),
+                    '"..."': repr(provider.client_options["client_secret"]),
+                    "https://github.com/login/oauth/authorize": f"{github.url}/authorize",
+                    "https://github.com/login/oauth/access_token": f"{github.url}/token",
+                    "https://api.github.com/user": f"{github.url}/user",
+                    '"https://github.com"': repr(github.url),
+                    '"my-github-app"': repr(OAUTH2_CLIENT_ID),
+                    '"...github..."': repr(OAUTH2_CLIENT_SECRET),
+                },
+            )
+            with browser(module.app) as client:
+                signed_in = code_flow(
+                    client, provider, redirect=company_callback, prefix="/auth/company"
+                )
+                assert signed_in.status_code == 303, signed_in.text
+                assert client.get("/me").json() == {"name": "Alice", "via": "company"}
+                assert module.links == {(provider.issuer, "alice"): "user-1"}
+                response = client.post("/logout", headers=csrf(client))
+                assert response.json() == {"ok": True}
+                assert client.get("/me").status_code == 401
+
+                start = client.get("/auth/github/login", follow_redirects=False)
+                answer = httpx2.get(start.headers["location"], timeout=10.0)
+                query = urlsplit(answer.headers["location"]).query
+                done = client.get(f"/auth/github/callback?{query}", follow_redirects=False)
+                assert done.status_code == 303, done.text
+                assert client.get("/me").json() == {"name": "Alice", "via": "github"}
+                assert module.links[(github.url, "1001")] == "user-2"
+
+                module.accounts["user-1"]["disabled"] = True
+                refused = code_flow(
+                    client, provider, redirect=company_callback, prefix="/auth/company"
+                )
+                assert refused.status_code == 403
+                assert refused.json() == {"detail": "this account is disabled"}
+    finally:
+        provider.stop()
 
 
 # --- events.md -------------------------------------------------------------------------------

@@ -9,15 +9,18 @@ from typing import Any, Final, Literal, TypedDict
 from fastapi import APIRouter
 
 from ..errors import ConfigurationError
+from ..issuer import Issuer
 from ..refreshconfig import RefreshConfig, create_refresh
 from ..secretvalue import SecretValue
 from ..validation import flag, function, positive_int
 from .discovery import ProviderMetadata, discover
 from .grant import AuthMethod, RefreshTokenGrant, TokenEndpoint
 from .http import ProviderHTTP, check_url
+from .identity import IdentityHook
 from .introspection import TokenIntrospection
 from .jwks import JWKSKeySet
-from .signin import sign_in_router
+from .modes import UNSET, Unset, check_provider_session, check_social, explicit_endpoints
+from .signin import DEFAULT_PREFIX, sign_in_router
 
 __all__ = ["OIDCClient", "StoreOptions", "default_user_state"]
 
@@ -90,6 +93,20 @@ class OIDCClient:
     many answers are remembered (see :class:`TokenIntrospection`). ``http_client``: an
     ``httpx2.AsyncClient`` to pool connections (else one per call).
     ``allow_insecure_http``: accept http provider URLs off loopback (never in production).
+
+    Social sign-in (the provider only says who signed in; this app keeps the session):
+    ``session``: the :class:`~fastapi_authkit.issuer.Issuer` that starts it (the store is
+    ``create_store(token_issuer=issuer)``); ``on_identity``: the hook mapping the
+    :class:`~fastapi_authkit.oidc.ProviderIdentity` to an
+    :class:`~fastapi_authkit.oidc.AppUser`, or None (or raising
+    :class:`~fastapi_authkit.oidc.IdentityRefused`) to refuse with 403; ``name``: the
+    provider's name in the identity (default: ``issuer``). Without ``audience``,
+    ``refresh_tokens``, ``user_state``, ``access_tokens``, ``token_typ`` or ``resource``,
+    which configure the provider's tokens as the session. A plain OAuth 2.0 provider
+    (GitHub-style, no discovery, no ID token) is given ``authorization_endpoint``,
+    ``token_endpoint`` and ``userinfo_endpoint`` (its user API, called with the access
+    token) and ``subject_claim`` (the userinfo member naming the user, ``"sub"`` by default;
+    GitHub's is ``"id"``); an OpenID provider may be given ``userinfo_endpoint`` too.
     """
 
     def __init__(
@@ -97,18 +114,18 @@ class OIDCClient:
         *,
         issuer: str,
         client_id: str,
-        audience: str | Sequence[str] | None,
+        audience: str | Sequence[str] | Unset | None = UNSET,
         client_secret: str | SecretValue | None = None,
         auth_method: AuthMethod | None = None,
         scope: str = "openid",
-        refresh_tokens: bool = True,
+        refresh_tokens: bool | None = None,
         authorization_params: Mapping[str, str | None] | None = None,
         max_concurrent_signins: int = 16,
         resource: str | None = None,
         algorithms: Sequence[str] = ("RS256",),
         token_typ: str | None = None,
         redirect_uri: str | None = None,
-        user_state: Callable[[Mapping[str, Any]], Any] = default_user_state,
+        user_state: Callable[[Mapping[str, Any]], Any] | None = None,
         timeout: float = 5.0,
         min_key_reload_interval: float = 10.0,
         access_tokens: Literal["jwt", "introspect"] = "jwt",
@@ -117,8 +134,55 @@ class OIDCClient:
         http_client: Any = None,
         allow_insecure_http: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        session: Issuer | None = None,
+        on_identity: IdentityHook | None = None,
+        name: str | None = None,
+        authorization_endpoint: str | None = None,
+        token_endpoint: str | None = None,
+        userinfo_endpoint: str | None = None,
+        subject_claim: str = "sub",
     ) -> None:
         self.issuer = check_url("issuer", issuer, allow_http=allow_insecure_http)
+        self.name = issuer if name is None else name
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigurationError("name must be a non-empty string (the provider's name)")
+        self.session = session
+        self.userinfo_endpoint = (
+            None
+            if userinfo_endpoint is None
+            else check_url("userinfo_endpoint", userinfo_endpoint, allow_http=allow_insecure_http)
+        )
+        self.subject_claim = subject_claim
+        self._endpoints = explicit_endpoints(
+            self.issuer, authorization_endpoint, token_endpoint, allow_insecure_http
+        )
+        self.discovered = self._endpoints is None
+        if session is None:
+            audience = check_provider_session(
+                on_identity, self._endpoints, audience, self.userinfo_endpoint
+            )
+            refresh_tokens = True if refresh_tokens is None else refresh_tokens
+        else:
+            on_identity = check_social(
+                session,
+                on_identity,
+                scope=scope,
+                userinfo_endpoint=self.userinfo_endpoint,
+                explicit=self._endpoints is not None,
+                conflicting={
+                    "audience": not isinstance(audience, Unset),
+                    "refresh_tokens": refresh_tokens is not None,
+                    "user_state": user_state is not None,
+                    "access_tokens": access_tokens != "jwt",
+                    "token_typ": token_typ is not None,
+                    "resource": resource is not None,
+                },
+            )
+            audience = None
+            refresh_tokens = False  # no provider refresh token is kept: the issuer's is
+        self.on_identity: IdentityHook | None = on_identity
+        if user_state is None:
+            user_state = default_user_state
         if redirect_uri is not None:
             check_url("redirect_uri", redirect_uri, allow_http=allow_insecure_http)
         if not isinstance(scope, str) or not scope.strip():
@@ -152,8 +216,9 @@ class OIDCClient:
         self.redirect_uri = redirect_uri
         self.user_state = user_state
         self._allow_http = allow_insecure_http
-        self._http = ProviderHTTP(http_client, timeout)
-        self._metadata: ProviderMetadata | None = None
+        self.http = ProviderHTTP(http_client, timeout)
+        # Given endpoints stand for discovery (a plain OAuth 2.0 provider has none).
+        self._metadata: ProviderMetadata | None = self._endpoints
         self.keys = JWKSKeySet(
             self._jwks_uri,
             algorithms=algorithms,
@@ -167,7 +232,7 @@ class OIDCClient:
             client_id=client_id,
             client_secret=client_secret,
             auth_method=auth_method,
-            http=self._http,
+            http=self.http,
         )
         self.introspection: TokenIntrospection | None = None
         if access_tokens == "introspect":
@@ -193,7 +258,7 @@ class OIDCClient:
         raises :class:`ProviderError` while it cannot be had."""
         if self._metadata is None:
             self._metadata = await discover(
-                self.issuer, http=self._http, allow_http=self._allow_http
+                self.issuer, http=self.http, allow_http=self._allow_http
             )
         return self._metadata
 
@@ -217,6 +282,12 @@ class OIDCClient:
         refreshes them ``interval`` seconds before they expire. With
         ``access_tokens="introspect"`` the introspection stands for the key set (and checks
         the issuer and audience itself)."""
+        if self.session is not None:
+            raise ConfigurationError(
+                f"{self!r} signs into the issuer's sessions (session=): the store verifies "
+                "the issuer's tokens, not the provider's; build it with "
+                "create_store(secret_key=..., token_issuer=issuer), without store_options()"
+            )
         opaque = self.introspection
         return StoreOptions(
             token_key=self.keys if opaque is None else opaque,
@@ -231,7 +302,9 @@ class OIDCClient:
             ),
         )
 
-    def router(self, *, prefix: str = "/auth") -> APIRouter:
+    def router(self, *, prefix: str = DEFAULT_PREFIX) -> APIRouter:
         """``GET {prefix}/login`` and ``GET {prefix}/callback``: the authorization-code flow
-        with PKCE, ending in ``sign_in``. Register ``{prefix}/callback`` at the provider."""
+        with PKCE, ending in ``sign_in`` (with ``session=``, in the issuer's ``sign_in`` for
+        the user ``on_identity`` names). Register ``{prefix}/callback`` at the provider;
+        give each provider of an app its own prefix (each gets its own transaction cookie)."""
         return sign_in_router(self, prefix=prefix)

@@ -81,8 +81,8 @@ class ProviderHTTP:
         async with httpx2.AsyncClient(timeout=self._timeout) as client:
             yield client
 
-    async def get(self, url: str) -> Answer:
-        return await self._request("GET", url, None, None)
+    async def get(self, url: str, headers: Mapping[str, str] | None = None) -> Answer:
+        return await self._request("GET", url, None, headers)
 
     async def post_form(
         self, url: str, form: Mapping[str, str], headers: Mapping[str, str] | None = None

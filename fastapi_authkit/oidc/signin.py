@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Protocol
@@ -36,21 +37,25 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from ..config import AuthStore
 from ..cookies import CookiePolicy, cookie_header, parse_cookie_header
-from ..errors import AuthKitError, ProviderError, StoreUnavailableError
+from ..errors import AuthKitError, ConfigurationError, ProviderError, StoreUnavailableError
 from ..localpath import is_local_path
 from ..state import get_auth_state, sign_in
-from ..tokens import TokenVerifier
+from ..tokens.verifier import EXTERNAL_LEEWAY
 from .discovery import ProviderMetadata
 from .grant import ClientRefusedError, TokenEndpoint, token_result
+from .idtoken import verified_id_claims
 from .jwks import JWKSKeySet
+from .social import SocialClient, sign_in_here
 from .transaction import Transaction, TransactionCodec, UsedStates, state_key
 
 __all__ = ["sign_in_router"]
 
 logger = logging.getLogger("fastapi_authkit")
 
+DEFAULT_PREFIX = "/auth"
 
-class SignInClient(Protocol):
+
+class SignInClient(SocialClient, Protocol):
     """What the sign-in routes need of an :class:`~fastapi_authkit.oidc.OIDCClient` (a
     protocol, so that this module does not import the client that builds its router)."""
 
@@ -85,13 +90,16 @@ def _problem(status: int, detail: str, *, retry_after: int | None = None) -> JSO
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-def transaction_cookie_name(store: AuthStore) -> str:
+def transaction_cookie_name(store: AuthStore, prefix: str = DEFAULT_PREFIX) -> str:
     """``{auth_name}_oidc``, as ``__Host-`` when the store's cookies are Secure: a sibling
-    subdomain or a plain-http page cannot set (toss) a ``__Host-`` cookie."""
+    subdomain or a plain-http page cannot set (toss) a ``__Host-`` cookie. Routes under
+    another prefix than ``/auth`` (a second provider) get their own, named after it."""
     base = store.names.access
-    for prefix in ("__host-", "__secure-"):
-        if base.lower().startswith(prefix):
-            base = base[len(prefix) :]
+    for cookie_prefix in ("__host-", "__secure-"):
+        if base.lower().startswith(cookie_prefix):
+            base = base[len(cookie_prefix) :]
+    if prefix != DEFAULT_PREFIX:
+        base += "_" + re.sub(r"[^A-Za-z0-9]+", "_", prefix).strip("_")
     return f"__Host-{base}_oidc" if store.cookie_secure else f"{base}_oidc"
 
 
@@ -118,24 +126,36 @@ def authorization_request(client: SignInClient, metadata: ProviderMetadata) -> d
     return params
 
 
-def sign_in_router(client: SignInClient, *, prefix: str = "/auth") -> APIRouter:
-    """The login and callback routes for ``client`` (mount with ``app.include_router``)."""
+def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> APIRouter:
+    """The login and callback routes for ``client`` (mount with ``app.include_router``).
+    Their names are ``fastapi_authkit_oidc_login`` and ``fastapi_authkit_oidc_callback``,
+    followed by the prefix when it is not ``/auth`` (one pair per provider)."""
     router = APIRouter(prefix=prefix)
+    suffix = "" if prefix == DEFAULT_PREFIX else prefix
+    login_name = "fastapi_authkit_oidc_login" + suffix
+    callback_name = "fastapi_authkit_oidc_callback" + suffix
     used = UsedStates()
     exchanges = 0  # code exchanges in flight in this process, at most max_concurrent_signins
     owner = secrets.token_hex(8)
 
     def redirect_uri(request: Request) -> str:
-        return client.redirect_uri or str(request.url_for("fastapi_authkit_oidc_callback"))
+        return client.redirect_uri or str(request.url_for(callback_name))
 
     def transaction_policy(store: AuthStore) -> CookiePolicy:
         # Host-only (no Domain): the callback comes back to this host, and __Host- needs it.
         return CookiePolicy(domain=None, secure=store.cookie_secure, samesite="lax", path="/")
 
-    @router.get("/login", name="fastapi_authkit_oidc_login", include_in_schema=False)
+    @router.get("/login", name=login_name, include_in_schema=False)
     async def login(
         request: Request, next_path: Annotated[str | None, Query(alias="next")] = None
     ) -> Response:
+        store = get_auth_state(request).store
+        if client.session is not None and store.token_issuer is not client.session:
+            raise ConfigurationError(
+                f"{client!r} signs into the issuer passed as session=, but the middleware's "
+                "store does not verify its tokens: create_store(token_issuer=issuer) with the "
+                "same issuer"
+            )
         try:
             metadata = await client.metadata()
         except ProviderError as exc:
@@ -143,7 +163,6 @@ def sign_in_router(client: SignInClient, *, prefix: str = "/auth") -> APIRouter:
             return _problem(503, "the identity provider is unavailable", retry_after=5)
         if metadata.authorization_endpoint is None:
             return _problem(502, "the identity provider has no authorization endpoint")
-        store = get_auth_state(request).store
         transaction = Transaction.start(_local_path(next_path), store.clock())
         params = {
             "response_type": "code",
@@ -160,7 +179,7 @@ def sign_in_router(client: SignInClient, *, prefix: str = "/auth") -> APIRouter:
         endpoint = metadata.authorization_endpoint
         separator = "&" if "?" in endpoint else "?"
         response = RedirectResponse(endpoint + separator + urlencode(params), status_code=302)
-        name = transaction_cookie_name(store)
+        name = transaction_cookie_name(store, prefix)
         sealed = TransactionCodec(store.secret_keys).seal(transaction, name)
         cookie = transaction_policy(store).set(
             name, sealed, max_age=int(transaction.expires_at - transaction.issued_at)
@@ -169,10 +188,10 @@ def sign_in_router(client: SignInClient, *, prefix: str = "/auth") -> APIRouter:
         response.headers["cache-control"] = "no-store"
         return response
 
-    @router.get("/callback", name="fastapi_authkit_oidc_callback", include_in_schema=False)
+    @router.get("/callback", name=callback_name, include_in_schema=False)
     async def callback(request: Request) -> Response:
         store = get_auth_state(request).store
-        name = transaction_cookie_name(store)
+        name = transaction_cookie_name(store, prefix)
         response = await _complete(request, store, name)
         # Whatever the outcome, the transaction is over: a second try starts again.
         response.headers.append(
@@ -260,6 +279,19 @@ def sign_in_router(client: SignInClient, *, prefix: str = "/auth") -> APIRouter:
             return _problem(503, "the identity provider is unavailable", retry_after=5)
         if not result.is_success:
             return _problem(400, "the identity provider refused the code; start again")
+        if client.session is not None:
+            return await sign_in_here(
+                request,
+                client,
+                body=answer.body,
+                access_token=result.new_auth_token,
+                nonce=transaction.nonce,
+                # The store's leeway is for the issuer's own tokens (0 by default); the
+                # provider's clock is another machine's.
+                leeway=max(store.verifier.leeway, EXTERNAL_LEEWAY),
+                now=now,
+                next_path=_local_path(transaction.next),
+            )
         try:
             access = result.new_auth_token
             if access is None:
@@ -303,43 +335,16 @@ async def _verified_user_state(
     nonce: str,
     access_claims: Mapping[str, Any],
 ) -> Any:
-    """The user state from the ID token, verified (OIDC Core §3.1.3.7), or None without one
-    (only when ``openid`` was not asked for: an OpenID sign-in without an ID token is refused,
-    or nothing would bind the answer to this sign-in's ``nonce``)."""
-    id_token = body.get("id_token")
-    if id_token is None:
-        if "openid" in client.scope.split():
-            raise ProviderError(
-                "the token endpoint answered without an id_token although the openid scope "
-                "was requested (OIDC Core §3.1.3.3)"
-            )
-        return None
-    if not isinstance(id_token, str):
-        raise ProviderError("id_token is not a string")
-    verifier = TokenVerifier(
-        key=client.keys,
-        audience=client.client_id,
+    """The user state from the verified ID token, or None without one."""
+    claims = await verified_id_claims(
+        keys=client.keys,
+        client_id=client.client_id,
         issuer=client.issuer,
+        scope=client.scope,
         leeway=leeway,
-        cache_size=0,
+        now=now,
+        body=body,
+        nonce=nonce,
+        subject=access_claims.get("sub"),
     )
-    await verifier.reload_keys_for(id_token, trusted=True)
-    claims = verifier.verify(id_token, now)
-    if not isinstance(claims.get("nonce"), str) or not hmac.compare_digest(
-        claims["nonce"].encode(), nonce.encode()
-    ):
-        raise ProviderError("the ID token's nonce does not match this sign-in")
-    # OIDC Core §3.1.3.7 (4, 5): with several audiences, azp names the party it was issued
-    # to, and it must be us; an azp present at all must be us.
-    audience, azp = claims.get("aud"), claims.get("azp")
-    if isinstance(audience, list) and len(audience) > 1 and azp is None:
-        raise ProviderError("the ID token has several audiences and no azp")
-    if azp is not None and azp != client.client_id:
-        raise ProviderError(f"the ID token was issued to another client (azp {azp!r})")
-    subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject:
-        raise ProviderError("the ID token has no sub")
-    # The ID token says who signed in, the access token whose session this is: the same user.
-    if "sub" in access_claims and access_claims["sub"] != subject:
-        raise ProviderError("the ID token's sub is not the access token's")
-    return client.user_state(claims)
+    return None if claims is None else client.user_state(claims)

@@ -75,19 +75,29 @@ def browser(app: FastAPI) -> TestClient:
 
 
 def code_flow(
-    tc: Any, provider: OIDCProviderServer, *, login: str = "alice", redirect: str = REDIRECT_URI
+    tc: Any,
+    provider: OIDCProviderServer,
+    *,
+    login: str = "alice",
+    redirect: str = REDIRECT_URI,
+    prefix: str = "/auth",
 ) -> Any:
-    """Sign in through the real provider: our /auth/login, the provider's login form and
+    """Sign in through the real provider: our {prefix}/login, the provider's login form and
     consent, back to our callback. Returns the callback's response."""
-    query = authorize(tc, provider, login=login, redirect=redirect)
-    return tc.get(f"/auth/callback?{query}", follow_redirects=False)
+    query = authorize(tc, provider, login=login, redirect=redirect, prefix=prefix)
+    return tc.get(f"{prefix}/callback?{query}", follow_redirects=False)
 
 
 def authorize(
-    tc: Any, provider: OIDCProviderServer, *, login: str = "alice", redirect: str = REDIRECT_URI
+    tc: Any,
+    provider: OIDCProviderServer,
+    *,
+    login: str = "alice",
+    redirect: str = REDIRECT_URI,
+    prefix: str = "/auth",
 ) -> str:
     """The browser's part up to our callback: returns the query the provider sends back."""
-    start = tc.get("/auth/login", params={"next": "/me"}, follow_redirects=False)
+    start = tc.get(f"{prefix}/login", params={"next": "/me"}, follow_redirects=False)
     assert start.status_code == 302, start.text
     location = start.headers["location"]
     with httpx2.Client(timeout=10.0) as at_provider:  # the browser's provider cookies
