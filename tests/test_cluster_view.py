@@ -12,6 +12,7 @@ tests that change nothing; the ones that change the cluster's shape get one of t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -108,13 +109,29 @@ async def test_requests_are_answered_without_a_round_trip(
 
             await eventually(from_view)
 
-            before = commands.count
-            for _ in range(50):
-                assert (await http.get("/me")).status_code == 200
-            # Answered from the view: none of them, or only the few sent while a heartbeat
-            # was late, asked the cluster (how many ask is the peers benchmark's to measure).
-            assert commands.count - before <= 10
             family = jwt.decode(http.cookies["_auth"], options={"verify_signature": False})["sid"]
+
+            def current() -> bool:
+                return store.known_active(family, clock()) is True
+
+            # Requests made while the view is current (before and after them) send nothing
+            # to the cluster. While a heartbeat is late (a loaded machine delays the event
+            # loop) the view lapses and requests ask the cluster, as they must; how often
+            # that happens is the peers benchmark's to measure, not this test's.
+            answered = asked = 0
+            async with asyncio.timeout(30):
+                while answered < 50:
+                    if not current():
+                        await asyncio.sleep(0.005)
+                        continue
+                    before = commands.count
+                    assert (await http.get("/me")).status_code == 200
+                    if current():
+                        answered += 1
+                        asked += commands.count - before
+            # A lapse can begin between the check and the request's own look at the view
+            # (well under a millisecond): at most one such request in a run.
+            assert asked <= 1
             assert await other.store.revoke_subject("alice") == 1  # "sign out everywhere"
             await eventually(lambda: store.known_active(family, clock()) is False)
             before = commands.count
