@@ -31,6 +31,7 @@ __all__ = [
     "refuse_cross_site",
     "sign_in",
     "sign_out",
+    "start_session",
 ]
 
 SCOPE_KEY: Final = "fastapi_authkit"
@@ -125,6 +126,86 @@ class AuthState:
         self._auto_cookies = cookies
         self._cookies_queued = True
 
+    def renew(
+        self,
+        token: str,
+        token_type: str,
+        claims: dict[str, Any],
+        user_state: Any,
+        sid: str,
+        refresh_token: str | None,
+        cookies: tuple[bytes, ...],
+    ) -> None:
+        """A refresh renewed the session: its new identity, and the cookies that carry it."""
+        self.set_identity(token, token_type, claims, user_state)
+        self.sid, self.refresh_token = sid, refresh_token
+        self.queue_refresh_cookies(cookies)
+
+    def keep_successor(
+        self, sid: str, user_state: Any, refresh_token: str | None, cookies: tuple[bytes, ...]
+    ) -> None:
+        """A refresh rotated the refresh token but gave no usable access token: the session
+        goes on with the successor (the browser must never present the old one again)."""
+        self.sid, self.user_state, self.refresh_token = sid, user_state, refresh_token
+        self.queue_refresh_cookies(cookies)
+
+    def mark_unavailable(self) -> None:
+        """The session could not be checked or refreshed (the store or the auth server is
+        down): protected routes answer 503, not 401."""
+        self.unavailable = True
+
+    def queue_sign_in(
+        self,
+        cookies: tuple[bytes, ...],
+        token: str,
+        token_type: str,
+        claims: dict[str, Any],
+        user_state: Any,
+        sid: str,
+        refresh_token: str | None,
+        *,
+        revoke_replaced: bool,
+    ) -> None:
+        """A sign-in: ``cookies`` go on the response and the identity is the new one at once.
+        A session the request had is replaced and ends as at sign-out, through the
+        revocation hook when ``revoke_replaced`` (False: the caller revoked it itself)."""
+        self._route_cookies = cookies
+        self._cookies_queued = True
+        replaced = self.refresh_token
+        self._ends(replaced if replaced != refresh_token else None, revoke=revoke_replaced)
+        self.set_identity(token, token_type, claims, user_state)
+        self.sid, self.refresh_token = sid, refresh_token
+        self.unavailable = False
+
+    def queue_sign_out(self, cookies: tuple[bytes, ...], *, revoke: bool) -> None:
+        """A sign-out: ``cookies`` (their deletion) go on the response, the request is
+        anonymous from now on, and its session ends, through the revocation hook when
+        ``revoke`` (False: the caller revoked it itself)."""
+        self._route_cookies = cookies
+        self._cookies_queued = True
+        self._ends(self.refresh_token, revoke=revoke)
+        self.clear_identity()
+        self.unavailable = False
+
+    def _ends(self, refresh_token: str | None, *, revoke: bool) -> None:
+        # The session of refresh_token (None: no session ends here) is forgotten by the
+        # middleware at response start and, with revoke, revoked through the hook; without
+        # revoke the caller revoked itself, so no hook call is left for this response.
+        if refresh_token is not None:
+            self.signed_out_refresh_token = refresh_token
+        self.revoke_signed_out = revoke and (refresh_token is not None or self.revoke_signed_out)
+
+    def take_revocation(self) -> bool:
+        """Whether the revocation hook is to be called for the signed-out session; True
+        once, whatever else the route sends."""
+        revoke, self.revoke_signed_out = self.revoke_signed_out, False
+        return revoke
+
+    def take_route_events(self) -> tuple[AuthEvent, ...]:
+        """The audit events the route queued (see :meth:`record`), handed over once."""
+        events, self._events = self._events, ()
+        return events
+
     def must_be_awaited(
         self, what: str, work: Callable[[], Awaitable[T]]
     ) -> Coroutine[Any, Any, T]:
@@ -165,16 +246,14 @@ class AuthState:
         about: Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> None:
-        """With an ``on_event`` hook, queue the audit event of something the route did
-        about this state's identity (read now, before the route's call changes it), or
-        about the claims ``about``, to be delivered when the response starts: the route may
-        run in a worker thread, and the event says what the response carries. Without a
-        hook, nothing is built."""
-        events = self.store.events
-        if events is not None:
-            claims = self.claims if about is None else about
-            self._events += (events.build(event, conn.scope, claims, **fields),)
-            self._cookies_queued = True  # so that the middleware looks at the response start
+        """Queue the audit event of something the route did about this state's identity
+        (read now, before the route's call changes it), or about the claims ``about``, to be
+        delivered when the response starts: the route may run in a worker thread, and the
+        event says what the response carries. Without an ``on_event`` hook, nothing is
+        built."""
+        claims = self.claims if about is None else about
+        self._events += self.store.events.built(event, conn.scope, claims, **fields)
+        self._cookies_queued = True  # so that the middleware looks at the response start
 
     def pending_cookies(self) -> tuple[bytes, ...]:
         """The Set-Cookie values to emit: what the route did wins over an automatic refresh."""
@@ -234,10 +313,9 @@ def refuse_cross_site(conn: HTTPConnection, store: AuthStore) -> None:
         check_fetch_site=True,
     )
     if reason is not None:
-        if store.events is not None:
-            get_auth_state(conn).record(
-                conn, RequestRefused, reason=refusal_reason(reason), detail=reason
-            )
+        get_auth_state(conn).record(
+            conn, RequestRefused, reason=refusal_reason(reason), detail=reason
+        )
         raise CrossSiteRequestError(reason)
 
 
@@ -270,6 +348,29 @@ def sign_in(
     revoked through the refresh callback's revocation hook when there is one (the built-in
     issuer's ``sign_in`` revokes it itself).
     """
+    start_session(
+        conn,
+        auth=auth,
+        refresh=refresh,
+        user_state=user_state,
+        refresh_expires_in=refresh_expires_in,
+        persistent=persistent,
+        revoke_replaced=True,
+    )
+
+
+def start_session(
+    conn: HTTPConnection,
+    *,
+    auth: Mapping[str, str],
+    refresh: str | None,
+    user_state: Any,
+    refresh_expires_in: int | None,
+    persistent: bool,
+    revoke_replaced: bool,
+) -> None:
+    """:func:`sign_in`, for callers that revoke the session it replaces themselves (the
+    built-in issuer, ``revoke_replaced=False``): no revocation hook is called for it then."""
     state = get_auth_state(conn)
     store = state.store
     if "cookie" not in store.credentials:
@@ -316,16 +417,16 @@ def sign_in(
         # goes, or the new state cookie (bound to the access token) would be read against
         # it, and the new session would be anonymous.
         cookies += (store.policy.delete(store.names.refresh),)
-    state._route_cookies = cookies
-    state._cookies_queued = True
-    if state.refresh_token is not None and state.refresh_token != refresh:
-        # The session this one replaces ends as at sign-out, not left live with nobody
-        # holding it.
-        state.signed_out_refresh_token = state.refresh_token
-        state.revoke_signed_out = True
-    state.set_identity(token, token_type, claims, user_state)
-    state.sid, state.refresh_token = sid, refresh
-    state.unavailable = False
+    state.queue_sign_in(
+        cookies,
+        token,
+        token_type,
+        claims,
+        user_state,
+        sid,
+        refresh,
+        revoke_replaced=revoke_replaced,
+    )
     jti = claims.get("jti")
     state.record(conn, SignedIn, jti=jti if isinstance(jti, str) else None)
 
@@ -350,15 +451,10 @@ def end_session(
 ) -> None:
     """:func:`sign_out`, for callers that revoked the session themselves (the built-in
     issuer): ``everywhere``, ``revoked`` and ``found`` are what its audit event says; with
-    ``revoked=None`` the revocation hook, if any, is called at response start and decides."""
+    ``revoked=None`` the revocation hook, if any, is called at response start and decides
+    (otherwise no hook is called for it)."""
     state = get_auth_state(conn)
     if "cookie" not in state.store.credentials:
         raise ConfigurationError(_needs_cookie_mode("sign_out clears", state.store))
     state.record(conn, SignedOut, everywhere=everywhere, revoked=revoked, found=found)
-    state._route_cookies = clear_session(state.store)
-    state._cookies_queued = True
-    if state.refresh_token is not None:
-        state.signed_out_refresh_token = state.refresh_token
-        state.revoke_signed_out = True
-    state.clear_identity()
-    state.unavailable = False
+    state.queue_sign_out(clear_session(state.store), revoke=revoked is None)
