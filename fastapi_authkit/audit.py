@@ -1,19 +1,20 @@
 """The audit reports of what the middleware did for a request, to the ``on_event`` hook.
 
-The middleware holds an :data:`AuditSink`: the configuration's :class:`Events`, or
-:data:`SILENT` when no hook is set, so that reporting needs no check for a hook and builds
-no event without one. The layers below report nothing: a refresh returns its outcome, and
-what the outcome carries is what its event says.
+Each report goes to the configuration's :data:`~fastapi_authkit.eventdelivery.AuditSink`
+(``store.events``): its hook, or :data:`~fastapi_authkit.eventdelivery.SILENT` when no hook
+is set, so that reporting needs no check for a hook and builds no event without one. The
+layers below report nothing: a refresh returns its outcome, and what the outcome carries is
+what its event says.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Final, TypeAlias
+from typing import Any
 
 from .errors import StoreUnavailableError
-from .eventdelivery import Events
+from .eventdelivery import AuditSink
 from .events import (
     AuthEvent,
     Refreshed,
@@ -29,43 +30,12 @@ from .events import (
 from .refresh.outcomes import Ended, Outcome, Renewed
 
 __all__ = [
-    "SILENT",
-    "AuditSink",
-    "Silent",
-    "audit_sink",
     "report_refresh",
     "report_refused",
     "report_revoked",
     "report_route_events",
     "report_unchecked",
 ]
-
-
-class Silent:
-    """The audit sink without an ``on_event`` hook: every event goes nowhere, unbuilt."""
-
-    __slots__ = ()
-
-    def emit(
-        self,
-        kind: Callable[..., AuthEvent],
-        scope: Mapping[str, Any],
-        claims: Mapping[str, Any] | None,
-        **fields: Any,
-    ) -> None:
-        return None
-
-    def deliver(self, event: AuthEvent) -> None:
-        return None
-
-
-SILENT: Final = Silent()
-AuditSink: TypeAlias = Events | Silent
-
-
-def audit_sink(events: Events | None) -> AuditSink:
-    """Where a configuration's reports go: its hook (``store.events``), or nowhere."""
-    return SILENT if events is None else events
 
 
 def report_refused(audit: AuditSink, scope: Mapping[str, Any], detail: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Final
 from .cookies import CookieNames, CookiePolicy, SameSite
 from .csrf import CsrfSigner
 from .errors import ConfigurationError
-from .eventdelivery import Events
+from .eventdelivery import SILENT, AuditSink, Events
 from .events import EventHook
 from .liveoptions import EndStreams, LiveOptions, live_options
 from .notices import Notices
@@ -102,8 +102,9 @@ class AuthStore:
     token_issuer: TokenSource | None = field(repr=False)
     # Advice logged once, and the refresh failure streak: the one mutable part, per store.
     notices: Notices = field(repr=False, compare=False)
-    # The on_event hook and its queue (None without one: no event is ever built then).
-    events: Events | None = field(default=None, repr=False, compare=False)
+    # Where audit reports go: the on_event hook and its queue, or SILENT without one (no
+    # event is ever built then).
+    events: AuditSink = field(default=SILENT, repr=False, compare=False)
     # How open connections end with their session, and who tells this process of
     # revocations as they happen (the issuer's store; None: the periodic check only).
     live: LiveOptions = field(default_factory=LiveOptions)
@@ -371,7 +372,7 @@ def create_store(
         rotation=rotation,
         token_issuer=token_issuer,
         notices=notices,
-        events=Events(on_event, clock) if on_event is not None else None,
+        events=Events(on_event, clock) if on_event is not None else SILENT,
         live=live,
         revocation_listeners=_revocation_listeners(token_issuer),
     )

@@ -37,7 +37,7 @@ import contextvars
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any, ClassVar, Final, TypeAlias, TypeVar
 
 from .clientinfo import client_info
 from .events import AuthEvent, EventHook, EventKind
@@ -50,7 +50,10 @@ __all__ = [
     "PRIORITY_KINDS",
     "QUEUE_SIZE",
     "RESERVED_SHARE",
+    "SILENT",
+    "AuditSink",
     "Events",
+    "Silent",
 ]
 
 # Seconds an async hook may take for one event before it is cancelled (and logged).
@@ -128,8 +131,11 @@ def _is_async(hook: object) -> bool:
 
 class Events:
     """The ``on_event`` hook of one configuration: builds events and delivers them (see
-    the module docstring). The middleware and the request layer hold one only when a hook
-    is configured, so that without one no event is ever built."""
+    the module docstring). A configuration holds one only when a hook is configured, and
+    :data:`SILENT` otherwise, so that without one no event is ever built."""
+
+    # Someone receives what is reported: worth building an event for.
+    listening: ClassVar[bool] = True
 
     __slots__ = (
         "_async",
@@ -187,6 +193,17 @@ class Events:
             user_agent=client.user_agent,
             **fields,
         )
+
+    def built(
+        self,
+        kind: Callable[..., E],
+        scope: Mapping[str, Any],
+        claims: Mapping[str, Any] | None,
+        **fields: Any,
+    ) -> tuple[E, ...]:
+        """The event :meth:`build` makes, as a 1-tuple: :data:`SILENT` answers an empty
+        one, so that code delivering it later needs no check for a hook."""
+        return (self.build(kind, scope, claims, **fields),)
 
     def emit(
         self,
@@ -310,3 +327,38 @@ class Events:
             finally:
                 del item, event
                 queue.task_done()
+
+
+class Silent:
+    """The audit sink without an ``on_event`` hook: every event goes nowhere, unbuilt."""
+
+    __slots__ = ()
+
+    # Nobody receives what is reported: a caller may skip what it would do only for that.
+    listening: ClassVar[bool] = False
+
+    def built(
+        self,
+        kind: Callable[..., E],
+        scope: Mapping[str, Any],
+        claims: Mapping[str, Any] | None,
+        **fields: Any,
+    ) -> tuple[E, ...]:
+        return ()
+
+    def emit(
+        self,
+        kind: Callable[..., AuthEvent],
+        scope: Mapping[str, Any],
+        claims: Mapping[str, Any] | None,
+        **fields: Any,
+    ) -> None:
+        return None
+
+    def deliver(self, event: AuthEvent) -> None:
+        return None
+
+
+SILENT: Final = Silent()
+# Where a configuration's audit reports go: its hook, or nowhere (create_store's choice).
+AuditSink: TypeAlias = Events | Silent

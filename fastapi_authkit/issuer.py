@@ -22,7 +22,7 @@ from .errors import ConfigurationError, StoreUnavailableError
 from .events import SignedOut
 from .secretvalue import reveal
 from .source import SESSION_CLAIM
-from .state import end_session, get_auth_state, refuse_cross_site, sign_in
+from .state import end_session, get_auth_state, refuse_cross_site, start_session
 from .stores.base import SessionInfo, SessionStore
 from .tokenissuer import ACCESS_TOKEN_TYPE, MAX_SESSIONS_LISTED, IssuedTokens, TokenIssuer
 from .tokens import HMAC_ALGORITHMS, check_algorithm, describe_key, prepare_key
@@ -105,15 +105,15 @@ class Issuer(TokenIssuer):
         tokens = await self.issue(
             subject, client=client_info(conn.scope), idle_ttl=idle_ttl, absolute_ttl=absolute_ttl
         )
-        sign_in(
+        start_session(
             conn,
             auth={"token": tokens.access_token, "type": "Bearer"},
             refresh=tokens.refresh_token,
             refresh_expires_in=tokens.refresh_expires_in,
             user_state=user_state,
             persistent=persistent,
+            revoke_replaced=False,  # revoked above
         )
-        state.revoke_signed_out = False  # the replaced session: revoked above
         return tokens
 
     def sign_out(
@@ -159,7 +159,6 @@ class Issuer(TokenIssuer):
                 session,
             )
         end_session(conn, everywhere=everywhere, revoked=revoked, found=found)
-        state.revoke_signed_out = False  # done above (or failed, and said so)
         return revoked
 
     # --- the signed-in user's sessions ---------------------------------------------------
@@ -203,7 +202,6 @@ class Issuer(TokenIssuer):
         if session_id == current:
             # Its own session: signed out here as well (also when it had ended already).
             end_session(conn, revoked=ended, found=ended)
-            state.revoke_signed_out = False  # revoked above
         elif ended:
             # Another of the user's sessions, ended from this one: that session's sign-out.
             about = {"sub": subject, SESSION_CLAIM: session_id}

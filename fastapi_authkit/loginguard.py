@@ -37,7 +37,7 @@ from typing import Final, Literal
 from starlette.requests import HTTPConnection
 
 from .errors import ConfigurationError, LoginThrottled, StoreUnavailableError
-from .eventdelivery import Events
+from .eventdelivery import SILENT, AuditSink
 from .events import AuthEvent, LoginFailed, LoginLocked, StoreUnavailable
 from .forwarded import TrustedProxies, address_key
 from .notices import Streak
@@ -235,53 +235,45 @@ class LoginAttempt:
             "let in uncounted" if self._guard._fail_open else "refused with 503",
             exc=None,
         )
-        events = _events(self._conn)
-        if events is not None:
-            self._deliver(
-                events,
-                events.build(StoreUnavailable, self._conn.scope, None, operation="login_guard"),
-            )
+        audit = _audit(self._conn)
+        for event in audit.built(StoreUnavailable, self._conn.scope, None, operation="login_guard"):
+            self._deliver(audit, event)
 
     def _report_failure(self) -> None:
-        events = _events(self._conn)
-        if events is None:
-            return
+        audit = _audit(self._conn)
         scope = self._conn.scope
         account_state = self._states[0]
-        self._deliver(
-            events,
-            events.build(
-                LoginFailed, scope, None, account=self.account, failures=account_state.count
-            ),
-        )
+        for failed in audit.built(
+            LoginFailed, scope, None, account=self.account, failures=account_state.count
+        ):
+            self._deliver(audit, failed)
         kinds: tuple[Literal["account", "address"], ...] = ("account", "address")
         for locked, state in zip(kinds, self._states, strict=False):
             if state.locked_now:
-                self._deliver(
-                    events,
-                    events.build(
-                        LoginLocked,
-                        scope,
-                        None,
-                        account=self.account,
-                        locked=locked,
-                        failures=state.count,
-                        until=state.locked_until,
-                    ),
-                )
+                for event in audit.built(
+                    LoginLocked,
+                    scope,
+                    None,
+                    account=self.account,
+                    locked=locked,
+                    failures=state.count,
+                    until=state.locked_until,
+                ):
+                    self._deliver(audit, event)
 
-    def _deliver(self, events: Events, event: AuthEvent) -> None:
+    def _deliver(self, audit: AuditSink, event: AuthEvent) -> None:
         # The client the guard counted (behind trusted proxies, the forwarded one), not the
         # proxy.
         if self._client is not None and event.ip != self._client:
             event = dataclasses.replace(event, ip=self._client)
-        events.deliver(event)
+        audit.deliver(event)
 
 
-def _events(conn: HTTPConnection) -> Events | None:
-    """The ``on_event`` hook of the app's ``create_store``, when the middleware runs."""
+def _audit(conn: HTTPConnection) -> AuditSink:
+    """Where the app's ``create_store`` reports (its ``on_event`` hook), when the middleware
+    runs; nowhere otherwise."""
     state = conn.scope.get(SCOPE_KEY)
-    return state.store.events if isinstance(state, AuthState) else None
+    return state.store.events if isinstance(state, AuthState) else SILENT
 
 
 def create_login_guard(

@@ -20,7 +20,6 @@ from typing import Any, Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .audit import (
-    audit_sink,
     report_refresh,
     report_refused,
     report_revoked,
@@ -86,7 +85,7 @@ class AuthKitMiddleware:
         self._clock = store.clock
         self._reader = RequestReader(store)
         self._read = self._reader.read
-        self._audit = audit_sink(store.events)
+        self._audit = store.events
         self._refusals = Refusals(
             csrf_header=store.csrf_header_name,
             csrf_cookie=store.names.csrf,
@@ -208,12 +207,9 @@ class AuthKitMiddleware:
         if state.signed_out_refresh_token is not None:
             await self._forget(state.signed_out_refresh_token)
             refresh = self.store.refresh
-            if state.revoke_signed_out and refresh is not None:
-                state.revoke_signed_out = False  # once, whatever else the route sends
+            if refresh is not None and state.take_revocation():
                 revoked = await revoke_at_auth_server(refresh, state.signed_out_refresh_token)
-        if state._events:
-            events, state._events = state._events, ()
-            report_route_events(self._audit, events, revoked)
+        report_route_events(self._audit, state.take_route_events(), revoked)
         cookies = state.pending_cookies()
         if cookies:
             store = self.store
@@ -261,7 +257,7 @@ class AuthKitMiddleware:
                 logger.warning("session could not be checked, failing closed: %s", exc)
                 report_unchecked(self._audit, scope, claims)
                 state.unauthenticate()
-                state.unavailable = True
+                state.mark_unavailable()
                 return False
         if not live:
             self._revoked(state, scope, claims)
@@ -288,7 +284,7 @@ class AuthKitMiddleware:
         if then is UNAVAILABLE:
             # Neither accepted nor refused (its auth server cannot be asked): no refresh,
             # which would need the same server, and no cookie touched.
-            state.unavailable = True
+            state.mark_unavailable()
             return state
         refresh, refresh_token = store.refresh, state.refresh_token
         refresh_due = REFRESH in then and refresh is not None and refresh_token is not None
@@ -334,15 +330,15 @@ class AuthKitMiddleware:
             # The outcome is shared by every request that waited on the call and by those
             # given it within the grace period: each route gets claims and a user state of
             # its own to change.
-            state.set_identity(
+            state.renew(
                 outcome.token,
                 outcome.token_type,
                 private_copy(outcome.claims),
                 private_copy(outcome.user_state),
+                outcome.sid,
+                outcome.refresh_token,
+                outcome.set_cookies,
             )
-            state.sid = outcome.sid
-            state.refresh_token = outcome.refresh_token
-            state.queue_refresh_cookies(outcome.set_cookies)
             # A remembered result must not outlive a revocation in the meantime (the view
             # answers this one without I/O after a rotation: the rotation taught it).
             await self._session_live(state, scope)
@@ -353,15 +349,18 @@ class AuthKitMiddleware:
         else:
             # Keep everything; a still-valid token keeps working (once its session is known
             # to be live), otherwise protected routes answer 503 with Retry-After.
-            state.unavailable = True
+            state.mark_unavailable()
             successor = outcome.successor
             if successor is not None:
                 # The refresh token was rotated although its access token is unusable here:
                 # the browser must hold the successor, never present the old one again.
                 self._debug("refresh token rotated, access token unusable; successor kept")
-                state.sid, state.user_state = successor.sid, private_copy(successor.user_state)
-                state.refresh_token = successor.refresh_token
-                state.queue_refresh_cookies(successor.set_cookies)
+                state.keep_successor(
+                    successor.sid,
+                    private_copy(successor.user_state),
+                    successor.refresh_token,
+                    successor.set_cookies,
+                )
             if check:
                 # The identity's liveness is still unknown (the rotation did not answer).
                 await self._session_live(state, scope)

@@ -327,8 +327,11 @@ class RequestReader:
             known = self._known(family, now) if isinstance(family, str) else False
             if known is False:
                 self._debug("session revoked; clearing every auth cookie")
-                # With the claims of the token presented, for the audit event that says so.
-                return _SESSION_OVER if store.events is None else Reading(claims=claims, then=CLEAR)
+                # With the claims of the token presented, for the audit event that says so;
+                # the one shared answer when nobody receives that event.
+                if store.events.listening:
+                    return Reading(claims=claims, then=CLEAR)
+                return _SESSION_OVER
             if known is None:
                 then |= CHECK
         elif claims is not None and store.session_check is not None:

@@ -1,24 +1,25 @@
-"""The per-request auth state in ``scope``, and ``sign_in`` / ``sign_out``.
+"""Signing in and out: ``sign_in`` / ``sign_out`` queue cookie writes on the request's state.
 
-The middleware publishes one :class:`AuthState` under ``scope["fastapi_authkit"]``; routes
-read it through the dependencies and change the session with :func:`sign_in` /
-:func:`sign_out`, which only queue cookie writes. The middleware emits them on whatever
+The middleware publishes one :class:`~fastapi_authkit.authstate.AuthState` under
+``scope["fastapi_authkit"]`` (:func:`get_auth_state` finds it); routes read it through the
+dependencies and change the session with :func:`sign_in` / :func:`sign_out`, which only
+queue cookie writes. The middleware emits them on whatever
 response the route returns, so they work with dicts, redirects and streaming responses.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, Final, TypeVar
+from collections.abc import Mapping
+from typing import Any, Final
 
 from starlette.requests import HTTPConnection
 
+from .authstate import AuthState
 from .callback import check_lifetime
-from .config import AuthStore, Credential
+from .config import AuthStore
 from .decision import SAFE_METHODS
 from .errors import ConfigurationError, CrossSiteRequestError, TokenError
-from .events import AuthEvent, RequestRefused, SignedIn, SignedOut, refusal_reason
+from .events import RequestRefused, SignedIn, SignedOut, refusal_reason
 from .origins import cross_site_refused
 from .session import clear_session, issue_session, new_sid
 from .validation import bool_argument
@@ -31,168 +32,10 @@ __all__ = [
     "refuse_cross_site",
     "sign_in",
     "sign_out",
+    "start_session",
 ]
 
 SCOPE_KEY: Final = "fastapi_authkit"
-
-T = TypeVar("T")
-
-
-class AuthState:
-    """Who is signed in for this request, and the cookie writes queued for its response.
-
-    ``token``/``token_type``/``claims`` describe a verified access token (all None when
-    unauthenticated); ``user_state`` is the verified user state; ``unavailable`` is
-    True when the session could not be checked or refreshed because the refresh callback or
-    the shared store failed transiently (protected routes answer 503, not 401).
-    ``refresh_token`` is the session's refresh token (the refresh cookie, or the one a
-    refresh in this request rotated in; None without one), for a route that calls its auth
-    server with it (revocation, RFC 7009) itself.
-    ``credential`` says what the identity came from: ``"cookie"`` (the session's cookies),
-    ``"header"`` (``Authorization: Bearer``) or ``"gateway"`` (an auth gateway's access
-    cookie); None when unauthenticated. With ``create_store(auth_type=("cookie",
-    "header"))`` a valid bearer header wins over the cookie session, which it leaves as it
-    is (no refresh, no CSRF check: the cookies are not what authenticated the request).
-    """
-
-    # Class-level defaults: a request that only reads its state pays for one attribute
-    # set at creation (this object is made for every request).
-    token: str | None = None
-    token_type: str | None = None
-    claims: dict[str, Any] | None = None
-    user_state: Any = None
-    sid: str | None = None
-    refresh_token: str | None = None
-    credential: Credential | None = None
-    unavailable: bool = False
-    # Set by sign_out, so the middleware forgets refresh results remembered for it and, with
-    # revoke_signed_out, calls the revocation hook (the issuer's sign_out revokes itself).
-    signed_out_refresh_token: str | None = None
-    revoke_signed_out: bool = False
-    _auto_cookies: tuple[bytes, ...] = ()
-    _route_cookies: tuple[bytes, ...] | None = None
-    # Whether anything above was queued: the middleware's per-message check reads only this.
-    _cookies_queued: bool = False
-    _user: Any = None
-    _user_loaded: bool = False
-    # Audit events of what the route did (sign-in, sign-out, a refused sign-in), delivered
-    # at response start, with what the response carries (only with an on_event hook).
-    _events: tuple[AuthEvent, ...] = ()
-    # Calls such as issuer.sign_in(...) that returned a coroutine nobody has awaited yet:
-    # (what was called, the coroutine). The middleware refuses to answer with any left.
-    _unawaited: tuple[tuple[str, Coroutine[Any, Any, Any]], ...] = ()
-
-    def __init__(self, store: AuthStore) -> None:
-        self.store = store
-
-    @property
-    def is_authenticated(self) -> bool:
-        return self.claims is not None
-
-    @property
-    def csrf_token(self) -> str | None:
-        """This session's CSRF token (what the CSRF cookie holds), derived from the session
-        id on demand: most requests never need it."""
-        return None if self.sid is None else self.store.csrf.token_for(self.sid)
-
-    @property
-    def header(self) -> str | None:
-        """``"Bearer <token>"`` for calling downstream APIs, or None."""
-        if self.token is None:
-            return None
-        return f"{self.token_type or 'Bearer'} {self.token}"
-
-    def set_identity(
-        self, token: str, token_type: str, claims: dict[str, Any], user_state: Any
-    ) -> None:
-        """The cookie session's identity (a sign-in, a refresh)."""
-        self.token, self.token_type, self.claims = token, token_type, claims
-        self.user_state = user_state
-        self.credential = "cookie"
-        self._user_loaded = False
-
-    def unauthenticate(self) -> None:
-        """No verified identity for this request; the session's cookies stay as they are."""
-        self.token = self.token_type = self.claims = self.credential = None
-        self._user_loaded = False
-
-    def clear_identity(self) -> None:
-        """The session is over: no identity and no session references."""
-        self.unauthenticate()
-        self.user_state = self.sid = self.refresh_token = None
-
-    def queue_refresh_cookies(self, cookies: tuple[bytes, ...]) -> None:
-        self._auto_cookies = cookies
-        self._cookies_queued = True
-
-    def must_be_awaited(
-        self, what: str, work: Callable[[], Awaitable[T]]
-    ) -> Coroutine[Any, Any, T]:
-        """``work()`` as a coroutine that the route must await: until it starts running it
-        is listed in ``_unawaited``, and the middleware turns a response started with it
-        still listed into a loud :class:`ConfigurationError` (see
-        :meth:`raise_if_unawaited`) instead of a 200 that silently did nothing."""
-
-        async def run() -> T:
-            self._unawaited = tuple(entry for entry in self._unawaited if entry[1] is not call)
-            return await work()
-
-        call = run()
-        self._unawaited = (*self._unawaited, (what, call))
-        self._cookies_queued = True  # so that the middleware looks at the response start
-        return call
-
-    def raise_if_unawaited(self) -> None:
-        """Refuse to start a response while a call that must be awaited was not: the route
-        forgot ``await`` (``issuer.sign_in(request, ...)`` alone does nothing)."""
-        if not self._unawaited:
-            return
-        names = sorted({what for what, _ in self._unawaited})
-        for _, call in self._unawaited:
-            call.close()  # never run; closing spares Python's own "never awaited" warning
-        self._unawaited = ()
-        raise ConfigurationError(
-            f"{' and '.join(names)}(...) returned a coroutine that was never awaited, so it "
-            "did nothing (no session started or ended, no cookie written): write "
-            f"`await {names[0]}(request, ...)` in the route"
-        )
-
-    def record(
-        self,
-        conn: HTTPConnection,
-        event: type[AuthEvent],
-        *,
-        about: Mapping[str, Any] | None = None,
-        **fields: Any,
-    ) -> None:
-        """With an ``on_event`` hook, queue the audit event of something the route did
-        about this state's identity (read now, before the route's call changes it), or
-        about the claims ``about``, to be delivered when the response starts: the route may
-        run in a worker thread, and the event says what the response carries. Without a
-        hook, nothing is built."""
-        events = self.store.events
-        if events is not None:
-            claims = self.claims if about is None else about
-            self._events += (events.build(event, conn.scope, claims, **fields),)
-            self._cookies_queued = True  # so that the middleware looks at the response start
-
-    def pending_cookies(self) -> tuple[bytes, ...]:
-        """The Set-Cookie values to emit: what the route did wins over an automatic refresh."""
-        return self._auto_cookies if self._route_cookies is None else self._route_cookies
-
-    async def load_user(self) -> Any:
-        """The signed-in user: ``user_loader(claims, user_state)`` when configured, else the
-        user state, else the token's claims. Loaded once per request."""
-        if not self._user_loaded:
-            loader = self.store.user_loader
-            if loader is None:
-                user = self.user_state if self.user_state is not None else self.claims
-            else:
-                user = loader(self.claims or {}, self.user_state)
-                if inspect.isawaitable(user):
-                    user = await user
-            self._user, self._user_loaded = user, True
-        return self._user
 
 
 def _needs_cookie_mode(what: str, store: AuthStore) -> str:
@@ -234,10 +77,9 @@ def refuse_cross_site(conn: HTTPConnection, store: AuthStore) -> None:
         check_fetch_site=True,
     )
     if reason is not None:
-        if store.events is not None:
-            get_auth_state(conn).record(
-                conn, RequestRefused, reason=refusal_reason(reason), detail=reason
-            )
+        get_auth_state(conn).record(
+            conn, RequestRefused, reason=refusal_reason(reason), detail=reason
+        )
         raise CrossSiteRequestError(reason)
 
 
@@ -270,6 +112,29 @@ def sign_in(
     revoked through the refresh callback's revocation hook when there is one (the built-in
     issuer's ``sign_in`` revokes it itself).
     """
+    start_session(
+        conn,
+        auth=auth,
+        refresh=refresh,
+        user_state=user_state,
+        refresh_expires_in=refresh_expires_in,
+        persistent=persistent,
+        revoke_replaced=True,
+    )
+
+
+def start_session(
+    conn: HTTPConnection,
+    *,
+    auth: Mapping[str, str],
+    refresh: str | None,
+    user_state: Any,
+    refresh_expires_in: int | None,
+    persistent: bool,
+    revoke_replaced: bool,
+) -> None:
+    """:func:`sign_in`, for callers that revoke the session it replaces themselves (the
+    built-in issuer, ``revoke_replaced=False``): no revocation hook is called for it then."""
     state = get_auth_state(conn)
     store = state.store
     if "cookie" not in store.credentials:
@@ -316,16 +181,16 @@ def sign_in(
         # goes, or the new state cookie (bound to the access token) would be read against
         # it, and the new session would be anonymous.
         cookies += (store.policy.delete(store.names.refresh),)
-    state._route_cookies = cookies
-    state._cookies_queued = True
-    if state.refresh_token is not None and state.refresh_token != refresh:
-        # The session this one replaces ends as at sign-out, not left live with nobody
-        # holding it.
-        state.signed_out_refresh_token = state.refresh_token
-        state.revoke_signed_out = True
-    state.set_identity(token, token_type, claims, user_state)
-    state.sid, state.refresh_token = sid, refresh
-    state.unavailable = False
+    state.queue_sign_in(
+        cookies,
+        token,
+        token_type,
+        claims,
+        user_state,
+        sid,
+        refresh,
+        revoke_replaced=revoke_replaced,
+    )
     jti = claims.get("jti")
     state.record(conn, SignedIn, jti=jti if isinstance(jti, str) else None)
 
@@ -350,15 +215,10 @@ def end_session(
 ) -> None:
     """:func:`sign_out`, for callers that revoked the session themselves (the built-in
     issuer): ``everywhere``, ``revoked`` and ``found`` are what its audit event says; with
-    ``revoked=None`` the revocation hook, if any, is called at response start and decides."""
+    ``revoked=None`` the revocation hook, if any, is called at response start and decides
+    (otherwise no hook is called for it)."""
     state = get_auth_state(conn)
     if "cookie" not in state.store.credentials:
         raise ConfigurationError(_needs_cookie_mode("sign_out clears", state.store))
     state.record(conn, SignedOut, everywhere=everywhere, revoked=revoked, found=found)
-    state._route_cookies = clear_session(state.store)
-    state._cookies_queued = True
-    if state.refresh_token is not None:
-        state.signed_out_refresh_token = state.refresh_token
-        state.revoke_signed_out = True
-    state.clear_identity()
-    state.unavailable = False
+    state.queue_sign_out(clear_session(state.store), revoke=revoked is None)

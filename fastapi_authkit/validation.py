@@ -60,10 +60,11 @@ def positive_int(name: str, value: object) -> int:
     return value
 
 
-def limit(name: str, value: object) -> int:
-    """``value`` as an int of at least 1, the message showing the value given."""
-    if not is_int(value) or value < 1:
-        raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
+def limit(name: str, value: object, *, minimum: int = 1) -> int:
+    """``value`` as an int of at least ``minimum`` (a size, a count; 0 where it turns
+    something off), the message showing the value given."""
+    if not is_int(value) or value < minimum:
+        raise ConfigurationError(f"{name} must be an int >= {minimum}, got {value!r}")
     return value
 
 

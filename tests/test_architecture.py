@@ -116,7 +116,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("audit events", frozenset({"events", "eventdelivery"})),
     ("configuration", frozenset({"config", "refreshconfig", "storeoptions", "liveoptions"})),
     ("reading a request", frozenset({"decision", "forgery", "readercache", "reader", "session"})),
-    ("the request's state", frozenset({"state"})),
+    ("the request's state", frozenset({"authstate", "state"})),
     (
         "changing a request's session",
         frozenset(

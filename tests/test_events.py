@@ -857,7 +857,9 @@ def test_on_event_must_be_callable(clock: Clock) -> None:
 
     with pytest.raises(ConfigurationError, match="on_event must be callable"):
         build_store(clock, None, on_event="print")
-    assert build_store(clock, None).events is None
+    from fastapi_authkit.eventdelivery import SILENT
+
+    assert build_store(clock, None).events is SILENT
 
 
 @pytest.mark.anyio

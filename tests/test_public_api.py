@@ -120,6 +120,7 @@ APP_MODULES = (
     "middleware",
     "refreshconfig",
     "state",
+    "authstate",
 )
 
 

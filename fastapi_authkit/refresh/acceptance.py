@@ -16,7 +16,7 @@ from ..config import AuthStore
 from ..errors import AuthKitError, InvalidRefreshResultError
 from ..notices import Notices
 from ..session import issue_session, issue_successor, new_sid
-from ..tokens import is_number
+from ..validation import is_number
 from .outcomes import Ended, Outcome, Renewed, Successor, Unavailable
 
 __all__ = ["classified", "failed"]

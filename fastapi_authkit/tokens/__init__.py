@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from .claims import MAX_TOKEN_BYTES, is_number, unverified_expiry
+from .claims import MAX_TOKEN_BYTES, unverified_expiry
 from .keys import (
     ASYMMETRIC_ALGORITHMS,
     HMAC_ALGORITHMS,
@@ -29,7 +29,6 @@ __all__ = [
     "TokenVerifier",
     "check_algorithm",
     "describe_key",
-    "is_number",
     "prepare_key",
     "unverified_expiry",
 ]

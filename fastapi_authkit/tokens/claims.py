@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import json
-import math
-import sys
 from typing import Any, Final
 
 import jwt
 from jwt.utils import base64url_decode
 
 from ..errors import TokenError
+from ..validation import is_number
 
-__all__ = ["MAX_TOKEN_BYTES", "is_number", "require_utf8_json_objects", "unverified_expiry"]
+__all__ = ["MAX_TOKEN_BYTES", "require_utf8_json_objects", "unverified_expiry"]
 
 # A token bigger than this is refused before any base64 or JSON work: no legitimate access
 # token comes close, and it bounds the cost of hostile input.
 MAX_TOKEN_BYTES: Final = 8192
-
-
-_FLOAT_MAX: Final = sys.float_info.max
-
-
-def is_number(value: object) -> bool:
-    """A finite int or float (a usable number of seconds or a timestamp)."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    # bool is an int subclass; a JSON true must not pass as a timestamp. JSON integers have
-    # no size limit: one beyond a float's range (10**400) overflows math.isfinite and any
-    # arithmetic with the clock, so it is no number of seconds either.
-    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= _FLOAT_MAX
 
 
 def require_utf8_json_objects(token: str) -> None:

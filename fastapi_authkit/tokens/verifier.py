@@ -18,7 +18,8 @@ import jwt
 from ..errors import ConfigurationError, TokenError, TokenExpiredError, UnknownKeyError
 from ..fifo import Fifo
 from ..jsoncopy import Remembered, remember
-from .claims import MAX_TOKEN_BYTES, is_number, require_utf8_json_objects
+from ..validation import is_number, limit, seconds
+from .claims import MAX_TOKEN_BYTES, require_utf8_json_objects
 from .keys import (
     HMAC_ALGORITHMS,
     KeySource,
@@ -150,14 +151,10 @@ class TokenVerifier:
                 raise ConfigurationError("token_key is required to verify access tokens")
             self._keys_by_id = None
             self._key = _Key(prepare_key(default, key, "token_key"), [default])
-        if not is_number(leeway) or leeway < 0:
-            raise ConfigurationError("leeway must be a non-negative number of seconds")
-        if not is_number(max_lifetime) or max_lifetime <= 0:
-            raise ConfigurationError("max_token_lifetime must be a positive number of seconds")
+        self._leeway = seconds("leeway", leeway)
+        self._max_lifetime = seconds("max_token_lifetime", max_lifetime, positive=True)
         if issuer is not None and not isinstance(issuer, str):
             raise ConfigurationError("issuer must be a single string (compared for equality)")
-        self._leeway = float(leeway)
-        self._max_lifetime = float(max_lifetime)
         self._issuer = issuer
         self._audience = _check_audience(audience)
         require = ["exp"]
@@ -174,8 +171,7 @@ class TokenVerifier:
             "require": require,
         }
         self._jwt = jwt.PyJWT()
-        if not isinstance(cache_size, int) or isinstance(cache_size, bool) or cache_size < 0:
-            raise ConfigurationError("verified_token_cache must be a non-negative int")
+        limit("verified_token_cache", cache_size, minimum=0)
         # Per verifier, so per configuration: another key set never sees these entries.
         # token -> (valid from, valid until, claims): the window in which _check_times
         # passes, so a hit costs two comparisons.

@@ -31,6 +31,7 @@ from redis.exceptions import (
 )
 
 from ...errors import ConfigurationError, ReplicaConfirmationError, StoreUnavailableError
+from ...validation import limit, seconds
 from .checks import DeploymentCheck
 from .topology import Command, Topology
 
@@ -89,24 +90,18 @@ class Gateway:
         self._checks = DeploymentCheck(topology, wait_replicas=self.replicas)
 
     def _wait_settings(self, replicas: object, timeout: object) -> tuple[int, float]:
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
-            raise ConfigurationError(f"wait_replicas must be an int >= 0, got {replicas!r}")
+        replicas = limit("wait_replicas", replicas, minimum=0)
         socket_timeout = self._topology.socket_timeout()
         if timeout is None:
             timeout = socket_timeout / 2 if socket_timeout else 0.25
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not 0 < timeout < math.inf
-        ):
-            raise ConfigurationError(f"wait_timeout must be a positive number, got {timeout!r}")
-        if replicas and socket_timeout is not None and timeout >= socket_timeout:
+        wait = seconds("wait_timeout", timeout, positive=True)
+        if replicas and socket_timeout is not None and wait >= socket_timeout:
             # WAIT answers only after its timeout; the read would give up first.
             raise ConfigurationError(
                 f"wait_timeout ({timeout}s) must be shorter than the client's "
                 f"socket_timeout ({socket_timeout}s)"
             )
-        return replicas, float(timeout)
+        return replicas, wait
 
     async def check(self) -> None:
         """Run the deployment checks now (:meth:`DeploymentCheck.check`)."""

@@ -14,7 +14,6 @@ store's around it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
@@ -22,7 +21,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
 from ...clientinfo import ClientInfo
-from ...errors import ConfigurationError
+from ...validation import limit, seconds
 from ..base import FlightState, RotateOutcome, SessionInfo, ThrottleRule, ThrottleState
 from ..listeners import RevocationListeners
 from ..view import RevocationView
@@ -83,14 +82,8 @@ class RedisStore:
         max_lag: float = 0.1,
         view_size: int = 100_000,
     ) -> None:
-        if (
-            not isinstance(max_lag, int | float)
-            or isinstance(max_lag, bool)
-            or not 0 < max_lag < math.inf
-        ):
-            raise ConfigurationError(f"max_lag must be a positive number of seconds: {max_lag!r}")
-        if not isinstance(view_size, int) or isinstance(view_size, bool) or view_size < 0:
-            raise ConfigurationError("view_size must be a non-negative int")
+        max_lag = seconds("max_lag", max_lag, positive=True)
+        limit("view_size", view_size, minimum=0)
         self._topology = Topology(client)
         self._keys = keys = KeyLayout(prefix)
         self._sentinel: Sentinel | None = None
@@ -103,7 +96,7 @@ class RedisStore:
         )
         subjects = SubjectSets(gateway, keys)
         self._channel = channel = f"{prefix}rev"
-        self._view = view = RevocationView(max_lag=float(max_lag), size=view_size)
+        self._view = view = RevocationView(max_lag=max_lag, size=view_size)
         self.known_active = view.lookup  # the hot path: no wrapper frame
         self._subscriber = (
             RevocationSubscriber(view, self._topology.subscriptions(channel, keys.epoch()))
@@ -140,10 +133,7 @@ class RedisStore:
         :mod:`~fastapi_authkit.stores.redis.urls`. ``timeout`` bounds each Redis call
         (connect and read); one retry, no backoff: a slow Redis must turn into a fast
         503. The other options are the constructor's."""
-        seconds = timeout
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-            raise ConfigurationError(f"timeout must be a positive number, got {timeout!r}")
-        client, sentinel = client_from_url(url, timeout=float(seconds))
+        client, sentinel = client_from_url(url, timeout=seconds("timeout", timeout, positive=True))
         store = cls(
             client,
             prefix=prefix,
