@@ -994,3 +994,25 @@ def test_a_key_set_url_as_token_key_points_at_jwks_key_set() -> None:
                 token_key="https://id.example/.well-known/jwks.json",
                 algorithms=algorithms,
             )
+
+
+def test_tokens_issued_during_the_code_exchange_are_checked_against_the_time_after_it(
+    clock: Clock,
+) -> None:
+    """The provider issues its tokens while the exchange runs; checked against the time the
+    callback began, a token issued in a later second was "issued in the future" (a 502 for
+    an honest sign-in, seen under load with a provider on the same machine)."""
+    with FakeProvider() as provider:
+        tc = _sign_in_app(_client(provider.url), clock)
+        state, nonce, _ = _begin(tc)
+
+        def slow(form: dict[str, str]) -> dict[str, Any]:
+            clock.advance(60)  # the exchange took time: issued after the callback began
+            return provider.tokens(clock, nonce)
+
+        provider.token_answer = slow
+        response = tc.get(
+            "/auth/callback", params={"code": "c", "state": state}, follow_redirects=False
+        )
+        assert response.status_code == 303, response.text
+        assert "_auth" in tc.cookies

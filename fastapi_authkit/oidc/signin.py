@@ -279,6 +279,9 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
             return _problem(503, "the identity provider is unavailable", retry_after=5)
         if not result.is_success:
             return _problem(400, "the identity provider refused the code; start again")
+        # The tokens were issued during the exchange: checked against a clock read before it,
+        # a token issued in the next second would be "issued in the future".
+        now = store.clock()
         if client.session is not None:
             return await sign_in_here(
                 request,
