@@ -414,7 +414,9 @@ def test_the_sessions_list_revoke_and_sign_out_everywhere(browser: Browser, serv
     assert revoked.value.request.headers.get("x-csrf-token")  # the page sent the header
     rows = wait_for_rows(laptop, 2)
     assert sid["phone"] not in {row["id"] for row in rows}
-    phone.wait_for_url(f"{server}/login")
+    # (expect polls the URL: wait_for_url fails when one of two navigations to /login, the
+    # page's own and its poller's, is aborted by the other.)
+    expect(phone).to_have_url(f"{server}/login", timeout=15_000)
     assert not set(jar(phone_context)) & set(AUTH_COOKIES)
     # The other two are untouched.
     assert laptop.url == f"{server}/"
@@ -422,8 +424,8 @@ def test_the_sessions_list_revoke_and_sign_out_everywhere(browser: Browser, serv
 
     # "Sign out everywhere" from the laptop ends the tablet's session too.
     laptop.click("#logout-everywhere")
-    laptop.wait_for_url(f"{server}/login")
-    tablet.wait_for_url(f"{server}/login")
+    expect(laptop).to_have_url(f"{server}/login", timeout=15_000)
+    expect(tablet).to_have_url(f"{server}/login", timeout=15_000)
     assert not set(jar(laptop_context)) & set(AUTH_COOKIES)
     assert not set(jar(tablet_context)) & set(AUTH_COOKIES)
     assert errors == []
