@@ -496,8 +496,9 @@ def test_rotated_refresh_token_with_an_unreadable_lifetime_is_kept_with_the_defa
 ) -> None:
     # The result cannot be used as given, but the refresh token was rotated: losing it would
     # lose the session, so it is kept with the lifetime the kit would pick without one.
-    # (RefreshResult refuses such a lifetime when it is built, tests/test_misuse_messages.py; this
-    # one was changed after construction, and the middleware still copes.)
+    # (RefreshResult refuses such a lifetime when it is built,
+    # tests/integration/one_process/test_misuse_messages.py; this one was changed
+    # after construction, and the middleware still copes.)
     async def odd(param: RefreshParam) -> RefreshResult:
         result = RefreshResult(
             is_success=True, new_auth_token=make_token(clock), new_refresh_token="r1"

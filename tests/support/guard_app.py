@@ -1,7 +1,7 @@
 """A login route behind the login guard on Redis, for ``uvicorn --workers 2``
-(tests/test_loginguard.py). Environment: ``AUTHKIT_REDIS_URL``, ``GUARD_PREFIX`` (the
-store's key prefix), ``GUARD_TRUSTED`` (comma-separated trusted proxies, may be empty).
-Every answer names the worker (its pid) in ``X-Worker``."""
+(tests/integration/one_process/test_loginguard.py). Environment: ``AUTHKIT_REDIS_URL``,
+``GUARD_PREFIX`` (the store's key prefix), ``GUARD_TRUSTED`` (comma-separated trusted
+proxies, may be empty). Every answer names the worker (its pid) in ``X-Worker``."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """fastapi_authkit.oidc without a provider process: key-set parsing and reload limits, the
 token endpoint's answers and client authentication, discovery validation, the HTTP bounds,
 and the sign-in routes' refusals. Small loopback HTTP servers stand in for the network
-(tests/test_oidc_provider.py runs the real provider)."""
+(tests/integration/identity_provider/test_oidc_provider.py runs the real provider)."""
 
 from __future__ import annotations
 

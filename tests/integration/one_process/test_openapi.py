@@ -3,8 +3,9 @@
 A small app uses every dependency alias; its served schema must declare the
 ``AuthKitCookie`` security scheme (an API key in the ``_auth`` access cookie), list it on
 every operation that depends on the kit, and leave operations without auth dependencies
-alone. The expected parts live in ``tests/snapshots/openapi_security.json``: an intentional
-change edits that file (or run with ``UPDATE_SNAPSHOTS=1`` to rewrite it, then review the
+alone. The expected parts live in
+``tests/integration/one_process/snapshots/openapi_security.json``: an intentional change edits
+that file (or run with ``UPDATE_SNAPSHOTS=1`` to rewrite it, then review the
 diff).
 """
 

@@ -39,6 +39,7 @@ from fastapi_authkit.stores.redis.keys import KeyLayout
 
 from tests.support.clock import Clock
 from tests.support.example_server import run_example_app
+from tests.support.example_site import Site, site_env
 from tests.support.redis_cluster import RedisClusterServers
 from tests.support.redis_servers import RedisServer
 from tests.support.tokens import SECRET_KEY
@@ -545,10 +546,9 @@ def test_sign_out_on_worker_b_ends_an_event_stream_open_on_worker_a(
 ) -> None:
     """A server-sent event stream open on one worker ends when the session is signed out
     on the other."""
-    from tests.test_worker_revocation import Site, _env
 
     with run_example_app(
-        tmp_path, _env(own_redis), workers=2, app="tests.support.live_worker_app:app"
+        tmp_path, site_env(own_redis), workers=2, app="tests.support.live_worker_app:app"
     ) as base_url:
         site = Site(base_url, own_redis)
         try:
@@ -589,8 +589,6 @@ def test_sign_out_on_worker_b_closes_a_websocket_open_on_worker_a(
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
-    from tests.test_worker_revocation import Site, _env
-
     def signed_out_elsewhere(site: Site, url: str, jar: dict[str, str]) -> ConnectionClosed:
         headers = {**_cookie(jar), "origin": site.base_url}
         with connect(url, additional_headers=headers, open_timeout=10) as socket:
@@ -607,7 +605,7 @@ def test_sign_out_on_worker_b_closes_a_websocket_open_on_worker_a(
         raise AssertionError("the socket is still open")
 
     with run_example_app(
-        tmp_path, _env(own_redis), workers=2, app="tests.support.live_worker_app:app"
+        tmp_path, site_env(own_redis), workers=2, app="tests.support.live_worker_app:app"
     ) as base_url:
         site = Site(base_url, own_redis)
         try:

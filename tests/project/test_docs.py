@@ -16,7 +16,7 @@ import fastapi_authkit
 from fastapi_authkit import create_issuer, create_refresh, create_store
 from fastapi_authkit.stores import MemoryStore, RedisStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = {
     "docs/reference/configuration.md": (ROOT / "docs/reference/configuration.md").read_text(),
 }

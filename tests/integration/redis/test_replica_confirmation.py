@@ -1,7 +1,8 @@
 """``wait_replicas``: a write the replicas do not confirm in time is a store outage for that
 request, and a rotation is undone. Shown on a real redis-server and a real 3-primary cluster
 that have no replicas at all, so no write is ever confirmed (``WAIT`` answers 0). The
-confirmed path, with a real replica and a failover, is tests/test_failover.py."""
+confirmed path, with a real replica and a failover, is
+tests/integration/sentinel/test_failover.py."""
 
 from __future__ import annotations
 

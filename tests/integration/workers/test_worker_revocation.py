@@ -11,129 +11,22 @@ from Redis itself: the session check is an HMGET of the session's family, counte
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx2
 import pytest
 import redis
 
 from tests.support.example_server import run_example_app
+from tests.support.example_site import CHANNEL, Site, family_of, site_env
 from tests.support.http_client import CookieKeeper
 from tests.support.redis_servers import RedisServer
 from tests.support.waiting import eventually_sync
 
 pytestmark = pytest.mark.realserver
 
-SECRET = "revocation-test-secret-0123456789abcdef01"
-CHANNEL = "authkit:rev"  # RedisStore.from_url's default prefix + "rev"
 BOUND = 5.0  # seconds any wait here may take (a message takes a millisecond or two)
-
-
-def _env(server: RedisServer, **extra: str) -> dict[str, str]:
-    return {
-        "AUTHKIT_SECRET": SECRET,
-        "AUTHKIT_ACCESS_TTL": "120",
-        "AUTHKIT_REFRESH_GRACE": "0",  # a rotated-out refresh token presented again is reuse
-        "AUTHKIT_REDIS_URL": server.url,
-        **extra,
-    }
-
-
-class Site:
-    """The example app on two workers: one pinned connection to each, and Redis."""
-
-    def __init__(self, base_url: str, server: RedisServer) -> None:
-        self.base_url = base_url
-        self.redis = redis.Redis.from_url(server.url)
-        self._clients: list[httpx2.Client] = []
-        self.workers: dict[int, httpx2.Client] = {}
-
-    def close(self) -> None:
-        for client in self._clients:
-            client.close()
-        self.redis.close()
-
-    def sign_in(self) -> dict[str, str]:
-        jar = CookieKeeper()
-        with httpx2.Client(base_url=self.base_url, timeout=10.0) as client:
-            response = client.post("/login", data={"username": "demo", "password": "demo"})
-        assert response.status_code == 303, response.text
-        jar.update(response)
-        if not self.workers:
-            self._pin(jar.values())
-        return jar.values()
-
-    def _pin(self, jar: dict[str, str]) -> None:
-        for _ in range(100):
-            if len(self.workers) == 2:
-                return
-            client = httpx2.Client(
-                base_url=self.base_url, timeout=10.0, limits=httpx2.Limits(max_connections=1)
-            )
-            self._clients.append(client)
-            response = client.get("/api/me", headers=_cookie(jar))
-            assert response.status_code == 200, response.text
-            self.workers.setdefault(response.json()["worker"], client)
-        raise AssertionError(f"only worker(s) {sorted(self.workers)} accepted connections")
-
-    def get(self, worker: int, jar: dict[str, str], path: str = "/api/me") -> httpx2.Response:
-        return self.workers[worker].get(path, headers=_cookie(jar))
-
-    def post(self, worker: int, jar: dict[str, str], path: str) -> httpx2.Response:
-        headers = {**_cookie(jar), "x-csrf-token": jar["_auth_csrf"]}
-        return self.workers[worker].post(path, headers=headers)
-
-    def send(
-        self, method: str, worker: int, jar: dict[str, str], path: str, **options: Any
-    ) -> httpx2.Response:
-        """An unsafe-method request with the CSRF header (``options`` as for httpx)."""
-        headers = {**_cookie(jar), "x-csrf-token": jar["_auth_csrf"]}
-        return self.workers[worker].request(method, path, headers=headers, **options)
-
-    def store_reads(self) -> int:
-        return int(self.redis.info("commandstats").get("cmdstat_hmget", {}).get("calls", 0))
-
-    def asks_redis(self, worker: int, jar: dict[str, str]) -> bool:
-        """One request on ``worker``; whether it asked Redis (True) or its view."""
-        before = self.store_reads()
-        response = self.get(worker, jar)
-        assert response.status_code == 200, response.text
-        return self.store_reads() > before
-
-    def served_from_views(self, jar: dict[str, str]) -> None:
-        """Both workers answer for the session from their views (after a first request
-        that taught them, if needed)."""
-        for worker in self.workers:
-            eventually_sync(lambda worker=worker: not self.asks_redis(worker, jar))
-
-    def refused_by(self, worker: int, jar: dict[str, str]) -> None:
-        def refused() -> bool:
-            response = self.get(worker, jar)
-            assert response.status_code in (200, 401), response.text
-            return response.status_code == 401
-
-        eventually_sync(refused)
-        response = self.get(worker, jar)  # and it stays refused
-        assert response.status_code == 401
-        assert all(v.get("max-age") == "0" for v in CookieKeeper().update(response).values())
-
-    def subscribers(self) -> int:
-        return int(self.redis.pubsub_numsub(CHANNEL)[0][1])
-
-
-def _cookie(jar: dict[str, str]) -> dict[str, str]:
-    return {"cookie": "; ".join(f"{k}={v}" for k, v in jar.items())} if jar else {}
-
-
-def _family(jar: dict[str, str]) -> str:
-    payload = jar["_auth"].split(".")[1]
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    return str(claims["sid"])
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +40,7 @@ def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, module_redis: RedisServer) -> Iterator[Site]:
     directory = tmp_path_factory.mktemp("revocation-site")
-    with run_example_app(directory, _env(module_redis), workers=2) as base_url:
+    with run_example_app(directory, site_env(module_redis), workers=2) as base_url:
         site = Site(base_url, module_redis)
         try:
             yield site
@@ -195,16 +88,16 @@ def test_a_session_revoked_by_id_in_one_worker_is_refused_by_the_other(site: Sit
     site.served_from_views(phone)
     revoking, other = sorted(site.workers)
     listed = site.get(revoking, laptop, "/api/sessions").json()
-    assert _family(phone) in {session["id"] for session in listed}
+    assert family_of(phone) in {session["id"] for session in listed}
     # From the laptop, on one worker: "revoke" on the phone's row of the sessions page.
-    response = site.send("DELETE", revoking, laptop, f"/api/sessions/{_family(phone)}")
+    response = site.send("DELETE", revoking, laptop, f"/api/sessions/{family_of(phone)}")
     assert response.json() == {"revoked": True, "signed_out": False}
     site.refused_by(other, phone)  # its access token is unexpired, but the family is revoked
     site.refused_by(revoking, phone)
     for worker in site.workers:  # the laptop is untouched
         assert site.get(worker, laptop).status_code == 200
     listed = site.get(other, laptop, "/api/sessions").json()
-    assert _family(phone) not in {session["id"] for session in listed}
+    assert family_of(phone) not in {session["id"] for session in listed}
 
 
 def test_the_demos_failure_switch_is_shared_by_the_workers(site: Site) -> None:
@@ -249,7 +142,7 @@ def test_a_revocation_published_while_the_workers_reconnect_is_not_lost(site: Si
         return 1
         """
     )
-    family = _family(jar)
+    family = family_of(jar)
     for _ in range(500):
         site.redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
         if revoke_unheard(keys=[f"authkit:fam:{family}"], args=[CHANNEL, family]):
@@ -263,7 +156,7 @@ def test_a_revocation_published_while_the_workers_reconnect_is_not_lost(site: Si
 def test_redis_restarted_leaves_no_stale_live_answer(
     tmp_path: Path, own_redis: RedisServer
 ) -> None:
-    with run_example_app(tmp_path, _env(own_redis), workers=2) as base_url:
+    with run_example_app(tmp_path, site_env(own_redis), workers=2) as base_url:
         site = Site(base_url, own_redis)
         try:
             jar = site.sign_in()
@@ -274,7 +167,7 @@ def test_redis_restarted_leaves_no_stale_live_answer(
             site.redis = redis.Redis.from_url(own_redis.url)
             # Revoked in the restarted Redis with no message at all, as if it had happened
             # where the workers could not hear it: only asking Redis can find out.
-            site.redis.hset(f"authkit:fam:{_family(jar)}", "rev", "1")
+            site.redis.hset(f"authkit:fam:{family_of(jar)}", "rev", "1")
             for worker in site.workers:
 
                 def refused(worker: int = worker) -> bool:
@@ -292,7 +185,7 @@ def test_the_absolute_lifetime_ends_in_every_worker_without_a_message(
 ) -> None:
     """A session ends at its absolute lifetime (6 s here) in every worker, by each worker's
     own view (the end is known with the session), though its access token is still valid."""
-    env = _env(
+    env = site_env(
         own_redis,
         AUTHKIT_ACCESS_TTL="5",  # refreshed in its last second
         AUTHKIT_REFRESH_TTL="6",

@@ -1,0 +1,1 @@
+"""Behaviour through whole apps, one directory per deployment (docs/deployments/)."""

@@ -1,0 +1,1 @@
+"""The example app in Debian's headless Chromium."""

@@ -1,0 +1,1 @@
+"""A real 3-primary Redis Cluster under the kit."""

@@ -1,0 +1,1 @@
+"""Real identity providers on loopback: OpenID Providers and a plain OAuth 2.0 server."""

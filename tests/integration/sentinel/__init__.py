@@ -1,0 +1,1 @@
+"""A real Sentinel-managed primary and replica: the view, failovers."""

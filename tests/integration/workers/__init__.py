@@ -1,0 +1,1 @@
+"""Real uvicorn processes on loopback, one worker or several sharing Redis."""

@@ -1,0 +1,1 @@
+"""The project itself: import layers, the public API, docs, packaging, the locked environments."""

@@ -1,0 +1,1 @@
+"""One module alone, named after it (a store operation runs on each store, real Redis included)."""
