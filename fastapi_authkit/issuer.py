@@ -46,11 +46,10 @@ class Issuer(TokenIssuer):
     """
 
     # sign_in and sign_out do I/O (the store), so they are awaited, while the plain sign_in
-    # and sign_out only queue cookies and are not. A forgotten await used to answer 200 and
-    # do nothing; these are plain methods returning the coroutine, registered on the
-    # request's state first, so that the middleware refuses to start a response while it
-    # was never awaited (a ConfigurationError naming the call: a 500 and a traceback).
-    # `await issuer.sign_in(...)` works exactly as before.
+    # and sign_out only queue cookies and are not. A forgotten await must not pass silently
+    # (a 200 that signed nobody in): these are plain methods returning the coroutine,
+    # registered on the request's state first, so that the middleware refuses to start a
+    # response while it was never awaited (a ConfigurationError naming the call).
 
     def sign_in(
         self,
@@ -237,29 +236,40 @@ def create_issuer(
     audience: str | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Issuer:
-    """Configure the built-in issuer.
+    """Configure the built-in issuer, for ``create_store(token_issuer=issuer)``.
 
-    ``backend``: :class:`~fastapi_authkit.stores.MemoryStore` (one process) or
-    :class:`~fastapi_authkit.stores.RedisStore` (several workers). ``signing_key``: the HMAC
-    secret, or the private key (PEM) for RS/PS/ES/EdDSA (either may be wrapped, as
-    pydantic's ``SecretStr``/``SecretBytes`` or Starlette's ``Secret``). ``key_id`` names
-    it in the ``kid`` header; ``previous_keys`` (``{kid: verification key}``) keeps
-    tokens signed with retired keys valid during a rotation. ``access_ttl``: access-token
-    lifetime; with ``create_store(token_issuer=issuer)`` the middleware refreshes a token
-    in the last fifth of its life, at most its last 60 s (``interval=min(60,
-    access_ttl / 5)``: the default 300 s token is refreshed from 240 s on); pass
+    The store then verifies its tokens, refreshes through it and checks on every request
+    that the session has not been revoked. The middleware refreshes a token in the last
+    fifth of its life, at most its last 60 s (``interval=min(60, access_ttl / 5)``: the
+    default 300 s token is refreshed from 240 s on); pass
     ``create_store(refresh=create_refresh(interval=..., refresh_api_callback=issuer.refresh))``
-    for another interval. ``idle_ttl``: a
-    session ends after this long without a refresh; ``absolute_ttl``: and after this long in
-    any case. ``grace``: seconds during which the immediate predecessor of the current
-    refresh token receives the same successor instead of being taken for theft.
-    ``late_replay``: seconds after a rotation during which that predecessor, presented after
-    ``grace`` while its successor is still unused, receives that successor once more (its
-    holder may never have received it: a reply lost, a client gone mid-refresh); after it,
-    a rotated-out token is reuse and revokes the session. It counts from the rotation, as
-    ``grace`` does: 0 turns the late replay off, otherwise it is at least ``grace`` and
-    shorter than ``idle_ttl``. Default: 60 s (``grace`` when that is longer, and never past
-    ``idle_ttl``).
+    for another interval.
+
+    Args:
+        backend: Where sessions live: :class:`~fastapi_authkit.stores.MemoryStore` (one
+            process) or :class:`~fastapi_authkit.stores.RedisStore` (several workers).
+        signing_key: The HMAC secret, or the private key (PEM) for RS/PS/ES/EdDSA (either
+            may be wrapped, as pydantic's ``SecretStr``/``SecretBytes`` or Starlette's
+            ``Secret``).
+        algorithm: The signing algorithm (``"HS256"``, ``"RS256"``, ``"ES256"``...).
+        key_id: Names the key in the tokens' ``kid`` header.
+        previous_keys: ``{kid: verification key}`` of retired keys, whose tokens stay valid
+            during a rotation.
+        access_ttl: Access-token lifetime, in seconds.
+        idle_ttl: A session ends after this long without a refresh.
+        absolute_ttl: A session ends after this long in any case.
+        grace: Seconds during which the immediate predecessor of the current refresh token
+            receives the same successor instead of being taken for theft.
+        late_replay: Seconds after a rotation during which that predecessor, presented after
+            ``grace`` while its successor is still unused, receives that successor once more
+            (its holder may never have received it: a reply lost, a client gone
+            mid-refresh); after it, a rotated-out token is reuse and revokes the session. It
+            counts from the rotation, as ``grace`` does: 0 turns the late replay off,
+            otherwise it is at least ``grace`` and shorter than ``idle_ttl``. Default: 60 s
+            (``grace`` when that is longer, and never past ``idle_ttl``).
+        issuer: The ``iss`` claim its tokens carry (the store then requires it).
+        audience: The ``aud`` claim its tokens carry (the store then requires it).
+        clock: Seconds since the epoch; tests inject their own.
     """
     if not isinstance(backend, SessionStore):
         raise ConfigurationError("backend must be a SessionStore (MemoryStore or RedisStore)")

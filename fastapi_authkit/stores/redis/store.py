@@ -44,23 +44,6 @@ __all__ = ["RedisStore"]
 class RedisStore:
     """:class:`~fastapi_authkit.stores.base.SessionStore` on redis-py's ``redis.asyncio``.
 
-    ``client``: a ``redis.asyncio.Redis`` (one server, or ``Sentinel(...).master_for(name)``,
-    which follows a failover) or a ``redis.asyncio.cluster.RedisCluster``. Give it a
-    ``socket_timeout``: it bounds every call, so a slow Redis becomes a fast 503.
-    ``prefix`` starts every key. ``wait_replicas``: after each rotation, revocation and
-    new session, wait for this many replicas to confirm the write (``WAIT``), at most
-    ``wait_timeout`` seconds (default: half the client's ``socket_timeout``, and it must be
-    shorter than that).
-
-    ``max_lag`` (seconds) bounds how long this process answers "live" from its own view of
-    revocations without proof that the view is current: a revocation anywhere is refused
-    here as soon as its message arrives (normally within a millisecond or two), and within
-    ``max_lag`` even if messages stall. Heartbeats run every ``max_lag / 4``. The view
-    holds up to ``view_size`` live and as many revoked families (0: no view). On a cluster
-    and with Sentinel too: a failover or any change of the primaries drops the view until
-    it is current again, and so does data that changed identity (``FLUSHALL``,
-    ``SWAPDB``: :mod:`~fastapi_authkit.stores.redis.epoch`).
-
     Nothing is sent to Redis before the first call that needs it. That call first checks
     the server: a one-server client must not reach a Redis Cluster node, and the server must
     run with ``maxmemory-policy noeviction``. A deployment that does not fit makes every
@@ -68,6 +51,27 @@ class RedisStore:
     :class:`~fastapi_authkit.errors.ConfigurationError` once (for the eviction policy a
     :class:`~fastapi_authkit.errors.ServerSettingError`). :meth:`check` runs the same checks
     on demand, for an app's lifespan (docs: deployments/redis).
+
+    Args:
+        client: A ``redis.asyncio.Redis`` (one server, or ``Sentinel(...).master_for(name)``,
+            which follows a failover) or a ``redis.asyncio.cluster.RedisCluster``. Give it a
+            ``socket_timeout``: it bounds every call, so a slow Redis becomes a fast 503.
+            :meth:`from_url` builds one from a URL.
+        prefix: Starts every key (and the revocation channel's name).
+        wait_replicas: After each rotation, revocation and new session, wait for this many
+            replicas to confirm the write (``WAIT``); unconfirmed, the request answers 503.
+        wait_timeout: How long that wait may take, in seconds (default: half the client's
+            ``socket_timeout``, and it must be shorter than that).
+        max_lag: Bounds how long (seconds) this process answers "live" from its own view of
+            revocations without proof that the view is current: a revocation anywhere is
+            refused here as soon as its message arrives (normally within a millisecond or
+            two), and within ``max_lag`` even if messages stall. Heartbeats run every
+            ``max_lag / 4``. On a cluster and with Sentinel too: a failover or any change of
+            the primaries drops the view until it is current again, and so does data that
+            changed identity (``FLUSHALL``, ``SWAPDB``:
+            :mod:`~fastapi_authkit.stores.redis.epoch`).
+        view_size: The view holds up to this many live and as many revoked families (0: no
+            view; every request asks Redis).
     """
 
     known_active: Callable[[str, float], bool | None]
@@ -126,13 +130,22 @@ class RedisStore:
         max_lag: float = 0.1,
         view_size: int = 100_000,
     ) -> RedisStore:
-        """Connect lazily to ``url``: ``redis://`` / ``rediss://`` / ``unix://`` (one
-        server), ``redis+cluster://host:port[,host:port...]`` (a cluster, from any of its
-        nodes), ``redis+sentinel://host[:port][,host[:port]...]/service[/db]`` (the
-        primary the Sentinels name ``service``); see
-        :mod:`~fastapi_authkit.stores.redis.urls`. ``timeout`` bounds each Redis call
-        (connect and read); one retry, no backoff: a slow Redis must turn into a fast
-        503. The other options are the constructor's."""
+        """A store on a client built from ``url``, connected lazily.
+
+        Args:
+            url: ``redis://`` / ``rediss://`` / ``unix://`` (one server),
+                ``redis+cluster://host:port[,host:port...]`` (a cluster, from any of its
+                nodes), ``redis+sentinel://host[:port][,host[:port]...]/service[/db]`` (the
+                primary the Sentinels name ``service``); see
+                :mod:`~fastapi_authkit.stores.redis.urls`.
+            timeout: Bounds each Redis call (connect and read), in seconds; one retry, no
+                backoff: a slow Redis must turn into a fast 503.
+            prefix: As for the constructor.
+            wait_replicas: As for the constructor.
+            wait_timeout: As for the constructor.
+            max_lag: As for the constructor.
+            view_size: As for the constructor.
+        """
         client, sentinel = client_from_url(url, timeout=seconds("timeout", timeout, positive=True))
         store = cls(
             client,
