@@ -39,9 +39,12 @@ CLIENT = {'"my-app"': repr(CLIENT_ID), '"..."': repr(CLIENT_SECRET)}
 
 
 @pytest.fixture
-def op(monkeypatch: pytest.MonkeyPatch) -> Iterator[AuthlibOP]:
+def op(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[AuthlibOP]:
+    """The provider; ``@pytest.mark.parametrize("op", [{...}], indirect=True)`` sets options."""
     monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")  # loopback http
-    with AuthlibOP([CALLBACK, COMPANY_CALLBACK], access_ttl=ACCESS_TTL).running() as running:
+    options = getattr(request, "param", {})
+    server = AuthlibOP([CALLBACK, COMPANY_CALLBACK], access_ttl=ACCESS_TTL, **options)
+    with server.running() as running:
         yield running
 
 
@@ -123,6 +126,26 @@ def test_provider_session_signs_in_and_refreshes_past_expiry(
     # Each refresh token was presented once: four token answers, one live refresh token.
     assert len(op.tokens) == 4
     assert [token.revoked for token in op.tokens] == [True, True, True, False]
+
+
+@pytest.mark.parametrize("op", [{"rotate_refresh_tokens": False}], indirect=True)
+def test_provider_session_without_refresh_token_rotation(
+    monkeypatch: pytest.MonkeyPatch, op: AuthlibOP
+) -> None:
+    """Authlib's own default: the refresh grant answers no new refresh token. The session
+    keeps its refresh token through the refreshes, and sign-out revokes that one."""
+    _, tc = provider_session(monkeypatch, op)
+    refresh_token = tc.cookies["_auth_refresh"]
+    for _ in range(3):
+        before = tc.cookies["_auth"]
+        op.offset += ACCESS_TTL + 20
+        me = tc.get("/me")
+        assert me.status_code == 200, me.text
+        assert tc.cookies["_auth"] != before  # a new access token...
+        assert tc.cookies["_auth_refresh"] == refresh_token  # ...by the same refresh token
+    assert [token.refresh_token for token in op.tokens] == [refresh_token, None, None, None]
+    assert tc.post("/logout", headers=csrf(tc)).json() == {"ok": True}
+    assert op.refresh_token_revoked(refresh_token)
 
 
 def test_provider_session_survives_key_rotation_without_restart(

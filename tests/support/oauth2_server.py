@@ -146,6 +146,8 @@ class OAuth2Server:
 
     redirect_uris: list[str]
     access_ttl: int = 60
+    # Refresh-token rotation (Authlib's default is off: the refresh token stays the same).
+    rotate_refresh_tokens: bool = True
     offset: float = 0.0
     codes: dict[str, Code] = field(default_factory=dict)
     tokens: list[Token] = field(default_factory=list)
@@ -235,7 +237,7 @@ class OAuth2Server:
 
         class RefreshGrant(grants.RefreshTokenGrant):
             TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
-            INCLUDE_NEW_REFRESH_TOKEN = True
+            INCLUDE_NEW_REFRESH_TOKEN = outer.rotate_refresh_tokens
 
             def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
                 token = outer.by_refresh(refresh_token)
@@ -245,7 +247,8 @@ class OAuth2Server:
                 return token.user
 
             def revoke_old_credential(self, token: Token) -> None:
-                token.revoked = True
+                if outer.rotate_refresh_tokens:  # else it is still the live one
+                    token.revoked = True
 
         class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
             CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
