@@ -1,9 +1,10 @@
 """Issue 24: the set-ups of docs/deployments/identity-provider.md, copied as the page prints
 them, against a second OpenID Provider written independently of panva's oidc-provider:
 Authlib's OpenID Connect server (tests/support/authlib_op.py), with Authlib's default
-policies. For the provider's tokens as the session and for social sign-in into our own
-sessions: sign-in, refreshes past the access token's expiry, the provider's key rotation
-without an app restart, and sign-out (revoked at the provider, or at the issuer)."""
+policies (refresh-token rotation on, and off as Authlib has it by default). For the
+provider's tokens as the session and for social sign-in into our own sessions: sign-in,
+refreshes past the access token's expiry, the provider's key rotation without an app
+restart, and sign-out (revoked at the provider, or at the issuer)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from fastapi import Request
 from starlette.testclient import TestClient
 
 from fastapi_authkit import sign_out
+from fastapi_authkit.oidc import AppUser, OIDCClient, ProviderIdentity
 
 from tests.support.authlib_op import AuthlibOP
 from tests.support.http_client import CookieKeeper
@@ -31,10 +33,11 @@ pytestmark = pytest.mark.realserver
 
 CALLBACK = "https://testserver/auth/callback"
 COMPANY_CALLBACK = "https://testserver/auth/company/callback"
+USERINFO_CALLBACK = "https://testserver/auth/userinfo/callback"
 ACCESS_TTL = 300  # the provider's access tokens
 ISSUER_ACCESS_TTL = 300  # create_issuer's default, which the social example keeps
 AUTH_COOKIES = {"_auth", "_auth_type", "_auth_state", "_auth_refresh", "_auth_csrf"}
-# The provider's URLs and this client's registration, for the page's placeholders.
+# This client's registration at the provider, for the page's placeholders.
 CLIENT = {'"my-app"': repr(CLIENT_ID), '"..."': repr(CLIENT_SECRET)}
 
 
@@ -43,7 +46,9 @@ def op(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Itera
     """The provider; ``@pytest.mark.parametrize("op", [{...}], indirect=True)`` sets options."""
     monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")  # loopback http
     options = getattr(request, "param", {})
-    server = AuthlibOP([CALLBACK, COMPANY_CALLBACK], access_ttl=ACCESS_TTL, **options)
+    server = AuthlibOP(
+        [CALLBACK, COMPANY_CALLBACK, USERINFO_CALLBACK], access_ttl=ACCESS_TTL, **options
+    )
     with server.running() as running:
         yield running
 
@@ -195,6 +200,7 @@ def test_provider_session_sign_out_revokes_at_the_provider(
 # -- Sign in with the provider, keep the session here: the social example ---------------------
 
 
+@pytest.fixture
 def social(monkeypatch: pytest.MonkeyPatch, op: AuthlibOP) -> types.ModuleType:
     """The page's social sign-in app, its company provider the Authlib OP (its GitHub client
     is built but not used here: tests/test_social_signin.py runs it)."""
@@ -233,11 +239,10 @@ def _provider_tokens(op: AuthlibOP) -> set[str]:
 
 
 def test_social_sign_in_keeps_an_issuer_session_through_refreshes(
-    monkeypatch: pytest.MonkeyPatch, op: AuthlibOP
+    social: types.ModuleType, op: AuthlibOP
 ) -> None:
-    module = social(monkeypatch, op)
-    tc = social_sign_in(module, op)
-    assert module.links == {(op.issuer, "alice"): "user-1"}
+    tc = social_sign_in(social, op)
+    assert social.links == {(op.issuer, "alice"): "user-1"}
     # The cookies are the issuer's (HS256); Authlib issued a refresh token by its default
     # policy, and the kit kept none of the provider's tokens.
     assert header(tc.cookies["_auth"])["alg"] == "HS256"
@@ -251,33 +256,29 @@ def test_social_sign_in_keeps_an_issuer_session_through_refreshes(
         assert tc.cookies["_auth_refresh"] != before  # rotated by the issuer
     assert len(op.tokens) == 1  # the refreshes were the issuer's: the provider saw none
     # A later sign-in of the same provider user is the same app user.
-    social_sign_in(module, op)
-    assert module.links == {(op.issuer, "alice"): "user-1"}
+    social_sign_in(social, op)
+    assert social.links == {(op.issuer, "alice"): "user-1"}
 
 
 def test_social_sign_in_survives_key_rotation_at_the_provider(
-    monkeypatch: pytest.MonkeyPatch, op: AuthlibOP
+    social: types.ModuleType, op: AuthlibOP
 ) -> None:
-    module = social(monkeypatch, op)
-    tc = social_sign_in(module, op)
+    tc = social_sign_in(social, op)
     op.rotate_key("key-2")
     op.retire_key("key-1")  # at once: ID tokens signed with key-1 are never seen again
     # Later sign-ins bring ID tokens signed with key-2: the key set is reloaded, no restart.
-    again = social_sign_in(module, op)
-    assert module.company.keys.key_ids == ("key-2",)
-    assert social_sign_in(module, op).get("/me").status_code == 200
+    again = social_sign_in(social, op)
+    assert social.company.keys.key_ids == ("key-2",)
+    assert social_sign_in(social, op).get("/me").status_code == 200
     # The sessions started before and after the rotation are the issuer's: both go on.
     op.offset += ISSUER_ACCESS_TTL + 5
     assert tc.get("/me").status_code == 200
     assert again.get("/me").status_code == 200
-    assert module.links == {(op.issuer, "alice"): "user-1"}
+    assert social.links == {(op.issuer, "alice"): "user-1"}
 
 
-def test_social_sign_out_ends_the_issuer_session(
-    monkeypatch: pytest.MonkeyPatch, op: AuthlibOP
-) -> None:
-    module = social(monkeypatch, op)
-    tc = social_sign_in(module, op)
+def test_social_sign_out_ends_the_issuer_session(social: types.ModuleType, op: AuthlibOP) -> None:
+    tc = social_sign_in(social, op)
     op.offset += ISSUER_ACCESS_TTL + 5
     assert tc.get("/me").status_code == 200
     refresh = tc.cookies["_auth_refresh"]
@@ -288,7 +289,39 @@ def test_social_sign_out_ends_the_issuer_session(
     tc.cookies.set("_auth_refresh", refresh)
     assert tc.get("/me").status_code == 401
     # The account is refused at its next sign-in once the app disables it (the page's hook).
-    module.accounts["user-1"]["disabled"] = True
-    refused = code_flow(browser(module.app), op, redirect=COMPANY_CALLBACK, prefix="/auth/company")
+    social.accounts["user-1"]["disabled"] = True
+    refused = code_flow(browser(social.app), op, redirect=COMPANY_CALLBACK, prefix="/auth/company")
     assert refused.status_code == 403
     assert refused.json() == {"detail": "this account is disabled"}
+
+
+def test_social_sign_in_with_the_providers_userinfo(
+    social: types.ModuleType, op: AuthlibOP
+) -> None:
+    """The page's hook behind a client that also asks the provider's userinfo endpoint
+    (Authlib's ``UserInfoEndpoint``, with the RFC 9068 access token): the hook gets its
+    answer beside the ID token's claims."""
+    seen: list[ProviderIdentity] = []
+
+    async def on_identity(identity: ProviderIdentity) -> AppUser | None:
+        seen.append(identity)
+        return await social.on_identity(identity)
+
+    client = OIDCClient(
+        issuer=op.issuer,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        scope="openid profile email",
+        userinfo_endpoint=f"{op.issuer}/userinfo",
+        name="company-userinfo",
+        session=social.issuer,
+        on_identity=on_identity,
+    )
+    social.app.include_router(client.router(prefix="/auth/userinfo"))
+    tc = browser(social.app)
+    done = code_flow(tc, op, redirect=USERINFO_CALLBACK, prefix="/auth/userinfo")
+    assert done.status_code == 303, done.text
+    assert tc.get("/me").json() == {"name": "Alice", "via": "company-userinfo"}
+    (identity,) = seen
+    assert identity.userinfo == {"sub": "alice", "name": "Alice", "email": "alice@example.test"}
+    assert identity.id_claims["sub"] == "alice"

@@ -2,12 +2,13 @@
 independently written from panva's oidc-provider: discovery, a JWKS whose signing key can be
 rotated at runtime, the authorization-code flow with PKCE, ``openid`` and ``nonce``
 (Authlib's ``OpenIDCode``), ID tokens, RFC 9068 JWT access tokens for the API (Authlib's
-``JWTBearerTokenGenerator``), the refresh-token grant with rotation, RFC 7009 revocation,
+``JWTBearerTokenGenerator``), the refresh-token grant (with rotation unless
+``rotate_refresh_tokens=False``, Authlib's default), RFC 7009 revocation,
 RFC 7662 introspection and the userinfo endpoint.
 
 It is :class:`~tests.support.oauth2_server.OAuth2Server` (the same client, codes, tokens,
 auto-approving user chosen by ``login_hint``, and clock: real time plus ``offset``) with
-Authlib's OpenID Connect pieces added. Authlib's default policies are kept: a refresh token
+Authlib's OpenID Connect pieces added. Authlib's other default policies are kept: a refresh token
 is issued whenever the client may use the ``refresh_token`` grant (``offline_access`` means
 nothing special to it), and a refreshed answer carries no ID token.
 """
