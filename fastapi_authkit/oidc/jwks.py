@@ -36,8 +36,10 @@ logger = logging.getLogger("fastapi_authkit")
 
 _RSA: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_BY_CURVE: Final = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512", "secp256k1": "ES256K"}
-# Even trusted reloads (tokens from the token endpoint) are spaced this far apart, so a burst
-# of refreshes after a rotation fetches the key set once.
+# Trusted reloads (tokens from the token endpoint) for a key id the last reload looked for
+# and did not find are spaced this far apart, so a burst of refreshes signed with a key not
+# yet published fetches the key set once a second. A key id not looked for yet reloads at
+# once, however recent the last reload: a sign-in just after a rotation must not fail.
 _TRUSTED_INTERVAL: Final = 1.0
 
 Keys = dict[str | None, tuple[Any, str]]
@@ -152,6 +154,7 @@ class JWKSKeySet:
         self._clock = clock
         self._keys: Keys = {}
         self._last_reload = -float("inf")
+        self._missed: frozenset[str | None] = frozenset()  # looked for by the last reload
         self._reloading: anyio.Event | None = None
         if jwks is not None:
             try:
@@ -193,7 +196,10 @@ class JWKSKeySet:
             await self._reloading.wait()  # one fetch at a time; its result serves everyone
             return kid in self._keys
         since = self._clock() - self._last_reload
-        if since < (_TRUSTED_INTERVAL if trusted else self._interval):
+        if trusted:
+            if since < _TRUSTED_INTERVAL and kid in self._missed:
+                return False
+        elif since < self._interval:
             return False
         self._reloading = event = anyio.Event()
         try:
@@ -203,4 +209,6 @@ class JWKSKeySet:
         finally:
             self._reloading = None
             event.set()
-        return kid in self._keys
+        found = kid in self._keys
+        self._missed = frozenset() if found else frozenset((kid,))
+        return found

@@ -35,11 +35,19 @@ USERS = {
 }
 
 
+class User(str):
+    """A user, named by its login (Authlib's JWT access tokens ask it for its id)."""
+
+    def get_user_id(self) -> str:
+        return str(self)
+
+
 @dataclass
 class Client:
     client_id: str
     client_secret: str
     redirect_uris: list[str]
+    client_metadata: dict[str, Any] = field(default_factory=dict)
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -75,12 +83,27 @@ class Code:
     user: str
     code_challenge: str | None
     code_challenge_method: str | None
+    nonce: str | None
+    auth_time: int
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
 
     def get_scope(self) -> str:
         return self.scope
+
+    # What Authlib's OpenIDCode extension asks of a code (the OpenID Provider's).
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return self.auth_time
+
+    def get_acr(self) -> None:
+        return None
+
+    def get_amr(self) -> None:
+        return None
 
 
 @dataclass
@@ -123,6 +146,8 @@ class OAuth2Server:
 
     redirect_uris: list[str]
     access_ttl: int = 60
+    # Refresh-token rotation (Authlib's default is off: the refresh token stays the same).
+    rotate_refresh_tokens: bool = True
     offset: float = 0.0
     codes: dict[str, Code] = field(default_factory=dict)
     tokens: list[Token] = field(default_factory=list)
@@ -147,6 +172,32 @@ class OAuth2Server:
     def by_refresh(self, value: str) -> Token | None:
         return next((t for t in self.tokens if t.refresh_token == value), None)
 
+    def token_generator(self, server: AuthorizationServer, app: Flask) -> Any:
+        """Opaque bearer access tokens, and refresh tokens."""
+        app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {
+            "authorization_code": self.access_ttl,
+            "refresh_token": self.access_ttl,
+        }
+        app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = True
+        # The config is read when the generator is made: make it again.
+        return server.create_bearer_token_generator(app.config)
+
+    def code_extensions(self) -> list[Any]:
+        """The authorization-code grant's extensions: PKCE, required."""
+        return [CodeChallenge(required=True)]
+
+    def discovery(self) -> dict[str, Any]:
+        """The endpoints, for ``OIDCClient`` to find; no OpenID Connect."""
+        return {
+            "issuer": self.url,
+            "authorization_endpoint": f"{self.url}/authorize",
+            "token_endpoint": f"{self.url}/token",
+            "introspection_endpoint": f"{self.url}/introspect",
+            "revocation_endpoint": f"{self.url}/revoke",
+            "jwks_uri": f"{self.url}/jwks",
+            "scopes_supported": ["profile", "user"],
+        }
+
     def _build(self) -> Flask:
         outer = self
         app = Flask(__name__)
@@ -155,13 +206,8 @@ class OAuth2Server:
             query_client=lambda cid: outer.client if cid == CLIENT_ID else None,
             save_token=self._save_token,
         )
-        app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {
-            "authorization_code": self.access_ttl,
-            "refresh_token": self.access_ttl,
-        }
-        app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = True
-        # The config is read when the generator is made: make it again.
-        server.register_token_generator("default", server.create_bearer_token_generator(app.config))
+        self.authorization = server
+        server.register_token_generator("default", self.token_generator(server, app))
 
         class CodeGrant(grants.AuthorizationCodeGrant):
             TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
@@ -176,6 +222,8 @@ class OAuth2Server:
                     req.user,
                     data.get("code_challenge"),
                     data.get("code_challenge_method"),
+                    data.get("nonce"),
+                    int(outer.now()),
                 )
 
             def query_authorization_code(self, code: str, client: Client) -> Code | None:
@@ -189,7 +237,7 @@ class OAuth2Server:
 
         class RefreshGrant(grants.RefreshTokenGrant):
             TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
-            INCLUDE_NEW_REFRESH_TOKEN = True
+            INCLUDE_NEW_REFRESH_TOKEN = outer.rotate_refresh_tokens
 
             def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
                 token = outer.by_refresh(refresh_token)
@@ -199,7 +247,8 @@ class OAuth2Server:
                 return token.user
 
             def revoke_old_credential(self, token: Token) -> None:
-                token.revoked = True
+                if outer.rotate_refresh_tokens:  # else it is still the live one
+                    token.revoked = True
 
         class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
             CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
@@ -234,7 +283,7 @@ class OAuth2Server:
             def revoke_token(self, token: Token, req: Any) -> None:
                 token.revoked = True
 
-        server.register_grant(CodeGrant, [CodeChallenge(required=True)])
+        server.register_grant(CodeGrant, self.code_extensions())
         server.register_grant(RefreshGrant)
         server.register_endpoint(Introspection)
         server.register_endpoint(Revocation)
@@ -245,6 +294,7 @@ class OAuth2Server:
 
         protect = ResourceProtector()
         protect.register_token_validator(Validator())
+        self.protect = protect
 
         @app.before_request
         def maybe_down() -> Any:
@@ -254,20 +304,12 @@ class OAuth2Server:
 
         @app.get("/.well-known/openid-configuration")
         def discovery() -> Any:
-            return jsonify(
-                issuer=outer.url,
-                authorization_endpoint=f"{outer.url}/authorize",
-                token_endpoint=f"{outer.url}/token",
-                introspection_endpoint=f"{outer.url}/introspect",
-                revocation_endpoint=f"{outer.url}/revoke",
-                jwks_uri=f"{outer.url}/jwks",
-                scopes_supported=["profile", "user"],
-            )
+            return jsonify(outer.discovery())
 
         @app.get("/authorize")
         def authorize() -> Any:
             # An auto-approving user: who signs in is the login_hint (default alice).
-            user = request.args.get("login_hint", "alice")
+            user = User(request.args.get("login_hint", "alice"))
             grant = server.get_consent_grant(end_user=user)
             return server.create_authorization_response(grant_user=user, grant=grant)
 

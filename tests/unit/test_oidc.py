@@ -193,6 +193,28 @@ def test_tokens_signed_by_held_keys_verify_and_unknown_kids_reload_with_a_rate_l
         assert len(server.requests) == 3
 
 
+def test_a_token_endpoint_kid_reloads_at_once_however_recent_the_last_reload(
+    clock: Clock,
+) -> None:
+    """The provider rotates its key in the second after our last JWKS fetch: the sign-in
+    or refresh that brings the new kid reloads at once (it used to wait out a one-second
+    floor, and a sign-in just after a rotation failed). A kid still missing after that
+    reload is not fetched again within the second."""
+    first, second = rsa_jwk("k1"), rsa_jwk("k2")
+    with StaticJSON(public_jwks([first])).running() as server:
+        keys = JWKSKeySet(server.url, clock=clock)
+        anyio.run(keys.load)
+        server.body = public_jwks([second, first])  # rotated, no time passes
+        assert anyio.run(partial(keys.reload, "k2", trusted=True))
+        assert keys.key_ids == ("k2", "k1")
+        for _ in range(3):  # a kid the provider has not published yet: one fetch
+            assert not anyio.run(partial(keys.reload, "k3", trusted=True))
+        assert len(server.requests) == 3
+        clock.advance(1.5)
+        assert not anyio.run(partial(keys.reload, "k3", trusted=True))
+        assert len(server.requests) == 4
+
+
 def test_a_provider_that_is_down_keeps_the_keys_held(clock: Clock) -> None:
     keys = JWKSKeySet(
         f"http://127.0.0.1:{free_port()}/jwks", jwks=public_jwks([rsa_jwk("a")]), clock=clock

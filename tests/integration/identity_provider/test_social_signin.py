@@ -217,6 +217,43 @@ def test_oidc_transaction_is_single_use_and_bound_to_its_state(
     assert len(accounts.seen) == 1
 
 
+def test_oidc_sign_in_after_the_provider_rotates_its_key(provider: OIDCProviderServer) -> None:
+    """oidc-provider rotates its signing key (restarted with a new key first in its JWKS,
+    later with the old one retired): sign-ins after it verify ID tokens signed with the new
+    key, the app not restarted, and the sessions started before go on (the issuer's)."""
+    clock = SharedTime(provider)
+    accounts = Accounts()
+    made: list[OIDCClient] = []
+
+    def clients(issuer: Issuer) -> list[tuple[OIDCClient, str]]:
+        made.append(oidc_social(provider, clock, issuer, accounts))
+        return [(made[0], "/auth/oidc")]
+
+    app, _ = social_app(clock, clients)
+    browsers = [browser(app)]
+    done = code_flow(browsers[0], provider, redirect=OIDC_REDIRECT, prefix="/auth/oidc")
+    assert done.status_code == 303, done.text
+    assert made[0].keys.key_ids == ("key-1",)
+
+    provider.rotate_key("key-2")
+    browsers.append(browser(app))
+    done = code_flow(browsers[1], provider, redirect=OIDC_REDIRECT, prefix="/auth/oidc")
+    assert done.status_code == 303, done.text
+    assert made[0].keys.key_ids == ("key-2", "key-1")  # reloaded for the new kid
+
+    provider.keys = provider.keys[:1]  # key-1 retired from the JWKS
+    provider.restart()
+    clock.advance(ISSUER_ACCESS_TTL + 5)
+    browsers.append(browser(app))
+    done = code_flow(browsers[2], provider, redirect=OIDC_REDIRECT, prefix="/auth/oidc")
+    assert done.status_code == 303, done.text
+    for tc in browsers:  # each refreshed past the issuer's access-token expiry, or new
+        me = tc.get("/me")
+        assert me.status_code == 200, me.text
+        assert me.json() == {"name": "Alice", "via": "oidc"}
+    assert accounts.links == {(provider.issuer, "alice"): "user-1"}
+
+
 # -- Plain OAuth 2.0, GitHub-style: Authlib's authorization server -------------------------
 
 
