@@ -22,12 +22,12 @@ from fastapi_authkit import sign_out
 from fastapi_authkit.oidc import AppUser, OIDCClient, ProviderIdentity
 
 from tests.support.authlib_op import AuthlibOP
+from tests.support.docs_examples import Examples
 from tests.support.http_client import CookieKeeper
 from tests.support.oauth2_server import CLIENT_ID, CLIENT_SECRET
 from tests.support.oidc_flow import browser, code_flow
 from tests.support.oidc_server import API, header
 from tests.support.tokens import SECRET_KEY, TOKEN_KEY
-from tests.test_docs_examples import Examples
 
 pytestmark = pytest.mark.realserver
 
