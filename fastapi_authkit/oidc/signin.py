@@ -42,7 +42,7 @@ from ..localpath import is_local_path
 from ..state import get_auth_state, sign_in
 from ..tokens.verifier import EXTERNAL_LEEWAY
 from .discovery import ProviderMetadata
-from .grant import ClientRefusedError, TokenEndpoint, token_result
+from .grant import ClientRefusedError, GrantRefusedError, TokenEndpoint, token_result
 from .idtoken import verified_id_claims
 from .jwks import JWKSKeySet
 from .social import SocialClient, sign_in_here
@@ -70,8 +70,6 @@ class SignInClient(SocialClient, Protocol):
     keys: JWKSKeySet
     token_endpoint: TokenEndpoint
     user_state: Callable[[Mapping[str, Any]], Any]
-
-    async def metadata(self) -> ProviderMetadata: ...
 
 
 class NoRefreshTokenError(ProviderError):
@@ -274,11 +272,13 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
                 "sign-in is misconfigured at the identity provider; retrying will not help "
                 "until the site's operator fixes it",
             )
+        except GrantRefusedError as exc:
+            return _code_refused(exc)
         except ProviderError as exc:
             logger.warning("sign-in failed at the token endpoint: %s", exc)
             return _problem(503, "the identity provider is unavailable", retry_after=5)
         if not result.is_success:
-            return _problem(400, "the identity provider refused the code; start again")
+            return _code_refused("the token endpoint refused the code: 'invalid_grant'")
         # The tokens were issued during the exchange: checked against a clock read before it,
         # a token issued in the next second would be "issued in the future".
         now = store.clock()
@@ -328,6 +328,13 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
         return RedirectResponse(_local_path(transaction.next), status_code=303)
 
     return router
+
+
+def _code_refused(reason: object) -> Response:
+    # A used, expired or mistyped code (or its PKCE verifier): this sign-in is over, a
+    # retry of the same callback cannot succeed, a new one can.
+    logger.warning("sign-in refused by the identity provider: %s", reason)
+    return _problem(400, "the identity provider refused the code; start again")
 
 
 async def _verified_user_state(
