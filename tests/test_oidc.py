@@ -31,6 +31,8 @@ from fastapi_authkit import (
 from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.errors import ProviderError
 from fastapi_authkit.oidc import (
+    ClientRefusedError,
+    GrantRefusedError,
     JWKSKeySet,
     OIDCClient,
     ProviderMetadata,
@@ -286,6 +288,31 @@ def test_token_answers_map_to_refresh_results() -> None:
 def test_token_answers_that_say_nothing_about_the_grant_raise(answer: Answer, message: str) -> None:
     with pytest.raises(ProviderError, match=message):
         token_result(answer)
+
+
+def test_an_oauth_error_is_a_refusal_whatever_the_status() -> None:
+    # GitHub answers a bad or used code, and a wrong client secret, with HTTP 200.
+    assert not token_result(Answer(200, {"error": "invalid_grant"})).is_success
+    assert not token_result(Answer(403, {"error": "invalid_grant"})).is_success
+    for status in (200, 400):
+        with pytest.raises(GrantRefusedError, match="'bad_verification_code' \\(expired\\)") as got:
+            token_result(
+                Answer(status, {"error": "bad_verification_code", "error_description": "expired"})
+            )
+        assert got.value.error == "bad_verification_code"
+    for error in ("incorrect_client_credentials", "redirect_uri_mismatch", "unauthorized_client"):
+        with pytest.raises(ClientRefusedError, match="check client_id"):
+            token_result(Answer(200, {"error": error, "access_token": "at"}))
+    # An error that says "not now" stays transient, whatever its status.
+    for answer in (
+        Answer(200, {"error": "temporarily_unavailable"}),
+        Answer(400, {"error": "server_error"}),
+        Answer(503, {"error": "invalid_grant"}),
+        Answer(502, {"error": "bad_verification_code"}),
+    ):
+        with pytest.raises(ProviderError) as transient:
+            token_result(answer)
+        assert type(transient.value) is ProviderError
 
 
 @pytest.mark.parametrize(
