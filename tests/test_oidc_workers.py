@@ -36,6 +36,18 @@ ISSUER_ACCESS_TTL = 2  # short: waited out for real, within uvicorn's 5 s keep-a
 REDIRECT = "https://app.test/auth/callback"
 
 
+def _app_env(provider: OIDCProviderServer, redis: RedisServer, **mode: str) -> dict[str, str]:
+    """tests/support/oidc_worker_app.py's environment; ``mode`` chooses the deployment."""
+    return {
+        "AUTHKIT_SECRET": SECRET,
+        "AUTHKIT_REDIS_URL": redis.url,
+        "AUTHKIT_OIDC_ISSUER": provider.issuer,
+        "AUTHKIT_OIDC_CLIENT_ID": provider.client_options["client_id"],
+        "AUTHKIT_OIDC_CLIENT_SECRET": provider.client_options["client_secret"],
+        **mode,
+    }
+
+
 async def _storm(base_url: str, fresh: dict[str, str], stale_after: float) -> list[httpx2.Response]:
     """``N`` requests at once on keep-alive connections known to be held by both workers,
     with cookies whose access token has expired by then."""
@@ -74,14 +86,7 @@ def test_two_workers_keep_the_rotated_refresh_token(tmp_path: Path, own_redis: R
         tmp_path, redirect_uris=["https://app.test/auth/callback"], access_ttl=ACCESS_TTL
     )
     provider.start()
-    env = {
-        "AUTHKIT_SECRET": SECRET,
-        "AUTHKIT_REDIS_URL": own_redis.url,
-        "AUTHKIT_OIDC_ISSUER": provider.issuer,
-        "AUTHKIT_OIDC_CLIENT_ID": provider.client_options["client_id"],
-        "AUTHKIT_OIDC_CLIENT_SECRET": provider.client_options["client_secret"],
-        "AUTHKIT_OIDC_AUDIENCE": API,
-    }
+    env = _app_env(provider, own_redis, AUTHKIT_OIDC_AUDIENCE=API)
     try:
         with (
             run_example_app(
@@ -177,14 +182,7 @@ def test_social_sign_in_across_two_workers(tmp_path: Path, own_redis: RedisServe
     provider = OIDCProviderServer(tmp_path, redirect_uris=[REDIRECT])
     provider.settings["apiByDefault"] = False  # oidc-provider's default policy
     provider.start()
-    env = {
-        "AUTHKIT_SECRET": SECRET,
-        "AUTHKIT_REDIS_URL": own_redis.url,
-        "AUTHKIT_OIDC_ISSUER": provider.issuer,
-        "AUTHKIT_OIDC_CLIENT_ID": provider.client_options["client_id"],
-        "AUTHKIT_OIDC_CLIENT_SECRET": provider.client_options["client_secret"],
-        "AUTHKIT_ISSUER_ACCESS_TTL": str(ISSUER_ACCESS_TTL),
-    }
+    env = _app_env(provider, own_redis, AUTHKIT_ISSUER_ACCESS_TTL=str(ISSUER_ACCESS_TTL))
     try:
         with run_example_app(
             tmp_path, env, workers=2, app="tests.support.oidc_worker_app:app", ready_path="/health"
