@@ -17,7 +17,13 @@ except ModuleNotFoundError as exc:  # pragma: no cover - the test environment ha
 
 from .client import OIDCClient, StoreOptions, default_user_state
 from .discovery import ProviderMetadata, discover
-from .grant import ClientRefusedError, RefreshTokenGrant, refresh_token_grant, token_result
+from .grant import (
+    ClientRefusedError,
+    GrantRefusedError,
+    RefreshTokenGrant,
+    refresh_token_grant,
+    token_result,
+)
 from .identity import AppUser, IdentityRefused, ProviderIdentity
 from .introspection import TokenIntrospection
 from .jwks import JWKSKeySet, parse_jwks
@@ -25,6 +31,7 @@ from .jwks import JWKSKeySet, parse_jwks
 __all__ = [
     "AppUser",
     "ClientRefusedError",
+    "GrantRefusedError",
     "JWKSKeySet",
     "IdentityRefused",
     "OIDCClient",

@@ -106,7 +106,13 @@ class OIDCClient:
     (GitHub-style, no discovery, no ID token) is given ``authorization_endpoint``,
     ``token_endpoint`` and ``userinfo_endpoint`` (its user API, called with the access
     token) and ``subject_claim`` (the userinfo member naming the user, ``"sub"`` by default;
-    GitHub's is ``"id"``); an OpenID provider may be given ``userinfo_endpoint`` too.
+    GitHub's is ``"id"``). ``fetch_userinfo``: with OpenID Connect, ask the provider's
+    userinfo endpoint (``userinfo_endpoint``, else discovery's) with the access token after
+    the ID token verifies, so that the hook gets the claims the scopes asked for (a provider
+    often puts only ``sub`` in the ID token when it issues an access token, OIDC Core §5.4);
+    True by default; False to use the ID token's claims only (one call fewer per sign-in,
+    for providers whose ID tokens carry the claims, or whose access tokens are for another
+    API and refused at their userinfo endpoint).
     """
 
     def __init__(
@@ -141,6 +147,7 @@ class OIDCClient:
         token_endpoint: str | None = None,
         userinfo_endpoint: str | None = None,
         subject_claim: str = "sub",
+        fetch_userinfo: bool | None = None,
     ) -> None:
         self.issuer = check_url("issuer", issuer, allow_http=allow_insecure_http)
         self.name = issuer if name is None else name
@@ -159,7 +166,11 @@ class OIDCClient:
         self.discovered = self._endpoints is None
         if session is None:
             audience = check_provider_session(
-                on_identity, self._endpoints, audience, self.userinfo_endpoint
+                on_identity,
+                self._endpoints,
+                audience,
+                self.userinfo_endpoint,
+                fetch_userinfo=fetch_userinfo,
             )
             refresh_tokens = True if refresh_tokens is None else refresh_tokens
         else:
@@ -168,6 +179,7 @@ class OIDCClient:
                 on_identity,
                 scope=scope,
                 userinfo_endpoint=self.userinfo_endpoint,
+                fetch_userinfo=fetch_userinfo,
                 explicit=self._endpoints is not None,
                 conflicting={
                     "audience": not isinstance(audience, Unset),
@@ -181,6 +193,7 @@ class OIDCClient:
             audience = None
             refresh_tokens = False  # no provider refresh token is kept: the issuer's is
         self.on_identity: IdentityHook | None = on_identity
+        self.fetch_userinfo = fetch_userinfo is not False
         if user_state is None:
             user_state = default_user_state
         if redirect_uri is not None:

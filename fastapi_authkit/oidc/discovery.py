@@ -27,6 +27,7 @@ class ProviderMetadata:
     revocation_endpoint: str | None = None
     end_session_endpoint: str | None = None
     introspection_endpoint: str | None = None
+    userinfo_endpoint: str | None = None
     # None when the document does not say (both are RECOMMENDED, not required).
     scopes_supported: frozenset[str] | None = None
     prompt_values_supported: frozenset[str] | None = None
@@ -54,6 +55,7 @@ class ProviderMetadata:
             "revocation_endpoint",
             "end_session_endpoint",
             "introspection_endpoint",
+            "userinfo_endpoint",
         ):
             value = document.get(name)
             if value is None:

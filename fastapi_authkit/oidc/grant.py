@@ -3,17 +3,27 @@
 
 What the answers mean for the session:
 
-* 200 with an ``access_token`` → ``is_success=True`` (a rotated ``refresh_token`` is kept,
-  ``expires_in`` / ``refresh_expires_in`` cap the cookies' lifetimes);
-* 400/401 ``invalid_grant`` → ``is_success=False``: the grant is over (revoked, expired,
-  reused), every auth cookie is cleared;
+* 200 with an ``access_token`` and no ``error`` → ``is_success=True`` (a rotated
+  ``refresh_token`` is kept, ``expires_in`` / ``refresh_expires_in`` cap the cookies'
+  lifetimes);
+* ``invalid_grant`` → ``is_success=False``: the grant is over (revoked, expired, reused),
+  every auth cookie is cleared;
 * a refusal of *our* client (``invalid_client``, ``unauthorized_client``, ``unauthorized``,
-  ``unsupported_grant_type``: a configuration problem no user caused and no retry cures)
+  ``unsupported_grant_type``, GitHub's ``incorrect_client_credentials`` and
+  ``redirect_uri_mismatch``: a configuration problem no user caused and no retry cures)
   raises :class:`ClientRefusedError`, logged as an error for the operator; nothing is
   cleared (the sessions are fine, the client's registration is not);
-* anything else — 5xx, a timeout, a network error, a body that is not the JSON the
-  standard describes — raises :class:`ProviderError`: transient, nothing is cleared,
-  protected routes answer 503 until the provider answers properly.
+* another OAuth error below 500 (GitHub's ``bad_verification_code``, ``invalid_request``,
+  ``invalid_scope``...) raises :class:`GrantRefusedError`: the provider refuses this grant
+  (a sign-in answers it as ``invalid_grant``, to start again; a refresh keeps the session,
+  as for a transient failure);
+* anything else — 5xx, ``server_error``, ``temporarily_unavailable``, a timeout, a network
+  error, a body that is not the JSON the standard describes — raises
+  :class:`ProviderError`: transient, nothing is cleared, protected routes answer 503 until
+  the provider answers properly.
+
+An ``error`` member means a refusal whatever the status: GitHub answers a bad or used code
+with HTTP 200 and ``{"error": "bad_verification_code"}``.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from .http import Answer, ProviderHTTP, check_url
 __all__ = [
     "AuthMethod",
     "ClientRefusedError",
+    "GrantRefusedError",
     "RefreshTokenGrant",
     "TokenEndpoint",
     "refresh_token_grant",
@@ -48,8 +59,19 @@ AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
 # its credentials at the provider are wrong (RFC 6749 §5.2; ``unauthorized`` is what some
 # providers answer instead of ``unauthorized_client``).
 CLIENT_ERRORS: Final = frozenset(
-    {"invalid_client", "unauthorized_client", "unauthorized", "unsupported_grant_type"}
+    {
+        "invalid_client",
+        "unauthorized_client",
+        "unauthorized",
+        "unsupported_grant_type",
+        # GitHub's names for a wrong client secret and an unregistered redirect URI.
+        "incorrect_client_credentials",
+        "redirect_uri_mismatch",
+    }
 )
+# OAuth errors that say the provider cannot answer now (RFC 6749 §4.1.2.1 names them for
+# the authorization endpoint; some providers answer them at the token endpoint too).
+TRANSIENT_ERRORS: Final = frozenset({"server_error", "temporarily_unavailable"})
 
 
 class ClientRefusedError(ProviderError):
@@ -57,6 +79,16 @@ class ClientRefusedError(ProviderError):
     client id, secret, authentication method, redirect URI or allowed grant types registered
     at the provider do not match this app's configuration. Not transient: the operator must
     fix the configuration."""
+
+    def __init__(self, message: str, *, error: str) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class GrantRefusedError(ProviderError):
+    """The token endpoint refused the grant with an OAuth error other than
+    ``invalid_grant`` and the client errors (``error`` is its code): the code or token
+    presented will not be accepted if tried again."""
 
     def __init__(self, message: str, *, error: str) -> None:
         super().__init__(message)
@@ -74,6 +106,10 @@ def token_result(answer: Answer) -> RefreshResult:
     """Map a token endpoint answer to a :class:`RefreshResult`, or raise
     :class:`ProviderError` (see the module docstring)."""
     status, body = answer
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str):
+        _raise_unless_grant_over(status, error, body.get("error_description"))
+        return RefreshResult(is_success=False)
     if status == 200 and isinstance(body, dict):
         access, refresh = body.get("access_token"), body.get("refresh_token")
         if not isinstance(refresh, str) or not refresh:
@@ -91,23 +127,26 @@ def token_result(answer: Answer) -> RefreshResult:
             new_auth_token_expire_in=_seconds(body.get("expires_in")),
             new_refresh_token_expires_in=_seconds(body.get("refresh_expires_in")),
         )
-    error = body.get("error") if isinstance(body, dict) else None
-    if status in (400, 401) and error == "invalid_grant":
-        return RefreshResult(is_success=False)
-    if isinstance(error, str):
-        description = body.get("error_description")
-        message = f"the token endpoint refused with HTTP {status} {error!r}" + (
-            f" ({description})" if isinstance(description, str) else ""
-        )
-        if error in CLIENT_ERRORS:
-            raise ClientRefusedError(
-                message + ": the provider refuses this client; check client_id, "
-                "client_secret, auth_method, the redirect URI and the grant types "
-                "registered for it",
-                error=error,
-            )
-        raise ProviderError(message)
     raise ProviderError(f"the token endpoint answered HTTP {status} without an OAuth error")
+
+
+def _raise_unless_grant_over(status: int, error: str, description: object) -> None:
+    """Returns for ``invalid_grant`` (the grant is over); raises what any other OAuth
+    ``error`` means."""
+    message = f"the token endpoint refused with HTTP {status} {error!r}" + (
+        f" ({description})" if isinstance(description, str) else ""
+    )
+    if error in CLIENT_ERRORS:
+        raise ClientRefusedError(
+            message + ": the provider refuses this client; check client_id, "
+            "client_secret, auth_method, the redirect URI and the grant types "
+            "registered for it",
+            error=error,
+        )
+    if status >= 500 or error in TRANSIENT_ERRORS:
+        raise ProviderError(message)
+    if error != "invalid_grant":
+        raise GrantRefusedError(message, error=error)
 
 
 class TokenEndpoint:

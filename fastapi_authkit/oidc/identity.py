@@ -19,7 +19,7 @@ class ProviderIdentity:
     userinfo answer's ``subject_claim``, as a string). ``(issuer, subject)`` is the key to
     link an account by, never the e-mail address. ``id_claims``: the verified ID token's
     claims (empty without OpenID Connect); ``userinfo``: the userinfo endpoint's answer
-    (None when it was not asked).
+    (None when it was not asked); :attr:`claims`: both in one mapping.
     """
 
     provider: str
@@ -27,6 +27,14 @@ class ProviderIdentity:
     subject: str
     id_claims: Mapping[str, Any] = field(default_factory=dict)
     userinfo: Mapping[str, Any] | None = None
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        """The userinfo answer's claims, then the ID token's over them: the ID token is
+        signed (verified here), the userinfo answer adds what the token does not carry (a
+        provider's ID token often holds only ``sub`` when an access token is issued, the
+        scopes' claims being at its userinfo endpoint, OIDC Core §5.4)."""
+        return {**(self.userinfo or {}), **self.id_claims}
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from typing import Final
 
 from ..errors import ConfigurationError
 from ..issuer import Issuer
-from ..validation import function
+from ..validation import flag, function
 from .discovery import ProviderMetadata
 from .http import check_url
 from .identity import IdentityHook
@@ -49,6 +49,8 @@ def check_provider_session(
     endpoints: ProviderMetadata | None,
     audience: str | Sequence[str] | Unset | None,
     userinfo_endpoint: str | None,
+    *,
+    fetch_userinfo: bool | None,
 ) -> str | Sequence[str] | None:
     """The checks of the provider's tokens as the session (no ``session=``): returns the
     audience, which is required."""
@@ -57,9 +59,10 @@ def check_provider_session(
             "on_identity is the hook of a sign-in into the issuer's sessions: pass "
             "session=issuer (from create_issuer) with it"
         )
-    if endpoints is not None or userinfo_endpoint is not None:
+    if endpoints is not None or userinfo_endpoint is not None or fetch_userinfo is not None:
         raise ConfigurationError(
-            "authorization_endpoint, token_endpoint and userinfo_endpoint are for a provider "
+            "authorization_endpoint, token_endpoint, userinfo_endpoint and fetch_userinfo "
+            "are for a provider "
             "that only says who signed in (session=issuer, on_identity=...); the provider's "
             "tokens as the session are found by discovery from the issuer"
         )
@@ -78,6 +81,7 @@ def check_social(
     *,
     scope: str,
     userinfo_endpoint: str | None,
+    fetch_userinfo: bool | None,
     explicit: bool,
     conflicting: Mapping[str, bool],
 ) -> IdentityHook:
@@ -108,6 +112,17 @@ def check_social(
         raise ConfigurationError(
             "a provider without OpenID Connect says who signed in only at its user API: "
             "pass userinfo_endpoint= (GitHub's is https://api.github.com/user)"
+        )
+    flag("fetch_userinfo", True if fetch_userinfo is None else fetch_userinfo)
+    if fetch_userinfo is False and userinfo_endpoint is not None:
+        raise ConfigurationError(
+            "fetch_userinfo=False, but userinfo_endpoint= is given"
+            + (
+                ": a provider without OpenID Connect says who signed in only there (drop "
+                "fetch_userinfo)"
+                if explicit
+                else ": drop one of them"
+            )
         )
     if not openid and userinfo_endpoint is None:
         raise ConfigurationError(

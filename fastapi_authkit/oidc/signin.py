@@ -42,7 +42,7 @@ from ..localpath import is_local_path
 from ..state import get_auth_state, sign_in
 from ..tokens.verifier import EXTERNAL_LEEWAY
 from .discovery import ProviderMetadata
-from .grant import ClientRefusedError, TokenEndpoint, token_result
+from .grant import ClientRefusedError, GrantRefusedError, TokenEndpoint, token_result
 from .idtoken import verified_id_claims
 from .jwks import JWKSKeySet
 from .social import SocialClient, sign_in_here
@@ -70,8 +70,6 @@ class SignInClient(SocialClient, Protocol):
     keys: JWKSKeySet
     token_endpoint: TokenEndpoint
     user_state: Callable[[Mapping[str, Any]], Any]
-
-    async def metadata(self) -> ProviderMetadata: ...
 
 
 class NoRefreshTokenError(ProviderError):
@@ -236,11 +234,16 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
     async def _first_use(store: AuthStore, transaction: Transaction, now: float) -> bool:
         if not used.claim(transaction.state, transaction.expires_at, now):
             return False
-        if store.shared_store is None:
+        # Across workers: a claim that is never finished, held until the transaction expires,
+        # in the store's shared store, else the issuer's (social sign-in: its sessions are
+        # shared, and the refresh flights are its own, so the store was given none).
+        shared = store.shared_store
+        if shared is None and store.token_issuer is not None:
+            shared = store.token_issuer.shared_store
+        if shared is None:
             return True
-        # Across workers: a claim that is never finished, held until the transaction expires.
         try:
-            claim = await store.shared_store.flight_claim(
+            claim = await shared.flight_claim(
                 "oidc-state:" + state_key(transaction.state),
                 owner,
                 now=now,
@@ -274,11 +277,13 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
                 "sign-in is misconfigured at the identity provider; retrying will not help "
                 "until the site's operator fixes it",
             )
+        except GrantRefusedError as exc:
+            return _code_refused(exc)
         except ProviderError as exc:
             logger.warning("sign-in failed at the token endpoint: %s", exc)
             return _problem(503, "the identity provider is unavailable", retry_after=5)
         if not result.is_success:
-            return _problem(400, "the identity provider refused the code; start again")
+            return _code_refused("the token endpoint refused the code: 'invalid_grant'")
         # The tokens were issued during the exchange: checked against a clock read before it,
         # a token issued in the next second would be "issued in the future".
         now = store.clock()
@@ -328,6 +333,13 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
         return RedirectResponse(_local_path(transaction.next), status_code=303)
 
     return router
+
+
+def _code_refused(reason: object) -> Response:
+    # A used, expired or mistyped code (or its PKCE verifier): this sign-in is over, a
+    # retry of the same callback cannot succeed, a new one can.
+    logger.warning("sign-in refused by the identity provider: %s", reason)
+    return _problem(400, "the identity provider refused the code; start again")
 
 
 async def _verified_user_state(

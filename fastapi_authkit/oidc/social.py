@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from ..errors import AuthKitError, ConfigurationError, ProviderError, StoreUnavailableError
+from .discovery import ProviderMetadata
 from .http import ProviderHTTP
 from .identity import AppUser, IdentityHook, IdentityRefused, ProviderIdentity
 from .idtoken import verified_id_claims
@@ -35,15 +36,41 @@ class SocialClient(Protocol):
     http: ProviderHTTP
     session: Any  # the Issuer (its sign_in starts the session)
     on_identity: IdentityHook | None  # set with session
+    fetch_userinfo: bool  # with OpenID Connect, also ask discovery's userinfo_endpoint
+
+    async def metadata(self) -> ProviderMetadata: ...
+
+
+async def _userinfo_url(client: SocialClient) -> str | None:
+    """The userinfo endpoint to ask: the one given, else (OpenID Connect) discovery's."""
+    if client.userinfo_endpoint is not None:
+        return client.userinfo_endpoint
+    if client.discovered and client.fetch_userinfo:
+        return (await client.metadata()).userinfo_endpoint
+    return None
 
 
 async def _userinfo(client: SocialClient, url: str, access_token: str) -> dict[str, Any]:
-    answer = await client.http.get(url, {"authorization": f"Bearer {access_token}"})
-    if answer.status != 200 or not isinstance(answer.body, dict):
+    status, body = await client.http.get(url, {"authorization": f"Bearer {access_token}"})
+    error = body.get("error") if isinstance(body, dict) else None
+    # Some providers answer a refused token with 200 and an OAuth error body (GitHub-style):
+    # an error is a refusal whatever the status, never a user's profile.
+    if isinstance(error, str):
+        description = body.get("error_description")
         raise ProviderError(
-            f"the userinfo endpoint answered HTTP {answer.status}, not a JSON object"
+            f"the userinfo endpoint refused the access token it was just given: HTTP "
+            f"{status} {error!r}"
+            + (f" ({description})" if isinstance(description, str) else "")
+            + (
+                "; if the provider issues this client's access tokens for another API, "
+                "pass fetch_userinfo=False to use the ID token's claims only"
+                if client.discovered and client.userinfo_endpoint is None
+                else ""
+            )
         )
-    return answer.body
+    if status != 200 or not isinstance(body, dict):
+        raise ProviderError(f"the userinfo endpoint answered HTTP {status}, not a JSON object")
+    return body
 
 
 def _subject(value: object, claim: str) -> str:
@@ -63,9 +90,9 @@ async def provider_identity(
     now: float,
 ) -> ProviderIdentity:
     """Who signed in, from the token endpoint's answer: the verified ID token (OpenID
-    Connect) and, when the client names a ``userinfo_endpoint``, its answer to the access
-    token (with OpenID Connect, for the ID token's ``sub``: OIDC Core §5.3.2).
-    Raises :class:`ProviderError` when the answer does not verify."""
+    Connect) and the userinfo endpoint's answer to the access token (the one given, else,
+    with OpenID Connect and ``fetch_userinfo``, discovery's; for the ID token's ``sub``
+    only: OIDC Core §5.3.2). Raises :class:`ProviderError` when the answer does not verify."""
     if not client.discovered:
         # No openid asked, no keys to verify one with: an ID token is not the identity here.
         body = {name: value for name, value in body.items() if name != "id_token"}
@@ -80,7 +107,8 @@ async def provider_identity(
         nonce=nonce,
     )
     userinfo: dict[str, Any] | None = None
-    url = client.userinfo_endpoint
+    # After the ID token's checks: a forged or replayed answer spends no provider call.
+    url = await _userinfo_url(client)
     if url is not None:
         if access_token is None:
             raise ProviderError("the token endpoint answered without an access_token")

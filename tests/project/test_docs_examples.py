@@ -499,6 +499,7 @@ def test_example_social_sign_in(
     company_callback = "https://testserver/auth/company/callback"
     github_callback = "https://testserver/auth/github/callback"
     provider = OIDCProviderServer(tmp_path, redirect_uris=[company_callback])
+    provider.settings["apiByDefault"] = False  # oidc-provider's default policy
     provider.start()
     try:
         with OAuth2Server([github_callback]).running() as github:

@@ -6,6 +6,10 @@ tokens are opaque. It is not OpenID Connect: no ID token; its discovery document
 so that ``OIDCClient`` can find the endpoints) names no JWKS keys.
 
 The server's clock is real time plus ``offset`` (moved by the tests with the app's clock).
+With ``github_errors`` its token endpoint refuses the way GitHub documents for its own
+("Troubleshooting OAuth app access token request errors"): HTTP 200 and a JSON body whose
+``error`` is GitHub's name (``bad_verification_code``, ``incorrect_client_credentials``...);
+by default it answers RFC 6749 §5.2 errors (400/401).
 """
 
 from __future__ import annotations
@@ -29,6 +33,13 @@ from werkzeug.serving import make_server
 
 CLIENT_ID = "kit-oauth2"
 CLIENT_SECRET = "oauth2-secret-0123456789abcdef0123456789"
+# GitHub's names for the standard errors of its token endpoint.
+GITHUB_ERRORS = {
+    ("authorization_code", "invalid_grant"): "bad_verification_code",
+    ("refresh_token", "invalid_grant"): "bad_refresh_token",
+    ("authorization_code", "invalid_client"): "incorrect_client_credentials",
+    ("refresh_token", "invalid_client"): "incorrect_client_credentials",
+}
 USERS = {
     "alice": {"id": 1001, "login": "alice", "name": "Alice", "email": "alice@example.test"},
     "bob": {"id": 1002, "login": "bob", "name": "Bob", "email": "bob@example.test"},
@@ -153,6 +164,7 @@ class OAuth2Server:
     tokens: list[Token] = field(default_factory=list)
     introspections: int = 0
     down: bool = False
+    github_errors: bool = False
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -315,7 +327,18 @@ class OAuth2Server:
 
         @app.post("/token")
         def token() -> Any:
-            return server.create_token_response()
+            response = server.create_token_response()
+            body = response.get_json(silent=True)
+            if not outer.github_errors or response.status_code == 200 or not body:
+                return response
+            standard = body.get("error")
+            error = GITHUB_ERRORS.get((request.form.get("grant_type"), standard), standard)
+            return jsonify(
+                error=error,
+                error_description=body.get("error_description", error),
+                error_uri="https://docs.github.com/apps/oauth-apps/maintaining-oauth-apps/"
+                "troubleshooting-oauth-app-access-token-request-errors",
+            )
 
         @app.post("/introspect")
         def introspect() -> Any:

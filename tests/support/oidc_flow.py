@@ -99,16 +99,23 @@ def authorize(
     """The browser's part up to our callback: returns the query the provider sends back."""
     start = tc.get(f"{prefix}/login", params={"next": "/me"}, follow_redirects=False)
     assert start.status_code == 302, start.text
-    location = start.headers["location"]
-    with httpx2.Client(timeout=10.0) as at_provider:  # the browser's provider cookies
+    return at_provider(provider, start.headers["location"], login=login, redirect=redirect)
+
+
+def at_provider(
+    provider: OIDCProviderServer, location: str, *, login: str = "alice", redirect: str
+) -> str:
+    """The browser at the provider, from our login's redirect (``location``): the login form,
+    consent, then back towards ``redirect``. Returns the query the provider sends back."""
+    with httpx2.Client(timeout=10.0) as session:  # the browser's provider cookies
         for _ in range(20):
             if location.startswith(redirect):
                 break
             url = urljoin(provider.issuer + "/", location)
-            response = at_provider.get(url)
+            response = session.get(url)
             if response.status_code == 200 and "<form" in response.text:
                 path = urlsplit(url).path
-                response = at_provider.post(f"{provider.issuer}{path}/login", data={"login": login})
+                response = session.post(f"{provider.issuer}{path}/login", data={"login": login})
             assert response.status_code in (302, 303), response.text
             location = response.headers["location"]
         else:  # pragma: no cover - a provider that never redirects back

@@ -31,6 +31,9 @@ from fastapi_authkit import (
 from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.errors import ProviderError
 from fastapi_authkit.oidc import (
+    AppUser,
+    ClientRefusedError,
+    GrantRefusedError,
     JWKSKeySet,
     OIDCClient,
     ProviderMetadata,
@@ -308,6 +311,31 @@ def test_token_answers_map_to_refresh_results() -> None:
 def test_token_answers_that_say_nothing_about_the_grant_raise(answer: Answer, message: str) -> None:
     with pytest.raises(ProviderError, match=message):
         token_result(answer)
+
+
+def test_an_oauth_error_is_a_refusal_whatever_the_status() -> None:
+    # GitHub answers a bad or used code, and a wrong client secret, with HTTP 200.
+    assert not token_result(Answer(200, {"error": "invalid_grant"})).is_success
+    assert not token_result(Answer(403, {"error": "invalid_grant"})).is_success
+    for status in (200, 400):
+        with pytest.raises(GrantRefusedError, match="'bad_verification_code' \\(expired\\)") as got:
+            token_result(
+                Answer(status, {"error": "bad_verification_code", "error_description": "expired"})
+            )
+        assert got.value.error == "bad_verification_code"
+    for error in ("incorrect_client_credentials", "redirect_uri_mismatch", "unauthorized_client"):
+        with pytest.raises(ClientRefusedError, match="check client_id"):
+            token_result(Answer(200, {"error": error, "access_token": "at"}))
+    # An error that says "not now" stays transient, whatever its status.
+    for answer in (
+        Answer(200, {"error": "temporarily_unavailable"}),
+        Answer(400, {"error": "server_error"}),
+        Answer(503, {"error": "invalid_grant"}),
+        Answer(502, {"error": "bad_verification_code"}),
+    ):
+        with pytest.raises(ProviderError) as transient:
+            token_result(answer)
+        assert type(transient.value) is ProviderError
 
 
 @pytest.mark.parametrize(
@@ -940,6 +968,65 @@ def test_the_authorization_request_asks_for_offline_access_as_discovery_allows(
 def test_sign_in_options_are_checked(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         _client("https://id.example", **options)
+
+
+@pytest.mark.parametrize(
+    ("status", "userinfo", "message"),
+    [
+        (200, {"sub": "bob", "email": "bob@example.test"}, "userinfo answer's sub is not the"),
+        (
+            200,
+            {"error": "invalid_token", "error_description": "expired"},
+            "refused the access token it was just given: HTTP 200 'invalid_token' (expired)",
+        ),
+        (401, {"error": "invalid_token"}, "pass fetch_userinfo=False"),
+    ],
+    ids=["sub-bob", "error-200", "error-401"],
+)
+def test_social_sign_in_refuses_a_userinfo_answer_from_discovery_that_is_not_the_users(
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+    userinfo: dict[str, Any],
+    message: str,
+) -> None:
+    seen: list[Any] = []
+
+    def on_identity(identity: Any) -> AppUser:
+        seen.append(identity)
+        return AppUser(identity.subject)
+
+    api = StaticJSON(userinfo, status=status)
+    with api.running(), FakeProvider(userinfo_endpoint=f"{api.url}/userinfo") as provider:
+        issuer = create_issuer(backend=MemoryStore(), signing_key=SECRET_KEY, clock=clock)
+        oidc = OIDCClient(
+            issuer=provider.url,
+            client_id="kit",
+            client_secret="s",
+            session=issuer,
+            on_identity=on_identity,
+        )
+        app = FastAPI()
+        app.add_middleware(
+            AuthKitMiddleware,
+            store=create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock),
+        )
+        app.include_router(oidc.router())
+        tc = browser(app)
+        state, nonce, _ = _begin(tc)
+        answer = provider.tokens(clock, nonce)
+        provider.token_answer = lambda form: answer
+        with caplog.at_level(logging.ERROR, logger="fastapi_authkit"):
+            response = tc.get("/auth/callback", params={"code": "c", "state": state})
+        assert response.status_code == 502
+        assert "retry-after" not in response.headers
+        assert "_auth" not in tc.cookies
+        assert seen == []
+        assert message in caplog.text
+        # Asked at discovery's endpoint, with the access token just issued.
+        ((method, path, headers, _),) = api.requests
+        assert (method, path) == ("GET", "/userinfo")
+        assert headers["authorization"] == f"Bearer {answer['access_token']}"
 
 
 @pytest.mark.parametrize("error", ["invalid_client", "unauthorized_client", "unauthorized"])

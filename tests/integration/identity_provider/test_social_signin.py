@@ -7,10 +7,11 @@ the transaction cookie stays single-use and bound to its state."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
@@ -47,7 +48,7 @@ class Accounts:
 
     def on_identity(self, identity: ProviderIdentity) -> AppUser | None:
         self.seen.append(identity)
-        profile = identity.userinfo or identity.id_claims
+        profile = identity.claims
         if profile.get("email") in self.banned:
             raise IdentityRefused("this account is suspended")
         if profile.get("login") == "bob":
@@ -91,13 +92,20 @@ def social_app(
 @pytest.fixture
 def provider(tmp_path: Path) -> Iterator[OIDCProviderServer]:
     server = OIDCProviderServer(tmp_path, redirect_uris=[OIDC_REDIRECT], access_ttl=60)
+    # oidc-provider's default policy: the access token is for its userinfo endpoint, the ID
+    # token carries only sub, and the claims the scopes ask for are at userinfo.
+    server.settings["apiByDefault"] = False
     server.start()
     yield server
     server.stop()
 
 
 def oidc_social(
-    provider: OIDCProviderServer, clock: Callable[[], float], issuer: Issuer, accounts: Accounts
+    provider: OIDCProviderServer,
+    clock: Callable[[], float],
+    issuer: Issuer,
+    accounts: Accounts,
+    **options: Any,
 ) -> OIDCClient:
     return OIDCClient(
         issuer=provider.issuer,
@@ -108,6 +116,7 @@ def oidc_social(
         name="oidc",
         session=issuer,
         on_identity=accounts.on_identity,
+        **options,
     )
 
 
@@ -164,8 +173,12 @@ def test_oidc_sign_in_lands_an_issuer_session(provider: OIDCProviderServer) -> N
     assert identity.subject == "alice"
     assert identity.id_claims["sub"] == "alice"
     assert identity.id_claims["aud"] == provider.client_options["client_id"]
-    assert identity.id_claims["email"] == "alice@example.test"
-    assert identity.userinfo is None  # not asked: no userinfo_endpoint given
+    # The provider's default policy: the scopes' claims are at userinfo (discovery's), not
+    # in the ID token; the hook sees them all in claims, the ID token's over userinfo's.
+    assert "email" not in identity.id_claims
+    assert identity.userinfo == {"sub": "alice", "name": "Alice", "email": "alice@example.test"}
+    assert identity.claims == {**identity.userinfo, **identity.id_claims}
+    assert identity.claims["email"] == "alice@example.test"
     # No provider refresh token was asked for (the issuer's is the session's).
     assert provider.presented_refresh_tokens() == []
     _refreshes_then_sign_out(tc, clock.advance)
@@ -254,6 +267,52 @@ def test_oidc_sign_in_after_the_provider_rotates_its_key(provider: OIDCProviderS
     assert accounts.links == {(provider.issuer, "alice"): "user-1"}
 
 
+def test_userinfo_refusing_an_access_token_for_another_api_says_what_to_do(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A provider that issues the access token for an API (a default resource): its userinfo
+    # endpoint refuses it, and its ID token carries the scopes' claims instead.
+    provider = OIDCProviderServer(tmp_path, redirect_uris=[OIDC_REDIRECT], access_ttl=60)
+    provider.start()
+    try:
+        clock = SharedTime(provider)
+        accounts = Accounts()
+        app, _ = social_app(
+            clock, lambda issuer: [(oidc_social(provider, clock, issuer, accounts), "/auth/oidc")]
+        )
+        with caplog.at_level(logging.WARNING, logger="fastapi_authkit"):
+            done = code_flow(browser(app), provider, redirect=OIDC_REDIRECT, prefix="/auth/oidc")
+        assert done.status_code == 502
+        assert "retry-after" not in done.headers
+        assert accounts.seen == []
+        (record,) = [r for r in caplog.records if r.name == "fastapi_authkit"]
+        assert record.levelno == logging.ERROR
+        assert record.exc_info is None
+        assert "userinfo endpoint refused the access token" in record.getMessage()
+        assert "'invalid_token'" in record.getMessage()
+        assert "pass fetch_userinfo=False" in record.getMessage()
+
+        app, _ = social_app(
+            clock,
+            lambda issuer: [
+                (
+                    oidc_social(provider, clock, issuer, accounts, fetch_userinfo=False),
+                    "/auth/oidc",
+                )
+            ],
+        )
+        tc = browser(app)
+        done = code_flow(tc, provider, redirect=OIDC_REDIRECT, prefix="/auth/oidc")
+        assert done.status_code == 303, done.text
+        (identity,) = accounts.seen
+        assert identity.userinfo is None
+        assert identity.claims == identity.id_claims
+        assert identity.id_claims["email"] == "alice@example.test"
+        assert tc.get("/me").json() == {"name": "Alice", "via": "oidc"}
+    finally:
+        provider.stop()
+
+
 # -- Plain OAuth 2.0, GitHub-style: Authlib's authorization server -------------------------
 
 
@@ -264,11 +323,13 @@ def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[OAuth2Server]:
         yield running
 
 
-def github_social(server: OAuth2Server, issuer: Issuer, accounts: Accounts) -> OIDCClient:
+def github_social(
+    server: OAuth2Server, issuer: Issuer, accounts: Accounts, **credentials: str
+) -> OIDCClient:
     # No discovery, no ID token: the endpoints are given, the user API says who signed in.
     return OIDCClient(
         issuer=server.url,
-        **server.client_options,
+        **{**server.client_options, **credentials},
         authorization_endpoint=f"{server.url}/authorize",
         token_endpoint=f"{server.url}/token",
         userinfo_endpoint=f"{server.url}/user",
@@ -341,6 +402,60 @@ def test_github_style_refusal_is_403_and_transaction_single_use(github: OAuth2Se
     tc.cookies.set(cookie_name, transaction)
     assert tc.get(f"/auth/github/callback?{query}", follow_redirects=False).status_code == 400
     assert len(github.tokens) == tokens_before + 1
+
+
+def test_github_refusing_a_code_with_200_and_an_error_is_start_again(
+    github: OAuth2Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    github.github_errors = True  # 200 and {"error": "bad_verification_code"}, as GitHub does
+    accounts = Accounts()
+    app, _ = social_app(
+        github.now, lambda issuer: [(github_social(github, issuer, accounts), "/auth/github")]
+    )
+    tc = browser(app)
+    done, used = _github_flow(tc)
+    assert done.status_code == 303, done.text
+    # A second sign-in whose callback carries the code already exchanged (its own state):
+    # the provider refuses the code with HTTP 200, which is a refusal, not an outage.
+    start = tc.get("/auth/github/login", follow_redirects=False)
+    answer = httpx2.get(start.headers["location"], timeout=10.0)
+    state = parse_qs(urlsplit(answer.headers["location"]).query)["state"][0]
+    code = parse_qs(used)["code"][0]
+    tokens_before = len(github.tokens)
+    with caplog.at_level(logging.INFO, logger="fastapi_authkit"):
+        refused = tc.get(
+            "/auth/github/callback", params={"code": code, "state": state}, follow_redirects=False
+        )
+    assert refused.status_code == 400
+    assert refused.json() == {"detail": "the identity provider refused the code; start again"}
+    assert "retry-after" not in refused.headers
+    assert len(github.tokens) == tokens_before
+    (record,) = [r for r in caplog.records if r.name == "fastapi_authkit"]
+    assert record.levelno == logging.WARNING
+    assert record.exc_info is None
+    assert "HTTP 200 'bad_verification_code'" in record.getMessage()
+
+    # A wrong client secret, answered 200 + incorrect_client_credentials: the operator's.
+    caplog.clear()
+    app, _ = social_app(
+        github.now,
+        lambda issuer: [
+            (
+                github_social(github, issuer, accounts, client_secret="not-the-secret-0123"),
+                "/auth/github",
+            )
+        ],
+    )
+    with caplog.at_level(logging.INFO, logger="fastapi_authkit"):
+        misconfigured, _ = _github_flow(browser(app))
+    assert misconfigured.status_code == 502
+    assert "retry-after" not in misconfigured.headers
+    assert "misconfigured" in misconfigured.json()["detail"]
+    (record,) = [r for r in caplog.records if r.name == "fastapi_authkit"]
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is None
+    assert "'incorrect_client_credentials'" in record.getMessage()
+    assert "check client_id, client_secret" in record.getMessage()
 
 
 def test_two_providers_in_one_app(provider: OIDCProviderServer, github: OAuth2Server) -> None:
@@ -431,6 +546,29 @@ def test_configuration_mistakes_say_what_to_do() -> None:
         (
             {"audience": "api", "userinfo_endpoint": "https://idp.example/user"},
             "only says who signed in",
+        ),
+        ({"audience": "api", "fetch_userinfo": False}, "fetch_userinfo are for a provider"),
+        ({"session": issuer, "on_identity": hook, "fetch_userinfo": 0}, "must be a bool"),
+        (
+            {
+                "session": issuer,
+                "on_identity": hook,
+                "fetch_userinfo": False,
+                "userinfo_endpoint": "https://idp.example/user",
+            },
+            "drop one of them",
+        ),
+        (
+            {
+                "session": issuer,
+                "on_identity": hook,
+                "fetch_userinfo": False,
+                "scope": "user",
+                "authorization_endpoint": "https://idp.example/authorize",
+                "token_endpoint": "https://idp.example/token",
+                "userinfo_endpoint": "https://idp.example/user",
+            },
+            "says who signed in only there",
         ),
         ({}, "audience is required"),
     ]

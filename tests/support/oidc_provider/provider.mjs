@@ -4,10 +4,11 @@
 //
 // CONFIG (written by tests/support/oidc_server.py): port, issuer, keys (private JWKs; the first of
 // each algorithm signs), clients, api (the resource indicator), audience (the aud of access
-// tokens for it), accessTokenAlg, accessTtl (seconds), clockOffset (seconds this provider's
-// clock runs ahead), stateFile (grants and tokens survive a restart, as in production), and
-// logFile (one JSON line per token endpoint answer, so tests can see which refresh token was
-// presented and what the provider decided).
+// tokens for it), apiByDefault (false: a resource only when the client names one),
+// accessTokenAlg, accessTtl (seconds), clockOffset (seconds this provider's clock runs ahead),
+// stateFile (grants and tokens survive a restart, as in production), and logFile (one JSON
+// line per token endpoint answer, so tests can see which refresh token was presented and
+// what the provider decided).
 //
 // Interactions are minimal: GET /interaction/:uid shows a login form, POST
 // /interaction/:uid/login with login=<account> signs that account in, and consent is given
@@ -117,7 +118,10 @@ const configuration = {
     revocation: { enabled: true },
     resourceIndicators: {
       enabled: true,
-      defaultResource: () => config.api,
+      // apiByDefault=false keeps oidc-provider's default: an access token for the API only
+      // when the client names it (else one for the userinfo endpoint, and an ID token
+      // holding only sub, the scopes' claims being at userinfo: OIDC Core §5.4).
+      defaultResource: (ctx, client, oneOf) => (config.apiByDefault === false ? oneOf : config.api),
       useGrantedResource: () => true,
       getResourceServerInfo(ctx, resourceIndicator) {
         if (resourceIndicator !== config.api) throw new errors.InvalidTarget();
