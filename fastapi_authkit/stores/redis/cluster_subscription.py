@@ -242,7 +242,7 @@ class ClusterOpener:
                     )
                 if table.handshake:
                     # Its end changes nothing CLUSTER INFO says: a node left out now would
-                    # be left out for good.
+                    # go unnoticed until it owns slots, after executing what it imported.
                     raise TopologyChanged(
                         f"primary {primary.host}:{primary.port} lists a node in its handshake "
                         "(joining the cluster)"

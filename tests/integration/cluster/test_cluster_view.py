@@ -274,10 +274,10 @@ async def test_no_subscription_is_made_while_a_node_is_in_its_handshake(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A node being met is counted in every node's ``cluster_known_nodes`` at once, but
-    listed (flagged ``handshake``, under an id of its own making) as a primary only once it
-    has answered, and that answer changes nothing ``CLUSTER INFO`` says. Subscriptions made
-    in between would leave the node out for good: none are made until it has answered.
-    (The node is paused to hold the handshake open.)"""
+    listed (flagged ``handshake``, under a made-up id) as a primary only once it has
+    answered, and that answer changes nothing ``CLUSTER INFO`` says. Subscriptions made
+    in between would leave the node out, and nothing would tell before it owns slots: none
+    are made until it has answered. (The node is paused to hold the handshake open.)"""
     caplog.set_level(logging.DEBUG, logger="fastapi_authkit")
     await anyio.to_thread.run_sync(changing.clear_epoch_zero)
     a, b = two_on_changing
@@ -291,9 +291,9 @@ async def test_no_subscription_is_made_while_a_node_is_in_its_handshake(
 
     joining = await anyio.to_thread.run_sync(changing.add_node_paused)
     try:
-        await eventually(lambda: logged("cluster_known_nodes") == 2)  # both views reset
+        await eventually(lambda: logged("cluster_known_nodes") >= 2)  # both views reset
         # Both try to subscribe anew, and are refused for as long as the handshake lasts.
-        await eventually(lambda: logged("in its handshake") >= 4)
+        await eventually(lambda: logged("in its handshake") >= 4, within=30)
         assert not a.current
         assert not b.current
     finally:
