@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
 from tests.support.processes import STARTUP_TIMEOUT, Service, free_port, wait_until
 from tests.support.redis_servers import RedisServer
+
+# How long (ms) a node goes unanswered before it is flagged failing; also how long a node
+# being met may take to answer before the handshake is given up.
+NODE_TIMEOUT_MS = 5000
 
 
 class RedisClusterServers(Service):
@@ -32,7 +37,7 @@ class RedisClusterServers(Service):
                 "--cluster-port",
                 str(bus_port),
                 "--cluster-node-timeout",
-                "5000",
+                str(NODE_TIMEOUT_MS),
                 "--appendonly",
                 "no",
                 # A replica's first sync starts at once (Redis waits 5 s for more by default).
@@ -133,14 +138,58 @@ class RedisClusterServers(Service):
         with node.control() as control:
             # An epoch of its own at once, not after a collision with another's 0.
             control.execute_command("CLUSTER", "BUMPEPOCH")
+        self._wait_known()
+        self.wait_settled()
+        return node
+
+    def clear_epoch_zero(self) -> None:
+        """Give the primary at config epoch 0, if there is one, an epoch of its own: a node
+        that joins at 0 (:meth:`add_node_paused`) then collides with nobody (a collision is
+        resolved by raising every node's current epoch)."""
+        for node in self.nodes:
+            if node.process is not None and node.is_primary():
+                with node.control() as control:
+                    if "cluster_my_epoch:0" in control.execute_command("CLUSTER", "INFO").split():
+                        control.execute_command("CLUSTER", "BUMPEPOCH")
+        self.wait_settled()
+
+    def add_node_paused(self) -> RedisServer:
+        """One more node, met by every node while it is paused (SIGSTOP): until
+        :meth:`resume` every node lists it flagged ``handshake``, and counts it in
+        ``cluster_known_nodes`` already."""
+        running = [n for n in self.nodes if n.process is not None]
+        # The handshake is not given up while the node is paused, however long that takes.
+        self._node_timeout(running, 10 * STARTUP_TIMEOUT)
+        node = self._node()
+        node.start()
+        node.signal(signal.SIGSTOP)
+        self.nodes.append(node)
+        self._meet(node, by=running)
+        return node
+
+    def resume(self, node: RedisServer) -> None:
+        """Let the node of :meth:`add_node_paused` answer: it joins as a primary with no
+        slots, at config epoch 0 (no bump, which would raise every node's current epoch),
+        and every node settles. After :meth:`clear_epoch_zero`, nothing in any node's
+        ``CLUSTER INFO`` then tells that the handshake has ended."""
+        node.signal(signal.SIGCONT)
+        self._wait_known()
+        self.wait_settled()
+        self._node_timeout(self.nodes, NODE_TIMEOUT_MS / 1000)
+
+    def _wait_known(self) -> None:
         count = len(self.nodes)
 
         def known() -> bool:
             return all(int(fields["cluster_known_nodes"]) == count for fields, _ in self.tables())
 
         wait_until("every node to know the new one", known)
-        self.wait_settled()
-        return node
+
+    @staticmethod
+    def _node_timeout(nodes: Sequence[RedisServer], seconds: float) -> None:
+        for node in nodes:
+            with node.control() as control:
+                control.config_set("cluster-node-timeout", int(seconds * 1000))
 
     def add_replica(self, primary: RedisServer) -> RedisServer:
         """One more node, made a replica of ``primary`` and caught up with it."""

@@ -50,11 +50,13 @@ def parse_info(reply: bytes) -> tuple[bytes, ...]:
 @dataclass(frozen=True, slots=True)
 class NodeTable:
     """What one node's ``CLUSTER NODES`` says: the primaries by node id (every node flagged
-    ``master``, except those that hold no slots and are failed or not yet known), and the
-    highest config epoch of any node."""
+    ``master``, except those that hold no slots and are failed or not yet known), the
+    highest config epoch of any node, and whether a node is in its handshake (met, not
+    yet answered: listed under an id of the meeting node's making, with no role yet)."""
 
     primaries: dict[bytes, Primary]
     top_epoch: int
+    handshake: bool
 
 
 def parse_nodes(reply: bytes, asked_host: str) -> NodeTable:
@@ -62,6 +64,7 @@ def parse_nodes(reply: bytes, asked_host: str) -> NodeTable:
     was asked at, for a node that lists itself without a host)."""
     found = {}
     top = 0
+    handshake = False
     for line in reply.splitlines():
         parts = line.split()
         if len(parts) < 8:
@@ -69,6 +72,7 @@ def parse_nodes(reply: bytes, asked_host: str) -> NodeTable:
         node_id, address, flags = parts[0], parts[1], parts[2].split(b",")
         if parts[6].isdigit():
             top = max(top, int(parts[6]))
+        handshake = handshake or b"handshake" in flags
         if b"master" not in flags:
             continue
         # Slot ranges; "[slot->-id]" entries are migrations in progress, not owned slots.
@@ -80,7 +84,7 @@ def parse_nodes(reply: bytes, asked_host: str) -> NodeTable:
         found[node_id] = Primary(
             node_id, host.decode() or asked_host, int(port) if port.isdigit() else 0, slots
         )
-    return NodeTable(found, top)
+    return NodeTable(found, top, handshake)
 
 
 def _range(part: bytes) -> tuple[int, int]:

@@ -25,7 +25,10 @@ check came back unchanged too. Why that suffices:
   of the primaries, and each voter raises its current epoch *before* it votes, so before
   the promoted replica executes anything, most subscribed primaries report a new epoch;
 * a node joins by a handshake that raises every node's known-node count, and can only be
-  given slots (migrated to it) by a primary that knows it;
+  given slots (migrated to it) by a primary that knows it. The count rises when the
+  handshake begins; its end (the node answers, and is listed as a primary under its own
+  id) changes nothing ``CLUSTER INFO`` says, so no subscription is made while any primary
+  lists a node in its handshake;
 * a migration between subscribed primaries needs nothing: the importing node is
   subscribed to, and it publishes in order on its own subscribers too;
 * a primary that dies or is cut off stops answering heartbeats, and one on the minority
@@ -196,8 +199,8 @@ class ClusterOpener:
     for one node, with raw replies for ``CLUSTER INFO`` and ``CLUSTER NODES``.
 
     Opening raises :class:`TopologyChanged` while the cluster is changing (the primaries
-    do not all list the same primaries, or an election is under way): the subscriber tries
-    again shortly, and requests ask Redis meanwhile."""
+    do not all list the same primaries, a node is in its handshake, or an election is
+    under way): the subscriber tries again shortly, and requests ask Redis meanwhile."""
 
     def __init__(
         self,
@@ -236,6 +239,13 @@ class ClusterOpener:
                     raise TopologyChanged(
                         f"primary {primary.host}:{primary.port} reports cluster_state "
                         f"{shape[0].decode(errors='replace')}"
+                    )
+                if table.handshake:
+                    # Its end changes nothing CLUSTER INFO says: a node left out now would
+                    # go unnoticed until it owns slots, after executing what it imported.
+                    raise TopologyChanged(
+                        f"primary {primary.host}:{primary.port} lists a node in its handshake "
+                        "(joining the cluster)"
                     )
                 if table.primaries.keys() != ids:
                     raise TopologyChanged(

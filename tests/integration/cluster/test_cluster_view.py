@@ -267,6 +267,42 @@ async def test_a_failover_inside_the_cluster_moves_the_subscription(
     await eventually(lambda: a.known(family) is False)
 
 
+async def test_no_subscription_is_made_while_a_node_is_in_its_handshake(
+    two_on_changing: tuple[Worker, Worker],
+    changing: RedisClusterServers,
+    prefix: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A node being met is counted in every node's ``cluster_known_nodes`` at once, but
+    listed (flagged ``handshake``, under a made-up id) as a primary only once it has
+    answered, and that answer changes nothing ``CLUSTER INFO`` says. Subscriptions made
+    in between would leave the node out, and nothing would tell before it owns slots: none
+    are made until it has answered. (The node is paused to hold the handshake open.)"""
+    caplog.set_level(logging.DEBUG, logger="fastapi_authkit")
+    await anyio.to_thread.run_sync(changing.clear_epoch_zero)
+    a, b = two_on_changing
+    family, _ = await a.sign_in()
+    await eventually(lambda: a.served_from_view(family))
+    await eventually(lambda: b.served_from_view(family))
+    channel = f"{prefix}rev"
+
+    def logged(words: str) -> int:
+        return sum(words in record.getMessage() for record in caplog.records)
+
+    joining = await anyio.to_thread.run_sync(changing.add_node_paused)
+    try:
+        await eventually(lambda: logged("cluster_known_nodes") >= 2)  # both views reset
+        # Both try to subscribe anew, and are refused for as long as the handshake lasts.
+        await eventually(lambda: logged("in its handshake") >= 4, within=30)
+        assert not a.current
+        assert not b.current
+    finally:
+        await anyio.to_thread.run_sync(changing.resume, joining)
+    await eventually(lambda: numsub(joining, channel) == 2, within=30)
+    await eventually(lambda: a.served_from_view(family), within=30)
+    await eventually(lambda: b.served_from_view(family), within=30)
+
+
 async def test_a_node_added_is_subscribed_to_before_it_gets_slots(
     two_on_changing: tuple[Worker, Worker],
     changing: RedisClusterServers,
@@ -307,10 +343,15 @@ def test_the_node_table_parser_keeps_every_primary_that_can_execute_writes() -> 
         b"c3 :7002@17002 master - 0 0 0 connected\n"  # no slots yet: kept (may import)
         b"d4 127.0.0.1:7003@17003 master,fail - 0 0 1 disconnected\n"  # replaced: left out
         b"e5 127.0.0.1:7004@17004 slave b2 0 0 4 connected\n"
-        b"f6 127.0.0.1:7005@17005 master,fail - 0 0 2 connected 100\n",  # failed, owns slots
+        b"f6 127.0.0.1:7005@17005 master,fail - 0 0 2 connected 100\n"  # failed, owns slots
+        b"g7 127.0.0.1:7006@17006 handshake - 0 0 0 connected\n",  # met, not yet answering
         "10.0.0.9",
     )
     assert sorted(table.primaries) == [b"a1", b"b2", b"c3", b"f6"]
+    assert table.handshake
+    assert not parse_nodes(
+        b"a1 127.0.0.1:7000@17000 myself,master - 0 0 3 connected\n", ""
+    ).handshake
     assert table.primaries[b"c3"].host == "10.0.0.9"  # an empty address: the node asked
     assert table.primaries[b"b2"].port == 7001
     assert table.top_epoch == 4
