@@ -40,7 +40,7 @@ class AuthState:
     token_type: str | None = None
     claims: dict[str, Any] | None = None
     user_state: Any = None
-    sid: str | None = None
+    state_id: str | None = None
     refresh_token: str | None = None
     credential: Credential | None = None
     unavailable: bool = False
@@ -72,7 +72,7 @@ class AuthState:
     def csrf_token(self) -> str | None:
         """This session's CSRF token (what the CSRF cookie holds), derived from the session
         id on demand: most requests never need it."""
-        return None if self.sid is None else self.store.csrf.token_for(self.sid)
+        return None if self.state_id is None else self.store.csrf.token_for(self.state_id)
 
     @property
     def header(self) -> str | None:
@@ -98,7 +98,7 @@ class AuthState:
     def clear_identity(self) -> None:
         """The session is over: no identity and no session references."""
         self.unauthenticate()
-        self.user_state = self.sid = self.refresh_token = None
+        self.user_state = self.state_id = self.refresh_token = None
 
     def queue_refresh_cookies(self, cookies: tuple[bytes, ...]) -> None:
         self._auto_cookies = cookies
@@ -110,21 +110,21 @@ class AuthState:
         token_type: str,
         claims: dict[str, Any],
         user_state: Any,
-        sid: str,
+        state_id: str,
         refresh_token: str | None,
         cookies: tuple[bytes, ...],
     ) -> None:
         """A refresh renewed the session: its new identity, and the cookies that carry it."""
         self.set_identity(token, token_type, claims, user_state)
-        self.sid, self.refresh_token = sid, refresh_token
+        self.state_id, self.refresh_token = state_id, refresh_token
         self.queue_refresh_cookies(cookies)
 
     def keep_successor(
-        self, sid: str, user_state: Any, refresh_token: str | None, cookies: tuple[bytes, ...]
+        self, state_id: str, user_state: Any, refresh_token: str | None, cookies: tuple[bytes, ...]
     ) -> None:
         """A refresh rotated the refresh token but gave no usable access token: the session
         goes on with the successor (the browser must never present the old one again)."""
-        self.sid, self.user_state, self.refresh_token = sid, user_state, refresh_token
+        self.state_id, self.user_state, self.refresh_token = state_id, user_state, refresh_token
         self.queue_refresh_cookies(cookies)
 
     def mark_unavailable(self) -> None:
@@ -139,7 +139,7 @@ class AuthState:
         token_type: str,
         claims: dict[str, Any],
         user_state: Any,
-        sid: str,
+        state_id: str,
         refresh_token: str | None,
         *,
         revoke_replaced: bool,
@@ -152,7 +152,7 @@ class AuthState:
         replaced = self.refresh_token
         self._ends(replaced if replaced != refresh_token else None, revoke=revoke_replaced)
         self.set_identity(token, token_type, claims, user_state)
-        self.sid, self.refresh_token = sid, refresh_token
+        self.state_id, self.refresh_token = state_id, refresh_token
         self.unavailable = False
 
     def queue_sign_out(self, cookies: tuple[bytes, ...], *, revoke: bool) -> None:

@@ -23,6 +23,7 @@ from .notices import Notices
 from .origins import validate_origins
 from .refreshconfig import RefreshConfig, check_grace, create_refresh
 from .secretvalue import SecretValue, reveal
+from .session import CookieWriter
 from .source import Rotate, TokenSource
 from .storeoptions import (
     AuthType,
@@ -85,6 +86,8 @@ class AuthStore:
     state_codec: StateCodec = field(repr=False)
     csrf: CsrfSigner = field(repr=False)
     csrf_header: bytes = field(repr=False)
+    # Writes the session's cookies (sign-in, refresh, sign-out) with the parts above.
+    cookie_writer: CookieWriter = field(repr=False)
     # ``secret_key`` as bytes, newest last: what keys the kit's other sealed cookies (the
     # OIDC sign-in transaction) are derived from.
     secret_keys: tuple[bytes, ...] = field(repr=False)
@@ -333,6 +336,25 @@ def create_store(
         max_lifetime=max_token_lifetime,
         cache_size=verified_token_cache,
     )
+    writer = CookieWriter(
+        names=names,
+        policy=CookiePolicy(
+            domain=cookie_domain, secure=cookie_secure, samesite=cookie_samesite, path=cookie_path
+        ),
+        state_codec=StateCodec(
+            keys,
+            max_age=state_max_age,
+            clock=clock,
+            leeway=verifier.leeway,
+            cache_size=verified_token_cache,
+        ),
+        csrf=CsrfSigner(keys),
+        leeway=verifier.leeway,
+        state_max_age=state_max_age,
+        refresh_max_age=refresh_max_age,
+        refresh_interval=refresh.interval if refresh is not None else None,
+        notices=notices,
+    )
     return AuthStore(
         auth_name=auth_name,
         auth_type=auth_type,
@@ -352,19 +374,12 @@ def create_store(
         debug=bool(debug),
         clock=clock,
         names=names,
-        policy=CookiePolicy(
-            domain=cookie_domain, secure=cookie_secure, samesite=cookie_samesite, path=cookie_path
-        ),
+        policy=writer.policy,
         verifier=verifier,
-        state_codec=StateCodec(
-            keys,
-            max_age=state_max_age,
-            clock=clock,
-            leeway=verifier.leeway,
-            cache_size=verified_token_cache,
-        ),
-        csrf=CsrfSigner(keys),
+        state_codec=writer.state_codec,
+        csrf=writer.csrf,
         csrf_header=csrf_header_name.lower().encode("ascii"),
+        cookie_writer=writer,
         secret_keys=keys,
         session_check=session_check,
         session_known=session_known,

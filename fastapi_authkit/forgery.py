@@ -66,7 +66,7 @@ def cookie_forgery(
         if (
             session is None
             or len(values) != 1
-            or not store.csrf.verify(session.sid, values[0].decode("latin-1"))
+            or not store.csrf.verify(session.state_id, values[0].decode("latin-1"))
         ):
             reason = "CSRF token missing or invalid"
     return reason
