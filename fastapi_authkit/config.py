@@ -22,6 +22,7 @@ from .liveoptions import EndStreams, LiveOptions, live_options
 from .notices import Notices
 from .origins import validate_origins
 from .refreshconfig import RefreshConfig, check_grace, create_refresh
+from .refreshroute import RefreshRoute
 from .secretvalue import SecretValue, reveal
 from .session import CookieWriter
 from .source import Rotate, TokenSource
@@ -39,14 +40,7 @@ from .tokens import EXTERNAL_LEEWAY, TokenVerifier
 from .userstate import StateCodec
 from .validation import function, whole_seconds
 
-__all__ = [
-    "AuthStore",
-    "AuthType",
-    "Credential",
-    "RefreshConfig",
-    "create_refresh",
-    "create_store",
-]
+__all__ = ["AuthStore", "AuthType", "Credential", "RefreshConfig", "create_refresh", "create_store"]
 
 UserLoader = Callable[[dict[str, Any], Any], Any]
 SessionCheck = Callable[[dict[str, Any]], Awaitable[bool]]
@@ -86,7 +80,6 @@ class AuthStore:
     state_codec: StateCodec = field(repr=False)
     csrf: CsrfSigner = field(repr=False)
     csrf_header: bytes = field(repr=False)
-    # Writes the session's cookies (sign-in, refresh, sign-out) with the parts above.
     cookie_writer: CookieWriter = field(repr=False)
     # ``secret_key`` as bytes, newest last: what keys the kit's other sealed cookies (the
     # OIDC sign-in transaction) are derived from.
@@ -101,6 +94,8 @@ class AuthStore:
     # The token source's own rotation, when the refresh callback is the source's: one store
     # call per refresh, exactly-once by itself (no cross-process flight needed).
     rotation: Rotate | None = field(repr=False)
+    # The three above as the middleware reads them at each refresh (the test kit swaps them).
+    refresh_route: RefreshRoute = field(init=False, repr=False, compare=False)
     # The built-in issuer when the app is its own auth server (create_store(token_issuer=)).
     token_issuer: TokenSource | None = field(repr=False)
     # Advice logged once, and the refresh failure streak: the one mutable part, per store.
@@ -114,6 +109,11 @@ class AuthStore:
     revocation_listeners: RevocationListeners | None = field(
         default=None, repr=False, compare=False
     )
+
+    def __post_init__(self) -> None:
+        # Derived, so that dataclasses.replace(store, ...) routes refreshes by its own fields.
+        route = RefreshRoute(self.refresh, self.rotation, self.shared_store)
+        object.__setattr__(self, "refresh_route", route)
 
 
 def create_store(

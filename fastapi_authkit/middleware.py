@@ -88,6 +88,7 @@ class AuthKitMiddleware:
         self._read = self._reader.read
         self._audit = store.events
         self._writer = store.cookie_writer
+        self._route = store.refresh_route
         self._refreshing = RefreshContext(
             verifier=store.verifier,
             writer=store.cookie_writer,
@@ -214,7 +215,7 @@ class AuthKitMiddleware:
         revoked = None
         if state.signed_out_refresh_token is not None:
             await self._forget(state.signed_out_refresh_token)
-            refresh = self.store.refresh
+            refresh = self._route.config
             if refresh is not None and state.take_revocation():
                 revoked = await revoke_at_auth_server(refresh, state.signed_out_refresh_token)
         report_route_events(self._audit, state.take_route_events(), revoked)
@@ -237,7 +238,7 @@ class AuthKitMiddleware:
         """After a sign-out, drop remembered refresh results that lead to that session, so a
         rotated-out predecessor presented within the grace period cannot revive it."""
         self._flights.forget(refresh_token)
-        shared = self.store.shared_store
+        shared = self._route.shared
         if shared is not None:
             try:
                 await shared.flight_forget(flight_alias(refresh_token))
@@ -285,7 +286,7 @@ class AuthKitMiddleware:
 
     async def _settle(self, state: AuthState, reading: Reading, scope: Scope) -> AuthState:
         """The I/O part: the session check (revocation), then a refresh when one is due."""
-        store, then = self.store, reading.then
+        then = reading.then
         if then is CLEAR:
             self._revoked(state, scope, reading.claims)
             return state
@@ -294,9 +295,10 @@ class AuthKitMiddleware:
             # which would need the same server, and no cookie touched.
             state.mark_unavailable()
             return state
-        refresh, refresh_token = store.refresh, state.refresh_token
+        route = self._route
+        refresh, refresh_token = route.config, state.refresh_token
         refresh_due = REFRESH in then and refresh is not None and refresh_token is not None
-        rotation = store.rotation
+        rotation = route.rotation
         # The source's own rotation finds out whether the session is live in the same call
         # that rotates, so a check due alongside waits for its outcome (and may not be needed).
         check = CHECK in then
@@ -314,7 +316,7 @@ class AuthKitMiddleware:
         param = RefreshParam(
             auth_token=access, refresh_token=refresh_token, auth_user_state=state.user_state
         )
-        shared = store.shared_store
+        shared = route.shared
         hint = state.claims if state.claims is not None else reading.expired_claims
         state_id, context = state.state_id, self._refreshing
 

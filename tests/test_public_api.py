@@ -130,6 +130,7 @@ INTERNAL_MODULES = (
     "familyids",
     "validation",
     "storeoptions",
+    "refreshroute",
     "eventdelivery",
     "liveoptions",
     "tokens",

@@ -236,11 +236,12 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
     async def _first_use(store: AuthStore, transaction: Transaction, now: float) -> bool:
         if not used.claim(transaction.state, transaction.expires_at, now):
             return False
-        if store.shared_store is None:
+        shared = store.refresh_route.shared
+        if shared is None:
             return True
         # Across workers: a claim that is never finished, held until the transaction expires.
         try:
-            claim = await store.shared_store.flight_claim(
+            claim = await shared.flight_claim(
                 "oidc-state:" + state_key(transaction.state),
                 owner,
                 now=now,
