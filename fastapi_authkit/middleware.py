@@ -87,14 +87,9 @@ class AuthKitMiddleware:
         self._reader = RequestReader(store)
         self._read = self._reader.read
         self._audit = store.events
-        self._writer = store.cookie_writer
+        self._writer = writer = store.cookie_writer
+        self._refreshing = RefreshContext(store.verifier, writer, store.clock, store.notices)
         self._route = store.refresh_route
-        self._refreshing = RefreshContext(
-            verifier=store.verifier,
-            writer=store.cookie_writer,
-            clock=store.clock,
-            notices=store.notices,
-        )
         self._refusals = Refusals(
             csrf_header=store.csrf_header_name,
             csrf_cookie=store.names.csrf,
@@ -102,9 +97,12 @@ class AuthKitMiddleware:
         )
         # Open connections of sessions, ended when their session is (with a session check
         # to watch, or WebSockets closed at their token's expiry).
+        live, check = store.live, store.session_check
         self._live = (
-            LiveConnections(store)
-            if store.session_check is not None or store.live.close_at_token_expiry is not None
+            LiveConnections(
+                live, store.clock, check, store.session_known, store.revocation_listeners
+            )
+            if check is not None or live.close_at_token_expiry is not None
             else None
         )
 
