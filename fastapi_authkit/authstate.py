@@ -32,6 +32,10 @@ class AuthState:
     cookie); None when unauthenticated. With ``create_store(auth_type=("cookie",
     "header"))`` a valid bearer header wins over the cookie session, which it leaves as it
     is (no refresh, no CSRF check: the cookies are not what authenticated the request).
+    ``state_id`` is the browser session's id from the state cookie (the CSRF token is
+    derived from it; not the access token's ``sid`` claim). ``store`` is the configuration
+    the middleware was given: what ``sign_in``/``sign_out`` and the issuer's, which have only
+    the request, reach it through.
     """
 
     # Class-level defaults: a request that only reads its state pays for one attribute
@@ -70,7 +74,7 @@ class AuthState:
 
     @property
     def csrf_token(self) -> str | None:
-        """This session's CSRF token (what the CSRF cookie holds), derived from the session
+        """This session's CSRF token (what the CSRF cookie holds), derived from the state
         id on demand: most requests never need it."""
         return None if self.state_id is None else self.store.csrf.token_for(self.state_id)
 

@@ -1,6 +1,6 @@
 """Signed double-submit CSRF tokens bound to the session; pure.
 
-The token is an HMAC of the session id (which lives in the signed, HttpOnly state
+The token is an HMAC of the state id (which lives in the signed, HttpOnly state
 cookie), so it is the same before and after a token refresh, differs between sessions, and
 can be checked without server-side storage. The CSRF cookie only carries the value to page
 JavaScript, which echoes it in the ``X-CSRF-Token`` header; the server recomputes rather
@@ -18,7 +18,7 @@ __all__ = ["CsrfSigner"]
 
 
 class CsrfSigner:
-    """Derives and checks CSRF tokens for session ids. Immutable after construction."""
+    """Derives and checks CSRF tokens for state ids. Immutable after construction."""
 
     __slots__ = ("_signer",)
 

@@ -1,4 +1,4 @@
-"""The signed user-state cookie: session id plus the app's user state; pure.
+"""The signed user-state cookie: the state id plus the app's user state; pure.
 
 Signed with itsdangerous (tamper-proof, not secret: the payload is readable base64, which is
 why the cookie is HttpOnly). A salt keeps signatures from other purposes (CSRF, the app's
@@ -135,7 +135,7 @@ class StateCodec:
         *,
         now: float | None = None,
     ) -> str:
-        """Sign the session id and user state, bound to the session's token ``bound_to``
+        """Sign the state id and user state, bound to the session's token ``bound_to``
         (its refresh token, else its access token) and to the access tokens it is issued
         with (``access``; None entries are skipped), with the timestamp of ``now``
         (default: the clock's now)."""
