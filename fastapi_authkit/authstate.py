@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
@@ -32,6 +33,10 @@ class AuthState:
     cookie); None when unauthenticated. With ``create_store(auth_type=("cookie",
     "header"))`` a valid bearer header wins over the cookie session, which it leaves as it
     is (no refresh, no CSRF check: the cookies are not what authenticated the request).
+    ``state_id`` is the browser session's id from the state cookie (the CSRF token is
+    derived from it; not the access token's ``sid`` claim). ``store`` is the configuration
+    the middleware was given: what ``sign_in``/``sign_out`` and the issuer's, which have only
+    the request, reach it through.
     """
 
     # Class-level defaults: a request that only reads its state pays for one attribute
@@ -40,7 +45,7 @@ class AuthState:
     token_type: str | None = None
     claims: dict[str, Any] | None = None
     user_state: Any = None
-    sid: str | None = None
+    state_id: str | None = None
     refresh_token: str | None = None
     credential: Credential | None = None
     unavailable: bool = False
@@ -70,9 +75,17 @@ class AuthState:
 
     @property
     def csrf_token(self) -> str | None:
-        """This session's CSRF token (what the CSRF cookie holds), derived from the session
+        """This session's CSRF token (what the CSRF cookie holds), derived from the state
         id on demand: most requests never need it."""
-        return None if self.sid is None else self.store.csrf.token_for(self.sid)
+        return None if self.state_id is None else self.store.csrf.token_for(self.state_id)
+
+    @property
+    def sid(self) -> str | None:
+        """Deprecated name of :attr:`state_id` (it also named the token's ``sid`` claim)."""
+        warnings.warn(
+            "AuthState.sid is deprecated; use AuthState.state_id", DeprecationWarning, stacklevel=2
+        )
+        return self.state_id
 
     @property
     def header(self) -> str | None:
@@ -98,7 +111,7 @@ class AuthState:
     def clear_identity(self) -> None:
         """The session is over: no identity and no session references."""
         self.unauthenticate()
-        self.user_state = self.sid = self.refresh_token = None
+        self.user_state = self.state_id = self.refresh_token = None
 
     def queue_refresh_cookies(self, cookies: tuple[bytes, ...]) -> None:
         self._auto_cookies = cookies
@@ -110,21 +123,21 @@ class AuthState:
         token_type: str,
         claims: dict[str, Any],
         user_state: Any,
-        sid: str,
+        state_id: str,
         refresh_token: str | None,
         cookies: tuple[bytes, ...],
     ) -> None:
         """A refresh renewed the session: its new identity, and the cookies that carry it."""
         self.set_identity(token, token_type, claims, user_state)
-        self.sid, self.refresh_token = sid, refresh_token
+        self.state_id, self.refresh_token = state_id, refresh_token
         self.queue_refresh_cookies(cookies)
 
     def keep_successor(
-        self, sid: str, user_state: Any, refresh_token: str | None, cookies: tuple[bytes, ...]
+        self, state_id: str, user_state: Any, refresh_token: str | None, cookies: tuple[bytes, ...]
     ) -> None:
         """A refresh rotated the refresh token but gave no usable access token: the session
         goes on with the successor (the browser must never present the old one again)."""
-        self.sid, self.user_state, self.refresh_token = sid, user_state, refresh_token
+        self.state_id, self.user_state, self.refresh_token = state_id, user_state, refresh_token
         self.queue_refresh_cookies(cookies)
 
     def mark_unavailable(self) -> None:
@@ -139,7 +152,7 @@ class AuthState:
         token_type: str,
         claims: dict[str, Any],
         user_state: Any,
-        sid: str,
+        state_id: str,
         refresh_token: str | None,
         *,
         revoke_replaced: bool,
@@ -152,7 +165,7 @@ class AuthState:
         replaced = self.refresh_token
         self._ends(replaced if replaced != refresh_token else None, revoke=revoke_replaced)
         self.set_identity(token, token_type, claims, user_state)
-        self.sid, self.refresh_token = sid, refresh_token
+        self.state_id, self.refresh_token = state_id, refresh_token
         self.unavailable = False
 
     def queue_sign_out(self, cookies: tuple[bytes, ...], *, revoke: bool) -> None:

@@ -22,7 +22,9 @@ from .liveoptions import EndStreams, LiveOptions, live_options
 from .notices import Notices
 from .origins import validate_origins
 from .refreshconfig import RefreshConfig, check_grace, create_refresh
+from .refreshroute import RefreshRoute
 from .secretvalue import SecretValue, reveal
+from .session import CookieWriter
 from .source import Rotate, TokenSource
 from .storeoptions import (
     AuthType,
@@ -38,14 +40,7 @@ from .tokens import EXTERNAL_LEEWAY, TokenVerifier
 from .userstate import StateCodec
 from .validation import function, whole_seconds
 
-__all__ = [
-    "AuthStore",
-    "AuthType",
-    "Credential",
-    "RefreshConfig",
-    "create_refresh",
-    "create_store",
-]
+__all__ = ["AuthStore", "AuthType", "Credential", "RefreshConfig", "create_refresh", "create_store"]
 
 UserLoader = Callable[[dict[str, Any], Any], Any]
 SessionCheck = Callable[[dict[str, Any]], Awaitable[bool]]
@@ -85,6 +80,7 @@ class AuthStore:
     state_codec: StateCodec = field(repr=False)
     csrf: CsrfSigner = field(repr=False)
     csrf_header: bytes = field(repr=False)
+    cookie_writer: CookieWriter = field(repr=False)
     # ``secret_key`` as bytes, newest last: what keys the kit's other sealed cookies (the
     # OIDC sign-in transaction) are derived from.
     secret_keys: tuple[bytes, ...] = field(repr=False)
@@ -98,6 +94,8 @@ class AuthStore:
     # The token source's own rotation, when the refresh callback is the source's: one store
     # call per refresh, exactly-once by itself (no cross-process flight needed).
     rotation: Rotate | None = field(repr=False)
+    # The three above as the middleware reads them at each refresh (the test kit swaps them).
+    refresh_route: RefreshRoute = field(init=False, repr=False, compare=False)
     # The built-in issuer when the app is its own auth server (create_store(token_issuer=)).
     token_issuer: TokenSource | None = field(repr=False)
     # Advice logged once, and the refresh failure streak: the one mutable part, per store.
@@ -111,6 +109,11 @@ class AuthStore:
     revocation_listeners: RevocationListeners | None = field(
         default=None, repr=False, compare=False
     )
+
+    def __post_init__(self) -> None:
+        # Derived, so that dataclasses.replace(store, ...) routes refreshes by its own fields.
+        route = RefreshRoute(self.refresh, self.rotation, self.shared_store)
+        object.__setattr__(self, "refresh_route", route)
 
 
 def create_store(
@@ -333,6 +336,25 @@ def create_store(
         max_lifetime=max_token_lifetime,
         cache_size=verified_token_cache,
     )
+    writer = CookieWriter(
+        names=names,
+        policy=CookiePolicy(
+            domain=cookie_domain, secure=cookie_secure, samesite=cookie_samesite, path=cookie_path
+        ),
+        state_codec=StateCodec(
+            keys,
+            max_age=state_max_age,
+            clock=clock,
+            leeway=verifier.leeway,
+            cache_size=verified_token_cache,
+        ),
+        csrf=CsrfSigner(keys),
+        leeway=verifier.leeway,
+        state_max_age=state_max_age,
+        refresh_max_age=refresh_max_age,
+        refresh_interval=refresh.interval if refresh is not None else None,
+        notices=notices,
+    )
     return AuthStore(
         auth_name=auth_name,
         auth_type=auth_type,
@@ -352,19 +374,12 @@ def create_store(
         debug=bool(debug),
         clock=clock,
         names=names,
-        policy=CookiePolicy(
-            domain=cookie_domain, secure=cookie_secure, samesite=cookie_samesite, path=cookie_path
-        ),
+        policy=writer.policy,
         verifier=verifier,
-        state_codec=StateCodec(
-            keys,
-            max_age=state_max_age,
-            clock=clock,
-            leeway=verifier.leeway,
-            cache_size=verified_token_cache,
-        ),
-        csrf=CsrfSigner(keys),
+        state_codec=writer.state_codec,
+        csrf=writer.csrf,
         csrf_header=csrf_header_name.lower().encode("ascii"),
+        cookie_writer=writer,
         secret_keys=keys,
         session_check=session_check,
         session_known=session_known,

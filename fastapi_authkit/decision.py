@@ -80,7 +80,7 @@ class Reading(NamedTuple):
     """What the cookies (or the bearer header) say, and the I/O still needed (``then``).
 
     ``token``/``token_type``/``claims`` describe a verified, unexpired access token (all
-    None otherwise); ``sid`` and ``user_state`` come from a valid state cookie of this
+    None otherwise); ``state_id`` and ``user_state`` come from a valid state cookie of this
     session. In cookie mode there are claims only with that state cookie: an access token
     without its session's state cookie is no identity, so the user is always the user
     state ``sign_in`` gave (or the claims when it gave none), never one for the other.
@@ -99,7 +99,7 @@ class Reading(NamedTuple):
     token: str | None = None
     token_type: str | None = None
     claims: dict[str, Any] | None = None
-    sid: str | None = None
+    state_id: str | None = None
     user_state: Any = None
     refresh_token: str | None = None
     access: str | None = None
@@ -126,7 +126,7 @@ class CachedReading:
     access: str
     token_type: str
     claims: Callable[[], Any]
-    sid: str | None
+    state_id: str | None
     user_state: Callable[[], Any]
     refresh_token: str | None
     family: str | None  # asked of the session check's view on every use, when there is one

@@ -26,7 +26,7 @@ def gateway_forgery(
     looks forged, or None.
 
     There is no CSRF token to double-submit (the gateway, not this app, sets the
-    cookies, and no session id of ours is in them), so the browser's own word is
+    cookies, and no state id of ours is in them), so the browser's own word is
     required: an ``Origin`` that is this app's or an allowed one, or, without
     ``Origin``, ``Sec-Fetch-Site: same-origin``. ``same-site`` is not enough: every
     sibling host under the gateway's domain is same-site.
@@ -66,7 +66,7 @@ def cookie_forgery(
         if (
             session is None
             or len(values) != 1
-            or not store.csrf.verify(session.sid, values[0].decode("latin-1"))
+            or not store.csrf.verify(session.state_id, values[0].decode("latin-1"))
         ):
             reason = "CSRF token missing or invalid"
     return reason

@@ -98,7 +98,7 @@ class Issuer(TokenIssuer):
         absolute_ttl: float | None,
     ) -> IssuedTokens:
         state = get_auth_state(conn)
-        refuse_cross_site(conn, state.store)
+        refuse_cross_site(conn, state.store.allowed_origins)
         if state.refresh_token is not None:
             await self.revoke(state.refresh_token)
         tokens = await self.issue(

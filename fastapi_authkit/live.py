@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 from starlette.types import Message, Receive, Send
 
-from .config import AuthStore
+from .config import SessionCheck, SessionKnown
 from .errors import StoreUnavailableError
+from .liveoptions import LiveOptions
 from .source import SESSION_CLAIM
+from .stores.listeners import RevocationListeners
 
 __all__ = ["ConnectionEnded", "LiveConnection", "LiveConnections"]
 
@@ -170,22 +173,32 @@ class LiveConnections:
     connection on an event loop of its own); a sweep per event loop covers what no message
     says: absolute lifetimes, token expiry, and revocations missed while the view was not
     current.
+
+    ``check`` asks the store whether a session is live, ``known`` answers from this
+    process's view when it can; ``listeners`` (the store's, when it tells of revocations as
+    they happen) get :meth:`revoked`.
     """
 
-    def __init__(self, store: AuthStore) -> None:
-        live = store.live
+    def __init__(
+        self,
+        live: LiveOptions,
+        clock: Callable[[], float],
+        check: SessionCheck | None,
+        known: SessionKnown | None,
+        listeners: RevocationListeners | None,
+    ) -> None:
         self.close_code = live.close_code
         self.expiry_margin = live.close_at_token_expiry
         self.streams = live.end_streams
         self._interval = live.check_interval
-        self._clock = store.clock
-        self._known = store.session_known
-        self._check = store.session_check
+        self._clock = clock
+        self._known = known
+        self._check = check
         self._families: dict[str, set[LiveConnection]] = {}
         self._loops: dict[asyncio.AbstractEventLoop, set[LiveConnection]] = {}
         self._sweepers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
-        if store.revocation_listeners is not None:
-            store.revocation_listeners.add(self.revoked)
+        if listeners is not None:
+            listeners.add(self.revoked)
 
     def __len__(self) -> int:
         return sum(len(conns) for conns in list(self._loops.values()))

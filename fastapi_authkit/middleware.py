@@ -39,6 +39,7 @@ from .reader import RequestReader
 from .refresh import (
     Ended,
     Outcome,
+    RefreshContext,
     Renewed,
     SingleFlight,
     flight_alias,
@@ -86,6 +87,9 @@ class AuthKitMiddleware:
         self._reader = RequestReader(store)
         self._read = self._reader.read
         self._audit = store.events
+        self._writer = writer = store.cookie_writer
+        self._refreshing = RefreshContext(store.verifier, writer, store.clock, store.notices)
+        self._route = store.refresh_route
         self._refusals = Refusals(
             csrf_header=store.csrf_header_name,
             csrf_cookie=store.names.csrf,
@@ -93,9 +97,12 @@ class AuthKitMiddleware:
         )
         # Open connections of sessions, ended when their session is (with a session check
         # to watch, or WebSockets closed at their token's expiry).
+        live, check = store.live, store.session_check
         self._live = (
-            LiveConnections(store)
-            if store.session_check is not None or store.live.close_at_token_expiry is not None
+            LiveConnections(
+                live, store.clock, check, store.session_known, store.revocation_listeners
+            )
+            if check is not None or live.close_at_token_expiry is not None
             else None
         )
 
@@ -139,7 +146,7 @@ class AuthKitMiddleware:
             state = _new_state(AuthState)
             state.store, state.token = self.store, decision.access
             state.token_type, state.claims = decision.token_type, decision.claims()
-            state.user_state, state.sid = decision.user_state(), decision.sid
+            state.user_state, state.state_id = decision.user_state(), decision.state_id
             state.refresh_token = decision.refresh_token
             state.credential = "cookie"
         elif decision.__class__ is Reading:
@@ -206,7 +213,7 @@ class AuthKitMiddleware:
         revoked = None
         if state.signed_out_refresh_token is not None:
             await self._forget(state.signed_out_refresh_token)
-            refresh = self.store.refresh
+            refresh = self._route.config
             if refresh is not None and state.take_revocation():
                 revoked = await revoke_at_auth_server(refresh, state.signed_out_refresh_token)
         report_route_events(self._audit, state.take_route_events(), revoked)
@@ -229,7 +236,7 @@ class AuthKitMiddleware:
         """After a sign-out, drop remembered refresh results that lead to that session, so a
         rotated-out predecessor presented within the grace period cannot revive it."""
         self._flights.forget(refresh_token)
-        shared = self.store.shared_store
+        shared = self._route.shared
         if shared is not None:
             try:
                 await shared.flight_forget(flight_alias(refresh_token))
@@ -269,7 +276,7 @@ class AuthKitMiddleware:
         self._debug("session revoked; clearing every auth cookie")
         report_revoked(self._audit, scope, claims)
         state.clear_identity()
-        state.queue_refresh_cookies(clear_session(self.store))
+        state.queue_refresh_cookies(clear_session(self._writer))
 
     def _debug(self, message: str, *args: object) -> None:
         if self.store.debug:
@@ -277,7 +284,7 @@ class AuthKitMiddleware:
 
     async def _settle(self, state: AuthState, reading: Reading, scope: Scope) -> AuthState:
         """The I/O part: the session check (revocation), then a refresh when one is due."""
-        store, then = self.store, reading.then
+        then = reading.then
         if then is CLEAR:
             self._revoked(state, scope, reading.claims)
             return state
@@ -286,9 +293,10 @@ class AuthKitMiddleware:
             # which would need the same server, and no cookie touched.
             state.mark_unavailable()
             return state
-        refresh, refresh_token = store.refresh, state.refresh_token
+        route = self._route
+        refresh, refresh_token = route.config, state.refresh_token
         refresh_due = REFRESH in then and refresh is not None and refresh_token is not None
-        rotation = store.rotation
+        rotation = route.rotation
         # The source's own rotation finds out whether the session is live in the same call
         # that rotates, so a check due alongside waits for its outcome (and may not be needed).
         check = CHECK in then
@@ -306,20 +314,20 @@ class AuthKitMiddleware:
         param = RefreshParam(
             auth_token=access, refresh_token=refresh_token, auth_user_state=state.user_state
         )
-        shared = store.shared_store
+        shared = route.shared
         hint = state.claims if state.claims is not None else reading.expired_claims
-        sid = state.sid
+        state_id, context = state.state_id, self._refreshing
 
         async def attempt() -> Outcome:
             # The one request that makes the call reports what it came to; the requests
             # given its outcome (waiting on it, or within the grace period) do not.
             outcome = await (
                 # Who refreshes is recorded with the rotation (the session list shows it).
-                run_rotation(store, rotation, param, hint, sid, client_info(scope))
+                run_rotation(context, rotation, param, hint, state_id, client_info(scope))
                 if rotation is not None
-                else run_callback(store, refresh, param, sid)
+                else run_callback(context, refresh, param, state_id)
                 if shared is None
-                else run_shared(store, shared, refresh, param, sid)
+                else run_shared(context, shared, refresh, param, state_id)
             )
             report_refresh(self._audit, scope, hint, outcome)
             return outcome
@@ -335,7 +343,7 @@ class AuthKitMiddleware:
                 outcome.token_type,
                 private_copy(outcome.claims),
                 private_copy(outcome.user_state),
-                outcome.sid,
+                outcome.state_id,
                 outcome.refresh_token,
                 outcome.set_cookies,
             )
@@ -345,7 +353,7 @@ class AuthKitMiddleware:
         elif isinstance(outcome, Ended):
             self._debug("refresh answered is_success=False; clearing every auth cookie")
             state.clear_identity()
-            state.queue_refresh_cookies(clear_session(store))
+            state.queue_refresh_cookies(clear_session(self._writer))
         else:
             # Keep everything; a still-valid token keeps working (once its session is known
             # to be live), otherwise protected routes answer 503 with Retry-After.
@@ -356,7 +364,7 @@ class AuthKitMiddleware:
                 # the browser must hold the successor, never present the old one again.
                 self._debug("refresh token rotated, access token unusable; successor kept")
                 state.keep_successor(
-                    successor.sid,
+                    successor.state_id,
                     private_copy(successor.user_state),
                     successor.refresh_token,
                     successor.set_cookies,
@@ -377,8 +385,8 @@ def _published(store: AuthStore, reading: Reading) -> AuthState:
             reading.claims,
         )
         state.credential = reading.credential
-    if reading.sid is not None:
-        state.sid, state.user_state = reading.sid, reading.user_state
+    if reading.state_id is not None:
+        state.state_id, state.user_state = reading.state_id, reading.user_state
     if reading.refresh_token is not None:
         state.refresh_token = reading.refresh_token
     return state

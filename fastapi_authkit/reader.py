@@ -36,12 +36,7 @@ from .decision import (
     Refused,
     Then,
 )
-from .errors import (
-    TokenError,
-    TokenExpiredError,
-    UnknownKeyError,
-    VerificationUnavailableError,
-)
+from .errors import TokenError, TokenExpiredError, UnknownKeyError, VerificationUnavailableError
 from .forgery import cookie_forgery, gateway_forgery, login_forgery
 from .readercache import ParsedHeader, ReaderCache
 from .source import SESSION_CLAIM
@@ -282,7 +277,7 @@ class RequestReader:
                 )
             return Reading(refresh_token=refresh_token)
 
-        sid, user_state = session.sid, session.user_state
+        state_id, user_state = session.state_id, session.user_state
         token = token_type = claims = expired_claims = None
         expired = False
         if access is not None:
@@ -294,23 +289,27 @@ class RequestReader:
             except VerificationUnavailableError as exc:
                 self._debug("access token cannot be verified now: %s", exc)
                 return Reading(
-                    sid=sid, user_state=user_state, refresh_token=refresh_token, then=UNAVAILABLE
+                    state_id=state_id,
+                    user_state=user_state,
+                    refresh_token=refresh_token,
+                    then=UNAVAILABLE,
                 )
-            except UnknownKeyError as exc:
-                if not keys_reloaded and store.verifier.reloads:
+            except TokenError as exc:
+                reload = isinstance(exc, UnknownKeyError) and not keys_reloaded
+                if reload and store.verifier.reloads:
                     return Reading(
-                        sid=sid,
+                        state_id=state_id,
                         user_state=user_state,
                         refresh_token=refresh_token,
                         access=access,
                         then=RELOAD,
                     )
+                # A forged or foreign token (or a key unknown after the reload) is not an
+                # expired session: no refresh for it.
                 self._debug("access token rejected: %s", exc)
-                return Reading(sid=sid, user_state=user_state, refresh_token=refresh_token)
-            except TokenError as exc:
-                # A forged or foreign token is not an expired session: no refresh for it.
-                self._debug("access token rejected: %s", exc)
-                return Reading(sid=sid, user_state=user_state, refresh_token=refresh_token)
+                return Reading(
+                    state_id=state_id, user_state=user_state, refresh_token=refresh_token
+                )
             else:
                 token, token_type = access, cookies.get(names.type, "Bearer")
         refresh = store.refresh
@@ -340,7 +339,7 @@ class RequestReader:
             token=token,
             token_type=token_type,
             claims=claims,
-            sid=sid,
+            state_id=state_id,
             user_state=user_state,
             refresh_token=refresh_token,
             access=access,
@@ -390,7 +389,7 @@ class RequestReader:
             access=access,
             token_type=reading.token_type or "Bearer",
             claims=token[2].copy,
-            sid=reading.sid,
+            state_id=reading.state_id,
             user_state=cookie[2].copy,
             refresh_token=reading.refresh_token,
             family=family,

@@ -1,46 +1,73 @@
 """The set of cookies that makes one signed-in session: issuing them and clearing them.
 
 One place builds them so that ``sign_in`` and an automatic refresh emit exactly the same
-shape of cookies.
+shape of cookies; :class:`CookieWriter`, built once by ``create_store``, holds what they
+are built with.
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
-from .config import AuthStore
+from .cookies import CookieNames, CookiePolicy
+from .csrf import CsrfSigner
 from .errors import CookieError
+from .notices import Notices
 from .tokens import unverified_expiry
+from .userstate import StateCodec
 from .validation import is_number
 
 __all__ = [
+    "CookieWriter",
     "clear_session",
     "issue_session",
     "is_persistent",
     "issue_successor",
-    "new_sid",
+    "new_state_id",
     "successor_cookies",
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class CookieWriter:
+    """What a session's cookies are written with: their names and attributes, the state
+    cookie's codec, the CSRF signer and the lifetimes (``leeway``: how long past ``exp`` the
+    verifier still accepts an access token, and so keeps its cookie). ``refresh_interval``
+    (None without refresh) and ``notices``: a token living less than the interval is
+    logged once."""
+
+    names: CookieNames
+    policy: CookiePolicy
+    state_codec: StateCodec
+    csrf: CsrfSigner
+    leeway: float
+    state_max_age: int
+    refresh_max_age: int
+    refresh_interval: float | None
+    notices: Notices
+
+
 # The mark of a session whose cookies are session cookies ("remember me" unticked). The
-# session id is signed into the state cookie and kept by every refresh, in this process and
+# state id is signed into the state cookie and kept by every refresh, in this process and
 # in the others (the shared flight carries it), so the choice made at sign-in lasts as long
 # as the session: no other field has to travel with it. token_urlsafe never yields a '~'.
 _SESSION_ONLY = "~"
 
 
-def new_sid(*, persistent: bool = True) -> str:
-    """A fresh session id; a new one on every sign-in defeats session fixation.
-    ``persistent=False`` marks a session whose cookies the browser drops when it closes."""
-    sid = secrets.token_urlsafe(18)
-    return sid if persistent else _SESSION_ONLY + sid
+def new_state_id(*, persistent: bool = True) -> str:
+    """A fresh state id: the browser session's id, signed into the state cookie and the
+    CSRF token (not the issuer's session family, the access token's ``sid`` claim). A new
+    one on every sign-in defeats session fixation. ``persistent=False`` marks a session
+    whose cookies the browser drops when it closes."""
+    state_id = secrets.token_urlsafe(18)
+    return state_id if persistent else _SESSION_ONLY + state_id
 
 
-def is_persistent(sid: str) -> bool:
-    """Whether the session ``sid`` names writes persistent cookies (Max-Age)."""
-    return not sid.startswith(_SESSION_ONLY)
+def is_persistent(state_id: str) -> bool:
+    """Whether the session ``state_id`` names writes persistent cookies (Max-Age)."""
+    return not state_id.startswith(_SESSION_ONLY)
 
 
 def _seconds(name: str, value: object) -> int | None:
@@ -54,23 +81,23 @@ def _seconds(name: str, value: object) -> int | None:
 
 
 def _refresh_max_age(
-    store: AuthStore, refresh_token: str, expires_in: int | None, now: float
+    writer: CookieWriter, refresh_token: str, expires_in: int | None, now: float
 ) -> int:
     if expires_in is not None:
         return expires_in
     exp = unverified_expiry(refresh_token)
     if exp is not None:
         return int(exp - now)
-    return store.refresh_max_age
+    return writer.refresh_max_age
 
 
 def issue_session(
-    store: AuthStore,
+    writer: CookieWriter,
     *,
     token: str,
     token_type: str,
     claims: dict[str, Any],
-    sid: str,
+    state_id: str,
     user_state: Any,
     refresh_token: str | None,
     refresh_expires_in: int | None,
@@ -93,28 +120,28 @@ def issue_session(
             raise CookieError(f"the {label} must be a str, got {type(value).__name__}")
     refresh_expires_in = _seconds("refresh token expires_in", refresh_expires_in)
     access_expires_in = _seconds("access token expire_in", access_expires_in)
-    if store.refresh is not None:
+    if writer.refresh_interval is not None:
         # Every new token passes here (sign-in and refresh): the first one whose whole life
         # is inside the refresh interval says so.
         iat = claims.get("iat")
         lifetime = claims["exp"] - (iat if is_number(iat) else now)
-        store.notices.interval_beyond_lifetime(store.refresh.interval, lifetime)
-    names, policy = store.names, store.policy
+        writer.notices.interval_beyond_lifetime(writer.refresh_interval, lifetime)
+    names, policy = writer.names, writer.policy
     # The cookie never outlives the token; the leeway keeps it while the token is accepted.
-    access_age = int(claims["exp"] - now + store.verifier.leeway)
+    access_age = int(claims["exp"] - now + writer.leeway)
     if access_expires_in is not None:
         access_age = min(access_age, access_expires_in)
     has_refresh = session_refresh_token is not None
-    session_age = store.state_max_age if has_refresh else min(access_age, store.state_max_age)
+    session_age = writer.state_max_age if has_refresh else min(access_age, writer.state_max_age)
     # A session-only session's cookies carry no Max-Age: the browser drops them when it
     # closes. The token's exp and the state cookie's signed age still bound them here.
-    access_cookie_age = access_age if is_persistent(sid) else None
+    access_cookie_age = access_age if is_persistent(state_id) else None
     return (
         policy.set(names.access, token, max_age=access_cookie_age),
         policy.set(names.type, token_type, max_age=access_cookie_age),
         *_session_cookies(
-            store,
-            sid=sid,
+            writer,
+            state_id=state_id,
             user_state=user_state,
             bound_to=session_refresh_token or token,
             access_tokens=(token,),
@@ -127,9 +154,9 @@ def issue_session(
 
 
 def issue_successor(
-    store: AuthStore,
+    writer: CookieWriter,
     *,
-    sid: str,
+    state_id: str,
     user_state: Any,
     refresh_token: str,
     refresh_expires_in: int | None,
@@ -149,12 +176,12 @@ def issue_successor(
     if not isinstance(refresh_token, str):
         raise CookieError(f"the refresh token must be a str, got {type(refresh_token).__name__}")
     return _session_cookies(
-        store,
-        sid=sid,
+        writer,
+        state_id=state_id,
         user_state=user_state,
         bound_to=refresh_token,
         access_tokens=access_tokens,
-        session_age=store.state_max_age,
+        session_age=writer.state_max_age,
         refresh_token=refresh_token,
         refresh_expires_in=_seconds("refresh token expires_in", refresh_expires_in),
         now=now,
@@ -162,10 +189,10 @@ def issue_successor(
 
 
 def successor_cookies(
-    store: AuthStore,
+    writer: CookieWriter,
     cookies: tuple[bytes, ...],
     *,
-    sid: str,
+    state_id: str,
     user_state: Any,
     refresh_token: str,
     access_tokens: tuple[str | None, ...],
@@ -174,13 +201,13 @@ def successor_cookies(
     does not verify here) as :func:`issue_successor` would have written them: without the
     access and type cookies, the state cookie bound to ``access_tokens`` (the refresh and
     CSRF cookies, and their lifetimes, are the other process's)."""
-    names = store.names
+    names = writer.names
     skip = (f"{names.access}=".encode(), f"{names.type}=".encode())
     state = f"{names.state}=".encode()
-    rebound = store.policy.set(
+    rebound = writer.policy.set(
         names.state,
-        store.state_codec.dumps(sid, user_state, refresh_token, access_tokens),
-        max_age=store.state_max_age if is_persistent(sid) else None,
+        writer.state_codec.dumps(state_id, user_state, refresh_token, access_tokens),
+        max_age=writer.state_max_age if is_persistent(state_id) else None,
     )
     return tuple(
         rebound if cookie.startswith(state) else cookie
@@ -190,9 +217,9 @@ def successor_cookies(
 
 
 def _session_cookies(
-    store: AuthStore,
+    writer: CookieWriter,
     *,
-    sid: str,
+    state_id: str,
     user_state: Any,
     bound_to: str,
     access_tokens: tuple[str | None, ...],
@@ -201,23 +228,25 @@ def _session_cookies(
     refresh_expires_in: int | None,
     now: float,
 ) -> tuple[bytes, ...]:
-    names, policy = store.names, store.policy
-    persistent = is_persistent(sid)
-    state = store.state_codec.dumps(sid, user_state, bound_to, access_tokens, now=now)
+    names, policy = writer.names, writer.policy
+    persistent = is_persistent(state_id)
+    state = writer.state_codec.dumps(state_id, user_state, bound_to, access_tokens, now=now)
     age: int | None = session_age if persistent else None
     cookies = [policy.set(names.state, state, max_age=age)]
     if refresh_token is not None:
-        refresh_age = _refresh_max_age(store, refresh_token, refresh_expires_in, now)
+        refresh_age = _refresh_max_age(writer, refresh_token, refresh_expires_in, now)
         cookies.append(
             policy.set(names.refresh, refresh_token, max_age=refresh_age if persistent else None)
         )
-    cookies.append(policy.set(names.csrf, store.csrf.token_for(sid), max_age=age, http_only=False))
+    cookies.append(
+        policy.set(names.csrf, writer.csrf.token_for(state_id), max_age=age, http_only=False)
+    )
     return tuple(cookies)
 
 
-def clear_session(store: AuthStore) -> tuple[bytes, ...]:
+def clear_session(writer: CookieWriter) -> tuple[bytes, ...]:
     """Deletions for every auth cookie, each repeating the attributes it was set with."""
-    names, policy = store.names, store.policy
+    names, policy = writer.names, writer.policy
     return (
         policy.delete(names.access),
         policy.delete(names.type),

@@ -19,7 +19,8 @@ from .stores.base import SessionStore
 __all__ = ["SESSION_CLAIM", "Rotate", "Rotation", "TokenSource"]
 
 # The access-token claim that names the token's session (its family of refresh tokens).
-# Not the CSRF session id that AuthState.sid holds: that one lives in the state cookie.
+# Not the state id that AuthState.state_id holds (the CSRF token's): that one lives in the
+# state cookie.
 SESSION_CLAIM: Final = "sid"
 
 

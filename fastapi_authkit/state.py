@@ -16,12 +16,12 @@ from starlette.requests import HTTPConnection
 
 from .authstate import AuthState
 from .callback import check_lifetime
-from .config import AuthStore
+from .config import AuthType, Credential
 from .decision import SAFE_METHODS
 from .errors import ConfigurationError, CrossSiteRequestError, TokenError
 from .events import RequestRefused, SignedIn, SignedOut, refusal_reason
 from .origins import cross_site_refused
-from .session import clear_session, issue_session, new_sid
+from .session import clear_session, issue_session, new_state_id
 from .validation import bool_argument
 
 __all__ = [
@@ -38,10 +38,10 @@ __all__ = [
 SCOPE_KEY: Final = "fastapi_authkit"
 
 
-def _needs_cookie_mode(what: str, store: AuthStore) -> str:
-    if "gateway" in store.credentials:
+def _needs_cookie_mode(what: str, credentials: frozenset[Credential], auth_type: AuthType) -> str:
+    if "gateway" in credentials:
         return (
-            f"{what} the kit's session cookies; with auth_type={store.auth_type!r} the "
+            f"{what} the kit's session cookies; with auth_type={auth_type!r} the "
             "gateway sets and clears its cookie (send the browser to the gateway instead)"
         )
     return f"{what} cookies; it needs auth_type='cookie' or ('cookie', 'header')"
@@ -58,13 +58,13 @@ def get_auth_state(conn: HTTPConnection) -> AuthState:
     return state
 
 
-def refuse_cross_site(conn: HTTPConnection, store: AuthStore) -> None:
+def refuse_cross_site(conn: HTTPConnection, allowed_origins: frozenset[str]) -> None:
     """Raise :class:`CrossSiteRequestError` when ``conn`` is an unsafe-method request from
-    another site (``Sec-Fetch-Site: cross-site``, a foreign or ``null`` Origin), by the
-    rules of the CSRF check: a session is never started for one. A request carrying no
-    cookies has no CSRF token to check, which is exactly how login CSRF works. Safe methods
-    pass: an identity provider's redirect back (the OIDC callback) is a cross-site GET,
-    protected by its state and PKCE.
+    another site (``Sec-Fetch-Site: cross-site``, a foreign or ``null`` Origin, none of
+    ``allowed_origins``), by the rules of the CSRF check: a session is never started for
+    one. A request carrying no cookies has no CSRF token to check, which is exactly how
+    login CSRF works. Safe methods pass: an identity provider's redirect back (the OIDC
+    callback) is a cross-site GET, protected by its state and PKCE.
     """
     scope = conn.scope
     # (A bare connection built without a method, as tools do to mint cookies, is no request.)
@@ -73,7 +73,7 @@ def refuse_cross_site(conn: HTTPConnection, store: AuthStore) -> None:
     reason = cross_site_refused(
         scope.get("scheme", "http"),
         scope.get("headers", ()),
-        store.allowed_origins,
+        allowed_origins,
         check_fetch_site=True,
     )
     if reason is not None:
@@ -138,8 +138,10 @@ def start_session(
     state = get_auth_state(conn)
     store = state.store
     if "cookie" not in store.credentials:
-        raise ConfigurationError(_needs_cookie_mode("sign_in sets", store))
-    refuse_cross_site(conn, store)
+        raise ConfigurationError(
+            _needs_cookie_mode("sign_in sets", store.credentials, store.auth_type)
+        )
+    refuse_cross_site(conn, store.allowed_origins)
     token = auth.get("token")
     token_type = auth.get("type", "Bearer")
     if not isinstance(token, str) or not isinstance(token_type, str):
@@ -162,13 +164,14 @@ def start_session(
         raise TokenError(f"sign_in: the access token does not verify: {exc}{hint}") from exc
     if refresh is None and store.refresh is not None:
         store.notices.session_without_refresh_token(claims["exp"] - now)
-    sid = new_sid(persistent=persistent)
+    state_id = new_state_id(persistent=persistent)
+    writer = store.cookie_writer
     cookies = issue_session(
-        store,
+        writer,
         token=token,
         token_type=token_type,
         claims=claims,
-        sid=sid,
+        state_id=state_id,
         user_state=user_state,
         refresh_token=refresh,
         refresh_expires_in=refresh_expires_in,
@@ -180,14 +183,14 @@ def start_session(
         # A session without a refresh token replaces one with it: the old refresh cookie
         # goes, or the new state cookie (bound to the access token) would be read against
         # it, and the new session would be anonymous.
-        cookies += (store.policy.delete(store.names.refresh),)
+        cookies += (writer.policy.delete(writer.names.refresh),)
     state.queue_sign_in(
         cookies,
         token,
         token_type,
         claims,
         user_state,
-        sid,
+        state_id,
         refresh,
         revoke_replaced=revoke_replaced,
     )
@@ -218,7 +221,10 @@ def end_session(
     ``revoked=None`` the revocation hook, if any, is called at response start and decides
     (otherwise no hook is called for it)."""
     state = get_auth_state(conn)
-    if "cookie" not in state.store.credentials:
-        raise ConfigurationError(_needs_cookie_mode("sign_out clears", state.store))
+    store = state.store
+    if "cookie" not in store.credentials:
+        raise ConfigurationError(
+            _needs_cookie_mode("sign_out clears", store.credentials, store.auth_type)
+        )
     state.record(conn, SignedOut, everywhere=everywhere, revoked=revoked, found=found)
-    state.queue_sign_out(clear_session(state.store), revoke=revoked is None)
+    state.queue_sign_out(clear_session(store.cookie_writer), revoke=revoked is None)

@@ -1,4 +1,4 @@
-"""The signed user-state cookie: session id plus the app's user state; pure.
+"""The signed user-state cookie: the state id plus the app's user state; pure.
 
 Signed with itsdangerous (tamper-proof, not secret: the payload is readable base64, which is
 why the cookie is HttpOnly). A salt keeps signatures from other purposes (CSRF, the app's
@@ -23,7 +23,7 @@ __all__ = ["SessionData", "StateCodec", "binding_of", "belongs"]
 
 
 class SessionData(NamedTuple):
-    sid: str
+    state_id: str
     user_state: Any
     # binding_of() the session's refresh token (its access token, for a session without one).
     binding: str
@@ -108,7 +108,7 @@ class StateCodec:
         self._keys = list(secret_keys)
         self._clock = clock
         self._leeway = leeway
-        # value -> (sid, user state, binding, signed at, access bindings): a cookie that
+        # value -> (state_id, user state, binding, signed at, access bindings): a cookie that
         # verified once is not verified again; its age still is, on every read.
         self._cache: Fifo[str, tuple[str, Remembered, str, int, tuple[str, ...] | None]] = Fifo(
             cache_size
@@ -128,19 +128,19 @@ class StateCodec:
 
     def dumps(
         self,
-        sid: str,
+        state_id: str,
         user_state: Any,
         bound_to: str,
         access: Iterable[str | None] = (),
         *,
         now: float | None = None,
     ) -> str:
-        """Sign the session id and user state, bound to the session's token ``bound_to``
+        """Sign the state id and user state, bound to the session's token ``bound_to``
         (its refresh token, else its access token) and to the access tokens it is issued
         with (``access``; None entries are skipped), with the timestamp of ``now``
         (default: the clock's now)."""
         data = {
-            "s": sid,
+            "s": state_id,
             "u": user_state,
             "b": binding_of(bound_to),
             "a": [binding_of(token) for token in access if token is not None],
@@ -174,12 +174,12 @@ class StateCodec:
         """The session data, or None when the value is tampered, foreign or too old."""
         cached = self._cache.get(value)
         if cached is not None:
-            sid, user, binding, signed_at, access = cached
+            state_id, user, binding, signed_at, access = cached
             # The same rule as itsdangerous: 0 <= age <= max_age, in whole seconds, on a clock
             # running ``leeway`` ahead so a cookie from a slightly fast peer is accepted.
             if 0 <= int(self._clock() + self._leeway) - signed_at <= self._max_age:
                 # tuple.__new__: the same SessionData without NamedTuple's Python __new__.
-                return tuple.__new__(SessionData, (sid, user.copy(), binding, access))
+                return tuple.__new__(SessionData, (state_id, user.copy(), binding, access))
             del self._cache[value]
             return None
         try:

@@ -237,7 +237,7 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
         # Across workers: a claim that is never finished, held until the transaction expires,
         # in the store's shared store, else the issuer's (social sign-in: its sessions are
         # shared, and the refresh flights are its own, so the store was given none).
-        shared = store.shared_store
+        shared = store.refresh_route.shared
         if shared is None and store.token_issuer is not None:
             shared = store.token_issuer.shared_store
         if shared is None:

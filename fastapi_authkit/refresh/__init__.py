@@ -2,6 +2,7 @@
 
 One module per concept, from the bottom up:
 
+* :mod:`.context` — :class:`RefreshContext`, what a refresh uses of the configuration;
 * :mod:`.outcomes` — what a refresh came to: :class:`Renewed`, :class:`Ended`,
   :class:`Unavailable` (possibly keeping the rotated :class:`Successor`);
 * :mod:`.acceptance` — the callback's :class:`~fastapi_authkit.RefreshResult` checked and
@@ -17,6 +18,7 @@ outcome to the audit hook (:mod:`fastapi_authkit.audit`).
 """
 
 from .app_callback import revoke_at_auth_server, run_callback
+from .context import RefreshContext
 from .flight import ENDED_MEMORY, SingleFlight
 from .outcomes import Ended, Outcome, Renewed, Successor, Unavailable
 from .rotation import run_rotation
@@ -26,6 +28,7 @@ __all__ = [
     "ENDED_MEMORY",
     "Ended",
     "Outcome",
+    "RefreshContext",
     "Renewed",
     "SingleFlight",
     "Successor",

@@ -12,11 +12,11 @@ import logging
 from typing import Any
 
 from ..callback import RefreshParam, RefreshResult
-from ..config import AuthStore
 from ..errors import AuthKitError, InvalidRefreshResultError
 from ..notices import Notices
-from ..session import issue_session, issue_successor, new_sid
+from ..session import issue_session, issue_successor, new_state_id
 from ..validation import is_number
+from .context import RefreshContext
 from .outcomes import Ended, Outcome, Renewed, Successor, Unavailable
 
 __all__ = ["classified", "failed"]
@@ -25,10 +25,10 @@ logger = logging.getLogger("fastapi_authkit")
 
 
 def classified(
-    store: AuthStore,
+    context: RefreshContext,
     result: object,
     param: RefreshParam,
-    sid: str | None,
+    state_id: str | None,
     issued_at: float | None = None,
 ) -> Outcome:
     """The outcome of the answer ``result`` to ``param``; an unusable answer is logged and
@@ -38,7 +38,7 @@ def classified(
     cookie's timestamp), when it is not now: every process handing out one rotated pair
     writes it at the time of the process that rotated, so that all write the same bytes."""
     try:
-        return _accept(store, result, param, sid, issued_at)
+        return _accept(context, result, param, state_id, issued_at)
     except InvalidRefreshResultError as exc:
         logger.error("refresh result rejected, nothing stored: %s", exc)
         return Unavailable(exc)
@@ -64,10 +64,10 @@ def failed(
 
 
 def _accept(
-    store: AuthStore,
+    context: RefreshContext,
     result: object,
     param: RefreshParam,
-    sid: str | None,
+    state_id: str | None,
     issued_at: float | None,
 ) -> Outcome:
     """The outcome of ``result``, or InvalidRefreshResultError."""
@@ -85,14 +85,14 @@ def _accept(
         if result.new_auth_user_state is not None
         else param.auth_user_state
     )
-    sid = sid or new_sid()
-    now = store.clock()
+    state_id = state_id or new_state_id()
+    now = context.clock()
     try:
         token = result.new_auth_token
         if not isinstance(token, str) or not token:
             raise InvalidRefreshResultError("is_success=True but new_auth_token is missing")
         try:
-            claims = store.verifier.verify(token, now)
+            claims = context.verifier.verify(token, now)
         except AuthKitError as exc:
             raise InvalidRefreshResultError(
                 f"the callback's new access token does not verify: {exc}"
@@ -100,11 +100,11 @@ def _accept(
         refresh_token = new_refresh or param.refresh_token
         try:
             set_cookies = issue_session(
-                store,
+                context.writer,
                 token=token,
                 token_type=result.new_auth_token_type,
                 claims=claims,
-                sid=sid,
+                state_id=state_id,
                 user_state=user_state,
                 refresh_token=new_refresh,
                 refresh_expires_in=result.new_refresh_token_expires_in,
@@ -119,25 +119,25 @@ def _accept(
     except InvalidRefreshResultError as exc:
         if not new_refresh or new_refresh == param.refresh_token:
             raise  # nothing was rotated: the presented refresh token still works
-        return _keep_successor(store, exc, result, param, new_refresh, sid, user_state, now)
+        return _keep_successor(context, exc, result, param, new_refresh, state_id, user_state, now)
     return Renewed(
         token=token,
         token_type=result.new_auth_token_type,
         claims=claims,
         user_state=user_state,
-        sid=sid,
+        state_id=state_id,
         refresh_token=refresh_token,
         set_cookies=set_cookies,
     )
 
 
 def _keep_successor(
-    store: AuthStore,
+    context: RefreshContext,
     error: InvalidRefreshResultError,
     result: RefreshResult,
     param: RefreshParam,
     refresh_token: str,
-    sid: str,
+    state_id: str,
     user_state: Any,
     now: float,
 ) -> Unavailable:
@@ -149,8 +149,8 @@ def _keep_successor(
     try:
         new_token = result.new_auth_token
         cookies = issue_successor(
-            store,
-            sid=sid,
+            context.writer,
+            state_id=state_id,
             user_state=user_state,
             refresh_token=refresh_token,
             refresh_expires_in=expires_in,
@@ -170,4 +170,4 @@ def _keep_successor(
         "next request refreshes with it: %s",
         error,
     )
-    return Unavailable(error, Successor(sid, user_state, refresh_token, cookies))
+    return Unavailable(error, Successor(state_id, user_state, refresh_token, cookies))

@@ -11,9 +11,10 @@ import anyio
 import anyio.to_thread
 
 from ..callback import RefreshParam
-from ..config import AuthStore, RefreshConfig
 from ..errors import RefreshError, RefreshTimeoutError
+from ..refreshconfig import RefreshConfig
 from .acceptance import classified, failed
+from .context import RefreshContext
 from .outcomes import Outcome
 
 __all__ = ["revoke_at_auth_server", "run_callback"]
@@ -22,7 +23,7 @@ logger = logging.getLogger("fastapi_authkit")
 
 
 async def run_callback(
-    store: AuthStore, refresh: RefreshConfig, param: RefreshParam, sid: str | None
+    context: RefreshContext, refresh: RefreshConfig, param: RefreshParam, state_id: str | None
 ) -> Outcome:
     """Call the refresh callback once and classify its answer. Never raises an Exception."""
     try:
@@ -31,17 +32,17 @@ async def run_callback(
         timeout = RefreshTimeoutError(
             f"refresh_api_callback did not answer within {refresh.timeout}s"
         )
-        return failed(store.notices, timeout)
+        return failed(context.notices, timeout)
     except Exception as exc:
         error = RefreshError(f"refresh_api_callback raised {type(exc).__name__}: {exc}")
-        return failed(store.notices, error, cause=exc)
-    store.notices.refresh_answered()
+        return failed(context.notices, error, cause=exc)
+    context.notices.refresh_answered()
     token = getattr(result, "new_auth_token", None)
     if isinstance(token, str):
         # A key id we do not hold in a token the auth server itself just handed us is a key
         # rotation: reload the key set now rather than refusing the token.
-        await store.verifier.reload_keys_for(token, trusted=True)
-    return classified(store, result, param, sid)
+        await context.verifier.reload_keys_for(token, trusted=True)
+    return classified(context, result, param, state_id)
 
 
 async def revoke_at_auth_server(refresh: RefreshConfig, refresh_token: str) -> bool | None:

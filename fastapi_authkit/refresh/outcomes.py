@@ -26,7 +26,7 @@ class Renewed:
     token_type: str
     claims: dict[str, Any]
     user_state: Any
-    sid: str
+    state_id: str
     refresh_token: str
     set_cookies: tuple[bytes, ...]
     repeat: bool = False
@@ -52,7 +52,7 @@ class Successor:
     session's state and the cookies that carry it (refresh, state, CSRF; not the access
     cookie)."""
 
-    sid: str
+    state_id: str
     user_state: Any
     refresh_token: str
     set_cookies: tuple[bytes, ...]

@@ -9,54 +9,56 @@ from typing import Any
 
 from ..callback import RefreshParam, RefreshResult
 from ..clientinfo import ClientInfo
-from ..config import AuthStore
 from ..errors import RefreshError, StoreUnavailableError
-from ..session import new_sid
+from ..session import new_state_id
 from ..source import SESSION_CLAIM, Rotate, Rotation
 from .acceptance import classified, failed
+from .context import RefreshContext
 from .outcomes import Ended, Outcome, Renewed
 
 __all__ = ["run_rotation"]
 
 
 async def run_rotation(
-    store: AuthStore,
+    context: RefreshContext,
     rotate: Rotate,
     param: RefreshParam,
     hint: Mapping[str, Any] | None,
-    sid: str | None,
+    state_id: str | None,
     client: ClientInfo | None = None,
 ) -> Outcome:
     """Refresh through the token source's own rotation (the built-in issuer): one call to
     its store, exactly-once across processes by itself, so no cross-process flight around
     it. ``hint`` is the old access token's verified claims (also when expired): whom to mint
     the successor for before that call. What the cookies are built from (this process's
-    time, the session id, the user state) is sealed with the pair, so a process that gets
+    time, the state id, the user state) is sealed with the pair, so a process that gets
     the pair again within the grace period builds the same cookies. ``client`` (who
     refreshes) is recorded with the rotation, in that same call. Never raises an Exception."""
-    now = store.clock()
-    sid = sid or new_sid()
-    context = json.dumps({"n": now, "s": sid, "u": param.auth_user_state}, separators=(",", ":"))
+    now = context.clock()
+    state_id = state_id or new_state_id()
+    sealed = json.dumps(
+        {"n": now, "s": state_id, "u": param.auth_user_state}, separators=(",", ":")
+    )
     subject = hint.get("sub") if hint is not None else None
     try:
         rotation = await rotate(
             param.refresh_token,
             subject=subject if isinstance(subject, str) else None,
-            context=context,
+            context=sealed,
             now=now,
             client=client,
         )
     except StoreUnavailableError as exc:
-        return failed(store.notices, exc)
+        return failed(context.notices, exc)
     except Exception as exc:
         error = RefreshError(f"the session could not be rotated: {exc!r}")
-        return failed(store.notices, error, cause=exc, message="refresh failed; session kept: %s")
-    store.notices.refresh_answered()
+        return failed(context.notices, error, cause=exc, message="refresh failed; session kept: %s")
+    context.notices.refresh_answered()
     if rotation.access_token is None:
         return _ended(rotation)
     try:
         written = json.loads(rotation.context)
-        issued_at, sid, user_state = float(written["n"]), str(written["s"]), written["u"]
+        issued_at, state_id, user_state = float(written["n"]), str(written["s"]), written["u"]
     except (ValueError, TypeError, KeyError):
         issued_at, user_state = now, param.auth_user_state  # sealed by an older version
     result = RefreshResult(
@@ -66,7 +68,7 @@ async def run_rotation(
         new_refresh_token_expires_in=rotation.refresh_expires_in,
         new_auth_user_state=user_state,
     )
-    outcome = classified(store, result, param, sid, issued_at)
+    outcome = classified(context, result, param, state_id, issued_at)
     if rotation.replay and isinstance(outcome, Renewed):
         # The pair the first call already handed out (and reported).
         return replace(outcome, repeat=True)

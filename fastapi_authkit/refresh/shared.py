@@ -15,12 +15,13 @@ from typing import Any, Final
 import anyio
 
 from ..callback import RefreshParam
-from ..config import AuthStore, RefreshConfig
 from ..errors import AuthKitError, RefreshError, RefreshTimeoutError, StoreUnavailableError
+from ..refreshconfig import RefreshConfig
 from ..session import successor_cookies
 from ..stores.base import SessionStore
 from ..stores.sealing import open_sealed, seal, token_id
 from .app_callback import run_callback
+from .context import RefreshContext
 from .flight import ENDED_MEMORY
 from .outcomes import ENDED, Ended, Outcome, Renewed, Successor, Unavailable
 
@@ -50,14 +51,14 @@ def _encode(outcome: Renewed | Successor) -> bytes:
         data = {"k": "R", "t": outcome.token, "tt": outcome.token_type}
     data.update(
         u=outcome.user_state,
-        s=outcome.sid,
+        s=outcome.state_id,
         r=outcome.refresh_token,
         sc=[cookie.decode("latin-1") for cookie in outcome.set_cookies],
     )
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-async def _decode(store: AuthStore, param: RefreshParam, value: bytes) -> Outcome:
+async def _decode(context: RefreshContext, param: RefreshParam, value: bytes) -> Outcome:
     if value == _ENDED:
         return ENDED
     opened = open_sealed(param.refresh_token, value[1:]) if value[:1] == b"R" else None
@@ -71,17 +72,17 @@ async def _decode(store: AuthStore, param: RefreshParam, value: bytes) -> Outcom
         return Unavailable(error, successor)
     token = data["t"]
     # The auth server handed this token to the other process: a new key id is a rotation.
-    await store.verifier.reload_keys_for(token, trusted=True)
+    await context.verifier.reload_keys_for(token, trusted=True)
     try:
         # Verified again: the store is shared infrastructure, not part of the trust root.
-        claims = store.verifier.verify(token, store.clock())
+        claims = context.verifier.verify(token, context.clock())
     except AuthKitError as exc:
         # Its refresh token was rotated all the same: keep the successor here too.
         logger.error("shared refresh result does not verify here; successor kept: %s", exc)
         kept = successor_cookies(
-            store,
+            context.writer,
             cookies,
-            sid=data["s"],
+            state_id=data["s"],
             user_state=data["u"],
             refresh_token=data["r"],
             access_tokens=(param.auth_token, token),
@@ -93,7 +94,7 @@ async def _decode(store: AuthStore, param: RefreshParam, value: bytes) -> Outcom
         token_type=data["tt"],
         claims=claims,
         user_state=data["u"],
-        sid=data["s"],
+        state_id=data["s"],
         refresh_token=data["r"],
         set_cookies=cookies,
         repeat=True,
@@ -130,11 +131,11 @@ async def _publish(
 
 
 async def run_shared(
-    store: AuthStore,
+    context: RefreshContext,
     shared: SessionStore,
     refresh: RefreshConfig,
     param: RefreshParam,
-    sid: str | None,
+    state_id: str | None,
 ) -> Outcome:
     """One callback call per refresh token across every process sharing ``shared``.
 
@@ -152,21 +153,21 @@ async def run_shared(
     delay = _POLL_START
     while True:
         try:
-            flight = await shared.flight_claim(key, owner, now=store.clock(), lease=lease)
+            flight = await shared.flight_claim(key, owner, now=context.clock(), lease=lease)
         except StoreUnavailableError as exc:
             logger.warning("refresh not attempted, shared store unavailable: %s", exc)
             return Unavailable(exc)
         if flight.status == "claimed":
-            outcome = await run_callback(store, refresh, param, sid)
+            outcome = await run_callback(context, refresh, param, state_id)
             try:
                 await _publish(
-                    shared, refresh.grace_period, store.clock(), key, owner, param, outcome
+                    shared, refresh.grace_period, context.clock(), key, owner, param, outcome
                 )
             except StoreUnavailableError as exc:
                 logger.warning("refresh result not shared, store unavailable: %s", exc)
             return outcome
         if flight.status == "done" and flight.value is not None:
-            return await _decode(store, param, flight.value)
+            return await _decode(context, param, flight.value)
         if anyio.current_time() >= deadline:
             return Unavailable(RefreshTimeoutError("another process's refresh did not finish"))
         await anyio.sleep(delay)

@@ -85,7 +85,7 @@ def assert_signed_out(response: Any, app: Any = None, *, auth_name: str = "_auth
 def assert_signed_in(response: Any, app: Any = None, *, auth_name: str = "_auth") -> dict[str, str]:
     """Assert that ``response`` started a new session (a sign-in): the access, type, state
     and CSRF cookies set, none deleted, and a CSRF token other than the one the request
-    carried (a new session id). Returns the values set, by cookie name."""
+    carried (a new state id). Returns the values set, by cookie name."""
     names = _names(app, auth_name)
     cookies = auth_cookies(response, app, auth_name=auth_name)
     needed = (names.access, names.type, names.state, names.csrf)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..config import AuthStore
-from ..cookies import parse_cookie_header
+from ..cookies import CookieNames, CookiePolicy, parse_cookie_header
 from ..decision import SAFE_METHODS
 from ..errors import ConfigurationError
 from .apps import find_store
@@ -60,11 +60,11 @@ def async_auth_client(app: Any, *, base_url: str = BASE_URL, **options: Any) -> 
     return client
 
 
-def _csrf_from(store: AuthStore, request: Any) -> str | None:
+def _csrf_from(names: CookieNames, request: Any) -> str | None:
     """The CSRF cookie among the cookies ``request`` is about to send (what the page's
     JavaScript reads from ``document.cookie``)."""
     header = request.headers.get("cookie", "").encode("latin-1")
-    return parse_cookie_header(header, store.names.wanted).get(store.names.csrf)
+    return parse_cookie_header(header, names.wanted).get(names.csrf)
 
 
 class _EchoCsrf:
@@ -78,7 +78,7 @@ class _EchoCsrf:
         store = self.store
         if request.method in SAFE_METHODS or store.csrf_header_name in request.headers:
             return
-        token = _csrf_from(store, request)
+        token = _csrf_from(store.names, request)
         if token is not None:
             request.headers[store.csrf_header_name] = token
 
@@ -104,24 +104,24 @@ def _is_async(client: Any) -> bool:
     return hasattr(client, "aclose")
 
 
-def keep_cookies(client: Any, store: AuthStore, set_cookies: Iterable[bytes]) -> None:
-    """Put ``set_cookies`` (Set-Cookie values) into ``client``'s jar as if a response of
-    the app had set them, with their attributes (Secure, Path, Max-Age); raises as
-    :func:`check_returnable` does."""
-    check_returnable(client, store)
+def keep_cookies(client: Any, policy: CookiePolicy, set_cookies: Iterable[bytes]) -> None:
+    """Put ``set_cookies`` (Set-Cookie values, written with ``policy``) into ``client``'s
+    jar as if a response of the app had set them, with their attributes (Secure, Path,
+    Max-Age); raises as :func:`check_returnable` does."""
+    check_returnable(client, policy.secure)
     # The client's own httpx (httpx2, or httpx under an older Starlette), whatever it is.
     httpx = importlib.import_module(type(client.cookies).__module__.partition(".")[0])
-    path = store.cookie_path if store.cookie_path.endswith("/") else f"{store.cookie_path}/"
+    path = policy.path if policy.path.endswith("/") else f"{policy.path}/"
     request = httpx.Request("GET", client.base_url.join(path))
     headers = [(b"set-cookie", cookie) for cookie in set_cookies]
     client.cookies.extract_cookies(httpx.Response(200, headers=headers, request=request))
 
 
-def check_returnable(client: Any, store: AuthStore) -> None:
+def check_returnable(client: Any, secure: bool) -> None:
     """Raise :class:`~fastapi_authkit.ConfigurationError` when ``client`` would never send
-    the auth cookies back: Secure cookies and a plain-http base URL."""
+    the auth cookies back: ``secure`` cookies and a plain-http base URL."""
     base = client.base_url
-    if store.cookie_secure and base.scheme != "https":
+    if secure and base.scheme != "https":
         raise ConfigurationError(
             f"the auth cookies are Secure and the client's base URL is {str(base)!r}: it would "
             "never send them back. Use fastapi_authkit.testing.auth_client(app) (https), or "

@@ -1,9 +1,11 @@
 """Failures on demand: the refresh callback failing (definitively, transiently, slowly) and
 the session store going down, for as long as a ``with`` block lasts.
 
-The kit's configuration is immutable for the app; these context managers are the one place
-that swaps parts of it, and put them back on exit. The middleware reads those parts on
-every request, so the swap takes effect on the next request of an app already running.
+The kit's configuration is immutable; these context managers replace, for the block, what
+it offers to replace: the store's refresh route
+(:class:`~fastapi_authkit.refreshroute.RefreshRoute`) and the built-in issuer's backend. The
+middleware reads both at each refresh, so the swap takes effect on the next request of an
+app already running.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from typing import Any, Literal, cast
 import anyio
 
 from ..callback import RefreshParam, RefreshResult
-from ..config import AuthStore
 from ..errors import ConfigurationError, StoreUnavailableError
+from ..refreshroute import RefreshRoute
 from ..stores.base import SessionStore
 from ..tokenissuer import TokenIssuer
 from .apps import find_store
@@ -35,20 +37,6 @@ class RefreshCalls:
 
     kind: FailureKind
     calls: list[RefreshParam] = field(default_factory=list)
-
-
-@contextmanager
-def _swapped(target: Any, **values: Any) -> Iterator[None]:
-    """Set attributes of ``target`` (a frozen configuration object too) for the block."""
-    saved = {name: getattr(target, name) for name in values}
-    # object.__setattr__: AuthStore is a frozen dataclass, rightly so outside tests.
-    for name, value in values.items():
-        object.__setattr__(target, name, value)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            object.__setattr__(target, name, value)
 
 
 @contextmanager
@@ -71,8 +59,8 @@ def refresh_fails(
     :class:`RefreshCalls` recording what the failing callback received."""
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, _KINDS))}, got {kind!r}")
-    store = find_store(app)
-    refresh = store.refresh
+    route = find_store(app).refresh_route
+    refresh = route.config
     if refresh is None:
         raise ConfigurationError("the app does not refresh: create_store(refresh=...) is unset")
     record = RefreshCalls(kind)
@@ -92,7 +80,7 @@ def refresh_fails(
     )
     # Without the issuer's own rotation the middleware calls the callback, as it does for
     # an external auth server.
-    with _swapped(store, refresh=swapped, rotation=None):
+    with route.replaced(config=swapped, rotation=None):
         yield record
 
 
@@ -130,13 +118,13 @@ def store_down(app: Any) -> Iterator[None]:
     which lives in the process), so such a request still passes; one that needs the store
     (a refresh, once the token is near expiry or expired) gets the outage."""
     store = find_store(app)
-    issuer = store.token_issuer
-    if issuer is None and store.shared_store is None:
+    issuer, route = store.token_issuer, store.refresh_route
+    if issuer is None and route.shared is None:
         raise ConfigurationError(
             "the app has no session store: neither create_store(token_issuer=...) nor "
             "shared_store=..."
         )
-    with _down(issuer), _swapped_shared(store):
+    with _down(issuer), _shared_down(route):
         yield
 
 
@@ -145,15 +133,18 @@ def _down(issuer: object) -> Iterator[None]:
     if not isinstance(issuer, TokenIssuer):
         yield
         return
-    with _swapped(issuer, backend=cast(SessionStore, _DownStore(issuer.backend))):
+    real = issuer.backend
+    issuer.backend = cast(SessionStore, _DownStore(real))
+    try:
         yield
+    finally:
+        issuer.backend = real
 
 
 @contextmanager
-def _swapped_shared(store: AuthStore) -> Iterator[None]:
-    shared = store.shared_store
-    if shared is None:
+def _shared_down(route: RefreshRoute) -> Iterator[None]:
+    if route.shared is None:
         yield
         return
-    with _swapped(store, shared_store=cast(SessionStore, _DownStore(shared))):
+    with route.replaced(shared=cast(SessionStore, _DownStore(route.shared))):
         yield

@@ -126,7 +126,7 @@ def _settle(client: Any, store: AuthStore, session: Session, csrf: bool) -> Sess
         else:  # auth_type="gateway": the cookie the gateway would have set
             client.cookies.set(store.names.access, session.access_token)
         return session
-    keep_cookies(client, store, session.set_cookies)
+    keep_cookies(client, store.policy, session.set_cookies)
     if csrf:
         echo_csrf(client, store)
     return session
@@ -195,7 +195,7 @@ def login_as(
     gateway would set; with ``("cookie", "header")`` it signs in with cookies."""
     store = find_store(client)
     if "cookie" in store.credentials:
-        check_returnable(client, store)  # before anything is issued
+        check_returnable(client, store.cookie_secure)  # before anything is issued
     options: dict[str, Any] = {
         "user_state": user_state,
         "claims": claims,

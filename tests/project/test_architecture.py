@@ -90,6 +90,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "csrf",
                 "origins",
                 "userstate",
+                "session",
                 "oidc.transaction",
                 "oidc.identity",
             }
@@ -114,14 +115,18 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ),
     # Events name sessions by the token source's session claim; configuration holds the hook.
     ("audit events", frozenset({"events", "eventdelivery"})),
-    ("configuration", frozenset({"config", "refreshconfig", "storeoptions", "liveoptions"})),
-    ("reading a request", frozenset({"decision", "forgery", "readercache", "reader", "session"})),
+    (
+        "configuration",
+        frozenset({"config", "refreshconfig", "refreshroute", "storeoptions", "liveoptions"}),
+    ),
+    ("reading a request", frozenset({"decision", "forgery", "readercache", "reader"})),
     ("the request's state", frozenset({"authstate", "state"})),
     (
         "changing a request's session",
         frozenset(
             {
                 "refresh",
+                "refresh.context",
                 "refresh.outcomes",
                 "refresh.acceptance",
                 "refresh.app_callback",

@@ -130,6 +130,7 @@ INTERNAL_MODULES = (
     "familyids",
     "validation",
     "storeoptions",
+    "refreshroute",
     "eventdelivery",
     "liveoptions",
     "tokens",
@@ -311,3 +312,13 @@ def test_every_top_level_module_is_classified() -> None:
         if not info.name.startswith("_")
     } - PUBLIC_SUBPACKAGES
     assert modules == classified
+
+
+def test_auth_state_sid_is_a_deprecated_name_of_state_id() -> None:
+    from fastapi_authkit.authstate import AuthState
+
+    state = AuthState.__new__(AuthState)
+    state.state_id = "s-1"
+    with pytest.warns(DeprecationWarning, match="use AuthState.state_id") as caught:
+        assert state.sid == "s-1"
+    assert caught[0].filename == __file__  # the warning points at the caller

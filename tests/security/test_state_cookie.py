@@ -174,7 +174,7 @@ def test_control_a_state_signed_the_right_way_is_accepted(clock: Clock, app: Fas
     jar = login(app, clock)
     store = app.user_middleware[0].kwargs["store"]
     victim = store.state_codec.loads(jar["_auth_state"])
-    forged = _signed_elsewhere(victim.sid, clock, STATE, victim.binding, victim.access)
+    forged = _signed_elsewhere(victim.state_id, clock, STATE, victim.binding, victim.access)
     assert_state_accepted(app, jar, auth_state=forged["control"])
 
 
@@ -196,7 +196,7 @@ def test_state_signed_under_another_salt_key_or_digest_is_ignored(
     jar = login(app, clock)
     store = app.user_middleware[0].kwargs["store"]
     victim = store.state_codec.loads(jar["_auth_state"])  # the victim's own session
-    forged = _signed_elsewhere(victim.sid, clock, ADMIN, victim.binding, victim.access)[how]
+    forged = _signed_elsewhere(victim.state_id, clock, ADMIN, victim.binding, victim.access)[how]
     assert_state_ignored(app, jar, auth_state=forged)
 
 
@@ -346,7 +346,9 @@ def test_a_state_cookie_from_version_0_1_moves_its_session_to_the_new_binding(
     jar = login(app, clock)
     store = app.user_middleware[0].kwargs["store"]
     session = store.state_codec.loads(jar["_auth_state"])
-    legacy = _signed_elsewhere(session.sid, clock, STATE, session.binding, access=None)["control"]
+    legacy = _signed_elsewhere(session.state_id, clock, STATE, session.binding, access=None)[
+        "control"
+    ]
     reply = me(app, jar, auth_state=legacy)
     assert reply.status == 200
     assert reply.json()["user"] == STATE

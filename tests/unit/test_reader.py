@@ -115,7 +115,7 @@ def test_a_signed_in_browser_reads_as_signed_in(clock: Clock) -> None:
     assert decision.token == jar["_auth"]
     assert decision.token_type == "Bearer"
     assert decision.user_state == {"name": "Alice"}
-    assert decision.sid is not None
+    assert decision.state_id is not None
 
 
 def test_a_repeated_header_is_remembered_until_the_token_expires(clock: Clock) -> None:
@@ -127,7 +127,7 @@ def test_a_repeated_header_is_remembered_until_the_token_expires(clock: Clock) -
     assert isinstance(first, Reading)
     assert isinstance(second, CachedReading)
     assert second.access == first.token
-    assert second.sid == first.sid
+    assert second.state_id == first.state_id
     assert second.claims() == first.claims
     assert second.user_state() == first.user_state
     assert second.claims() is not second.claims()  # a private copy for every request
@@ -261,7 +261,7 @@ def test_a_missing_access_token_with_a_refresh_cookie_needs_a_refresh(clock: Clo
     decision = read(RequestReader(store), headers(jar), clock())
     assert decision.then == REFRESH
     assert decision.access is None
-    assert decision.sid is not None  # the state cookie is bound to the refresh token
+    assert decision.state_id is not None  # the state cookie is bound to the refresh token
 
 
 def test_no_refresh_without_a_refresh_cookie_or_configuration(clock: Clock) -> None:
@@ -485,7 +485,7 @@ def test_a_valid_bearer_header_wins_over_a_remembered_cookie_session(clock: Cloc
         decision = read(reader, headers(jar, auth), clock(), method=method)
         assert isinstance(decision, Reading)
         assert (decision.claims["sub"], decision.credential) == ("mobile", "header")
-        assert (decision.then, decision.refresh_token, decision.sid) == (DONE, None, None)
+        assert (decision.then, decision.refresh_token, decision.state_id) == (DONE, None, None)
 
 
 def test_an_invalid_bearer_header_leaves_the_cookie_session_and_its_csrf_check(

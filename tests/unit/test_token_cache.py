@@ -341,7 +341,7 @@ def test_remembered_header_builds_the_same_state_as_the_full_read(clock: Clock) 
         "token_type",
         "claims",
         "user_state",
-        "sid",
+        "state_id",
         "refresh_token",
         "unavailable",
         "signed_out_refresh_token",
