@@ -6,22 +6,22 @@ Three layers, each first in, first out:
   session, known by the session's own cookies (access, state, refresh) rather than by the
   whole Cookie header, so that other cookies (any value, changed on every request) cannot
   make one session's readings many. As many as the verifier's token cache
-  (``create_store(verified_token_cache=...)``, 100,000 by default): a reading needs its
+  (``create_store(verified_token_cache=...)``, 20,000 by default): a reading needs its
   token and its state cookie remembered anyway. One found past its window is dropped (when
   used, or from the front as new ones arrive);
 * the parsed Cookie headers: 4,096 of at most ``CACHED_HEADER_BYTES`` (4 KiB) each, so at
   most 16 MiB of header bytes;
 * each cached session's last Cookie header, parsed (so that more active sessions than the
-  parsed-header layer holds are not parsed again on every request): one per session and
-  never more, as many as the cached readings.
+  parsed-header layer holds are not parsed again on every request), known by its 16-byte
+  digest rather than kept: one per session and never more, as many as the cached readings.
 
-Memory bound: a session held by the layers costs about 1.5 KB here, plus the bytes of
-its Cookie header (up to 4 KiB): its parsed cookies (among them the token and state-cookie
-strings that the verifier's and the state codec's caches are keyed by: the same objects, not
-copies), its reading and its index entries. Its claims and user state are the verifier's
-and the codec's remembered values, counted in their caches (about 2 KB more per session).
-At the default bound of 100,000 sessions that is about 150 MiB here (plus the headers), and
-at most 4,096 parsed headers besides the sessions' own.
+Memory bound: a session held by the layers keeps no header bytes and no cookie names:
+its session key (the token, state-cookie and refresh strings, which the verifier's and the
+state codec's caches are keyed by: the same objects, not copies), its header's digest, its
+reading and its index entries, well under 1 KB here. Its claims and user state are the
+verifier's and the codec's remembered values, counted in their caches. All caches together
+come to about 3 KB per remembered session (docs/performance.md measures it), so the
+default bound keeps them under 64 MiB per process, plus at most 4,096 parsed headers.
 """
 
 from __future__ import annotations
