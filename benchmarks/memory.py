@@ -19,7 +19,13 @@ attack grows RSS by at most 64 bytes per request (one kept header is over 2,000)
 means its memory is bounded by the session, not by the number of requests; the baseline
 is printed alongside for comparison.
 
-    .venv/bin/python -m benchmarks.memory [--requests 100000] [--warm-up 10000]
+Then what a remembered session costs: ``--sessions`` distinct signed-in browsers
+(benchmarks/scaling.py's) each send one GET, with a Cookie header of its own bytes as a
+server would hand it over; the RSS growth over their count is one session's cost in the
+kit's caches. Targets: at most 1 KiB per session, and the default bound
+(``verified_token_cache``) times that cost under 64 MiB.
+
+    .venv/bin/python -m benchmarks.memory [--requests 100000] [--warm-up 10000] [--sessions 20000]
 """
 
 from __future__ import annotations
@@ -35,13 +41,15 @@ from fastapi import FastAPI
 
 from benchmarks.asgi import Exchange, http_scope
 from benchmarks.cookies import Headers, cookie_header, request_headers
-from benchmarks.scaling import NEVER_DUE, SECRET, build
+from benchmarks.scaling import NEVER_DUE, SECRET, build, sessions
 from benchmarks.sessions import mint_hs256, session_cookies
 from benchmarks.stats import mib, rss_bytes
 from benchmarks.targets import Target, bench_parser, finish, stop_on_sigterm
 
 JUNK = 2000
 LIMIT = 64  # bytes of RSS per attacker request
+PER_SESSION = 1024  # bytes of RSS per remembered session
+WORKER_CACHES = 64 * 2**20  # bytes of RSS for the default bound's sessions
 
 
 # Each attack: request number -> (method, headers), and the statuses it must get.
@@ -131,13 +139,59 @@ async def measure(requests: int, warm_up: int) -> list[Target]:
     return targets
 
 
+async def per_session(count: int) -> list[Target]:
+    """RSS growth per remembered session (see the module docstring)."""
+    app, store = build()
+    browsers = sessions(store, count + 100)
+
+    async def once(headers: Headers) -> None:
+        # A header of its own, as each request of a server brings: the kit keeps none.
+        own = [(name, bytes(bytearray(value))) for name, value in headers]
+        exchange = Exchange()
+        await app(http_scope("/me", own), exchange.receive, exchange.send)
+        if exchange.status != 200:
+            raise RuntimeError(f"a remembered session: expected 200, got {exchange.status}")
+
+    for headers in browsers[:100]:  # the first allocations of every kind
+        await once(headers)
+    gc.collect()
+    before = rss_bytes()
+    for headers in browsers[100:]:
+        await once(headers)
+    gc.collect()
+    growth = rss_bytes() - before
+    cost = growth / count
+    bound = store.verifier.cache_size
+    print(
+        f"remembered sessions: {count:,} sessions, RSS {growth / 2**20:+.1f} MiB, "
+        f"{cost:,.0f} bytes each; the default bound ({bound:,}) -> "
+        f"{bound * cost / 2**20:.1f} MiB"
+    )
+    NEVER_DUE.check("memory")
+    return [
+        Target(
+            "RSS per remembered session",
+            cost <= PER_SESSION,
+            f"{cost:,.0f} bytes (target ≤ {PER_SESSION:,})",
+        ),
+        Target(
+            "RSS of the default bound's remembered sessions",
+            bound * cost < WORKER_CACHES,
+            f"{bound:,} x {cost:,.0f} bytes = {bound * cost / 2**20:.1f} MiB (target < 64 MiB)",
+        ),
+    ]
+
+
 def main() -> None:
     parser = bench_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--warm-up", type=int, default=10_000)
+    parser.add_argument("--sessions", type=int, default=20_000)
     args = parser.parse_args()
     stop_on_sigterm()
-    finish(asyncio.run(measure(args.requests, args.warm_up)), args.json)
+    targets = asyncio.run(measure(args.requests, args.warm_up))
+    targets += asyncio.run(per_session(args.sessions))
+    finish(targets, args.json)
 
 
 if __name__ == "__main__":

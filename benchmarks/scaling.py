@@ -6,9 +6,11 @@ own access token, state cookie, CSRF token and refresh token) in rotation: each 
 back only after all the others, which is what defeats a small per-token cache and what
 makes an unbounded one show in memory.
 
-A first full pass over the 100,000 sessions runs (and is timed) before the interleaved
-rounds, so the rounds see each token for the second time. RSS (VmRSS) is read after the
-sessions are generated and before the first pass, and again at the end.
+The caches are sized for the sessions (``verified_token_cache``, as an app expecting that
+many per worker would set it). A first full pass over the 100,000 sessions runs (and is
+timed) before the interleaved rounds, so the rounds see each token for the second time.
+RSS (VmRSS) is read after the sessions are generated and before the first pass, and again
+at the end.
 
 Target: rotation <= 1.5x the single-token cost.
 
@@ -42,13 +44,18 @@ COOKIE_SECRET = "scaling-benchmark-cookie-secret-0123456789"
 NEVER_DUE = UnexpectedRefresh()
 
 
-def build(methods: Sequence[str] = ("GET",)) -> tuple[FastAPI, AuthStore]:
+def build(
+    methods: Sequence[str] = ("GET",), *, verified_token_cache: int | None = None
+) -> tuple[FastAPI, AuthStore]:
     """The benchmarked app: ``/me`` (for ``methods``) behind the kit, refresh configured
-    but never due. benchmarks/memory.py drives it too."""
+    but never due; the caches' default bound unless ``verified_token_cache`` is given.
+    benchmarks/memory.py drives it too."""
+    bound = {} if verified_token_cache is None else {"verified_token_cache": verified_token_cache}
     store = create_store(
         secret_key=COOKIE_SECRET,
         token_key=SECRET,
         refresh=create_refresh(interval=60, refresh_api_callback=NEVER_DUE),
+        **bound,
     )
     app = FastAPI()
     app.add_middleware(AuthKitMiddleware, store=store)
@@ -93,7 +100,9 @@ def sessions(store: AuthStore, count: int) -> list[Headers]:
 
 
 async def measure(count: int, rounds: int, chunk_seconds: float) -> list[Target]:
-    app, store = build()
+    # Caches as large as the sessions (an app expecting that many per worker raises the
+    # default bound): what is measured is whether the cost grows with their number.
+    app, store = build(verified_token_cache=count)
     started = time.perf_counter()
     many = sessions(store, count)
     print(f"generated {count:,} sessions in {time.perf_counter() - started:.1f} s")

@@ -126,7 +126,7 @@ def create_store(
     leeway: float | None = None,
     token_typ: str | None = None,
     max_token_lifetime: float = _DAY,
-    verified_token_cache: int = 100_000,
+    verified_token_cache: int = 20_000,
     auth_name: str = "_auth",
     auth_type: AuthType = "cookie",
     cookie_domain: str | None = None,
@@ -179,7 +179,8 @@ def create_store(
         verified_token_cache: How many verified tokens (and state cookies, and the outcomes
             of signed-in Cookie headers) are remembered so that each is verified once, not
             on every request (0 disables; time claims and ages are still checked on every
-            request, revocation too).
+            request, revocation too). Default 20,000: with each remembered session costing
+            about 3 KB, a worker's caches stay under 64 MiB (docs/performance.md).
         auth_name: The cookies' name prefix. A name starting ``__Host-`` requires
             ``cookie_secure=True``, ``cookie_path="/"`` and no domain; ``__Secure-``
             requires ``cookie_secure=True``.

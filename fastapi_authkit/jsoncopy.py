@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from functools import partial
 from itertools import repeat
+from sys import intern as _intern
 from typing import Any, NamedTuple
 
 __all__ = ["Remembered", "private_copy", "remember"]
@@ -31,7 +32,10 @@ def remember(value: Any) -> Remembered:
     """Prepare ``value`` (already JSON data) to be copied out many times."""
     if isinstance(value, dict):
         if all(isinstance(v, _SCALARS) for v in value.values()):
-            own: dict[str, Any] = dict(value)
+            # Keys interned: every remembered claims dict has the same few keys ("sub",
+            # "exp"...), which JSON parsing makes anew for each one; one string each is
+            # enough, and the copies handed out share them.
+            own: dict[str, Any] = {_intern(k) if type(k) is str else k: v for k, v in value.items()}
             return Remembered(own, own.copy)
     elif isinstance(value, list):
         if all(isinstance(v, _SCALARS) for v in value):

@@ -52,7 +52,7 @@ from .refusal import Refusals, send_unavailable
 from .session import clear_session
 from .source import SESSION_CLAIM
 from .state import SCOPE_KEY, AuthState
-from .streams import run_watched_stream
+from .streams import StreamWatch
 
 __all__ = ["AuthKitMiddleware"]
 
@@ -187,9 +187,11 @@ class AuthKitMiddleware:
                             conn.finish()
                         return
                 elif method == "GET" and live.streams != "none":
-                    await run_watched_stream(
-                        self.app, scope, live, state.claims, receive, send_with_cookies
-                    )
+                    watch = StreamWatch(live, scope, state.claims, receive, send_with_cookies)
+                    try:
+                        await self.app(scope, watch.receive, watch.send)
+                    finally:
+                        watch.finish()
                     return
             await self.app(scope, receive, send_with_cookies)
         except StoreUnavailableError as exc:

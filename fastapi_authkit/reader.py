@@ -204,7 +204,7 @@ class RequestReader:
     ) -> Reading | Refused:
         """The access cookie an auth gateway sets (``auth_type="gateway"``): an identity by
         itself, with no state cookie, no refresh and no cookie ever written here."""
-        access = self._header(cookie_header(headers)).cookies.get(self._store.names.access)
+        access = self._header(cookie_header(headers)).key[0]
         if access is None:
             return _ANONYMOUS
         reading = self._verified(access, "gateway", now, keys_reloaded)
@@ -227,17 +227,14 @@ class RequestReader:
     ) -> Reading | Refused:
         """The full read: the cookies, the state cookie's binding, the forgery checks, the
         access token, and whether a session check or a refresh is needed."""
-        store, names = self._store, self._store.names
-        cookies = parsed.cookies
-        if not cookies:
+        store = self._store
+        if not parsed.present:
             if not safe and method is not None:
                 reason = login_forgery(headers, path, scheme, store)
                 if reason is not None:
                     return Refused(reason)
             return _ANONYMOUS  # none of the kit's cookies: nothing to check or refresh
-        access = cookies.get(names.access)
-        refresh_token = cookies.get(names.refresh)
-        raw_state = cookies.get(names.state)
+        access, raw_state, refresh_token = parsed.key
         session = store.state_codec.loads(raw_state) if raw_state is not None else None
         migrate = False
         if raw_state is not None and session is None:
@@ -311,7 +308,7 @@ class RequestReader:
                     state_id=state_id, user_state=user_state, refresh_token=refresh_token
                 )
             else:
-                token, token_type = access, cookies.get(names.type, "Bearer")
+                token, token_type = access, parsed.token_type
         refresh = store.refresh
         then: Then = DONE
         if (

@@ -102,7 +102,7 @@ class StateCodec:
         max_age: int,
         clock: Callable[[], float],
         leeway: float = 0,
-        cache_size: int = 100_000,
+        cache_size: int = 20_000,
     ) -> None:
         self._max_age = max_age
         self._keys = list(secret_keys)

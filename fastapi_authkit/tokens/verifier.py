@@ -91,7 +91,7 @@ class TokenVerifier:
         leeway: float = 0,
         typ: str | None = None,
         max_lifetime: float = 24 * 3600,
-        cache_size: int = 100_000,
+        cache_size: int = 20_000,
     ) -> None:
         self._source: KeySource | None = None
         self._opaque: OpaqueTokenSource | None = None

@@ -195,8 +195,32 @@ def test_a_session_keeps_one_header_whatever_else_its_cookie_header_holds(
         assert isinstance(decision, CachedReading)
     assert len(parses) == 200  # each header is new, so parsed once
     (kept,) = reader._cache._by_header
-    assert kept.endswith(b"junk=199")
+    last = dict(headers({**jar, "junk": "199"}))[b"cookie"]
+    assert kept == readercache.header_digest(last)  # the latest header, by its digest
     assert len(reader._cache._pinned) == 1
+
+
+def test_a_remembered_session_keeps_its_headers_digest_not_the_header(clock: Clock) -> None:
+    """Past the parsed-header layer, a session is known by its header's 16-byte digest:
+    the header's bytes, the cookie names and the CSRF value are not kept per session."""
+    store = store_for(clock)
+    reader = RequestReader(store)
+    reader._cache._parsed = Fifo(0)
+    jar = signed_in(store, make_token(clock), refresh="r-1")
+    read(reader, headers(jar), clock())
+    assert isinstance(read(reader, headers(jar), clock()), CachedReading)
+    ((digest, parsed),) = reader._cache._by_header.items()
+    assert digest == readercache.header_digest(dict(headers(jar))[b"cookie"])
+    assert len(digest) == 16
+    assert parsed.key == (jar["_auth"], jar["_auth_state"], "r-1")
+    assert not hasattr(parsed, "cookies")
+
+
+def test_the_default_bound_keeps_a_workers_caches_small() -> None:
+    """20,000 remembered sessions by default (about 3 KB each: under 64 MiB per worker)."""
+    store = create_store(secret_key=SECRET_KEY, token_key=TOKEN_KEY)
+    assert store.verifier.cache_size == 20_000
+    assert RequestReader(store)._cache.readings.size == 20_000
 
 
 def test_without_a_token_cache_no_header_is_kept_per_session(clock: Clock) -> None:
