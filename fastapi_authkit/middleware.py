@@ -260,7 +260,12 @@ class AuthKitMiddleware:
                 state.mark_unavailable()
                 return False
         if not live:
-            self._revoked(state, scope, claims)
+            if state.credential == "header":
+                # A bearer client's session: no cookie of the request is its.
+                report_revoked(self._audit, scope, claims)
+                state.unauthenticate()
+            else:
+                self._revoked(state, scope, claims)
         return live
 
     def _revoked(self, state: AuthState, scope: Scope, claims: dict[str, Any] | None) -> None:
@@ -286,6 +291,11 @@ class AuthKitMiddleware:
             # which would need the same server, and no cookie touched.
             state.mark_unavailable()
             return state
+        if reading.credential == "header":
+            # The built-in issuer's bearer token, whose session the view could not vouch for.
+            if await self._session_live(state, scope) or state.unavailable:
+                return state
+            return await self._without_bearer(scope)
         refresh, refresh_token = store.refresh, state.refresh_token
         refresh_due = REFRESH in then and refresh is not None and refresh_token is not None
         rotation = store.rotation
@@ -365,6 +375,39 @@ class AuthKitMiddleware:
                 # The identity's liveness is still unknown (the rotation did not answer).
                 await self._session_live(state, scope)
         return state
+
+    async def _without_bearer(self, scope: Scope) -> AuthState:
+        """The request read again as if it had no ``Authorization`` header, its bearer
+        token's session being over: a credential that is not valid counts as absent, so the
+        cookie session beside it, if any, is the identity."""
+        headers = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
+        decision = self._read(
+            headers,
+            scope.get("method"),
+            scope["path"],
+            scope.get("scheme", "http"),
+            self._clock(),
+            root_path=scope.get("root_path", ""),
+        )
+        if isinstance(decision, CachedReading):
+            decision = Reading(
+                token=decision.access,
+                token_type=decision.token_type,
+                claims=decision.claims(),
+                sid=decision.sid,
+                user_state=decision.user_state(),
+                refresh_token=decision.refresh_token,
+                access=decision.access,
+                credential="cookie",
+            )
+        elif isinstance(decision, Refused):
+            # The cookies would be refused as a forgery: the request goes on anonymous,
+            # their session unused and untouched. (No browser sends it: another site cannot
+            # make one attach an Authorization header.)
+            self._debug("revoked bearer token beside a refused cookie request: anonymous")
+            return AuthState(self.store)
+        state = _published(self.store, decision)
+        return await self._settle(state, decision, scope) if decision.then else state
 
 
 def _published(store: AuthStore, reading: Reading) -> AuthState:

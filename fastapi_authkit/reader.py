@@ -172,7 +172,26 @@ class RequestReader:
         except UnicodeDecodeError:
             self._debug("bearer: token is not ASCII, unauthenticated")
             return _ANONYMOUS
-        return self._verified(text, "header", now, keys_reloaded)
+        reading = self._verified(text, "header", now, keys_reloaded)
+        if reading.claims is None or self._known is None:
+            return reading
+        return self._live_bearer(reading, reading.claims, now)
+
+    def _live_bearer(self, reading: Reading, claims: dict[str, Any], now: float) -> Reading:
+        """A bearer token of the built-in issuer is an identity only while its session is
+        live, by the same check as a cookie session's: a sign-out everywhere, a revoked
+        session or a reused refresh token ends bearer clients too. Revoked, the header
+        counts as absent (the cookies are read instead); never a cookie cleared for it."""
+        family = claims.get(SESSION_CLAIM)
+        known = self._known(family, now) if isinstance(family, str) else False  # type: ignore[misc]
+        if known is True:
+            return reading
+        if known is None or self._store.events.listening:
+            # The middleware asks the store; or (known over) finds it over again and
+            # reports the revoked session to the audit hook before reading the cookies.
+            return reading._replace(then=CHECK)
+        self._debug("bearer: session revoked, header ignored")
+        return _ANONYMOUS
 
     def _verified(
         self, token: str, credential: Credential, now: float, keys_reloaded: bool

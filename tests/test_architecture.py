@@ -128,6 +128,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "refresh.rotation",
                 "refresh.flight",
                 "refresh.shared",
+                "bearerclients",
                 "issuer",
             }
         ),

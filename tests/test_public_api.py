@@ -127,6 +127,7 @@ APP_MODULES = (
 # Building blocks with no place in the application-facing API.
 INTERNAL_MODULES = (
     "tokenissuer",
+    "bearerclients",
     "familyids",
     "validation",
     "storeoptions",
