@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, Request
 from starlette.testclient import TestClient
 
 from fastapi_authkit import AuthKitMiddleware, ConfigurationError, create_issuer, create_store
+from fastapi_authkit.config import AuthType
 from fastapi_authkit.dependencies import AuthHeader, AuthStateDep, CurrentUser, dependencies_for
 from fastapi_authkit.errors import InvalidGrantError
 from fastapi_authkit.issuer import Issuer, TokenResponse
@@ -25,7 +26,7 @@ from tests.support.clock import Clock
 from tests.support.redis_servers import RedisServer
 from tests.support.tokens import SECRET_KEY
 
-BOTH = ("cookie", "header")
+BOTH: AuthType = ("cookie", "header")
 SIGNING_KEY = "bearer-issuer-signing-key-0123456789abcdef"
 
 
@@ -455,3 +456,34 @@ def test_bearer_revocation_on_redis_asks_the_store(redis_server: RedisServer, cl
             assert response.status_code == 503
             assert response.headers["retry-after"] == "5"
         assert tc.get("/me", headers=live).json()["sub"] == "mobile"
+
+
+def test_audit_events_of_bearer_clients(clock: Clock) -> None:
+    events: list[Any] = []
+    app = bearer_app(MemoryStore(), clock, on_event=events.append)
+    with TestClient(app, base_url="https://testserver") as tc:
+        tokens = app_login(tc)
+        first = refresh(tc, tokens["refresh_token"]).json()
+        refresh(tc, tokens["refresh_token"])  # within the grace period: the same pair, no event
+        clock.advance(20)
+        refresh(tc, first["refresh_token"])
+        clock.advance(11)
+        assert refresh(tc, tokens["refresh_token"]).status_code == 400  # reuse
+        browser_login(tc)
+        # The revoked header is reported, and the cookies beside it are the identity.
+        who = tc.get("/who", headers=bearer(first["access_token"])).json()
+        assert who["credential"] == "cookie"
+    kinds = [event.kind for event in events]
+    assert kinds == [
+        "signed_in",
+        "refreshed",
+        "refreshed",
+        "reuse_detected",
+        "signed_in",
+        "revoked_session",
+    ]
+    assert {event.subject for event in events} == {"alice"}
+    sessions = {event.session for event in events[:4]}
+    assert len(sessions) == 1
+    assert None not in sessions
+    assert events[-1].session in sessions
