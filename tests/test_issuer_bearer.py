@@ -11,10 +11,16 @@ from typing import Any
 
 import httpx2
 import pytest
-from fastapi import Depends, FastAPI, Request
-from starlette.testclient import TestClient
+from fastapi import Depends, FastAPI, Request, WebSocket
+from starlette.testclient import TestClient, WebSocketDisconnect
 
-from fastapi_authkit import AuthKitMiddleware, ConfigurationError, create_issuer, create_store
+from fastapi_authkit import (
+    AuthKitMiddleware,
+    ConfigurationError,
+    create_issuer,
+    create_store,
+    get_auth_state,
+)
 from fastapi_authkit.config import AuthType
 from fastapi_authkit.dependencies import AuthHeader, AuthStateDep, CurrentUser, dependencies_for
 from fastapi_authkit.errors import InvalidGrantError
@@ -487,3 +493,54 @@ def test_audit_events_of_bearer_clients(clock: Clock) -> None:
     assert len(sessions) == 1
     assert None not in sessions
     assert events[-1].session in sessions
+
+
+def test_revoke_session_between_a_browser_and_an_app(tc: TestClient) -> None:
+    app: FastAPI = tc.app  # type: ignore[assignment]
+    issuer: Issuer = app.state.issuer
+
+    @app.post("/sessions/{session_id}/revoke")
+    async def revoke(request: Request, session_id: str) -> dict[str, bool]:
+        return {"revoked": await issuer.revoke_session(request, session_id)}
+
+    browser_login(tc)
+    phone = app_login(tc)
+    tablet = app_login(tc)
+    phone_sid = tc.get("/who", headers=bearer(phone["access_token"])).json()["sid"]
+    tablet_sid = tc.get("/who", headers=bearer(tablet["access_token"])).json()["sid"]
+    # The browser ends the phone's session from its sessions page.
+    assert tc.post(f"/sessions/{phone_sid}/revoke", headers=csrf(tc)).json() == {"revoked": True}
+    with no_cookie_jar(tc):
+        assert tc.get("/me", headers=bearer(phone["access_token"])).status_code == 401
+        # The tablet ends its own: no cookie is written, the browser stays signed in.
+        response = tc.post(f"/sessions/{tablet_sid}/revoke", headers=bearer(tablet["access_token"]))
+        assert response.json() == {"revoked": True}
+        assert response.headers.get_list("set-cookie") == []
+        assert tc.get("/me", headers=bearer(tablet["access_token"])).status_code == 401
+    assert tc.get("/who").json()["credential"] == "cookie"
+    assert len(tc.get("/sessions").json()) == 1
+
+
+def test_a_bearer_websocket_ends_with_its_session(tc: TestClient) -> None:
+    app: FastAPI = tc.app  # type: ignore[assignment]
+    issuer: Issuer = app.state.issuer
+    ends: list[int] = []
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json(get_auth_state(websocket).credential)
+        try:
+            while True:
+                await websocket.receive_text()
+        except WebSocketDisconnect as gone:
+            ends.append(gone.code)
+
+    tokens = app_login(tc)
+    with tc.websocket_connect("/ws", headers=bearer(tokens["access_token"])) as socket:
+        assert socket.receive_json() == "header"
+        tc.portal.call(issuer.revoke, tokens["refresh_token"])  # type: ignore[union-attr]
+        with pytest.raises(WebSocketDisconnect) as closed:
+            socket.receive_json()
+        assert closed.value.code == 1008
+    assert ends == [1008]  # the app saw its client leave
