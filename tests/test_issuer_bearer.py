@@ -31,6 +31,7 @@ from fastapi_authkit.testing import store_down
 from tests.support.clock import Clock
 from tests.support.redis_servers import RedisServer
 from tests.support.tokens import SECRET_KEY
+from tests.support.waiting import eventually_sync
 
 BOTH: AuthType = ("cookie", "header")
 SIGNING_KEY = "bearer-issuer-signing-key-0123456789abcdef"
@@ -544,3 +545,31 @@ def test_a_bearer_websocket_ends_with_its_session(tc: TestClient) -> None:
             socket.receive_json()
         assert closed.value.code == 1008
     assert ends == [1008]  # the app saw its client leave
+
+
+def test_bearer_revocation_on_redis_reaches_the_view(
+    redis_server: RedisServer, clock: Clock
+) -> None:
+    """With the revocation view (the default), a revocation made by another process reaches
+    this worker by its subscription: the bearer token is refused without asking Redis."""
+    prefix = f"bearer-{uuid.uuid4().hex}:"
+    app = bearer_app(RedisStore.from_url(redis_server.url, prefix=prefix), clock)
+    with TestClient(app, base_url="https://testserver") as tc:
+        tokens = app_login(tc, "mobile")
+        headers = bearer(tokens["access_token"])
+        issuer: Issuer = app.state.issuer
+        sid = tc.get("/who", headers=headers).json()["sid"]
+        # The view answers (once its subscription is current), not Redis.
+        eventually_sync(lambda: issuer.known_active(sid, clock()) is True)
+        assert tc.get("/me", headers=headers).status_code == 200
+
+        async def revoke_elsewhere() -> int:
+            other = make_issuer(RedisStore.from_url(redis_server.url, prefix=prefix), clock)
+            try:
+                return await other.revoke_subject("mobile")
+            finally:
+                await other.backend.aclose()
+
+        assert tc.portal.call(revoke_elsewhere) == 1  # type: ignore[union-attr]
+        eventually_sync(lambda: issuer.known_active(sid, clock()) is False)
+        assert tc.get("/me", headers=headers).status_code == 401
