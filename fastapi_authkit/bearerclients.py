@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 
 from .clientinfo import client_info
 from .errors import InvalidGrantError, StoreUnavailableError
-from .events import Refreshed, ReuseDetected, RevokedSession, SessionEnded, SignedIn
+from .events import Refreshed, ReuseDetected, SignedIn
 from .source import SESSION_CLAIM
 from .state import get_auth_state
 from .tokenissuer import TokenIssuer
@@ -95,13 +95,11 @@ class BearerIssuer(TokenIssuer):
             raise InvalidGrantError("unknown")
         rotation = await self.rotate(refresh_token, client=client_info(conn.scope))
         if rotation.access_token is None or rotation.refresh_token is None:
-            about = {"sub": rotation.subject, SESSION_CLAIM: rotation.family_id}
             if rotation.ended == "reuse":
+                about = {"sub": rotation.subject, SESSION_CLAIM: rotation.family_id}
                 state.record(conn, ReuseDetected, about=about if rotation.subject else {})
-            elif rotation.ended == "revoked":
-                state.record(conn, RevokedSession, about={})
-            else:
-                state.record(conn, SessionEnded, about={}, reason="expired")
+            # Anything else is reported to the client only: anyone can post a token that
+            # is not (or no longer) one, and no session changed.
             raise InvalidGrantError(rotation.ended or "unknown")
         if not rotation.replay:
             claims = _claims(rotation.access_token)

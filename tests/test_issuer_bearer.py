@@ -470,6 +470,7 @@ def test_audit_events_of_bearer_clients(clock: Clock) -> None:
     app = bearer_app(MemoryStore(), clock, on_event=events.append)
     with TestClient(app, base_url="https://testserver") as tc:
         tokens = app_login(tc)
+        assert refresh(tc, "junk.token").status_code == 400  # no session changed: no event
         first = refresh(tc, tokens["refresh_token"]).json()
         refresh(tc, tokens["refresh_token"])  # within the grace period: the same pair, no event
         clock.advance(20)
