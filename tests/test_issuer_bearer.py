@@ -26,7 +26,7 @@ from fastapi_authkit.dependencies import AuthHeader, AuthStateDep, CurrentUser, 
 from fastapi_authkit.errors import InvalidGrantError
 from fastapi_authkit.issuer import Issuer, TokenResponse
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
-from fastapi_authkit.testing import store_down
+from fastapi_authkit.testing import auth_client, login_as, store_down
 
 from tests.support.clock import Clock
 from tests.support.redis_servers import RedisServer
@@ -574,3 +574,18 @@ def test_bearer_revocation_on_redis_reaches_the_view(
         assert tc.portal.call(revoke_elsewhere) == 1  # type: ignore[union-attr]
         eventually_sync(lambda: issuer.known_active(sid, clock()) is False)
         assert tc.get("/me", headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize(("auth_type", "credential"), [(BOTH, "cookie"), ("header", "header")])
+def test_login_as_signs_in_through_the_issuer(
+    clock: Clock, auth_type: AuthType, credential: str
+) -> None:
+    app = bearer_app(MemoryStore(), clock, auth_type=auth_type)
+    with auth_client(app) as client:
+        session = login_as(client, "tester")
+        who = client.get("/who").json()
+        assert (who["sub"], who["credential"]) == ("tester", credential)
+        assert len(client.get("/sessions").json()) == 1  # a session of the issuer's
+        if credential == "header":
+            assert session.refresh_token is not None
+            assert refresh(client, session.refresh_token).status_code == 200
