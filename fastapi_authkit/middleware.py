@@ -381,23 +381,19 @@ class AuthKitMiddleware:
         token's session being over: a credential that is not valid counts as absent, so the
         cookie session beside it, if any, is the identity."""
         headers = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
-        decision = self._read(
-            headers,
-            scope.get("method"),
-            scope["path"],
-            scope.get("scheme", "http"),
-            self._clock(),
-            root_path=scope.get("root_path", ""),
-        )
+        method, path, scheme = scope.get("method"), scope["path"], scope.get("scheme", "http")
+        root_path = scope.get("root_path", "")
+        decision = self._read(headers, method, path, scheme, self._clock(), root_path=root_path)
         if isinstance(decision, CachedReading):
+            cached = decision
             decision = Reading(
-                token=decision.access,
-                token_type=decision.token_type,
-                claims=decision.claims(),
-                sid=decision.sid,
-                user_state=decision.user_state(),
-                refresh_token=decision.refresh_token,
-                access=decision.access,
+                token=cached.access,
+                token_type=cached.token_type,
+                claims=cached.claims(),
+                sid=cached.sid,
+                user_state=cached.user_state(),
+                refresh_token=cached.refresh_token,
+                access=cached.access,
                 credential="cookie",
             )
         elif isinstance(decision, Refused):

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Collection
 from typing import Any, Final
 
+from .bearer import bearer_token, live_bearer
 from .config import AuthStore, Credential
 from .cookies import cookie_header
 from .decision import (
@@ -45,7 +46,6 @@ from .errors import (
 from .forgery import cookie_forgery, gateway_forgery, login_forgery
 from .readercache import ParsedHeader, ReaderCache
 from .source import SESSION_CLAIM
-from .tokens import MAX_TOKEN_BYTES
 from .userstate import belongs
 
 __all__ = ["RequestReader", "needs_refresh"]
@@ -157,41 +157,19 @@ class RequestReader:
     def _bearer(
         self, headers: Collection[tuple[bytes, bytes]], now: float, keys_reloaded: bool
     ) -> Reading:
-        values = [v for k, v in headers if k == b"authorization"]
-        if len(values) != 1:
-            if values or self._header_only:
-                self._debug("bearer: %d Authorization headers, unauthenticated", len(values))
+        token, why = bearer_token(headers)
+        if token is None:
+            if why or self._header_only:
+                self._debug("bearer: %s, unauthenticated", why or "no Authorization header")
             return _ANONYMOUS
-        scheme, _, token = values[0].partition(b" ")
-        token = token.strip(b" ")
-        if scheme.lower() != b"bearer" or not token or len(token) > MAX_TOKEN_BYTES:
-            self._debug("bearer: malformed Authorization header, unauthenticated")
-            return _ANONYMOUS
-        try:
-            text = token.decode("ascii")
-        except UnicodeDecodeError:
-            self._debug("bearer: token is not ASCII, unauthenticated")
-            return _ANONYMOUS
-        reading = self._verified(text, "header", now, keys_reloaded)
+        reading = self._verified(token, "header", now, keys_reloaded)
         if reading.claims is None or self._known is None:
             return reading
-        return self._live_bearer(reading, reading.claims, now)
-
-    def _live_bearer(self, reading: Reading, claims: dict[str, Any], now: float) -> Reading:
-        """A bearer token of the built-in issuer is an identity only while its session is
-        live, by the same check as a cookie session's: a sign-out everywhere, a revoked
-        session or a reused refresh token ends bearer clients too. Revoked, the header
-        counts as absent (the cookies are read instead); never a cookie cleared for it."""
-        family = claims.get(SESSION_CLAIM)
-        known = self._known(family, now) if isinstance(family, str) else False  # type: ignore[misc]
-        if known is True:
-            return reading
-        if known is None or self._store.events.listening:
-            # The middleware asks the store; or (known over) finds it over again and
-            # reports the revoked session to the audit hook before reading the cookies.
-            return reading._replace(then=CHECK)
-        self._debug("bearer: session revoked, header ignored")
-        return _ANONYMOUS
+        live = live_bearer(reading, reading.claims, self._known, now, self._store.events.listening)
+        if live is None:
+            self._debug("bearer: session revoked, header ignored")
+            return _ANONYMOUS
+        return live
 
     def _verified(
         self, token: str, credential: Credential, now: float, keys_reloaded: bool

@@ -115,7 +115,10 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     # Events name sessions by the token source's session claim; configuration holds the hook.
     ("audit events", frozenset({"events", "eventdelivery"})),
     ("configuration", frozenset({"config", "refreshconfig", "storeoptions", "liveoptions"})),
-    ("reading a request", frozenset({"decision", "forgery", "readercache", "reader", "session"})),
+    (
+        "reading a request",
+        frozenset({"decision", "forgery", "readercache", "bearer", "reader", "session"}),
+    ),
     ("the request's state", frozenset({"authstate", "state"})),
     (
         "changing a request's session",

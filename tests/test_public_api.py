@@ -128,6 +128,7 @@ APP_MODULES = (
 INTERNAL_MODULES = (
     "tokenissuer",
     "bearerclients",
+    "bearer",
     "familyids",
     "validation",
     "storeoptions",
