@@ -10,10 +10,11 @@ from typing import Any, TypeVar
 from starlette.requests import HTTPConnection
 
 from .config import AuthStore, Credential
+from .decision import Reading
 from .errors import ConfigurationError
 from .events import AuthEvent
 
-__all__ = ["AuthState"]
+__all__ = ["AuthState", "published"]
 
 T = TypeVar("T")
 
@@ -263,3 +264,20 @@ class AuthState:
                     user = await user
             self._user, self._user_loaded = user, True
         return self._user
+
+
+def published(store: AuthStore, reading: Reading) -> AuthState:
+    """The state a route will see for ``reading`` (before any I/O step changes it)."""
+    state = AuthState(store)
+    if reading.claims is not None:
+        state.token, state.token_type, state.claims = (
+            reading.token,
+            reading.token_type,
+            reading.claims,
+        )
+        state.credential = reading.credential
+    if reading.state_id is not None:
+        state.state_id, state.user_state = reading.state_id, reading.user_state
+    if reading.refresh_token is not None:
+        state.refresh_token = reading.refresh_token
+    return state

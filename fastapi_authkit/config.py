@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .cookies import CookieNames, CookiePolicy, SameSite
@@ -21,7 +21,7 @@ from .events import EventHook
 from .liveoptions import EndStreams, LiveOptions, live_options
 from .notices import Notices
 from .origins import validate_origins
-from .refreshconfig import RefreshConfig, check_grace, create_refresh
+from .refreshconfig import RefreshConfig, check_grace, create_refresh, issuer_refresh
 from .refreshroute import RefreshRoute
 from .secretvalue import SecretValue, reveal
 from .session import CookieWriter
@@ -205,7 +205,10 @@ def create_store(
             refresh callback unless ``refresh`` is given, and every authenticated request
             checks that the session was not revoked (answered by the store's view in this
             process while it is provably current, else by the store, failing closed with
-            503 when the store is down).
+            503 when the store is down). With ``auth_type="header"`` or ``("cookie",
+            "header")`` its access tokens are accepted as ``Authorization: Bearer`` too,
+            under the same check; such clients get and refresh them at the app's token
+            route (``issuer.issue_tokens``, ``issuer.token_endpoint``).
         shared_store: A ``RedisStore`` through which concurrent refreshes of one refresh
             token in different processes share one callback call; with ``token_issuer`` it
             defaults to the issuer's store when that is not a ``MemoryStore`` and the
@@ -286,9 +289,11 @@ def create_store(
                 "with token_issuer, the token key, algorithm, issuer and audience come from "
                 "the issuer; do not pass token_key/algorithms/issuer/audience"
             )
-        if auth_type != "cookie":
+        if "gateway" in credentials:
             raise ConfigurationError(
-                f"token_issuer works with auth_type='cookie', not {auth_type!r}"
+                f"token_issuer makes this app the auth server, and auth_type={auth_type!r} "
+                "reads an access cookie that an auth gateway sets; use auth_type='cookie', "
+                "'header' or ('cookie', 'header') with token_issuer"
             )
         token_key, algorithms = token_issuer.token_key, (token_issuer.algorithm,)
         if token_typ is not None:
@@ -301,21 +306,13 @@ def create_store(
         session_check, session_known = token_issuer.is_active, token_issuer.known_active
         if refresh is not None:
             notices.interval_beyond_lifetime(refresh.interval, token_issuer.access_ttl)
-        else:
-            refresh = replace(
-                create_refresh(
-                    # Refresh in the last fifth of the token's life, at most a minute before
-                    # exp.
-                    interval=min(60.0, token_issuer.access_ttl / 5),
-                    refresh_api_callback=token_issuer.refresh,
-                    grace_period=token_issuer.grace,
-                ),
-                # So that a plain sign_out(request) revokes the session in the store too.
-                revoke=token_issuer.revoke,
-            )
-        if refresh.refresh_api_callback == token_issuer.refresh:
+        elif "cookie" in credentials:
+            refresh = issuer_refresh(token_issuer)
+        # (No refresh with auth_type='header': bearer clients refresh at the app's token
+        # route, issuer.token_endpoint.)
+        if refresh is not None and refresh.refresh_api_callback == token_issuer.refresh:
             rotation = token_issuer.rotate
-        elif shared_store is None:
+        elif refresh is not None and shared_store is None:
             # A callback of the app's own around the issuer: the generic cross-process flight.
             shared_store = token_issuer.shared_store
     if refresh is not None:

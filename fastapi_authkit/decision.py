@@ -131,5 +131,18 @@ class CachedReading:
     refresh_token: str | None
     family: str | None  # asked of the session check's view on every use, when there is one
 
+    def reading(self) -> Reading:
+        """This session's :class:`Reading`, nothing left to do (for a request read again)."""
+        return Reading(
+            token=self.access,
+            token_type=self.token_type,
+            claims=self.claims(),
+            state_id=self.state_id,
+            user_state=self.user_state(),
+            refresh_token=self.refresh_token,
+            access=self.access,
+            credential="cookie",
+        )
+
 
 Decision = CachedReading | Reading | Refused

@@ -12,6 +12,7 @@ Everything the kit raises derives from :class:`AuthKitError`::
      │    └── CookieTooLargeError
      ├── UserStateError          user state that cannot be serialized into its cookie
      ├── CrossSiteRequestError   sign_in from another site (login CSRF): a 403
+     ├── InvalidGrantError       a refresh token a client sent that is no (longer) valid: a 400
      ├── LoginThrottled          a sign-in attempt refused by the login guard: a 429
      │                           (locked), or a 503 (its store down, failing closed)
      ├── StoreUnavailableError   the shared store (Redis) cannot be reached: fail closed
@@ -24,9 +25,9 @@ Everything the kit raises derives from :class:`AuthKitError`::
 
 Foreign errors (PyJWT, itsdangerous, json) are translated at the boundary with
 ``raise ... from exc``; mapping to HTTP status codes happens only in the FastAPI layer,
-the middleware's CSRF refusal, :class:`CrossSiteRequestError` and :class:`LoginThrottled`,
-which are Starlette's ``HTTPException`` too, so that any Starlette or FastAPI app answers
-them (403; 429 or 503 with ``Retry-After``).
+the middleware's CSRF refusal, :class:`CrossSiteRequestError`, :class:`InvalidGrantError`
+and :class:`LoginThrottled`, which are Starlette's ``HTTPException`` too, so that any
+Starlette or FastAPI app answers them (403; 400; 429 or 503 with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "CookieError",
     "CookieTooLargeError",
     "CrossSiteRequestError",
+    "InvalidGrantError",
     "InvalidRefreshResultError",
     "LoginThrottled",
     "ProviderError",
@@ -128,6 +130,31 @@ class CrossSiteRequestError(AuthKitError, HTTPException):
     def __init__(self, reason: str) -> None:
         HTTPException.__init__(self, 403, f"cross-site sign-in refused: {reason}")
         self.reason = reason
+
+
+class InvalidGrantError(AuthKitError, HTTPException):
+    """A refresh token that a client sent to the app's token route is not valid: unknown,
+    expired, revoked, or rotated out and reused (its whole session is then revoked).
+
+    ``reason`` says which (``"reuse"``, ``"revoked"``, ``"expired"``, ``"unknown"``), for
+    the app's logs; :attr:`body` is the OAuth 2.0 error response (RFC 6749 §5.2), which
+    says nothing of the reason. As a Starlette ``HTTPException`` any app answers it with
+    400; ``issuer.token_endpoint`` answers it with ``body``.
+    """
+
+    error = "invalid_grant"
+    description = "the refresh token is invalid, expired or revoked"
+
+    def __init__(self, reason: str) -> None:
+        HTTPException.__init__(
+            self, 400, f"{self.error}: {self.description}", headers={"Cache-Control": "no-store"}
+        )
+        self.reason = reason
+
+    @property
+    def body(self) -> dict[str, str]:
+        """``{"error": "invalid_grant", "error_description": ...}``."""
+        return {"error": self.error, "error_description": self.description}
 
 
 class LoginThrottled(AuthKitError, HTTPException):

@@ -79,7 +79,8 @@ class AuthEvent:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SignedIn(AuthEvent):
-    """A session started (``sign_in``, ``issuer.sign_in``): ``jti`` is its access token's."""
+    """A session started (``sign_in``, ``issuer.sign_in``, ``issuer.issue_tokens``): ``jti``
+    is its access token's."""
 
     kind: Literal["signed_in"] = field(init=False, default="signed_in")
     jti: str | None

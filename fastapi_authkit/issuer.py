@@ -2,7 +2,8 @@
 connection in and out through it.
 
 :class:`Issuer` is the token work of :class:`~fastapi_authkit.tokenissuer.TokenIssuer`
-(minting, rotation, revocation, which know nothing of requests) plus the two conveniences a
+(minting, rotation, revocation, which know nothing of requests) with the token responses
+for bearer clients (:mod:`fastapi_authkit.bearerclients`), plus the two conveniences a
 login and a logout route call, ``await issuer.sign_in(request, subject)`` and
 ``await issuer.sign_out(request)``. They belong to the request layer: they queue cookie
 writes on the connection's :class:`~fastapi_authkit.AuthState`.
@@ -17,6 +18,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
+from .bearerclients import BearerIssuer, TokenResponse
 from .clientinfo import client_info
 from .errors import ConfigurationError, StoreUnavailableError
 from .events import SignedOut
@@ -24,11 +26,18 @@ from .secretvalue import reveal
 from .source import SESSION_CLAIM
 from .state import end_session, get_auth_state, refuse_cross_site, start_session
 from .stores.base import SessionInfo, SessionStore
-from .tokenissuer import ACCESS_TOKEN_TYPE, MAX_SESSIONS_LISTED, IssuedTokens, TokenIssuer
+from .tokenissuer import ACCESS_TOKEN_TYPE, MAX_SESSIONS_LISTED, IssuedTokens
 from .tokens import HMAC_ALGORITHMS, check_algorithm, describe_key, prepare_key
 from .validation import bool_argument, function, seconds
 
-__all__ = ["ACCESS_TOKEN_TYPE", "IssuedTokens", "Issuer", "SessionInfo", "create_issuer"]
+__all__ = [
+    "ACCESS_TOKEN_TYPE",
+    "IssuedTokens",
+    "Issuer",
+    "SessionInfo",
+    "TokenResponse",
+    "create_issuer",
+]
 
 logger = logging.getLogger("fastapi_authkit")
 
@@ -36,9 +45,10 @@ _DAY = 24 * 3600
 _LATE_REPLAY = 60.0  # seconds: the default late-replay window
 
 
-class Issuer(TokenIssuer):
+class Issuer(BearerIssuer):
     """Mints, rotates and revokes tokens on a :class:`~fastapi_authkit.stores.SessionStore`,
-    and signs connections in and out with them.
+    and signs connections in and out with them: browsers with cookies, mobile apps and
+    services with token responses (``issue_tokens``, ``token_endpoint``).
 
     Build it with :func:`create_issuer` and hand it to ``create_store(token_issuer=...)``,
     which then verifies its tokens, refreshes through it and checks on every request that
@@ -80,7 +90,14 @@ class Issuer(TokenIssuer):
         a :class:`ConfigurationError` saying so."""
         bool_argument("persistent", persistent)
         self.session_limits(idle_ttl, absolute_ttl)  # a ValueError now, not when awaited
-        return get_auth_state(conn).must_be_awaited(
+        state = get_auth_state(conn)
+        if "cookie" not in state.store.credentials:
+            # Before anything is issued: no session without a holder.
+            raise ConfigurationError(
+                f"issuer.sign_in sets cookies, and auth_type={state.store.auth_type!r} reads "
+                "none: answer the client with `await issuer.issue_tokens(request, subject)`"
+            )
+        return state.must_be_awaited(
             "issuer.sign_in",
             lambda: self._sign_in(
                 conn, subject, user_state, persistent, idle_ttl=idle_ttl, absolute_ttl=absolute_ttl
@@ -127,7 +144,10 @@ class Issuer(TokenIssuer):
         token names. One the store no longer holds (its data flushed, swapped or evicted)
         is revoked everywhere all the same: every worker refuses it from then on, and the
         result is True; the :class:`~fastapi_authkit.events.SignedOut` event's ``found``
-        says whether the store still had it."""
+        says whether the store still had it.
+
+        A request authenticated by a bearer header (``AuthState.credential == "header"``)
+        signs out the session its access token names; no cookie is touched."""
         return get_auth_state(conn).must_be_awaited(
             "issuer.sign_out", lambda: self._sign_out(conn, everywhere)
         )
@@ -157,7 +177,12 @@ class Issuer(TokenIssuer):
                 "was flushed, swapped or evicted); revoked everywhere all the same",
                 session,
             )
-        end_session(conn, everywhere=everywhere, revoked=revoked, found=found)
+        if state.credential == "header":
+            # A bearer client's session (its access token's): no cookie here is its own.
+            state.record(conn, SignedOut, everywhere=everywhere, revoked=revoked, found=found)
+            state.unauthenticate()
+        else:
+            end_session(conn, everywhere=everywhere, revoked=revoked, found=found)
         return revoked
 
     # --- the signed-in user's sessions ---------------------------------------------------
@@ -198,7 +223,10 @@ class Issuer(TokenIssuer):
             return False
         ended = await self.revoke_subject_session(subject, session_id)
         state = get_auth_state(conn)
-        if session_id == current:
+        if session_id == current and state.credential == "header":
+            state.record(conn, SignedOut, everywhere=False, revoked=ended, found=ended)
+            state.unauthenticate()
+        elif session_id == current:
             # Its own session: signed out here as well (also when it had ended already).
             end_session(conn, revoked=ended, found=ended)
         elif ended:

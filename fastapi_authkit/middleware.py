@@ -19,13 +19,8 @@ from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .audit import (
-    report_refresh,
-    report_refused,
-    report_revoked,
-    report_route_events,
-    report_unchecked,
-)
+from . import audit
+from .authstate import published
 from .callback import RefreshParam
 from .clientinfo import client_info
 from .config import AuthStore
@@ -42,7 +37,7 @@ from .refresh import (
     RefreshContext,
     Renewed,
     SingleFlight,
-    flight_alias,
+    forget_shared,
     revoke_at_auth_server,
     run_callback,
     run_rotation,
@@ -150,14 +145,14 @@ class AuthKitMiddleware:
             state.refresh_token = decision.refresh_token
             state.credential = "cookie"
         elif decision.__class__ is Reading:
-            state = _published(self.store, decision)
+            state = published(self.store, decision)
             if decision.then:
                 state = await self._settle(state, decision, scope)
         else:
             # Before any refresh: a forged request must not even rotate tokens.
             reason = decision.reason if isinstance(decision, Refused) else ""
             logger.info("refused %s %s: %s", scope.get("method", "WS"), scope["path"], reason)
-            report_refused(self._audit, scope, reason)
+            audit.report_refused(self._audit, scope, reason)
             await self._refusals.send(scope, receive, send, reason)
             return
         scope[SCOPE_KEY] = state
@@ -214,11 +209,14 @@ class AuthKitMiddleware:
         state.raise_if_unawaited()
         revoked = None
         if state.signed_out_refresh_token is not None:
-            await self._forget(state.signed_out_refresh_token)
+            # What was remembered for the session goes: a rotated-out predecessor presented
+            # within the grace period must not revive it.
+            self._flights.forget(state.signed_out_refresh_token)
+            await forget_shared(self._route.shared, state.signed_out_refresh_token)
             refresh = self._route.config
             if refresh is not None and state.take_revocation():
                 revoked = await revoke_at_auth_server(refresh, state.signed_out_refresh_token)
-        report_route_events(self._audit, state.take_route_events(), revoked)
+        audit.report_route_events(self._audit, state.take_route_events(), revoked)
         cookies = state.pending_cookies()
         if cookies:
             store = self.store
@@ -233,17 +231,6 @@ class AuthKitMiddleware:
             headers.append((b"cache-control", b"no-store"))
             message["headers"] = headers
         await send(message)
-
-    async def _forget(self, refresh_token: str) -> None:
-        """After a sign-out, drop remembered refresh results that lead to that session, so a
-        rotated-out predecessor presented within the grace period cannot revive it."""
-        self._flights.forget(refresh_token)
-        shared = self._route.shared
-        if shared is not None:
-            try:
-                await shared.flight_forget(flight_alias(refresh_token))
-            except StoreUnavailableError as exc:
-                logger.error("sign-out could not drop the shared refresh result: %s", exc)
 
     async def _session_live(self, state: AuthState, scope: Scope) -> bool:
         """Whether the identity in ``state`` is still live by the session check (the
@@ -264,19 +251,24 @@ class AuthKitMiddleware:
                 live = await check(claims)
             except StoreUnavailableError as exc:
                 logger.warning("session could not be checked, failing closed: %s", exc)
-                report_unchecked(self._audit, scope, claims)
+                audit.report_unchecked(self._audit, scope, claims)
                 state.unauthenticate()
                 state.mark_unavailable()
                 return False
         if not live:
-            self._revoked(state, scope, claims)
+            if state.credential == "header":
+                # A bearer client's session: no cookie of the request is its.
+                audit.report_revoked(self._audit, scope, claims)
+                state.unauthenticate()
+            else:
+                self._revoked(state, scope, claims)
         return live
 
     def _revoked(self, state: AuthState, scope: Scope, claims: dict[str, Any] | None) -> None:
         """The session of ``claims`` is over (the session check said so): no identity, and
         every cookie goes."""
         self._debug("session revoked; clearing every auth cookie")
-        report_revoked(self._audit, scope, claims)
+        audit.report_revoked(self._audit, scope, claims)
         state.clear_identity()
         state.queue_refresh_cookies(clear_session(self._writer))
 
@@ -295,6 +287,11 @@ class AuthKitMiddleware:
             # which would need the same server, and no cookie touched.
             state.mark_unavailable()
             return state
+        if reading.credential == "header":
+            # The built-in issuer's bearer token, whose session the view could not vouch for.
+            if await self._session_live(state, scope) or state.unavailable:
+                return state
+            return await self._without_bearer(scope)
         route = self._route
         refresh, refresh_token = route.config, state.refresh_token
         refresh_due = REFRESH in then and refresh is not None and refresh_token is not None
@@ -331,7 +328,7 @@ class AuthKitMiddleware:
                 if shared is None
                 else run_shared(context, shared, refresh, param, state_id)
             )
-            report_refresh(self._audit, scope, hint, outcome)
+            audit.report_refresh(self._audit, scope, hint, outcome)
             return outcome
 
         outcome = await self._flights.run(refresh_token, refresh.grace_period, attempt)
@@ -376,22 +373,24 @@ class AuthKitMiddleware:
                 await self._session_live(state, scope)
         return state
 
-
-def _published(store: AuthStore, reading: Reading) -> AuthState:
-    """The state a route will see for ``reading`` (before any I/O step changes it)."""
-    state = AuthState(store)
-    if reading.claims is not None:
-        state.token, state.token_type, state.claims = (
-            reading.token,
-            reading.token_type,
-            reading.claims,
-        )
-        state.credential = reading.credential
-    if reading.state_id is not None:
-        state.state_id, state.user_state = reading.state_id, reading.user_state
-    if reading.refresh_token is not None:
-        state.refresh_token = reading.refresh_token
-    return state
+    async def _without_bearer(self, scope: Scope) -> AuthState:
+        """The request read again as if it had no ``Authorization`` header, its bearer
+        token's session being over: a credential that is not valid counts as absent, so the
+        cookie session beside it, if any, is the identity."""
+        headers = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
+        method, path, scheme = scope.get("method"), scope["path"], scope.get("scheme", "http")
+        root_path = scope.get("root_path", "")
+        decision = self._read(headers, method, path, scheme, self._clock(), root_path=root_path)
+        if isinstance(decision, CachedReading):
+            decision = decision.reading()
+        elif isinstance(decision, Refused):
+            # The cookies would be refused as a forgery: the request goes on anonymous,
+            # their session unused and untouched. (No browser sends it: another site cannot
+            # make one attach an Authorization header.)
+            self._debug("revoked bearer token beside a refused cookie request: anonymous")
+            return AuthState(self.store)
+        state = published(self.store, decision)
+        return await self._settle(state, decision, scope) if decision.then else state
 
 
 # AuthState without __init__: the hot path sets every field itself.

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Collection
 from typing import Any, Final
 
+from .bearer import bearer_token, live_bearer
 from .config import AuthStore, Credential
 from .cookies import cookie_header
 from .decision import (
@@ -40,7 +41,6 @@ from .errors import TokenError, TokenExpiredError, UnknownKeyError, Verification
 from .forgery import cookie_forgery, gateway_forgery, login_forgery
 from .readercache import ParsedHeader, ReaderCache
 from .source import SESSION_CLAIM
-from .tokens import MAX_TOKEN_BYTES
 from .userstate import belongs
 
 __all__ = ["RequestReader", "needs_refresh"]
@@ -152,22 +152,19 @@ class RequestReader:
     def _bearer(
         self, headers: Collection[tuple[bytes, bytes]], now: float, keys_reloaded: bool
     ) -> Reading:
-        values = [v for k, v in headers if k == b"authorization"]
-        if len(values) != 1:
-            if values or self._header_only:
-                self._debug("bearer: %d Authorization headers, unauthenticated", len(values))
+        token, why = bearer_token(headers)
+        if token is None:
+            if why or self._header_only:
+                self._debug("bearer: %s, unauthenticated", why or "no Authorization header")
             return _ANONYMOUS
-        scheme, _, token = values[0].partition(b" ")
-        token = token.strip(b" ")
-        if scheme.lower() != b"bearer" or not token or len(token) > MAX_TOKEN_BYTES:
-            self._debug("bearer: malformed Authorization header, unauthenticated")
+        reading = self._verified(token, "header", now, keys_reloaded)
+        if reading.claims is None or self._known is None:
+            return reading
+        live = live_bearer(reading, reading.claims, self._known, now, self._store.events.listening)
+        if live is None:
+            self._debug("bearer: session revoked, header ignored")
             return _ANONYMOUS
-        try:
-            text = token.decode("ascii")
-        except UnicodeDecodeError:
-            self._debug("bearer: token is not ASCII, unauthenticated")
-            return _ANONYMOUS
-        return self._verified(text, "header", now, keys_reloaded)
+        return live
 
     def _verified(
         self, token: str, credential: Credential, now: float, keys_reloaded: bool

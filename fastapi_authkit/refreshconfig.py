@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .callback import RefreshCallback, RevokeCallback
 from .errors import ConfigurationError
 from .source import TokenSource
 from .validation import function, seconds
 
-__all__ = ["RefreshConfig", "check_grace", "create_refresh"]
+__all__ = ["RefreshConfig", "check_grace", "create_refresh", "issuer_refresh"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +86,15 @@ def check_grace(refresh: RefreshConfig) -> None:
             f"issuer's grace ({source.grace:g} s) whose refresh it calls: pass "
             f"grace_period={source.grace:g} (or less), or leave refresh= out with token_issuer"
         )
+
+
+def issuer_refresh(issuer: TokenSource) -> RefreshConfig:
+    """The refresh through the built-in issuer's own rotation: in the last fifth of the
+    token's life, at most a minute before ``exp``; a plain ``sign_out(request)`` revokes
+    the session in the issuer's store too."""
+    refresh = create_refresh(
+        interval=min(60.0, issuer.access_ttl / 5),
+        refresh_api_callback=issuer.refresh,
+        grace_period=issuer.grace,
+    )
+    return replace(refresh, revoke=issuer.revoke)

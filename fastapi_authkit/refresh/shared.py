@@ -44,6 +44,17 @@ def flight_alias(refresh_token: str) -> str:
     return token_id(refresh_token, "flight-alias")
 
 
+async def forget_shared(shared: SessionStore | None, refresh_token: str) -> None:
+    """After a sign-out, drop the shared refresh result that leads to that session, so a
+    rotated-out predecessor presented within the grace period cannot revive it."""
+    if shared is None:
+        return
+    try:
+        await shared.flight_forget(flight_alias(refresh_token))
+    except StoreUnavailableError as exc:
+        logger.error("sign-out could not drop the shared refresh result: %s", exc)
+
+
 def _encode(outcome: Renewed | Successor) -> bytes:
     if isinstance(outcome, Successor):
         data: dict[str, Any] = {"k": "S"}

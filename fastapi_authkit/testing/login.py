@@ -85,6 +85,12 @@ async def mint_session(
                 "with the built-in issuer, the issuer mints the tokens (its claims, its "
                 "access_ttl, its refresh token): pass only subject and user_state"
             )
+        if "cookie" not in store.credentials:  # bearer clients only: the token response
+            issued = await source.issue_tokens(conn, subject)
+            verified = store.verifier.verify(issued.access_token, store.clock())
+            return Session(
+                subject, issued.access_token, issued.refresh_token, None, verified, None, ()
+            )
         tokens = await source.sign_in(conn, subject, user_state=user_state)
         refresh = tokens.refresh_token
     else:

@@ -119,7 +119,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         "configuration",
         frozenset({"config", "refreshconfig", "refreshroute", "storeoptions", "liveoptions"}),
     ),
-    ("reading a request", frozenset({"decision", "forgery", "readercache", "reader"})),
+    ("reading a request", frozenset({"decision", "forgery", "readercache", "bearer", "reader"})),
     ("the request's state", frozenset({"authstate", "state"})),
     (
         "changing a request's session",
@@ -133,6 +133,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "refresh.rotation",
                 "refresh.flight",
                 "refresh.shared",
+                "bearerclients",
                 "issuer",
             }
         ),

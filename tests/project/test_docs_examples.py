@@ -248,6 +248,55 @@ def test_example_sessions_page(examples: Examples) -> None:
         assert client.get("/api/me").json() == {"name": "Alice"}
 
 
+def test_example_bearer_clients(examples: Examples) -> None:
+    """A browser (cookies, CSRF) and a mobile app (bearer tokens in the body) sign in to the
+    same routes; the app refreshes at /oauth/token, a reused refresh token is invalid_grant
+    and ends the app's session, and the app's sign-out touches no cookie."""
+    app = examples.run("bearer_clients").app
+    alice = {"username": "alice", "password": "wonderland"}
+    with browser(app) as client:
+        tokens = client.post("/oauth/login", json=alice).json()
+        assert set(tokens) == {"access_token", "token_type", "expires_in", "refresh_token"}
+        assert (tokens["token_type"], tokens["expires_in"]) == ("Bearer", 300)
+        bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+        assert client.get("/api/me", headers=bearer).json() == {
+            "sub": "alice",
+            "credential": "header",
+        }
+        assert client.post("/oauth/login", json={**alice, "password": "x"}).status_code == 401
+        grant = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+        renewed = client.post("/oauth/token", data=grant)
+        assert renewed.status_code == 200
+        assert renewed.headers["cache-control"] == "no-store"
+        new = renewed.json()
+        again = {"grant_type": "refresh_token", "refresh_token": new["refresh_token"]}
+        newest = client.post("/oauth/token", data=again).json()
+        bearer = {"Authorization": f"Bearer {newest['access_token']}"}
+        assert client.get("/api/me", headers=bearer).json()["credential"] == "header"
+
+        assert client.post("/login", json=alice).json() == {"ok": True}  # a browser
+        assert client.get("/api/me").json() == {"sub": "alice", "credential": "cookie"}
+        assert client.get("/api/me", headers=bearer).json()["credential"] == "header"
+        browser_cookies = cookies_of(client)
+        use(client, [])
+        # The first refresh token again, after its successor was used: reuse.
+        reused = client.post("/oauth/token", data=grant)
+        assert (reused.status_code, reused.json()["error"]) == (400, "invalid_grant")
+        assert client.get("/api/me", headers=bearer).status_code == 401
+        use(client, browser_cookies)
+        assert client.get("/api/me").json()["credential"] == "cookie"  # another session
+
+        use(client, [])
+        tokens = client.post("/oauth/login", json=alice).json()
+        bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+        use(client, browser_cookies)
+        response = client.post("/logout", headers=bearer)  # no CSRF header: the app's
+        assert response.json() == {"revoked": True}
+        assert response.headers.get_list("set-cookie") == []
+        use(client, [])
+        assert client.get("/api/me", headers=bearer).status_code == 401
+
+
 # --- deployments/redis.md --------------------------------------------------------------------
 
 

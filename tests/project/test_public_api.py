@@ -127,6 +127,8 @@ APP_MODULES = (
 # Building blocks with no place in the application-facing API.
 INTERNAL_MODULES = (
     "tokenissuer",
+    "bearerclients",
+    "bearer",
     "familyids",
     "validation",
     "storeoptions",

@@ -389,10 +389,13 @@ def test_token_issuer_must_come_from_create_issuer(value: Any) -> None:
         {"algorithms": ["HS256"]},
         {"issuer": "https://a.example"},
         {"audience": "api"},
-        {"auth_type": "header"},
+        # The app is its own auth server: no gateway sets its cookie (bearer headers are
+        # accepted: tests/test_issuer_bearer.py).
+        {"auth_type": "gateway"},
+        {"auth_type": ("gateway", "header")},
     ],
 )
-def test_token_issuer_excludes_its_own_settings_and_header_mode(
+def test_token_issuer_excludes_its_own_settings_and_gateway_mode(
     clock: Clock, overrides: dict[str, Any]
 ) -> None:
     with pytest.raises(ConfigurationError):

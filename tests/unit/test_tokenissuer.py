@@ -454,7 +454,7 @@ def test_store_with_issuer_refuses_conflicting_options(clock: Clock) -> None:
         {"algorithms": ["HS256"]},
         {"issuer": "x"},
         {"audience": "y"},
-        {"auth_type": "header"},
+        {"auth_type": "gateway"},  # (bearer headers are accepted: test_issuer_bearer.py)
     ):
         with pytest.raises(ConfigurationError):
             create_store(secret_key="s" * 32, token_issuer=issuer, **extra)
