@@ -19,6 +19,7 @@ Everything the kit raises derives from :class:`AuthKitError`::
      │    ├── ReplicaConfirmationError  ... or its replicas did not confirm a write in time
      │    └── ServerSettingError  ... or is set up unsafely (also a ConfigurationError)
      ├── ProviderError           the identity provider (oidc) could not give a usable answer
+     │    └── ClientRefusedError  ... because it refuses this app's client: its configuration
      └── RefreshError            the refresh callback could not give an answer
           ├── RefreshTimeoutError
           └── InvalidRefreshResultError
@@ -39,6 +40,7 @@ from starlette.exceptions import HTTPException
 
 __all__ = [
     "AuthKitError",
+    "ClientRefusedError",
     "ConfigurationError",
     "CookieError",
     "CookieTooLargeError",
@@ -226,6 +228,19 @@ class ProviderError(AuthKitError):
     Transient by nature: raised from the ready-made refresh callback it clears nothing, and
     the sign-in routes answer 502/503 with it.
     """
+
+
+class ClientRefusedError(ProviderError):
+    """The auth server refused this app's client (``error`` is its OAuth error code): the
+    client id, secret, authentication method, redirect URI, scope or allowed grant types
+    registered there do not match this app's configuration. Not transient, and not the
+    user's doing: the operator must fix the configuration. Raised by
+    ``fastapi_authkit.oidc``'s token calls; a hand-written refresh callback may raise it
+    too, for the same treatment (the session kept, one ERROR line per streak)."""
+
+    def __init__(self, message: str, *, error: str) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 class RefreshError(AuthKitError):

@@ -1,14 +1,11 @@
-"""AuthKitMiddleware: the ASGI glue between the request reader and the per-request state,
-and the I/O steps the reader leaves to it.
+"""AuthKitMiddleware: the ASGI edge between the request reader and the per-request state.
 
-Pure ASGI (never BaseHTTPMiddleware): the body is never read or buffered, streaming
-responses, background tasks and contextvars pass through, lifespan is forwarded untouched.
-What a request's credentials mean is decided by :class:`~fastapi_authkit.reader.RequestReader`
-without I/O; this module feeds it, carries out what it cannot do (the session check, the
-refresh, forgetting a signed-out session's refresh results), publishes the
-:class:`AuthState`, reports what happened to the audit hook (:mod:`.audit`) and emits the
-queued cookie writes. The instance holds the immutable store, the reader and the
-single-flight registry; everything else lives in ``__call__``.
+Pure ASGI (never BaseHTTPMiddleware): the body is never read or buffered; streaming
+responses, background tasks and contextvars pass through; lifespan is forwarded untouched.
+:class:`~fastapi_authkit.reader.RequestReader` decides what a request's credentials mean
+without I/O; this module carries out what it cannot (the session check, the refresh,
+forgetting a signed-out session's refresh results), publishes the :class:`AuthState`,
+reports to the audit hook (:mod:`.audit`) and writes the queued cookies at response start.
 """
 
 from __future__ import annotations
@@ -19,7 +16,13 @@ from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import audit
+from .audit import (
+    report_refresh,
+    report_refused,
+    report_revoked,
+    report_route_events,
+    report_unchecked,
+)
 from .authstate import published
 from .callback import RefreshParam
 from .clientinfo import client_info
@@ -152,7 +155,7 @@ class AuthKitMiddleware:
             # Before any refresh: a forged request must not even rotate tokens.
             reason = decision.reason if isinstance(decision, Refused) else ""
             logger.info("refused %s %s: %s", scope.get("method", "WS"), scope["path"], reason)
-            audit.report_refused(self._audit, scope, reason)
+            report_refused(self._audit, scope, reason)
             await self._refusals.send(scope, receive, send, reason)
             return
         scope[SCOPE_KEY] = state
@@ -216,7 +219,7 @@ class AuthKitMiddleware:
             refresh = self._route.config
             if refresh is not None and state.take_revocation():
                 revoked = await revoke_at_auth_server(refresh, state.signed_out_refresh_token)
-        audit.report_route_events(self._audit, state.take_route_events(), revoked)
+        report_route_events(self._audit, state.take_route_events(), revoked)
         cookies = state.pending_cookies()
         if cookies:
             store = self.store
@@ -251,14 +254,14 @@ class AuthKitMiddleware:
                 live = await check(claims)
             except StoreUnavailableError as exc:
                 logger.warning("session could not be checked, failing closed: %s", exc)
-                audit.report_unchecked(self._audit, scope, claims)
+                report_unchecked(self._audit, scope, claims)
                 state.unauthenticate()
                 state.mark_unavailable()
                 return False
         if not live:
             if state.credential == "header":
                 # A bearer client's session: no cookie of the request is its.
-                audit.report_revoked(self._audit, scope, claims)
+                report_revoked(self._audit, scope, claims)
                 state.unauthenticate()
             else:
                 self._revoked(state, scope, claims)
@@ -268,7 +271,7 @@ class AuthKitMiddleware:
         """The session of ``claims`` is over (the session check said so): no identity, and
         every cookie goes."""
         self._debug("session revoked; clearing every auth cookie")
-        audit.report_revoked(self._audit, scope, claims)
+        report_revoked(self._audit, scope, claims)
         state.clear_identity()
         state.queue_refresh_cookies(clear_session(self._writer))
 
@@ -328,7 +331,7 @@ class AuthKitMiddleware:
                 if shared is None
                 else run_shared(context, shared, refresh, param, state_id)
             )
-            audit.report_refresh(self._audit, scope, hint, outcome)
+            report_refresh(self._audit, scope, hint, outcome)
             return outcome
 
         outcome = await self._flights.run(refresh_token, refresh.grace_period, attempt)
@@ -374,9 +377,8 @@ class AuthKitMiddleware:
         return state
 
     async def _without_bearer(self, scope: Scope) -> AuthState:
-        """The request read again as if it had no ``Authorization`` header, its bearer
-        token's session being over: a credential that is not valid counts as absent, so the
-        cookie session beside it, if any, is the identity."""
+        """The request read again without its ``Authorization`` header, whose token's session
+        is over: an invalid credential counts as absent, and the cookies beside it decide."""
         headers = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
         method, path, scheme = scope.get("method"), scope["path"], scope.get("scheme", "http")
         root_path = scope.get("root_path", "")

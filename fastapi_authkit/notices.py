@@ -5,7 +5,8 @@ a refresh interval longer than the token's life, an auth server that is down) wo
 otherwise either stay silent or flood the log. :class:`Notices` belongs to one
 configuration (an :class:`~fastapi_authkit.config.AuthStore`, in practice one per process): each
 advice is logged the first time its situation arises, and a streak of transient refresh
-failures logs one line (its traceback at DEBUG) and counts the rest.
+failures logs one line (its traceback at DEBUG) and counts the rest, as does a streak of
+refreshes refused because of the app's own client (at ERROR: the operator must act).
 
 Everything goes to ``logging.getLogger("fastapi_authkit")``. :func:`show_debug_output`
 makes ``debug=True`` visible when nothing else would print it.
@@ -49,7 +50,15 @@ class Streak:
     line logged when it works again, with ``%d`` for the count.
     """
 
-    __slots__ = ("_again", "_clock", "_count", "_debug_traceback", "_logged_at", "_still")
+    __slots__ = (
+        "_again",
+        "_clock",
+        "_count",
+        "_debug_traceback",
+        "_level",
+        "_logged_at",
+        "_still",
+    )
 
     def __init__(
         self,
@@ -58,10 +67,13 @@ class Streak:
         still: str,
         again: str,
         debug_traceback: bool = False,
+        level: int = logging.WARNING,
     ) -> None:
         self._clock = clock
         self._still = still
         self._again = again
+        # The level of the run's first line; reminders and the end are WARNINGs.
+        self._level = level
         # One line per failure at WARNING, its traceback at DEBUG: for failures whose message
         # says it all (an auth server that is down), where a traceback is noise.
         self._debug_traceback = debug_traceback
@@ -79,11 +91,11 @@ class Streak:
         if self._count == 1:
             self._logged_at = now
             if self._debug_traceback:
-                logger.warning(message, *args)
+                logger.log(self._level, message, *args)
                 if exc is not None:
                     logger.debug("the traceback of that failure:", exc_info=exc)
             else:
-                logger.warning(message, *args, exc_info=exc)
+                logger.log(self._level, message, *args, exc_info=exc)
         elif now - self._logged_at >= _STREAK_REMINDER_SECONDS:
             self._logged_at = now
             where = "at DEBUG" if self._debug_traceback else "logged at the first"
@@ -109,7 +121,7 @@ class Notices:
     ``clock`` is the configuration's, so the streak's reminders follow injected time.
     """
 
-    __slots__ = ("_given", "_refresh")
+    __slots__ = ("_given", "_refresh", "_refused")
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._given: set[str] = set()
@@ -118,6 +130,15 @@ class Notices:
             still="refresh still failing transiently",
             again="refresh callback answers again after %d transient failure(s) in a row",
             debug_traceback=True,
+        )
+        # Every session's refresh is refused the same way until the operator fixes the
+        # client: one ERROR line for the run, not one per request.
+        self._refused = Streak(
+            clock,
+            still="refresh still refused: the auth server refuses this app's client",
+            again="the auth server accepts this app's client again after %d refused refresh(es)",
+            debug_traceback=True,
+            level=logging.ERROR,
         )
 
     def once(self, key: str, level: int, message: str, *args: object) -> bool:
@@ -167,6 +188,12 @@ class Notices:
         """A transient refresh failure: one :class:`Streak` per configuration."""
         self._refresh.failed(message, *args, exc=exc)
 
+    def client_refused(self, message: str, *args: object, exc: BaseException | None) -> None:
+        """A refresh the auth server refused because of this app's client (its
+        configuration): one ERROR line per run of them."""
+        self._refused.failed(message, *args, exc=exc)
+
     def refresh_answered(self) -> None:
-        """The refresh callback answered again: end the failure streak."""
+        """The refresh callback answered again: end the failure streaks."""
         self._refresh.ended()
+        self._refused.ended()

@@ -6,24 +6,27 @@ What the answers mean for the session:
 * 200 with an ``access_token`` and no ``error`` → ``is_success=True`` (a rotated
   ``refresh_token`` is kept, ``expires_in`` / ``refresh_expires_in`` cap the cookies'
   lifetimes);
-* ``invalid_grant`` → ``is_success=False``: the grant is over (revoked, expired, reused),
-  every auth cookie is cleared;
+* ``invalid_grant`` (GitHub's ``bad_refresh_token`` for a refresh) → ``is_success=False``:
+  the grant is over (revoked, expired, reused), every auth cookie is cleared;
 * a refusal of *our* client (``invalid_client``, ``unauthorized_client``, ``unauthorized``,
-  ``unsupported_grant_type``, GitHub's ``incorrect_client_credentials`` and
-  ``redirect_uri_mismatch``: a configuration problem no user caused and no retry cures)
-  raises :class:`ClientRefusedError`, logged as an error for the operator; nothing is
-  cleared (the sessions are fine, the client's registration is not);
+  ``unsupported_grant_type``, ``invalid_scope``, ``invalid_target``, GitHub's
+  ``incorrect_client_credentials`` and ``redirect_uri_mismatch``: a configuration problem
+  no user caused and no retry cures) raises :class:`ClientRefusedError`, naming what to
+  check; nothing is cleared (the sessions are fine, the client's registration is not), and
+  the kit logs it at ERROR once per run of refusals;
 * another OAuth error below 500 (GitHub's ``bad_verification_code``, ``invalid_request``,
-  ``invalid_scope``...) raises :class:`GrantRefusedError`: the provider refuses this grant
-  (a sign-in answers it as ``invalid_grant``, to start again; a refresh keeps the session,
-  as for a transient failure);
+  an error this module does not know...) raises :class:`GrantRefusedError`: the provider
+  refuses this grant (a sign-in answers it as ``invalid_grant``, to start again; the refresh
+  grant takes it as the end of the grant, as for ``invalid_grant``, and warns the first
+  time each such code is seen);
 * anything else — 5xx, ``server_error``, ``temporarily_unavailable``, a timeout, a network
   error, a body that is not the JSON the standard describes — raises
   :class:`ProviderError`: transient, nothing is cleared, protected routes answer 503 until
   the provider answers properly.
 
-An ``error`` member means a refusal whatever the status: GitHub answers a bad or used code
-with HTTP 200 and ``{"error": "bad_verification_code"}``.
+An ``error`` member means a refusal whatever the status: GitHub answers a bad or used code,
+and a bad or expired refresh token, with HTTP 200 and ``{"error": "bad_verification_code"}``
+or ``{"error": "bad_refresh_token"}``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import Any, Final, Literal
 from urllib.parse import quote_plus
 
 from ..callback import RefreshParam, RefreshResult
-from ..errors import ConfigurationError, ProviderError
+from ..errors import ClientRefusedError, ConfigurationError, ProviderError
 from ..secretvalue import SecretValue, reveal
 from ..validation import is_number
 from .http import Answer, ProviderHTTP, check_url
@@ -57,32 +60,35 @@ AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
 
 # OAuth errors that refuse this client rather than the user's grant: its registration or
 # its credentials at the provider are wrong (RFC 6749 §5.2; ``unauthorized`` is what some
-# providers answer instead of ``unauthorized_client``).
-CLIENT_ERRORS: Final = frozenset(
+# providers answer instead of ``unauthorized_client``), with what the operator should check.
+_CREDENTIALS: Final = "client_id, client_secret and auth_method"
+CLIENT_ERRORS: Final = {
+    "invalid_client": _CREDENTIALS,
+    "unauthorized": _CREDENTIALS,
+    # GitHub's names for a wrong client secret and an unregistered redirect URI.
+    "incorrect_client_credentials": _CREDENTIALS,
+    "redirect_uri_mismatch": "client_id and the redirect URI registered for the client",
+    "unauthorized_client": "client_id and the grant types the provider allows the client "
+    "(authorization_code; refresh_token to refresh)",
+    "unsupported_grant_type": "client_id and the grant types the provider allows the "
+    "client (authorization_code; refresh_token to refresh)",
+    # The scope (or RFC 8707 resource) is this app's setting, the same for every user.
+    "invalid_scope": "client_id and scope= against the scopes the provider allows the client",
+    "invalid_target": "client_id and resource= against the resources the provider knows",
+}
+# OAuth errors that end the grant: the refresh token (or code) will never be accepted again.
+GRANT_OVER_ERRORS: Final = frozenset(
     {
-        "invalid_client",
-        "unauthorized_client",
-        "unauthorized",
-        "unsupported_grant_type",
-        # GitHub's names for a wrong client secret and an unregistered redirect URI.
-        "incorrect_client_credentials",
-        "redirect_uri_mismatch",
+        "invalid_grant",
+        # GitHub's name for a bad or expired refresh token (answered with HTTP 200).
+        "bad_refresh_token",
     }
 )
 # OAuth errors that say the provider cannot answer now (RFC 6749 §4.1.2.1 names them for
 # the authorization endpoint; some providers answer them at the token endpoint too).
 TRANSIENT_ERRORS: Final = frozenset({"server_error", "temporarily_unavailable"})
-
-
-class ClientRefusedError(ProviderError):
-    """The token endpoint refused this client (``error`` is the OAuth error code): the
-    client id, secret, authentication method, redirect URI or allowed grant types registered
-    at the provider do not match this app's configuration. Not transient: the operator must
-    fix the configuration."""
-
-    def __init__(self, message: str, *, error: str) -> None:
-        super().__init__(message)
-        self.error = error
+# The refresh grant warns once per unknown error code, for this many codes.
+_UNKNOWN_ERRORS_KEPT: Final = 32
 
 
 class GrantRefusedError(ProviderError):
@@ -131,21 +137,19 @@ def token_result(answer: Answer) -> RefreshResult:
 
 
 def _raise_unless_grant_over(status: int, error: str, description: object) -> None:
-    """Returns for ``invalid_grant`` (the grant is over); raises what any other OAuth
-    ``error`` means."""
+    """Returns for ``invalid_grant`` and its like (the grant is over); raises what any
+    other OAuth ``error`` means."""
     message = f"the token endpoint refused with HTTP {status} {error!r}" + (
         f" ({description})" if isinstance(description, str) else ""
     )
-    if error in CLIENT_ERRORS:
+    check = CLIENT_ERRORS.get(error)
+    if check is not None:
         raise ClientRefusedError(
-            message + ": the provider refuses this client; check client_id, "
-            "client_secret, auth_method, the redirect URI and the grant types "
-            "registered for it",
-            error=error,
+            f"{message}: the provider refuses this client; check {check}", error=error
         )
     if status >= 500 or error in TRANSIENT_ERRORS:
         raise ProviderError(message)
-    if error != "invalid_grant":
+    if error not in GRANT_OVER_ERRORS:
         raise GrantRefusedError(message, error=error)
 
 
@@ -228,7 +232,14 @@ class RefreshTokenGrant:
     without one, :meth:`revoke` says once that sign-out cannot revoke at the provider.
     """
 
-    __slots__ = ("_endpoint", "_resource", "_revocation", "_scope", "_told_no_endpoint")
+    __slots__ = (
+        "_endpoint",
+        "_resource",
+        "_revocation",
+        "_scope",
+        "_told_no_endpoint",
+        "_unknown",
+    )
 
     def __init__(
         self,
@@ -243,6 +254,7 @@ class RefreshTokenGrant:
         self._resource = resource
         self._revocation = revocation_endpoint
         self._told_no_endpoint = False
+        self._unknown: set[str] = set()
 
     async def revoke(self, refresh_token: str) -> None:
         """Revoke ``refresh_token`` (and so its grant) at the provider: the revocation hook
@@ -268,16 +280,39 @@ class RefreshTokenGrant:
             form["scope"] = self._scope
         if self._resource:
             form["resource"] = self._resource
+        answer = await self._endpoint.post(form)
         try:
-            result = token_result(await self._endpoint.post(form))
-        except ClientRefusedError as exc:
-            # Every session's refresh fails the same way until the operator fixes it: say so
-            # as an error (the middleware keeps the sessions, answering 503 meanwhile).
-            logger.error("refresh impossible, client misconfigured at the provider: %s", exc)
-            raise
+            result = token_result(answer)
+        except GrantRefusedError as exc:
+            # Not the client's, not "unavailable": the provider refuses this refresh token
+            # (providers name that refusal their own way). Keeping the
+            # session would answer 503 for ever; ending it costs the user one sign-in.
+            self._refused_unknown(exc)
+            return RefreshResult(is_success=False)
+        # ClientRefusedError and ProviderError go up: the kit keeps the session, and says
+        # so once per run of failures.
         if not result.is_success:
-            logger.info("the identity provider ended the grant (invalid_grant)")
+            body = answer[1]
+            logger.info(
+                "the identity provider ended the grant (%s)",
+                body.get("error") if isinstance(body, dict) else None,
+            )
         return result
+
+    def _refused_unknown(self, exc: GrantRefusedError) -> None:
+        """An OAuth error taken for the end of the grant: a WARNING the first time each
+        code comes up (a bounded set: the codes are the provider's), then INFO."""
+        if exc.error in self._unknown or len(self._unknown) >= _UNKNOWN_ERRORS_KEPT:
+            logger.info("the identity provider ended the grant: %s", exc)
+            return
+        self._unknown.add(exc.error)
+        logger.warning(
+            "%s: taken as the end of the grant (the user signs in again). If the provider "
+            "refuses every refresh this way, it is this app's configuration: check "
+            "client_id, client_secret, scope= and resource= against the client registered "
+            "there",
+            exc,
+        )
 
 
 def refresh_token_grant(

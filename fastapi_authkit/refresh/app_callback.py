@@ -11,11 +11,11 @@ import anyio
 import anyio.to_thread
 
 from ..callback import RefreshParam
-from ..errors import RefreshError, RefreshTimeoutError
+from ..errors import ClientRefusedError, RefreshError, RefreshTimeoutError
 from ..refreshconfig import RefreshConfig
 from .acceptance import classified, failed
 from .context import RefreshContext
-from .outcomes import Outcome
+from .outcomes import Outcome, Unavailable
 
 __all__ = ["revoke_at_auth_server", "run_callback"]
 
@@ -33,6 +33,16 @@ async def run_callback(
             f"refresh_api_callback did not answer within {refresh.timeout}s"
         )
         return failed(context.notices, timeout)
+    except ClientRefusedError as exc:
+        # The operator's mistake, not the user's and not the auth server's outage: the
+        # session is kept (503 meanwhile), said once per run at ERROR, not as "transient".
+        context.notices.client_refused(
+            "refresh impossible, the auth server refuses this app's client; sessions are "
+            "kept and protected routes answer 503 until the configuration is fixed: %s",
+            exc,
+            exc=exc,
+        )
+        return Unavailable(exc, cause=type(exc).__name__)
     except Exception as exc:
         error = RefreshError(f"refresh_api_callback raised {type(exc).__name__}: {exc}")
         return failed(context.notices, error, cause=exc)

@@ -59,6 +59,8 @@ class Client:
     client_secret: str
     redirect_uris: list[str]
     client_metadata: dict[str, Any] = field(default_factory=dict)
+    # The grant types registered for the client (an operator may leave refresh_token out).
+    grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -82,7 +84,7 @@ class Client:
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type in ("authorization_code", "refresh_token")
+        return grant_type in self.grant_types
 
 
 @dataclass
@@ -163,6 +165,7 @@ class OAuth2Server:
     codes: dict[str, Code] = field(default_factory=dict)
     tokens: list[Token] = field(default_factory=list)
     introspections: int = 0
+    token_requests: int = 0
     down: bool = False
     github_errors: bool = False
     url: str = ""
@@ -327,6 +330,7 @@ class OAuth2Server:
 
         @app.post("/token")
         def token() -> Any:
+            outer.token_requests += 1
             response = server.create_token_response()
             body = response.get_json(silent=True)
             if not outer.github_errors or response.status_code == 200 or not body:

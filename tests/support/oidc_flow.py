@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx2
@@ -22,6 +22,9 @@ from fastapi_authkit.oidc import OIDCClient
 
 from tests.support.oidc_server import API, OIDCProviderServer
 from tests.support.tokens import SECRET_KEY
+
+if TYPE_CHECKING:
+    from tests.support.oauth2_server import OAuth2Server
 
 REDIRECT_URI = "https://app.test/auth/callback"
 
@@ -121,6 +124,40 @@ def at_provider(
         else:  # pragma: no cover - a provider that never redirects back
             raise AssertionError("the provider never redirected back")
     return urlsplit(location).query
+
+
+def opaque_client(server: OAuth2Server, redirect: str, **options: Any) -> OIDCClient:
+    """A client of the plain OAuth 2.0 server (its opaque access tokens introspected), the
+    provider's tokens as the session."""
+    return OIDCClient(
+        issuer=server.url,
+        **server.client_options,
+        audience=server.client.client_id,
+        scope="profile",
+        access_tokens="introspect",
+        redirect_uri=redirect,
+        clock=server.now,
+        **options,
+    )
+
+
+def opaque_sign_in(
+    server: OAuth2Server, redirect: str, **options: Any
+) -> tuple[TestClient, OIDCClient]:
+    """Signed in through the plain OAuth 2.0 server, whose auto-approving user answers the
+    authorization request with a redirect back to us: the browser and the app's client."""
+    oidc = opaque_client(server, redirect, **options)
+    app, _ = oidc_app(oidc, server.now)
+    tc = browser(app)
+    start = tc.get("/auth/login", params={"next": "/me"}, follow_redirects=False)
+    assert start.status_code == 302, start.text
+    answer = httpx2.get(start.headers["location"], timeout=10.0)
+    assert answer.status_code == 302, answer.text
+    location = answer.headers["location"]
+    assert location.startswith(redirect)
+    done = tc.get(f"/auth/callback?{urlsplit(location).query}", follow_redirects=False)
+    assert done.status_code == 303, done.text
+    return tc, oidc
 
 
 class StaticJSON:

@@ -27,6 +27,7 @@ from fastapi_authkit import (
     create_issuer,
     create_refresh,
     create_store,
+    errors,
 )
 from fastapi_authkit.dependencies import CurrentUser
 from fastapi_authkit.errors import ProviderError
@@ -336,6 +337,65 @@ def test_an_oauth_error_is_a_refusal_whatever_the_status() -> None:
         with pytest.raises(ProviderError) as transient:
             token_result(answer)
         assert type(transient.value) is ProviderError
+
+
+def test_a_refused_refresh_token_ends_the_grant_and_client_errors_say_what_to_check() -> None:
+    # GitHub answers a bad or expired refresh token with HTTP 200 and bad_refresh_token.
+    for status in (200, 400):
+        assert not token_result(Answer(status, {"error": "bad_refresh_token"})).is_success
+    assert type(_raised(Answer(502, {"error": "bad_refresh_token"}))) is ProviderError
+    checks = {
+        "invalid_client": "check client_id, client_secret and auth_method",
+        "incorrect_client_credentials": "check client_id, client_secret and auth_method",
+        "unauthorized_client": "allows the client (authorization_code; refresh_token",
+        "unsupported_grant_type": "allows the client (authorization_code; refresh_token",
+        "invalid_scope": "check client_id and scope=",
+        "invalid_target": "check client_id and resource=",
+        "redirect_uri_mismatch": "the redirect URI registered",
+    }
+    for error, check in checks.items():
+        refused = _raised(Answer(400, {"error": error}))
+        assert isinstance(refused, ClientRefusedError), error
+        assert refused.error == error
+        assert check in str(refused)
+    # Public from the errors module too, for a hand-written refresh callback to raise.
+    assert ClientRefusedError is errors.ClientRefusedError
+
+
+def _raised(answer: Answer) -> ProviderError:
+    with pytest.raises(ProviderError) as raised:
+        token_result(answer)
+    return raised.value
+
+
+def test_refresh_grant_ends_the_grant_on_a_refusal_it_does_not_know(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Any other OAuth error below 500 refuses this refresh token: the grant is over (the
+    session would otherwise answer 503 for ever); a WARNING the first time per code."""
+    refused = {"error": "invalid_request", "error_description": "Value passed was invalid"}
+    with StaticJSON(refused, status=400).running() as server:
+        grant = refresh_token_grant(f"{server.url}/token", client_id="app")
+        param = RefreshParam(auth_token=None, refresh_token="rt1")
+        with caplog.at_level(logging.INFO, logger="fastapi_authkit"):
+            for _ in range(3):
+                assert not anyio.run(grant, param).is_success
+            server.body = {"error": "bad_refresh_token"}
+            server.status = 200
+            assert not anyio.run(grant, param).is_success
+    levels = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in levels] == [logging.WARNING] + [logging.INFO] * 3
+    assert "HTTP 400 'invalid_request' (Value passed was invalid)" in levels[0][1]
+    assert "taken as the end of the grant" in levels[0][1]
+    assert "check client_id, client_secret, scope= and resource=" in levels[0][1]
+    assert levels[3][1] == "the identity provider ended the grant (bad_refresh_token)"
+
+
+def test_refresh_grant_raises_a_client_refusal_for_the_kit_to_report() -> None:
+    with StaticJSON({"error": "invalid_client"}, status=401).running() as server:
+        grant = refresh_token_grant(f"{server.url}/token", client_id="app", client_secret="x")
+        with pytest.raises(ClientRefusedError, match="HTTP 401 'invalid_client'"):
+            anyio.run(grant, RefreshParam(auth_token=None, refresh_token="rt1"))
 
 
 @pytest.mark.parametrize(
@@ -1029,9 +1089,16 @@ def test_social_sign_in_refuses_a_userinfo_answer_from_discovery_that_is_not_the
         assert headers["authorization"] == f"Bearer {answer['access_token']}"
 
 
-@pytest.mark.parametrize("error", ["invalid_client", "unauthorized_client", "unauthorized"])
+@pytest.mark.parametrize(
+    ("error", "check"),
+    [
+        ("invalid_client", "check client_id, client_secret and auth_method"),
+        ("unauthorized_client", "check client_id and the grant types"),
+        ("unauthorized", "check client_id, client_secret and auth_method"),
+    ],
+)
 def test_a_client_refused_by_the_provider_is_an_operator_error_not_a_retry(
-    clock: Clock, caplog: pytest.LogCaptureFixture, error: str
+    clock: Clock, caplog: pytest.LogCaptureFixture, error: str, check: str
 ) -> None:
     with FakeProvider() as provider:
         provider.status = 401 if error == "invalid_client" else 400
@@ -1045,16 +1112,17 @@ def test_a_client_refused_by_the_provider_is_an_operator_error_not_a_retry(
         assert "misconfigured" in response.json()["detail"]
         (record,) = [r for r in caplog.records if r.name == "fastapi_authkit"]
         assert record.levelno == logging.ERROR
-        assert "check client_id, client_secret" in record.getMessage()
-        # The refresh grant says it as an error too (and keeps the session: it raises).
+        assert check in record.getMessage()
+        # The refresh grant raises it (the session is kept); the kit's refresh reports it,
+        # once per run of refusals, not the grant on every call.
         grant = refresh_token_grant(f"{provider.url}/token", client_id="kit", client_secret="s")
         caplog.clear()
         with (
-            caplog.at_level(logging.ERROR, logger="fastapi_authkit"),
-            pytest.raises(ProviderError, match=error),
+            caplog.at_level(logging.INFO, logger="fastapi_authkit"),
+            pytest.raises(ClientRefusedError, match=check),
         ):
             anyio.run(grant, RefreshParam(auth_token=None, refresh_token="rt"))
-        assert "client misconfigured at the provider" in caplog.text
+        assert caplog.records == []
 
 
 def test_code_exchanges_in_flight_are_capped(clock: Clock) -> None:

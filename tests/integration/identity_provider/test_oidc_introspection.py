@@ -9,10 +9,8 @@ import time
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
-import httpx2
 import pytest
 from starlette.testclient import TestClient
 
@@ -21,8 +19,8 @@ from fastapi_authkit.oidc import OIDCClient, TokenIntrospection
 from fastapi_authkit.oidc.grant import TokenEndpoint
 from fastapi_authkit.oidc.http import ProviderHTTP
 
-from tests.support.oauth2_server import CLIENT_ID, OAuth2Server
-from tests.support.oidc_flow import StaticJSON, browser, oidc_app
+from tests.support.oauth2_server import OAuth2Server
+from tests.support.oidc_flow import StaticJSON, opaque_sign_in
 
 pytestmark = pytest.mark.realserver
 
@@ -37,34 +35,8 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OAuth2Server]:
         yield running
 
 
-def _client(server: OAuth2Server, **options: Any) -> OIDCClient:
-    clock = server.now
-    return OIDCClient(
-        issuer=server.url,
-        **server.client_options,
-        audience=CLIENT_ID,
-        scope="profile",
-        access_tokens="introspect",
-        redirect_uri=REDIRECT,
-        clock=clock,
-        **options,
-    )
-
-
 def _sign_in(server: OAuth2Server, **options: Any) -> tuple[TestClient, OIDCClient]:
-    oidc = _client(server, **options)
-    app, _ = oidc_app(oidc, server.now)
-    tc = browser(app)
-    start = tc.get("/auth/login", params={"next": "/me"}, follow_redirects=False)
-    assert start.status_code == 302, start.text
-    # The auto-approving user answers the authorization request with a redirect to us.
-    answer = httpx2.get(start.headers["location"], timeout=10.0)
-    assert answer.status_code == 302, answer.text
-    location = answer.headers["location"]
-    assert location.startswith(REDIRECT)
-    done = tc.get(f"/auth/callback?{urlsplit(location).query}", follow_redirects=False)
-    assert done.status_code == 303, done.text
-    return tc, oidc
+    return opaque_sign_in(server, REDIRECT, **options)
 
 
 def test_sign_in_refreshes_and_sign_out_with_opaque_tokens(server: OAuth2Server) -> None:
