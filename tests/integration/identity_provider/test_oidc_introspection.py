@@ -60,7 +60,8 @@ def test_sign_in_refreshes_and_sign_out_with_opaque_tokens(server: OAuth2Server)
     assert len(refresh_tokens) == 4  # rotated at every refresh
 
     last = server.by_refresh(tc.cookies["_auth_refresh"])
-    assert last is not None and not last.revoked
+    assert last is not None
+    assert not last.revoked
     out = tc.post("/logout", headers={"x-csrf-token": tc.cookies["_auth_csrf"]})
     assert out.status_code == 200
     assert tc.get("/me").status_code == 401
