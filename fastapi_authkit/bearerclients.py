@@ -22,9 +22,9 @@ from starlette.responses import JSONResponse, Response
 from .clientinfo import client_info
 from .errors import InvalidGrantError, StoreUnavailableError
 from .events import Refreshed, ReuseDetected, SignedIn
+from .sessiontokens import SessionTokens
 from .source import SESSION_CLAIM
 from .state import get_auth_state
-from .tokenissuer import TokenIssuer
 from .tokens import unverified_expiry
 
 __all__ = ["BearerIssuer", "TokenResponse"]
@@ -49,8 +49,8 @@ class TokenResponse:
     refresh_token: str
 
 
-class BearerIssuer(TokenIssuer):
-    """:class:`~fastapi_authkit.tokenissuer.TokenIssuer` plus the answers to clients that
+class BearerIssuer(SessionTokens):
+    """:class:`~fastapi_authkit.sessiontokens.SessionTokens` plus the answers to clients that
     hold their tokens themselves (see the module docstring); the application-facing
     :class:`~fastapi_authkit.issuer.Issuer` builds on it."""
 

@@ -1,7 +1,7 @@
 """The built-in issuer as an application uses it: :func:`create_issuer`, and signing a
 connection in and out through it.
 
-:class:`Issuer` is the token work of :class:`~fastapi_authkit.tokenissuer.TokenIssuer`
+:class:`Issuer` is the token work of :class:`~fastapi_authkit.sessiontokens.SessionTokens`
 (minting, rotation, revocation, which know nothing of requests) with the token responses
 for bearer clients (:mod:`fastapi_authkit.bearerclients`), plus the two conveniences a
 login and a logout route call, ``await issuer.sign_in(request, subject)`` and
@@ -23,10 +23,10 @@ from .clientinfo import client_info
 from .errors import ConfigurationError, StoreUnavailableError
 from .events import SignedOut
 from .secretvalue import reveal
+from .sessiontokens import ACCESS_TOKEN_TYPE, MAX_SESSIONS_LISTED, IssuedTokens
 from .source import SESSION_CLAIM
 from .state import end_session, get_auth_state, refuse_cross_site, start_session
 from .stores.base import SessionInfo, SessionStore
-from .tokenissuer import ACCESS_TOKEN_TYPE, MAX_SESSIONS_LISTED, IssuedTokens
 from .tokens import HMAC_ALGORITHMS, check_algorithm, describe_key, prepare_key
 from .validation import bool_argument, function, seconds
 

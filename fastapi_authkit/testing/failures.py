@@ -20,8 +20,8 @@ import anyio
 from ..callback import RefreshParam, RefreshResult
 from ..errors import ConfigurationError, StoreUnavailableError
 from ..refreshroute import RefreshRoute
+from ..sessiontokens import SessionTokens
 from ..stores.base import SessionStore
-from ..tokenissuer import TokenIssuer
 from .apps import find_store
 
 __all__ = ["FailureKind", "RefreshCalls", "refresh_fails", "store_down"]
@@ -130,7 +130,7 @@ def store_down(app: Any) -> Iterator[None]:
 
 @contextmanager
 def _down(issuer: object) -> Iterator[None]:
-    if not isinstance(issuer, TokenIssuer):
+    if not isinstance(issuer, SessionTokens):
         yield
         return
     real = issuer.backend

@@ -103,7 +103,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             {
                 "source",
                 "familyids",
-                "tokenissuer",
+                "sessiontokens",
                 "oidc.http",
                 "oidc.jwks",
                 "oidc.discovery",

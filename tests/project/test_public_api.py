@@ -126,7 +126,7 @@ APP_MODULES = (
 
 # Building blocks with no place in the application-facing API.
 INTERNAL_MODULES = (
-    "tokenissuer",
+    "sessiontokens",
     "bearerclients",
     "bearer",
     "familyids",

@@ -1,7 +1,7 @@
 """The built-in issuer's token work: minting, rotation with reuse detection, revocation.
 
 It mints short-lived access JWTs (``typ: at+jwt``, with ``jti`` and the session family id as
-``sid``) and opaque rotating refresh tokens, and its :meth:`TokenIssuer.refresh` is a
+``sid``) and opaque rotating refresh tokens, and its :meth:`SessionTokens.refresh` is a
 ready-made ``refresh_api_callback``. Rotation follows RFC 9700 §4.14: every refresh hands out a
 new refresh token; presenting a rotated-out one revokes the whole family, except that the
 *immediate* predecessor presented within ``grace`` seconds (a request that was already in
@@ -40,7 +40,7 @@ from .stores.sealing import open_sealed, seal, token_id
 from .tokens import unverified_expiry
 from .validation import is_int, is_number
 
-__all__ = ["ACCESS_TOKEN_TYPE", "IssuedTokens", "TokenIssuer"]
+__all__ = ["ACCESS_TOKEN_TYPE", "IssuedTokens", "SessionTokens"]
 
 logger = logging.getLogger("fastapi_authkit")
 
@@ -60,7 +60,7 @@ class IssuedTokens:
     family_id: str
 
 
-class TokenIssuer:
+class SessionTokens:
     """Mints, rotates and revokes tokens on a :class:`~fastapi_authkit.stores.SessionStore`.
 
     The application-facing :class:`~fastapi_authkit.issuer.Issuer` (from
