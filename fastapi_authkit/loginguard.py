@@ -43,7 +43,7 @@ from .forwarded import TrustedProxies, address_key
 from .notices import Streak
 from .state import SCOPE_KEY, AuthState
 from .stores.base import SessionStore, ThrottleRule, ThrottleState
-from .validation import function, limit, seconds
+from .validation import flag, function, limit, seconds
 
 __all__ = ["UNAVAILABLE_RETRY_AFTER", "LoginAttempt", "LoginGuard", "create_login_guard"]
 
@@ -290,18 +290,29 @@ def create_login_guard(
 ) -> LoginGuard:
     """Configure the login guard (docs: Login guard).
 
-    ``backend``: where the counters live: :class:`~fastapi_authkit.stores.MemoryStore`
-    (one process) or :class:`~fastapi_authkit.stores.RedisStore` (every worker; it may be
-    the issuer's). ``max_failures``: attempts without success on one account name before it
-    locks; ``max_address_failures``: the same for one client address (higher: many people
-    may share one, behind a NAT). The attempt reaching the limit locks for ``base_delay``
-    seconds, each attempt let in after that doubles the lock, up to ``max_delay``.
-    ``forget_after``: seconds after its last lock ends (or its last attempt) that a counter
-    is dropped. ``trusted_proxies``: addresses or networks of the reverse proxies whose
-    ``X-Forwarded-For`` is believed (empty, the default: the header is ignored and the
-    direct peer counts). ``fail_open``: when the store cannot be reached, let attempts in
-    uncounted (True) instead of answering 503 with ``Retry-After`` (False, the default).
-    ``clock``: seconds since the epoch (tests inject one).
+    The attempt reaching a limit locks for ``base_delay`` seconds; each attempt let in after
+    that doubles the lock, up to ``max_delay``.
+
+    Args:
+        backend: Where the counters live: :class:`~fastapi_authkit.stores.MemoryStore` (one
+            process) or :class:`~fastapi_authkit.stores.RedisStore` (every worker; it may be
+            the issuer's).
+        max_failures: Attempts without success on one account name before it locks.
+        max_address_failures: The same for one client address (higher: many people may
+            share one, behind a NAT).
+        base_delay: Seconds of the first lock.
+        max_delay: Seconds of the longest lock (at least ``base_delay``).
+        forget_after: Seconds after its last lock ends (or its last attempt) that a counter
+            is dropped.
+        trusted_proxies: Addresses or networks of the reverse proxies whose
+            ``X-Forwarded-For`` is believed (empty, the default: the header is ignored and
+            the direct peer counts).
+        fail_open: When the store cannot be reached, let attempts in uncounted (True)
+            instead of answering 503 with ``Retry-After`` (False, the default).
+        clock: Seconds since the epoch (tests inject one).
+
+    Raises:
+        ConfigurationError: A value that cannot work, named.
     """
     if not isinstance(backend, SessionStore):
         raise ConfigurationError("backend must be a SessionStore (MemoryStore or RedisStore)")
@@ -310,8 +321,7 @@ def create_login_guard(
     if longest < base:
         raise ConfigurationError("max_delay must be at least base_delay")
     forget = seconds("forget_after", forget_after, positive=True)
-    if not isinstance(fail_open, bool):
-        raise ConfigurationError("fail_open must be True or False")
+    flag("fail_open", fail_open)
     function("clock", clock)
     return LoginGuard(
         backend=backend,
