@@ -30,6 +30,8 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ..validation import is_number
+
 __all__ = ["TRANSACTION_SECONDS", "Transaction", "TransactionCodec", "UsedStates"]
 
 # Long enough to type a password and pass a second factor; short enough to be useless later.
@@ -132,7 +134,7 @@ def _transaction(plain: bytes, now: float) -> Transaction | None:
         return None
     if not all(isinstance(v, str) and v for v in (state, nonce, verifier, next_path)):
         return None
-    if isinstance(issued_at, bool) or not isinstance(issued_at, int | float):
+    if not is_number(issued_at):
         return None
     transaction = Transaction(state, nonce, verifier, next_path, float(issued_at))
     # A minute of clock step backwards is tolerated; an expired one is not.
