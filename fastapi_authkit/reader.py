@@ -38,7 +38,7 @@ from .decision import (
     Then,
 )
 from .errors import TokenError, TokenExpiredError, UnknownKeyError, VerificationUnavailableError
-from .forgery import cookie_forgery, gateway_forgery, login_forgery
+from .forgery import ForgeryCheck
 from .readercache import ParsedHeader, ReaderCache
 from .source import SESSION_CLAIM
 from .userstate import belongs
@@ -75,6 +75,7 @@ class RequestReader:
     __slots__ = (
         "_bearer_first",
         "_cache",
+        "_forgery",
         "_gateway",
         "_header",
         "_header_only",
@@ -92,6 +93,9 @@ class RequestReader:
         # browser send it (so it needs no CSRF check). Anything else in it counts as absent.
         self._bearer_first = "header" in kinds and len(kinds) > 1
         self._gateway = "gateway" in kinds
+        self._forgery = ForgeryCheck(
+            store.allowed_origins, store.csrf_exempt_paths, store.csrf_header, store.csrf
+        )
         # The session check's view in this process (the issuer's store), bound once.
         self._known = store.session_known
         # As many readings as verified tokens: a reading needs its token remembered anyway.
@@ -206,7 +210,7 @@ class RequestReader:
             return _ANONYMOUS
         reading = self._verified(access, "gateway", now, keys_reloaded)
         if reading.claims is not None and method not in SAFE_METHODS:
-            reason = gateway_forgery(headers, method, scheme, self._store.allowed_origins)
+            reason = self._forgery.gateway_forgery(headers, method, scheme)
             if reason is not None:
                 return Refused(reason)
         return reading
@@ -227,7 +231,7 @@ class RequestReader:
         store = self._store
         if not parsed.present:
             if not safe and method is not None:
-                reason = login_forgery(headers, path, scheme, store)
+                reason = self._forgery.login_forgery(headers, path, scheme)
                 if reason is not None:
                     return Refused(reason)
             return _ANONYMOUS  # none of the kit's cookies: nothing to check or refresh
@@ -253,7 +257,7 @@ class RequestReader:
                 session = None
 
         if (access is not None or refresh_token is not None) and not safe:
-            reason = cookie_forgery(headers, method, path, scheme, session, store)
+            reason = self._forgery.cookie_forgery(headers, method, path, scheme, session)
             if reason is not None:
                 # Before any refresh: a forged request must not even rotate tokens.
                 return Refused(reason)
