@@ -2,11 +2,15 @@
 Authlib authorization server on loopback (tests/support/oauth2_server.py): sign-in, refreshes past
 the access token's expiry, sign-out; an inactive token is anonymous, a provider that is down
 answers 503 without clearing anything, and so does one that refuses the app's client (told
-to the operator at ERROR). The cache alone: tests/unit/test_introspection.py."""
+to the operator at ERROR); the refresh cookie lives as long as the provider's
+``refresh_token_expires_in`` says, never beyond ``state_max_age``. The cache alone:
+tests/unit/test_introspection.py."""
 
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -130,3 +134,32 @@ def test_client_refused_at_introspection_is_one_error_and_503(
         )
     ]
     assert dict(tc.cookies) == cookies
+
+
+def _refresh_max_age(set_cookies: list[str]) -> int:
+    (refresh,) = [c for c in set_cookies if c.startswith("_auth_refresh=")]
+    found = re.search(r"Max-Age=(\d+)", refresh)
+    assert found is not None, refresh
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize(
+    ("stated", "max_age"),
+    [
+        (3 * 3600, 3 * 3600),  # shorter than the kit's 14-day default: the provider's
+        (15897600, 30 * 86400),  # GitHub's six months: no longer than state_max_age
+    ],
+)
+def test_the_refresh_cookie_lives_as_long_as_the_provider_says_the_refresh_token_does(
+    server: OAuth2Server, stated: int, max_age: int
+) -> None:
+    server.refresh_token_expires_in = stated  # GitHub's refresh_token_expires_in
+    tc, _oidc = _sign_in(server)
+    (signed_in,) = [c for c in tc.cookies.jar if c.name == "_auth_refresh"]
+    assert signed_in.expires is not None
+    assert abs(signed_in.expires - time.time() - max_age) < 60  # the jar's real clock
+    for _ in range(3):
+        server.offset += ACCESS_TTL + 20  # past the access token's expiry
+        me = tc.get("/me")
+        assert me.status_code == 200, me.text
+        assert _refresh_max_age(me.headers.get_list("set-cookie")) == max_age
