@@ -224,7 +224,7 @@ def create_store(
             may send cookie-authenticated unsafe requests and WebSocket handshakes.
         state_max_age: Bounds the state cookie's age (seconds).
         refresh_max_age: The refresh cookie's Max-Age when neither the callback nor the
-            token itself says (seconds).
+            token itself says (seconds); whoever says, never beyond ``state_max_age``.
         retry_after: Sent with 503 answers while the refresh callback is failing.
         debug: Logs every decision on the ``fastapi_authkit`` logger (DEBUG level); when
             that logger has no level of its own and no handler would print its records (the

@@ -83,12 +83,16 @@ def _seconds(name: str, value: object) -> int | None:
 def _refresh_max_age(
     writer: CookieWriter, refresh_token: str, expires_in: int | None, now: float
 ) -> int:
+    """The lifetime stated for the refresh token, else its own ``exp``, else
+    ``refresh_max_age``; never beyond the session cookies' ``state_max_age``, since a refresh
+    cookie without its state cookie is refused (a provider's six-month refresh token is no
+    reason to keep it in the browser longer than the session can use it)."""
     if expires_in is not None:
-        return expires_in
-    exp = unverified_expiry(refresh_token)
-    if exp is not None:
-        return int(exp - now)
-    return writer.refresh_max_age
+        age = expires_in
+    else:
+        exp = unverified_expiry(refresh_token)
+        age = int(exp - now) if exp is not None else writer.refresh_max_age
+    return min(age, writer.state_max_age)
 
 
 def issue_session(

@@ -4,8 +4,9 @@
 What the answers mean for the session:
 
 * 200 with an ``access_token`` and no ``error`` → ``is_success=True`` (a rotated
-  ``refresh_token`` is kept, ``expires_in`` / ``refresh_expires_in`` cap the cookies'
-  lifetimes);
+  ``refresh_token`` is kept, ``expires_in`` caps the access cookie's lifetime, and the
+  refresh token's own, Keycloak's ``refresh_expires_in`` or GitHub's
+  ``refresh_token_expires_in``, sizes the refresh cookie);
 * ``invalid_grant`` (GitHub's ``bad_refresh_token`` for a refresh) → ``is_success=False``:
   the grant is over (revoked, expired, reused), every auth cookie is cleared;
 * a refusal of *our* client (``invalid_client``, ``unauthorized_client``, ``unauthorized``,
@@ -108,6 +109,18 @@ def _seconds(value: object) -> int | None:
     return None
 
 
+def _refresh_lifetime(body: dict[str, Any]) -> int | None:
+    """The refresh token's lifetime as the provider states it (the shorter if it names two):
+    Keycloak's ``refresh_expires_in``, or ``refresh_token_expires_in`` (GitHub's, six months;
+    Microsoft's for single-page apps)."""
+    stated = [
+        seconds
+        for name in ("refresh_expires_in", "refresh_token_expires_in")
+        if (seconds := _seconds(body.get(name))) is not None
+    ]
+    return min(stated) if stated else None
+
+
 def token_result(answer: Answer) -> RefreshResult:
     """Map a token endpoint answer to a :class:`RefreshResult`, or raise
     :class:`ProviderError` (see the module docstring)."""
@@ -131,7 +144,7 @@ def token_result(answer: Answer) -> RefreshResult:
             new_auth_token_type=token_type if isinstance(token_type, str) else "Bearer",
             new_refresh_token=refresh,
             new_auth_token_expire_in=_seconds(body.get("expires_in")),
-            new_refresh_token_expires_in=_seconds(body.get("refresh_expires_in")),
+            new_refresh_token_expires_in=_refresh_lifetime(body),
         )
     raise ProviderError(f"the token endpoint answered HTTP {status} without an OAuth error")
 

@@ -15,7 +15,12 @@ token), so the request path stays bounded:
   is refreshed, as an expired JWT is (expired and revoked tokens look alike from outside);
 * while the provider cannot answer, the token is neither accepted nor refused: protected
   routes answer 503 (``VerificationUnavailableError``), nothing is cleared, and the token is
-  asked about again after ``retry_interval`` seconds.
+  asked about again after ``retry_interval`` seconds;
+* a refusal of this app's client (HTTP 401/403, or an OAuth error such as ``invalid_client``:
+  its credentials or registration at the provider are wrong) is answered the same way, but
+  logged as the operator's to fix: one ERROR line naming what to check for the whole run of
+  refusals (every new token would otherwise log its own), and a line when the provider
+  accepts the client again.
 
 At most ``max_entries`` answers are held; past that the oldest goes first.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
@@ -38,8 +44,9 @@ from ..errors import (
     VerificationUnavailableError,
 )
 from ..jsoncopy import Remembered, remember
+from ..notices import Streak
 from ..validation import is_number, positive_int
-from .grant import TokenEndpoint
+from .grant import CLIENT_ERRORS, TokenEndpoint
 
 __all__ = ["TokenIntrospection"]
 
@@ -75,6 +82,7 @@ class TokenIntrospection:
         "_flights",
         "_issuer",
         "_max",
+        "_refused",
         "_retry",
         "_ttl",
         "calls",
@@ -109,6 +117,16 @@ class TokenIntrospection:
         self._max = max_entries
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self._flights: dict[bytes, anyio.Event] = {}
+        # Every token is refused the same way until the operator fixes the client. The clock
+        # only spaces the run's reminders (introspection answers have no clock of their own).
+        self._refused = Streak(
+            time.monotonic,
+            still="token introspection still refused: the provider refuses this app's client",
+            again="the introspection endpoint accepts this app's client again after %d "
+            "refused introspection(s)",
+            debug_traceback=True,
+            level=logging.ERROR,
+        )
         self.calls = 0  # introspection requests sent (for tests and benchmarks)
 
     def __repr__(self) -> str:
@@ -173,12 +191,25 @@ class TokenIntrospection:
         status, body = answer
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("active"), bool):
             error = body.get("error") if isinstance(body, dict) else None
-            logger.warning(
-                "token introspection answered HTTP %s%s (503 meanwhile)",
-                status,
-                f" {error!r}" if isinstance(error, str) else "",
-            )
+            error = error if isinstance(error, str) else None
+            said = f"HTTP {status}" + (f" {error!r}" if error is not None else "")
+            check = CLIENT_ERRORS.get(error or "")
+            if check is None and status in (401, 403):
+                # RFC 7662 §2.3: 401 is the answer to a client whose authentication fails.
+                check = CLIENT_ERRORS["invalid_client"]
+            if check is not None:
+                self._refused.failed(
+                    "token introspection impossible, the provider refuses this app's client "
+                    "(%s): check %s; protected routes answer 503 until the configuration is "
+                    "fixed",
+                    said,
+                    check,
+                    exc=None,
+                )
+            else:
+                logger.warning("token introspection answered %s (503 meanwhile)", said)
             return (_DOWN, None, None)
+        self._refused.ended()
         if not body["active"]:
             return (_INACTIVE, None, None)
         why = self._refusal(body)

@@ -22,7 +22,7 @@ from .context import RefreshContext
 from .flight import ENDED_MEMORY, SingleFlight
 from .outcomes import Ended, Outcome, Renewed, Successor, Unavailable
 from .rotation import run_rotation
-from .shared import flight_alias, forget_shared, run_shared
+from .shared import forget_shared, run_shared
 
 __all__ = [
     "ENDED_MEMORY",
@@ -33,7 +33,6 @@ __all__ = [
     "SingleFlight",
     "Successor",
     "Unavailable",
-    "flight_alias",
     "forget_shared",
     "revoke_at_auth_server",
     "run_callback",

@@ -25,7 +25,7 @@ from .context import RefreshContext
 from .flight import ENDED_MEMORY
 from .outcomes import ENDED, Ended, Outcome, Renewed, Successor, Unavailable
 
-__all__ = ["flight_alias", "run_shared"]
+__all__ = ["forget_shared", "run_shared"]
 
 logger = logging.getLogger("fastapi_authkit")
 
@@ -39,7 +39,7 @@ _POLL_MAX: Final = 0.02
 _ENDED: Final = b"E"
 
 
-def flight_alias(refresh_token: str) -> str:
+def _flight_alias(refresh_token: str) -> str:
     """The id a published result is also known by: its successor refresh token's."""
     return token_id(refresh_token, "flight-alias")
 
@@ -50,7 +50,7 @@ async def forget_shared(shared: SessionStore | None, refresh_token: str) -> None
     if shared is None:
         return
     try:
-        await shared.flight_forget(flight_alias(refresh_token))
+        await shared.flight_forget(_flight_alias(refresh_token))
     except StoreUnavailableError as exc:
         logger.error("sign-out could not drop the shared refresh result: %s", exc)
 
@@ -129,10 +129,10 @@ async def _publish(
         kept = outcome.successor
     if kept is not None:
         sealed = b"R" + seal(param.refresh_token, _encode(kept))
-        alias = flight_alias(kept.refresh_token)
+        alias = _flight_alias(kept.refresh_token)
         await shared.flight_finish(key, owner, sealed, now=now, ttl=ttl, alias=alias)
         # As in SingleFlight: the previous rotation's answer must not serve a grandparent.
-        await shared.flight_forget(flight_alias(param.refresh_token))
+        await shared.flight_forget(_flight_alias(param.refresh_token))
     elif isinstance(outcome, Ended):
         # Remembered as long as in one process, for every process.
         ttl = max(ttl, ENDED_MEMORY)

@@ -158,6 +158,52 @@ def set_cookies(response: Any) -> dict[str, str]:
     return {v.split("=", 1)[0]: v for v in response.headers.get_list("set-cookie")}
 
 
+def make_issuer(backend: SessionStore, clock: Clock, **options: Any) -> Issuer:
+    """The flow tests' issuer on ``backend``: access 60 s, grace 10 s, late replay 60 s (the
+    default), idle 1 h, absolute 2 h; ``options`` go to ``create_issuer`` as well."""
+    settings: dict[str, Any] = {
+        "backend": backend,
+        "signing_key": "issuer-app-signing-key-0123456789abcdef-01",
+        "access_ttl": 60,
+        "idle_ttl": 3600,
+        "absolute_ttl": 7200,
+        "grace": 10,
+        "clock": clock,
+    }
+    settings.update(options)
+    return create_issuer(**settings)
+
+
+def issuer_base_app(
+    issuer: Issuer, clock: Clock, *, close_backend: bool = True, **store_options: Any
+) -> FastAPI:
+    """An app on ``issuer`` with what every issuer app of the tests has: the middleware on a
+    store built on it (``store_options`` go to ``create_store``), the issuer in
+    ``app.state.issuer``, its backend closed with the app (unless ``close_backend=False``,
+    for the second of two apps sharing a store), /logout and /logout-everywhere."""
+    store = create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock, **store_options)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_backend:
+            await issuer.backend.aclose()
+
+    app = FastAPI(lifespan=lifespan)
+    app.add_middleware(AuthKitMiddleware, store=store)
+    app.state.issuer = issuer
+
+    @app.post("/logout")
+    async def logout(request: Request) -> dict[str, bool]:
+        return {"revoked": await issuer.sign_out(request)}
+
+    @app.post("/logout-everywhere")
+    async def everywhere(request: Request) -> dict[str, bool]:
+        return {"revoked": await issuer.sign_out(request, everywhere=True)}
+
+    return app
+
+
 def issuer_app(
     backend: SessionStore,
     clock: Clock,
@@ -166,32 +212,14 @@ def issuer_app(
     on_issuer: Callable[[Issuer], None] | None = None,
     on_event: Callable[[Any], Any] | None = None,
 ) -> FastAPI:
-    """An app on the built-in issuer (access 60 s, refreshed in its last 12 s, grace 10 s,
-    idle 1 h, absolute 2 h): /login?as=<subject> (and remember=0, idle=<s>, absolute=<s>),
-    /me, /public, /logout, /logout-everywhere. ``close_backend=False`` for the second of
-    two apps sharing a store; ``on_event`` is the store's audit hook."""
-    issuer = create_issuer(
-        backend=backend,
-        signing_key="issuer-app-signing-key-0123456789abcdef-01",
-        access_ttl=60,
-        idle_ttl=3600,
-        absolute_ttl=7200,
-        grace=10,
-        clock=clock,
-    )
+    """An app on the built-in issuer (:func:`make_issuer`'s; the access token refreshed in
+    its last 12 s): /login?as=<subject> (and remember=0, idle=<s>, absolute=<s>), /me,
+    /public, /logout, /logout-everywhere. ``close_backend=False`` for the second of two apps
+    sharing a store; ``on_event`` is the store's audit hook."""
+    issuer = make_issuer(backend, clock)
     if on_issuer is not None:
         on_issuer(issuer)
-    store = create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock, on_event=on_event)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if close_backend:
-            await backend.aclose()
-
-    app = FastAPI(lifespan=lifespan)
-    app.add_middleware(AuthKitMiddleware, store=store)
-    app.state.issuer = issuer
+    app = issuer_base_app(issuer, clock, close_backend=close_backend, on_event=on_event)
 
     @app.post("/login")
     async def login(request: Request) -> dict[str, bool]:
@@ -215,13 +243,5 @@ def issuer_app(
     @app.get("/public")
     async def public(user: OptionalUser) -> dict[str, Any]:
         return {"user": user}
-
-    @app.post("/logout")
-    async def logout(request: Request) -> dict[str, bool]:
-        return {"revoked": await issuer.sign_out(request)}
-
-    @app.post("/logout-everywhere")
-    async def everywhere(request: Request) -> dict[str, bool]:
-        return {"revoked": await issuer.sign_out(request, everywhere=True)}
 
     return app

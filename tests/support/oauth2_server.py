@@ -168,6 +168,8 @@ class OAuth2Server:
     token_requests: int = 0
     down: bool = False
     github_errors: bool = False
+    # GitHub's ``refresh_token_expires_in`` beside each refresh token (None: not sent).
+    refresh_token_expires_in: int | None = None
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -213,6 +215,18 @@ class OAuth2Server:
             "scopes_supported": ["profile", "user"],
         }
 
+    def _stating_refresh_lifetime(self, generator: Any) -> Any:
+        """``generator``, whose token answers also say how long the refresh token lasts
+        (GitHub's ``refresh_token_expires_in``) when the server is told to."""
+
+        def generate(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            token: dict[str, Any] = generator(*args, **kwargs)
+            if self.refresh_token_expires_in is not None and "refresh_token" in token:
+                token["refresh_token_expires_in"] = self.refresh_token_expires_in
+            return token
+
+        return generate
+
     def _build(self) -> Flask:
         outer = self
         app = Flask(__name__)
@@ -222,7 +236,9 @@ class OAuth2Server:
             save_token=self._save_token,
         )
         self.authorization = server
-        server.register_token_generator("default", self.token_generator(server, app))
+        server.register_token_generator(
+            "default", self._stating_refresh_lifetime(self.token_generator(server, app))
+        )
 
         class CodeGrant(grants.AuthorizationCodeGrant):
             TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")

@@ -299,6 +299,24 @@ def test_token_answers_map_to_refresh_results() -> None:
 
 
 @pytest.mark.parametrize(
+    ("body", "lifetime"),
+    [
+        ({"refresh_token_expires_in": 15897600}, 15897600),  # GitHub's: six months
+        ({"refresh_expires_in": 1800}, 1800),  # Keycloak's
+        ({"refresh_expires_in": 1800, "refresh_token_expires_in": 900}, 900),  # the shorter
+        ({"refresh_expires_in": 0, "refresh_token_expires_in": 900}, 900),
+        ({"refresh_token_expires_in": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_the_refresh_tokens_stated_lifetime_is_taken_from_either_name(
+    body: dict[str, Any], lifetime: int | None
+) -> None:
+    answer = Answer(200, {"access_token": "at", "refresh_token": "rt", **body})
+    assert token_result(answer).new_refresh_token_expires_in == lifetime
+
+
+@pytest.mark.parametrize(
     ("answer", "message"),
     [
         (Answer(200, {"token_type": "Bearer"}), "without an access_token"),

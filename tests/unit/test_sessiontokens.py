@@ -45,6 +45,12 @@ def make_issuer(backend: SessionStore, clock: Clock, **options: Any) -> Issuer:
     return create_issuer(**settings)
 
 
+@pytest.fixture
+def issuer(backend: SessionStore, clock: Clock) -> Issuer:
+    """:func:`make_issuer`'s issuer on each store in turn."""
+    return make_issuer(backend, clock)
+
+
 async def refresh(issuer: Issuer, token: str) -> RefreshResult:
     return await issuer.refresh(RefreshParam(auth_token=None, refresh_token=token))
 
@@ -55,19 +61,39 @@ def successor(result: RefreshResult) -> str:
     return result.new_refresh_token
 
 
+def minted_claims(token: str | None, **options: Any) -> dict[str, Any]:
+    """The claims of an access token the issuer minted, checked with its key (but not its
+    times: the tests' clock is not the wall clock)."""
+    claims: dict[str, Any] = jwt.decode(
+        token or "",
+        SIGNING_KEY,
+        algorithms=["HS256"],
+        options={"verify_exp": False, "verify_iat": False},
+        **options,
+    )
+    return claims
+
+
+async def assert_reuse_revokes_the_family(
+    issuer: Issuer, caplog: pytest.LogCaptureFixture, stale: str, latest: RefreshResult
+) -> None:
+    """``stale`` presented again is reuse: refused and logged, and the family's latest
+    successor is refused too, its access token no longer live."""
+    with caplog.at_level(logging.WARNING, logger="fastapi_authkit"):
+        assert not (await refresh(issuer, stale)).is_success
+    assert "reuse detected" in caplog.text
+    assert not (await refresh(issuer, successor(latest))).is_success
+    claims = jwt.decode(latest.new_auth_token or "", options={"verify_signature": False})
+    assert not await issuer.is_active(claims)
+
+
 async def test_issued_access_token_is_typed_and_carries_the_family(
     backend: SessionStore, clock: Clock
 ) -> None:
     issuer = make_issuer(backend, clock, issuer="https://auth.example", audience="app")
     tokens = await issuer.issue("alice")
     header = jwt.get_unverified_header(tokens.access_token)
-    claims = jwt.decode(
-        tokens.access_token,
-        SIGNING_KEY,
-        algorithms=["HS256"],
-        audience="app",
-        options={"verify_exp": False, "verify_iat": False},
-    )
+    claims = minted_claims(tokens.access_token, audience="app")
     assert header["typ"] == "at+jwt"
     assert claims["sub"] == "alice"
     assert claims["sid"] == tokens.family_id
@@ -80,8 +106,7 @@ async def test_issued_access_token_is_typed_and_carries_the_family(
     assert store.verifier.verify(tokens.access_token, clock())["sub"] == "alice"
 
 
-async def test_rotation_hands_out_a_new_pair(backend: SessionStore, clock: Clock) -> None:
-    issuer = make_issuer(backend, clock)
+async def test_rotation_hands_out_a_new_pair(issuer: Issuer, clock: Clock) -> None:
     tokens = await issuer.issue("alice")
     clock.advance(50)
     result = await refresh(issuer, tokens.refresh_token)
@@ -94,9 +119,8 @@ async def test_rotation_hands_out_a_new_pair(backend: SessionStore, clock: Clock
 
 
 async def test_immediate_predecessor_within_grace_gets_the_same_pair(
-    backend: SessionStore, clock: Clock
+    issuer: Issuer, clock: Clock
 ) -> None:
-    issuer = make_issuer(backend, clock)
     tokens = await issuer.issue("alice")
     first = await refresh(issuer, tokens.refresh_token)
     clock.advance(9)
@@ -128,12 +152,11 @@ async def test_predecessor_within_the_late_window_replays_its_unused_successor(
 
 @pytest.mark.parametrize("used_in_window", [False, True], ids=["untouched", "replayed-before"])
 async def test_predecessor_after_the_late_window_revokes_the_family(
-    backend: SessionStore, clock: Clock, caplog: pytest.LogCaptureFixture, used_in_window: bool
+    issuer: Issuer, clock: Clock, caplog: pytest.LogCaptureFixture, used_in_window: bool
 ) -> None:
     # A stale copy (a backup, a log, a shared machine) of a token rotated out more than
     # late_replay ago is reuse, although its successor was never used: RFC 9700 reuse
     # detection, the whole family revoked.
-    issuer = make_issuer(backend, clock)
     tokens = await issuer.issue("alice")
     first = await refresh(issuer, tokens.refresh_token)
     if used_in_window:
@@ -142,13 +165,7 @@ async def test_predecessor_after_the_late_window_revokes_the_family(
         clock.advance(30.5)
     else:
         clock.advance(60.5)
-    with caplog.at_level(logging.WARNING, logger="fastapi_authkit"):
-        assert not (await refresh(issuer, tokens.refresh_token)).is_success
-    assert "reuse detected" in caplog.text
-    # The successor is refused too, and the access token it came with is no longer live.
-    assert not (await refresh(issuer, successor(first))).is_success
-    claims = jwt.decode(first.new_auth_token or "", options={"verify_signature": False})
-    assert not await issuer.is_active(claims)
+    await assert_reuse_revokes_the_family(issuer, caplog, tokens.refresh_token, first)
 
 
 async def test_a_token_rotated_just_before_its_idle_end_keeps_its_late_window(
@@ -193,30 +210,23 @@ async def test_a_late_window_up_to_grace_adds_nothing_after_grace(
 
 
 async def test_predecessor_after_its_successor_was_used_revokes_the_family(
-    backend: SessionStore, clock: Clock, caplog: pytest.LogCaptureFixture
+    issuer: Issuer, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    issuer = make_issuer(backend, clock)
     tokens = await issuer.issue("alice")
     first = await refresh(issuer, tokens.refresh_token)
     clock.advance(1)
     second = await refresh(issuer, successor(first))
     clock.advance(11)
-    with caplog.at_level(logging.WARNING, logger="fastapi_authkit"):
-        assert not (await refresh(issuer, tokens.refresh_token)).is_success
-    assert "reuse detected" in caplog.text
     # The whole family is gone: the legitimate successor too, and its access token.
-    assert not (await refresh(issuer, successor(second))).is_success
-    claims = jwt.decode(second.new_auth_token or "", options={"verify_signature": False})
-    assert not await issuer.is_active(claims)
+    await assert_reuse_revokes_the_family(issuer, caplog, tokens.refresh_token, second)
 
 
 async def test_a_successor_replayed_late_is_not_replayed_late_itself(
-    backend: SessionStore, clock: Clock
+    issuer: Issuer, clock: Clock
 ) -> None:
     # Handed out twice (to the holder, then to a late predecessor), it may be held by two:
     # when one of them has rotated it, the other coming back with it is a reuse. Otherwise
     # a thief one rotation behind could follow the session for ever.
-    issuer = make_issuer(backend, clock)
     tokens = await issuer.issue("alice")
     first = await refresh(issuer, tokens.refresh_token)
     clock.advance(11)
@@ -229,10 +239,7 @@ async def test_a_successor_replayed_late_is_not_replayed_late_itself(
     assert not (await refresh(issuer, successor(second))).is_success
 
 
-async def test_grandparent_within_grace_revokes_the_family(
-    backend: SessionStore, clock: Clock
-) -> None:
-    issuer = make_issuer(backend, clock)
+async def test_grandparent_within_grace_revokes_the_family(issuer: Issuer, clock: Clock) -> None:
     tokens = await issuer.issue("alice")
     child = successor(await refresh(issuer, tokens.refresh_token))
     clock.advance(1)
@@ -242,8 +249,7 @@ async def test_grandparent_within_grace_revokes_the_family(
     assert not (await refresh(issuer, grandchild)).is_success
 
 
-async def test_revoke_ends_the_family(backend: SessionStore, clock: Clock) -> None:
-    issuer = make_issuer(backend, clock)
+async def test_revoke_ends_the_family(issuer: Issuer, clock: Clock) -> None:
     tokens = await issuer.issue("alice")
     claims = jwt.decode(tokens.access_token, options={"verify_signature": False})
     assert await issuer.revoke(tokens.refresh_token)
@@ -253,9 +259,8 @@ async def test_revoke_ends_the_family(backend: SessionStore, clock: Clock) -> No
 
 
 async def test_revoke_subject_ends_every_session_of_that_subject_only(
-    backend: SessionStore, clock: Clock
+    issuer: Issuer, clock: Clock
 ) -> None:
-    issuer = make_issuer(backend, clock)
     phone, laptop = await issuer.issue("alice"), await issuer.issue("alice")
     other = await issuer.issue("bob")
     assert await issuer.revoke_subject("alice") == 2
@@ -265,8 +270,7 @@ async def test_revoke_subject_ends_every_session_of_that_subject_only(
     assert (await refresh(issuer, other.refresh_token)).is_success
 
 
-async def test_idle_lifetime(backend: SessionStore, clock: Clock) -> None:
-    issuer = make_issuer(backend, clock)
+async def test_idle_lifetime(issuer: Issuer, clock: Clock) -> None:
     tokens = await issuer.issue("alice")
     clock.advance(3599)
     current = successor(await refresh(issuer, tokens.refresh_token))  # activity resets idle
@@ -274,8 +278,7 @@ async def test_idle_lifetime(backend: SessionStore, clock: Clock) -> None:
     assert not (await refresh(issuer, current)).is_success
 
 
-async def test_absolute_lifetime(backend: SessionStore, clock: Clock) -> None:
-    issuer = make_issuer(backend, clock)
+async def test_absolute_lifetime(issuer: Issuer, clock: Clock) -> None:
     tokens = await issuer.issue("alice")
     current = tokens.refresh_token
     for _ in range(11):
@@ -287,8 +290,7 @@ async def test_absolute_lifetime(backend: SessionStore, clock: Clock) -> None:
     assert not await issuer.is_active(claims)
 
 
-async def test_unknown_and_malformed_refresh_tokens(backend: SessionStore, clock: Clock) -> None:
-    issuer = make_issuer(backend, clock)
+async def test_unknown_and_malformed_refresh_tokens(issuer: Issuer, clock: Clock) -> None:
     for token in ("", "x", "a" * 5000, "../../etc/passwd", "'; DROP TABLE --"):
         assert not (await refresh(issuer, token)).is_success
     assert not await issuer.is_active({"sid": 12})
@@ -296,9 +298,8 @@ async def test_unknown_and_malformed_refresh_tokens(backend: SessionStore, clock
 
 
 async def test_concurrent_rotation_mints_exactly_one_successor(
-    backend: SessionStore, clock: Clock
+    issuer: Issuer, clock: Clock
 ) -> None:
-    issuer = make_issuer(backend, clock)
     tokens = await issuer.issue("alice")
     results: list[RefreshResult] = []
 
@@ -464,38 +465,26 @@ def test_store_with_issuer_refuses_conflicting_options(clock: Clock) -> None:
 
 @pytest.mark.parametrize("auth_token", [None, "", "not-a-jwt", "a.b.c", "e30.e30.e30"])
 async def test_refresh_takes_a_bad_old_access_token_as_no_hint(
-    backend: SessionStore, clock: Clock, auth_token: str | None
+    issuer: Issuer, clock: Clock, auth_token: str | None
 ) -> None:
     """issuer.refresh reads whom to mint for from the old access token, unverified, only as
     a hint (the store rotates only if it matches): garbage there is simply no hint."""
-    issuer = make_issuer(backend, clock)
     tokens = await issuer.issue("alice")
     result = await issuer.refresh(
         RefreshParam(auth_token=auth_token, refresh_token=tokens.refresh_token)
     )
     assert result.is_success
-    claims = jwt.decode(
-        result.new_auth_token or "",
-        SIGNING_KEY,
-        algorithms=["HS256"],
-        options={"verify_exp": False, "verify_iat": False},
-    )
+    claims = minted_claims(result.new_auth_token)
     assert (claims["sub"], claims["sid"]) == ("alice", tokens.family_id)
 
 
 async def test_a_hint_for_another_session_mints_for_the_tokens_own(
-    backend: SessionStore, clock: Clock
+    issuer: Issuer, clock: Clock
 ) -> None:
-    issuer = make_issuer(backend, clock)
     alice, bob = await issuer.issue("alice"), await issuer.issue("bob")
     # Bob's refresh token with Alice's access token: the successor is Bob's, not Alice's.
     result = await issuer.refresh(
         RefreshParam(auth_token=alice.access_token, refresh_token=bob.refresh_token)
     )
-    claims = jwt.decode(
-        result.new_auth_token or "",
-        SIGNING_KEY,
-        algorithms=["HS256"],
-        options={"verify_exp": False, "verify_iat": False},
-    )
+    claims = minted_claims(result.new_auth_token)
     assert (claims["sub"], claims["sid"]) == ("bob", bob.family_id)

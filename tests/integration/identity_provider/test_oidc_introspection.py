@@ -1,26 +1,26 @@
 """Issue 24.2: opaque access tokens, verified by RFC 7662 introspection, against a real
 Authlib authorization server on loopback (tests/support/oauth2_server.py): sign-in, refreshes past
-the access token's expiry, sign-out; an inactive token is anonymous, the cache is bounded,
-and a provider that is down answers 503 without clearing anything."""
+the access token's expiry, sign-out; an inactive token is anonymous, a provider that is down
+answers 503 without clearing anything, and so does one that refuses the app's client (told
+to the operator at ERROR); the refresh cookie lives as long as the provider's
+``refresh_token_expires_in`` says, never beyond ``state_max_age``. The cache alone:
+tests/unit/test_introspection.py."""
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Iterator
-from functools import partial
 from typing import Any
 
-import anyio
 import pytest
 from starlette.testclient import TestClient
 
-from fastapi_authkit.errors import TokenExpiredError
-from fastapi_authkit.oidc import OIDCClient, TokenIntrospection
-from fastapi_authkit.oidc.grant import TokenEndpoint
-from fastapi_authkit.oidc.http import ProviderHTTP
+from fastapi_authkit.oidc import OIDCClient
 
-from tests.support.oauth2_server import OAuth2Server
-from tests.support.oidc_flow import StaticJSON, opaque_sign_in
+from tests.support.oauth2_server import CLIENT_SECRET, OAuth2Server
+from tests.support.oidc_flow import opaque_sign_in
 
 pytestmark = pytest.mark.realserver
 
@@ -97,49 +97,69 @@ def test_provider_down_answers_503_and_clears_nothing(server: OAuth2Server) -> N
     assert dict(tc.cookies) == cookies
 
 
-def _introspection(url: str, **options: Any) -> TokenIntrospection:
-    endpoint = TokenEndpoint(
-        url,
-        client_id="kit",
-        client_secret="s3cret",
-        auth_method="client_secret_basic",
-        http=ProviderHTTP(None, 5.0),
-    )
-    return TokenIntrospection(url, client=endpoint, **options)
+def _kit_log(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "fastapi_authkit"]
 
 
-def test_cache_is_bounded_and_entries_expire_at_min_of_exp_and_ttl() -> None:
-    now = time.time()
-    with StaticJSON({"active": True, "sub": "a", "exp": now + 100}).running() as answer:
-        cache = _introspection(answer.url, cache_ttl=30, max_entries=3)
+def test_client_refused_at_introspection_is_one_error_and_503(
+    server: OAuth2Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    tc, _oidc = _sign_in(server, introspection_cache_ttl=5)
+    assert tc.get("/me").status_code == 200
+    cookies = dict(tc.cookies)
+    server.client.client_secret = "rotated-at-the-provider"  # the app's secret is now wrong
+    server.offset += 10  # the cached answer expired; the token has not
+    with caplog.at_level(logging.INFO, logger="fastapi_authkit"):
+        for _ in range(3):
+            me = tc.get("/me")
+            assert me.status_code == 503, me.text
+            assert "set-cookie" not in me.headers
+            server.offset += 2  # past retry_interval: asked again, refused again
+        assert _kit_log(caplog) == [
+            (
+                logging.ERROR,
+                "token introspection impossible, the provider refuses this app's client "
+                "(HTTP 401 'invalid_client'): check client_id, client_secret and auth_method; "
+                "protected routes answer 503 until the configuration is fixed",
+            )
+        ]
+        caplog.clear()
+        server.client.client_secret = CLIENT_SECRET  # fixed
+        assert tc.get("/me").status_code == 200
+    assert _kit_log(caplog) == [
+        (
+            logging.WARNING,
+            "the introspection endpoint accepts this app's client again after 3 refused "
+            "introspection(s)",
+        )
+    ]
+    assert dict(tc.cookies) == cookies
 
-        async def ask_all() -> None:
-            for n in range(10):
-                await cache.introspect(f"token-{n}", trusted=False)
-            await cache.introspect("token-9", trusted=False)  # remembered: not asked again
 
-        anyio.run(ask_all)
-        assert len(cache) == 3
-        assert len(answer.requests) == 10
-        assert cache.lookup("token-0", now) is None  # the oldest went first
-        found = cache.lookup("token-9", now)
-        assert found is not None
-        assert found[1] == now + 30
-        assert cache.lookup("token-9", now + 30) is None  # expired, dropped
-        answer.body = {"active": True, "sub": "a", "exp": now + 10}
-        anyio.run(partial(cache.introspect, "short", trusted=False))
-        found = cache.lookup("short", now)
-        assert found is not None
-        assert found[1] == now + 10
-        # The cache holds hashes, never a token.
-        assert not any(b"token" in key for key in cache._entries)
+def _refresh_max_age(set_cookies: list[str]) -> int:
+    (refresh,) = [c for c in set_cookies if c.startswith("_auth_refresh=")]
+    found = re.search(r"Max-Age=(\d+)", refresh)
+    assert found is not None, refresh
+    return int(found.group(1))
 
 
-def test_inactive_answer_is_remembered_and_refused() -> None:
-    with StaticJSON({"active": False}).running() as answer:
-        cache = _introspection(answer.url)
-        anyio.run(partial(cache.introspect, "gone", trusted=False))
-        anyio.run(partial(cache.introspect, "gone", trusted=False))
-        assert len(answer.requests) == 1
-        with pytest.raises(TokenExpiredError):
-            cache.lookup("gone", time.time())
+@pytest.mark.parametrize(
+    ("stated", "max_age"),
+    [
+        (3 * 3600, 3 * 3600),  # shorter than the kit's 14-day default: the provider's
+        (15897600, 30 * 86400),  # GitHub's six months: no longer than state_max_age
+    ],
+)
+def test_the_refresh_cookie_lives_as_long_as_the_provider_says_the_refresh_token_does(
+    server: OAuth2Server, stated: int, max_age: int
+) -> None:
+    server.refresh_token_expires_in = stated  # GitHub's refresh_token_expires_in
+    tc, _oidc = _sign_in(server)
+    (signed_in,) = [c for c in tc.cookies.jar if c.name == "_auth_refresh"]
+    assert signed_in.expires is not None
+    assert abs(signed_in.expires - time.time() - max_age) < 60  # the jar's real clock
+    for _ in range(3):
+        server.offset += ACCESS_TTL + 20  # past the access token's expiry
+        me = tc.get("/me")
+        assert me.status_code == 200, me.text
+        assert _refresh_max_age(me.headers.get_list("set-cookie")) == max_age

@@ -5,8 +5,8 @@ rotation and revocation for both, the precedence of docs/behaviour.md."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx2
@@ -17,7 +17,6 @@ from starlette.testclient import TestClient, WebSocketDisconnect
 from fastapi_authkit import (
     AuthKitMiddleware,
     ConfigurationError,
-    create_issuer,
     create_store,
     get_auth_state,
 )
@@ -28,26 +27,13 @@ from fastapi_authkit.issuer import Issuer, TokenResponse
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 from fastapi_authkit.testing import auth_client, login_as, store_down
 
+from tests.support.apps import issuer_base_app, make_issuer
 from tests.support.clock import Clock
 from tests.support.redis_servers import RedisServer
 from tests.support.tokens import SECRET_KEY
 from tests.support.waiting import eventually_sync
 
 BOTH: AuthType = ("cookie", "header")
-SIGNING_KEY = "bearer-issuer-signing-key-0123456789abcdef"
-
-
-def make_issuer(backend: SessionStore, clock: Clock) -> Issuer:
-    # Access 60 s, grace 10 s, late replay 60 s (the default), idle 1 h.
-    return create_issuer(
-        backend=backend,
-        signing_key=SIGNING_KEY,
-        access_ttl=60,
-        idle_ttl=3600,
-        absolute_ttl=7200,
-        grace=10,
-        clock=clock,
-    )
 
 
 def bearer_app(
@@ -56,18 +42,7 @@ def bearer_app(
     """Browsers sign in at /login (cookies), apps at /app-login and refresh at /token (the
     body); /who says who and by which credential."""
     issuer = make_issuer(backend, clock)
-    store = create_store(
-        secret_key=SECRET_KEY, token_issuer=issuer, auth_type=auth_type, clock=clock, **options
-    )
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await backend.aclose()  # a RedisStore's connections, closed with the app
-
-    app = FastAPI(lifespan=lifespan)
-    app.add_middleware(AuthKitMiddleware, store=store)
-    app.state.issuer = issuer
+    app = issuer_base_app(issuer, clock, auth_type=auth_type, **options)
     app.post("/token")(issuer.token_endpoint)
 
     @app.post("/login")
@@ -109,14 +84,6 @@ def bearer_app(
             {"id": s.id, "current": s.current, "user_agent": s.user_agent}
             for s in await issuer.sessions(request)
         ]
-
-    @app.post("/logout")
-    async def logout(request: Request) -> dict[str, bool]:
-        return {"revoked": await issuer.sign_out(request)}
-
-    @app.post("/logout-everywhere")
-    async def everywhere(request: Request) -> dict[str, bool]:
-        return {"revoked": await issuer.sign_out(request, everywhere=True)}
 
     return app
 
@@ -436,6 +403,15 @@ def test_combinations_that_make_no_sense_stay_errors(clock: Clock) -> None:
 # --- the revocation check on real Redis --------------------------------------------------------
 
 
+async def revoke_elsewhere(url: str, prefix: str, clock: Clock, subject: str) -> int:
+    """Another process's issuer on the same Redis prefix signs ``subject`` out everywhere."""
+    other = make_issuer(RedisStore.from_url(url, prefix=prefix), clock)
+    try:
+        return await other.revoke_subject(subject)
+    finally:
+        await other.backend.aclose()
+
+
 def test_bearer_revocation_on_redis_asks_the_store(redis_server: RedisServer, clock: Clock) -> None:
     """With no view (``view_size=0``) every bearer request asks Redis whether its session
     is live: a revocation made by another process counts at the next request, and the
@@ -448,14 +424,10 @@ def test_bearer_revocation_on_redis_asks_the_store(redis_server: RedisServer, cl
         headers = bearer(tokens["access_token"])
         assert tc.get("/who", headers=headers).json()["credential"] == "header"
 
-        async def revoke_elsewhere() -> int:
-            other = make_issuer(RedisStore.from_url(redis_server.url, prefix=prefix), clock)
-            try:
-                return await other.revoke_subject("mobile")
-            finally:
-                await other.backend.aclose()
-
-        assert tc.portal.call(revoke_elsewhere) == 1  # type: ignore[union-attr]
+        revoked = tc.portal.call(  # type: ignore[union-attr]
+            revoke_elsewhere, redis_server.url, prefix, clock, "mobile"
+        )
+        assert revoked == 1
         response = tc.get("/who", headers=headers)
         assert (response.json()["sub"], response.json()["credential"]) == ("browser", "cookie")
         assert response.headers.get_list("set-cookie") == []  # the browser's cookies stay
@@ -578,14 +550,10 @@ def test_bearer_revocation_on_redis_reaches_the_view(
 
         eventually_sync(view_knows, within=20)
 
-        async def revoke_elsewhere() -> int:
-            other = make_issuer(RedisStore.from_url(redis_server.url, prefix=prefix), clock)
-            try:
-                return await other.revoke_subject("mobile")
-            finally:
-                await other.backend.aclose()
-
-        assert tc.portal.call(revoke_elsewhere) == 1  # type: ignore[union-attr]
+        revoked = tc.portal.call(  # type: ignore[union-attr]
+            revoke_elsewhere, redis_server.url, prefix, clock, "mobile"
+        )
+        assert revoked == 1
         eventually_sync(lambda: issuer.known_active(sid, clock()) is False, within=20)
         assert tc.get("/me", headers=headers).status_code == 401
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import jwt
@@ -13,13 +15,14 @@ import pytest
 import redis.cluster
 from redis.crc import key_slot
 
-from fastapi_authkit import RefreshParam, create_issuer
+from fastapi_authkit import RefreshParam
 from fastapi_authkit.errors import ReplicaConfirmationError
 from fastapi_authkit.issuer import IssuedTokens, Issuer
 from fastapi_authkit.stores import RedisStore
 from fastapi_authkit.stores.redis.keys import KeyLayout
 from fastapi_authkit.stores.sealing import token_id
 
+from tests.support.apps import make_issuer
 from tests.support.clock import Clock
 from tests.support.redis_cluster import RedisClusterServers
 from tests.support.redis_servers import RedisServer
@@ -30,20 +33,20 @@ pytestmark = pytest.mark.anyio
 FAMILIES = 60
 
 
-def make_issuer(backend: RedisStore, clock: Clock) -> Issuer:
-    return create_issuer(
-        backend=backend,
-        signing_key="layout-signing-key-0123456789abcdef-0123",
-        access_ttl=60,
-        idle_ttl=3600,
-        absolute_ttl=7200,
-        grace=10,
-        clock=clock,
-    )
-
-
 async def refresh(issuer: Issuer, token: str) -> Any:
     return await issuer.refresh(RefreshParam(auth_token=None, refresh_token=token))
+
+
+@asynccontextmanager
+async def issuer_on(
+    url: str, prefix: str, clock: Clock
+) -> AsyncIterator[tuple[Issuer, RedisStore]]:
+    """An issuer on a Redis store of ``url`` under ``prefix``, and the store, closed after."""
+    store = RedisStore.from_url(url, prefix=prefix)
+    try:
+        yield make_issuer(store, clock), store
+    finally:
+        await store.aclose()
 
 
 def test_key_names_of_one_family_share_the_family_keys_slot() -> None:
@@ -64,16 +67,12 @@ async def test_families_land_on_every_primary_and_stay_in_one_slot(
     redis_cluster: RedisClusterServers, clock: Clock
 ) -> None:
     prefix = f"spread-{uuid.uuid4().hex}:"
-    store = RedisStore.from_url(redis_cluster.url, prefix=prefix)
-    try:
-        issuer = make_issuer(store, clock)
+    async with issuer_on(redis_cluster.url, prefix, clock) as (issuer, store):
         for i in range(FAMILIES):
             tokens = await issuer.issue(f"user-{i}")
             clock.advance(1)
             assert (await refresh(issuer, tokens.refresh_token)).is_success
         by_primary = await keys_under(store, prefix)
-    finally:
-        await store.aclose()
     assert len(by_primary) == 3
     family_nodes: dict[str, set[int]] = defaultdict(set)
     family_slots: dict[str, set[int]] = defaultdict(set)
@@ -98,9 +97,7 @@ async def test_sign_out_everywhere_revokes_families_on_every_primary(
     redis_cluster: RedisClusterServers, clock: Clock
 ) -> None:
     prefix = f"everywhere-{uuid.uuid4().hex}:"
-    store = RedisStore.from_url(redis_cluster.url, prefix=prefix)
-    try:
-        issuer = make_issuer(store, clock)
+    async with issuer_on(redis_cluster.url, prefix, clock) as (issuer, store):
         # Family ids are random, so their slots are too: issue sessions until alice's live on
         # all three primaries (15 do with probability ~99 %; the bound makes a miss a failure
         # of the layout, not of luck).
@@ -123,17 +120,13 @@ async def test_sign_out_everywhere_revokes_families_on_every_primary(
             assert not (await refresh(issuer, session.refresh_token)).is_success
         assert (await refresh(issuer, other.refresh_token)).is_success
         assert await issuer.revoke_subject("alice") == 0
-    finally:
-        await store.aclose()
 
 
 async def test_sign_out_everywhere_forgets_expired_families(
     redis_server: RedisServer, clock: Clock
 ) -> None:
     prefix = f"gone-{uuid.uuid4().hex}:"
-    store = RedisStore.from_url(redis_server.url, prefix=prefix)
-    try:
-        issuer = make_issuer(store, clock)
+    async with issuer_on(redis_server.url, prefix, clock) as (issuer, _):
         kept = await issuer.issue("alice")
         expired = await issuer.issue("alice")
         raw = redis_server.control()
@@ -141,8 +134,6 @@ async def test_sign_out_everywhere_forgets_expired_families(
         assert await issuer.revoke_subject("alice") == 1
         assert raw.smembers(f"{prefix}sub:alice") == {kept.family_id}
         raw.close()
-    finally:
-        await store.aclose()
 
 
 # --- data written by the earlier layout ---------------------------------------------------
@@ -170,9 +161,7 @@ async def test_sessions_of_the_earlier_layout_keep_working(
     prefix = f"old-{uuid.uuid4().hex}:"
     with redis_server.control() as raw:
         old_token = write_old_layout(raw, prefix, clock, "alice")
-    store = RedisStore.from_url(redis_server.url, prefix=prefix)
-    try:
-        issuer = make_issuer(store, clock)
+    async with issuer_on(redis_server.url, prefix, clock) as (issuer, _):
         # The old access token's session check reads the (unchanged) family key.
         assert await issuer.is_active({"sid": "OldFamily0123456789abc"})
         first = await refresh(issuer, old_token)
@@ -188,35 +177,25 @@ async def test_sessions_of_the_earlier_layout_keep_working(
         # Reuse detection spans the two layouts: the old token after grace revokes all.
         assert not (await refresh(issuer, old_token)).is_success
         assert not (await refresh(issuer, second.new_refresh_token)).is_success
-    finally:
-        await store.aclose()
 
 
 async def test_revocations_reach_sessions_of_the_earlier_layout(
     redis_server: RedisServer, clock: Clock
 ) -> None:
     prefix = f"old-{uuid.uuid4().hex}:"
-    store = RedisStore.from_url(redis_server.url, prefix=prefix)
-    try:
-        issuer = make_issuer(store, clock)
+    async with issuer_on(redis_server.url, prefix, clock) as (issuer, _):
         with redis_server.control() as raw:
             signed_out = write_old_layout(raw, prefix, clock, "bob")
         assert await issuer.revoke(signed_out)  # sign-out with an old refresh token
         assert not await issuer.is_active({"sid": "OldFamily0123456789abc"})
         assert not await issuer.revoke("NeverIssued" + "y" * 32)
-    finally:
-        await store.aclose()
     prefix = f"old-{uuid.uuid4().hex}:"
-    store = RedisStore.from_url(redis_server.url, prefix=prefix)
-    try:
-        issuer = make_issuer(store, clock)
+    async with issuer_on(redis_server.url, prefix, clock) as (issuer, _):
         with redis_server.control() as raw:
             write_old_layout(raw, prefix, clock, "carol")
         new = await issuer.issue("carol")
         assert await issuer.revoke_subject("carol") == 2  # the old family and the new one
         assert not (await refresh(issuer, new.refresh_token)).is_success
-    finally:
-        await store.aclose()
 
 
 async def test_cluster_with_a_tagged_prefix_keeps_the_earlier_layout_working(
@@ -226,19 +205,15 @@ async def test_cluster_with_a_tagged_prefix_keeps_the_earlier_layout_working(
     one slot. They still work, earlier tokens included (but nothing shards)."""
     prefix = f"{{tag-{uuid.uuid4().hex}}}:"
     assert KeyLayout(prefix).one_slot
-    store = RedisStore.from_url(redis_cluster.url, prefix=prefix)
-    try:
+    async with issuer_on(redis_cluster.url, prefix, clock) as (issuer, _):
         control = redis.cluster.RedisCluster(host="127.0.0.1", port=redis_cluster.nodes[0].port)
         with control:
             old_token = write_old_layout(control, prefix, clock, "dave")
-        issuer = make_issuer(store, clock)
         result = await refresh(issuer, old_token)
         assert result.is_success
         tokens = await issuer.issue("dave")
         assert (await refresh(issuer, tokens.refresh_token)).is_success
         assert await issuer.revoke_subject("dave") == 2
-    finally:
-        await store.aclose()
 
 
 async def test_earlier_tokens_are_unknown_on_a_sharded_cluster(
@@ -246,13 +221,9 @@ async def test_earlier_tokens_are_unknown_on_a_sharded_cluster(
 ) -> None:
     # The earlier layout could not be written to a cluster without a tagged prefix, so a
     # token without a family is not looked for (and is no error).
-    store = RedisStore.from_url(redis_cluster.url, prefix=f"t-{uuid.uuid4().hex}:")
-    try:
-        issuer = make_issuer(store, clock)
+    async with issuer_on(redis_cluster.url, f"t-{uuid.uuid4().hex}:", clock) as (issuer, _):
         assert not (await refresh(issuer, "NoFamilyInThisToken" + "z" * 24)).is_success
         assert not await issuer.revoke("NoFamilyInThisToken" + "z" * 24)
-    finally:
-        await store.aclose()
 
 
 async def test_a_slot_moved_under_a_waiting_write_is_followed(

@@ -11,27 +11,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from fastapi_authkit import RefreshParam, RefreshResult, StoreUnavailableError, create_issuer
+from fastapi_authkit import RefreshParam, RefreshResult, StoreUnavailableError
 from fastapi_authkit.errors import ReplicaConfirmationError
 from fastapi_authkit.issuer import Issuer
 from fastapi_authkit.stores import RedisStore
 
+from tests.support.apps import make_issuer
 from tests.support.clock import Clock
 from tests.support.redis_stores import keys_under
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("kind", ["redis", "cluster"])]
-
-
-def make_issuer(backend: RedisStore, clock: Clock) -> Issuer:
-    return create_issuer(
-        backend=backend,
-        signing_key="confirm-signing-key-0123456789abcdef-0123",
-        access_ttl=60,
-        idle_ttl=3600,
-        absolute_ttl=7200,
-        grace=10,
-        clock=clock,
-    )
 
 
 async def refresh(issuer: Issuer, token: str) -> RefreshResult:
