@@ -13,6 +13,11 @@ import httpx2
 
 from tests.support.processes import LaunchError, free_port, running
 
+# Each worker imports the app (FastAPI, pydantic, redis-py, the kit) before it answers:
+# about 2 s of CPU, and over 30 s of wall-clock time for two workers on a busy 2-core
+# machine. How fast a server starts is no test's subject; a bound is kept for one that hangs.
+STARTUP_TIMEOUT = 120.0
+
 
 @contextmanager
 def run_example_app(
@@ -42,5 +47,13 @@ def run_example_app(
             return False
 
     log = tmp_path / f"uvicorn-{port}.log"
-    with running(command, what="uvicorn", log=log, env=full_env, ready=ready, poll=0.1):
+    with running(
+        command,
+        what="uvicorn",
+        log=log,
+        env=full_env,
+        ready=ready,
+        poll=0.1,
+        timeout=STARTUP_TIMEOUT,
+    ):
         yield base_url
