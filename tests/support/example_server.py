@@ -17,6 +17,7 @@ from tests.support.processes import LaunchError, free_port, running
 # about 2 s of CPU, and over 30 s of wall-clock time for two workers on a busy 2-core
 # machine. How fast a server starts is no test's subject; a bound is kept for one that hangs.
 STARTUP_TIMEOUT = 120.0
+KEEP_ALIVE = 60
 
 
 @contextmanager
@@ -39,6 +40,10 @@ def run_example_app(
     base_url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "uvicorn", app, "--app-dir", "."]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    # Tests pin a worker by a keep-alive connection it answered; uvicorn's default 5 s idle
+    # limit can close one between two requests on a busy machine, and the next request
+    # then lands on whichever worker accepts the new connection.
+    command += ["--timeout-keep-alive", str(KEEP_ALIVE)]
 
     def ready() -> bool:
         try:

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.realserver
 ACCESS_TTL = 8
 SECRET = "oidc-workers-test-secret-0123456789abcdef"
 N = 12
-ISSUER_ACCESS_TTL = 2  # short: waited out for real, within uvicorn's 5 s keep-alive
+ISSUER_ACCESS_TTL = 2  # short: waited out for real, within the server's keep-alive
 REDIRECT = "https://app.test/auth/callback"
 
 
