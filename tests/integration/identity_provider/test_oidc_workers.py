@@ -20,7 +20,7 @@ import anyio
 import httpx2
 import pytest
 
-from tests.support.example_server import run_example_app
+from tests.support.example_server import PINNED, run_example_app
 from tests.support.http_client import CookieKeeper
 from tests.support.oidc_flow import at_provider, code_flow
 from tests.support.oidc_server import API, OIDCProviderServer
@@ -62,9 +62,7 @@ async def _storm(base_url: str, fresh: dict[str, str], stale_after: float) -> li
         for _ in range(10 * N):
             if len(by_worker) == 2 and min(len(c) for c in by_worker.values()) >= N // 2:
                 break
-            client = httpx2.AsyncClient(
-                base_url=base_url, timeout=20.0, limits=httpx2.Limits(max_connections=1)
-            )
+            client = httpx2.AsyncClient(base_url=base_url, timeout=20.0, limits=PINNED)
             clients.append(client)
             response = await client.get("/health")
             assert response.status_code == 200, response.text
@@ -150,7 +148,7 @@ class Workers:
         client = httpx2.Client(
             base_url=self.base_url,
             timeout=20.0,
-            limits=httpx2.Limits(max_connections=1),
+            limits=PINNED,
             # The test's CookieKeeper is the browser's jar: a client keeping cookies of its
             # own would send stale ones with its pings, refreshing with rotated-out tokens.
             cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),

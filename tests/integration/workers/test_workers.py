@@ -12,7 +12,7 @@ import anyio
 import httpx2
 import pytest
 
-from tests.support.example_server import run_example_app
+from tests.support.example_server import PINNED, run_example_app
 from tests.support.http_client import CookieKeeper, until_unavailable
 from tests.support.redis_cluster import RedisClusterServers
 from tests.support.redis_servers import RedisServer
@@ -76,9 +76,7 @@ async def _storm_on_both_workers(
         for _ in range(10 * n):
             if len(by_worker) == 2 and min(len(c) for c in by_worker.values()) >= n // 2:
                 break
-            client = httpx2.AsyncClient(
-                base_url=base_url, timeout=20.0, limits=httpx2.Limits(max_connections=1)
-            )
+            client = httpx2.AsyncClient(base_url=base_url, timeout=20.0, limits=PINNED)
             clients.append(client)
             response = await client.get("/api/me", headers=scout.headers())
             client.cookies.clear()
