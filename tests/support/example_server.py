@@ -13,6 +13,16 @@ import httpx2
 
 from tests.support.processes import LaunchError, free_port, running
 
+# Each worker imports the app (FastAPI, pydantic, redis-py, the kit) before it answers:
+# about 2 s of CPU, and over 30 s of wall-clock time for two workers on a busy 2-core
+# machine. How fast a server starts is no test's subject; a bound is kept for one that hangs.
+STARTUP_TIMEOUT = 120.0
+KEEP_ALIVE = 60
+# A client whose one connection stays with the worker that accepted it: httpx closes an
+# idle connection after 5 s by default, and a request after that opens a new one, to
+# whichever worker accepts it (a burst of them all to one: asyncio accepts a whole backlog).
+PINNED = httpx2.Limits(max_connections=1, keepalive_expiry=KEEP_ALIVE)
+
 
 @contextmanager
 def run_example_app(
@@ -34,6 +44,9 @@ def run_example_app(
     base_url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "uvicorn", app, "--app-dir", "."]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    # Tests pin a worker by a keep-alive connection it answered (PINNED); uvicorn's default
+    # 5 s idle limit can close one between two requests on a busy machine.
+    command += ["--timeout-keep-alive", str(KEEP_ALIVE)]
 
     def ready() -> bool:
         try:
@@ -42,5 +55,13 @@ def run_example_app(
             return False
 
     log = tmp_path / f"uvicorn-{port}.log"
-    with running(command, what="uvicorn", log=log, env=full_env, ready=ready, poll=0.1):
+    with running(
+        command,
+        what="uvicorn",
+        log=log,
+        env=full_env,
+        ready=ready,
+        poll=0.1,
+        timeout=STARTUP_TIMEOUT,
+    ):
         yield base_url

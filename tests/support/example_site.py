@@ -11,6 +11,7 @@ from typing import Any
 import httpx2
 import redis
 
+from tests.support.example_server import PINNED
 from tests.support.http_client import CookieKeeper
 from tests.support.redis_servers import RedisServer
 from tests.support.waiting import eventually_sync
@@ -57,9 +58,7 @@ class Site:
         for _ in range(100):
             if len(self.workers) == 2:
                 return
-            client = httpx2.Client(
-                base_url=self.base_url, timeout=10.0, limits=httpx2.Limits(max_connections=1)
-            )
+            client = httpx2.Client(base_url=self.base_url, timeout=10.0, limits=PINNED)
             self._clients.append(client)
             response = client.get("/api/me", headers=cookie_header(jar))
             assert response.status_code == 200, response.text

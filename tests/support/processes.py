@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -41,10 +42,31 @@ class Service:
         self.stop()
 
 
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
+        return 32768
+
+
+_PICK = random.SystemRandom()  # not the tests' seeded random: two runs would pick alike
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port below the kernel's ephemeral range. A server stopped and started
+    again on its port (a provider's restart, Redis killed and restarted, a failover's
+    rejoin) must find it free; a port from that range can meanwhile have become the local
+    end of any outgoing connection on the machine (EADDRINUSE, seen under load)."""
+    start = _ephemeral_ports_start()
+    for _ in range(200):
+        port = _PICK.randrange(start // 2, start)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise LaunchError(f"no free loopback port between {start // 2} and {start}")
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float = STARTUP_TIMEOUT) -> float:

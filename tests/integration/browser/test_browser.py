@@ -533,15 +533,16 @@ def test_remember_me_decides_whether_closing_the_browser_signs_out(
                 for header in response.headers_array()
                 if header["name"].lower() == "set-cookie"
             }
-            assert {"_auth", "_auth_refresh"} <= set(rewritten), rewritten
+            assert {"_auth", "_auth_type", "_auth_refresh"} <= set(rewritten), rewritten
             for name, header in rewritten.items():
                 assert ("max-age=" in header) is remember, (name, header)
             cookies = jar(context)
             assert cookies["_auth_refresh"]["value"] != first
             for name in AUTH_COOKIES:
-                if name == "_auth" and remember and name not in cookies:
-                    # Its Max-Age is the token's remaining life (ACCESS_TTL): on a busy
-                    # machine it may already be gone; the header above was checked.
+                if name in ("_auth", "_auth_type") and remember and name not in cookies:
+                    # The access cookie and its type cookie have the token's remaining life
+                    # (ACCESS_TTL) as Max-Age: on a busy machine they may already be gone;
+                    # their headers above were checked.
                     continue
                 session_only = cookies[name]["expires"] == -1
                 assert session_only is not remember, (name, cookies[name])

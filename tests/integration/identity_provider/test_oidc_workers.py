@@ -20,7 +20,7 @@ import anyio
 import httpx2
 import pytest
 
-from tests.support.example_server import run_example_app
+from tests.support.example_server import PINNED, run_example_app
 from tests.support.http_client import CookieKeeper
 from tests.support.oidc_flow import at_provider, code_flow
 from tests.support.oidc_server import API, OIDCProviderServer
@@ -28,12 +28,12 @@ from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.realserver
 
-# Long enough for the warm-up (opening connections held by both workers) on a busy machine:
-# the token must expire only once every connection is open.
+# The provider's access tokens: alive through the sign-in and its first /api/me, then
+# waited out for real before the storm.
 ACCESS_TTL = 8
 SECRET = "oidc-workers-test-secret-0123456789abcdef"
 N = 12
-ISSUER_ACCESS_TTL = 2  # short: waited out for real, within uvicorn's 5 s keep-alive
+ISSUER_ACCESS_TTL = 2  # short: waited out for real, within the server's keep-alive
 REDIRECT = "https://app.test/auth/callback"
 
 
@@ -51,23 +51,24 @@ def _app_env(provider: OIDCProviderServer, redis: RedisServer, **mode: str) -> d
 
 async def _storm(base_url: str, fresh: dict[str, str], stale_after: float) -> list[httpx2.Response]:
     """``N`` requests at once on keep-alive connections known to be held by both workers,
-    with cookies whose access token has expired by then."""
+    with cookies whose access token has expired by then. The connections are opened once it
+    has expired, on a route without authentication: no request before the storm depends on
+    how long the token still lives (the provider's restart before it can take seconds on a
+    busy machine), and none has been idle long enough for uvicorn's keep-alive to close it."""
     by_worker: dict[int, list[httpx2.AsyncClient]] = {}
     clients: list[httpx2.AsyncClient] = []
     try:
+        await anyio.sleep(max(0.0, stale_after - time.time()))
         for _ in range(10 * N):
             if len(by_worker) == 2 and min(len(c) for c in by_worker.values()) >= N // 2:
                 break
-            client = httpx2.AsyncClient(
-                base_url=base_url, timeout=20.0, limits=httpx2.Limits(max_connections=1)
-            )
+            client = httpx2.AsyncClient(base_url=base_url, timeout=20.0, limits=PINNED)
             clients.append(client)
-            response = await client.get("/api/me", headers=fresh)
+            response = await client.get("/health")
             assert response.status_code == 200, response.text
-            by_worker.setdefault(response.json()["worker"], []).append(client)
+            by_worker.setdefault(int(response.headers["x-worker"]), []).append(client)
         assert len(by_worker) == 2, f"only worker {set(by_worker)} accepted connections"
         chosen = [c for pair in zip(*by_worker.values(), strict=False) for c in pair][:N]
-        await anyio.sleep(max(0.0, stale_after - time.time()))
         responses: list[httpx2.Response] = []
 
         async def one(client: httpx2.AsyncClient) -> None:
@@ -147,7 +148,7 @@ class Workers:
         client = httpx2.Client(
             base_url=self.base_url,
             timeout=20.0,
-            limits=httpx2.Limits(max_connections=1),
+            limits=PINNED,
             # The test's CookieKeeper is the browser's jar: a client keeping cookies of its
             # own would send stale ones with its pings, refreshing with rotated-out tokens.
             cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),

@@ -31,7 +31,7 @@ from fastapi_authkit.loginguard import LoginGuard, normalize_account
 from fastapi_authkit.stores import MemoryStore, RedisStore, SessionStore
 
 from tests.support.clock import Clock
-from tests.support.example_server import run_example_app
+from tests.support.example_server import PINNED, run_example_app
 from tests.support.processes import free_port
 from tests.support.redis_sentinel import SentinelSet
 from tests.support.redis_servers import RedisServer
@@ -448,7 +448,7 @@ def pinned_clients(base_url: str) -> dict[str, httpx2.Client]:
     workers: dict[str, httpx2.Client] = {}
     spare: list[httpx2.Client] = []
     for _ in range(200):
-        http = httpx2.Client(base_url=base_url, timeout=10.0)
+        http = httpx2.Client(base_url=base_url, timeout=10.0, limits=PINNED)
         pid = http.get("/ready").headers["x-worker"]
         if pid in workers:
             spare.append(http)

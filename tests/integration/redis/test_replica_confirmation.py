@@ -22,6 +22,8 @@ from tests.support.redis_stores import keys_under
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("kind", ["redis", "cluster"])]
 
+SOCKET_TIMEOUT = 5.0
+
 
 async def refresh(issuer: Issuer, token: str) -> RefreshResult:
     return await issuer.refresh(RefreshParam(auth_token=None, refresh_token=token))
@@ -32,9 +34,12 @@ class Pair:
 
     def __init__(self, url: str, clock: Clock) -> None:
         self.prefix = f"wait-{uuid.uuid4().hex}:"
-        self.plain = RedisStore.from_url(url, prefix=self.prefix)
+        # Every call but WAIT answers at once; a busy machine can still hold a reply past
+        # the default 0.5 s socket timeout (an undo that timed out was left undone). How a
+        # slow Redis is answered is not what these tests are about.
+        self.plain = RedisStore.from_url(url, prefix=self.prefix, timeout=SOCKET_TIMEOUT)
         self.waiting = RedisStore.from_url(
-            url, prefix=self.prefix, wait_replicas=1, wait_timeout=0.05
+            url, prefix=self.prefix, timeout=SOCKET_TIMEOUT, wait_replicas=1, wait_timeout=0.05
         )
         self.issuer = make_issuer(self.plain, clock)
         self.waiting_issuer = make_issuer(self.waiting, clock)
