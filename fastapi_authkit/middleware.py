@@ -11,7 +11,6 @@ reports to the audit hook (:mod:`.audit`) and writes the queued cookies at respo
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
 from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -50,15 +49,12 @@ from .refusal import Refusals, send_unavailable
 from .session import clear_session
 from .source import SESSION_CLAIM
 from .state import SCOPE_KEY, AuthState
-from .streams import StreamWatch
+from .streams import AppSend, StreamWatch
 
 __all__ = ["AuthKitMiddleware"]
 
 logger = logging.getLogger("fastapi_authkit")
 
-_RESPONSE_STARTS: Final = frozenset(
-    {"http.response.start", "websocket.accept", "websocket.http.response.start"}
-)
 # Set in the scope by the first AuthKitMiddleware a request passes: a second one in the same
 # stack would read, refresh and rotate the same cookies again.
 _SEEN: Final = "fastapi_authkit.middleware"
@@ -88,6 +84,7 @@ class AuthKitMiddleware:
         self._writer = writer = store.cookie_writer
         self._refreshing = RefreshContext(store.verifier, writer, store.clock, store.notices)
         self._route = store.refresh_route
+        self._with_cookies = self._send_with_cookies  # bound once: every request holds it
         self._refusals = Refusals(
             csrf_header=store.csrf_header_name,
             csrf_cookie=store.names.csrf,
@@ -160,44 +157,43 @@ class AuthKitMiddleware:
             return
         scope[SCOPE_KEY] = state
 
-        started = False
-
-        # A plain function returning send's awaitable (ASGI only awaits what send returns):
-        # no coroutine of its own for each message of every response.
-        def send_with_cookies(message: Message) -> Awaitable[None]:
-            nonlocal started
-            if message["type"] in _RESPONSE_STARTS:
-                started = True
-                if state._cookies_queued:
-                    return self._send_with_cookies(scope, state, message, send)
-            return send(message)
-
-        live = self._live
+        # The app's send, built here rather than by a constructor: this runs for every request.
+        live, claims = self._live, state.claims
+        app_send: AppSend
+        watch: StreamWatch | None = None
+        if live is not None and method == "GET" and claims is not None and live.streams != "none":
+            # Watched: a response that starts as a stream ends with its session.
+            app_send = watch = _new_send(StreamWatch)
+            watch.live, watch.claims, watch.server_receive = live, claims, receive
+            watch.conn = watch.stream = None
+        else:
+            app_send = _new_send(AppSend)
+        app_send.scope, app_send.state, app_send.server_send = scope, state, send
+        app_send.with_cookies, app_send.started = self._with_cookies, False
         try:
-            if live is not None and state.claims is not None:
-                if kind == "websocket":
-                    conn = live.connection(kind, state.claims, receive, send_with_cookies)
-                    if conn is not None:
-                        live.add(conn)
-                        try:
-                            await self.app(scope, conn.receive, conn.send)
-                        finally:
-                            conn.finish()
-                        return
-                elif method == "GET" and live.streams != "none":
-                    watch = StreamWatch(live, scope, state.claims, receive, send_with_cookies)
-                    try:
-                        await self.app(scope, watch.receive, watch.send)
-                    finally:
-                        watch.finish()
+            if watch is not None:
+                try:
+                    await self.app(scope, watch.receive, watch.send)
+                finally:
+                    watch.finish()
+            elif live is not None and kind == "websocket" and claims is not None:
+                conn = live.connection(kind, claims, receive, app_send.send)
+                if conn is None:
+                    await self.app(scope, receive, app_send.send)
                     return
-            await self.app(scope, receive, send_with_cookies)
+                live.add(conn)
+                try:
+                    await self.app(scope, conn.receive, conn.send)
+                finally:
+                    conn.finish()
+            else:
+                await self.app(scope, receive, app_send.send)
         except StoreUnavailableError as exc:
             # A route that needed the store (sign_in, sign_out, the sessions list) during an
             # outage, in an app without a handler of its own: fail closed as protected routes
             # do, 503 with Retry-After rather than the server's 500. Once the response has
             # begun, nothing can be answered any more.
-            if started or kind != "http":
+            if app_send.started or kind != "http":
                 raise
             logger.error(
                 "%s %s: the store is unavailable, answered 503: %s", method, scope["path"], exc
@@ -397,3 +393,4 @@ class AuthKitMiddleware:
 
 # AuthState without __init__: the hot path sets every field itself.
 _new_state: Final = AuthState.__new__
+_new_send: Final = AppSend.__new__

@@ -1,74 +1,115 @@
-"""Watching a streaming GET response, so that ending its session ends the stream."""
+"""The ``send`` given to the app: cookie writes at response start, and the watch of a stream."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
 
 from starlette.types import Message, Receive, Scope, Send
 
+from .authstate import AuthState
 from .live import ConnectionEnded, LiveConnection, LiveConnections
 
-__all__ = ["StreamWatch"]
+__all__ = ["AppSend", "StreamWatch", "WithCookies"]
+
+_RESPONSE_STARTS: Final = frozenset(
+    {"http.response.start", "websocket.accept", "websocket.http.response.start"}
+)
 
 
-class StreamWatch:
-    """The ``receive`` and ``send`` given to the app for a GET whose response, once it
-    starts as a stream (``end_streams``), is watched until its body ends: a revoked session
-    ends it as a client leaving would. The record is made only when needed (the app waits
-    on ``receive``, as a streaming response does for the client leaving, or a stream
-    starts): most GETs make none, and pass through two plain calls.
+# Sends a response start with the cookie writes ``state`` queued (the middleware's).
+WithCookies = Callable[[Scope, AuthState, Message, Send], Awaitable[None]]
 
-    The app runs with ``watch.receive`` and ``watch.send``; :meth:`finish` once it returned.
+
+class AppSend:
+    """One request's ``send`` as the app sees it (:meth:`send`): a response start carries
+    the cookie writes the request queued, and :attr:`started` says whether one went out.
+
+    Built for every request: the middleware fills the slots itself, without a constructor
+    call.
     """
 
-    __slots__ = ("_claims", "_conn", "_live", "_made", "_receive", "_scope", "_send", "_stream")
+    __slots__ = ("scope", "server_send", "started", "state", "with_cookies")
 
-    def __init__(
-        self,
-        live: LiveConnections,
-        scope: Scope,
-        claims: dict[str, Any],
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        self._live = live
-        self._scope = scope
-        self._claims = claims
-        self._receive = receive
-        self._send = send
-        self._conn: LiveConnection | None = None
-        self._made = False
-        self._stream: LiveConnection | None = None  # once the response streams
+    scope: Scope
+    state: AuthState
+    server_send: Send
+    with_cookies: WithCookies
+    started: bool
 
-    def _record(self) -> LiveConnection | None:
-        if not self._made:
-            self._made = True
-            self._conn = self._live.connection("http", self._claims, self._receive, self._send)
-        return self._conn
+    # A plain function returning the awaitable (ASGI only awaits what it returns): no
+    # coroutine of its own for each message of every response.
+    def send(self, message: Message) -> Awaitable[None]:
+        if message["type"] in _RESPONSE_STARTS:
+            self.started = True
+            if self.state._cookies_queued:
+                return self.with_cookies(self.scope, self.state, message, self.server_send)
+        return self.server_send(message)
 
-    # Plain functions returning the awaitable (ASGI only awaits what they return): no
-    # coroutine of their own for each message of every watched GET.
-    def receive(self) -> Awaitable[Message]:
-        watched = self._conn if self._made else self._record()
-        return self._receive() if watched is None else watched.receive()
+
+class StreamWatch(AppSend):
+    """The ``send`` and :meth:`receive` of a GET of a session whose streams end with it
+    (``end_streams``): a response that starts as a stream is watched until its body ends,
+    and a revoked session ends it as a client leaving would. The record is made only when
+    needed (the app waits on ``receive``, as a streaming response does for the client
+    leaving, or a stream starts): a plain response makes none. :meth:`finish` once the
+    app returned.
+
+    The middleware fills :class:`AppSend`'s slots and ``live``, ``claims``,
+    ``server_receive``, ``conn`` and ``stream`` (both None).
+    """
+
+    __slots__ = ("claims", "conn", "live", "server_receive", "stream")
+
+    live: LiveConnections
+    claims: dict[str, Any]
+    server_receive: Receive
+    conn: LiveConnection | None  # made when first needed
+    stream: LiveConnection | None  # once the response streams
 
     def send(self, message: Message) -> Awaitable[None]:
-        stream = self._stream
+        stream = self.stream
         if stream is not None:
             return self._send_watched(stream, message)
-        if message["type"] == "http.response.start" and (
-            self._live.streams == "all" or _event_stream(message)
-        ):
-            watched = self._record()
-            if watched is not None:
-                self._stream = watched
-                return self._start(watched, message)
-        return self._send(message)
+        if message["type"] in _RESPONSE_STARTS:
+            self.started = True
+            live = self.live
+            if live.streams == "all" or _event_stream(message):
+                watched = self._record()
+                if watched is not None:
+                    self.stream = watched
+                    return self._start(live, watched, message)
+            if self.state._cookies_queued:
+                return self.with_cookies(self.scope, self.state, message, self.server_send)
+        return self.server_send(message)
 
-    async def _start(self, watched: LiveConnection, message: Message) -> None:
-        await watched.send(message)
-        self._live.add(watched)
+    def receive(self) -> Awaitable[Message]:
+        watched = self._record()
+        return self.server_receive() if watched is None else watched.receive()
+
+    def finish(self) -> None:
+        """The app returned: forget the connection, if one was recorded."""
+        if self.conn is not None:
+            self.conn.finish()
+
+    def _record(self) -> LiveConnection | None:
+        conn = self.conn
+        if conn is None:
+            # None again when nothing could end it (no session id): asked again, as cheap.
+            conn = self.conn = self.live.connection(
+                "http", self.claims, self.server_receive, self.server_send
+            )
+        return conn
+
+    async def _start(
+        self, live: LiveConnections, watched: LiveConnection, message: Message
+    ) -> None:
+        state = self.state
+        if state._cookies_queued:
+            await self.with_cookies(self.scope, state, message, watched.send)
+        else:
+            await watched.send(message)
+        live.add(watched)
 
     async def _send_watched(self, stream: LiveConnection, message: Message) -> None:
         try:
@@ -77,20 +118,25 @@ class StreamWatch:
             # A server of ASGI 2.4 raises OSError on a send to a client that left; earlier
             # ones drop it silently, and Starlette counts on that (it stops on
             # ``http.disconnect`` instead): an ended stream answers as the server would.
-            if _spec_version(self._scope) >= (2, 4):
+            if _spec_version(self.scope) >= (2, 4):
                 raise
-
-    def finish(self) -> None:
-        """The app returned: forget the connection, if one was recorded."""
-        if self._conn is not None:
-            self._conn.finish()
 
 
 def _event_stream(message: Message) -> bool:
-    for name, value in message.get("headers", ()):
-        if name.lower() == b"content-type":
-            return bytes(value).lower().startswith(b"text/event-stream")
-    return False
+    headers = message.get("headers")
+    if not headers:
+        return False
+    # ASGI's header names are lower-case: one lookup, without a loop, for nearly every
+    # response; a name in another case is still found.
+    value = dict(headers).get(b"content-type")
+    if value is None:
+        for name, other in headers:
+            if name.lower() == b"content-type":
+                value = other
+                break
+        else:
+            return False
+    return bytes(value[:17]).lower() == b"text/event-stream"
 
 
 def _spec_version(scope: Scope) -> tuple[int, ...]:
