@@ -17,6 +17,7 @@ per-process memory, bounded (:mod:`fastapi_authkit.readercache`).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Collection
 from dataclasses import replace
 from typing import Any, Final
@@ -100,7 +101,7 @@ class RequestReader:
         )
         # The session check's view in this process (the issuer's store), bound once.
         self._known = store.session_known
-        # As many readings as verified tokens: a reading needs its token remembered anyway.
+        # As many records as the verifier remembers tokens: a record takes its token's place.
         self._cache = ReaderCache(store.names, store.verifier.cache_size, self._known)
         self._parsed = self._cache.parsed  # bound once: called for every cookie request
 
@@ -363,53 +364,31 @@ class RequestReader:
             credential="cookie",
         )
         if then is DONE and safe and token is not None and claims is not None:
-            if record is None:
-                if raw_state is not None:
-                    self._remember(parsed, reading, token, claims, raw_state, now, family)
-            elif record.token_type != token_type:
-                # The same session under another token-type cookie: its record, retyped.
-                retyped = replace(record, token_type=token_type or _BEARER, header=None)
-                self._cache.remember(parsed, retyped, now)
+            self._remember(parsed, record, reading, claims, now, family)
         return reading
 
     def _remember(
         self,
         parsed: ParsedHeader,
+        record: CachedReading | None,
         reading: Reading,
-        access: str,
         claims: dict[str, Any],
-        raw_state: str,
         now: float,
         family: str | None,
     ) -> None:
-        """Remember a signed-in session's reading for as long as it stays the same: the
-        token's and the state cookie's validity windows, and (with refresh configured) until
-        a refresh falls due. Only outcomes that needed no I/O are remembered; with a session
-        check, the family is asked of its view again on every use. Unsafe methods never read
-        it."""
-        store = self._store
-        token = store.verifier.remembered(access)
-        cookie = store.state_codec.remembered(raw_state)
-        if token is None or cookie is None or parsed.session is None:
-            return  # (verified_token_cache=0 remembers no token, so nothing here either)
-        until = min(token[1], cookie[1])
-        if store.refresh is not None and reading.refresh_token is not None:
-            until = min(until, claims["exp"] - store.refresh.interval)
-        # The claims, the state id and the user state are the verifier's and the codec's
-        # own remembered values (the same token, the same cookie), which they hand over:
-        # the record is then all that is remembered of the session.
-        cached = CachedReading(
-            valid_from=max(token[0], cookie[0]),
-            valid_until=until,
-            access=access,
-            token_type=reading.token_type or _BEARER,
-            claims=token[2],
-            state_id=cookie[2],
-            user_state=cookie[3],
-            refresh_token=reading.refresh_token,
-            family=family,
-            session=parsed.session,
-        )
-        store.verifier.forget(access)
-        store.state_codec.forget(raw_state)
-        self._cache.remember(parsed, cached, now)
+        """Remember a signed-in session for as long as it stays the same: the token's and
+        the state cookie's validity windows, and (with refresh configured) until a refresh
+        falls due. Only outcomes that needed no I/O are remembered; with a session check,
+        the family is asked of its view again on every use. Unsafe methods never read it."""
+        token_type = reading.token_type or _BEARER
+        if record is None:
+            store, due = self._store, math.inf
+            if store.refresh is not None and reading.refresh_token is not None:
+                due = claims["exp"] - store.refresh.interval
+            self._cache.take_over(
+                parsed, store.verifier, store.state_codec, reading, due, family, now
+            )
+        elif record.token_type != token_type:
+            # The same session under another token-type cookie: its record, retyped.
+            retyped = replace(record, token_type=token_type, header=None)
+            self._cache.remember(parsed, retyped, now)

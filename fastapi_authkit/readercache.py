@@ -29,8 +29,10 @@ from hashlib import blake2b
 
 from .config import SessionKnown
 from .cookies import CACHED_HEADER_BYTES, CookieNames, parse_cookie_header
-from .decision import CachedReading
+from .decision import CachedReading, Reading
 from .fifo import Fifo
+from .tokens.verifier import TokenVerifier
+from .userstate import StateCodec
 
 __all__ = [
     "PARSED_HEADERS",
@@ -204,6 +206,44 @@ class ReaderCache:
         readings[cached.session] = cached
         parsed.cached = cached
         self._pin(cached, parsed.digest)
+
+    def take_over(
+        self,
+        parsed: ParsedHeader,
+        verifier: TokenVerifier,
+        codec: StateCodec,
+        reading: Reading,
+        due: float,
+        family: str | None,
+        now: float,
+    ) -> None:
+        """Keep the signed-in ``reading`` of ``parsed``'s session as its record, until the
+        token's or the state cookie's window closes or a refresh falls due (``due``), taking
+        over what ``verifier`` and ``codec`` remembered of them: the claims, the state id
+        and the user state are their own remembered values, which they then forget, so that
+        the record is all that is remembered of the session."""
+        access, raw_state, _ = parsed.key
+        if access is None or raw_state is None or parsed.session is None:
+            return
+        token = verifier.remembered(access)
+        cookie = codec.remembered(raw_state)
+        if token is None or cookie is None:
+            return  # (verified_token_cache=0 remembers no token, so nothing here either)
+        cached = CachedReading(
+            valid_from=max(token[0], cookie[0]),
+            valid_until=min(token[1], cookie[1], due),
+            access=access,
+            token_type=reading.token_type or _BEARER,
+            claims=token[2],
+            state_id=cookie[2],
+            user_state=cookie[3],
+            refresh_token=reading.refresh_token,
+            family=family,
+            session=parsed.session,
+        )
+        verifier.forget(access)
+        codec.forget(raw_state)
+        self.remember(parsed, cached, now)
 
     def _drop(self, cached: CachedReading) -> None:
         del self.readings[cached.session]
