@@ -22,7 +22,8 @@ is printed alongside for comparison.
 Then what a remembered session costs: ``--sessions`` distinct signed-in browsers
 (benchmarks/scaling.py's) each send one GET, with a Cookie header of its own bytes as a
 server would hand it over; the RSS growth over their count is one session's cost in the
-kit's caches. Targets: at most 1 KiB per session, and the default bound
+kit's caches (including, spread over them, the parsed-header layer filling up to its 4,096
+headers: a fixed cost, not a session's). Targets: at most 1 KiB per session, and the default bound
 (``verified_token_cache``) times that cost under 64 MiB.
 
     .venv/bin/python -m benchmarks.memory [--requests 100000] [--warm-up 10000] [--sessions 20000]

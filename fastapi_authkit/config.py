@@ -179,8 +179,8 @@ def create_store(
         verified_token_cache: How many verified tokens (and state cookies, and the outcomes
             of signed-in Cookie headers) are remembered so that each is verified once, not
             on every request (0 disables; time claims and ages are still checked on every
-            request, revocation too). Default 20,000: with each remembered session costing
-            about 3 KB, a worker's caches stay under 64 MiB (docs/performance.md).
+            request, revocation too). Default 20,000: a worker's caches stay well under
+            64 MiB (docs/performance.md measures what a remembered session costs).
         auth_name: The cookies' name prefix. A name starting ``__Host-`` requires
             ``cookie_secure=True``, ``cookie_path="/"`` and no domain; ``__Secure-``
             requires ``cookie_secure=True``.

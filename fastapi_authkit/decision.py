@@ -6,7 +6,7 @@
   method without the session's CSRF token), to be refused before anything else happens;
 * :class:`Reading`: what the cookies (or the bearer header) say, and in ``then`` the I/O
   the middleware still has to carry out (:class:`Then`);
-* :class:`CachedReading`: a signed-in Cookie header read before, served again while
+* :class:`CachedReading`: a signed-in session's cookies read before, served again while
   everything that made it signed in still holds. A browser repeats the same header on
   every request, so this is the common answer, and the cheapest.
 """
@@ -14,11 +14,11 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from .config import Credential
+from .jsoncopy import Copyable
 
 __all__ = [
     "CHECK",
@@ -111,34 +111,41 @@ class Reading(NamedTuple):
     credential: Credential | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class CachedReading:
-    """A signed-in session's reading, served again for its Cookie header from
-    ``valid_from`` until ``valid_until`` (and, with a session check, while its view says
-    ``family`` is live). Always a cookie session with nothing left to do.
+    """A signed-in session's reading, served again for its cookies from ``valid_from``
+    until ``valid_until`` (and, with a session check, while its view says ``family`` is
+    live). Always a cookie session with nothing left to do.
 
-    ``claims`` and ``user_state`` are not values but calls that each return a private copy
-    (:meth:`fastapi_authkit.jsoncopy.Remembered.copy`): every request may change its own.
+    It is also the one record the reader's cache keeps of the session
+    (:mod:`fastapi_authkit.readercache`): what the verifier and the state codec would
+    otherwise each remember of it. ``claims`` and ``user_state`` are remembered values
+    (:func:`fastapi_authkit.jsoncopy.copyable`): ``.copy()`` gives each request a private
+    copy, since every request may change its own. ``session`` is the digest of the
+    session's cookies the cache knows it by; ``header``, the digest of the Cookie header
+    it was last served for (the cache's, and the one field that changes).
     """
 
     valid_from: float
     valid_until: float
     access: str
     token_type: str
-    claims: Callable[[], Any]
-    state_id: str | None
-    user_state: Callable[[], Any]
+    claims: Copyable
+    state_id: str
+    user_state: Copyable
     refresh_token: str | None
     family: str | None  # asked of the session check's view on every use, when there is one
+    session: bytes
+    header: bytes | None = None
 
     def reading(self) -> Reading:
         """This session's :class:`Reading`, nothing left to do (for a request read again)."""
         return Reading(
             token=self.access,
             token_type=self.token_type,
-            claims=self.claims(),
+            claims=self.claims.copy(),
             state_id=self.state_id,
-            user_state=self.user_state(),
+            user_state=self.user_state.copy(),
             refresh_token=self.refresh_token,
             access=self.access,
             credential="cookie",

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from .csrf import CsrfSigner
 from .origins import cross_site_refused
-from .userstate import SessionData
 
 __all__ = ["ForgeryCheck"]
 
@@ -34,7 +33,7 @@ class ForgeryCheck:
         method: str | None,
         path: str,
         scheme: str,
-        session: SessionData | None,
+        state_id: str | None,
     ) -> str | None:
         """Why a cookie-carrying WebSocket handshake or unsafe-method request looks forged
         (cross-site), or None.
@@ -49,9 +48,9 @@ class ForgeryCheck:
         if reason is None and path not in self.csrf_exempt_paths:
             values = [v for k, v in headers if k == self.csrf_header]
             if (
-                session is None
+                state_id is None
                 or len(values) != 1
-                or not self.csrf.verify(session.state_id, values[0].decode("latin-1"))
+                or not self.csrf.verify(state_id, values[0].decode("latin-1"))
             ):
                 reason = "CSRF token missing or invalid"
         return reason

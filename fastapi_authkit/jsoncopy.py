@@ -2,11 +2,12 @@
 
 The caches hand the same verified value to many requests; each request must get its own
 copy, so a route that edits what it was given cannot change what the next request sees.
-:func:`remember` takes its own copy first (the value it is given usually belongs to a
-request already), then prepares a copier: flat values (the usual claims and user states)
-are copied shallowly; anything with nested lists or objects is parsed again from its JSON
-text. The copier is a C-level callable (a bound ``dict.copy``, a ``partial`` of
-``json.loads``...), so a copy on the hot path costs no Python frame.
+:func:`copyable` takes its own copy first (the value it is given usually belongs to a
+request already) and keeps it in the most compact form that still copies out in C: a flat
+dict or list (the usual claims and user states) is kept as itself, and its own ``copy()``
+is the shallow copy; a scalar is handed out as itself; anything with nested lists or
+objects is kept as its JSON text and parsed again. Whatever the form, ``.copy()`` on it is
+a fresh private copy, at the cost of one C-level call.
 """
 
 from __future__ import annotations
@@ -16,11 +17,57 @@ from collections.abc import Callable
 from functools import partial
 from itertools import repeat
 from sys import intern as _intern
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-__all__ = ["Remembered", "private_copy", "remember"]
+__all__ = ["Copyable", "Remembered", "copyable", "private_copy", "remember"]
 
 _SCALARS = (str, int, float, bool, type(None))
+
+
+class Copyable(Protocol):
+    """A remembered value: ``copy()`` returns a fresh private copy of it on every call."""
+
+    def copy(self) -> Any: ...
+
+
+class _Same:
+    """A scalar: immutable, so its copy is itself."""
+
+    __slots__ = ("copy",)
+
+    def __init__(self, value: Any) -> None:
+        # repeat(value).__next__: a C-level "return value", no Python frame per copy.
+        self.copy: Callable[[], Any] = repeat(value).__next__
+
+
+class _Json:
+    """A nested value, kept as its JSON text: each copy is parsed from it."""
+
+    __slots__ = ("copy",)
+
+    def __init__(self, text: str) -> None:
+        self.copy: Callable[[], Any] = partial(json.loads, text)
+
+
+# The usual scalar (no user state): one for every session.
+_NONE = _Same(None)
+
+
+def copyable(value: Any) -> Copyable:
+    """``value`` (already JSON data) in the form it is remembered in (see the module
+    docstring); ``copyable(value).copy() == value``."""
+    if isinstance(value, dict):
+        if all(isinstance(v, _SCALARS) for v in value.values()):
+            # Keys interned: every remembered claims dict has the same few keys ("sub",
+            # "exp"...), which JSON parsing makes anew for each one; one string each is
+            # enough, and the copies handed out share them.
+            return {_intern(k) if type(k) is str else k: v for k, v in value.items()}
+    elif isinstance(value, list):
+        if all(isinstance(v, _SCALARS) for v in value):
+            return list(value)
+    else:
+        return _NONE if value is None else _Same(value)
+    return _Json(json.dumps(value))
 
 
 class Remembered(NamedTuple):
@@ -29,27 +76,13 @@ class Remembered(NamedTuple):
 
 
 def remember(value: Any) -> Remembered:
-    """Prepare ``value`` (already JSON data) to be copied out many times."""
-    if isinstance(value, dict):
-        if all(isinstance(v, _SCALARS) for v in value.values()):
-            # Keys interned: every remembered claims dict has the same few keys ("sub",
-            # "exp"...), which JSON parsing makes anew for each one; one string each is
-            # enough, and the copies handed out share them.
-            own: dict[str, Any] = {_intern(k) if type(k) is str else k: v for k, v in value.items()}
-            return Remembered(own, own.copy)
-    elif isinstance(value, list):
-        if all(isinstance(v, _SCALARS) for v in value):
-            items = list(value)
-            return Remembered(items, items.copy)
-    else:
-        # A scalar is immutable: hand out the value itself (repeat(...).__next__ is a
-        # C-level "return value").
-        return Remembered(value, repeat(value).__next__)
-    text = json.dumps(value)
-    return Remembered(json.loads(text), partial(json.loads, text))
+    """``value`` (already JSON data) prepared to be copied out many times, with the value
+    itself at hand for reading (what a cache that reads its entries keeps)."""
+    own = copyable(value)
+    return Remembered(own if isinstance(own, dict | list) else own.copy(), own.copy)
 
 
 def private_copy(value: Any) -> Any:
     """One private copy of ``value`` (JSON data), for a value handed out only a few times
     (a refresh result shared by the requests that waited on it)."""
-    return remember(value).copy()
+    return copyable(value).copy()

@@ -140,8 +140,8 @@ class AuthKitMiddleware:
             # here rather than in a helper, as this runs for nearly every request.
             state = _new_state(AuthState)
             state.store, state.token = self.store, decision.access
-            state.token_type, state.claims = decision.token_type, decision.claims()
-            state.user_state, state.state_id = decision.user_state(), decision.state_id
+            state.token_type, state.claims = decision.token_type, decision.claims.copy()
+            state.user_state, state.state_id = decision.user_state.copy(), decision.state_id
             state.refresh_token = decision.refresh_token
             state.credential = "cookie"
         elif decision.__class__ is Reading:

@@ -17,7 +17,9 @@ per-process memory, bounded (:mod:`fastapi_authkit.readercache`).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Collection
+from dataclasses import replace
 from typing import Any, Final
 
 from .bearer import bearer_token, live_bearer
@@ -65,6 +67,7 @@ def _route_path(path: str, root_path: str) -> str:
 # No cookies, or nothing valid in them: one shared answer. And one for a session known over.
 _ANONYMOUS: Final = Reading()
 _SESSION_OVER: Final = Reading(then=CLEAR)
+_BEARER: Final = "Bearer"
 
 
 class RequestReader:
@@ -77,9 +80,9 @@ class RequestReader:
         "_cache",
         "_forgery",
         "_gateway",
-        "_header",
         "_header_only",
         "_known",
+        "_parsed",
         "_store",
     )
 
@@ -98,9 +101,9 @@ class RequestReader:
         )
         # The session check's view in this process (the issuer's store), bound once.
         self._known = store.session_known
-        # As many readings as verified tokens: a reading needs its token remembered anyway.
+        # As many records as the verifier remembers tokens: a record takes its token's place.
         self._cache = ReaderCache(store.names, store.verifier.cache_size, self._known)
-        self._header = self._cache.header  # bound once: called for every cookie request
+        self._parsed = self._cache.parsed  # bound once: called for every cookie request
 
     def read(
         self,
@@ -130,9 +133,10 @@ class RequestReader:
                 return reading
         if self._gateway:
             return self._gateway_cookie(headers, method, scheme, now, keys_reloaded)
-        parsed = self._header(cookie_header(headers))
+        header = cookie_header(headers)
+        parsed = self._parsed(header)
         safe = method in SAFE_METHODS
-        if safe:
+        if safe and parsed is not None:
             # The common request, answered here without a call: the reading last served
             # for this very header, still in its window (and its session still live).
             cached = parsed.cached
@@ -142,12 +146,12 @@ class RequestReader:
                 and (cached.family is None or self._known(cached.family, now) is True)  # type: ignore[misc]
             ):
                 return cached
-            cached = self._cache.recall(parsed, now)
-            if cached is not None:
-                return cached
+        found = self._cache.find(header, parsed, safe, now)
+        if isinstance(found, CachedReading):
+            return found
         if root_path:
             path = _route_path(path, root_path)
-        return self._cookies(parsed, headers, method, path, scheme, now, safe, keys_reloaded)
+        return self._cookies(found, headers, method, path, scheme, now, safe, keys_reloaded)
 
     def _debug(self, message: str, *args: object) -> None:
         if self._store.debug:
@@ -205,7 +209,7 @@ class RequestReader:
     ) -> Reading | Refused:
         """The access cookie an auth gateway sets (``auth_type="gateway"``): an identity by
         itself, with no state cookie, no refresh and no cookie ever written here."""
-        access = self._header(cookie_header(headers)).key[0]
+        access = self._cache.header(cookie_header(headers)).key[0]
         if access is None:
             return _ANONYMOUS
         reading = self._verified(access, "gateway", now, keys_reloaded)
@@ -236,9 +240,15 @@ class RequestReader:
                     return Refused(reason)
             return _ANONYMOUS  # none of the kit's cookies: nothing to check or refresh
         access, raw_state, refresh_token = parsed.key
-        session = store.state_codec.loads(raw_state) if raw_state is not None else None
+        # These very cookies were read before and their windows still hold: the session's
+        # record says what the state codec and the verifier would (they handed it what
+        # they remembered of them).
+        record = self._cache.known(parsed, now)
+        session = None
+        if record is None and raw_state is not None:
+            session = store.state_codec.loads(raw_state)
         migrate = False
-        if raw_state is not None and session is None:
+        if record is None and raw_state is not None and session is None:
             self._debug("state cookie rejected (tampered, foreign or too old)")
         elif session is not None:
             bound = belongs(session, access, refresh_token)
@@ -256,12 +266,21 @@ class RequestReader:
                 self._debug("state cookie belongs to another session or access token; ignored")
                 session = None
 
+        if record is not None:
+            state_id: str | None = record.state_id
+        else:
+            state_id = session.state_id if session is not None else None
         if (access is not None or refresh_token is not None) and not safe:
-            reason = self._forgery.cookie_forgery(headers, method, path, scheme, session)
+            reason = self._forgery.cookie_forgery(headers, method, path, scheme, state_id)
             if reason is not None:
                 # Before any refresh: a forged request must not even rotate tokens.
                 return Refused(reason)
-        if session is None:
+        token = token_type = claims = expired_claims = None
+        expired = False
+        if record is not None:
+            user_state = record.user_state.copy()
+            claims, token, token_type = record.claims.copy(), access, parsed.token_type
+        elif session is None:
             # An identity is the access token *and* its session's state cookie (the session
             # id, the user state, the binding to these tokens). Without the state cookie the
             # user would be the bare claims instead of the user state sign_in gave, so a
@@ -274,11 +293,9 @@ class RequestReader:
                     "with other tokens): anonymous, cookies left as they are"
                 )
             return Reading(refresh_token=refresh_token)
-
-        state_id, user_state = session.state_id, session.user_state
-        token = token_type = claims = expired_claims = None
-        expired = False
-        if access is not None:
+        else:
+            user_state = session.user_state
+        if record is None and access is not None:
             try:
                 claims = store.verifier.verify(access, now)
             except TokenExpiredError as exc:
@@ -346,50 +363,32 @@ class RequestReader:
             expired_claims=expired_claims,
             credential="cookie",
         )
-        if (
-            then is DONE
-            and safe
-            and token is not None
-            and claims is not None
-            and raw_state is not None
-        ):
-            self._remember(parsed, reading, token, claims, raw_state, now, family)
+        if then is DONE and safe and token is not None and claims is not None:
+            self._remember(parsed, record, reading, claims, now, family)
         return reading
 
     def _remember(
         self,
         parsed: ParsedHeader,
+        record: CachedReading | None,
         reading: Reading,
-        access: str,
         claims: dict[str, Any],
-        raw_state: str,
         now: float,
         family: str | None,
     ) -> None:
-        """Remember a signed-in session's reading for as long as it stays the same: the
-        token's and the state cookie's validity windows, and (with refresh configured) until
-        a refresh falls due. Only outcomes that needed no I/O are remembered; with a session
-        check, the family is asked of its view again on every use. Unsafe methods never read
-        it."""
-        store = self._store
-        token = store.verifier.remembered(access)
-        cookie = store.state_codec.remembered(raw_state)
-        if token is None or cookie is None:
-            return  # (verified_token_cache=0 remembers no token, so nothing here either)
-        until = min(token[1], cookie[1])
-        if store.refresh is not None and reading.refresh_token is not None:
-            until = min(until, claims["exp"] - store.refresh.interval)
-        # The claims and the user state are the verifier's and the codec's own remembered
-        # values (the same token, the same cookie): an entry adds no copy of its own.
-        cached = CachedReading(
-            valid_from=max(token[0], cookie[0]),
-            valid_until=until,
-            access=access,
-            token_type=reading.token_type or "Bearer",
-            claims=token[2].copy,
-            state_id=reading.state_id,
-            user_state=cookie[2].copy,
-            refresh_token=reading.refresh_token,
-            family=family,
-        )
-        self._cache.remember(parsed, cached, now)
+        """Remember a signed-in session for as long as it stays the same: the token's and
+        the state cookie's validity windows, and (with refresh configured) until a refresh
+        falls due. Only outcomes that needed no I/O are remembered; with a session check,
+        the family is asked of its view again on every use. Unsafe methods never read it."""
+        token_type = reading.token_type or _BEARER
+        if record is None:
+            store, due = self._store, math.inf
+            if store.refresh is not None and reading.refresh_token is not None:
+                due = claims["exp"] - store.refresh.interval
+            self._cache.take_over(
+                parsed, store.verifier, store.state_codec, reading, due, family, now
+            )
+        elif record.token_type != token_type:
+            # The same session under another token-type cookie: its record, retyped.
+            retyped = replace(record, token_type=token_type, header=None)
+            self._cache.remember(parsed, retyped, now)

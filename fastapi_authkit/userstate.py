@@ -17,7 +17,7 @@ from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from .errors import UserStateError
 from .fifo import Fifo
-from .jsoncopy import Remembered, remember
+from .jsoncopy import Copyable, copyable
 
 __all__ = ["SessionData", "StateCodec", "binding_of", "belongs"]
 
@@ -109,8 +109,9 @@ class StateCodec:
         self._clock = clock
         self._leeway = leeway
         # value -> (state_id, user state, binding, signed at, access bindings): a cookie that
-        # verified once is not verified again; its age still is, on every read.
-        self._cache: Fifo[str, tuple[str, Remembered, str, int, tuple[str, ...] | None]] = Fifo(
+        # verified once is not verified again; its age still is, on every read. A cookie
+        # whose session the request reader remembers is taken out of it (:meth:`forget`).
+        self._cache: Fifo[str, tuple[str, Copyable, str, int, tuple[str, ...] | None]] = Fifo(
             cache_size
         )
         options: dict[str, Any] = {
@@ -156,10 +157,10 @@ class StateCodec:
         except (TypeError, ValueError) as exc:
             raise UserStateError(f"user state must be JSON-serializable: {exc}") from exc
 
-    def remembered(self, value: str) -> tuple[float, float, Remembered] | None:
-        """``(from, until, user state)``: when a remembered state cookie passes its age
-        check (0 <= int(now + leeway) - signed_at <= max_age, solved for now), and its user
-        state (copy it out, never change it), or None."""
+    def remembered(self, value: str) -> tuple[float, float, str, Copyable] | None:
+        """``(from, until, state id, user state)``: when a remembered state cookie passes
+        its age check (0 <= int(now + leeway) - signed_at <= max_age, solved for now), its
+        state id and its user state (copy it out, never change it), or None."""
         cached = self._cache.get(value)
         if cached is None:
             return None
@@ -167,8 +168,14 @@ class StateCodec:
         return (
             signed_at - self._leeway,
             signed_at + self._max_age + 1 - self._leeway,
+            cached[0],
             cached[1],
         )
+
+    def forget(self, value: str) -> None:
+        """Drop what is remembered of the state cookie ``value`` (its keeper is now the
+        request reader's record of its session)."""
+        self._cache.pop(value, None)
 
     def loads(self, value: str) -> SessionData | None:
         """The session data, or None when the value is tampered, foreign or too old."""
@@ -199,7 +206,7 @@ class StateCodec:
                 return None
             access = tuple(data["a"])
         if self._cache.size:
-            user = remember(data["u"])
+            user = copyable(data["u"])
             entry = (data["s"], user, data["b"], int(signed.timestamp()), access)
             self._cache.put(value, entry)
         return SessionData(data["s"], data["u"], data["b"], access)

@@ -17,7 +17,7 @@ import jwt
 
 from ..errors import ConfigurationError, TokenError, TokenExpiredError, UnknownKeyError
 from ..fifo import Fifo
-from ..jsoncopy import Remembered, remember
+from ..jsoncopy import Copyable, copyable
 from ..validation import is_number, limit, seconds
 from .claims import MAX_TOKEN_BYTES, require_utf8_json_objects
 from .keys import (
@@ -174,8 +174,9 @@ class TokenVerifier:
         limit("verified_token_cache", cache_size, minimum=0)
         # Per verifier, so per configuration: another key set never sees these entries.
         # token -> (valid from, valid until, claims): the window in which _check_times
-        # passes, so a hit costs two comparisons.
-        self._cache: Fifo[str, tuple[float, float, Remembered]] = Fifo(cache_size)
+        # passes, so a hit costs two comparisons. A cookie session the request reader
+        # remembers is taken out of it (:meth:`forget`): the reader's record holds it then.
+        self._cache: Fifo[str, tuple[float, float, Copyable]] = Fifo(cache_size)
 
     @property
     def leeway(self) -> float:
@@ -284,7 +285,7 @@ class TokenVerifier:
             if lower <= now < upper:  # the time checks below, precomputed as a window
                 return remembered.copy()  # type: ignore[no-any-return]
             del self._cache[token]
-            self._check_times(remembered.value, now)  # raises the precise error
+            self._check_times(remembered.copy(), now)  # raises the precise error
         claims = self._verify_uncached(token)
         self._check_times(claims, now)
         if not self._cache.size:
@@ -295,8 +296,8 @@ class TokenVerifier:
             claims.get("nbf", -math.inf) - leeway,
             claims.get("iat", -math.inf) - leeway,
         )
-        # remember() keeps its own copy: these claims are the caller's.
-        self._cache.put(token, (lower, exp + leeway, remember(claims)))
+        # copyable() keeps its own copy: these claims are the caller's.
+        self._cache.put(token, (lower, exp + leeway, copyable(claims)))
         return claims
 
     def _verify_opaque(self, source: OpaqueTokenSource, token: str, now: float) -> dict[str, Any]:
@@ -314,7 +315,7 @@ class TokenVerifier:
     def cache_size(self) -> int:
         return self._cache.size
 
-    def remembered(self, token: str) -> tuple[float, float, Remembered] | None:
+    def remembered(self, token: str) -> tuple[float, float, Copyable] | None:
         """``(from, until, claims)``: when a remembered token passes its time checks, and
         its claims (copy them out, never change them), or None."""
         if self._opaque is not None:
@@ -323,6 +324,11 @@ class TokenVerifier:
             except TokenError:
                 return None
         return self._cache.get(token)
+
+    def forget(self, token: str) -> None:
+        """Drop what is remembered of ``token`` (its keeper is now the request reader's
+        record of its session; a token verified by introspection stays its source's)."""
+        self._cache.pop(token, None)
 
     def _verify_uncached(self, token: str) -> dict[str, Any]:
         """Everything that does not depend on the time: signature, algorithm, typ, aud,

@@ -24,7 +24,6 @@ from fastapi_authkit.decision import (
     Reading,
     Refused,
 )
-from fastapi_authkit.fifo import Fifo
 from fastapi_authkit.reader import RequestReader
 from fastapi_authkit.state import SCOPE_KEY, sign_in
 from fastapi_authkit.stores import MemoryStore, RedisStore
@@ -128,9 +127,9 @@ def test_a_repeated_header_is_remembered_until_the_token_expires(clock: Clock) -
     assert isinstance(second, CachedReading)
     assert second.access == first.token
     assert second.state_id == first.state_id
-    assert second.claims() == first.claims
-    assert second.user_state() == first.user_state
-    assert second.claims() is not second.claims()  # a private copy for every request
+    assert second.claims.copy() == first.claims
+    assert second.user_state.copy() == first.user_state
+    assert second.claims.copy() is not second.claims.copy()  # a private copy per request
     assert isinstance(read(reader, headers(jar), clock() + 29), CachedReading)
     later = read(reader, headers(jar), clock() + 30)  # the token's exp bounds it
     assert isinstance(later, Reading)
@@ -167,7 +166,7 @@ def test_each_remembered_session_keeps_its_header_past_the_header_cache(
     parsed again on every request: each remembered session keeps its own last header."""
     store = store_for(clock)
     reader = RequestReader(store)
-    reader._cache._parsed = Fifo(2)
+    reader._cache._parsed.size = 2
     jars = [signed_in(store, make_token(clock, sub=f"user-{i}")) for i in range(5)]
     parses = counting_parses(monkeypatch)
     for jar in jars:
@@ -177,7 +176,7 @@ def test_each_remembered_session_keeps_its_header_past_the_header_cache(
         for jar in jars:  # long evicted from the 2-header cache
             assert isinstance(read(reader, headers(jar), clock()), CachedReading)
     assert len(parses) == 5
-    assert len(reader._cache._by_header) == len(reader._cache._pinned) == 5
+    assert len(reader._cache._by_header) == len(reader._cache.readings) == 5
 
 
 def test_a_session_keeps_one_header_whatever_else_its_cookie_header_holds(
@@ -197,7 +196,7 @@ def test_a_session_keeps_one_header_whatever_else_its_cookie_header_holds(
     (kept,) = reader._cache._by_header
     last = dict(headers({**jar, "junk": "199"}))[b"cookie"]
     assert kept == readercache.header_digest(last)  # the latest header, by its digest
-    assert len(reader._cache._pinned) == 1
+    assert len(reader._cache.readings) == 1
 
 
 def test_a_remembered_session_keeps_its_headers_digest_not_the_header(clock: Clock) -> None:
@@ -205,19 +204,21 @@ def test_a_remembered_session_keeps_its_headers_digest_not_the_header(clock: Clo
     the header's bytes, the cookie names and the CSRF value are not kept per session."""
     store = store_for(clock)
     reader = RequestReader(store)
-    reader._cache._parsed = Fifo(0)
+    reader._cache._parsed.size = 0
     jar = signed_in(store, make_token(clock), refresh="r-1")
     read(reader, headers(jar), clock())
     assert isinstance(read(reader, headers(jar), clock()), CachedReading)
-    ((digest, parsed),) = reader._cache._by_header.items()
+    ((digest, record),) = reader._cache._by_header.items()
     assert digest == readercache.header_digest(dict(headers(jar))[b"cookie"])
     assert len(digest) == 16
-    assert parsed.key == (jar["_auth"], jar["_auth_state"], "r-1")
-    assert not hasattr(parsed, "cookies")
+    assert record.header == digest
+    assert record.session == readercache.session_digest((jar["_auth"], jar["_auth_state"], "r-1"))
+    assert len(record.session) == 16
+    assert not hasattr(record, "cookies")
 
 
 def test_the_default_bound_keeps_a_workers_caches_small() -> None:
-    """20,000 remembered sessions by default (about 3 KB each: under 64 MiB per worker)."""
+    """20,000 remembered sessions by default (under 64 MiB per worker)."""
     store = create_store(secret_key=SECRET_KEY, token_key=TOKEN_KEY)
     assert store.verifier.cache_size == 20_000
     assert RequestReader(store)._cache.readings.size == 20_000
@@ -230,6 +231,91 @@ def test_without_a_token_cache_no_header_is_kept_per_session(clock: Clock) -> No
     for _ in range(3):
         read(reader, headers(jar), clock())
     assert reader._cache._by_header == {}
+
+
+def test_a_remembered_session_is_one_record_not_an_entry_in_each_cache(clock: Clock) -> None:
+    """The verifier and the state codec hand what they remembered of the session's token
+    and state cookie to its record: the session is one entry, and no cache keeps the state
+    cookie itself."""
+    store = store_for(clock)
+    reader = RequestReader(store)
+    jar = signed_in(store, make_token(clock), refresh="r-1", user_state={"name": "Alice"})
+    read(reader, headers(jar), clock())
+    assert store.verifier.remembered(jar["_auth"]) is None
+    assert store.state_codec.remembered(jar["_auth_state"]) is None
+    ((session, record),) = reader._cache.readings.items()
+    assert session == readercache.session_digest((jar["_auth"], jar["_auth_state"], "r-1"))
+    assert record.claims.copy()["sub"] == "alice"
+    assert record.user_state.copy() == {"name": "Alice"}
+    assert isinstance(read(reader, headers(jar), clock()), CachedReading)
+
+
+def test_an_unsafe_request_of_a_remembered_session_is_answered_from_its_record(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A POST of a remembered session is neither verified nor decoded again (the record
+    holds what the caches would), and still needs its CSRF token."""
+    store = store_for(clock)
+    reader = RequestReader(store)
+    jar = signed_in(store, make_token(clock), user_state={"name": "Alice"})
+    read(reader, headers(jar), clock())
+    verified: list[str] = []
+    original = type(store.verifier)._verify_uncached
+
+    def counted(verifier: Any, token: str) -> Any:
+        verified.append(token)
+        return original(verifier, token)
+
+    monkeypatch.setattr(type(store.verifier), "_verify_uncached", counted)
+    assert read(reader, headers(jar), clock(), method="POST") == Refused(
+        "CSRF token missing or invalid"
+    )
+    csrf = (b"x-csrf-token", jar["_auth_csrf"].encode())
+    posted = read(reader, headers(jar, csrf), clock(), method="POST")
+    assert isinstance(posted, Reading)
+    assert posted.then == DONE
+    assert posted.claims is not None
+    assert posted.claims["sub"] == "alice"
+    assert posted.user_state == {"name": "Alice"}
+    assert posted.token == jar["_auth"]
+    assert verified == []
+    assert isinstance(read(reader, headers(jar), clock()), CachedReading)
+
+
+def test_a_record_serves_only_its_own_cookies(clock: Clock) -> None:
+    """Another state cookie issued with the same tokens, or another refresh cookie beside
+    the same access token and state cookie, is not the remembered session."""
+    store = store_for(clock)
+    reader = RequestReader(store)
+    token = make_token(clock)
+    first = signed_in(store, token, refresh="r-1", user_state={"v": 1})
+    second = signed_in(store, token, refresh="r-1", user_state={"v": 2})
+    assert first["_auth_state"] != second["_auth_state"]
+    read(reader, headers(first), clock())
+    assert read(reader, headers(first), clock()).user_state.copy() == {"v": 1}
+    other = read(reader, headers(second), clock())
+    assert isinstance(other, Reading)
+    assert other.user_state == {"v": 2}
+    assert read(reader, headers(second), clock()).user_state.copy() == {"v": 2}
+    foreign = read(reader, headers({**first, "_auth_refresh": "r-2"}), clock())
+    assert isinstance(foreign, Reading)
+    assert foreign.claims is None  # the state cookie is bound to r-1: anonymous
+    assert len(reader._cache.readings) == 2
+
+
+def test_another_token_type_cookie_retypes_the_record(clock: Clock) -> None:
+    store = store_for(clock)
+    reader = RequestReader(store)
+    jar = signed_in(store, make_token(clock))
+    read(reader, headers(jar), clock())
+    retyped = {**jar, "_auth_type": "DPoP"}
+    decision = read(reader, headers(retyped), clock())
+    assert isinstance(decision, Reading)
+    assert decision.token_type == "DPoP"
+    again = read(reader, headers(retyped), clock())
+    assert isinstance(again, CachedReading)
+    assert again.token_type == "DPoP"
+    assert len(reader._cache.readings) == len(reader._cache._by_header) == 1
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", None])
