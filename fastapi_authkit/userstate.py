@@ -37,8 +37,8 @@ def binding_of(token: str) -> str:
     """A short, non-reversible fingerprint of the session token a state cookie belongs to.
 
     Not remembered per token: the tokens it is given are whatever a request sends (a new
-    refresh cookie on every request would fill any cache keyed by them), and a hash of a
-    token costs less than a microsecond."""
+    refresh cookie on every request would fill any cache keyed by them), and hashing a
+    token costs less than caching it would."""
     return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
