@@ -1,7 +1,10 @@
 """When the data under the views is not what they learned from: flushed (``FLUSHALL``),
 swapped (``SWAPDB``) or gone key by key (what eviction does), then a sign-out. The old
 cookies must be refused by every worker within ``max_lag``, and the sign-out must say what
-really happened. Also the server setting the kit needs (``maxmemory-policy noeviction``).
+really happened: whether the store still had the session depends on whether the sign-out's
+worker had noticed yet, so each case is tested where it is certain (views that cannot
+notice, and a wait until the view has). Also the server setting the kit needs
+(``maxmemory-policy noeviction``).
 
 Two in-process apps on the built-in issuer, each with its own RedisStore on one prefix of
 a real redis-server of the test's own, stand for two workers (real uvicorn workers are in
@@ -23,7 +26,7 @@ import pytest
 from redis.asyncio import Redis
 
 from fastapi_authkit import ConfigurationError, StoreUnavailableError
-from fastapi_authkit.events import AuthEvent, SignedOut
+from fastapi_authkit.events import AuthEvent, RevokedSession, SignedOut
 from fastapi_authkit.stores import RedisStore
 from fastapi_authkit.stores.redis.keys import KeyLayout
 
@@ -39,6 +42,12 @@ MAX_LAG = 0.1
 # "Within max_lag", on a 2-core machine shared with other test runs: the bound a test can
 # hold without flaking; how long it really took is asserted separately, more loosely.
 BOUND = 2.0
+# A max_lag whose heartbeats (every max_lag / 4, the first one sent when the view
+# subscribes) do not come round again during a test, and whose trust does not lapse in one:
+# such a view cannot notice a flush or swap, nor stop vouching when a loaded machine holds
+# its heartbeats back, so a request after one is answered from what it learned before;
+# only a revocation message changes it.
+UNNOTICED = 3600.0
 
 
 class App:
@@ -75,8 +84,10 @@ def _family(jar: dict[str, str]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def two_apps(url: str, clock: Clock, seen: list[AuthEvent]) -> AsyncIterator[tuple[App, App]]:
-    stores = [RedisStore.from_url(url, prefix=PREFIX, max_lag=MAX_LAG) for _ in range(2)]
+async def two_apps(
+    url: str, clock: Clock, seen: list[AuthEvent], *, max_lag: float = MAX_LAG
+) -> AsyncIterator[tuple[App, App]]:
+    stores = [RedisStore.from_url(url, prefix=PREFIX, max_lag=max_lag) for _ in range(2)]
     clients = [
         httpx2.AsyncClient(
             transport=httpx2.ASGITransport(app=issuer_app(store, clock, on_event=seen.append)),
@@ -103,6 +114,15 @@ async def apps(
     own_redis: RedisServer, clock: Clock, seen: list[AuthEvent]
 ) -> AsyncIterator[tuple[App, App]]:
     async with two_apps(own_redis.url, clock, seen) as pair:
+        yield pair
+
+
+@pytest.fixture
+async def steady_apps(
+    own_redis: RedisServer, clock: Clock, seen: list[AuthEvent]
+) -> AsyncIterator[tuple[App, App]]:
+    """Two workers whose views only revocation messages change (see UNNOTICED)."""
+    async with two_apps(own_redis.url, clock, seen, max_lag=UNNOTICED) as pair:
         yield pair
 
 
@@ -166,15 +186,22 @@ async def test_data_flushed_or_swapped_ends_every_views_trust(
 
 @pytest.mark.parametrize("command", [("FLUSHALL",), ("SWAPDB", 0, 1)])
 async def test_sign_out_after_flushall_or_swapdb_is_refused_everywhere_and_says_so(
-    apps: tuple[App, App],
+    steady_apps: tuple[App, App],
     admin: Redis,
     clock: Clock,
     seen: list[AuthEvent],
     command: tuple[Any, ...],
 ) -> None:
+    """The sign-out arrives before any view has noticed (with max_lag's 0.1 s, its next
+    heartbeat would within 25 ms; here none is due): the request is still signed in from
+    the view, and its sign-out is what ends the session on every worker: the other worker
+    learns it from the revocation published for a session the store no longer held."""
+    apps = steady_apps
     a, _ = apps
     jar = await signed_in_everywhere(apps, clock)
     await admin.execute_command(*command)
+    for app in apps:
+        assert app.store.known_active(_family(jar), clock()) is True  # not noticed
     response = await a.post(jar, "/logout")
     # Ended everywhere (the answer), though the store no longer had it (the event).
     assert response.json() == {"revoked": True}
@@ -183,12 +210,42 @@ async def test_sign_out_after_flushall_or_swapdb_is_refused_everywhere_and_says_
     await refused_everywhere(apps, jar)
 
 
+@pytest.mark.parametrize("command", [("FLUSHALL",), ("SWAPDB", 0, 1)])
+async def test_sign_out_after_the_view_noticed_a_flushall_or_swapdb_is_already_signed_out(
+    apps: tuple[App, App],
+    admin: Redis,
+    clock: Clock,
+    seen: list[AuthEvent],
+    command: tuple[Any, ...],
+) -> None:
+    """The sign-out arrives after its worker's view noticed (within max_lag): the session
+    is unknown to the view and to the store, so the request is refused before the route
+    runs (RevokedSession, every cookie cleared) and the sign-out has no session left to ask
+    the store about: revoked, and found=None ("not asked")."""
+    a, _ = apps
+    jar = await signed_in_everywhere(apps, clock)
+    family = _family(jar)
+    await admin.execute_command(*command)
+    await eventually(lambda: a.store.known_active(family, clock()) is not True, within=BOUND)
+    before = len(seen)
+    response = await a.post(jar, "/logout")
+    assert (response.status_code, response.json()) == (200, {"revoked": True})
+    cleared = response.headers.get_list("set-cookie")
+    assert {c.split("=", 1)[0] for c in cleared} == set(jar)  # every auth cookie deleted
+    assert all("max-age=0" in c.lower() for c in cleared), cleared
+    assert [type(e) for e in seen[before:]] == [RevokedSession, SignedOut]
+    event = signed_out(seen)
+    assert (event.everywhere, event.revoked, event.found) == (False, True, None)
+    await refused_everywhere(apps, jar)
+
+
 # --- keys gone one by one (what eviction does): the epoch stays, the sign-out says it -----
 
 
 async def test_sign_out_of_a_session_whose_keys_are_gone_is_refused_everywhere(
-    apps: tuple[App, App], admin: Redis, clock: Clock, seen: list[AuthEvent]
+    steady_apps: tuple[App, App], admin: Redis, clock: Clock, seen: list[AuthEvent]
 ) -> None:
+    apps = steady_apps
     a, b = apps
     jar = await signed_in_everywhere(apps, clock)
     await session_keys_gone(admin, _family(jar))
@@ -202,8 +259,9 @@ async def test_sign_out_of_a_session_whose_keys_are_gone_is_refused_everywhere(
 
 
 async def test_sign_out_everywhere_over_vanished_keys_is_refused_everywhere(
-    apps: tuple[App, App], admin: Redis, clock: Clock, seen: list[AuthEvent]
+    steady_apps: tuple[App, App], admin: Redis, clock: Clock, seen: list[AuthEvent]
 ) -> None:
+    apps = steady_apps
     a, _ = apps
     jar = await signed_in_everywhere(apps, clock)
     await session_keys_gone(admin, _family(jar), subject=True)
