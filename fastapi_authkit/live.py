@@ -154,12 +154,16 @@ class LiveConnection:
         except Exception as exc:  # the client went meanwhile: nothing left to close
             logger.debug("closing an ended connection: %r", exc)
 
-    def finish(self) -> None:
-        """The app returned: forget the connection."""
+    def finish(self) -> asyncio.Task[None] | None:
+        """The app returned: forget the connection. The close the kit is still sending,
+        if any, is returned for the caller to await: what is sent after the application
+        returned is not sent (the server drops the connection without a close frame)."""
         self._registry.remove(self)
         inner, self._inner = self._inner, None
         if inner is not None and not inner.done():
             inner.cancel()
+        closing = self._task
+        return closing if closing is not None and not closing.done() else None
 
 
 async def _call(receive: Receive) -> Message:

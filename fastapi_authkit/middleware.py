@@ -175,7 +175,8 @@ class AuthKitMiddleware:
                 try:
                     await self.app(scope, watch.receive, watch.send)
                 finally:
-                    watch.finish()
+                    if (closing := watch.finish()) is not None:
+                        await closing
             elif live is not None and kind == "websocket" and claims is not None:
                 conn = live.connection(kind, claims, receive, app_send.send)
                 if conn is None:
@@ -185,7 +186,8 @@ class AuthKitMiddleware:
                 try:
                     await self.app(scope, conn.receive, conn.send)
                 finally:
-                    conn.finish()
+                    if (closing := conn.finish()) is not None:
+                        await closing
             else:
                 await self.app(scope, receive, app_send.send)
         except StoreUnavailableError as exc:

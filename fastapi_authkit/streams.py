@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -87,10 +88,10 @@ class StreamWatch(AppSend):
         watched = self._record()
         return self.server_receive() if watched is None else watched.receive()
 
-    def finish(self) -> None:
-        """The app returned: forget the connection, if one was recorded."""
-        if self.conn is not None:
-            self.conn.finish()
+    def finish(self) -> asyncio.Task[None] | None:
+        """The app returned: forget the connection, if one was recorded; the close still
+        being sent, if any (:meth:`LiveConnection.finish`)."""
+        return None if self.conn is None else self.conn.finish()
 
     def _record(self) -> LiveConnection | None:
         conn = self.conn

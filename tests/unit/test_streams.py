@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx2
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from benchmarks.live_connections import Stream, cookie_header
+from benchmarks.live_connections import ORIGIN, Stream, cookie_header
 from fastapi_authkit import AuthKitMiddleware, create_issuer, create_store
 from fastapi_authkit.stores import MemoryStore
 
@@ -31,9 +31,9 @@ BOUND = 2.0  # an end comes within this (it takes milliseconds)
 
 
 def streaming_app(clock: Clock) -> FastAPI:
-    """/login?as=, /logout-everywhere, /events (server-sent events), and /raw: a raw ASGI
-    event stream whose header name is not lower-case; ``app.state.left`` lists the ends
-    the raw stream saw."""
+    """/login?as=, /logout-everywhere, /events (server-sent events), /raw: a raw ASGI
+    event stream whose header name is not lower-case (``app.state.left`` lists the ends it
+    saw), and /ws: a WebSocket that returns as soon as it sees its client leave."""
     issuer = create_issuer(
         backend=MemoryStore(),
         signing_key="stream-test-signing-key-0123456789abcdef-012",
@@ -79,6 +79,16 @@ def streaming_app(clock: Clock) -> FastAPI:
             left.append(type(exc).__name__)
 
     app.mount("/raw", raw)
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                await websocket.receive_text()
+        except WebSocketDisconnect:
+            return  # at once: closing what the kit ended is the kit's to have done
+
     return app
 
 
@@ -144,3 +154,48 @@ async def test_a_stream_named_by_a_header_in_any_case_is_watched() -> None:
     async with asyncio.timeout(BOUND):
         await stream.task
     assert app.state.left == ["ConnectionEnded"]
+
+
+async def test_a_websocket_ended_with_its_session_is_closed_before_the_app_returns() -> None:
+    """What is sent after the application returned is not sent (the server drops the
+    connection, without a close frame). A server writes the close over several steps of
+    the loop; the kit's 1008 must be out before the application returns, even when the
+    app leaves at once on the disconnect the kit gave it."""
+    clock = Clock()
+    app = streaming_app(clock)
+    browser, other = Browser(app), Browser(app)
+    await browser.sign_in()
+    sent: list[Message] = []
+    answered = asyncio.Event()
+
+    async def server_send(message: Message) -> None:
+        for _ in range(5):  # a frame written over several steps of the loop
+            await asyncio.sleep(0)
+        sent.append(message)
+        answered.set()
+
+    to_app: asyncio.Queue[Message] = asyncio.Queue()
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "scheme": "wss",
+        "http_version": "1.1",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"origin", ORIGIN), (b"cookie", browser.cookies())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 443),
+        "subprotocols": [],
+    }
+    task = asyncio.create_task(app(scope, to_app.get, server_send))
+    await to_app.put({"type": "websocket.connect"})
+    async with asyncio.timeout(BOUND):
+        await answered.wait()
+    assert sent[0]["type"] == "websocket.accept", sent
+    await other.sign_in()
+    assert (await other.post("/logout-everywhere")).json() == {"revoked": True}
+    async with asyncio.timeout(BOUND):
+        await task
+    assert [m["code"] for m in sent if m["type"] == "websocket.close"] == [1008], sent
