@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
 from starlette.requests import HTTPConnection
 
 from .config import AuthStore, Credential
+from .cookies import read_cookies
 from .decision import Reading
 from .errors import ConfigurationError
 from .events import AuthEvent
@@ -42,12 +43,16 @@ class AuthState:
 
     # Class-level defaults: a request that only reads its state pays for one attribute
     # set at creation (this object is made for every request).
-    token: str | None = None
     token_type: str | None = None
     claims: dict[str, Any] | None = None
     user_state: Any = None
     state_id: str | None = None
-    refresh_token: str | None = None
+    _token: str | None = None
+    _refresh_token: str | None = None
+    # A session the reader's cache served: its record keeps neither token (they are most of
+    # a remembered session's bytes), which are this request's own cookies, read from these
+    # headers when first asked for (most routes never ask).
+    _unread_cookies: Iterable[tuple[bytes, bytes]] | None = None
     credential: Credential | None = None
     unavailable: bool = False
     # Set by sign_out, so the middleware forgets refresh results remembered for it and, with
@@ -69,6 +74,36 @@ class AuthState:
 
     def __init__(self, store: AuthStore) -> None:
         self.store = store
+
+    @property
+    def token(self) -> str | None:
+        if self._unread_cookies is not None:
+            self._read_tokens()
+        return self._token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        if self._unread_cookies is not None:
+            self._read_tokens()
+        self._token = value
+
+    @property
+    def refresh_token(self) -> str | None:
+        if self._unread_cookies is not None:
+            self._read_tokens()
+        return self._refresh_token
+
+    @refresh_token.setter
+    def refresh_token(self, value: str | None) -> None:
+        if self._unread_cookies is not None:
+            self._read_tokens()
+        self._refresh_token = value
+
+    def _read_tokens(self) -> None:
+        names = self.store.names
+        cookies = read_cookies(self._unread_cookies or (), names.wanted)
+        self._token, self._refresh_token = cookies.get(names.access), cookies.get(names.refresh)
+        self._unread_cookies = None
 
     @property
     def is_authenticated(self) -> bool:

@@ -119,7 +119,10 @@ class CachedReading:
 
     It is also the one record the reader's cache keeps of the session
     (:mod:`fastapi_authkit.readercache`): what the verifier and the state codec would
-    otherwise each remember of it. ``claims`` and ``user_state`` are remembered values
+    otherwise each remember of it, less the access and refresh tokens: whatever served it
+    (the Cookie header, or exactly these cookies) means the request carries them, so
+    :class:`~fastapi_authkit.authstate.AuthState` reads them from its own cookies when a
+    route asks. ``claims`` and ``user_state`` are remembered values
     (:func:`fastapi_authkit.jsoncopy.copyable`): ``.copy()`` gives each request a private
     copy, since every request may change its own. ``session`` is the digest of the
     session's cookies the cache knows it by; ``header``, the digest of the Cookie header
@@ -128,26 +131,25 @@ class CachedReading:
 
     valid_from: float
     valid_until: float
-    access: str
     token_type: str
     claims: Copyable
     state_id: str
     user_state: Copyable
-    refresh_token: str | None
     family: str | None  # asked of the session check's view on every use, when there is one
     session: bytes
     header: bytes | None = None
 
-    def reading(self) -> Reading:
-        """This session's :class:`Reading`, nothing left to do (for a request read again)."""
+    def reading(self, access: str | None, refresh_token: str | None) -> Reading:
+        """This session's :class:`Reading`, nothing left to do (for a request read again),
+        with the request's own access and refresh cookies (the record keeps neither)."""
         return Reading(
-            token=self.access,
+            token=access,
             token_type=self.token_type,
             claims=self.claims.copy(),
             state_id=self.state_id,
             user_state=self.user_state.copy(),
-            refresh_token=self.refresh_token,
-            access=self.access,
+            refresh_token=refresh_token,
+            access=access,
             credential="cookie",
         )
 

@@ -19,7 +19,7 @@ from itertools import repeat
 from sys import intern as _intern
 from typing import Any, NamedTuple, Protocol
 
-__all__ = ["Copyable", "Remembered", "copyable", "private_copy", "remember"]
+__all__ = ["Copyable", "Remembered", "copyable", "private_copy", "remember", "share_strings"]
 
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -68,6 +68,19 @@ def copyable(value: Any) -> Copyable:
     else:
         return _NONE if value is None else _Same(value)
     return _Json(json.dumps(value))
+
+
+def share_strings(value: Copyable, source: Copyable) -> None:
+    """Make each string of ``value`` (a remembered flat dict) that equals ``source``'s under
+    the same key that very string: a user state that repeats the token's claims, as
+    ``sub``, ``email`` or ``name`` often do, keeps one copy of each. Both are remembered
+    values, never handed out themselves, so ``value`` may change in place."""
+    if type(value) is not dict or type(source) is not dict:
+        return
+    for key, item in list(value.items()):
+        other = source.get(key)
+        if type(item) is str and type(other) is str and other == item:
+            value[key] = other
 
 
 class Remembered(NamedTuple):

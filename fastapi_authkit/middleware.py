@@ -26,6 +26,7 @@ from .authstate import published
 from .callback import RefreshParam
 from .clientinfo import client_info
 from .config import AuthStore
+from .cookies import read_cookies
 from .decision import CHECK, CLEAR, REFRESH, RELOAD, UNAVAILABLE, CachedReading, Reading, Refused
 from .dropped_cookies import warn_if_dropped
 from .errors import ConfigurationError, StoreUnavailableError
@@ -139,10 +140,9 @@ class AuthKitMiddleware:
             # The common request: a signed-in browser repeating its Cookie header. Built
             # here rather than in a helper, as this runs for nearly every request.
             state = _new_state(AuthState)
-            state.store, state.token = self.store, decision.access
+            state.store, state._unread_cookies = self.store, scope["headers"]
             state.token_type, state.claims = decision.token_type, decision.claims.copy()
             state.user_state, state.state_id = decision.user_state.copy(), decision.state_id
-            state.refresh_token = decision.refresh_token
             state.credential = "cookie"
         elif decision.__class__ is Reading:
             state = published(self.store, decision)
@@ -382,7 +382,9 @@ class AuthKitMiddleware:
         root_path = scope.get("root_path", "")
         decision = self._read(headers, method, path, scheme, self._clock(), root_path=root_path)
         if isinstance(decision, CachedReading):
-            decision = decision.reading()
+            cookies = read_cookies(headers, self.store.names.wanted)
+            names = self.store.names
+            decision = decision.reading(cookies.get(names.access), cookies.get(names.refresh))
         elif isinstance(decision, Refused):
             # The cookies would be refused as a forgery: the request goes on anonymous,
             # their session unused and untouched. (No browser sends it: another site cannot

@@ -8,19 +8,20 @@ here is one entry in one map. Two layers lead to the records, and one holds them
 * the parsed Cookie headers: 4,096 of at most ``CACHED_HEADER_BYTES`` (4 KiB) each, so at
   most 16 MiB of header bytes, each with the record last served for it;
 * the records, first in, first out, as many as ``create_store(verified_token_cache=...)``
-  (20,000 by default), known by a 16-byte digest of the session's own cookies (access,
+  (20,000 by default), known by a 15-byte digest of the session's own cookies (access,
   state, refresh) rather than by the whole Cookie header, so that other cookies (any value,
   changed on every request) cannot make one session's records many. One found past its
   window is dropped (when used, or from the front as new ones arrive);
-* each record's last Cookie header, known by its 16-byte digest rather than kept (so that
+* each record's last Cookie header, known by its 15-byte digest rather than kept (so that
   more active sessions than the parsed-header layer holds are not parsed again on every
   request): one per record and never more.
 
-Memory bound: a remembered session keeps no header bytes, no cookie names and no state
-cookie: its record, its two digests, the strings it hands out (access token, refresh token,
-state id), its claims and user state (:func:`~fastapi_authkit.jsoncopy.copyable`) and its
-index entries; about 1.3 KB in ``benchmarks/memory.py`` (docs/performance.md), so the
-default bound keeps a worker's caches under 64 MiB, plus at most 4,096 parsed headers.
+Memory bound: a remembered session keeps no header bytes, no cookie names, no state
+cookie and neither token (a request it serves carries them: see
+:class:`~fastapi_authkit.decision.CachedReading`): its record, its two digests, its state
+id, its claims and user state (:func:`~fastapi_authkit.jsoncopy.copyable`) and its index
+entries; about 1 KiB in ``benchmarks/memory.py`` (docs/performance.md), so the default
+bound keeps a worker's caches under 64 MiB with the at most 4,096 parsed headers.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from .config import SessionKnown
 from .cookies import CACHED_HEADER_BYTES, CookieNames, parse_cookie_header
 from .decision import CachedReading, Reading
 from .fifo import Fifo
+from .jsoncopy import share_strings
 from .tokens.verifier import TokenVerifier
 from .userstate import StateCodec
 
 __all__ = [
+    "DIGEST_BYTES",
     "PARSED_HEADERS",
     "ParsedHeader",
     "ReaderCache",
@@ -72,18 +75,24 @@ class ParsedHeader:
         self.session = session_digest(key) if key[0] is not None and key[1] is not None else None
 
 
+# The digests' size: 120 bits, far beyond any collision search, and 15 bytes rather than
+# 16 because a bytes object of 15 (33 bytes of header) fills one 48-byte allocator block,
+# where 16 takes a 64-byte one: two of them per remembered session.
+DIGEST_BYTES = 15
+
+
 def header_digest(header: bytes) -> bytes:
-    """What a record's last Cookie header is known by: 16 bytes, not the header (a
-    cryptographic digest, never ``hash()``: two headers taken for one would be two
-    sessions' identities confused)."""
-    return blake2b(header, digest_size=16, person=b"cookie header").digest()
+    """What a record's last Cookie header is known by: a digest, not the header (a
+    cryptographic one, never ``hash()``: two headers taken for one would be two sessions'
+    identities confused)."""
+    return blake2b(header, digest_size=DIGEST_BYTES, person=b"cookie header").digest()
 
 
 def session_digest(key: SessionKey) -> bytes:
-    """What a record is known by: a 16-byte digest of exactly these access, state and
-    refresh cookies (each length-prefixed, so no two keys share an encoding)."""
+    """What a record is known by: a digest of exactly these access, state and refresh
+    cookies (each length-prefixed, so no two keys share an encoding)."""
     text = "\n".join("-" if part is None else f"{len(part)}:{part}" for part in key)
-    return blake2b(text.encode(), digest_size=16, person=b"session cookies").digest()
+    return blake2b(text.encode(), digest_size=DIGEST_BYTES, person=b"session cookies").digest()
 
 
 class ReaderCache:
@@ -192,18 +201,18 @@ class ReaderCache:
         # the oldest close first (tokens of one issuer live alike), so a session that went
         # away leaves nothing behind for long, whatever the cache's size.
         for _ in range(2):
-            if not readings:
-                break
-            oldest = readings[next(iter(readings))]
-            if oldest.valid_until > now:
+            oldest = readings.oldest()
+            if oldest is None or oldest.valid_until > now:
                 break
             self._drop(oldest)
         previous = readings.get(cached.session)
         if previous is not None:
             self._unpin(previous)
-        elif len(readings) >= readings.size:
-            self._unpin(readings.popitem(last=False)[1])
-        readings[cached.session] = cached
+            readings[cached.session] = cached  # in its place
+        else:
+            if len(readings) >= readings.size:
+                self._unpin(readings.pop_oldest()[1])
+            readings.put(cached.session, cached)
         parsed.cached = cached
         self._pin(cached, parsed.digest)
 
@@ -232,15 +241,14 @@ class ReaderCache:
         cached = CachedReading(
             valid_from=max(token[0], cookie[0]),
             valid_until=min(token[1], cookie[1], due),
-            access=access,
             token_type=reading.token_type or _BEARER,
             claims=token[2],
             state_id=cookie[2],
             user_state=cookie[3],
-            refresh_token=reading.refresh_token,
             family=family,
             session=parsed.session,
         )
+        share_strings(cached.user_state, cached.claims)
         verifier.forget(access)
         codec.forget(raw_state)
         self.remember(parsed, cached, now)

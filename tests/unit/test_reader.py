@@ -7,6 +7,7 @@ security catalogue; here each decision is pinned down where it is made.)
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import pytest
@@ -125,7 +126,11 @@ def test_a_repeated_header_is_remembered_until_the_token_expires(clock: Clock) -
     second = read(reader, headers(jar), clock())
     assert isinstance(first, Reading)
     assert isinstance(second, CachedReading)
-    assert second.access == first.token
+    # The record keeps neither token (most of a session's bytes): a request it serves
+    # carries them, and AuthState reads them from its cookies when a route asks.
+    kept = [getattr(second, field.name) for field in fields(second)]
+    assert first.token not in kept
+    assert not any(first.token in repr(v) for v in kept)
     assert second.state_id == first.state_id
     assert second.claims.copy() == first.claims
     assert second.user_state.copy() == first.user_state
@@ -200,7 +205,7 @@ def test_a_session_keeps_one_header_whatever_else_its_cookie_header_holds(
 
 
 def test_a_remembered_session_keeps_its_headers_digest_not_the_header(clock: Clock) -> None:
-    """Past the parsed-header layer, a session is known by its header's 16-byte digest:
+    """Past the parsed-header layer, a session is known by its header's 15-byte digest:
     the header's bytes, the cookie names and the CSRF value are not kept per session."""
     store = store_for(clock)
     reader = RequestReader(store)
@@ -210,10 +215,10 @@ def test_a_remembered_session_keeps_its_headers_digest_not_the_header(clock: Clo
     assert isinstance(read(reader, headers(jar), clock()), CachedReading)
     ((digest, record),) = reader._cache._by_header.items()
     assert digest == readercache.header_digest(dict(headers(jar))[b"cookie"])
-    assert len(digest) == 16
+    assert len(digest) == 15
     assert record.header == digest
     assert record.session == readercache.session_digest((jar["_auth"], jar["_auth_state"], "r-1"))
-    assert len(record.session) == 16
+    assert len(record.session) == 15
     assert not hasattr(record, "cookies")
 
 
@@ -248,6 +253,22 @@ def test_a_remembered_session_is_one_record_not_an_entry_in_each_cache(clock: Cl
     assert record.claims.copy()["sub"] == "alice"
     assert record.user_state.copy() == {"name": "Alice"}
     assert isinstance(read(reader, headers(jar), clock()), CachedReading)
+
+
+def test_a_user_state_repeating_the_claims_shares_their_strings(clock: Clock) -> None:
+    """A record keeps one copy of a string the user state and the claims both hold under
+    the same key (``sub`` here); what each request is handed is unchanged."""
+    store = store_for(clock)
+    reader = RequestReader(store)
+    jar = signed_in(store, make_token(clock), user_state={"sub": "alice", "name": "Alice"})
+    read(reader, headers(jar), clock())
+    ((_, record),) = reader._cache.readings.items()
+    user_state, claims = record.user_state.copy(), record.claims.copy()
+    assert user_state == {"sub": "alice", "name": "Alice"}
+    assert claims["sub"] == "alice"
+    assert user_state["sub"] is claims["sub"]
+    user_state["sub"] = "mallory"  # a request's copy, its own
+    assert record.user_state.copy()["sub"] == record.claims.copy()["sub"] == "alice"
 
 
 def test_an_unsafe_request_of_a_remembered_session_is_answered_from_its_record(

@@ -379,3 +379,43 @@ def test_fifo_keeps_the_newest_entries_up_to_its_size() -> None:
     nothing: Fifo[str, int] = Fifo(0)
     nothing.put("a", 1)
     assert nothing == {}
+
+
+def test_fifo_skips_the_places_of_deleted_keys() -> None:
+    cache: Fifo[str, int] = Fifo(3)
+    for i, key in enumerate("abc"):
+        cache.put(key, i)
+    del cache["a"]
+    cache.pop("b")
+    assert cache.oldest() == 2  # "c": the places "a" and "b" left are skipped
+    cache.put("d", 3)
+    cache.put("e", 4)
+    assert cache.pop_oldest() == ("c", 2)
+    assert list(cache) == ["d", "e"]
+    cache.clear()
+    assert cache.oldest() is None
+    with pytest.raises(KeyError):
+        cache.pop_oldest()
+
+
+def test_fifo_a_key_added_again_goes_no_later_than_its_turn_and_keeps_the_bound() -> None:
+    cache: Fifo[str, int] = Fifo(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    del cache["a"]
+    cache.put("a", 3)  # "a" again: it may leave at its earlier place, before "b"
+    cache.put("c", 4)
+    assert len(cache) == 2
+    assert "c" in cache
+
+
+def test_fifo_places_left_behind_do_not_accumulate() -> None:
+    """A key deleted and added again, over and over below the size, never evicts; the
+    places it leaves behind are dropped once they outnumber the entries."""
+    cache: Fifo[str, int] = Fifo(1000)
+    cache.put("kept", 0)
+    for i in range(10_000):
+        cache.put("again", i)
+        del cache["again"]
+    assert len(cache._order) <= 2 * len(cache) + 17
+    assert cache.oldest() == 0

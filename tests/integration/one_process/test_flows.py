@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from fastapi_authkit import RefreshParam, RefreshResult, TokenError, sign_in, sign_out
+from fastapi_authkit.dependencies import AuthStateDep
 
 from tests.support.apps import Recorder, build_app, build_store, client, login, set_cookies
 from tests.support.clock import Clock
@@ -62,6 +63,46 @@ def test_signed_in_request_sees_user_state_and_no_cookie_is_rewritten(
     assert response.headers.get_list("set-cookie") == []
     assert "cache-control" not in response.headers
     assert recorder.calls == []
+
+
+class Revoking(Recorder):
+    """A refresh callback with the revocation hook sign-out calls."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.revoked: list[str] = []
+
+    async def revoke(self, refresh_token: str) -> None:
+        self.revoked.append(refresh_token)
+
+
+def test_a_remembered_session_hands_routes_the_tokens_its_request_carries(clock: Clock) -> None:
+    """The reader's record of a signed-in session keeps neither token: a route asking for
+    them gets this request's own cookies, whether the record served the very same Cookie
+    header or the session's cookies beside others, and sign-out revokes the right one."""
+    recorder = Revoking(clock)
+    app = build_app(build_store(clock, recorder))
+
+    @app.get("/tokens")
+    async def tokens(state: AuthStateDep) -> dict[str, Any]:
+        return {"token": state.token, "refresh": state.refresh_token, "header": state.header}
+
+    @app.get("/sign-out")
+    async def get_sign_out(request: Request) -> dict[str, bool]:
+        sign_out(request)
+        return {"ok": True}
+
+    tc = client(app)
+    login(tc, clock, refresh="refresh-0")
+    access = tc.cookies["_auth"]
+    expected = {"token": access, "refresh": "refresh-0", "header": f"Bearer {access}"}
+    for junk in ("", "", "1", "2"):  # the same header again, then beside a changing cookie
+        if junk:
+            tc.cookies.set("junk", junk, domain="testserver.local")
+        assert tc.get("/tokens").json() == expected
+    assert tc.get("/sign-out").status_code == 200
+    assert recorder.revoked == ["refresh-0"]
+    assert recorder.calls == []  # every read was the record's: no refresh was due
 
 
 def test_without_user_state_current_user_is_the_claims(clock: Clock, app: FastAPI) -> None:
