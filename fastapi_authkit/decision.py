@@ -113,9 +113,10 @@ class Reading(NamedTuple):
 
 @dataclass(slots=True, eq=False)
 class CachedReading:
-    """A signed-in session's reading, served again for its cookies from ``valid_from``
-    until ``valid_until`` (and, with a session check, while its view says ``family`` is
-    live). Always a cookie session with nothing left to do.
+    """A signed-in session's reading, served again for its cookies until ``valid_until``
+    (and, with a session check, while its view says ``family`` is live; its window opened
+    before it was made, which the cache's ``since`` stands for). Always a cookie session
+    with nothing left to do.
 
     It is also the one record the reader's cache keeps of the session
     (:mod:`fastapi_authkit.readercache`): what the verifier and the state codec would
@@ -129,7 +130,6 @@ class CachedReading:
     it was last served for (the cache's, and the one field that changes).
     """
 
-    valid_from: float
     valid_until: float
     token_type: str
     claims: Copyable

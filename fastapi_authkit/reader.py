@@ -142,7 +142,7 @@ class RequestReader:
             cached = parsed.cached
             if (
                 cached is not None
-                and cached.valid_from <= now < cached.valid_until
+                and self._cache.since <= now < cached.valid_until
                 and (cached.family is None or self._known(cached.family, now) is True)  # type: ignore[misc]
             ):
                 return cached

@@ -26,6 +26,7 @@ bound keeps a worker's caches under 64 MiB with the at most 4,096 parsed headers
 
 from __future__ import annotations
 
+import math
 from hashlib import blake2b
 
 from .config import SessionKnown
@@ -98,11 +99,17 @@ def session_digest(key: SessionKey) -> bytes:
 class ReaderCache:
     """The layers (see the module docstring) for one configuration's reader."""
 
-    __slots__ = ("_by_header", "_known", "_names", "_parsed", "parsed", "readings")
+    __slots__ = ("_by_header", "_known", "_names", "_parsed", "parsed", "readings", "since")
 
     def __init__(self, names: CookieNames, size: int, known: SessionKnown | None) -> None:
         self._names = names
         self._known = known
+        # Every record's window opened before it was made (the full read that made it
+        # accepted its token and its state cookie at that time), so one time serves as the
+        # lower bound of them all: the latest at which a record was made. Before it, the
+        # clock went back, and records serve nobody until it passes that time again (the
+        # full read decides meanwhile). Not one per record: 40 bytes of each session.
+        self.since = -math.inf
         self.readings: Fifo[bytes, CachedReading] = Fifo(size)
         self._parsed: Fifo[bytes, ParsedHeader] = Fifo(PARSED_HEADERS)
         # The parsed-header layer's lookup, bound once: the reader calls it on every request.
@@ -154,7 +161,7 @@ class ReaderCache:
 
     def _serves(self, cached: CachedReading, now: float) -> bool:
         family = cached.family
-        return cached.valid_from <= now < cached.valid_until and (
+        return self.since <= now < cached.valid_until and (
             family is None or self._known(family, now) is True  # type: ignore[misc]
         )
 
@@ -166,10 +173,10 @@ class ReaderCache:
         cached = self.readings.get(parsed.session)
         if cached is None:
             return None
-        if not cached.valid_from <= now < cached.valid_until:
+        if now >= cached.valid_until:
             self._drop(cached)
             return None
-        return cached
+        return cached if now >= self.since else None
 
     def recall(self, parsed: ParsedHeader, now: float) -> CachedReading | None:
         """The session's record, when it serves this header at ``now``."""
@@ -197,6 +204,8 @@ class ReaderCache:
         readings = self.readings
         if not readings.size:
             return
+        if now > self.since:
+            self.since = now
         # Records whose window has closed are dropped from the front as new ones arrive:
         # the oldest close first (tokens of one issuer live alike), so a session that went
         # away leaves nothing behind for long, whatever the cache's size.
@@ -238,8 +247,9 @@ class ReaderCache:
         cookie = codec.remembered(raw_state)
         if token is None or cookie is None:
             return  # (verified_token_cache=0 remembers no token, so nothing here either)
+        if max(token[0], cookie[0]) > now:
+            return  # not open yet: never, after a full read at ``now`` (see ``since``)
         cached = CachedReading(
-            valid_from=max(token[0], cookie[0]),
             valid_until=min(token[1], cookie[1], due),
             token_type=reading.token_type or _BEARER,
             claims=token[2],

@@ -141,6 +141,23 @@ def test_a_repeated_header_is_remembered_until_the_token_expires(clock: Clock) -
     assert later.claims is None
 
 
+def test_a_clock_gone_back_reads_in_full_until_it_catches_up(clock: Clock) -> None:
+    """A record serves only after the latest time a record was made: before it the clock
+    went back, and the full read answers (never a record whose window had not opened)."""
+    store = store_for(clock)
+    reader = RequestReader(store)
+    jar = signed_in(store, make_token(clock, ttl=60))  # iat: clock()
+    read(reader, headers(jar), clock() + 10)
+    assert isinstance(read(reader, headers(jar), clock() + 10), CachedReading)
+    back = read(reader, headers(jar), clock() + 5)  # gone back, still after iat
+    assert isinstance(back, Reading)
+    assert back.claims is not None
+    before_iat = read(reader, headers(jar), clock() - 5)  # before the token's window
+    assert isinstance(before_iat, Reading)
+    assert before_iat.claims is None
+    assert isinstance(read(reader, headers(jar), clock() + 11), CachedReading)
+
+
 def test_remembered_outcome_stops_where_a_refresh_falls_due(clock: Clock) -> None:
     store = with_refresh(clock)
     reader = RequestReader(store)
