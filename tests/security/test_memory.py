@@ -75,7 +75,7 @@ def test_a_junk_cookie_changing_per_request_keeps_one_remembered_outcome(
     def step(i: int) -> None:
         decision = read(i)
         assert isinstance(decision, Reading | CachedReading)
-        assert decision.access == jar["_auth"]  # signed in, every time
+        assert decision.claims is not None  # signed in, every time
 
     # Headers under 4 KiB are parsed once each into a cache of 4,096: warm it up first.
     assert retained(step, warm_up=5000, attack=5000) < LIMIT
