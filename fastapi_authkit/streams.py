@@ -124,20 +124,21 @@ class StreamWatch(AppSend):
 
 
 def _event_stream(message: Message) -> bool:
-    headers = message.get("headers")
-    if not headers:
-        return False
-    # ASGI's header names are lower-case: one lookup, without a loop, for nearly every
-    # response; a name in another case is still found.
-    value = dict(headers).get(b"content-type")
-    if value is None:
-        for name, other in headers:
+    headers = message.get("headers") or ()
+    # ASGI's header names are lower-case: one pass over the response's few headers,
+    # comparing bytes (cheaper than building a dict of them, on every watched response); a
+    # name in another case is looked for only when none is found.
+    for name, value in headers:
+        if name == b"content-type":
+            break
+    else:
+        for name, value in headers:
             if name.lower() == b"content-type":
-                value = other
                 break
         else:
             return False
-    return bytes(value[:17]).lower() == b"text/event-stream"
+    prefix: bytes = value[:17]
+    return prefix.lower() == b"text/event-stream"
 
 
 def _spec_version(scope: Scope) -> tuple[int, ...]:
