@@ -14,10 +14,12 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from .config import Credential
+from .cookies import CookieNames, read_cookies
 from .jsoncopy import Copyable
 
 __all__ = [
@@ -139,9 +141,12 @@ class CachedReading:
     session: bytes
     header: bytes | None = None
 
-    def reading(self, access: str | None, refresh_token: str | None) -> Reading:
+    def reading(self, headers: Iterable[tuple[bytes, bytes]], names: CookieNames) -> Reading:
         """This session's :class:`Reading`, nothing left to do (for a request read again),
-        with the request's own access and refresh cookies (the record keeps neither)."""
+        with the access and refresh tokens of the request's own ``headers`` (the record
+        keeps neither)."""
+        cookies = read_cookies(headers, names.wanted)
+        access, refresh_token = cookies.get(names.access), cookies.get(names.refresh)
         return Reading(
             token=access,
             token_type=self.token_type,

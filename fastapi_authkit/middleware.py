@@ -26,7 +26,6 @@ from .authstate import published
 from .callback import RefreshParam
 from .clientinfo import client_info
 from .config import AuthStore
-from .cookies import read_cookies
 from .decision import CHECK, CLEAR, REFRESH, RELOAD, UNAVAILABLE, CachedReading, Reading, Refused
 from .dropped_cookies import warn_if_dropped
 from .errors import ConfigurationError, StoreUnavailableError
@@ -382,9 +381,7 @@ class AuthKitMiddleware:
         root_path = scope.get("root_path", "")
         decision = self._read(headers, method, path, scheme, self._clock(), root_path=root_path)
         if isinstance(decision, CachedReading):
-            cookies = read_cookies(headers, self.store.names.wanted)
-            names = self.store.names
-            decision = decision.reading(cookies.get(names.access), cookies.get(names.refresh))
+            decision = decision.reading(headers, self.store.names)
         elif isinstance(decision, Refused):
             # The cookies would be refused as a forgery: the request goes on anonymous,
             # their session unused and untouched. (No browser sends it: another site cannot

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
 from starlette.types import Message, Receive, Scope, Send
@@ -124,21 +124,17 @@ class StreamWatch(AppSend):
 
 
 def _event_stream(message: Message) -> bool:
-    headers = message.get("headers") or ()
     # ASGI's header names are lower-case: one pass over the response's few headers,
     # comparing bytes (cheaper than building a dict of them, on every watched response); a
     # name in another case is looked for only when none is found.
+    headers: Iterable[tuple[bytes, bytes]] = message.get("headers") or ()
     for name, value in headers:
         if name == b"content-type":
-            break
-    else:
-        for name, value in headers:
-            if name.lower() == b"content-type":
-                break
-        else:
-            return False
-    prefix: bytes = value[:17]
-    return prefix.lower() == b"text/event-stream"
+            return value[:17].lower() == b"text/event-stream"
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            return value[:17].lower() == b"text/event-stream"
+    return False
 
 
 def _spec_version(scope: Scope) -> tuple[int, ...]:
