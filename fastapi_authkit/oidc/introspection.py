@@ -16,6 +16,9 @@ token), so the request path stays bounded:
 * while the provider cannot answer, the token is neither accepted nor refused: protected
   routes answer 503 (``VerificationUnavailableError``), nothing is cleared, and the token is
   asked about again after ``retry_interval`` seconds;
+* an outage (no answer, or an error that is not about the client) is one WARNING for the
+  whole run of failed introspections (every new token would otherwise log its own), a
+  reminder at most once a minute, and a line when the provider answers again;
 * a refusal of this app's client (HTTP 401/403, or an OAuth error such as ``invalid_client``:
   its credentials or registration at the provider are wrong) is answered the same way, but
   logged as the operator's to fix: one ERROR line naming what to check for the whole run of
@@ -77,6 +80,7 @@ class TokenIntrospection:
     __slots__ = (
         "_audience",
         "_client",
+        "_down",
         "_endpoint",
         "_entries",
         "_flights",
@@ -126,6 +130,13 @@ class TokenIntrospection:
             "refused introspection(s)",
             debug_traceback=True,
             level=logging.ERROR,
+        )
+        # An outage fails every new token alike until the provider answers again.
+        self._down = Streak(
+            time.monotonic,
+            still="token introspection still failing",
+            again="the introspection endpoint answers again after %d failed introspection(s)",
+            debug_traceback=True,
         )
         self.calls = 0  # introspection requests sent (for tests and benchmarks)
 
@@ -186,7 +197,7 @@ class TokenIntrospection:
                 {"token": token, "token_type_hint": "access_token"}, url=url
             )
         except ProviderError as exc:
-            logger.warning("token introspection failed (503 meanwhile): %s", exc)
+            self._down.failed("token introspection failed (503 meanwhile): %s", exc, exc=exc)
             return (_DOWN, None, None)
         status, body = answer
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("active"), bool):
@@ -198,6 +209,7 @@ class TokenIntrospection:
                 # RFC 7662 §2.3: 401 is the answer to a client whose authentication fails.
                 check = CLIENT_ERRORS["invalid_client"]
             if check is not None:
+                self._down.ended()  # the provider answers: the client is what fails
                 self._refused.failed(
                     "token introspection impossible, the provider refuses this app's client "
                     "(%s): check %s; protected routes answer 503 until the configuration is "
@@ -207,8 +219,9 @@ class TokenIntrospection:
                     exc=None,
                 )
             else:
-                logger.warning("token introspection answered %s (503 meanwhile)", said)
+                self._down.failed("token introspection answered %s (503 meanwhile)", said, exc=None)
             return (_DOWN, None, None)
+        self._down.ended()
         self._refused.ended()
         if not body["active"]:
             return (_INACTIVE, None, None)

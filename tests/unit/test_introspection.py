@@ -154,3 +154,50 @@ def test_provider_errors_stay_warnings(caplog: pytest.LogCaptureFixture) -> None
     assert _log(caplog) == [
         (logging.WARNING, "token introspection answered HTTP 500 'server_error' (503 meanwhile)")
     ]
+
+
+def test_an_outage_is_one_warning_for_the_run_and_a_line_at_its_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While the provider fails, every request with a token not seen yet asks it again (and
+    answers 503); the run is one WARNING, not one per token, and its end is said."""
+    with StaticJSON({"error": "server_error"}, status=500).running() as answer:
+        cache = _introspection(answer.url)
+        with caplog.at_level(logging.INFO, logger="fastapi_authkit"):
+            _introspect_each(cache, [f"token-{n}" for n in range(5)])
+            assert len(answer.requests) == 5
+            assert _log(caplog) == [
+                (
+                    logging.WARNING,
+                    "token introspection answered HTTP 500 'server_error' (503 meanwhile)",
+                )
+            ]
+            with pytest.raises(VerificationUnavailableError):
+                cache.lookup("token-4", time.time())
+            caplog.clear()
+            answer.status, answer.body = 200, {"active": False}
+            _introspect_each(cache, ["back"])
+            answer.status, answer.body = 502, {}
+            _introspect_each(cache, ["down-again"])
+    assert _log(caplog) == [
+        (
+            logging.WARNING,
+            "the introspection endpoint answers again after 5 failed introspection(s)",
+        ),
+        (logging.WARNING, "token introspection answered HTTP 502 (503 meanwhile)"),
+    ]
+
+
+def test_an_unreachable_endpoint_is_one_warning_with_its_traceback_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with StaticJSON({}).running() as answer:
+        url = answer.url  # a port that no longer answers once the server has stopped
+    cache = _introspection(url)
+    with caplog.at_level(logging.DEBUG, logger="fastapi_authkit"):
+        _introspect_each(cache, ["one", "two", "three"])
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].getMessage().startswith("token introspection failed (503 meanwhile): ")
+    assert warnings[0].exc_info is None
+    assert any(r.levelno == logging.DEBUG and r.exc_info for r in caplog.records)
