@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from starlette.requests import HTTPConnection
 
 from .config import AuthStore, Credential
-from .cookies import read_cookies
+from .cookies import session_tokens
 from .decision import Reading
 from .errors import ConfigurationError
 from .events import AuthEvent
@@ -77,33 +77,29 @@ class AuthState:
 
     @property
     def token(self) -> str | None:
-        if self._unread_cookies is not None:
-            self._read_tokens()
+        self._read_tokens()
         return self._token
 
     @token.setter
     def token(self, value: str | None) -> None:
-        if self._unread_cookies is not None:
-            self._read_tokens()
+        self._read_tokens()  # first: the refresh token comes from the same cookies
         self._token = value
 
     @property
     def refresh_token(self) -> str | None:
-        if self._unread_cookies is not None:
-            self._read_tokens()
+        self._read_tokens()
         return self._refresh_token
 
     @refresh_token.setter
     def refresh_token(self, value: str | None) -> None:
-        if self._unread_cookies is not None:
-            self._read_tokens()
+        self._read_tokens()
         self._refresh_token = value
 
     def _read_tokens(self) -> None:
-        names = self.store.names
-        cookies = read_cookies(self._unread_cookies or (), names.wanted)
-        self._token, self._refresh_token = cookies.get(names.access), cookies.get(names.refresh)
-        self._unread_cookies = None
+        headers = self._unread_cookies
+        if headers is not None:
+            self._token, self._refresh_token = session_tokens(headers, self.store.names)
+            self._unread_cookies = None
 
     @property
     def is_authenticated(self) -> bool:

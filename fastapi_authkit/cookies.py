@@ -25,6 +25,7 @@ __all__ = [
     "is_token",
     "parse_cookie_header",
     "read_cookies",
+    "session_tokens",
 ]
 
 # RFC 6265bis §5.6: browsers ignore a cookie whose name plus value exceeds 4096 bytes.
@@ -68,6 +69,14 @@ class CookieNames:
 
     def all(self) -> tuple[str, str, str, str, str]:
         return (self.access, self.type, self.state, self.refresh, self.csrf)
+
+
+def session_tokens(
+    headers: Iterable[tuple[bytes, bytes]], names: CookieNames
+) -> tuple[str | None, str | None]:
+    """The access and refresh tokens the request's cookies hold (None for one absent)."""
+    cookies = read_cookies(headers, names.wanted)
+    return cookies.get(names.access), cookies.get(names.refresh)
 
 
 def read_cookies(

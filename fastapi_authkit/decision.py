@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from .config import Credential
-from .cookies import CookieNames, read_cookies
+from .cookies import CookieNames, session_tokens
 from .jsoncopy import Copyable
 
 __all__ = [
@@ -145,8 +145,7 @@ class CachedReading:
         """This session's :class:`Reading`, nothing left to do (for a request read again),
         with the access and refresh tokens of the request's own ``headers`` (the record
         keeps neither)."""
-        cookies = read_cookies(headers, names.wanted)
-        access, refresh_token = cookies.get(names.access), cookies.get(names.refresh)
+        access, refresh_token = session_tokens(headers, names)
         return Reading(
             token=access,
             token_type=self.token_type,

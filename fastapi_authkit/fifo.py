@@ -1,10 +1,10 @@
 """A dictionary bounded in size, oldest entry out first: the kit's per-process caches.
 
-A plain dict and the order its keys arrived in (a deque, 8 bytes a key), rather than an
-OrderedDict (links and a second table, about 50 bytes more a key, for caches that hold tens
-of thousands of sessions). Evicting the oldest from the dict alone (``del
-d[next(iter(d))]``) would scan the slots its earlier deletions left, O(n) per eviction once
-it is full; the deque's front is O(1).
+A plain dict and the order its keys arrived in (a deque, one pointer a key), rather than
+an OrderedDict, whose links and second table cost several times that per key
+(docs/performance.md), in caches that hold tens of thousands of sessions. Evicting the
+oldest from the dict alone (``del d[next(iter(d))]``) would scan the slots its earlier
+deletions left, O(n) per eviction once it is full; the deque's front is O(1).
 
 The deque is not told of deletions: a key deleted, or deleted and added again, leaves its
 old place behind. Eviction skips a place whose key is gone; a key added again may go out
@@ -42,10 +42,9 @@ class Fifo(dict[K, V]):
             if len(self) >= self.size:
                 self.pop_oldest()
             order = self._order
-            order.append(key)
             if len(order) > 2 * len(self) + 16:
-                self._order = deque(self)  # the dict's order: insertion, as the deque's
-                self._order.append(key)
+                order = self._order = deque(self)  # the dict's order: insertion, as the deque's
+            order.append(key)
         self[key] = value
 
     def oldest(self) -> V | None:

@@ -108,7 +108,7 @@ class ReaderCache:
         # accepted its token and its state cookie at that time), so one time serves as the
         # lower bound of them all: the latest at which a record was made. Before it, the
         # clock went back, and records serve nobody until it passes that time again (the
-        # full read decides meanwhile). Not one per record: 40 bytes of each session.
+        # full read decides meanwhile). One time here rather than one in every record.
         self.since = -math.inf
         self.readings: Fifo[bytes, CachedReading] = Fifo(size)
         self._parsed: Fifo[bytes, ParsedHeader] = Fifo(PARSED_HEADERS)
