@@ -9,7 +9,7 @@ keys, signers) is.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -25,7 +25,7 @@ from .refreshconfig import RefreshConfig, check_grace, create_refresh, issuer_re
 from .refreshroute import RefreshRoute
 from .secretvalue import SecretValue, reveal
 from .session import CookieWriter
-from .source import Rotate, TokenSource
+from .source import Rotate, SessionCheck, SessionKnown, TokenSource
 from .storeoptions import (
     AuthType,
     Credential,
@@ -43,8 +43,6 @@ from .validation import function, whole_seconds
 __all__ = ["AuthStore", "AuthType", "Credential", "RefreshConfig", "create_refresh", "create_store"]
 
 UserLoader = Callable[[dict[str, Any], Any], Any]
-SessionCheck = Callable[[dict[str, Any]], Awaitable[bool]]
-SessionKnown = Callable[[str, float], "bool | None"]
 _DAY: Final = 24 * 3600
 
 

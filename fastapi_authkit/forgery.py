@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from .csrf import CsrfSigner
 from .origins import cross_site_refused
 
-__all__ = ["ForgeryCheck"]
+__all__ = ["ForgeryCheck", "route_path"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +92,13 @@ class ForgeryCheck:
                     "request authenticated by a gateway cookie"
                 )
         return reason
+
+
+def route_path(path: str, root_path: str) -> str:
+    """The path as the app's routes (and ``csrf_exempt_paths``) see it: the scope's path
+    without the ``root_path`` it includes, by the rule Starlette's router uses."""
+    if path == root_path:
+        return ""
+    if path.startswith(root_path) and path[len(root_path)] == "/":
+        return path[len(root_path) :]
+    return path

@@ -23,10 +23,9 @@ from typing import Any, Final
 
 from starlette.types import Message, Receive, Send
 
-from .config import SessionCheck, SessionKnown
 from .errors import StoreUnavailableError
 from .liveoptions import LiveOptions
-from .source import SESSION_CLAIM
+from .source import SESSION_CLAIM, SessionCheck, SessionKnown
 from .stores.listeners import RevocationListeners
 
 __all__ = ["ConnectionEnded", "LiveConnection", "LiveConnections"]

@@ -78,7 +78,7 @@ class AuthKitMiddleware:
             show_debug_output()
         self._flights = SingleFlight(store.clock)
         self._clock = store.clock
-        self._reader = RequestReader(store)
+        self._reader = RequestReader.for_store(store)
         self._read = self._reader.read
         self._audit = store.events
         self._writer = writer = store.cookie_writer

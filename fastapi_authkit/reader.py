@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from .bearer import bearer_token, live_bearer
 from .config import AuthStore, Credential
-from .cookies import cookie_header
+from .cookies import CookieNames, cookie_header
 from .decision import (
     CHECK,
     CLEAR,
@@ -40,28 +40,15 @@ from .decision import (
     Then,
 )
 from .errors import TokenError, TokenExpiredError, UnknownKeyError, VerificationUnavailableError
-from .forgery import ForgeryCheck
+from .forgery import ForgeryCheck, route_path
 from .readercache import ParsedHeader, ReaderCache
-from .source import SESSION_CLAIM
-from .userstate import belongs
+from .source import SESSION_CLAIM, SessionKnown
+from .tokens import TokenVerifier
+from .userstate import StateCodec, belongs
 
-__all__ = ["RequestReader", "needs_refresh"]
+__all__ = ["RequestReader"]
 
 logger = logging.getLogger("fastapi_authkit")
-
-
-def needs_refresh(exp: float, now: float, interval: float) -> bool:
-    return exp - now <= interval
-
-
-def _route_path(path: str, root_path: str) -> str:
-    """The path as the app's routes (and ``csrf_exempt_paths``) see it: the scope's path
-    without the ``root_path`` it includes, by the rule Starlette's router uses."""
-    if path == root_path:
-        return ""
-    if path.startswith(root_path) and path[len(root_path)] == "/":
-        return path[len(root_path) :]
-    return path
 
 
 # No cookies, or nothing valid in them: one shared answer. And one for a session known over.
@@ -75,35 +62,55 @@ class RequestReader:
     read is in its :class:`~fastapi_authkit.readercache.ReaderCache`, bounded like the
     token cache."""
 
-    __slots__ = (
-        "_bearer_first",
-        "_cache",
-        "_forgery",
-        "_gateway",
-        "_header_only",
-        "_known",
-        "_parsed",
-        "_store",
-    )
-
-    def __init__(self, store: AuthStore) -> None:
-        self._store = store
-        kinds = store.credentials
-        self._header_only = kinds == {"header"}
+    def __init__(
+        self,
+        *,
+        credentials: frozenset[Credential],
+        names: CookieNames,
+        verifier: TokenVerifier,
+        state_codec: StateCodec,
+        forgery: ForgeryCheck,
+        refresh_interval: float | None = None,
+        session_check: bool = False,
+        session_known: SessionKnown | None = None,
+        audited: bool = False,
+        debug: bool = False,
+    ) -> None:
+        """A reader of the credentials ``credentials`` names (``auth_type``'s), in cookies
+        named ``names``; ``refresh_interval`` None without refresh; ``session_check``: one is
+        configured, and ``session_known`` answers it without I/O when it can; ``audited``: an
+        audit hook listens (a session known over is read with its claims)."""
+        self._header_only = credentials == {"header"}
         # With a cookie kind as well, a valid bearer header is read first (the precedence
         # docs/behaviour.md states): a client attaches it on purpose to this one request,
         # where a browser attaches cookies to every request, and no other site can make a
         # browser send it (so it needs no CSRF check). Anything else in it counts as absent.
-        self._bearer_first = "header" in kinds and len(kinds) > 1
-        self._gateway = "gateway" in kinds
-        self._forgery = ForgeryCheck(
-            store.allowed_origins, store.csrf_exempt_paths, store.csrf_header, store.csrf
-        )
-        # The session check's view in this process (the issuer's store), bound once.
-        self._known = store.session_known
+        self._bearer_first = "header" in credentials and len(credentials) > 1
+        self._gateway = "gateway" in credentials
+        self._verifier, self._codec, self._forgery = verifier, state_codec, forgery
+        self._refresh_interval, self._checked = refresh_interval, session_check
+        self._known, self._audited, self._debugging = session_known, audited, debug
         # As many records as the verifier remembers tokens: a record takes its token's place.
-        self._cache = ReaderCache(store.names, store.verifier.cache_size, self._known)
+        self._cache = ReaderCache(names, verifier.cache_size, session_known)
         self._parsed = self._cache.parsed  # bound once: called for every cookie request
+
+    @classmethod
+    def for_store(cls, store: AuthStore) -> RequestReader:
+        """The reader of ``store``'s configuration, given the parts of it that it uses."""
+        return cls(
+            credentials=store.credentials,
+            names=store.names,
+            verifier=store.verifier,
+            state_codec=store.state_codec,
+            forgery=ForgeryCheck(
+                store.allowed_origins, store.csrf_exempt_paths, store.csrf_header, store.csrf
+            ),
+            refresh_interval=None if store.refresh is None else store.refresh.interval,
+            session_check=store.session_check is not None,
+            session_known=store.session_known,
+            audited=store.events.listening,
+            debug=store.debug,
+        )
 
     def read(
         self,
@@ -150,11 +157,11 @@ class RequestReader:
         if isinstance(found, CachedReading):
             return found
         if root_path:
-            path = _route_path(path, root_path)
+            path = route_path(path, root_path)
         return self._cookies(found, headers, method, path, scheme, now, safe, keys_reloaded)
 
     def _debug(self, message: str, *args: object) -> None:
-        if self._store.debug:
+        if self._debugging:
             logger.debug(message, *args)
 
     def _bearer(
@@ -168,7 +175,7 @@ class RequestReader:
         reading = self._verified(token, "header", now, keys_reloaded)
         if reading.claims is None or self._known is None:
             return reading
-        live = live_bearer(reading, reading.claims, self._known, now, self._store.events.listening)
+        live = live_bearer(reading, reading.claims, self._known, now, self._audited)
         if live is None:
             self._debug("bearer: session revoked, header ignored")
             return _ANONYMOUS
@@ -180,7 +187,7 @@ class RequestReader:
         """A token that is an identity by itself (a bearer header, a gateway's cookie):
         its claims when it verifies, else anonymous (or a key reload first, when it names a
         key id the key set does not hold yet)."""
-        verifier = self._store.verifier
+        verifier = self._verifier
         try:
             claims = verifier.verify(token, now)
         except UnknownKeyError as exc:
@@ -232,7 +239,6 @@ class RequestReader:
     ) -> Reading | Refused:
         """The full read: the cookies, the state cookie's binding, the forgery checks, the
         access token, and whether a session check or a refresh is needed."""
-        store = self._store
         if not parsed.present:
             if not safe and method is not None:
                 reason = self._forgery.login_forgery(headers, path, scheme)
@@ -246,7 +252,7 @@ class RequestReader:
         record = self._cache.known(parsed, now)
         session = None
         if record is None and raw_state is not None:
-            session = store.state_codec.loads(raw_state)
+            session = self._codec.loads(raw_state)
         migrate = False
         if record is None and raw_state is not None and session is None:
             self._debug("state cookie rejected (tampered, foreign or too old)")
@@ -257,7 +263,7 @@ class RequestReader:
                 # still holds its session, and with refresh configured it carries it into a
                 # refresh now, which issues the cookies bound to the access token too, so
                 # nobody is signed out by the upgrade.
-                if store.refresh is not None:
+                if self._refresh_interval is not None:
                     self._debug("state cookie from version 0.1.0; refreshing to re-bind it")
                     migrate = True
             elif not bound:
@@ -297,7 +303,7 @@ class RequestReader:
             user_state = session.user_state
         if record is None and access is not None:
             try:
-                claims = store.verifier.verify(access, now)
+                claims = self._verifier.verify(access, now)
             except TokenExpiredError as exc:
                 expired, expired_claims = True, exc.claims
                 self._debug("access token expired")
@@ -311,7 +317,7 @@ class RequestReader:
                 )
             except TokenError as exc:
                 reload = isinstance(exc, UnknownKeyError) and not keys_reloaded
-                if reload and store.verifier.reloads:
+                if reload and self._verifier.reloads:
                     return Reading(
                         state_id=state_id,
                         user_state=user_state,
@@ -327,12 +333,12 @@ class RequestReader:
                 )
             else:
                 token, token_type = access, parsed.token_type
-        refresh = store.refresh
+        interval = self._refresh_interval
         then: Then = DONE
         if (
-            refresh is not None
+            interval is not None
             and refresh_token is not None
-            and (migrate or claims is None or needs_refresh(claims["exp"], now, refresh.interval))
+            and (migrate or claims is None or claims["exp"] - now <= interval)
         ):
             then = REFRESH
         family = None
@@ -343,12 +349,12 @@ class RequestReader:
                 self._debug("session revoked; clearing every auth cookie")
                 # With the claims of the token presented, for the audit event that says so;
                 # the one shared answer when nobody receives that event.
-                if store.events.listening:
+                if self._audited:
                     return Reading(claims=claims, then=CLEAR)
                 return _SESSION_OVER
             if known is None:
                 then |= CHECK
-        elif claims is not None and store.session_check is not None:
+        elif claims is not None and self._checked:
             then |= CHECK
         reading = Reading(
             token=token,
@@ -382,12 +388,10 @@ class RequestReader:
         the family is asked of its view again on every use. Unsafe methods never read it."""
         token_type = reading.token_type or _BEARER
         if record is None:
-            store, due = self._store, math.inf
-            if store.refresh is not None and reading.refresh_token is not None:
-                due = claims["exp"] - store.refresh.interval
-            self._cache.take_over(
-                parsed, store.verifier, store.state_codec, reading, due, family, now
-            )
+            interval, due = self._refresh_interval, math.inf
+            if interval is not None and reading.refresh_token is not None:
+                due = claims["exp"] - interval
+            self._cache.take_over(parsed, self._verifier, self._codec, reading, due, family, now)
         elif record.token_type != token_type:
             # The same session under another token-type cookie: its record, retyped.
             retyped = replace(record, token_type=token_type, header=None)

@@ -29,11 +29,11 @@ from __future__ import annotations
 import math
 from hashlib import blake2b
 
-from .config import SessionKnown
 from .cookies import CACHED_HEADER_BYTES, CookieNames, parse_cookie_header
 from .decision import CachedReading, Reading
 from .fifo import Fifo
 from .jsoncopy import share_strings
+from .source import SessionKnown
 from .tokens.verifier import TokenVerifier
 from .userstate import StateCodec
 

@@ -8,7 +8,7 @@ which sits above the configuration.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
@@ -16,12 +16,18 @@ from .callback import RefreshParam, RefreshResult
 from .clientinfo import ClientInfo
 from .stores.base import SessionStore
 
-__all__ = ["SESSION_CLAIM", "Rotate", "Rotation", "TokenSource"]
+__all__ = ["SESSION_CLAIM", "Rotate", "Rotation", "SessionCheck", "SessionKnown", "TokenSource"]
 
 # The access-token claim that names the token's session (its family of refresh tokens).
 # Not the state id that AuthState.state_id holds (the CSRF token's): that one lives in the
 # state cookie.
 SESSION_CLAIM: Final = "sid"
+
+# Whether a token's session is still live, asked of the store (the issuer's revocation
+# check); and the same answered without I/O from this process's view when it can: True or
+# False, or None when the check must ask.
+SessionCheck = Callable[[dict[str, Any]], Awaitable[bool]]
+SessionKnown = Callable[[str, float], "bool | None"]
 
 
 @dataclass(frozen=True, slots=True)

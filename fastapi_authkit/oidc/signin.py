@@ -29,6 +29,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 from urllib.parse import urlencode
 
@@ -40,7 +41,8 @@ from ..cookies import CookiePolicy, cookie_header, parse_cookie_header
 from ..errors import AuthKitError, ConfigurationError, ProviderError, StoreUnavailableError
 from ..localpath import is_local_path
 from ..state import get_auth_state, sign_in
-from ..tokens.verifier import EXTERNAL_LEEWAY
+from ..stores.base import SessionStore
+from ..tokens.verifier import EXTERNAL_LEEWAY, TokenVerifier
 from .discovery import ProviderMetadata
 from .grant import ClientRefusedError, GrantRefusedError, TokenEndpoint, token_result
 from .idtoken import verified_id_claims
@@ -88,17 +90,49 @@ def _problem(status: int, detail: str, *, retry_after: int | None = None) -> JSO
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-def transaction_cookie_name(store: AuthStore, prefix: str = DEFAULT_PREFIX) -> str:
-    """``{auth_name}_oidc``, as ``__Host-`` when the store's cookies are Secure: a sibling
-    subdomain or a plain-http page cannot set (toss) a ``__Host-`` cookie. Routes under
-    another prefix than ``/auth`` (a second provider) get their own, named after it."""
-    base = store.names.access
+def transaction_cookie_name(access_name: str, secure: bool, prefix: str = DEFAULT_PREFIX) -> str:
+    """``{auth_name}_oidc`` (from the access cookie's name), as ``__Host-`` when the
+    store's cookies are Secure: a sibling subdomain or a plain-http page cannot set (toss) a
+    ``__Host-`` cookie. Routes under another prefix than ``/auth`` (a second provider) get
+    their own, named after it."""
+    base = access_name
     for cookie_prefix in ("__host-", "__secure-"):
         if base.lower().startswith(cookie_prefix):
             base = base[len(cookie_prefix) :]
     if prefix != DEFAULT_PREFIX:
         base += "_" + re.sub(r"[^A-Za-z0-9]+", "_", prefix).strip("_")
-    return f"__Host-{base}_oidc" if store.cookie_secure else f"{base}_oidc"
+    return f"__Host-{base}_oidc" if secure else f"{base}_oidc"
+
+
+@dataclass(frozen=True, slots=True)
+class _Site:
+    """What the sign-in routes use of the configuration the middleware was given (the
+    routes reach it through the request: they are mounted apart from the middleware)."""
+
+    clock: Callable[[], float]
+    verifier: TokenVerifier
+    codec: TransactionCodec  # seals the transaction cookie with the store's secret_key
+    cookie: str  # the transaction cookie's name
+    # Host-only (no Domain): the callback comes back to this host, and __Host- needs it.
+    policy: CookiePolicy
+    # Where a transaction's state is claimed across workers: the store's shared store, else
+    # the issuer's (social sign-in: its sessions are shared, and the refresh flights are its
+    # own, so the store was given none); None in one process.
+    shared: SessionStore | None
+
+    @classmethod
+    def of(cls, store: AuthStore, prefix: str) -> _Site:
+        shared = store.refresh_route.shared
+        if shared is None and store.token_issuer is not None:
+            shared = store.token_issuer.shared_store
+        return cls(
+            clock=store.clock,
+            verifier=store.verifier,
+            codec=TransactionCodec(store.secret_keys),
+            cookie=transaction_cookie_name(store.names.access, store.cookie_secure, prefix),
+            policy=CookiePolicy(domain=None, secure=store.cookie_secure, samesite="lax", path="/"),
+            shared=shared,
+        )
 
 
 def authorization_request(client: SignInClient, metadata: ProviderMetadata) -> dict[str, str]:
@@ -139,10 +173,6 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
     def redirect_uri(request: Request) -> str:
         return client.redirect_uri or str(request.url_for(callback_name))
 
-    def transaction_policy(store: AuthStore) -> CookiePolicy:
-        # Host-only (no Domain): the callback comes back to this host, and __Host- needs it.
-        return CookiePolicy(domain=None, secure=store.cookie_secure, samesite="lax", path="/")
-
     @router.get("/login", name=login_name, include_in_schema=False)
     async def login(
         request: Request, next_path: Annotated[str | None, Query(alias="next")] = None
@@ -161,7 +191,8 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
             return _problem(503, "the identity provider is unavailable", retry_after=5)
         if metadata.authorization_endpoint is None:
             return _problem(502, "the identity provider has no authorization endpoint")
-        transaction = Transaction.start(_local_path(next_path), store.clock())
+        site = _Site.of(store, prefix)
+        transaction = Transaction.start(_local_path(next_path), site.clock())
         params = {
             "response_type": "code",
             "client_id": client.client_id,
@@ -177,10 +208,9 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
         endpoint = metadata.authorization_endpoint
         separator = "&" if "?" in endpoint else "?"
         response = RedirectResponse(endpoint + separator + urlencode(params), status_code=302)
-        name = transaction_cookie_name(store, prefix)
-        sealed = TransactionCodec(store.secret_keys).seal(transaction, name)
-        cookie = transaction_policy(store).set(
-            name, sealed, max_age=int(transaction.expires_at - transaction.issued_at)
+        sealed = site.codec.seal(transaction, site.cookie)
+        cookie = site.policy.set(
+            site.cookie, sealed, max_age=int(transaction.expires_at - transaction.issued_at)
         )
         response.headers.append("set-cookie", cookie.decode("latin-1"))
         response.headers["cache-control"] = "no-store"
@@ -188,25 +218,23 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
 
     @router.get("/callback", name=callback_name, include_in_schema=False)
     async def callback(request: Request) -> Response:
-        store = get_auth_state(request).store
-        name = transaction_cookie_name(store, prefix)
-        response = await _complete(request, store, name)
+        site = _Site.of(get_auth_state(request).store, prefix)
+        response = await _complete(request, site)
         # Whatever the outcome, the transaction is over: a second try starts again.
-        response.headers.append(
-            "set-cookie", transaction_policy(store).delete(name).decode("latin-1")
-        )
+        response.headers.append("set-cookie", site.policy.delete(site.cookie).decode("latin-1"))
         response.headers["cache-control"] = "no-store"
         return response
 
-    async def _complete(request: Request, store: AuthStore, name: str) -> Response:
+    async def _complete(request: Request, site: _Site) -> Response:
         nonlocal exchanges
         query = request.query_params
         # The kit's strict parser: a duplicated (tossed beside ours) cookie counts as absent.
+        name = site.cookie
         cookies = parse_cookie_header(
             cookie_header(request.scope["headers"]), frozenset({name.encode()})
         )
-        now = store.clock()
-        transaction = TransactionCodec(store.secret_keys).open(cookies.get(name), name, now)
+        now = site.clock()
+        transaction = site.codec.open(cookies.get(name), name, now)
         if "error" in query:
             return _problem(400, f"the identity provider refused the sign-in: {query['error']}")
         state = query.get("state", "")
@@ -222,24 +250,19 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
                 exchanges,
             )
             return _problem(503, "too many sign-ins at once; start again", retry_after=1)
-        if not await _first_use(store, transaction, now):
+        if not await _first_use(site.shared, transaction, now):
             logger.warning("sign-in refused: a callback replayed a transaction already used")
             return _problem(400, "this sign-in was already used; start again")
         exchanges += 1
         try:
-            return await _exchange(request, store, transaction, query["code"], now)
+            return await _exchange(request, site, transaction, query["code"])
         finally:
             exchanges -= 1
 
-    async def _first_use(store: AuthStore, transaction: Transaction, now: float) -> bool:
+    async def _first_use(shared: SessionStore | None, transaction: Transaction, now: float) -> bool:
         if not used.claim(transaction.state, transaction.expires_at, now):
             return False
-        # Across workers: a claim that is never finished, held until the transaction expires,
-        # in the store's shared store, else the issuer's (social sign-in: its sessions are
-        # shared, and the refresh flights are its own, so the store was given none).
-        shared = store.refresh_route.shared
-        if shared is None and store.token_issuer is not None:
-            shared = store.token_issuer.shared_store
+        # Across workers: a claim that is never finished, held until the transaction expires.
         if shared is None:
             return True
         try:
@@ -255,7 +278,7 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
         return claim.status == "claimed"
 
     async def _exchange(
-        request: Request, store: AuthStore, transaction: Transaction, code: str, now: float
+        request: Request, site: _Site, transaction: Transaction, code: str
     ) -> Response:
         form = {
             "grant_type": "authorization_code",
@@ -286,7 +309,7 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
             return _code_refused("the token endpoint refused the code: 'invalid_grant'")
         # The tokens were issued during the exchange: checked against a clock read before it,
         # a token issued in the next second would be "issued in the future".
-        now = store.clock()
+        now = site.clock()
         if client.session is not None:
             return await sign_in_here(
                 request,
@@ -296,7 +319,7 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
                 nonce=transaction.nonce,
                 # The store's leeway is for the issuer's own tokens (0 by default); the
                 # provider's clock is another machine's.
-                leeway=max(store.verifier.leeway, EXTERNAL_LEEWAY),
+                leeway=max(site.verifier.leeway, EXTERNAL_LEEWAY),
                 now=now,
                 next_path=_local_path(transaction.next),
             )
@@ -304,10 +327,10 @@ def sign_in_router(client: SignInClient, *, prefix: str = DEFAULT_PREFIX) -> API
             access = result.new_auth_token
             if access is None:
                 raise ProviderError("the token endpoint answered without an access_token")
-            await store.verifier.reload_keys_for(access, trusted=True)
-            access_claims = store.verifier.verify(access, now)
+            await site.verifier.reload_keys_for(access, trusted=True)
+            access_claims = site.verifier.verify(access, now)
             user_state = await _verified_user_state(
-                client, now, store.verifier.leeway, answer.body, transaction.nonce, access_claims
+                client, now, site.verifier.leeway, answer.body, transaction.nonce, access_claims
             )
             if client.refresh_tokens and result.new_refresh_token is None:
                 raise NoRefreshTokenError(

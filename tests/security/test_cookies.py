@@ -179,7 +179,7 @@ def test_many_cookie_headers_cost_what_one_header_of_their_size_costs(clock: Clo
     # header in the same run, so machine load cancels out; quadratic joining of these
     # 20,000 headers is over a hundred times the single header, linear about one time.
     store = build_store(clock, None, verified_token_cache=0)  # every read a full one
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     token = make_token(clock).encode()
     state = store.state_codec.dumps("sid-0", None, token.decode(), (token.decode(),))
     crumbs = [b"c%d=%s" % (i, b"v" * 40) for i in range(20_000)]

@@ -65,7 +65,7 @@ def jar(clock: Clock, app: FastAPI) -> dict[str, str]:
 def test_a_junk_cookie_changing_per_request_keeps_one_remembered_outcome(
     clock: Clock, recorder: Recorder, jar: dict[str, str]
 ) -> None:
-    reader = RequestReader(build_store(clock, recorder))
+    reader = RequestReader.for_store(build_store(clock, recorder))
     session = cookie_header(jar).encode()
 
     def read(i: int) -> object:
@@ -87,7 +87,7 @@ def test_a_changing_token_type_cookie_keeps_one_remembered_outcome(
     clock: Clock, recorder: Recorder, jar: dict[str, str]
 ) -> None:
     # The token-type cookie is not signed: it must not make a session's outcomes many.
-    reader = RequestReader(build_store(clock, recorder))
+    reader = RequestReader.for_store(build_store(clock, recorder))
 
     def step(i: int) -> None:
         cookies = {**jar, "_auth_type": f"T{i}{'x' * JUNK}"}
@@ -142,7 +142,7 @@ def test_remembered_outcomes_are_dropped_at_their_validity_end(
     # Sessions that went away must not stay until a hundred thousand others push them out:
     # each new entry drops the expired ones at the front.
     store = build_store(clock, recorder)
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     tc = safe_client(security_app(store))
 
     def read(i: int) -> object:

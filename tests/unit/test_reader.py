@@ -97,7 +97,7 @@ def read(
 
 
 def test_no_cookies_is_anonymous_with_nothing_to_do(clock: Clock) -> None:
-    reader = RequestReader(with_refresh(clock))
+    reader = RequestReader.for_store(with_refresh(clock))
     for pairs in ([HOST], [HOST, (b"cookie", b"theme=dark; _other=1")]):
         decision = read(reader, pairs, clock())
         assert decision == Reading()
@@ -107,7 +107,7 @@ def test_no_cookies_is_anonymous_with_nothing_to_do(clock: Clock) -> None:
 def test_a_signed_in_browser_reads_as_signed_in(clock: Clock) -> None:
     store = store_for(clock)
     jar = signed_in(store, make_token(clock), user_state={"name": "Alice"})
-    decision = read(RequestReader(store), headers(jar), clock())
+    decision = read(RequestReader.for_store(store), headers(jar), clock())
     assert isinstance(decision, Reading)
     assert decision.then == DONE
     assert decision.claims is not None
@@ -120,7 +120,7 @@ def test_a_signed_in_browser_reads_as_signed_in(clock: Clock) -> None:
 
 def test_a_repeated_header_is_remembered_until_the_token_expires(clock: Clock) -> None:
     store = store_for(clock)
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     jar = signed_in(store, make_token(clock, ttl=30), user_state={"name": "Alice"})
     first = read(reader, headers(jar), clock())
     second = read(reader, headers(jar), clock())
@@ -145,7 +145,7 @@ def test_a_clock_gone_back_reads_in_full_until_it_catches_up(clock: Clock) -> No
     """A record serves only after the latest time a record was made: before it the clock
     went back, and the full read answers (never a record whose window had not opened)."""
     store = store_for(clock)
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     jar = signed_in(store, make_token(clock, ttl=60))  # iat: clock()
     read(reader, headers(jar), clock() + 10)
     assert isinstance(read(reader, headers(jar), clock() + 10), CachedReading)
@@ -160,7 +160,7 @@ def test_a_clock_gone_back_reads_in_full_until_it_catches_up(clock: Clock) -> No
 
 def test_remembered_outcome_stops_where_a_refresh_falls_due(clock: Clock) -> None:
     store = with_refresh(clock)
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     jar = signed_in(store, make_token(clock, ttl=300), refresh="r-1")
     read(reader, headers(jar), clock())
     assert isinstance(read(reader, headers(jar), clock() + 239), CachedReading)
@@ -187,7 +187,7 @@ def test_each_remembered_session_keeps_its_header_past_the_header_cache(
     """More active sessions than the parsed-header cache holds (4,096; 2 here) are not
     parsed again on every request: each remembered session keeps its own last header."""
     store = store_for(clock)
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     reader._cache._parsed.size = 2
     jars = [signed_in(store, make_token(clock, sub=f"user-{i}")) for i in range(5)]
     parses = counting_parses(monkeypatch)
@@ -207,7 +207,7 @@ def test_a_session_keeps_one_header_whatever_else_its_cookie_header_holds(
     """A junk cookie changing on every request makes each header new, but the session
     keeps only its latest one: memory per session, not per header value."""
     store = store_for(clock)
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     jar = signed_in(store, make_token(clock))
     read(reader, headers(jar), clock())
     parses = counting_parses(monkeypatch)
@@ -225,7 +225,7 @@ def test_a_remembered_session_keeps_its_headers_digest_not_the_header(clock: Clo
     """Past the parsed-header layer, a session is known by its header's 15-byte digest:
     the header's bytes, the cookie names and the CSRF value are not kept per session."""
     store = store_for(clock)
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     reader._cache._parsed.size = 0
     jar = signed_in(store, make_token(clock), refresh="r-1")
     read(reader, headers(jar), clock())
@@ -243,12 +243,12 @@ def test_the_default_bound_keeps_a_workers_caches_small() -> None:
     """20,000 remembered sessions by default (under 64 MiB per worker)."""
     store = create_store(secret_key=SECRET_KEY, token_key=TOKEN_KEY)
     assert store.verifier.cache_size == 20_000
-    assert RequestReader(store)._cache.readings.size == 20_000
+    assert RequestReader.for_store(store)._cache.readings.size == 20_000
 
 
 def test_without_a_token_cache_no_header_is_kept_per_session(clock: Clock) -> None:
     store = store_for(clock, verified_token_cache=0)
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     jar = signed_in(store, make_token(clock))
     for _ in range(3):
         read(reader, headers(jar), clock())
@@ -260,7 +260,7 @@ def test_a_remembered_session_is_one_record_not_an_entry_in_each_cache(clock: Cl
     and state cookie to its record: the session is one entry, and no cache keeps the state
     cookie itself."""
     store = store_for(clock)
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     jar = signed_in(store, make_token(clock), refresh="r-1", user_state={"name": "Alice"})
     read(reader, headers(jar), clock())
     assert store.verifier.remembered(jar["_auth"]) is None
@@ -276,7 +276,7 @@ def test_a_user_state_repeating_the_claims_shares_their_strings(clock: Clock) ->
     """A record keeps one copy of a string the user state and the claims both hold under
     the same key (``sub`` here); what each request is handed is unchanged."""
     store = store_for(clock)
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     jar = signed_in(store, make_token(clock), user_state={"sub": "alice", "name": "Alice"})
     read(reader, headers(jar), clock())
     ((_, record),) = reader._cache.readings.items()
@@ -294,7 +294,7 @@ def test_an_unsafe_request_of_a_remembered_session_is_answered_from_its_record(
     """A POST of a remembered session is neither verified nor decoded again (the record
     holds what the caches would), and still needs its CSRF token."""
     store = store_for(clock)
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     jar = signed_in(store, make_token(clock), user_state={"name": "Alice"})
     read(reader, headers(jar), clock())
     verified: list[str] = []
@@ -324,7 +324,7 @@ def test_a_record_serves_only_its_own_cookies(clock: Clock) -> None:
     """Another state cookie issued with the same tokens, or another refresh cookie beside
     the same access token and state cookie, is not the remembered session."""
     store = store_for(clock)
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     token = make_token(clock)
     first = signed_in(store, token, refresh="r-1", user_state={"v": 1})
     second = signed_in(store, token, refresh="r-1", user_state={"v": 2})
@@ -343,7 +343,7 @@ def test_a_record_serves_only_its_own_cookies(clock: Clock) -> None:
 
 def test_another_token_type_cookie_retypes_the_record(clock: Clock) -> None:
     store = store_for(clock)
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     jar = signed_in(store, make_token(clock))
     read(reader, headers(jar), clock())
     retyped = {**jar, "_auth_type": "DPoP"}
@@ -359,7 +359,7 @@ def test_another_token_type_cookie_retypes_the_record(clock: Clock) -> None:
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", None])
 def test_unsafe_methods_and_websockets_are_never_remembered(clock: Clock, method: Any) -> None:
     store = store_for(clock, csrf_exempt_paths={"/me"})
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     jar = signed_in(store, make_token(clock))
     for _ in range(2):
         decision = read(reader, headers(jar), clock(), method=method)
@@ -371,10 +371,12 @@ def test_unsafe_methods_and_websockets_are_never_remembered(clock: Clock, method
 def test_the_time_is_an_input(clock: Clock) -> None:
     store = store_for(clock)
     jar = signed_in(store, make_token(clock, ttl=60))
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     assert read(reader, headers(jar), clock() + 59).claims is not None
-    assert read(RequestReader(store), headers(jar), clock() + 61).claims is None
-    assert read(RequestReader(store), headers(jar), clock() - 10).claims is None  # iat ahead
+    assert read(RequestReader.for_store(store), headers(jar), clock() + 61).claims is None
+    assert (
+        read(RequestReader.for_store(store), headers(jar), clock() - 10).claims is None
+    )  # iat ahead
 
 
 # --- what needs I/O: refresh, session check -------------------------------------------------------
@@ -383,7 +385,7 @@ def test_the_time_is_an_input(clock: Clock) -> None:
 def test_an_expired_token_with_a_refresh_cookie_needs_a_refresh(clock: Clock) -> None:
     store = with_refresh(clock)
     jar = signed_in(store, make_token(clock, ttl=30), refresh="r-1", user_state={"n": 1})
-    decision = read(RequestReader(store), headers(jar), clock() + 31)
+    decision = read(RequestReader.for_store(store), headers(jar), clock() + 31)
     assert isinstance(decision, Reading)
     assert decision.then == REFRESH
     assert decision.expired
@@ -396,7 +398,7 @@ def test_an_expired_token_with_a_refresh_cookie_needs_a_refresh(clock: Clock) ->
 def test_a_token_within_the_interval_needs_a_refresh_and_keeps_its_identity(clock: Clock) -> None:
     store = with_refresh(clock)
     jar = signed_in(store, make_token(clock, ttl=300), refresh="r-1")
-    decision = read(RequestReader(store), headers(jar), clock() + 250)
+    decision = read(RequestReader.for_store(store), headers(jar), clock() + 250)
     assert decision.then == REFRESH
     assert not decision.expired
     assert decision.claims is not None  # the old identity stays usable if the refresh fails
@@ -406,7 +408,7 @@ def test_a_missing_access_token_with_a_refresh_cookie_needs_a_refresh(clock: Clo
     store = with_refresh(clock)
     jar = signed_in(store, make_token(clock), refresh="r-1")
     del jar["_auth"]  # the browser dropped it at Max-Age
-    decision = read(RequestReader(store), headers(jar), clock())
+    decision = read(RequestReader.for_store(store), headers(jar), clock())
     assert decision.then == REFRESH
     assert decision.access is None
     assert decision.state_id is not None  # the state cookie is bound to the refresh token
@@ -415,13 +417,15 @@ def test_a_missing_access_token_with_a_refresh_cookie_needs_a_refresh(clock: Clo
 def test_no_refresh_without_a_refresh_cookie_or_configuration(clock: Clock) -> None:
     token = make_token(clock, ttl=30)
     configured = with_refresh(clock)
-    no_cookie = read(RequestReader(configured), headers(signed_in(configured, token)), clock() + 31)
+    no_cookie = read(
+        RequestReader.for_store(configured), headers(signed_in(configured, token)), clock() + 31
+    )
     assert no_cookie.then == DONE
     assert no_cookie.expired
     assert no_cookie.claims is None
     plain = store_for(clock)
     jar = signed_in(plain, token, refresh="r-1")
-    not_configured = read(RequestReader(plain), headers(jar), clock() + 31)
+    not_configured = read(RequestReader.for_store(plain), headers(jar), clock() + 31)
     assert not_configured.then == DONE
     assert not_configured.claims is None
 
@@ -432,7 +436,7 @@ def test_a_forged_token_is_anonymous_and_never_refreshed(clock: Clock) -> None:
     jar = signed_in(store, make_token(clock), refresh="r-1")
     # With a state cookie bound to the forged token, so that the signature is what decides.
     jar["_auth"], jar["_auth_state"] = forged, state_cookie(store, "r-1", forged)
-    decision = read(RequestReader(store), headers(jar), clock())
+    decision = read(RequestReader.for_store(store), headers(jar), clock())
     assert decision.then == DONE
     assert decision.claims is None
     assert not decision.expired
@@ -446,7 +450,7 @@ async def test_the_issuers_view_answers_the_session_check_without_io(clock: Cloc
     backend = MemoryStore()  # one process: its view is always current
     issuer = create_issuer(backend=backend, signing_key=ISSUER_KEY, clock=clock)
     store = create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock)
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     tokens = await issuer.issue("alice")
     jar = signed_in(store, tokens.access_token, refresh=tokens.refresh_token)
     live = read(reader, headers(jar), clock())
@@ -466,7 +470,7 @@ def test_the_session_check_is_asked_when_the_view_cannot_answer(clock: Clock) ->
     backend = RedisStore.from_url("redis://127.0.0.1:9/0")
     issuer = create_issuer(backend=backend, signing_key=ISSUER_KEY, clock=clock)
     store = create_store(secret_key=SECRET_KEY, token_issuer=issuer, clock=clock)
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     jar = signed_in(store, issuer.mint_access("alice", "family-1", clock()), refresh="r-1")
     assert read(reader, headers(jar), clock()).then == CHECK
     assert read(reader, headers(jar), clock()).then == CHECK  # never remembered
@@ -484,7 +488,7 @@ def test_the_session_check_is_asked_when_the_view_cannot_answer(clock: Clock) ->
 def test_an_unsafe_request_needs_its_sessions_csrf_token(clock: Clock) -> None:
     store = store_for(clock)
     jar = signed_in(store, make_token(clock))
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     good = (b"x-csrf-token", jar["_auth_csrf"].encode())
     other = signed_in(store, make_token(clock))["_auth_csrf"]
     assert read(reader, headers(jar), clock(), method="POST") == Refused(
@@ -502,7 +506,7 @@ def test_an_unsafe_request_needs_its_sessions_csrf_token(clock: Clock) -> None:
 def test_csrf_exempt_paths_skip_the_token_but_not_the_origin(clock: Clock) -> None:
     store = store_for(clock, csrf_exempt_paths={"/login"})
     jar = signed_in(store, make_token(clock))
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     assert isinstance(read(reader, headers(jar), clock(), method="POST", path="/login"), Reading)
     foreign = (b"origin", b"https://evil.example")
     refused = read(reader, headers(jar, foreign), clock(), method="POST", path="/login")
@@ -526,14 +530,16 @@ def test_unsafe_requests_are_checked_by_origin(
     store = store_for(clock, allowed_origins={"https://partner.example"})
     jar = signed_in(store, make_token(clock))
     csrf = (b"x-csrf-token", jar["_auth_csrf"].encode())
-    decision = read(RequestReader(store), headers(jar, csrf, extra), clock(), method="PUT")
+    decision = read(
+        RequestReader.for_store(store), headers(jar, csrf, extra), clock(), method="PUT"
+    )
     assert isinstance(decision, Refused) is refused
 
 
 def test_a_cookie_carrying_websocket_handshake_is_checked_by_origin_only(clock: Clock) -> None:
     store = store_for(clock)
     jar = signed_in(store, make_token(clock))
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     # No CSRF header on a handshake: browsers cannot send one. Origin decides.
     ok = read(reader, headers(jar, (b"origin", b"https://app.example")), clock(), method=None)
     assert isinstance(ok, Reading)
@@ -550,7 +556,7 @@ def test_anonymous_unsafe_requests_are_not_checked(clock: Clock) -> None:
     # No credentials, nothing to forge: the app's own CSRF story applies, not the kit's.
     store = store_for(clock)
     pairs = [HOST, (b"origin", b"https://evil.example"), (b"cookie", b"theme=dark")]
-    assert read(RequestReader(store), pairs, clock(), method="POST") == Reading()
+    assert read(RequestReader.for_store(store), pairs, clock(), method="POST") == Reading()
 
 
 # --- the state cookie ---------------------------------------------------------------------------
@@ -561,17 +567,21 @@ def test_a_state_cookie_of_another_session_is_ignored(clock: Clock) -> None:
     mine = signed_in(store, make_token(clock), refresh="r-mine", user_state={"role": "user"})
     theirs = signed_in(store, make_token(clock), refresh="r-old", user_state={"role": "admin"})
     jar = {**mine, "_auth_state": theirs["_auth_state"]}
-    assert read(RequestReader(store), headers(mine), clock()).claims is not None  # the control
+    assert (
+        read(RequestReader.for_store(store), headers(mine), clock()).claims is not None
+    )  # the control
     # The token is fine, but without its session's state cookie it is no identity (the
     # user would be the claims instead of the user state): anonymous, nothing to do.
-    assert read(RequestReader(store), headers(jar), clock()) == Reading(refresh_token="r-mine")
+    assert read(RequestReader.for_store(store), headers(jar), clock()) == Reading(
+        refresh_token="r-mine"
+    )
 
 
 def test_a_tampered_state_cookie_is_ignored(clock: Clock) -> None:
     store = store_for(clock)
     jar = signed_in(store, make_token(clock), user_state={"role": "user"})
     jar["_auth_state"] = jar["_auth_state"][:-2] + "xx"
-    assert read(RequestReader(store), headers(jar), clock()) == Reading()
+    assert read(RequestReader.for_store(store), headers(jar), clock()) == Reading()
 
 
 @pytest.mark.parametrize("method", ["GET", None])
@@ -582,7 +592,7 @@ def test_an_access_token_without_its_state_cookie_is_anonymous(
     store = store_for(clock)
     jar = signed_in(store, make_token(clock), user_state={"name": "Alice"})
     del jar["_auth_state"]
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     for _ in range(2):
         assert read(reader, headers(jar), clock(), method=method) == Reading()
 
@@ -607,7 +617,9 @@ def test_bearer_mode_reads_exactly_one_authorization_header(
     store = store_for(clock, auth_type="header")
     token = make_token(clock).encode()
     pairs = [HOST, *((b"authorization", v.replace(b"{t}", token)) for v in values)]
-    decision = read(RequestReader(store), pairs, clock(), method="POST")  # no CSRF in this mode
+    decision = read(
+        RequestReader.for_store(store), pairs, clock(), method="POST"
+    )  # no CSRF in this mode
     assert isinstance(decision, Reading)
     assert decision.then == DONE
     assert (decision.claims is not None) is authenticated
@@ -623,7 +635,7 @@ def test_a_valid_bearer_header_wins_over_a_remembered_cookie_session(clock: Cloc
     """Even when the cookie session's outcome is remembered (the hot path), the header is
     read first, and it needs no I/O and no CSRF token."""
     store = with_refresh(clock, auth_type=("cookie", "header"))
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     jar = signed_in(store, make_token(clock), refresh="r0")
     assert read(reader, headers(jar), clock()).claims["sub"] == "alice"
     assert isinstance(read(reader, headers(jar), clock()), CachedReading)
@@ -640,7 +652,7 @@ def test_an_invalid_bearer_header_leaves_the_cookie_session_and_its_csrf_check(
     clock: Clock,
 ) -> None:
     store = store_for(clock, auth_type=("cookie", "header"))
-    reader = RequestReader(store)
+    reader = RequestReader.for_store(store)
     jar = signed_in(store, make_token(clock))
     junk = (b"authorization", b"Bearer junk")
     decision = read(reader, headers(jar, junk), clock())
@@ -650,11 +662,11 @@ def test_an_invalid_bearer_header_leaves_the_cookie_session_and_its_csrf_check(
 
 def test_a_gateway_cookie_reads_without_a_state_cookie(clock: Clock) -> None:
     cookie = (b"cookie", f"_auth={make_token(clock, sub='gw')}".encode())
-    gateway = RequestReader(store_for(clock, auth_type="gateway"))
+    gateway = RequestReader.for_store(store_for(clock, auth_type="gateway"))
     decision = read(gateway, [HOST, cookie], clock())
     assert (decision.claims["sub"], decision.credential, decision.then) == ("gw", "gateway", DONE)
     assert isinstance(read(gateway, [HOST, cookie], clock(), method="POST"), Refused)
     same_origin = (b"origin", b"https://app.example")
     assert read(gateway, [HOST, cookie, same_origin], clock(), method="POST").claims is not None
     # The default mode: the same cookie is anonymous.
-    assert read(RequestReader(store_for(clock)), [HOST, cookie], clock()).claims is None
+    assert read(RequestReader.for_store(store_for(clock)), [HOST, cookie], clock()).claims is None
