@@ -5,13 +5,13 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from starlette.requests import HTTPConnection
 
 from .config import AuthStore, Credential
 from .cookies import session_tokens
-from .decision import Reading
+from .decision import CachedReading, Reading
 from .errors import ConfigurationError
 from .events import AuthEvent
 
@@ -312,3 +312,19 @@ def published(store: AuthStore, reading: Reading) -> AuthState:
     if reading.refresh_token is not None:
         state.refresh_token = reading.refresh_token
     return state
+
+
+def remembered(
+    store: AuthStore, cached: CachedReading, headers: Iterable[tuple[bytes, bytes]]
+) -> AuthState:
+    """The state of a session the reader's cache served (nearly every request): its tokens
+    are this request's own cookies, read from ``headers`` when a route first asks for one."""
+    state = _new_state(AuthState)  # every field set here: no __init__ call on top
+    state.store, state._unread_cookies = store, headers
+    state.token_type, state.claims = cached.token_type, cached.claims.copy()
+    state.user_state, state.state_id = cached.user_state.copy(), cached.state_id
+    state.credential = "cookie"
+    return state
+
+
+_new_state: Final = AuthState.__new__

@@ -22,7 +22,7 @@ from .audit import (
     report_route_events,
     report_unchecked,
 )
-from .authstate import published
+from .authstate import published, remembered
 from .callback import RefreshParam
 from .clientinfo import client_info
 from .config import AuthStore
@@ -136,13 +136,8 @@ class AuthKitMiddleware:
                 keys_reloaded=True,
             )
         if decision.__class__ is CachedReading:
-            # The common request: a signed-in browser repeating its Cookie header. Built
-            # here rather than in a helper, as this runs for nearly every request.
-            state = _new_state(AuthState)
-            state.store, state._unread_cookies = self.store, scope["headers"]
-            state.token_type, state.claims = decision.token_type, decision.claims.copy()
-            state.user_state, state.state_id = decision.user_state.copy(), decision.state_id
-            state.credential = "cookie"
+            # The common request: a signed-in browser repeating its Cookie header.
+            state = remembered(self.store, decision, scope["headers"])
         elif decision.__class__ is Reading:
             state = published(self.store, decision)
             if decision.then:
@@ -392,6 +387,5 @@ class AuthKitMiddleware:
         return await self._settle(state, decision, scope) if decision.then else state
 
 
-# AuthState without __init__: the hot path sets every field itself.
-_new_state: Final = AuthState.__new__
+# The app's send without __init__: the hot path sets every field itself.
 _new_send: Final = AppSend.__new__
