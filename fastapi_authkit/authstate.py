@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from starlette.requests import HTTPConnection
 
@@ -319,12 +319,9 @@ def remembered(
 ) -> AuthState:
     """The state of a session the reader's cache served (nearly every request): its tokens
     are this request's own cookies, read from ``headers`` when a route first asks for one."""
-    state = _new_state(AuthState)  # every field set here: no __init__ call on top
-    state.store, state._unread_cookies = store, headers
+    state = AuthState(store)
+    state._unread_cookies = headers
     state.token_type, state.claims = cached.token_type, cached.claims.copy()
     state.user_state, state.state_id = cached.user_state.copy(), cached.state_id
     state.credential = "cookie"
     return state
-
-
-_new_state: Final = AuthState.__new__

@@ -151,19 +151,17 @@ class AuthKitMiddleware:
             return
         scope[SCOPE_KEY] = state
 
-        # The app's send, built here rather than by a constructor: this runs for every request.
+        # The app's send: the cookie writes at response start, and the watch of a stream.
         live, claims = self._live, state.claims
         app_send: AppSend
         watch: StreamWatch | None = None
         if live is not None and method == "GET" and claims is not None and live.streams != "none":
             # Watched: a response that starts as a stream ends with its session.
-            app_send = watch = _new_send(StreamWatch)
-            watch.live, watch.claims, watch.server_receive = live, claims, receive
-            watch.conn = watch.stream = None
+            app_send = watch = StreamWatch(
+                scope, state, send, self._with_cookies, live, claims, receive
+            )
         else:
-            app_send = _new_send(AppSend)
-        app_send.scope, app_send.state, app_send.server_send = scope, state, send
-        app_send.with_cookies, app_send.started = self._with_cookies, False
+            app_send = AppSend(scope, state, send, self._with_cookies)
         try:
             if watch is not None:
                 try:
@@ -385,7 +383,3 @@ class AuthKitMiddleware:
             return AuthState(self.store)
         state = published(self.store, decision)
         return await self._settle(state, decision, scope) if decision.then else state
-
-
-# The app's send without __init__: the hot path sets every field itself.
-_new_send: Final = AppSend.__new__

@@ -25,9 +25,6 @@ WithCookies = Callable[[Scope, AuthState, Message, Send], Awaitable[None]]
 class AppSend:
     """One request's ``send`` as the app sees it (:meth:`send`): a response start carries
     the cookie writes the request queued, and :attr:`started` says whether one went out.
-
-    Built for every request: the middleware fills the slots itself, without a constructor
-    call.
     """
 
     __slots__ = ("scope", "server_send", "started", "state", "with_cookies")
@@ -37,6 +34,12 @@ class AppSend:
     server_send: Send
     with_cookies: WithCookies
     started: bool
+
+    def __init__(
+        self, scope: Scope, state: AuthState, server_send: Send, with_cookies: WithCookies
+    ) -> None:
+        self.scope, self.state, self.server_send = scope, state, server_send
+        self.with_cookies, self.started = with_cookies, False
 
     # A plain function returning the awaitable (ASGI only awaits what it returns): no
     # coroutine of its own for each message of every response.
@@ -56,8 +59,7 @@ class StreamWatch(AppSend):
     leaving, or a stream starts): a plain response makes none. :meth:`finish` once the
     app returned.
 
-    The middleware fills :class:`AppSend`'s slots and ``live``, ``claims``,
-    ``server_receive``, ``conn`` and ``stream`` (both None).
+    ``live`` holds the connections that revocations end, ``claims`` the session's.
     """
 
     __slots__ = ("claims", "conn", "live", "server_receive", "stream")
@@ -67,6 +69,20 @@ class StreamWatch(AppSend):
     server_receive: Receive
     conn: LiveConnection | None  # made when first needed
     stream: LiveConnection | None  # once the response streams
+
+    def __init__(
+        self,
+        scope: Scope,
+        state: AuthState,
+        server_send: Send,
+        with_cookies: WithCookies,
+        live: LiveConnections,
+        claims: dict[str, Any],
+        server_receive: Receive,
+    ) -> None:
+        super().__init__(scope, state, server_send, with_cookies)
+        self.live, self.claims, self.server_receive = live, claims, server_receive
+        self.conn = self.stream = None
 
     def send(self, message: Message) -> Awaitable[None]:
         stream = self.stream
