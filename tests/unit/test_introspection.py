@@ -81,44 +81,67 @@ def _log(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
     return [(r.levelno, r.getMessage()) for r in caplog.records]
 
 
-def test_a_run_of_client_refusals_is_one_error_naming_the_fix_and_an_end(
+_REFUSED = {"error": "invalid_client", "error_description": "bad secret"}
+_REFUSED_LINE = (
+    logging.ERROR,
+    "token introspection impossible, the provider refuses this app's client "
+    "(HTTP 401 'invalid_client'): check client_id, client_secret and auth_method; "
+    "protected routes answer 503 until the configuration is fixed",
+)
+_OUTAGE_LINE = (
+    logging.WARNING,
+    "token introspection answered HTTP 500 'server_error' (503 meanwhile)",
+)
+
+
+@pytest.mark.parametrize(
+    ("failure", "first", "end", "again", "again_line"),
+    [
+        pytest.param(
+            (401, _REFUSED),
+            _REFUSED_LINE,
+            "the introspection endpoint accepts this app's client again after 5 refused "
+            "introspection(s)",
+            (401, _REFUSED),
+            _REFUSED_LINE,
+            id="client-refused",
+        ),
+        pytest.param(
+            (500, {"error": "server_error"}),
+            _OUTAGE_LINE,
+            "the introspection endpoint answers again after 5 failed introspection(s)",
+            (502, {}),
+            (logging.WARNING, "token introspection answered HTTP 502 (503 meanwhile)"),
+            id="outage",
+        ),
+    ],
+)
+def test_a_run_of_failures_is_one_line_naming_it_and_a_line_at_its_end(
     caplog: pytest.LogCaptureFixture,
+    failure: tuple[int, dict[str, str]],
+    first: tuple[int, str],
+    end: str,
+    again: tuple[int, dict[str, str]],
+    again_line: tuple[int, str],
 ) -> None:
-    refused = {"error": "invalid_client", "error_description": "bad secret"}
-    with StaticJSON(refused, status=401).running() as answer:
+    """While the provider refuses this app's client (an ERROR naming the fix) or fails (a
+    WARNING), every request with a token not seen yet asks it again and answers 503; the run
+    is one line, not one per token, and its end is said (a WARNING); a new run starts over."""
+    status, body = failure
+    with StaticJSON(body, status=status).running() as answer:
         cache = _introspection(answer.url)
         with caplog.at_level(logging.INFO, logger="fastapi_authkit"):
-            # Every request with a token not seen yet asks the provider, and is refused.
             _introspect_each(cache, [f"token-{n}" for n in range(5)])
             assert len(answer.requests) == 5
-            assert _log(caplog) == [
-                (
-                    logging.ERROR,
-                    "token introspection impossible, the provider refuses this app's client "
-                    "(HTTP 401 'invalid_client'): check client_id, client_secret and "
-                    "auth_method; protected routes answer 503 until the configuration is fixed",
-                )
-            ]
+            assert _log(caplog) == [first]
             with pytest.raises(VerificationUnavailableError):
                 cache.lookup("token-4", time.time())  # neither accepted nor refused
             caplog.clear()
             answer.status, answer.body = 200, {"active": False}
-            _introspect_each(cache, ["fixed"])
-            answer.status, answer.body = 401, refused
-            _introspect_each(cache, ["broken-again"])
-    assert _log(caplog) == [
-        (
-            logging.WARNING,
-            "the introspection endpoint accepts this app's client again after 5 refused "
-            "introspection(s)",
-        ),
-        (
-            logging.ERROR,
-            "token introspection impossible, the provider refuses this app's client "
-            "(HTTP 401 'invalid_client'): check client_id, client_secret and auth_method; "
-            "protected routes answer 503 until the configuration is fixed",
-        ),
-    ]
+            _introspect_each(cache, ["back"])
+            answer.status, answer.body = again
+            _introspect_each(cache, ["failing-again"])
+    assert _log(caplog) == [(logging.WARNING, end), again_line]
     assert all(r.exc_info is None for r in caplog.records)
 
 
@@ -151,41 +174,7 @@ def test_provider_errors_stay_warnings(caplog: pytest.LogCaptureFixture) -> None
         cache = _introspection(answer.url)
         with caplog.at_level(logging.INFO, logger="fastapi_authkit"):
             _introspect_each(cache, ["one"])
-    assert _log(caplog) == [
-        (logging.WARNING, "token introspection answered HTTP 500 'server_error' (503 meanwhile)")
-    ]
-
-
-def test_an_outage_is_one_warning_for_the_run_and_a_line_at_its_end(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """While the provider fails, every request with a token not seen yet asks it again (and
-    answers 503); the run is one WARNING, not one per token, and its end is said."""
-    with StaticJSON({"error": "server_error"}, status=500).running() as answer:
-        cache = _introspection(answer.url)
-        with caplog.at_level(logging.INFO, logger="fastapi_authkit"):
-            _introspect_each(cache, [f"token-{n}" for n in range(5)])
-            assert len(answer.requests) == 5
-            assert _log(caplog) == [
-                (
-                    logging.WARNING,
-                    "token introspection answered HTTP 500 'server_error' (503 meanwhile)",
-                )
-            ]
-            with pytest.raises(VerificationUnavailableError):
-                cache.lookup("token-4", time.time())
-            caplog.clear()
-            answer.status, answer.body = 200, {"active": False}
-            _introspect_each(cache, ["back"])
-            answer.status, answer.body = 502, {}
-            _introspect_each(cache, ["down-again"])
-    assert _log(caplog) == [
-        (
-            logging.WARNING,
-            "the introspection endpoint answers again after 5 failed introspection(s)",
-        ),
-        (logging.WARNING, "token introspection answered HTTP 502 (503 meanwhile)"),
-    ]
+    assert _log(caplog) == [_OUTAGE_LINE]
 
 
 def test_an_unreachable_endpoint_is_one_warning_with_its_traceback_at_debug(
