@@ -117,5 +117,14 @@ class TokenSource(Protocol):
         the token's :data:`SESSION_CLAIM` claim."""
         ...
 
-    # The kit's own refresh: see Rotate.
-    rotate: Rotate
+    def rotate(
+        self,
+        refresh_token: str,
+        *,
+        subject: str | None,
+        context: str,
+        now: float,
+        client: ClientInfo | None = None,
+    ) -> Awaitable[Rotation]:
+        """The kit's own refresh: see :class:`Rotate` (which ``source.rotate`` is)."""
+        ...

@@ -92,7 +92,7 @@ async def mint_session(
                 subject, issued.access_token, issued.refresh_token, None, verified, None, ()
             )
         tokens = await source.sign_in(conn, subject, user_state=user_state)
-        refresh = tokens.refresh_token
+        refresh: str | None = tokens.refresh_token
     else:
         now = store.clock()
         payload = {
