@@ -137,7 +137,7 @@ def parse_cookie_header(header: bytes, wanted: frozenset[bytes]) -> Mapping[str,
             found[name] = None
         else:
             found[name] = value
-    # A plain dict (its .get is faster than a mappingproxy's); callers only read it.
+    # Callers only read it.
     return {name.decode(): value.decode() for name, value in found.items() if value is not None}
 
 

@@ -62,8 +62,7 @@ class Then(enum.IntFlag):
     UNAVAILABLE = 16
 
 
-# The members under module names too, as ``re.IGNORECASE`` is ``re.RegexFlag.IGNORECASE``:
-# a global read is what the hot path can afford for its one test.
+# The members under module names too, as ``re.IGNORECASE`` is ``re.RegexFlag.IGNORECASE``.
 DONE: Final = Then.DONE
 CHECK: Final = Then.CHECK
 REFRESH: Final = Then.REFRESH

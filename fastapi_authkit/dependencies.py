@@ -22,7 +22,7 @@ from starlette.status import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LATER
 from .config import AuthStore
 from .errors import ConfigurationError
 from .localpath import is_local_path
-from .state import SCOPE_KEY, AuthState, get_auth_state
+from .state import AuthState, get_auth_state
 
 __all__ = [
     "AuthHeader",
@@ -131,14 +131,9 @@ class _CurrentUser(AuthKitCookie):
     401 when anonymous, 503 when the session cannot be checked or refreshed now."""
 
     async def __call__(self, conn: HTTPConnection) -> Any:
-        # get_auth_state(conn) inlined: this is the dependency nearly every route uses.
-        state = conn.scope.get(SCOPE_KEY)
-        if state.__class__ is not AuthState:
-            state = get_auth_state(conn)  # raises the ConfigurationError
+        state = get_auth_state(conn)
         if state.claims is None:
             raise _refusal(conn, state)
-        if state.store.user_loader is None:  # the common case, without another coroutine
-            return state.claims if state.user_state is None else state.user_state
         return await state.load_user()
 
 

@@ -79,12 +79,10 @@ class AuthKitMiddleware:
         self._flights = SingleFlight(store.clock)
         self._clock = store.clock
         self._reader = RequestReader.for_store(store)
-        self._read = self._reader.read
         self._audit = store.events
         self._writer = writer = store.cookie_writer
         self._refreshing = RefreshContext(store.verifier, writer, store.clock, store.notices)
         self._route = store.refresh_route
-        self._with_cookies = self._send_with_cookies  # bound once: every request holds it
         self._refusals = Refusals(
             csrf_header=store.csrf_header_name,
             csrf_cookie=store.names.csrf,
@@ -114,7 +112,7 @@ class AuthKitMiddleware:
             )
         scope[_SEEN] = True
         method = scope["method"] if kind == "http" else None
-        decision = self._read(
+        decision = self._reader.read(
             scope["headers"],
             method,
             scope["path"],
@@ -126,7 +124,7 @@ class AuthKitMiddleware:
             # The access token names a key the key set does not hold: reload it
             # (rate-limited), then read once more; still unknown is a foreign token.
             await self.store.verifier.reload_keys_for(decision.access or "", trusted=False)
-            decision = self._read(
+            decision = self._reader.read(
                 scope["headers"],
                 method,
                 scope["path"],
@@ -158,10 +156,10 @@ class AuthKitMiddleware:
         if live is not None and method == "GET" and claims is not None and live.streams != "none":
             # Watched: a response that starts as a stream ends with its session.
             app_send = watch = StreamWatch(
-                scope, state, send, self._with_cookies, live, claims, receive
+                scope, state, send, self._send_with_cookies, live, claims, receive
             )
         else:
-            app_send = AppSend(scope, state, send, self._with_cookies)
+            app_send = AppSend(scope, state, send, self._send_with_cookies)
         try:
             if watch is not None:
                 try:
@@ -372,7 +370,9 @@ class AuthKitMiddleware:
         headers = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
         method, path, scheme = scope.get("method"), scope["path"], scope.get("scheme", "http")
         root_path = scope.get("root_path", "")
-        decision = self._read(headers, method, path, scheme, self._clock(), root_path=root_path)
+        decision = self._reader.read(
+            headers, method, path, scheme, self._clock(), root_path=root_path
+        )
         if isinstance(decision, CachedReading):
             decision = decision.reading(headers, self.store.names)
         elif isinstance(decision, Refused):

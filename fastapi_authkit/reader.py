@@ -92,7 +92,6 @@ class RequestReader:
         self._known, self._audited, self._debugging = session_known, audited, debug
         # As many records as the verifier remembers tokens: a record takes its token's place.
         self._cache = ReaderCache(names, verifier.cache_size, session_known)
-        self._parsed = self._cache.parsed  # bound once: called for every cookie request
 
     @classmethod
     def for_store(cls, store: AuthStore) -> RequestReader:
@@ -141,19 +140,8 @@ class RequestReader:
         if self._gateway:
             return self._gateway_cookie(headers, method, scheme, now, keys_reloaded)
         header = cookie_header(headers)
-        parsed = self._parsed(header)
         safe = method in SAFE_METHODS
-        if safe and parsed is not None:
-            # The common request, answered here without a call: the reading last served
-            # for this very header, still in its window (and its session still live).
-            cached = parsed.cached
-            if (
-                cached is not None
-                and self._cache.since <= now < cached.valid_until
-                and (cached.family is None or self._known(cached.family, now) is True)  # type: ignore[misc]
-            ):
-                return cached
-        found = self._cache.find(header, parsed, safe, now)
+        found = self._cache.find(header, safe, now)
         if isinstance(found, CachedReading):
             return found
         if root_path:

@@ -99,7 +99,7 @@ def session_digest(key: SessionKey) -> bytes:
 class ReaderCache:
     """The layers (see the module docstring) for one configuration's reader."""
 
-    __slots__ = ("_by_header", "_known", "_names", "_parsed", "parsed", "readings", "since")
+    __slots__ = ("_by_header", "_known", "_names", "_parsed", "readings", "since")
 
     def __init__(self, names: CookieNames, size: int, known: SessionKnown | None) -> None:
         self._names = names
@@ -112,8 +112,6 @@ class ReaderCache:
         self.since = -math.inf
         self.readings: Fifo[bytes, CachedReading] = Fifo(size)
         self._parsed: Fifo[bytes, ParsedHeader] = Fifo(PARSED_HEADERS)
-        # The parsed-header layer's lookup, bound once: the reader calls it on every request.
-        self.parsed = self._parsed.get
         # A record's last header's digest -> the record (whose ``header`` it is).
         self._by_header: dict[bytes, CachedReading] = {}
 
@@ -128,12 +126,17 @@ class ReaderCache:
             self._parsed.put(header, parsed)
         return parsed
 
-    def find(
-        self, header: bytes, parsed: ParsedHeader | None, safe: bool, now: float
-    ) -> CachedReading | ParsedHeader:
-        """For a header not served from ``parsed.cached``: the session's record when it
-        serves this request (``safe`` methods only), else the header parsed."""
-        if parsed is None:
+    def find(self, header: bytes, safe: bool, now: float) -> CachedReading | ParsedHeader:
+        """The session's record when it serves this request (``safe`` methods only), else
+        the header parsed."""
+        parsed = self._parsed.get(header)
+        if parsed is not None:
+            # The common request: a signed-in browser repeating its Cookie header, which
+            # served this very record last time.
+            cached = parsed.cached
+            if safe and cached is not None and self._serves(cached, now):
+                return cached
+        else:
             if not safe or len(header) > CACHED_HEADER_BYTES:
                 return self.header(header)
             digest = header_digest(header)

@@ -98,7 +98,7 @@ class SessionTokens:
         self.issuer = issuer
         self.audience = audience
         self.clock = clock
-        # The backend's own view, bound once: the hot path calls it on every request.
+        # The backend's view of revocations, asked on every request without I/O.
         self.known_active: Callable[[str, float], bool | None] = backend.known_active
         self._signing_key = signing_key
         self._headers: dict[str, Any] = {"typ": ACCESS_TOKEN_TYPE}

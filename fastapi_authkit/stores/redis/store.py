@@ -101,7 +101,7 @@ class RedisStore:
         subjects = SubjectSets(gateway, keys)
         self._channel = channel = f"{prefix}rev"
         self._view = view = RevocationView(max_lag=max_lag, size=view_size)
-        self.known_active = view.lookup  # the hot path: no wrapper frame
+        self.known_active = view.lookup  # what this process's view knows
         self._subscriber = (
             RevocationSubscriber(view, self._topology.subscriptions(channel, keys.epoch()))
             if view_size
