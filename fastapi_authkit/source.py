@@ -117,14 +117,7 @@ class TokenSource(Protocol):
         the token's :data:`SESSION_CLAIM` claim."""
         ...
 
-    def rotate(
-        self,
-        refresh_token: str,
-        *,
-        subject: str | None,
-        context: str,
-        now: float,
-        client: ClientInfo | None = None,
-    ) -> Awaitable[Rotation]:
-        """The kit's own refresh: see :class:`Rotate` (which ``source.rotate`` is)."""
+    @property
+    def rotate(self) -> Rotate:
+        """The kit's own refresh: see :class:`Rotate`."""
         ...
