@@ -130,8 +130,9 @@ class RevocationSubscriber:
                     self._lost("could not subscribe", exc)
                 else:
                     try:
+                        # Closed during the await (mypy keeps the loop's narrowing across it).
                         if self._closed:
-                            return
+                            return  # type: ignore[unreachable]
                         self._view.subscribed()
                         if self._lost_since is not None:
                             logger.info("revocation subscription re-established")
