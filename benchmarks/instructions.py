@@ -14,6 +14,13 @@ the warm-up is frozen out of the garbage collector's passes.
 
     .venv/bin/python -m benchmarks.instructions [--n 2000] [--variants kit noop ...]
     .venv/bin/python -m benchmarks.instructions --against OLD/fastapi_authkit [...]
+    .venv/bin/python -m benchmarks.instructions --misses [...]
+
+``--misses`` adds callgrind's simulated caches and branch predictors: the L1 misses and the
+mispredicted branches per request, each against the no-op dependency. A miss served by
+the L2 cache costs about a dozen cycles and a mispredicted branch fifteen or more, where an
+instruction takes under one, so a stack whose code misses more per instruction than
+FastAPI's costs more wall-clock time than its instruction ratio says.
 
 Two checkouts of different code differ by a few tenths of a percent even on paths that
 run the same code (the heap is laid out differently, and some hashes follow addresses).
@@ -205,14 +212,27 @@ def inner(name: str, n: int) -> None:
     asyncio.run(main())
 
 
-_TOTAL = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
+_EVENTS = re.compile(rb"^events:\s+(.+)$", re.MULTILINE)
+_TOTALS = re.compile(rb"^(?:summary|totals):\s+([\d ]+)$", re.MULTILINE)
+
+# With --misses, what a processor stalls on besides the instructions themselves (callgrind's
+# simulated caches and branch predictors): each name and the events it adds up.
+MISSES: dict[str, tuple[str, ...]] = {
+    "instructions": ("Ir",),
+    "L1i misses": ("I1mr",),
+    "L1d misses": ("D1mr", "D1mw"),
+    "mispredicted branches": ("Bcm", "Bim"),
+}
 
 
-def instructions(name: str, n: int, directory: Path, against: list[str]) -> int:
+def counts(name: str, n: int, directory: Path, against: list[str], misses: bool) -> dict[str, int]:
+    """Callgrind's totals for ``n`` requests of variant ``name``, by event (``Ir``: the
+    instructions; with ``misses``, the simulated cache misses and branch mispredictions)."""
     out = directory / f"{name}-{n}-{'-'.join(against[-1:])}.out"
     command = [
         "valgrind",
         "--tool=callgrind",
+        *(["--cache-sim=yes", "--branch-sim=yes"] if misses else []),
         f"--callgrind-out-file={out}",
         sys.executable,
         "-m",
@@ -225,10 +245,14 @@ def instructions(name: str, n: int, directory: Path, against: list[str]) -> int:
     ]
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(REPO_ROOT)}
     subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, capture_output=True)
-    match = _TOTAL.search(out.read_bytes())
-    if match is None:
-        raise RuntimeError(f"no instruction total in {out}")
-    return int(match.group(1))
+    text = out.read_bytes()
+    events, totals = _EVENTS.search(text), _TOTALS.search(text)
+    if events is None or totals is None:
+        raise RuntimeError(f"no totals in {out}")
+    return {
+        event.decode(): int(total)
+        for event, total in zip(events.group(1).split(), totals.group(1).split(), strict=True)
+    }
 
 
 def main() -> None:
@@ -237,6 +261,11 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument(
         "--against", type=Path, help="an older checkout's fastapi_authkit directory"
+    )
+    parser.add_argument(
+        "--misses",
+        action="store_true",
+        help="also simulate the caches and branch predictors (slower): misses per request",
     )
     parser.add_argument("--inner", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--version", type=int, help=argparse.SUPPRESS)
@@ -251,19 +280,44 @@ def main() -> None:
         other = str(args.against.resolve())
         versions = [["--against", other, "--version", "1"], ["--against", other, "--version", "0"]]
         print(f"columns: the package at {other}, then this checkout's (both loaded in each run)")
-    print(f"instructions per request (callgrind, ({2 * args.n} - {args.n} requests) / {args.n})")
+    measures = MISSES if args.misses else {"instructions": ("Ir",)}
+    print(
+        f"{', '.join(measures)} per request (callgrind, ({2 * args.n} - {args.n} requests)"
+        f" / {args.n})"
+    )
+    per_request: dict[str, dict[str, float]] = {}
     with workdir("instructions") as tmp, redis_server(tmp) as redis:
         os.environ[REDIS_URL] = redis.url
         for name in args.variants:
-            counts = []
+            columns: list[dict[str, float]] = []
             for version in versions:
-                one = instructions(name, args.n, tmp, version)
-                two = instructions(name, 2 * args.n, tmp, version)
-                counts.append((two - one) / args.n)
-            line = "".join(f" {count:12,.0f}" for count in counts)
-            if len(counts) == 2:
-                line += f" {counts[1] - counts[0]:+10,.0f} ({counts[1] / counts[0] - 1:+.2%})"
-            print(f"  {name:20s}{line}", flush=True)
+                one = counts(name, args.n, tmp, version, args.misses)
+                two = counts(name, 2 * args.n, tmp, version, args.misses)
+                columns.append(
+                    {
+                        measure: sum(two[e] - one[e] for e in events) / args.n
+                        for measure, events in measures.items()
+                    }
+                )
+            per_request[name] = columns[-1]
+            for measure in measures:
+                values = [column[measure] for column in columns]
+                line = "".join(f" {value:12,.0f}" for value in values)
+                if len(values) == 2:
+                    line += f" {values[1] - values[0]:+10,.0f} ({values[1] / values[0] - 1:+.2%})"
+                label = name if measure == "instructions" else f"  {measure}"
+                print(f"  {label:24s}{line}", flush=True)
+    if args.misses and "noop" in per_request:
+        # Each stall's ratio to the no-op dependency's beside the instructions': code that
+        # misses more per instruction costs more wall-clock time than its count says.
+        print("each against the no-op dependency:")
+        floor = per_request["noop"]
+        for name, measured in per_request.items():
+            if name != "noop":
+                ratios = "  ".join(
+                    f"{measure} {measured[measure] / floor[measure]:.3f}x" for measure in measures
+                )
+                print(f"  {name:20s} {ratios}")
 
 
 if __name__ == "__main__":

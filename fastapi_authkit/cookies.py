@@ -137,7 +137,7 @@ def parse_cookie_header(header: bytes, wanted: frozenset[bytes]) -> Mapping[str,
             found[name] = None
         else:
             found[name] = value
-    # Callers only read it.
+    # A new dict, typed read-only because the empty answer (_EMPTY) is one shared object.
     return {name.decode(): value.decode() for name, value in found.items() if value is not None}
 
 
