@@ -3,6 +3,7 @@ tests and benchmarks."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -11,10 +12,27 @@ from pathlib import Path
 
 import redis
 
-from tests.support.processes import Service, free_port, start_ready, stop_process, wait_until
+from tests.support.processes import (
+    LaunchError,
+    Service,
+    free_port,
+    start_ready,
+    stop_process,
+    wait_until,
+)
 from tests.support.redis_servers import RedisServer, ping, redis_binary
 
 SENTINEL_SERVICE = "authkit"
+
+
+def is_sentinel(port: int) -> bool:
+    """Whether a Sentinel answers on ``port`` (a data server refuses ``SENTINEL MYID``)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"SENTINEL MYID\r\n")
+            return sock.recv(16).startswith(b"$")
+    except OSError:
+        return False
 
 
 class SentinelSet(Service):
@@ -86,33 +104,46 @@ class SentinelSet(Service):
         for replica in self.servers[1:]:
             self.wait_replicated(self.servers[0], replica)
         quorum = len(self.sentinel_ports) // 2 + 1
-        for i, port in enumerate(self.sentinel_ports):
-            directory = self.base_dir / f"sentinel{i}"
-            directory.mkdir(parents=True, exist_ok=True)
-            conf = directory / "sentinel.conf"
-            conf.write_text(
-                f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
-                f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {self.servers[0].port} {quorum}\n"
-                f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {self.down_after_ms}\n"
-                # Also the pause between two failovers of the same primary (twice this).
-                f"sentinel failover-timeout {SENTINEL_SERVICE} {self.failover_timeout_ms}\n"
-            )
-            self.sentinels.append(
-                start_ready(
-                    [redis_binary(), str(conf), "--sentinel"],
-                    what=f"Sentinel on port {port}",
-                    log=directory / "sentinel.log",
-                    ready=partial(ping, port),
-                    timeout=10,
-                    own_session=self.own_session,
-                )
-            )
+        ports = list(self.sentinel_ports)
+        for i in range(len(ports)):
+            for attempt in range(3):
+                try:
+                    self.sentinels.append(self._start_sentinel(i, ports[i], quorum))
+                    break
+                except LaunchError:
+                    # Another server took the port between its pick and this start (the
+                    # Sentinel could not bind it and exited): pick another.
+                    if attempt == 2 or not ping(ports[i]):
+                        raise
+                    ports[i] = free_port()
+                    self.sentinel_ports = tuple(ports)
             if self.sentinel_debug:
-                with self._sentinel(port) as sentinel:
+                with self._sentinel(ports[i]) as sentinel:
                     args = [x for pair in self.sentinel_debug.items() for x in pair]
                     sentinel.execute_command("SENTINEL", "DEBUG", *args)
         for replica in self.servers[1:]:
             self.wait_watched(replica)
+
+    def _start_sentinel(self, i: int, port: int, quorum: int) -> subprocess.Popen[bytes]:
+        directory = self.base_dir / f"sentinel{i}"
+        directory.mkdir(parents=True, exist_ok=True)
+        conf = directory / "sentinel.conf"
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
+            f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {self.servers[0].port} {quorum}\n"
+            f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {self.down_after_ms}\n"
+            # Also the pause between two failovers of the same primary (twice this).
+            f"sentinel failover-timeout {SENTINEL_SERVICE} {self.failover_timeout_ms}\n"
+        )
+        return start_ready(
+            [redis_binary(), str(conf), "--sentinel"],
+            what=f"Sentinel on port {port}",
+            log=directory / "sentinel.log",
+            # A Sentinel, not whatever else answers PING there.
+            ready=partial(is_sentinel, port),
+            timeout=10,
+            own_session=self.own_session,
+        )
 
     def _sentinel(self, port: int | None = None) -> redis.Redis:
         """A client of the Sentinel on ``port`` (the first one by default)."""
