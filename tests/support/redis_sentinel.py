@@ -3,7 +3,6 @@ tests and benchmarks."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -20,19 +19,14 @@ from tests.support.processes import (
     stop_process,
     wait_until,
 )
-from tests.support.redis_servers import RedisServer, ping, redis_binary
+from tests.support.redis_servers import RedisServer, answers, ping, redis_binary
 
 SENTINEL_SERVICE = "authkit"
 
 
 def is_sentinel(port: int) -> bool:
     """Whether a Sentinel answers on ``port`` (a data server refuses ``SENTINEL MYID``)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"SENTINEL MYID\r\n")
-            return sock.recv(16).startswith(b"$")
-    except OSError:
-        return False
+    return answers(port, b"SENTINEL MYID", b"$")  # its id, a bulk string
 
 
 class SentinelSet(Service):

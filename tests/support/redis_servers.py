@@ -21,14 +21,20 @@ from tests.support.processes import LaunchError, Service, free_port, start_ready
 NOT_PERSISTED = ("--appendonly", "no")
 
 
-def ping(port: int) -> bool:
-    """Whether a Redis server (or Sentinel) answers PING on ``port``."""
+def answers(port: int, command: bytes, reply: bytes) -> bool:
+    """Whether what listens on ``port`` answers ``command`` (inline) with a reply that
+    starts with ``reply``."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            sock.sendall(command + b"\r\n")
+            return sock.recv(16).startswith(reply)
     except OSError:
         return False
+
+
+def ping(port: int) -> bool:
+    """Whether a Redis server (or Sentinel) answers PING on ``port``."""
+    return answers(port, b"PING", b"+PONG")
 
 
 def redis_binary() -> str:
